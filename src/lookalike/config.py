@@ -1,0 +1,43 @@
+"""One settings object, read once: environment (LOOKALIKE_*) overridden by command-line values."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_MODEL = "ViT-B-32"
+DEFAULT_PRETRAINED = "laion2b_s34b_b79k"
+
+
+class Settings(BaseSettings):
+    """Everything a process needs to build its pieces.
+
+    Every field can be set from the environment with the ``LOOKALIKE_`` prefix
+    (``LOOKALIKE_DB``, ``LOOKALIKE_MODEL``, ...); values passed to the constructor win.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="LOOKALIKE_", extra="ignore")
+
+    db: str = "./lookalike.db"
+    collection: str = "images"
+    model: str = DEFAULT_MODEL
+    pretrained: str = DEFAULT_PRETRAINED
+    device: str = "auto"
+    batch_size: int = Field(default=32, ge=1, le=4096)
+    workers: int = Field(default_factory=lambda: max(1, min(8, os.cpu_count() or 1)), ge=1, le=64)
+    # Milvus server credentials; ignored by Milvus Lite.
+    token: str = ""
+    user: str = ""
+    password: str = ""
+    # Decoding limits: a decompression bomb is refused, not decoded.
+    max_image_pixels: int = Field(default=100_000_000, ge=1)
+    max_download_mb: float = Field(default=50.0, gt=0)
+    fetch_timeout_s: float = Field(default=20.0, gt=0)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the environment once and apply the caller's non-empty overrides."""
+    return Settings(**{key: value for key, value in overrides.items() if value is not None})

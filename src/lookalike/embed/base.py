@@ -1,0 +1,90 @@
+"""The model lifecycle: public embed_* methods, a lazy load, and the runtime's encode."""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from typing import TypeVar
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image
+
+Vectors = npt.NDArray[np.float32]
+"""A (n, dim) float32 matrix of L2-normalised embeddings."""
+
+T = TypeVar("T")
+
+
+def batched(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def l2_normalise(vectors: npt.NDArray[np.floating]) -> Vectors:
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    # A zero vector stays zero instead of becoming NaN.
+    return np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
+
+
+class Embedder(ABC):
+    """Turns images and texts into vectors of one space.
+
+    Subclasses implement ``_load`` and the ``_encode_*`` methods for one runtime; callers
+    only use ``embed_images``, ``embed_texts``, ``dim`` and ``name``. The model is loaded
+    on first use, once, even when several threads ask at the same time.
+    """
+
+    def __init__(self, batch_size: int = 32) -> None:
+        self.batch_size = batch_size
+        self._loaded = False
+        self._load_lock = threading.Lock()
+
+    @property
+    @abstractmethod
+    def name(self) -> str:
+        """A label for the model and its weights, stored with the collection."""
+
+    @property
+    @abstractmethod
+    def dim(self) -> int:
+        """The embedding size; known without loading the weights where possible."""
+
+    @property
+    def supports_text(self) -> bool:
+        return True
+
+    def load(self) -> None:
+        if self._loaded:
+            return
+        with self._load_lock:
+            if not self._loaded:
+                self._load()
+                self._loaded = True
+
+    def embed_images(self, images: Sequence[Image.Image]) -> Vectors:
+        """Embed RGB images in batches of ``batch_size``; returns one normalised row per image."""
+        if not images:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        self.load()
+        parts = [self._encode_images(batch) for batch in batched(images, self.batch_size)]
+        return l2_normalise(np.concatenate(parts))
+
+    def embed_texts(self, texts: Sequence[str]) -> Vectors:
+        """Embed texts in batches of ``batch_size``; returns one normalised row per text."""
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        self.load()
+        parts = [self._encode_texts(batch) for batch in batched(texts, self.batch_size)]
+        return l2_normalise(np.concatenate(parts))
+
+    @abstractmethod
+    def _load(self) -> None: ...
+
+    @abstractmethod
+    def _encode_images(self, images: Sequence[Image.Image]) -> npt.NDArray[np.floating]: ...
+
+    @abstractmethod
+    def _encode_texts(self, texts: Sequence[str]) -> npt.NDArray[np.floating]: ...

@@ -1,0 +1,187 @@
+"""open_clip models: a built-in architecture name or a model-config JSON, with a tag or a local checkpoint."""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image
+
+from lookalike.embed.base import Embedder
+from lookalike.embed.weights import resolve_tag
+from lookalike.errors import ConfigError, ModelUnavailableError
+
+log = logging.getLogger(__name__)
+
+RANDOM_WEIGHTS = frozenset({"random", "none"})
+"""``--pretrained random`` builds the architecture with random weights (benchmarks, smoke tests)."""
+
+_CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
+
+
+def offline_help(model: str, pretrained: str, reason: str) -> str:
+    return (
+        f"Cannot load the weights '{pretrained}' for model '{model}': {reason}\n\n"
+        "lookalike fetches open_clip weights from the Hugging Face hub on first use, and this machine "
+        "could not get them (no network, or the hub is unreachable). Download the checkpoint on a machine "
+        "that is online (for example open_clip_pytorch_model.bin from the model's hub page) and pass the "
+        "local file: `--pretrained /path/to/open_clip_pytorch_model.bin` (or LOOKALIKE_PRETRAINED). A "
+        "custom or fine-tuned architecture also needs its config: `--model /path/to/model-config.json`. "
+        "Weights already in the Hugging Face cache are used without a network; set HF_HUB_OFFLINE=1 to "
+        "fail fast instead of retrying."
+    )
+
+
+def _register_config_file(path: Path) -> tuple[str, dict[str, Any]]:
+    """Register an open_clip model-config JSON with open_clip and return its name and config."""
+    import open_clip
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"Cannot read the model config {path}: {exc}") from exc
+    # Hub-style open_clip_config.json wraps the architecture in "model_cfg".
+    cfg = data.get("model_cfg", data) if isinstance(data, dict) else None
+    if not isinstance(cfg, dict) or not {"embed_dim", "vision_cfg", "text_cfg"} <= cfg.keys():
+        raise ConfigError(
+            f"{path} is not an open_clip model config: it needs 'embed_dim', 'vision_cfg' and 'text_cfg'."
+        )
+    # open_clip names a registered config after its file stem; a private copy keeps the
+    # user's file name from shadowing a built-in architecture of the same name.
+    name = f"lookalike-{path.stem}"
+    folder = Path(tempfile.mkdtemp(prefix="lookalike-model-"))
+    (folder / f"{name}.json").write_text(json.dumps(cfg), encoding="utf-8")
+    open_clip.add_model_config(folder / f"{name}.json")
+    return name, cfg
+
+
+def _resolve_architecture(model: str) -> tuple[str, dict[str, Any]]:
+    import open_clip
+
+    path = Path(model).expanduser()
+    if model.endswith(".json") or path.is_file():
+        if not path.is_file():
+            raise ConfigError(f"Model config file not found: {path}")
+        return _register_config_file(path)
+    cfg = open_clip.get_model_config(model)
+    if cfg is None:
+        known = ", ".join(m for m in open_clip.list_models() if m.startswith(("ViT-B", "ViT-L", "RN50")))
+        raise ConfigError(
+            f"Unknown open_clip model '{model}'. Pass an architecture name (e.g. {known}, ...; "
+            "`python -c 'import open_clip; print(open_clip.list_models())'` lists all) "
+            "or the path of an open_clip model-config JSON file."
+        )
+    return model, cfg
+
+
+class OpenClipEmbedder(Embedder):
+    """CLIP image and text towers from open_clip, on CUDA when present."""
+
+    def __init__(self, model: str, pretrained: str, device: str = "auto", batch_size: int = 32) -> None:
+        super().__init__(batch_size)
+        self.model_spec = model
+        self.pretrained = pretrained
+        self._arch, self._cfg = _resolve_architecture(model)
+        self._device_pref = device
+        self._model: Any = None
+        self._preprocess: Any = None
+        self._tokenizer: Any = None
+        self.device = "cpu"
+
+    @property
+    def name(self) -> str:
+        weights = self.pretrained
+        if Path(weights).expanduser().is_file():
+            weights = Path(weights).name
+        return f"{Path(self.model_spec).name}:{weights}"
+
+    @property
+    def dim(self) -> int:
+        return int(self._cfg["embed_dim"])
+
+    def _checkpoint(self) -> str | None:
+        """What open_clip's ``pretrained`` gets: None (random), a file path or a known tag."""
+        import open_clip
+
+        value = self.pretrained.strip()
+        if value.lower() in RANDOM_WEIGHTS or not value:
+            return None
+        path = Path(value).expanduser()
+        if path.is_file():
+            return str(path)
+        if value.endswith(_CHECKPOINT_SUFFIXES) or "/" in value or "\\" in value:
+            raise ModelUnavailableError(
+                offline_help(self.model_spec, value, f"the checkpoint file {path} does not exist.")
+            )
+        tags = open_clip.list_pretrained_tags_by_model(self._arch)
+        if value not in tags:
+            hint = f"Known tags for {self._arch}: {', '.join(tags)}." if tags else ""
+            raise ConfigError(
+                f"'{value}' is neither a pretrained tag of {self._arch} nor an existing checkpoint file. "
+                f"{hint} Use `--pretrained random` for random weights."
+            )
+        return value
+
+    def _load(self) -> None:
+        import open_clip
+        import torch
+
+        checkpoint = self._checkpoint()
+        preprocess_kwargs: dict[str, Any] = {}
+        if checkpoint is not None and not Path(checkpoint).is_file():
+            weights = resolve_tag(self._arch, checkpoint)
+            if weights is None:
+                raise ModelUnavailableError(
+                    offline_help(self.model_spec, checkpoint, "the hub cannot be reached and the weights are not cached.")
+                )
+            checkpoint, preprocess_kwargs = weights.pretrained, weights.preprocess
+        device = self._device_pref
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        try:
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                self._arch, pretrained=checkpoint, device=device, **preprocess_kwargs
+            )
+        except RuntimeError as exc:
+            text = str(exc)
+            if "download" in text.lower() or "hub" in text.lower():
+                raise ModelUnavailableError(
+                    offline_help(self.model_spec, self.pretrained, "the download failed.")
+                ) from exc
+            raise ModelUnavailableError(
+                f"The checkpoint '{self.pretrained}' does not fit the model '{self.model_spec}': "
+                f"{text.splitlines()[0] if text else exc!r}. Pass the model config the checkpoint was "
+                "trained with (`--model NAME` or `--model config.json`)."
+            ) from exc
+        except (OSError, ValueError, KeyError) as exc:
+            raise ModelUnavailableError(
+                f"Cannot load '{self.pretrained}' for '{self.model_spec}': {exc}"
+            ) from exc
+        model.eval()
+        self._model = model
+        self._preprocess = preprocess
+        self._tokenizer = open_clip.get_tokenizer(self._arch)
+        self.device = device
+        log.info("loaded %s on %s", self.name, device)
+
+    def _encode_images(self, images: Sequence[Image.Image]) -> npt.NDArray[np.floating]:
+        import torch
+
+        pixels = torch.stack([self._preprocess(image) for image in images]).to(self.device)
+        with torch.inference_mode():
+            features = self._model.encode_image(pixels)
+        return features.float().cpu().numpy()
+
+    def _encode_texts(self, texts: Sequence[str]) -> npt.NDArray[np.floating]:
+        import torch
+
+        tokens = self._tokenizer(list(texts)).to(self.device)
+        with torch.inference_mode():
+            features = self._model.encode_text(tokens)
+        return features.float().cpu().numpy()

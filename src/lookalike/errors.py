@@ -1,0 +1,53 @@
+"""Domain exceptions. The core raises them; only cli.py and api/ turn them into exit codes or HTTP status."""
+
+from __future__ import annotations
+
+
+class LookalikeError(Exception):
+    """Base class: a problem the user can act on, with a message that says how."""
+
+    exit_code = 1
+
+
+class ConfigError(LookalikeError):
+    """A flag, setting or argument that cannot work (unknown model, bad date, bad index params)."""
+
+    exit_code = 2
+
+
+class ModelUnavailableError(LookalikeError):
+    """The model weights cannot be loaded (offline, missing file, wrong architecture)."""
+
+    exit_code = 3
+
+
+class StoreError(LookalikeError):
+    """Milvus refused an operation or cannot be reached."""
+
+    exit_code = 4
+
+
+class DimensionMismatchError(StoreError):
+    """The model's embedding size differs from the collection's vector field."""
+
+
+class UnsupportedIndexError(ConfigError):
+    """The vector index type is not supported by this Milvus engine."""
+
+
+class CollectionNotFoundError(StoreError):
+    """The collection does not exist yet (nothing has been indexed)."""
+
+
+class ItemNotFoundError(LookalikeError):
+    """No stored item has this id."""
+
+    exit_code = 5
+
+
+class ImageError(LookalikeError):
+    """An image could not be read or decoded; the message is the reason shown to the user."""
+
+
+class CatalogError(ConfigError):
+    """A catalog file is missing a required column or cannot be read."""

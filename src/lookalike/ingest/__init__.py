@@ -1,0 +1,26 @@
+"""Ingestion: sources → read → hash → skip stored → decode → embed → store; bad files are reported."""
+
+from __future__ import annotations
+
+from lookalike.ingest.decode import DecodedImage, decode_image, to_rgb
+from lookalike.ingest.fetch import Fetched, fetch
+from lookalike.ingest.ids import content_hash, stable_id
+from lookalike.ingest.pipeline import IngestReport, Ingestor
+from lookalike.ingest.sources import Listing, Record, Skipped, open_listing, parse_created_at
+
+__all__ = [
+    "DecodedImage",
+    "Fetched",
+    "IngestReport",
+    "Ingestor",
+    "Listing",
+    "Record",
+    "Skipped",
+    "content_hash",
+    "decode_image",
+    "fetch",
+    "open_listing",
+    "parse_created_at",
+    "stable_id",
+    "to_rgb",
+]

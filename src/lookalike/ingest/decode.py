@@ -1,0 +1,97 @@
+"""Bytes → an RGB PIL image, or an ImageError that says why not.
+
+Pure functions: EXIF orientation applied; CMYK, 16-bit, palette, alpha and animated
+images become 8-bit RGB (first frame); decompression bombs are refused before decoding.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from lookalike.errors import ImageError
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
+HEIC_EXTENSIONS = frozenset({".heic", ".heif"})
+
+
+def _register_heif() -> bool:
+    try:
+        from pillow_heif import register_heif_opener
+    except ImportError:
+        return False
+    register_heif_opener()
+    return True
+
+
+HEIC_SUPPORTED = _register_heif()
+
+
+def supported_extensions() -> frozenset[str]:
+    return IMAGE_EXTENSIONS | HEIC_EXTENSIONS if HEIC_SUPPORTED else IMAGE_EXTENSIONS
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    image: Image.Image
+    width: int
+    height: int
+
+
+def _to_8bit(image: Image.Image) -> Image.Image:
+    """16- and 32-bit greyscale scaled to 8 bits (a plain convert would clip everything to white)."""
+    array = np.asarray(image, dtype=np.float64)
+    high = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
+    if image.mode == "F":
+        high = max(float(array.max()), 1.0)
+    scaled = np.clip(array / high * 255.0, 0, 255).astype(np.uint8)
+    return Image.fromarray(scaled, mode="L")
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any PIL mode to RGB; transparency is composited onto white."""
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        image = _to_8bit(image)
+    if image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(canvas, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def decode_image(data: bytes, *, max_pixels: int = 100_000_000) -> DecodedImage:
+    """Decode image bytes into an upright RGB image.
+
+    Raises:
+        ImageError: empty, not an image, truncated or corrupt, or too many pixels.
+    """
+    if not data:
+        raise ImageError("empty file")
+    try:
+        # open() reads only the header, so the size check below runs before any pixel is decoded.
+        image = Image.open(io.BytesIO(data))
+        width, height = image.size
+        if width * height > max_pixels:
+            raise ImageError(f"decompression bomb: {width}x{height} pixels is over the limit of {max_pixels}")
+        if getattr(image, "is_animated", False):
+            image.seek(0)
+        image.load()
+        image = ImageOps.exif_transpose(image) or image
+        rgb = to_rgb(image)
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"decompression bomb: {exc}") from exc
+    except UnidentifiedImageError as exc:
+        raise ImageError("not an image (unrecognised format)") from exc
+    except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as exc:
+        message = str(exc) or type(exc).__name__
+        if "truncated" in message:
+            raise ImageError(f"truncated image: {message}") from exc
+        raise ImageError(f"corrupt image: {message}") from exc
+    return DecodedImage(rgb, rgb.width, rgb.height)

@@ -1,0 +1,419 @@
+"""A thin store over pymilvus' MilvusClient: validated inputs, typed results, one collection."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from lookalike.errors import (
+    CollectionNotFoundError,
+    ConfigError,
+    DimensionMismatchError,
+    StoreError,
+    UnsupportedIndexError,
+)
+from lookalike.store.filters import build_filter
+from lookalike.store.models import (
+    SCALAR_FIELDS,
+    CollectionInfo,
+    Hit,
+    IndexType,
+    Item,
+    PartitionStats,
+)
+from lookalike.store.partitions import partition_for, partitions_between
+
+
+MODEL_PROPERTY = "lookalike.model"
+MAX_K = 16384
+_VARCHAR = {"sha256": 64, "item_id": 1024, "name": 2048, "source": 256, "uri": 4096}
+
+LITE_INDEXES = (IndexType.FLAT, IndexType.IVF_FLAT, IndexType.IVF_SQ8, IndexType.HNSW)
+SERVER_INDEXES = tuple(IndexType)
+
+DEFAULT_BUILD_PARAMS: dict[IndexType, dict[str, Any]] = {
+    IndexType.FLAT: {},
+    IndexType.IVF_FLAT: {"nlist": 1024},
+    IndexType.IVF_SQ8: {"nlist": 1024},
+    IndexType.IVF_PQ: {"nlist": 1024, "m": 16},
+    IndexType.HNSW: {"M": 16, "efConstruction": 200},
+}
+
+
+def is_server_uri(uri: str) -> bool:
+    return "://" in uri
+
+
+def search_params(index_type: str, k: int) -> dict[str, Any]:
+    """Query-time knobs: exhaustive enough to keep recall high at the default k."""
+    if index_type.startswith("IVF"):
+        return {"params": {"nprobe": 32}}
+    if index_type == IndexType.HNSW:
+        return {"params": {"ef": max(64, k)}}
+    return {}
+
+
+def _row_to_item(row: dict[str, Any], with_vector: bool) -> Item:
+    entity = row.get("entity", row)
+    vector = None
+    if with_vector and entity.get("vector") is not None:
+        vector = np.asarray(entity["vector"], dtype=np.float32)
+    return Item(
+        id=int(row.get("id", entity.get("id"))),
+        sha256=str(entity.get("sha256", "")),
+        item_id=str(entity.get("item_id", "")),
+        name=str(entity.get("name", "")),
+        source=str(entity.get("source", "")),
+        created_at=int(entity.get("created_at", 0)),
+        uri=str(entity.get("uri", "")),
+        width=int(entity.get("width", 0)),
+        height=int(entity.get("height", 0)),
+        vector=vector,
+    )
+
+
+@contextmanager
+def _milvus_errors(action: str) -> Iterator[None]:
+    from pymilvus.exceptions import MilvusException
+
+    try:
+        yield
+    except MilvusException as exc:
+        raise StoreError(f"Milvus could not {action}: {getattr(exc, 'message', exc)}") from exc
+
+
+class MilvusStore:
+    """One Milvus collection of images: a file path means Milvus Lite, a URI means a server."""
+
+    def __init__(
+        self, uri: str, collection: str, *, token: str = "", user: str = "", password: str = ""
+    ) -> None:
+        if not collection or not collection.replace("_", "a").isalnum() or collection[0].isdigit():
+            raise ConfigError(
+                f"Invalid collection name {collection!r}: use letters, digits and underscores, "
+                "starting with a letter."
+            )
+        self.uri = uri
+        self.collection = collection
+        self._auth = {"token": token or (f"{user}:{password}" if user else "")}
+        self._client: Any = None
+        self._loaded = False
+        self._partitions: set[str] | None = None
+
+    @property
+    def is_lite(self) -> bool:
+        return not is_server_uri(self.uri)
+
+    @property
+    def supported_indexes(self) -> tuple[IndexType, ...]:
+        return LITE_INDEXES if self.is_lite else SERVER_INDEXES
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            from pymilvus import MilvusClient
+
+            # pymilvus sets up its own stderr loggers on import and logs every failed RPC with
+            # a traceback; the store raises one clear error instead.
+            for name in ("pymilvus", "pymilvus.milvus_client", "pymilvus.bulk_writer"):
+                logging.getLogger(name).setLevel(logging.CRITICAL)
+            uri = self.uri
+            if self.is_lite:
+                path = Path(uri).expanduser().resolve()
+                path.parent.mkdir(parents=True, exist_ok=True)
+                uri = str(path)
+            try:
+                self._client = MilvusClient(uri=uri, timeout=30, **self._auth)
+            except Exception as exc:  # connection failures come as several exception types
+                raise StoreError(f"Cannot open the Milvus database at {self.uri}: {exc}") from exc
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    # -- collection lifecycle -------------------------------------------------------------
+
+    def exists(self) -> bool:
+        with _milvus_errors("list collections"):
+            return bool(self.client.has_collection(self.collection))
+
+    def require(self) -> None:
+        if not self.exists():
+            raise CollectionNotFoundError(
+                f"The collection '{self.collection}' does not exist in {self.uri}. "
+                "Index some images first: `lookalike index PATH`."
+            )
+
+    def _ensure_loaded(self) -> None:
+        if self._loaded:
+            return
+        self.require()
+        with _milvus_errors("load the collection"):
+            self.client.load_collection(self.collection)
+        self._loaded = True
+
+    def create(
+        self,
+        dim: int,
+        *,
+        index: str = IndexType.FLAT,
+        index_params: dict[str, Any] | None = None,
+        model: str = "",
+    ) -> None:
+        """Create the collection with its schema and vector index."""
+        from pymilvus import DataType, MilvusClient
+
+        index_type = self.validate_index(index)
+        params = {**DEFAULT_BUILD_PARAMS[index_type], **(index_params or {})}
+        schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("id", DataType.INT64, is_primary=True)
+        schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
+        for name in ("sha256", "item_id", "name", "source"):
+            schema.add_field(name, DataType.VARCHAR, max_length=_VARCHAR[name])
+        schema.add_field("created_at", DataType.INT64)
+        schema.add_field("uri", DataType.VARCHAR, max_length=_VARCHAR["uri"])
+        schema.add_field("width", DataType.INT32)
+        schema.add_field("height", DataType.INT32)
+        index_spec = self.client.prepare_index_params()
+        index_spec.add_index(field_name="vector", index_type=index_type.value, metric_type="IP", params=params)
+        with _milvus_errors("create the collection"):
+            self.client.create_collection(self.collection, schema=schema, index_params=index_spec)
+            if model:
+                self.client.alter_collection_properties(self.collection, {MODEL_PROPERTY: model})
+        self._loaded = False
+        self._partitions = None
+
+    def validate_index(self, index: str) -> IndexType:
+        try:
+            index_type = IndexType(index.upper())
+        except ValueError:
+            index_type = None
+        if index_type is None or index_type not in self.supported_indexes:
+            engine = "Milvus Lite" if self.is_lite else "this Milvus server"
+            names = ", ".join(i.value for i in self.supported_indexes)
+            raise UnsupportedIndexError(
+                f"Index type '{index}' is not supported by {engine}. Supported: {names}."
+                + (" IVF_PQ needs a Milvus server (--db http://host:19530)." if self.is_lite else "")
+            )
+        return index_type
+
+    def ensure(
+        self,
+        dim: int,
+        *,
+        index: str = IndexType.FLAT,
+        index_params: dict[str, Any] | None = None,
+        model: str = "",
+    ) -> bool:
+        """Create the collection if needed; True when it was created.
+
+        An existing collection is checked, never changed: a different vector size raises
+        DimensionMismatchError before anything is written.
+        """
+        if not self.exists():
+            self.create(dim, index=index, index_params=index_params, model=model)
+            return True
+        self.check_dim(dim)
+        return False
+
+    def check_dim(self, dim: int) -> None:
+        stored = self.dim()
+        if stored != dim:
+            raise DimensionMismatchError(
+                f"The collection '{self.collection}' holds {stored}-dimensional vectors "
+                f"(model {self.model() or 'unknown'}), but this model makes {dim}-dimensional ones. "
+                "Use the model the collection was built with, or another --collection."
+            )
+
+    def _describe(self) -> dict[str, Any]:
+        self.require()
+        with _milvus_errors("describe the collection"):
+            return dict(self.client.describe_collection(self.collection))
+
+    def dim(self) -> int:
+        for field in self._describe()["fields"]:
+            if field["name"] == "vector":
+                return int(field["params"]["dim"])
+        raise StoreError(f"The collection '{self.collection}' has no vector field; it was not made by lookalike.")
+
+    def model(self) -> str:
+        return str(self._describe().get("properties", {}).get(MODEL_PROPERTY, ""))
+
+    def index(self) -> tuple[str, dict[str, Any]]:
+        with _milvus_errors("describe the index"):
+            info = dict(self.client.describe_index(self.collection, "vector"))
+        index_type = str(info.pop("index_type", IndexType.FLAT))
+        skip = {"metric_type", "field_name", "index_name", "total_rows", "indexed_rows",
+                "pending_index_rows", "state"}
+        return index_type, {k: v for k, v in info.items() if k not in skip}
+
+    def drop(self) -> None:
+        with _milvus_errors("drop the collection"):
+            self.client.drop_collection(self.collection)
+
+    # -- partitions ----------------------------------------------------------------------------
+
+    def partitions(self) -> list[str]:
+        if self._partitions is None:
+            with _milvus_errors("list partitions"):
+                self._partitions = set(self.client.list_partitions(self.collection))
+        return sorted(self._partitions)
+
+    def _ensure_partition(self, name: str) -> None:
+        if name in self.partitions():
+            return
+        with _milvus_errors(f"create partition {name}"):
+            if not self.client.has_partition(self.collection, name):
+                self.client.create_partition(self.collection, name)
+            if self._loaded:
+                # A partition made after the load must be loaded too; Milvus Lite only loads
+                # whole collections, and a server treats a repeated load as a refresh.
+                self.client.load_collection(self.collection)
+        assert self._partitions is not None
+        self._partitions.add(name)
+
+    # -- writes ----------------------------------------------------------------------------------
+
+    def insert(self, items: Sequence[Item]) -> int:
+        """Insert items into their monthly partitions; returns how many were written."""
+        if not items:
+            return 0
+        self.require()
+        by_partition: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for item in items:
+            if item.vector is None:
+                raise StoreError(f"Item {item.id} has no vector.")
+            row = item.metadata()
+            for name, size in _VARCHAR.items():
+                row[name] = row[name][:size]
+            row["vector"] = item.vector
+            by_partition[partition_for(item.created_at)].append(row)
+        for partition, rows in by_partition.items():
+            self._ensure_partition(partition)
+            with _milvus_errors("insert"):
+                self.client.insert(self.collection, rows, partition_name=partition)
+        return len(items)
+
+    def flush(self) -> None:
+        with _milvus_errors("flush"):
+            self.client.flush(self.collection)
+
+    # -- reads -----------------------------------------------------------------------------------
+
+    def existing_ids(self, ids: Sequence[int]) -> set[int]:
+        if not ids:
+            return set()
+        self._ensure_loaded()
+        with _milvus_errors("look up ids"):
+            rows = self.client.query(self.collection, filter=build_filter(ids=ids), output_fields=["id"])
+        return {int(row["id"]) for row in rows}
+
+    def get(self, ids: Sequence[int], *, with_vector: bool = False) -> list[Item]:
+        if not ids:
+            return []
+        self._ensure_loaded()
+        fields = [*SCALAR_FIELDS, "vector"] if with_vector else list(SCALAR_FIELDS)
+        with _milvus_errors("get items"):
+            rows = self.client.query(self.collection, filter=build_filter(ids=ids), output_fields=fields)
+        found = {int(row["id"]): _row_to_item(row, with_vector) for row in rows}
+        return [found[i] for i in ids if i in found]
+
+    def search(
+        self,
+        vectors: npt.NDArray[np.float32],
+        *,
+        k: int = 10,
+        sources: Sequence[str] | None = None,
+        since: int | None = None,
+        until: int | None = None,
+        exclude_ids: Sequence[int] | None = None,
+    ) -> list[list[Hit]]:
+        """Top-k by cosine for each query row, inside the monthly partitions the window needs."""
+        if not 1 <= k <= MAX_K:
+            raise ConfigError(f"k must be between 1 and {MAX_K}, got {k}.")
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[0] == 0:
+            raise ConfigError("search needs at least one query vector.")
+        self._ensure_loaded()
+        self.check_dim(int(vectors.shape[1]))
+        partition_names: list[str] | None = None
+        if since is not None or until is not None:
+            partition_names = partitions_between(self.partitions(), since, until)
+            if not partition_names:
+                return [[] for _ in range(len(vectors))]
+        expr = build_filter(
+            sources=list(sources) if sources else None, since=since, until=until, exclude_ids=exclude_ids
+        )
+        index_type, _ = self.index()
+        with _milvus_errors("search"):
+            results = self.client.search(
+                self.collection,
+                data=list(vectors),
+                limit=k,
+                filter=expr,
+                output_fields=list(SCALAR_FIELDS),
+                partition_names=partition_names,
+                search_params=search_params(index_type, k),
+            )
+        return [
+            [Hit(score=float(hit["distance"]), item=_row_to_item(dict(hit), False)) for hit in hits]
+            for hits in results
+        ]
+
+    def iter_items(self, *, batch_size: int = 1000, with_vector: bool = True) -> Iterator[list[Item]]:
+        """Every stored item, in batches; memory stays bounded by the batch size."""
+        self._ensure_loaded()
+        fields = [*SCALAR_FIELDS, "vector"] if with_vector else list(SCALAR_FIELDS)
+        with _milvus_errors("iterate the collection"):
+            iterator = self.client.query_iterator(
+                self.collection, batch_size=batch_size, output_fields=fields
+            )
+        try:
+            while True:
+                with _milvus_errors("iterate the collection"):
+                    rows = iterator.next()
+                if not rows:
+                    return
+                yield [_row_to_item(row, with_vector) for row in rows]
+        finally:
+            iterator.close()
+
+    def count(self, *, source: str | None = None) -> int:
+        self._ensure_loaded()
+        expr = build_filter(sources=[source]) if source is not None else ""
+        with _milvus_errors("count rows"):
+            rows = self.client.query(self.collection, filter=expr, output_fields=["count(*)"])
+        return int(rows[0]["count(*)"]) if rows else 0
+
+    def info(self) -> CollectionInfo:
+        """Counts per partition and per source (the source counts read the source column)."""
+        self._ensure_loaded()
+        with _milvus_errors("read partition stats"):
+            parts = [
+                PartitionStats(name, int(self.client.get_partition_stats(self.collection, name)["row_count"]))
+                for name in self.partitions()
+            ]
+        sources: dict[str, int] = defaultdict(int)
+        for batch in self.iter_items(batch_size=5000, with_vector=False):
+            for item in batch:
+                sources[item.source] += 1
+        index_type, params = self.index()
+        return CollectionInfo(
+            name=self.collection,
+            dim=self.dim(),
+            index_type=index_type,
+            index_params=params,
+            model=self.model(),
+            rows=sum(p.rows for p in parts),
+            partitions=[p for p in parts if p.rows or p.name != "_default"],
+            sources=dict(sorted(sources.items())),
+        )

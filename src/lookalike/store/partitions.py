@@ -1,0 +1,37 @@
+"""Monthly partitions by created_at (UTC): a time window searches only the months it overlaps."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+_NAME = re.compile(r"^m(\d{4})_(\d{2})$")
+
+
+def partition_for(created_at: int) -> str:
+    """The partition name for a unix time, e.g. ``m2023_11``."""
+    when = datetime.fromtimestamp(created_at, UTC)
+    return f"m{when.year:04d}_{when.month:02d}"
+
+
+def month_start(name: str) -> int | None:
+    """Unix time of the first second of a partition's month; None for other partitions."""
+    match = _NAME.match(name)
+    if not match:
+        return None
+    return int(datetime(int(match[1]), int(match[2]), 1, tzinfo=UTC).timestamp())
+
+
+def partitions_between(existing: list[str], since: int | None, until: int | None) -> list[str]:
+    """The existing monthly partitions that can hold items with ``since <= created_at < until``."""
+    chosen = []
+    for name in existing:
+        start = month_start(name)
+        if start is None:
+            continue
+        first = datetime.fromtimestamp(start, UTC)
+        year, month = (first.year + 1, 1) if first.month == 12 else (first.year, first.month + 1)
+        end = int(datetime(year, month, 1, tzinfo=UTC).timestamp())
+        if (since is None or end > since) and (until is None or start < until):
+            chosen.append(name)
+    return chosen

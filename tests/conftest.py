@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# No test may reach a model hub: fail fast instead of retrying the network.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+# Environment settings of the developer's shell must not leak into tests.
+for key in list(os.environ):
+    if key.startswith("LOOKALIKE_"):
+        del os.environ[key]
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(model-config JSON, checkpoint) of the tiny open_clip model, built once per session."""
+    from tests.helpers import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))

@@ -1,0 +1,129 @@
+"""Test helpers: the tiny open_clip model, generated images, and a deterministic fake embedder."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image, ImageDraw
+
+from lookalike.embed import Embedder
+
+TINY_CONFIG = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "patch_size": 16},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 4, "layers": 2},
+}
+
+
+def build_tiny_model(folder: Path, seed: int = 0) -> tuple[Path, Path]:
+    """Write the tiny model's config JSON and a random state dict saved with torch.save.
+
+    Nothing is downloaded: the architecture is built from the config and its random
+    weights saved the way a user's fine-tuned checkpoint would be.
+    """
+    import open_clip
+    import torch
+
+    folder.mkdir(parents=True, exist_ok=True)
+    config = folder / "tiny-clip.json"
+    config.write_text(json.dumps(TINY_CONFIG), encoding="utf-8")
+    torch.manual_seed(seed)
+    model = open_clip.CLIP(**TINY_CONFIG)
+    checkpoint = folder / "tiny-clip.pt"
+    torch.save(model.state_dict(), checkpoint)
+    return config, checkpoint
+
+
+PALETTE = [
+    (220, 30, 30), (30, 160, 60), (40, 70, 210), (240, 200, 30), (150, 50, 180),
+    (20, 180, 190), (250, 130, 20), (90, 90, 90), (240, 240, 240), (120, 70, 30),
+]
+
+
+def make_image(seed: int, size: tuple[int, int] = (160, 120), mode: str = "RGB") -> Image.Image:
+    """A distinct, deterministic picture: a coloured background with shapes and stripes."""
+    rng = np.random.default_rng(seed)
+    base = PALETTE[seed % len(PALETTE)]
+    image = Image.new("RGB", size, base)
+    draw = ImageDraw.Draw(image)
+    w, h = size
+    for _ in range(6):
+        x0, y0 = int(rng.integers(0, w - 10)), int(rng.integers(0, h - 10))
+        x1, y1 = x0 + int(rng.integers(10, w // 2)), y0 + int(rng.integers(10, h // 2))
+        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        if rng.random() < 0.5:
+            draw.ellipse((x0, y0, x1, y1), fill=colour)
+        else:
+            draw.rectangle((x0, y0, x1, y1), fill=colour)
+    step = int(rng.integers(6, 20))
+    for x in range(0, w, step * 2):
+        draw.line((x, 0, x, h), fill=tuple(255 - c for c in base), width=2)
+    return image.convert(mode) if mode != "RGB" else image
+
+
+def jpeg_bytes(image: Image.Image, quality: int = 90) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def write_images(folder: Path, count: int, start: int = 0, suffix: str = ".jpg") -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(start, start + count):
+        path = folder / f"img_{i:04d}{suffix}"
+        make_image(i).save(path)
+        paths.append(path)
+    return paths
+
+
+class FakeEmbedder(Embedder):
+    """Deterministic vectors without a model.
+
+    Images: a coarse colour layout (an 8x8 thumbnail), so identical pictures give identical
+    vectors and different pictures differ. Texts: a hash of each word, so a text that
+    names a ``concept`` in ``concepts`` lands on that concept's direction.
+    """
+
+    def __init__(self, dim: int = 192, concepts: dict[str, npt.NDArray[np.float32]] | None = None) -> None:
+        super().__init__(batch_size=8)
+        self._dim = dim
+        self.concepts = concepts or {}
+        self.image_calls = 0
+
+    @property
+    def name(self) -> str:
+        return f"fake-{self._dim}"
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    def _load(self) -> None:
+        pass
+
+    def _encode_images(self, images: Sequence[Image.Image]) -> npt.NDArray[np.floating]:
+        self.image_calls += len(images)
+        rows = []
+        for image in images:
+            pixels = np.asarray(image.convert("RGB").resize((8, 8)), dtype=np.float32).reshape(-1) / 255.0
+            row = np.zeros(self._dim, dtype=np.float32)
+            row[: min(self._dim, pixels.size)] = pixels[: self._dim] - 0.5
+            rows.append(row)
+        return np.stack(rows)
+
+    def _encode_texts(self, texts: Sequence[str]) -> npt.NDArray[np.floating]:
+        rows = []
+        for text in texts:
+            if text in self.concepts:
+                rows.append(self.concepts[text])
+                continue
+            seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big")
+            rows.append(np.random.default_rng(seed).normal(size=self._dim).astype(np.float32))
+        return np.stack(rows)
