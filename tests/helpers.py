@@ -54,8 +54,8 @@ def make_image(seed: int, size: tuple[int, int] = (160, 120), mode: str = "RGB")
     draw = ImageDraw.Draw(image)
     w, h = size
     for _ in range(6):
-        x0, y0 = int(rng.integers(0, w - 10)), int(rng.integers(0, h - 10))
-        x1, y1 = x0 + int(rng.integers(10, w // 2)), y0 + int(rng.integers(10, h // 2))
+        x0, y0 = int(rng.integers(0, max(1, w - 10))), int(rng.integers(0, max(1, h - 10)))
+        x1, y1 = x0 + int(rng.integers(5, max(6, w // 2))), y0 + int(rng.integers(5, max(6, h // 2)))
         colour = tuple(int(c) for c in rng.integers(0, 256, 3))
         if rng.random() < 0.5:
             draw.ellipse((x0, y0, x1, y1), fill=colour)

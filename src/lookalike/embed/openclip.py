@@ -148,7 +148,8 @@ class OpenClipEmbedder(Embedder):
             model, _, preprocess = open_clip.create_model_and_transforms(
                 self._arch, pretrained=checkpoint, device=device, **preprocess_kwargs
             )
-        except RuntimeError as exc:
+        except (RuntimeError, AssertionError) as exc:
+            # open_clip reports a state dict that does not fit as RuntimeError or AssertionError.
             text = str(exc)
             if "download" in text.lower() or "hub" in text.lower():
                 raise ModelUnavailableError(

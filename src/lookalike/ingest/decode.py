@@ -7,6 +7,7 @@ images become 8-bit RGB (first frame); decompression bombs are refused before de
 from __future__ import annotations
 
 import io
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,6 +17,9 @@ from lookalike.errors import ImageError
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
 HEIC_EXTENSIONS = frozenset({".heic", ".heif"})
+
+# decode_image checks the pixel count itself, before decoding; PIL's warning is noise here.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
 def _register_heif() -> bool:

@@ -100,6 +100,11 @@ class MilvusStore:
                 f"Invalid collection name {collection!r}: use letters, digits and underscores, "
                 "starting with a letter."
             )
+        if not is_server_uri(uri) and not uri.endswith(".db"):
+            raise ConfigError(
+                f"--db {uri!r} is neither a Milvus Lite file (a path ending in .db, e.g. ./lookalike.db) "
+                "nor a Milvus server URI (http://host:19530)."
+            )
         self.uri = uri
         self.collection = collection
         self._auth = {"token": token or (f"{user}:{password}" if user else "")}
