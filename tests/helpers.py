@@ -21,7 +21,7 @@ TINY_CONFIG = {
 }
 
 
-def build_tiny_model(folder: Path, seed: int = 0) -> tuple[Path, Path]:
+def build_tiny_model(folder: Path, seed: int = 1234) -> tuple[Path, Path]:
     """Write the tiny model's config JSON and a random state dict saved with torch.save.
 
     Nothing is downloaded: the architecture is built from the config and its random
@@ -41,8 +41,16 @@ def build_tiny_model(folder: Path, seed: int = 0) -> tuple[Path, Path]:
 
 
 PALETTE = [
-    (220, 30, 30), (30, 160, 60), (40, 70, 210), (240, 200, 30), (150, 50, 180),
-    (20, 180, 190), (250, 130, 20), (90, 90, 90), (240, 240, 240), (120, 70, 30),
+    (220, 30, 30),
+    (30, 160, 60),
+    (40, 70, 210),
+    (240, 200, 30),
+    (150, 50, 180),
+    (20, 180, 190),
+    (250, 130, 20),
+    (90, 90, 90),
+    (240, 240, 240),
+    (120, 70, 30),
 ]
 
 

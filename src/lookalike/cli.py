@@ -45,7 +45,9 @@ err = Console(stderr=True)
 # None here means "not given on the command line".
 Db = Annotated[
     str | None,
-    typer.Option("--db", help="Milvus Lite file path or Milvus server URI. (env LOOKALIKE_DB, default ./lookalike.db)"),
+    typer.Option(
+        "--db", help="Milvus Lite file path or Milvus server URI. (env LOOKALIKE_DB, default ./lookalike.db)"
+    ),
 ]
 Collection = Annotated[
     str | None,
@@ -71,7 +73,9 @@ Pretrained = Annotated[
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Log what the libraries do.")]
 
 
-def _service(db: str | None, collection: str | None, model: str | None, pretrained: str | None, **extra: Any) -> Any:
+def _service(
+    db: str | None, collection: str | None, model: str | None, pretrained: str | None, **extra: Any
+) -> Any:
     from lookalike.service import Lookalike
 
     settings = load_settings(db=db, collection=collection, model=model, pretrained=pretrained, **extra)
@@ -81,7 +85,9 @@ def _service(db: str | None, collection: str | None, model: str | None, pretrain
 def _setup_logging(verbose: bool) -> None:
     # open_clip and huggingface_hub log download failures and retries at ERROR on the root
     # logger; the user gets one clear message from us instead.
-    logging.basicConfig(level=logging.INFO if verbose else logging.CRITICAL, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.CRITICAL, format="%(levelname)s %(name)s: %(message)s"
+    )
     if not verbose:
         for name in ("huggingface_hub", "open_clip"):
             logging.getLogger(name).setLevel(logging.CRITICAL)
@@ -132,24 +138,43 @@ def _progress() -> Progress:
     )
 
 
+def _short(uri: str) -> str:
+    """A path under the working directory is shown relative to it."""
+    try:
+        return str(Path(uri).relative_to(Path.cwd()))
+    except ValueError:
+        return uri
+
+
 def _day(ts: int) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
 
 
 @app.command()
 def index(
-    path: Annotated[str, typer.Argument(help="A folder (recursive), an image file, or a .csv/.parquet catalog.")],
+    path: Annotated[
+        str, typer.Argument(help="A folder (recursive), an image file, or a .csv/.parquet catalog.")
+    ],
     source: Annotated[
         str | None,
-        typer.Option(help="Source label for these images (product, avatar, a shop…); a catalog's source column wins."),
+        typer.Option(
+            help="Source label for these images (product, avatar, a shop…); a catalog's source column wins."
+        ),
     ] = None,
     index_type: Annotated[
-        str, typer.Option("--index", help="Vector index when the collection is created: FLAT (exact), IVF_FLAT, IVF_SQ8, IVF_PQ (server only), HNSW.")
+        str,
+        typer.Option(
+            "--index",
+            help="Vector index when the collection is created: FLAT (exact), IVF_FLAT, IVF_SQ8, IVF_PQ (server only), HNSW.",
+        ),
     ] = "FLAT",
     index_params: Annotated[
-        str | None, typer.Option("--index-params", help='Index build parameters as JSON, e.g. \'{"nlist": 1024}\'.')
+        str | None,
+        typer.Option("--index-params", help="Index build parameters as JSON, e.g. '{\"nlist\": 1024}'."),
     ] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Images per model batch. (env LOOKALIKE_BATCH_SIZE, default 32)")] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Images per model batch. (env LOOKALIKE_BATCH_SIZE, default 32)")
+    ] = None,
     db: Db = None,
     collection: Collection = None,
     model: Model = None,
@@ -181,7 +206,12 @@ def index(
                 bar.update(task, advance=n, rate=f"{done / elapsed:.1f} img/s")
 
             report = service.index(
-                path, source=source, index=index_type, index_params=params, on_start=on_start, progress=advance
+                path,
+                source=source,
+                index=index_type,
+                index_params=params,
+                on_start=on_start,
+                progress=advance,
             )
         service.close()
     out.print(
@@ -203,12 +233,20 @@ def index(
 @app.command()
 def search(
     text: Annotated[str | None, typer.Option(help='Search by words, e.g. "floral top".')] = None,
-    image: Annotated[str | None, typer.Option(help="Search by an image: a file path or an http(s) URL.")] = None,
-    id: Annotated[int | None, typer.Option("--id", help="Search by a stored item's id (lookalikes of it).")] = None,
+    image: Annotated[
+        str | None, typer.Option(help="Search by an image: a file path or an http(s) URL.")
+    ] = None,
+    id: Annotated[
+        int | None, typer.Option("--id", help="Search by a stored item's id (lookalikes of it).")
+    ] = None,
     k: Annotated[int, typer.Option("--k", "-k", min=1, max=16384, help="How many hits.")] = 10,
     source: Annotated[list[str] | None, typer.Option(help="Only these sources (repeatable).")] = None,
-    since: Annotated[str | None, typer.Option(help="Only items created on or after this day (YYYY-MM-DD, UTC).")] = None,
-    until: Annotated[str | None, typer.Option(help="Only items created on or before this day (YYYY-MM-DD, UTC).")] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Only items created on or after this day (YYYY-MM-DD, UTC).")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="Only items created on or before this day (YYYY-MM-DD, UTC).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON: {took_ms, hits: [...]}.")] = False,
     db: Db = None,
     collection: Collection = None,
@@ -239,12 +277,27 @@ def search(
         sys.stdout.write(json.dumps(result.to_dict(), ensure_ascii=False) + "\n")
         return
     table = Table(caption=f"{len(result.hits)} hits in {result.took_ms:.1f} ms", caption_justify="left")
-    for column, justify in (("rank", "right"), ("score", "right"), ("item_id", "left"), ("name", "left"),
-                            ("source", "left"), ("date", "left"), ("uri", "left")):
+    for column, justify in (
+        ("rank", "right"),
+        ("score", "right"),
+        ("item_id", "left"),
+        ("name", "left"),
+        ("source", "left"),
+        ("date", "left"),
+        ("uri", "left"),
+    ):
         table.add_column(column, justify=justify, overflow="fold")  # type: ignore[arg-type]
     for rank, hit in enumerate(result.hits, start=1):
         item = hit.item
-        table.add_row(str(rank), f"{hit.score:.4f}", item.item_id, item.name, item.source, _day(item.created_at), item.uri)
+        table.add_row(
+            str(rank),
+            f"{hit.score:.4f}",
+            item.item_id,
+            item.name,
+            item.source,
+            _day(item.created_at),
+            _short(item.uri),
+        )
     out.print(table)
 
 

@@ -16,7 +16,7 @@ import numpy as np
 from lookalike.config import Settings
 from lookalike.embed import Embedder, create_embedder
 from lookalike.errors import ConfigError, ItemNotFoundError, LookalikeError
-from lookalike.ingest import IngestReport, Ingestor, decode_image, fetch, open_listing
+from lookalike.ingest import Ingestor, IngestReport, decode_image, fetch, open_listing
 from lookalike.store import CollectionInfo, Hit, IndexType, Item, MilvusStore
 
 Progress = Callable[[int], None]
@@ -266,7 +266,9 @@ class Lookalike:
         names = set(parquet.schema_arrow.names)
         missing = {"id", "vector", "created_at"} - names
         if missing:
-            raise ConfigError(f"{path} is not a lookalike export: missing columns {', '.join(sorted(missing))}.")
+            raise ConfigError(
+                f"{path} is not a lookalike export: missing columns {', '.join(sorted(missing))}."
+            )
         meta = {k.decode(): v.decode() for k, v in (parquet.schema_arrow.metadata or {}).items()}
         vector_type = parquet.schema_arrow.field("vector").type
         dim = int(meta.get("lookalike.dim") or getattr(vector_type, "list_size", 0) or 0)
@@ -276,7 +278,9 @@ class Lookalike:
         index_type = str(index.get("type", IndexType.FLAT))
         if index_type not in {i.value for i in self.store.supported_indexes}:
             index_type, index["params"] = IndexType.FLAT, {}
-        self.store.ensure(dim, index=index_type, index_params=index.get("params"), model=meta.get("lookalike.model", ""))
+        self.store.ensure(
+            dim, index=index_type, index_params=index.get("params"), model=meta.get("lookalike.model", "")
+        )
         imported = already = 0
         for batch in parquet.iter_batches(batch_size=EXPORT_BATCH):
             items = _table_to_items(batch.to_pydict(), dim)

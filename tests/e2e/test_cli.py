@@ -31,7 +31,11 @@ def env(tmp_path: Path, tiny_model: tuple[Path, Path]) -> dict[str, str]:
 def lookalike(env: dict[str, str], *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "lookalike", *args],
-        env=env, cwd=cwd, capture_output=True, text=True, timeout=300,
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 

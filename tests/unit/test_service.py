@@ -93,13 +93,25 @@ def test_source_filter_never_widens_the_result(tmp_path: Path) -> None:
 
 
 def test_date_window_never_leaks(tmp_path: Path) -> None:
-    days = ["2023-10-31", "2023-11-18", "2023-11-19", "2023-11-21", "2023-11-23T23:59:59", "2023-11-24", "2023-12-02"]
-    catalog = write_catalog(tmp_path / "cat", [(f"{i}.jpg", f"I{i}", "product", d) for i, d in enumerate(days)])
+    days = [
+        "2023-10-31",
+        "2023-11-18",
+        "2023-11-19",
+        "2023-11-21",
+        "2023-11-23T23:59:59",
+        "2023-11-24",
+        "2023-12-02",
+    ]
+    catalog = write_catalog(
+        tmp_path / "cat", [(f"{i}.jpg", f"I{i}", "product", d) for i, d in enumerate(days)]
+    )
     service = make_service(tmp_path)
     service.index(str(catalog))
     assert service.store.partitions() == ["_default", "m2023_10", "m2023_11", "m2023_12"]
     hits = service.search(
-        Query(image=str(tmp_path / "cat" / "0.jpg"), k=100, since=date(2023, 11, 19), until=date(2023, 11, 23))
+        Query(
+            image=str(tmp_path / "cat" / "0.jpg"), k=100, since=date(2023, 11, 19), until=date(2023, 11, 23)
+        )
     ).hits
     assert sorted(h.item.item_id for h in hits) == ["I2", "I3", "I4"]
     empty = service.search(Query(text="anything", since=date(2030, 1, 1)))
@@ -148,7 +160,9 @@ def test_search_before_indexing_says_what_to_do(tmp_path: Path) -> None:
 
 def test_export_then_import_gives_the_same_hits(tmp_path: Path) -> None:
     days = ["2023-10-05", "2023-11-19", "2023-11-20", "2024-01-02"]
-    catalog = write_catalog(tmp_path / "cat", [(f"{i}.jpg", f"I{i}", f"s{i % 2}", d) for i, d in enumerate(days)])
+    catalog = write_catalog(
+        tmp_path / "cat", [(f"{i}.jpg", f"I{i}", f"s{i % 2}", d) for i, d in enumerate(days)]
+    )
     source = make_service(tmp_path, db="source.db")
     source.index(str(catalog))
     export = tmp_path / "backup.parquet"
@@ -184,7 +198,9 @@ def test_an_index_the_engine_lacks_is_named_with_the_supported_ones(tmp_path: Pa
     assert not service.store.exists()
 
 
-@pytest.mark.parametrize(("index", "params"), [("HNSW", {"M": 8, "efConstruction": 64}), ("IVF_FLAT", {"nlist": 4})])
+@pytest.mark.parametrize(
+    ("index", "params"), [("HNSW", {"M": 8, "efConstruction": 64}), ("IVF_FLAT", {"nlist": 4})]
+)
 def test_approximate_indexes_find_an_exact_copy(tmp_path: Path, index: str, params: dict[str, int]) -> None:
     paths = write_images(tmp_path / "p", 20)
     service = make_service(tmp_path)
@@ -196,7 +212,9 @@ def test_approximate_indexes_find_an_exact_copy(tmp_path: Path, index: str, para
 
 def test_stats_count_partitions_and_sources(tmp_path: Path) -> None:
     days = ["2023-10-05", "2023-11-19", "2023-11-20"]
-    catalog = write_catalog(tmp_path / "cat", [(f"{i}.jpg", f"I{i}", ["a", "b", "b"][i], d) for i, d in enumerate(days)])
+    catalog = write_catalog(
+        tmp_path / "cat", [(f"{i}.jpg", f"I{i}", ["a", "b", "b"][i], d) for i, d in enumerate(days)]
+    )
     service = make_service(tmp_path)
     service.index(str(catalog))
     info = service.stats()

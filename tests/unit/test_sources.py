@@ -22,7 +22,10 @@ def test_folder_walk_is_recursive_and_ignores_letter_case(tmp_path: Path) -> Non
     records = list(listing)
     assert listing.count() == 4
     assert sorted(Path(r.uri).name for r in records if isinstance(r, Record)) == [
-        "w.TIFF", "x.JPG", "y.Png", "z.webp",
+        "w.TIFF",
+        "x.JPG",
+        "y.Png",
+        "z.webp",
     ]
     assert all(isinstance(r, Record) and r.source == "product" and r.created_at is None for r in records)
 
@@ -74,9 +77,7 @@ def test_csv_catalog_resolves_paths_against_its_folder(tmp_path: Path) -> None:
 
 def test_parquet_catalog_reads_like_csv(tmp_path: Path) -> None:
     catalog = tmp_path / "catalog.parquet"
-    pq.write_table(
-        pa.table({"image": ["a.jpg"], "item_id": ["A1"], "created_at": [1700000000]}), catalog
-    )
+    pq.write_table(pa.table({"image": ["a.jpg"], "item_id": ["A1"], "created_at": [1700000000]}), catalog)
     (record,) = list(open_listing(catalog))
     assert isinstance(record, Record)
     assert record.created_at == 1700000000 and record.item_id == "A1"

@@ -138,16 +138,24 @@ class OpenClipEmbedder(Embedder):
             weights = resolve_tag(self._arch, checkpoint)
             if weights is None:
                 raise ModelUnavailableError(
-                    offline_help(self.model_spec, checkpoint, "the hub cannot be reached and the weights are not cached.")
+                    offline_help(
+                        self.model_spec,
+                        checkpoint,
+                        "the hub cannot be reached and the weights are not cached.",
+                    )
                 )
             checkpoint, preprocess_kwargs = weights.pretrained, weights.preprocess
         device = self._device_pref
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         try:
-            model, _, preprocess = open_clip.create_model_and_transforms(
-                self._arch, pretrained=checkpoint, device=device, **preprocess_kwargs
-            )
+            # Random weights are seeded, so that every process builds the same model and
+            # vectors indexed by one run match queries from the next.
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)
+                model, _, preprocess = open_clip.create_model_and_transforms(
+                    self._arch, pretrained=checkpoint, device=device, **preprocess_kwargs
+                )
         except (RuntimeError, AssertionError) as exc:
             # open_clip reports a state dict that does not fit as RuntimeError or AssertionError.
             text = str(exc)

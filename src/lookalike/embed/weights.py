@@ -15,8 +15,12 @@ from urllib.parse import urlparse
 
 PROBE_TIMEOUT_S = 3.0
 # The tag's preprocessing, as create_model_and_transforms' keyword arguments.
-_PREPROCESS_KWARGS = {"mean": "image_mean", "std": "image_std", "interpolation": "image_interpolation",
-                      "resize_mode": "image_resize_mode"}
+_PREPROCESS_KWARGS = {
+    "mean": "image_mean",
+    "std": "image_std",
+    "interpolation": "image_interpolation",
+    "resize_mode": "image_resize_mode",
+}
 
 
 @dataclass(frozen=True)

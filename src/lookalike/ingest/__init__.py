@@ -5,7 +5,7 @@ from __future__ import annotations
 from lookalike.ingest.decode import DecodedImage, decode_image, to_rgb
 from lookalike.ingest.fetch import Fetched, fetch
 from lookalike.ingest.ids import content_hash, stable_id
-from lookalike.ingest.pipeline import IngestReport, Ingestor
+from lookalike.ingest.pipeline import Ingestor, IngestReport
 from lookalike.ingest.sources import Listing, Record, Skipped, open_listing, parse_created_at
 
 __all__ = [

@@ -80,7 +80,7 @@ def decode_image(data: bytes, *, max_pixels: int = 100_000_000) -> DecodedImage:
         raise ImageError("empty file")
     try:
         # open() reads only the header, so the size check below runs before any pixel is decoded.
-        image = Image.open(io.BytesIO(data))
+        image: Image.Image = Image.open(io.BytesIO(data))
         width, height = image.size
         if width * height > max_pixels:
             raise ImageError(f"decompression bomb: {width}x{height} pixels is over the limit of {max_pixels}")

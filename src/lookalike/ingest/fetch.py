@@ -30,7 +30,9 @@ def fetch(uri: str, *, max_bytes: int, timeout_s: float) -> Fetched:
     try:
         size = path.stat().st_size
         if size > max_bytes:
-            raise ImageError(f"file too large: {size / 1e6:.1f} MB is over the limit of {max_bytes / 1e6:.0f} MB")
+            raise ImageError(
+                f"file too large: {size / 1e6:.1f} MB is over the limit of {max_bytes / 1e6:.0f} MB"
+            )
         return Fetched(path.read_bytes(), int(path.stat().st_mtime))
     except FileNotFoundError as exc:
         raise ImageError("file not found") from exc

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -129,7 +129,7 @@ class Listing:
             self._check_columns(reader.fieldnames or [])
             yield from reader
 
-    def _check_columns(self, names: list[str]) -> None:
+    def _check_columns(self, names: Sequence[str]) -> None:
         if "image" not in names:
             raise CatalogError(
                 f"The catalog {self.path} has no 'image' column (found: {', '.join(names) or 'none'}). "
@@ -152,7 +152,9 @@ class Listing:
             try:
                 created_at = parse_created_at(row.get("created_at"))
             except ValueError:
-                yield Skipped(uri, f"{where}: created_at {row.get('created_at')!r} is not a date or unix time")
+                yield Skipped(
+                    uri, f"{where}: created_at {row.get('created_at')!r} is not a date or unix time"
+                )
                 continue
             item_id = str(row.get("item_id") or "").strip()
             source = str(row.get("source") or "").strip() or self.source or DEFAULT_SOURCE

@@ -30,7 +30,6 @@ from lookalike.store.models import (
 )
 from lookalike.store.partitions import partition_for, partitions_between
 
-
 MODEL_PROPERTY = "lookalike.model"
 MAX_K = 16384
 _VARCHAR = {"sha256": 64, "item_id": 1024, "name": 2048, "source": 256, "uri": 4096}
@@ -111,6 +110,10 @@ class MilvusStore:
         self._client: Any = None
         self._loaded = False
         self._partitions: set[str] | None = None
+        # The schema and index do not change under a running process; describing them
+        # once saves a round trip on every search.
+        self._description: dict[str, Any] | None = None
+        self._index: tuple[str, dict[str, Any]] | None = None
 
     @property
     def is_lite(self) -> bool:
@@ -127,7 +130,8 @@ class MilvusStore:
 
             # pymilvus sets up its own stderr loggers on import and logs every failed RPC with
             # a traceback; the store raises one clear error instead.
-            for name in ("pymilvus", "pymilvus.milvus_client", "pymilvus.bulk_writer"):
+            # Milvus Lite's in-process gRPC server logs unimplemented calls the client retries.
+            for name in ("pymilvus", "pymilvus.milvus_client", "pymilvus.bulk_writer", "grpc._server"):
                 logging.getLogger(name).setLevel(logging.CRITICAL)
             uri = self.uri
             if self.is_lite:
@@ -152,6 +156,8 @@ class MilvusStore:
             return bool(self.client.has_collection(self.collection))
 
     def require(self) -> None:
+        if self._loaded or self._description is not None:
+            return  # known to exist in this process
         if not self.exists():
             raise CollectionNotFoundError(
                 f"The collection '{self.collection}' does not exist in {self.uri}. "
@@ -189,13 +195,20 @@ class MilvusStore:
         schema.add_field("width", DataType.INT32)
         schema.add_field("height", DataType.INT32)
         index_spec = self.client.prepare_index_params()
-        index_spec.add_index(field_name="vector", index_type=index_type.value, metric_type="IP", params=params)
+        index_spec.add_index(
+            field_name="vector", index_type=index_type.value, metric_type="IP", params=params
+        )
         with _milvus_errors("create the collection"):
             self.client.create_collection(self.collection, schema=schema, index_params=index_spec)
             if model:
                 self.client.alter_collection_properties(self.collection, {MODEL_PROPERTY: model})
+        self._forget()
+
+    def _forget(self) -> None:
         self._loaded = False
         self._partitions = None
+        self._description = None
+        self._index = None
 
     def validate_index(self, index: str) -> IndexType:
         try:
@@ -240,30 +253,45 @@ class MilvusStore:
             )
 
     def _describe(self) -> dict[str, Any]:
-        self.require()
-        with _milvus_errors("describe the collection"):
-            return dict(self.client.describe_collection(self.collection))
+        if self._description is None:
+            self.require()
+            with _milvus_errors("describe the collection"):
+                self._description = dict(self.client.describe_collection(self.collection))
+        return self._description
 
     def dim(self) -> int:
         for field in self._describe()["fields"]:
             if field["name"] == "vector":
                 return int(field["params"]["dim"])
-        raise StoreError(f"The collection '{self.collection}' has no vector field; it was not made by lookalike.")
+        raise StoreError(
+            f"The collection '{self.collection}' has no vector field; it was not made by lookalike."
+        )
 
     def model(self) -> str:
         return str(self._describe().get("properties", {}).get(MODEL_PROPERTY, ""))
 
     def index(self) -> tuple[str, dict[str, Any]]:
+        if self._index is not None:
+            return self._index
         with _milvus_errors("describe the index"):
             info = dict(self.client.describe_index(self.collection, "vector"))
         index_type = str(info.pop("index_type", IndexType.FLAT))
-        skip = {"metric_type", "field_name", "index_name", "total_rows", "indexed_rows",
-                "pending_index_rows", "state"}
-        return index_type, {k: v for k, v in info.items() if k not in skip}
+        skip = {
+            "metric_type",
+            "field_name",
+            "index_name",
+            "total_rows",
+            "indexed_rows",
+            "pending_index_rows",
+            "state",
+        }
+        self._index = (index_type, {k: v for k, v in info.items() if k not in skip})
+        return self._index
 
     def drop(self) -> None:
         with _milvus_errors("drop the collection"):
             self.client.drop_collection(self.collection)
+        self._forget()
 
     # -- partitions ----------------------------------------------------------------------------
 
