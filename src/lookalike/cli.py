@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
@@ -194,14 +195,16 @@ def index(
         service = _service(db, collection, model, pretrained, batch_size=batch_size)
         params = parse_index_params(index_params)
         with _progress() as bar:
-            task = bar.add_task("indexing", total=None, rate="")
-            started = datetime.now()
+            task = bar.add_task("loading model", total=None, rate="")
+            # The rate counts from the first image, not from the model load before it.
+            started = [time.perf_counter()]
 
             def on_start(total: int) -> None:
-                bar.update(task, total=total)
+                started[0] = time.perf_counter()
+                bar.update(task, total=total, description="indexing")
 
             def advance(n: int) -> None:
-                elapsed = (datetime.now() - started).total_seconds() or 1e-9
+                elapsed = (time.perf_counter() - started[0]) or 1e-9
                 done = bar.tasks[0].completed + n
                 bar.update(task, advance=n, rate=f"{done / elapsed:.1f} img/s")
 

@@ -7,6 +7,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from lookalike.config import load_settings
 from lookalike.errors import (
@@ -69,10 +70,12 @@ def test_corrupt_files_are_reported_and_the_rest_indexed(tmp_path: Path) -> None
     (folder / "text.png").write_text("not an image")
     good = (folder / "img_0000.jpg").read_bytes()
     (folder / "truncated.jpg").write_bytes(good[: len(good) // 3])
+    Image.new("1", (12000, 12000)).save(folder / "bomb.png")
     report = make_service(tmp_path).index(str(folder))
     assert report.indexed == 5
     reasons = {Path(s.uri).name: s.reason for s in report.skipped}
-    assert set(reasons) == {"empty.jpg", "text.png", "truncated.jpg"}
+    assert set(reasons) == {"empty.jpg", "text.png", "truncated.jpg", "bomb.png"}
+    assert reasons["bomb.png"].startswith("decompression bomb")
     assert reasons["empty.jpg"] == "empty file"
     assert "not an image" in reasons["text.png"]
 
