@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -15,12 +14,14 @@ import numpy as np
 
 from lookalike.config import Settings
 from lookalike.embed import Embedder, create_embedder
-from lookalike.errors import ConfigError, ItemNotFoundError, LookalikeError
+from lookalike.errors import ConfigError, ImageError, ItemNotFoundError
 from lookalike.ingest import Ingestor, IngestReport, decode_image, fetch, open_listing
-from lookalike.store import CollectionInfo, Hit, IndexType, Item, MilvusStore
+from lookalike.scan import Group, LabelSet, ScanRow, Scores, find_duplicates, load_labels
+from lookalike.scan import scan as scan_items
+from lookalike.store import CollectionInfo, Hit, IndexType, MilvusStore, PartitionStats, partitions_before
+from lookalike.store.backup import export_parquet, import_parquet
 
 Progress = Callable[[int], None]
-EXPORT_BATCH = 2000
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,15 @@ class Query:
     sources: tuple[str, ...] = ()
     since: date | None = None
     until: date | None = None
+
+
+@dataclass(frozen=True)
+class Classified:
+    """One classified image: its label scores (one row), or why it could not be read."""
+
+    uri: str
+    scores: Scores | None
+    error: str | None
 
 
 @dataclass(frozen=True)
@@ -101,6 +111,10 @@ class Lookalike:
             self._embedder = create_embedder(self.settings)
         return self._embedder
 
+    @property
+    def _max_bytes(self) -> int:
+        return int(self.settings.max_download_mb * 1e6)
+
     def close(self) -> None:
         self.store.close()
 
@@ -134,7 +148,7 @@ class Lookalike:
             chunk_size=max(embedder.batch_size * 4, 64),
             workers=self.settings.workers,
             max_pixels=self.settings.max_image_pixels,
-            max_bytes=int(self.settings.max_download_mb * 1e6),
+            max_bytes=self._max_bytes,
             timeout_s=self.settings.fetch_timeout_s,
         )
         return ingestor.run(listing, progress)
@@ -165,7 +179,7 @@ class Lookalike:
                 location = str(Path(location).expanduser())
             data = fetch(
                 location,
-                max_bytes=int(self.settings.max_download_mb * 1e6),
+                max_bytes=self._max_bytes,
                 timeout_s=self.settings.fetch_timeout_s,
             ).data
         decoded = decode_image(data, max_pixels=self.settings.max_image_pixels)
@@ -211,128 +225,77 @@ class Lookalike:
 
     def export(self, path: str, progress: Progress | None = None) -> int:
         """Write every item and its vector to a Parquet file; returns the row count."""
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        dim = self.store.dim()
-        index_type, index_params = self.store.index()
-        schema = pa.schema(
-            [
-                ("id", pa.int64()),
-                ("vector", pa.list_(pa.float32(), dim)),
-                ("sha256", pa.string()),
-                ("item_id", pa.string()),
-                ("name", pa.string()),
-                ("source", pa.string()),
-                ("created_at", pa.int64()),
-                ("uri", pa.string()),
-                ("width", pa.int32()),
-                ("height", pa.int32()),
-            ],
-            metadata={
-                "lookalike.dim": str(dim),
-                "lookalike.model": self.store.model(),
-                "lookalike.index": json.dumps({"type": index_type, "params": index_params}),
-            },
-        )
-        target = Path(path).expanduser()
-        if target.suffix.lower() != ".parquet":
-            raise ConfigError(f"Export writes Parquet: give a file name ending in .parquet, not {path}.")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(target.name + ".partial")
-        rows = 0
-        try:
-            with pq.ParquetWriter(partial, schema) as writer:
-                for batch in self.store.iter_items(batch_size=EXPORT_BATCH, with_vector=True):
-                    writer.write_table(_items_to_table(batch, schema, dim))
-                    rows += len(batch)
-                    if progress:
-                        progress(len(batch))
-            os.replace(partial, target)
-        finally:
-            partial.unlink(missing_ok=True)
-        return rows
+        return export_parquet(self.store, path, progress)
 
     def import_(self, path: str, progress: Progress | None = None) -> tuple[int, int]:
         """Restore a Parquet export without re-embedding; returns (imported, already present)."""
-        import pyarrow.parquet as pq
+        return import_parquet(self.store, path, progress)
 
-        try:
-            parquet = pq.ParquetFile(Path(path).expanduser())
-        except FileNotFoundError as exc:
-            raise ConfigError(f"No such file: {path}") from exc
-        except Exception as exc:  # pyarrow raises several types for unreadable files
-            raise ConfigError(f"Cannot read {path} as Parquet: {exc}") from exc
-        names = set(parquet.schema_arrow.names)
-        missing = {"id", "vector", "created_at"} - names
-        if missing:
+    # -- risk control ------------------------------------------------------------------------
+
+    def label_set(self, labels_path: str) -> LabelSet:
+        embedder = self.embedder
+        if not embedder.supports_text:
             raise ConfigError(
-                f"{path} is not a lookalike export: missing columns {', '.join(sorted(missing))}."
+                f"The model {embedder.name} embeds images only; label scans need a text encoder."
             )
-        meta = {k.decode(): v.decode() for k, v in (parquet.schema_arrow.metadata or {}).items()}
-        vector_type = parquet.schema_arrow.field("vector").type
-        dim = int(meta.get("lookalike.dim") or getattr(vector_type, "list_size", 0) or 0)
-        if dim <= 0:
-            raise ConfigError(f"{path}: cannot tell the vector size.")
-        index = json.loads(meta.get("lookalike.index", "{}")) or {}
-        index_type = str(index.get("type", IndexType.FLAT))
-        if index_type not in {i.value for i in self.store.supported_indexes}:
-            index_type, index["params"] = IndexType.FLAT, {}
-        self.store.ensure(
-            dim, index=index_type, index_params=index.get("params"), model=meta.get("lookalike.model", "")
+        return LabelSet(load_labels(labels_path), embedder)
+
+    def classify(self, images: Sequence[str], labels_path: str) -> tuple[LabelSet, list[Classified]]:
+        """Zero-shot classify image files (not stored ones) against a label set."""
+        labels = self.label_set(labels_path)
+        results: list[Classified] = []
+        for uri in images:
+            try:
+                data = fetch(uri, max_bytes=self._max_bytes, timeout_s=self.settings.fetch_timeout_s).data
+                image = decode_image(data, max_pixels=self.settings.max_image_pixels).image
+            except ImageError as exc:
+                results.append(Classified(uri, None, str(exc)))
+                continue
+            results.append(Classified(uri, labels.score(self.embedder.embed_images([image])), None))
+        return labels, results
+
+    def scan(
+        self,
+        labels_path: str,
+        *,
+        sources: Sequence[str] = (),
+        since: date | None = None,
+        until: date | None = None,
+        min_score: float | None = None,
+        progress: Progress | None = None,
+    ) -> tuple[LabelSet, int, Iterator[ScanRow]]:
+        """Score every stored item in the window; returns the labels, the item count and the rows."""
+        start, end = day_window(since, until)
+        self.store.require()
+        labels = self.label_set(labels_path)
+        self.store.check_dim(labels.vectors.shape[1])
+        chosen = list(sources) or None
+        total = self.store.count(sources=chosen, since=start, until=end)
+        rows = scan_items(
+            self.store, labels, sources=chosen, since=start, until=end, min_score=min_score, progress=progress
         )
-        imported = already = 0
-        for batch in parquet.iter_batches(batch_size=EXPORT_BATCH):
-            items = _table_to_items(batch.to_pydict(), dim)
-            present = self.store.existing_ids([item.id for item in items])
-            fresh = [item for item in items if item.id not in present]
-            imported += self.store.insert(fresh)
-            already += len(items) - len(fresh)
-            if progress:
-                progress(len(items))
-        if imported:
-            self.store.flush()
-        return imported, already
+        return labels, total, rows
 
+    def partitions(self) -> list[PartitionStats]:
+        return [p for p in self.store.partition_stats() if p.name != "_default" or p.rows]
 
-def _items_to_table(items: Sequence[Item], schema: Any, dim: int) -> Any:
-    import pyarrow as pa
+    def partitions_before(self, day: date) -> list[PartitionStats]:
+        """Monthly partitions whose whole month lies strictly before ``day``."""
+        before, _ = day_window(day, None)
+        assert before is not None
+        names = set(partitions_before(self.store.partitions(), before))
+        return [p for p in self.store.partition_stats() if p.name in names]
 
-    vectors = np.stack([item.vector for item in items if item.vector is not None]).astype(np.float32)
-    columns: dict[str, Any] = {
-        name: [getattr(item, name) for item in items] for name in schema.names if name != "vector"
-    }
-    columns["vector"] = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), dim)
-    return pa.table({name: columns[name] for name in schema.names}, schema=schema)
+    def drop_partitions(self, names: Sequence[str]) -> None:
+        self.store.drop_partitions(names)
 
-
-def _table_to_items(columns: dict[str, list[Any]], dim: int) -> list[Item]:
-    items = []
-    for i, item_id in enumerate(columns["id"]):
-        vector = np.asarray(columns["vector"][i], dtype=np.float32)
-        if vector.shape != (dim,):
-            raise LookalikeError(f"Row with id {item_id} has a vector of size {vector.size}, expected {dim}.")
-
-        def text(name: str, index: int = i) -> str:
-            values = columns.get(name)
-            return str(values[index] or "") if values else ""
-
-        def number(name: str, index: int = i) -> int:
-            values = columns.get(name)
-            return int(values[index] or 0) if values else 0
-
-        items.append(
-            Item(
-                id=int(item_id),
-                sha256=text("sha256"),
-                item_id=text("item_id"),
-                name=text("name"),
-                source=text("source"),
-                created_at=number("created_at"),
-                uri=text("uri"),
-                width=number("width"),
-                height=number("height"),
-                vector=vector,
-            )
+    def duplicates(
+        self, *, threshold: float = 0.95, sources: Sequence[str] = (), progress: Progress | None = None
+    ) -> list[Group]:
+        if not -1.0 <= threshold <= 1.0:
+            raise ConfigError(f"--threshold must be a cosine between -1 and 1, got {threshold}.")
+        self.store.require()
+        return find_duplicates(
+            self.store, threshold=threshold, sources=list(sources) or None, progress=progress
         )
-    return items

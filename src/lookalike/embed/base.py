@@ -56,6 +56,11 @@ class Embedder(ABC):
     def supports_text(self) -> bool:
         return True
 
+    @property
+    def logit_scale(self) -> float:
+        """The factor CLIP multiplies cosines by before a softmax over labels."""
+        return 100.0
+
     def load(self) -> None:
         if self._loaded:
             return

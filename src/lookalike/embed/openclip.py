@@ -105,6 +105,12 @@ class OpenClipEmbedder(Embedder):
     def dim(self) -> int:
         return int(self._cfg["embed_dim"])
 
+    @property
+    def logit_scale(self) -> float:
+        self.load()
+        scale = getattr(self._model, "logit_scale", None)
+        return float(scale.exp().item()) if scale is not None else 100.0
+
     def _checkpoint(self) -> str | None:
         """What open_clip's ``pretrained`` gets: None (random), a file path or a known tag."""
         import open_clip

@@ -5,7 +5,7 @@ from __future__ import annotations
 from lookalike.store.filters import build_filter, quote
 from lookalike.store.milvus import MilvusStore, is_server_uri
 from lookalike.store.models import CollectionInfo, Hit, IndexType, Item, PartitionStats
-from lookalike.store.partitions import partition_for, partitions_between
+from lookalike.store.partitions import partition_for, partitions_before, partitions_between
 
 __all__ = [
     "CollectionInfo",
@@ -17,6 +17,7 @@ __all__ = [
     "build_filter",
     "is_server_uri",
     "partition_for",
+    "partitions_before",
     "partitions_between",
     "quote",
 ]

@@ -28,7 +28,7 @@ from lookalike.store.models import (
     Item,
     PartitionStats,
 )
-from lookalike.store.partitions import partition_for, partitions_between
+from lookalike.store.partitions import month_start, next_month, partition_for, partitions_between
 
 MODEL_PROPERTY = "lookalike.model"
 MAX_K = 16384
@@ -402,13 +402,41 @@ class MilvusStore:
             for hits in results
         ]
 
-    def iter_items(self, *, batch_size: int = 1000, with_vector: bool = True) -> Iterator[list[Item]]:
-        """Every stored item, in batches; memory stays bounded by the batch size."""
+    def _window(
+        self, sources: Sequence[str] | None, since: int | None, until: int | None
+    ) -> tuple[str, list[str] | None]:
+        """The filter expression and the partitions (None: all) for a source / time window."""
+        partition_names = None
+        if since is not None or until is not None:
+            partition_names = partitions_between(self.partitions(), since, until)
+        expr = build_filter(sources=list(sources) if sources else None, since=since, until=until)
+        return expr, partition_names
+
+    def iter_items(
+        self,
+        *,
+        batch_size: int = 1000,
+        with_vector: bool = True,
+        sources: Sequence[str] | None = None,
+        since: int | None = None,
+        until: int | None = None,
+    ) -> Iterator[list[Item]]:
+        """Every stored item in the window, in batches; memory stays bounded by the batch size.
+
+        A time window reads only the monthly partitions it overlaps.
+        """
         self._ensure_loaded()
+        expr, partition_names = self._window(sources, since, until)
+        if partition_names == []:
+            return
         fields = [*SCALAR_FIELDS, "vector"] if with_vector else list(SCALAR_FIELDS)
         with _milvus_errors("iterate the collection"):
             iterator = self.client.query_iterator(
-                self.collection, batch_size=batch_size, output_fields=fields
+                self.collection,
+                batch_size=batch_size,
+                output_fields=fields,
+                filter=expr,
+                partition_names=partition_names,
             )
         try:
             while True:
@@ -420,21 +448,61 @@ class MilvusStore:
         finally:
             iterator.close()
 
-    def count(self, *, source: str | None = None) -> int:
+    def count(
+        self,
+        *,
+        sources: Sequence[str] | None = None,
+        since: int | None = None,
+        until: int | None = None,
+    ) -> int:
+        """How many items are in the window (all of them by default)."""
         self._ensure_loaded()
-        expr = build_filter(sources=[source]) if source is not None else ""
+        expr, partition_names = self._window(sources, since, until)
+        if partition_names == []:
+            return 0
+        if not expr:
+            # Milvus Lite answers count(*) without a filter from its totals, ignoring partitions.
+            names = partition_names or self.partitions()
+            return sum(row.rows for row in self.partition_stats() if row.name in names)
         with _milvus_errors("count rows"):
-            rows = self.client.query(self.collection, filter=expr, output_fields=["count(*)"])
+            rows = self.client.query(
+                self.collection, filter=expr, output_fields=["count(*)"], partition_names=partition_names
+            )
         return int(rows[0]["count(*)"]) if rows else 0
+
+    def partition_stats(self) -> list[PartitionStats]:
+        """Rows per partition, with the month each monthly partition covers."""
+        self.require()
+        stats = []
+        with _milvus_errors("read partition stats"):
+            for name in self.partitions():
+                rows = int(self.client.get_partition_stats(self.collection, name)["row_count"])
+                start = month_start(name)
+                stats.append(
+                    PartitionStats(name, rows, start, next_month(start) if start is not None else None)
+                )
+        return stats
+
+    def drop_partitions(self, names: Sequence[str]) -> None:
+        """Drop whole partitions and the items in them."""
+        self.require()
+        for name in names:
+            if name == "_default":
+                raise ConfigError("The _default partition cannot be dropped.")
+            with _milvus_errors(f"drop partition {name}"):
+                if self.client.has_partition(self.collection, name):
+                    # A server only drops released partitions; Milvus Lite has no partition-level
+                    # release and drops loaded ones.
+                    if not self.is_lite:
+                        self.client.release_partitions(self.collection, [name])
+                    self.client.drop_partition(self.collection, name)
+            if self._partitions is not None:
+                self._partitions.discard(name)
 
     def info(self) -> CollectionInfo:
         """Counts per partition and per source (the source counts read the source column)."""
         self._ensure_loaded()
-        with _milvus_errors("read partition stats"):
-            parts = [
-                PartitionStats(name, int(self.client.get_partition_stats(self.collection, name)["row_count"]))
-                for name in self.partitions()
-            ]
+        parts = self.partition_stats()
         sources: dict[str, int] = defaultdict(int)
         for batch in self.iter_items(batch_size=5000, with_vector=False):
             for item in batch:

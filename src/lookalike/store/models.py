@@ -63,8 +63,12 @@ class Hit:
 
 @dataclass(frozen=True)
 class PartitionStats:
+    """A partition's row count and, for a monthly partition, the [start, end) it covers."""
+
     name: str
     rows: int
+    start: int | None = None
+    end: int | None = None
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,20 @@ def month_start(name: str) -> int | None:
     return int(datetime(int(match[1]), int(match[2]), 1, tzinfo=UTC).timestamp())
 
 
+def next_month(start: int) -> int:
+    """Unix time of the first second of the month after the one ``start`` falls in."""
+    first = datetime.fromtimestamp(start, UTC)
+    year, month = (first.year + 1, 1) if first.month == 12 else (first.year, first.month + 1)
+    return int(datetime(year, month, 1, tzinfo=UTC).timestamp())
+
+
+def partitions_before(existing: list[str], before: int) -> list[str]:
+    """Monthly partitions whose whole month ends on or before ``before`` (strictly older)."""
+    return [
+        name for name in existing if (start := month_start(name)) is not None and next_month(start) <= before
+    ]
+
+
 def partitions_between(existing: list[str], since: int | None, until: int | None) -> list[str]:
     """The existing monthly partitions that can hold items with ``since <= created_at < until``."""
     chosen = []
@@ -29,9 +43,7 @@ def partitions_between(existing: list[str], since: int | None, until: int | None
         start = month_start(name)
         if start is None:
             continue
-        first = datetime.fromtimestamp(start, UTC)
-        year, month = (first.year + 1, 1) if first.month == 12 else (first.year, first.month + 1)
-        end = int(datetime(year, month, 1, tzinfo=UTC).timestamp())
+        end = next_month(start)
         if (since is None or end > since) and (until is None or start < until):
             chosen.append(name)
     return chosen

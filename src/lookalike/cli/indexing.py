@@ -1,154 +1,34 @@
-"""The `lookalike` command: parses, builds the service, prints, exits. No logic lives here."""
+"""Index, search, stats, export and import."""
 
 from __future__ import annotations
 
 import json
-import logging
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
-from lookalike.config import DEFAULT_MODEL, DEFAULT_PRETRAINED, load_settings
-from lookalike.errors import LookalikeError
-
-app = typer.Typer(
-    name="lookalike",
-    help=(
-        "Image similarity search: embed images with CLIP, store them in Milvus, search by text, "
-        "image or id.\n\nData lives in --db: a file path is an embedded Milvus Lite database (no setup), "
-        "http://host:19530 is a Milvus server."
-    ),
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
+from lookalike.cli.common import (
+    Collection,
+    Db,
+    Model,
+    Pretrained,
+    Verbose,
+    app,
+    counted,
+    day,
+    err,
+    errors,
+    out,
+    parse_day,
+    progress_bar,
+    service_for,
+    setup_logging,
+    short_uri,
 )
-out = Console()
-err = Console(stderr=True)
-
-# Options every command takes. Defaults come from Settings (environment LOOKALIKE_*), so
-# None here means "not given on the command line".
-Db = Annotated[
-    str | None,
-    typer.Option(
-        "--db", help="Milvus Lite file path or Milvus server URI. (env LOOKALIKE_DB, default ./lookalike.db)"
-    ),
-]
-Collection = Annotated[
-    str | None,
-    typer.Option("--collection", help="Collection name. (env LOOKALIKE_COLLECTION, default images)"),
-]
-Model = Annotated[
-    str | None,
-    typer.Option(
-        "--model",
-        help=f"open_clip architecture name or model-config JSON path. (env LOOKALIKE_MODEL, default {DEFAULT_MODEL})",
-    ),
-]
-Pretrained = Annotated[
-    str | None,
-    typer.Option(
-        "--pretrained",
-        help=(
-            "open_clip pretrained tag, a local checkpoint file, or 'random'. "
-            f"(env LOOKALIKE_PRETRAINED, default {DEFAULT_PRETRAINED})"
-        ),
-    ),
-]
-Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Log what the libraries do.")]
-
-
-def _service(
-    db: str | None, collection: str | None, model: str | None, pretrained: str | None, **extra: Any
-) -> Any:
-    from lookalike.service import Lookalike
-
-    settings = load_settings(db=db, collection=collection, model=model, pretrained=pretrained, **extra)
-    return Lookalike(settings)
-
-
-def _setup_logging(verbose: bool) -> None:
-    # open_clip and huggingface_hub log download failures and retries at ERROR on the root
-    # logger; the user gets one clear message from us instead.
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.CRITICAL, format="%(levelname)s %(name)s: %(message)s"
-    )
-    if not verbose:
-        for name in ("huggingface_hub", "open_clip"):
-            logging.getLogger(name).setLevel(logging.CRITICAL)
-
-
-@contextmanager
-def _errors(verbose: bool = False) -> Iterator[None]:
-    try:
-        yield
-    except LookalikeError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(exc.exit_code) from None
-    except KeyboardInterrupt:
-        err.print("interrupted; what was already inserted is kept and a re-run resumes from it.")
-        raise typer.Exit(130) from None
-    except Exception as exc:
-        if verbose:
-            raise
-        err.print(
-            f"[bold red]unexpected error:[/] {type(exc).__name__}: {exc}\n"
-            "Run the command again with --verbose for the traceback, and please report it.",
-            highlight=False,
-        )
-        raise typer.Exit(70) from None
-
-
-def _parse_day(value: str | None, flag: str) -> date | None:
-    if value is None:
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise typer.BadParameter(f"{value!r} is not a date like 2023-11-19.", param_hint=flag) from None
-
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TaskProgressColumn(),
-        TextColumn("{task.fields[rate]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        transient=False,
-        disable=not err.is_terminal,
-    )
-
-
-def _short(uri: str) -> str:
-    """A path under the working directory is shown relative to it."""
-    try:
-        return str(Path(uri).relative_to(Path.cwd()))
-    except ValueError:
-        return uri
-
-
-def _day(ts: int) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
 
 
 @app.command()
@@ -190,11 +70,11 @@ def index(
     """
     from lookalike.service import parse_index_params
 
-    _setup_logging(verbose)
-    with _errors(verbose):
-        service = _service(db, collection, model, pretrained, batch_size=batch_size)
+    setup_logging(verbose)
+    with errors(verbose):
+        service = service_for(db, collection, model, pretrained, batch_size=batch_size)
         params = parse_index_params(index_params)
-        with _progress() as bar:
+        with progress_bar() as bar:
             task = bar.add_task("loading model", total=None, rate="")
             # The rate counts from the first image, not from the model load before it.
             started = [time.perf_counter()]
@@ -260,18 +140,18 @@ def search(
     """Find the stored images most similar to a text, an image, or a stored item."""
     from lookalike.service import Query
 
-    _setup_logging(verbose)
+    setup_logging(verbose)
     query = Query(
         text=text,
         image=image,
         id=id,
         k=k,
         sources=tuple(source or ()),
-        since=_parse_day(since, "--since"),
-        until=_parse_day(until, "--until"),
+        since=parse_day(since, "--since"),
+        until=parse_day(until, "--until"),
     )
-    with _errors(verbose):
-        service = _service(db, collection, model, pretrained)
+    with errors(verbose):
+        service = service_for(db, collection, model, pretrained)
         result = service.search(query)
         service.close()
     for warning in result.warnings:
@@ -298,8 +178,8 @@ def search(
             item.item_id,
             item.name,
             item.source,
-            _day(item.created_at),
-            _short(item.uri),
+            day(item.created_at),
+            short_uri(item.uri),
         )
     out.print(table)
 
@@ -311,9 +191,9 @@ def stats(
     verbose: Verbose = False,
 ) -> None:
     """Show the collection: model, index, and item counts per partition (month) and per source."""
-    _setup_logging(verbose)
-    with _errors(verbose):
-        service = _service(db, collection, None, None)
+    setup_logging(verbose)
+    with errors(verbose):
+        service = service_for(db, collection, None, None)
         info = service.stats()
         service.close()
     out.print(
@@ -336,12 +216,6 @@ def stats(
     out.print(sources)
 
 
-def _counted(description: str, run: Callable[[Callable[[int], None]], Any]) -> Any:
-    with _progress() as bar:
-        task = bar.add_task(description, total=None, rate="")
-        return run(lambda n: bar.update(task, advance=n))
-
-
 @app.command()
 def export(
     file: Annotated[Path, typer.Argument(help="Parquet file to write (every field and the vector).")],
@@ -350,10 +224,10 @@ def export(
     verbose: Verbose = False,
 ) -> None:
     """Write the whole collection, vectors included, to a Parquet file."""
-    _setup_logging(verbose)
-    with _errors(verbose):
-        service = _service(db, collection, None, None)
-        rows = _counted("exporting", lambda progress: service.export(str(file), progress))
+    setup_logging(verbose)
+    with errors(verbose):
+        service = service_for(db, collection, None, None)
+        rows = counted("exporting", lambda progress: service.export(str(file), progress))
         service.close()
     out.print(f"exported {rows} items to {file}")
 
@@ -366,17 +240,9 @@ def import_(
     verbose: Verbose = False,
 ) -> None:
     """Restore a Parquet export into a collection, without re-embedding; items already there are kept."""
-    _setup_logging(verbose)
-    with _errors(verbose):
-        service = _service(db, collection, None, None)
-        imported, already = _counted("importing", lambda progress: service.import_(str(file), progress))
+    setup_logging(verbose)
+    with errors(verbose):
+        service = service_for(db, collection, None, None)
+        imported, already = counted("importing", lambda progress: service.import_(str(file), progress))
         service.close()
     out.print(f"imported {imported} items ({already} were already there)")
-
-
-def main() -> None:
-    app()
-
-
-if __name__ == "__main__":
-    main()

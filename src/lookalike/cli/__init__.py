@@ -1,0 +1,13 @@
+"""The `lookalike` command: parses, builds the service, prints, exits. No logic lives here."""
+
+from __future__ import annotations
+
+# Importing a module registers its commands; --help lists them in import order.
+from lookalike.cli import indexing, risk  # noqa: F401
+from lookalike.cli.common import app
+
+__all__ = ["app", "main"]
+
+
+def main() -> None:
+    app()

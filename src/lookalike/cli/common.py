@@ -1,0 +1,155 @@
+"""What every command shares: the Typer app, the common options, error translation, progress bars."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from lookalike.config import DEFAULT_MODEL, DEFAULT_PRETRAINED, load_settings
+from lookalike.errors import LookalikeError
+
+app = typer.Typer(
+    name="lookalike",
+    help=(
+        "Image similarity search: embed images with CLIP, store them in Milvus, search by text, "
+        "image or id.\n\nData lives in --db: a file path is an embedded Milvus Lite database (no setup), "
+        "http://host:19530 is a Milvus server."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+# Options every command takes. Defaults come from Settings (environment LOOKALIKE_*), so
+# None here means "not given on the command line".
+Db = Annotated[
+    str | None,
+    typer.Option(
+        "--db", help="Milvus Lite file path or Milvus server URI. (env LOOKALIKE_DB, default ./lookalike.db)"
+    ),
+]
+Collection = Annotated[
+    str | None,
+    typer.Option("--collection", help="Collection name. (env LOOKALIKE_COLLECTION, default images)"),
+]
+Model = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        help=f"open_clip architecture name or model-config JSON path. (env LOOKALIKE_MODEL, default {DEFAULT_MODEL})",
+    ),
+]
+Pretrained = Annotated[
+    str | None,
+    typer.Option(
+        "--pretrained",
+        help=(
+            "open_clip pretrained tag, a local checkpoint file, or 'random'. "
+            f"(env LOOKALIKE_PRETRAINED, default {DEFAULT_PRETRAINED})"
+        ),
+    ),
+]
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Log what the libraries do.")]
+
+
+def service_for(
+    db: str | None, collection: str | None, model: str | None, pretrained: str | None, **extra: Any
+) -> Any:
+    from lookalike.service import Lookalike
+
+    settings = load_settings(db=db, collection=collection, model=model, pretrained=pretrained, **extra)
+    return Lookalike(settings)
+
+
+def setup_logging(verbose: bool) -> None:
+    # open_clip and huggingface_hub log download failures and retries at ERROR on the root
+    # logger; the user gets one clear message from us instead.
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.CRITICAL, format="%(levelname)s %(name)s: %(message)s"
+    )
+    if not verbose:
+        for name in ("huggingface_hub", "open_clip"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+@contextmanager
+def errors(verbose: bool = False) -> Iterator[None]:
+    try:
+        yield
+    except LookalikeError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        err.print("interrupted; what was already inserted is kept and a re-run resumes from it.")
+        raise typer.Exit(130) from None
+    except (typer.Exit, typer.Abort):
+        raise
+    except Exception as exc:
+        if verbose:
+            raise
+        err.print(
+            f"[bold red]unexpected error:[/] {type(exc).__name__}: {exc}\n"
+            "Run the command again with --verbose for the traceback, and please report it.",
+            highlight=False,
+        )
+        raise typer.Exit(70) from None
+
+
+def parse_day(value: str | None, flag: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a date like 2023-11-19.", param_hint=flag) from None
+
+
+def progress_bar() -> Progress:
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=False,
+        disable=not err.is_terminal,
+    )
+
+
+def short_uri(uri: str) -> str:
+    """A path under the working directory is shown relative to it."""
+    try:
+        return str(Path(uri).relative_to(Path.cwd()))
+    except ValueError:
+        return uri
+
+
+def day(ts: int) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
+
+
+def counted(description: str, run: Callable[[Callable[[int], None]], Any]) -> Any:
+    with progress_bar() as bar:
+        task = bar.add_task(description, total=None, rate="")
+        return run(lambda n: bar.update(task, advance=n))

@@ -1,0 +1,146 @@
+"""Parquet backups of a collection: every field and the vector, restored without re-embedding."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lookalike.errors import ConfigError, LookalikeError
+from lookalike.store.milvus import MilvusStore
+from lookalike.store.models import IndexType, Item
+
+Progress = Callable[[int], None]
+EXPORT_BATCH = 2000
+
+
+def export_parquet(store: MilvusStore, path: str, progress: Progress | None = None) -> int:
+    """Write every item and its vector to a Parquet file; returns the row count."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    dim = store.dim()
+    index_type, index_params = store.index()
+    schema = pa.schema(
+        [
+            ("id", pa.int64()),
+            ("vector", pa.list_(pa.float32(), dim)),
+            ("sha256", pa.string()),
+            ("item_id", pa.string()),
+            ("name", pa.string()),
+            ("source", pa.string()),
+            ("created_at", pa.int64()),
+            ("uri", pa.string()),
+            ("width", pa.int32()),
+            ("height", pa.int32()),
+        ],
+        metadata={
+            "lookalike.dim": str(dim),
+            "lookalike.model": store.model(),
+            "lookalike.index": json.dumps({"type": index_type, "params": index_params}),
+        },
+    )
+    target = Path(path).expanduser()
+    if target.suffix.lower() != ".parquet":
+        raise ConfigError(f"Export writes Parquet: give a file name ending in .parquet, not {path}.")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".partial")
+    rows = 0
+    try:
+        with pq.ParquetWriter(partial, schema) as writer:
+            for batch in store.iter_items(batch_size=EXPORT_BATCH, with_vector=True):
+                writer.write_table(_items_to_table(batch, schema, dim))
+                rows += len(batch)
+                if progress:
+                    progress(len(batch))
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+    return rows
+
+
+def import_parquet(store: MilvusStore, path: str, progress: Progress | None = None) -> tuple[int, int]:
+    """Restore a Parquet export without re-embedding; returns (imported, already present)."""
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(Path(path).expanduser())
+    except FileNotFoundError as exc:
+        raise ConfigError(f"No such file: {path}") from exc
+    except Exception as exc:  # pyarrow raises several types for unreadable files
+        raise ConfigError(f"Cannot read {path} as Parquet: {exc}") from exc
+    names = set(parquet.schema_arrow.names)
+    missing = {"id", "vector", "created_at"} - names
+    if missing:
+        raise ConfigError(f"{path} is not a lookalike export: missing columns {', '.join(sorted(missing))}.")
+    meta = {k.decode(): v.decode() for k, v in (parquet.schema_arrow.metadata or {}).items()}
+    vector_type = parquet.schema_arrow.field("vector").type
+    dim = int(meta.get("lookalike.dim") or getattr(vector_type, "list_size", 0) or 0)
+    if dim <= 0:
+        raise ConfigError(f"{path}: cannot tell the vector size.")
+    index = json.loads(meta.get("lookalike.index", "{}")) or {}
+    index_type = str(index.get("type", IndexType.FLAT))
+    if index_type not in {i.value for i in store.supported_indexes}:
+        index_type, index["params"] = IndexType.FLAT, {}
+    store.ensure(
+        dim, index=index_type, index_params=index.get("params"), model=meta.get("lookalike.model", "")
+    )
+    imported = already = 0
+    for batch in parquet.iter_batches(batch_size=EXPORT_BATCH):
+        items = _table_to_items(batch.to_pydict(), dim)
+        present = store.existing_ids([item.id for item in items])
+        fresh = [item for item in items if item.id not in present]
+        imported += store.insert(fresh)
+        already += len(items) - len(fresh)
+        if progress:
+            progress(len(items))
+    if imported:
+        store.flush()
+    return imported, already
+
+
+def _items_to_table(items: Sequence[Item], schema: Any, dim: int) -> Any:
+    import pyarrow as pa
+
+    vectors = np.stack([item.vector for item in items if item.vector is not None]).astype(np.float32)
+    columns: dict[str, Any] = {
+        name: [getattr(item, name) for item in items] for name in schema.names if name != "vector"
+    }
+    columns["vector"] = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), dim)
+    return pa.table({name: columns[name] for name in schema.names}, schema=schema)
+
+
+def _table_to_items(columns: dict[str, list[Any]], dim: int) -> list[Item]:
+    items = []
+    for i, item_id in enumerate(columns["id"]):
+        vector = np.asarray(columns["vector"][i], dtype=np.float32)
+        if vector.shape != (dim,):
+            raise LookalikeError(f"Row with id {item_id} has a vector of size {vector.size}, expected {dim}.")
+
+        def text(name: str, index: int = i) -> str:
+            values = columns.get(name)
+            return str(values[index] or "") if values else ""
+
+        def number(name: str, index: int = i) -> int:
+            values = columns.get(name)
+            return int(values[index] or 0) if values else 0
+
+        items.append(
+            Item(
+                id=int(item_id),
+                sha256=text("sha256"),
+                item_id=text("item_id"),
+                name=text("name"),
+                source=text("source"),
+                created_at=number("created_at"),
+                uri=text("uri"),
+                width=number("width"),
+                height=number("height"),
+                vector=vector,
+            )
+        )
+    return items
