@@ -36,6 +36,17 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(default=100_000_000, ge=1)
     max_download_mb: float = Field(default=50.0, gt=0)
     fetch_timeout_s: float = Field(default=20.0, gt=0)
+    # HTTP API (lookalike serve).
+    api_key: str = ""
+    max_upload_mb: float = Field(default=20.0, gt=0)
+    allow_private_urls: bool = False
+    upload_dir: str = ""  # where uploaded images are kept; default: beside the Milvus Lite file
+
+    def uploads_path(self) -> str:
+        """The folder for images uploaded through the API."""
+        if self.upload_dir:
+            return self.upload_dir
+        return f"{self.db}.uploads" if "://" not in self.db else "./lookalike-uploads"
 
 
 def load_settings(**overrides: Any) -> Settings:

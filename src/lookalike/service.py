@@ -15,10 +15,39 @@ import numpy as np
 from lookalike.config import Settings
 from lookalike.embed import Embedder, create_embedder
 from lookalike.errors import ConfigError, ImageError, ItemNotFoundError
-from lookalike.ingest import Ingestor, IngestReport, decode_image, fetch, open_listing
-from lookalike.scan import Group, LabelSet, ScanRow, Scores, find_duplicates, load_labels
+from lookalike.ingest import (
+    Ingestor,
+    IngestReport,
+    content_hash,
+    decode_image,
+    encode_jpeg,
+    fetch,
+    fetch_public_url,
+    image_media_type,
+    open_listing,
+)
+from lookalike.ingest.sources import Inputs, Listing
+from lookalike.scan import (
+    Group,
+    LabelSet,
+    ScanRow,
+    Scores,
+    check_format,
+    find_duplicates,
+    load_labels,
+    write_scan_report,
+)
 from lookalike.scan import scan as scan_items
-from lookalike.store import CollectionInfo, Hit, IndexType, MilvusStore, PartitionStats, partitions_before
+from lookalike.scan.thumbs import write_grid
+from lookalike.store import (
+    CollectionInfo,
+    Hit,
+    IndexType,
+    Item,
+    MilvusStore,
+    PartitionStats,
+    partitions_before,
+)
 from lookalike.store.backup import export_parquet, import_parquet
 
 Progress = Callable[[int], None]
@@ -36,6 +65,7 @@ class Query:
     sources: tuple[str, ...] = ()
     since: date | None = None
     until: date | None = None
+    public_only: bool = False  # image is a URL from an untrusted caller: public http(s) addresses only
 
 
 @dataclass(frozen=True)
@@ -132,6 +162,16 @@ class Lookalike:
     ) -> IngestReport:
         """Index a folder, an image file or a catalog; returns the report of what was done and skipped."""
         listing = open_listing(path, source)
+        return self._ingest(listing, index, index_params, on_start, progress)
+
+    def _ingest(
+        self,
+        listing: Listing | Inputs,
+        index: str,
+        index_params: dict[str, Any] | None,
+        on_start: Callable[[int], None] | None,
+        progress: Progress | None,
+    ) -> IngestReport:
         self.store.validate_index(index)
         embedder = self.embedder
         if self.store.exists():
@@ -172,18 +212,20 @@ class Lookalike:
         data = query.image_bytes
         if data is None:
             assert query.image is not None
-            location = query.image
-            if "://" not in location and not Path(location).expanduser().is_file():
-                raise ConfigError(f"Query image not found: {location}")
-            if "://" not in location:
-                location = str(Path(location).expanduser())
-            data = fetch(
-                location,
-                max_bytes=self._max_bytes,
-                timeout_s=self.settings.fetch_timeout_s,
-            ).data
+            data = self._read_image(query.image, public_only=query.public_only)
         decoded = decode_image(data, max_pixels=self.settings.max_image_pixels)
         return embedder.embed_images([decoded.image]), []
+
+    def _read_image(self, location: str, *, public_only: bool) -> bytes:
+        timeout = self.settings.fetch_timeout_s
+        if public_only:
+            return fetch_public_url(location, max_bytes=self._max_bytes, timeout_s=timeout).data
+        if "://" not in location:
+            path = Path(location).expanduser()
+            if not path.is_file():
+                raise ConfigError(f"Query image not found: {location}")
+            location = str(path)
+        return fetch(location, max_bytes=self._max_bytes, timeout_s=timeout).data
 
     def search(self, query: Query) -> SearchResult:
         """Top-k stored items for a text, an image or a stored id, inside the filters.
@@ -218,8 +260,62 @@ class Lookalike:
                 )
         return SearchResult((time.perf_counter() - started) * 1000, hits, warnings)
 
+    def write_grid(self, result: SearchResult, path: str, title: str) -> None:
+        """Draw the hits as a PNG grid: thumbnail, name and score, under a title with the query and its time."""
+        cells = [
+            (hit.item.uri, hit.item.name or hit.item.item_id, f"{hit.score:.3f}  ·  {hit.item.source}")
+            for hit in result.hits
+        ]
+        write_grid(path, f"{title}  ·  {len(result.hits)} hits in {result.took_ms:.1f} ms", cells)
+
     def stats(self) -> CollectionInfo:
         return self.store.info()
+
+    # -- items -----------------------------------------------------------------------------
+
+    def item(self, item_id: int) -> Item:
+        found = self.store.get([item_id])
+        if not found:
+            raise ItemNotFoundError(f"No stored item has the id {item_id}.")
+        return found[0]
+
+    def item_image(self, item_id: int, size: int | None = None) -> tuple[bytes, str]:
+        """A stored item's image (or a thumbnail of longest side ``size``) and its media type.
+
+        Only the uri stored with the item is read: no caller's value becomes a path.
+        """
+        item = self.item(item_id)
+        data = fetch(item.uri, max_bytes=self._max_bytes, timeout_s=self.settings.fetch_timeout_s).data
+        if size is None:
+            return data, image_media_type(data)
+        image = decode_image(data, max_pixels=self.settings.max_image_pixels).image
+        image.thumbnail((size, size))
+        return encode_jpeg(image), "image/jpeg"
+
+    def save_upload(self, data: bytes) -> str:
+        """Keep an uploaded image under the upload folder, named by its content; returns the path."""
+        decoded = decode_image(data, max_pixels=self.settings.max_image_pixels)  # refuse non-images early
+        folder = Path(self.settings.uploads_path())
+        folder.mkdir(parents=True, exist_ok=True)
+        suffix = {"image/png": ".png", "image/gif": ".gif", "image/webp": ".webp"}.get(
+            image_media_type(data), ".jpg"
+        )
+        path = folder / f"{content_hash(data)}{suffix}"
+        if not path.exists():
+            path.write_bytes(data)
+        del decoded
+        return str(path.resolve())
+
+    def index_inputs(
+        self,
+        inputs: Sequence[str],
+        *,
+        source: str | None = None,
+        on_start: Callable[[int], None] | None = None,
+        progress: Progress | None = None,
+    ) -> IngestReport:
+        """Index several paths and URLs in one run (the API's POST /index)."""
+        return self._ingest(Inputs(inputs, source), IndexType.FLAT, None, on_start, progress)
 
     # -- export / import ---------------------------------------------------------------------
 
@@ -276,6 +372,35 @@ class Lookalike:
             self.store, labels, sources=chosen, since=start, until=end, min_score=min_score, progress=progress
         )
         return labels, total, rows
+
+    def scan_report(
+        self,
+        labels_path: str,
+        out: str,
+        *,
+        sources: Sequence[str] = (),
+        since: date | None = None,
+        until: date | None = None,
+        min_score: float | None = None,
+        on_start: Callable[[int], None] | None = None,
+        progress: Progress | None = None,
+    ) -> tuple[int, int]:
+        """Scan the window and write the report; returns (items in the window, rows written)."""
+        check_format(out)
+        labels, total, rows = self.scan(
+            labels_path, sources=sources, since=since, until=until, min_score=min_score, progress=progress
+        )
+        if on_start:
+            on_start(total)
+        meta = {
+            "since": since.isoformat() if since else None,
+            "until": until.isoformat() if until else None,
+            "sources": list(sources),
+            "min_score": min_score,
+            "items_in_window": total,
+            "model": self.embedder.name,
+        }
+        return total, write_scan_report(out, rows, labels.names, meta)
 
     def partitions(self) -> list[PartitionStats]:
         return [p for p in self.store.partition_stats() if p.name != "_default" or p.rows]

@@ -131,6 +131,10 @@ def search(
         str | None, typer.Option(help="Only items created on or before this day (YYYY-MM-DD, UTC).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON: {took_ms, hits: [...]}.")] = False,
+    grid: Annotated[
+        Path | None,
+        typer.Option(help="Also draw the hits as a PNG grid of thumbnails with names and scores."),
+    ] = None,
     db: Db = None,
     collection: Collection = None,
     model: Model = None,
@@ -153,9 +157,14 @@ def search(
     with errors(verbose):
         service = service_for(db, collection, model, pretrained)
         result = service.search(query)
+        if grid is not None:
+            label = f'"{text}"' if text is not None else (f"image {image}" if image else f"like id {id}")
+            service.write_grid(result, str(grid), f"lookalike: {label}")
         service.close()
     for warning in result.warnings:
         err.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    if grid is not None:
+        err.print(f"grid written to {grid}")
     if as_json:
         sys.stdout.write(json.dumps(result.to_dict(), ensure_ascii=False) + "\n")
         return

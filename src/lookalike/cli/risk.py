@@ -115,33 +115,22 @@ def scan(
     Uses the stored vectors only (nothing is decoded or re-embedded) and reads only the
     monthly partitions the window needs; every item in the window is scored, none sampled.
     """
-    from lookalike.scan import check_format, write_scan_report
-
     setup_logging(verbose)
     first, last = parse_day(since, "--since"), parse_day(until, "--until")
     with errors(verbose):
-        check_format(report)
         service = service_for(db, collection, model, pretrained)
         with progress_bar() as bar:
             task = bar.add_task("scanning", total=None, rate="")
-            label_set, total, rows = service.scan(
+            total, written = service.scan_report(
                 str(labels),
+                str(report),
                 sources=source or (),
                 since=first,
                 until=last,
                 min_score=min_score,
+                on_start=lambda n: bar.update(task, total=n),
                 progress=lambda n: bar.update(task, advance=n),
             )
-            bar.update(task, total=total)
-            meta = {
-                "since": since,
-                "until": until,
-                "sources": source or [],
-                "min_score": min_score,
-                "items_in_window": total,
-                "model": service.embedder.name,
-            }
-            written = write_scan_report(report, rows, label_set.names, meta)
         service.close()
     out.print(f"scanned {total} items; {written} rows written to {report}")
 
@@ -212,18 +201,15 @@ def duplicates(
     verbose: Verbose = False,
 ) -> None:
     """Find reused images: byte-identical copies (exact) and resized, recompressed or cropped ones (near)."""
-    from lookalike.scan import check_format, write_duplicates_report
-
     setup_logging(verbose)
     with errors(verbose):
-        check_format(report)
         service = service_for(db, collection, None, None)
         groups = counted(
             "reading vectors",
-            lambda progress: service.duplicates(threshold=threshold, sources=source or (), progress=progress),
+            lambda progress: service.duplicates_report(
+                str(report), threshold=threshold, sources=source or (), progress=progress
+            ),
         )
-        meta = {"threshold": threshold, "sources": source or []}
-        write_duplicates_report(report, groups, meta)
         service.close()
     exact = sum(1 for g in groups if g.kind == "exact")
     out.print(f"{len(groups)} groups ({exact} exact, {len(groups) - exact} near) written to {report}")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from lookalike.ingest.decode import DecodedImage, decode_image, to_rgb
-from lookalike.ingest.fetch import Fetched, fetch
+from lookalike.ingest.decode import DecodedImage, decode_image, encode_jpeg, image_media_type, to_rgb
+from lookalike.ingest.fetch import Fetched, fetch, fetch_public_url
 from lookalike.ingest.ids import content_hash, stable_id
 from lookalike.ingest.pipeline import Ingestor, IngestReport
 from lookalike.ingest.sources import Listing, Record, Skipped, open_listing, parse_created_at
@@ -18,6 +18,9 @@ __all__ = [
     "Skipped",
     "content_hash",
     "decode_image",
+    "encode_jpeg",
+    "fetch_public_url",
+    "image_media_type",
     "fetch",
     "open_listing",
     "parse_created_at",

@@ -99,3 +99,19 @@ def decode_image(data: bytes, *, max_pixels: int = 100_000_000) -> DecodedImage:
             raise ImageError(f"truncated image: {message}") from exc
         raise ImageError(f"corrupt image: {message}") from exc
     return DecodedImage(rgb, rgb.width, rgb.height)
+
+
+def image_media_type(data: bytes) -> str:
+    """The media type of encoded image bytes, from their format (not from any file name)."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            fmt = image.format or ""
+    except (OSError, SyntaxError, ValueError):
+        return "application/octet-stream"
+    return Image.MIME.get(fmt.upper(), "application/octet-stream")
+
+
+def encode_jpeg(image: Image.Image, quality: int = 85) -> bytes:
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import email.utils
+import http.client
+import ipaddress
+import socket
+import ssl
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,3 +67,90 @@ def _fetch_url(url: str, *, max_bytes: int, timeout_s: float) -> Fetched:
         except (TypeError, ValueError):
             modified_at = None
     return Fetched(data, modified_at)
+
+
+MAX_REDIRECTS = 5
+
+
+def check_public_host(host: str, port: int) -> str:
+    """Resolve ``host`` and return an address that is safe to connect to.
+
+    Raises:
+        ImageError: the name does not resolve, or any of its addresses is loopback, private,
+            link-local, multicast, reserved or unspecified.
+    """
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise ImageError(f"cannot resolve {host}: {exc.strerror or exc}") from exc
+    addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
+    for address in addresses:
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+            address = address.ipv4_mapped
+        # is_global is False for loopback, private, link-local, shared (CGNAT), reserved and
+        # unspecified addresses; some multicast ranges count as global, so they are checked too.
+        if not address.is_global or address.is_multicast:
+            raise ImageError(
+                f"refusing to fetch from {host}: it resolves to a non-public address ({address})"
+            )
+    return str(addresses[0])
+
+
+class _PinnedHTTPConnection(http.client.HTTPConnection):
+    """Connects to an address checked beforehand, so DNS cannot change between check and connect."""
+
+    def __init__(self, host: str, port: int, address: str, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout)
+        self._address = address
+
+    def connect(self) -> None:
+        self.sock = socket.create_connection((self._address, self.port), self.timeout)
+
+
+class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+    def __init__(self, host: str, port: int, address: str, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout, context=ssl.create_default_context())
+        self._address = address
+
+    def connect(self) -> None:
+        sock = socket.create_connection((self._address, self.port), self.timeout)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)  # type: ignore[attr-defined]
+
+
+def fetch_public_url(url: str, *, max_bytes: int, timeout_s: float) -> Fetched:
+    """Fetch an http(s) URL given by an untrusted caller.
+
+    Every hop, redirects included, must resolve to public addresses only, and the
+    connection goes to the address that was checked.
+
+    Raises:
+        ImageError: a non-http(s) scheme, a non-public address, an HTTP error, too large.
+    """
+    for _ in range(MAX_REDIRECTS + 1):
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ImageError(f"only http(s) URLs can be fetched, not {url!r}")
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        address = check_public_host(parts.hostname, port)
+        kind = _PinnedHTTPSConnection if parts.scheme == "https" else _PinnedHTTPConnection
+        connection = kind(parts.hostname, port, address, timeout_s)
+        path = parts.path or "/"
+        if parts.query:
+            path += "?" + parts.query
+        try:
+            connection.request("GET", path, headers={"User-Agent": "lookalike/0.1", "Host": parts.netloc})
+            response = connection.getresponse()
+            if response.status in (301, 302, 303, 307, 308) and response.getheader("Location"):
+                url = urllib.parse.urljoin(url, response.getheader("Location", ""))
+                continue
+            if response.status >= 400:
+                raise ImageError(f"HTTP {response.status} {response.reason}")
+            data = response.read(max_bytes + 1)
+        except (OSError, http.client.HTTPException) as exc:
+            raise ImageError(f"download failed: {exc}") from exc
+        finally:
+            connection.close()
+        if len(data) > max_bytes:
+            raise ImageError(f"download too large: over the limit of {max_bytes / 1e6:.0f} MB")
+        return Fetched(data, None)
+    raise ImageError(f"too many redirects (over {MAX_REDIRECTS})")

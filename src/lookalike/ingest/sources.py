@@ -170,3 +170,24 @@ def open_listing(path: str | os.PathLike[str], source: str | None = None) -> Lis
     if source is not None and not source.strip():
         raise ConfigError("--source must not be empty.")
     return Listing(resolved, source)
+
+
+class Inputs:
+    """Several inputs indexed as one: paths (folders, files, catalogs) and image URLs."""
+
+    def __init__(self, inputs: Sequence[str], source: str | None = None) -> None:
+        if source is not None and not source.strip():
+            raise ConfigError("source must not be empty.")
+        self.source = source
+        self.urls = [value for value in inputs if is_url(value)]
+        self.listings = [open_listing(value, source) for value in inputs if not is_url(value)]
+
+    def count(self) -> int:
+        return len(self.urls) + sum(listing.count() for listing in self.listings)
+
+    def __iter__(self) -> Iterator[Record | Skipped]:
+        for url in self.urls:
+            stem = Path(url.split("?")[0].rstrip("/")).stem
+            yield Record(url, stem, "", self.source or DEFAULT_SOURCE, None, url)
+        for listing in self.listings:
+            yield from listing

@@ -1,0 +1,127 @@
+"""The FastAPI application: built around one service, models loaded once in the lifespan."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from lookalike import __version__
+from lookalike.api.jobs import Jobs
+from lookalike.api.metrics import Metrics
+from lookalike.api.routes import router
+from lookalike.errors import (
+    CollectionNotFoundError,
+    ConfigError,
+    ImageError,
+    ItemNotFoundError,
+    LookalikeError,
+    ModelUnavailableError,
+    StoreError,
+)
+from lookalike.service import Lookalike
+
+log = logging.getLogger(__name__)
+STATIC = Path(__file__).parent / "static"
+OPEN_PATHS = ("/health", "/", "/static/", "/favicon.ico")
+
+
+def status_for(exc: LookalikeError) -> int:
+    """The HTTP status of a domain error; the core knows nothing of HTTP."""
+    if isinstance(exc, ItemNotFoundError | CollectionNotFoundError):
+        return 404
+    if isinstance(exc, ImageError):
+        return 422
+    if isinstance(exc, ConfigError):
+        return 400
+    if isinstance(exc, ModelUnavailableError | StoreError):
+        return 503
+    return 400
+
+
+def create_app(service: Lookalike) -> FastAPI:
+    """An app answering for ``service``; ``lookalike serve`` and the tests build it the same way."""
+    settings = service.settings
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Load the model once, before the first request, off the event loop.
+        await run_in_threadpool(service.embedder.load)
+        yield
+        service.close()
+
+    app = FastAPI(
+        title="lookalike",
+        version=__version__,
+        description="Image similarity search: CLIP embeddings in Milvus. Search by text, image or stored id.",
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    app.state.jobs = Jobs()
+    app.state.metrics = Metrics()
+    app.state.max_upload = int(settings.max_upload_mb * 1024 * 1024)
+    app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        started = time.perf_counter()
+        path = request.url.path
+        if settings.api_key and not path.startswith(OPEN_PATHS[2]) and path not in OPEN_PATHS:
+            given = request.headers.get("x-api-key", "")
+            if not hmac.compare_digest(given.encode(), settings.api_key.encode()):
+                response: Response = JSONResponse(
+                    {"detail": "missing or wrong X-API-Key header"}, status_code=401
+                )
+                return _observe(app, request, response, started)
+        length = request.headers.get("content-length", "")
+        if length.isdigit() and int(length) > app.state.max_upload + 64 * 1024:
+            limit = settings.max_upload_mb
+            response = JSONResponse({"detail": f"request body over the {limit:g} MB limit"}, status_code=413)
+            return _observe(app, request, response, started)
+        try:
+            response = await call_next(request)
+        except Exception:  # the last line of defence: log it, answer JSON, keep serving
+            log.exception("unhandled error on %s", path)
+            response = JSONResponse({"detail": "internal error"}, status_code=500)
+        return _observe(app, request, response, started)
+
+    @app.exception_handler(LookalikeError)
+    async def domain_error(request: Request, exc: LookalikeError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=status_for(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+            for e in exc.errors()
+        ]
+        return JSONResponse({"detail": errors}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+    return app
+
+
+def _observe(app: FastAPI, request: Request, response: Response, started: float) -> Response:
+    route: Any = request.scope.get("route")
+    name = getattr(route, "path", None) or (
+        "/static" if request.url.path.startswith("/static/") else "unmatched"
+    )
+    metrics: Metrics = app.state.metrics
+    metrics.requests.labels(name, request.method, str(response.status_code)).inc()
+    metrics.latency.labels(name, request.method).observe(time.perf_counter() - started)
+    return response

@@ -1,0 +1,253 @@
+"""HTTP routes. Blocking work (models, Milvus, files) runs in the thread pool through ``blocking``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any, TypeVar
+
+from fastapi import APIRouter, HTTPException, Path, Query, Request
+from fastapi.responses import FileResponse, PlainTextResponse, Response
+from prometheus_client import generate_latest
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData, UploadFile
+
+from lookalike.api.jobs import Jobs
+from lookalike.api.schemas import IndexRequest, ItemOut, JobOut, SearchRequest, SearchResponse, SkippedOut
+from lookalike.errors import ConfigError, ImageError
+from lookalike.ingest import IngestReport
+from lookalike.ingest.sources import Inputs, Skipped
+from lookalike.service import Lookalike
+from lookalike.service import Query as SearchQuery
+
+router = APIRouter()
+T = TypeVar("T")
+ItemId = Path(description="A stored item's id (a 63-bit integer).", max_length=40)
+
+
+def _item_id(value: str) -> int:
+    """Only a stored integer id names an item; anything else (a path, ../..) is simply not found."""
+    if not value.isdigit() or int(value) >= 2**63:
+        raise HTTPException(404, f"no stored item has the id {value!r}")
+    return int(value)
+
+_BODY_DOC = {
+    "requestBody": {
+        "content": {
+            "application/json": {"schema": SearchRequest.model_json_schema()},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "image": {"type": "string", "format": "binary"},
+                        "k": {"type": "integer"},
+                        "sources": {"type": "array", "items": {"type": "string"}},
+                        "since": {"type": "string", "format": "date"},
+                        "until": {"type": "string", "format": "date"},
+                    },
+                }
+            },
+        },
+        "required": True,
+    }
+}
+
+
+async def blocking(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run blocking work (inference, Milvus calls, file reads) off the event loop."""
+    return await run_in_threadpool(fn, *args, **kwargs)
+
+
+def _service(request: Request) -> Lookalike:
+    service: Lookalike = request.app.state.service
+    return service
+
+
+async def _json(request: Request) -> Any:
+    try:
+        return json.loads(await request.body() or b"null")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise HTTPException(400, f"the body is not valid JSON: {exc}") from exc
+
+
+def _invalid(exc: ValidationError) -> HTTPException:
+    errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+    return HTTPException(422, errors)
+
+
+async def _upload(request: Request, file: UploadFile) -> bytes:
+    limit: int = request.app.state.max_upload
+    data = await file.read(limit + 1)
+    if len(data) > limit:
+        raise HTTPException(413, f"upload over the {limit / 1024 / 1024:g} MB limit")
+    if not data:
+        raise HTTPException(422, f"the uploaded file {file.filename!r} is empty")
+    return data
+
+
+def _form_values(form: FormData, name: str) -> list[str]:
+    values = [v for v in form.getlist(name) if isinstance(v, str)]
+    # "sources" may come repeated or comma-separated.
+    return [part.strip() for v in values for part in v.split(",") if part.strip()]
+
+
+@router.get("/health", tags=["service"])
+async def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.post("/search", response_model=SearchResponse, tags=["search"], openapi_extra=_BODY_DOC)
+async def search(request: Request) -> dict[str, Any]:
+    """Search by `text`, `image_url` or `id` (JSON), or by an uploaded `image` (multipart form data)."""
+    content_type = request.headers.get("content-type", "")
+    image_bytes = None
+    if content_type.startswith("multipart/form-data"):
+        form = await request.form(max_part_size=request.app.state.max_upload)
+        upload = form.get("image")
+        if isinstance(upload, UploadFile):
+            image_bytes = await _upload(request, upload)
+        fields: dict[str, Any] = {
+            k: v for k, v in form.items() if isinstance(v, str) and k != "sources" and v != ""
+        }
+        if form.getlist("sources"):
+            fields["sources"] = _form_values(form, "sources")
+        if image_bytes is not None:
+            fields.pop("image", None)
+            if any(fields.get(key) for key in ("text", "image_url", "id")):
+                raise HTTPException(422, "give either an uploaded image or one of text, image_url, id")
+            fields["text"] = "placeholder"  # satisfies "exactly one"; replaced by the image below
+    else:
+        fields = await _json(request)
+        if not isinstance(fields, dict):
+            raise HTTPException(422, 'the body must be a JSON object like {"text": "floral top", "k": 10}')
+    try:
+        body = SearchRequest.model_validate(fields)
+    except ValidationError as exc:
+        raise _invalid(exc) from exc
+    query = SearchQuery(
+        text=None if image_bytes is not None else body.text,
+        image=body.image_url,
+        image_bytes=image_bytes,
+        id=body.id,
+        k=body.k,
+        sources=tuple(body.sources or ()),
+        since=body.since,
+        until=body.until,
+        public_only=not _service(request).settings.allow_private_urls,
+    )
+    result = await blocking(_service(request).search, query)
+    return result.to_dict()
+
+
+@router.get("/items/{item_id}", response_model=ItemOut, tags=["items"])
+async def item(request: Request, item_id: str = ItemId) -> dict[str, Any]:
+    found = await blocking(_service(request).item, _item_id(item_id))
+    return found.metadata()
+
+
+@router.get(
+    "/items/{item_id}/image",
+    tags=["items"],
+    responses={200: {"content": {"image/jpeg": {}, "image/png": {}}}},
+    response_class=Response,
+)
+async def item_image(
+    request: Request,
+    item_id: str = ItemId,
+    size: int | None = Query(default=None, ge=16, le=4096, description="Longest side of a thumbnail."),
+) -> Response:
+    """The stored item's image, or a JPEG thumbnail. Only a stored item's own uri is ever read."""
+    try:
+        data, media_type = await blocking(_service(request).item_image, _item_id(item_id), size)
+    except ImageError as exc:
+        raise HTTPException(404, f"the image of item {item_id} cannot be read: {exc}") from exc
+    return Response(data, media_type=media_type, headers={"Cache-Control": "private, max-age=3600"})
+
+
+@router.post("/index", status_code=202, tags=["index"])
+async def index(request: Request) -> dict[str, str]:
+    """Index server paths or URLs (JSON `{"inputs": [...], "source"}`) or uploaded `files` (multipart).
+
+    Answers a job id at once; `GET /jobs/{id}` reports progress and every skipped file.
+    """
+    service = _service(request)
+    skipped: list[Skipped] = []
+    inputs: list[str] = []
+    source: str | None = None
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        form = await request.form(max_part_size=request.app.state.max_upload)
+        for upload in form.getlist("files"):
+            if isinstance(upload, UploadFile):
+                data = await _upload(request, upload)
+                try:
+                    inputs.append(await blocking(service.save_upload, data))
+                except ImageError as exc:
+                    skipped.append(Skipped(upload.filename or "upload", str(exc)))
+        if not inputs and not skipped:
+            raise HTTPException(422, "upload one or more images in the form field 'files'")
+        value = form.get("source")
+        source = value.strip() if isinstance(value, str) and value.strip() else None
+    else:
+        try:
+            body = IndexRequest.model_validate(await _json(request))
+        except ValidationError as exc:
+            raise _invalid(exc) from exc
+        inputs, source = body.inputs, body.source
+        try:  # refuse inputs that do not exist now, not in a failed job later
+            await blocking(Inputs, inputs, source)
+        except ConfigError as exc:
+            raise HTTPException(400, str(exc)) from exc
+
+    def work(on_start: Callable[[int], None], progress: Callable[[int], None]) -> IngestReport:
+        if not inputs:  # every upload was refused: the job only carries the reasons
+            return IngestReport()
+        report = service.index_inputs(inputs, source=source, on_start=on_start, progress=progress)
+        request.app.state.metrics.indexed.inc(report.indexed)
+        return report
+
+    jobs: Jobs = request.app.state.jobs
+    job = jobs.submit(work, skipped)
+    return {"job_id": job.id, "status": job.status}
+
+
+@router.get("/jobs/{job_id}", response_model=JobOut, tags=["index"])
+async def job(request: Request, job_id: str) -> dict[str, Any]:
+    found = request.app.state.jobs.get(job_id)
+    if found is None:
+        raise HTTPException(404, f"no job {job_id!r}")
+    return {
+        "id": found.id,
+        "status": found.status,
+        "total": found.total,
+        "done": found.done,
+        "indexed": found.indexed,
+        "already_indexed": found.already_indexed,
+        "skipped": [SkippedOut(uri=s.uri, reason=s.reason) for s in found.skipped],
+        "error": found.error,
+        "elapsed_s": round(found.elapsed_s, 3),
+    }
+
+
+@router.get("/stats", tags=["service"])
+async def stats(request: Request) -> dict[str, Any]:
+    info = await blocking(_service(request).stats)
+    request.app.state.metrics.items.set(info.rows)
+    data = asdict(info)
+    data["partitions"] = [{"name": p.name, "rows": p.rows} for p in info.partitions]
+    return data
+
+
+@router.get("/metrics", response_class=PlainTextResponse, tags=["service"])
+async def metrics(request: Request) -> Response:
+    """Prometheus text format."""
+    body = generate_latest(request.app.state.metrics.registry)
+    return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+@router.get("/", include_in_schema=False)
+async def page() -> FileResponse:
+    from lookalike.api.app import STATIC
+
+    return FileResponse(STATIC / "index.html", media_type="text/html")

@@ -1,0 +1,88 @@
+"""Request and response bodies of the HTTP API."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class SearchRequest(BaseModel):
+    """One of ``text``, ``image_url`` or ``id``, with optional filters."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str | None = Field(default=None, max_length=2000)
+    image_url: str | None = Field(default=None, max_length=4096, pattern=r"^[hH][tT][tT][pP][sS]?://")
+    id: int | None = None
+    k: int = Field(default=10, ge=1, le=1000)
+    sources: list[str] | None = Field(default=None, max_length=100)
+    since: date | None = None
+    until: date | None = None
+
+    @model_validator(mode="after")
+    def exactly_one_query(self) -> SearchRequest:
+        given = [v for v in (self.text, self.image_url, self.id) if v is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of text, image_url or id (or upload an image as multipart form data)"
+            )
+        return self
+
+
+class HitOut(BaseModel):
+    id: int
+    score: float
+    item_id: str
+    name: str
+    source: str
+    created_at: int
+    uri: str
+
+
+class SearchResponse(BaseModel):
+    took_ms: float
+    hits: list[HitOut]
+
+
+class ItemOut(BaseModel):
+    id: int
+    sha256: str
+    item_id: str
+    name: str
+    source: str
+    created_at: int
+    uri: str
+    width: int
+    height: int
+
+
+class IndexRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    inputs: list[str] = Field(
+        min_length=1, max_length=10_000, description="Server paths, folders, catalogs or URLs."
+    )
+    source: str | None = Field(default=None, min_length=1, max_length=256)
+
+
+class SkippedOut(BaseModel):
+    uri: str
+    reason: str
+
+
+class JobOut(BaseModel):
+    id: str
+    status: str  # queued | running | done | failed
+    total: int | None
+    done: int
+    indexed: int
+    already_indexed: int
+    skipped: list[SkippedOut]
+    error: str | None
+    elapsed_s: float
+
+
+class ErrorOut(BaseModel):
+    detail: Any

@@ -1,0 +1,174 @@
+// lookalike web page: plain JS, no build step, no network beyond this server.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+let apiKey = localStorage.getItem("lookalike-api-key") || "";
+let droppedFile = null;
+
+function headers(extra = {}) {
+  return apiKey ? { ...extra, "X-API-Key": apiKey } : extra;
+}
+
+async function call(url, options = {}) {
+  let response = await fetch(url, { ...options, headers: headers(options.headers || {}) });
+  if (response.status === 401) {
+    const key = prompt("This server needs an API key (X-API-Key):", "");
+    if (key) {
+      apiKey = key;
+      localStorage.setItem("lookalike-api-key", key);
+      response = await fetch(url, { ...options, headers: headers(options.headers || {}) });
+    }
+  }
+  return response;
+}
+
+function filters() {
+  const sources = $("sources").value.split(",").map((s) => s.trim()).filter(Boolean);
+  const body = { k: Number($("k").value) };
+  if (sources.length) body.sources = sources;
+  if ($("since").value) body.since = $("since").value;
+  if ($("until").value) body.until = $("until").value;
+  return body;
+}
+
+function setStatus(text, isError = false) {
+  $("status").textContent = text;
+  $("status").className = isError ? "error" : "";
+}
+
+function describeError(detail) {
+  if (typeof detail === "string") return detail;
+  if (Array.isArray(detail)) return detail.map((d) => d.msg || JSON.stringify(d)).join("; ");
+  return JSON.stringify(detail);
+}
+
+// Ids are 63-bit integers, beyond what a JavaScript number holds exactly: read them as strings.
+async function readJson(response) {
+  const text = await response.text();
+  return JSON.parse(text.replace(/"id":\s*(\d+)/g, '"id":"$1"'));
+}
+
+async function search(label, request) {
+  setStatus(`Searching ${label}…`);
+  try {
+    const response = await call("/search", request);
+    const payload = await readJson(response);
+    if (!response.ok) {
+      setStatus(describeError(payload.detail), true);
+      $("grid").replaceChildren();
+      return;
+    }
+    render(payload, label);
+  } catch (error) {
+    setStatus(`The server did not answer: ${error}`, true);
+  }
+}
+
+function day(seconds) {
+  return new Date(seconds * 1000).toISOString().slice(0, 10);
+}
+
+async function thumbnail(img, id) {
+  const url = `/items/${id}/image?size=360`;
+  if (!apiKey) {
+    img.src = url;
+    return;
+  }
+  const response = await call(url);
+  if (response.ok) img.src = URL.createObjectURL(await response.blob());
+}
+
+function render(payload, label) {
+  const hits = payload.hits;
+  setStatus(`${hits.length} results for ${label} in ${payload.took_ms.toFixed(1)} ms`);
+  const cards = hits.map((hit, index) => {
+    const card = document.createElement("article");
+    card.className = "card";
+    card.title = `More like ${hit.name || hit.item_id}`;
+    card.dataset.id = hit.id;
+    const thumb = document.createElement("div");
+    thumb.className = "thumb";
+    const img = document.createElement("img");
+    img.alt = hit.name || hit.item_id;
+    img.loading = "lazy";
+    thumbnail(img, hit.id);
+    thumb.append(img);
+    const meta = document.createElement("div");
+    meta.className = "meta";
+    const name = document.createElement("div");
+    name.className = "name";
+    name.textContent = hit.name || hit.item_id;
+    const sub = document.createElement("div");
+    sub.className = "sub";
+    const score = document.createElement("span");
+    score.className = "score";
+    score.textContent = hit.score.toFixed(3);
+    const rank = document.createElement("span");
+    rank.className = "rank";
+    rank.textContent = `${hit.source} · ${day(hit.created_at)}`;
+    rank.title = `rank ${index + 1}, id ${hit.id}`;
+    sub.append(score, rank);
+    meta.append(name, sub);
+    card.append(thumb, meta);
+    card.addEventListener("click", () => {
+      search(`more like “${hit.name || hit.item_id}”`, jsonRequest({ id: hit.id }, true));
+    });
+    return card;
+  });
+  $("grid").replaceChildren(...cards);
+}
+
+function jsonRequest(query, idAsNumber = false) {
+  let body = JSON.stringify({ ...query, ...filters() });
+  // Send the id back as the exact integer it was, not as a rounded JavaScript number.
+  if (idAsNumber) body = body.replace(/"id":"(\d+)"/, '"id":$1');
+  return { method: "POST", headers: { "Content-Type": "application/json" }, body };
+}
+
+function imageRequest(file) {
+  const form = new FormData();
+  form.append("image", file);
+  const f = filters();
+  form.append("k", f.k);
+  (f.sources || []).forEach((s) => form.append("sources", s));
+  if (f.since) form.append("since", f.since);
+  if (f.until) form.append("until", f.until);
+  return { method: "POST", body: form };
+}
+
+function useFile(file) {
+  if (!file) return;
+  droppedFile = file;
+  const preview = document.createElement("img");
+  preview.src = URL.createObjectURL(file);
+  const text = document.createElement("span");
+  text.textContent = `${file.name}: searching by this image`;
+  $("drop").replaceChildren($("file"), preview, text);
+  $("text").value = "";
+  search(`your image “${file.name}”`, imageRequest(file));
+}
+
+$("search").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const text = $("text").value.trim();
+  if (text) {
+    droppedFile = null;
+    search(`“${text}”`, jsonRequest({ text }));
+  } else if (droppedFile) {
+    search(`your image “${droppedFile.name}”`, imageRequest(droppedFile));
+  } else {
+    setStatus("Type something to look for, or drop an image.", true);
+  }
+});
+
+$("file").addEventListener("change", (event) => useFile(event.target.files[0]));
+const drop = $("drop");
+["dragenter", "dragover"].forEach((name) => drop.addEventListener(name, (event) => {
+  event.preventDefault();
+  drop.classList.add("over");
+}));
+["dragleave", "drop"].forEach((name) => drop.addEventListener(name, (event) => {
+  event.preventDefault();
+  drop.classList.remove("over");
+}));
+drop.addEventListener("drop", (event) => useFile(event.dataTransfer.files[0]));

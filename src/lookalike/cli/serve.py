@@ -1,0 +1,49 @@
+"""`lookalike serve`: the HTTP API and the web page."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from lookalike.cli.common import (
+    Collection,
+    Db,
+    Model,
+    Pretrained,
+    Verbose,
+    app,
+    err,
+    errors,
+    service_for,
+    setup_logging,
+)
+
+
+@app.command()
+def serve(
+    host: Annotated[
+        str, typer.Option(help="Address to listen on; 0.0.0.0 for every interface.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
+    db: Db = None,
+    collection: Collection = None,
+    model: Model = None,
+    pretrained: Pretrained = None,
+    verbose: Verbose = False,
+) -> None:
+    """Serve the HTTP API (OpenAPI at /docs) and the search page at /.
+
+    Set LOOKALIKE_API_KEY to require an X-API-Key header on every route but /health and the page.
+    """
+    import uvicorn
+
+    from lookalike.api import create_app
+
+    setup_logging(verbose)
+    with errors(verbose):
+        service = service_for(db, collection, model, pretrained)
+        service.embedder.load()  # fail here, with a clear message, rather than inside the server
+        application = create_app(service)
+    err.print(f"lookalike serving {service.settings.db} on http://{host}:{port} (API docs at /docs)")
+    uvicorn.run(application, host=host, port=port, log_level="info" if verbose else "warning")
