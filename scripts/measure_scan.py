@@ -16,12 +16,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from tests.helpers import FakeEmbedder  # noqa: E402
+
 from lookalike.config import load_settings  # noqa: E402
 from lookalike.scan import find_duplicates, scan  # noqa: E402
 from lookalike.scan.labels import LabelSet, LabelSpec  # noqa: E402
 from lookalike.service import Lookalike  # noqa: E402
 from lookalike.store import Item, MilvusStore  # noqa: E402
-from tests.helpers import FakeEmbedder  # noqa: E402
 
 DIM = 512
 

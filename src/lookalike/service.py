@@ -35,6 +35,7 @@ from lookalike.scan import (
     check_format,
     find_duplicates,
     load_labels,
+    write_duplicates_report,
     write_scan_report,
 )
 from lookalike.scan import scan as scan_items
@@ -424,3 +425,12 @@ class Lookalike:
         return find_duplicates(
             self.store, threshold=threshold, sources=list(sources) or None, progress=progress
         )
+
+    def duplicates_report(
+        self, out: str, *, threshold: float = 0.95, sources: Sequence[str] = (), progress: Progress | None = None
+    ) -> list[Group]:
+        """Find reused images and write the groups to ``out`` (.json, .csv or .html)."""
+        check_format(out)
+        groups = self.duplicates(threshold=threshold, sources=sources, progress=progress)
+        write_duplicates_report(out, groups, {"threshold": threshold, "sources": list(sources)})
+        return groups

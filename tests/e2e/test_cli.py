@@ -65,8 +65,13 @@ def test_index_search_stats_export_import(tmp_path: Path, env: dict[str, str]) -
     by_id = json.loads(lookalike(env, "search", "--id", str(top["id"]), "--json").stdout)
     assert top["id"] not in {hit["id"] for hit in by_id["hits"]}
 
-    table = lookalike(env, "search", "--text", "floral top", "--k", "4")
+    grid = tmp_path / "results.png"
+    table = lookalike(env, "search", "--text", "floral top", "--k", "4", "--grid", str(grid))
     assert table.returncode == 0 and "hits in" in table.stdout and "img_" in table.stdout
+    from PIL import Image
+
+    with Image.open(grid) as sheet:
+        assert sheet.format == "PNG" and sheet.width > 4 * 190
 
     stats = lookalike(env, "stats")
     assert stats.returncode == 0 and "12 items" in stats.stdout and "product" in stats.stdout

@@ -224,3 +224,17 @@ def test_stats_count_partitions_and_sources(tmp_path: Path) -> None:
     assert info.rows == 3 and info.dim == 192 and info.model == "fake-192"
     assert {p.name: p.rows for p in info.partitions} == {"m2023_10": 1, "m2023_11": 2}
     assert info.sources == {"a": 1, "b": 2}
+
+
+def test_grid_draws_every_hit_with_a_title(tmp_path: Path) -> None:
+    paths = write_images(tmp_path / "p", 7)
+    service = make_service(tmp_path)
+    service.index(str(tmp_path / "p"))
+    result = service.search(Query(image=str(paths[2]), k=7))
+    service.write_grid(result, str(tmp_path / "grid.png"), "lookalike: image query")
+    with Image.open(tmp_path / "grid.png") as sheet:
+        assert sheet.size == (5 * 210 + 10, 48 + 2 * (190 + 52) + 10)  # 7 hits: two rows of five columns
+        # The first cell holds the query image's thumbnail: not the background colour.
+        assert sheet.getpixel((110, 140)) != (255, 255, 255)
+    with pytest.raises(ConfigError, match=".png"):
+        service.write_grid(result, str(tmp_path / "grid.jpg"), "x")

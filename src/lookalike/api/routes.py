@@ -33,6 +33,7 @@ def _item_id(value: str) -> int:
         raise HTTPException(404, f"no stored item has the id {value!r}")
     return int(value)
 
+
 _BODY_DOC = {
     "requestBody": {
         "content": {

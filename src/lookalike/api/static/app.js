@@ -111,6 +111,7 @@ function render(payload, label) {
     meta.append(name, sub);
     card.append(thumb, meta);
     card.addEventListener("click", () => {
+      resetDrop();
       search(`more like “${hit.name || hit.item_id}”`, jsonRequest({ id: hit.id }, true));
     });
     return card;
@@ -136,6 +137,13 @@ function imageRequest(file) {
   return { method: "POST", body: form };
 }
 
+function resetDrop() {
+  droppedFile = null;
+  const text = document.createElement("span");
+  text.textContent = "Drop an image here, or click to choose one";
+  $("drop").replaceChildren($("file"), text);
+}
+
 function useFile(file) {
   if (!file) return;
   droppedFile = file;
@@ -152,7 +160,7 @@ $("search").addEventListener("submit", (event) => {
   event.preventDefault();
   const text = $("text").value.trim();
   if (text) {
-    droppedFile = null;
+    resetDrop();
     search(`“${text}”`, jsonRequest({ text }));
   } else if (droppedFile) {
     search(`your image “${droppedFile.name}”`, imageRequest(droppedFile));

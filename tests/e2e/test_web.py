@@ -1,0 +1,123 @@
+"""A live server on loopback: the page in headless Chromium, and a small load test."""
+
+from __future__ import annotations
+
+import os
+import socket
+import statistics
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from lookalike.api import create_app
+from tests.integration.test_api import build
+
+pytestmark = pytest.mark.slow
+CHROMIUM = "/usr/bin/chromium"
+SHOTS = Path(os.environ.get("LOOKALIKE_TEST_SHOTS", "out/screenshots"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture()
+def live(tmp_path: Path) -> Iterator[tuple[str, list[Path]]]:
+    service, photos = build(tmp_path)
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(service), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    for _ in range(200):
+        if server.started:
+            break
+        time.sleep(0.05)
+    assert server.started, "uvicorn did not start"
+    yield f"http://127.0.0.1:{port}", photos
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def test_twenty_clients_searching_get_no_errors(live: tuple[str, list[Path]]) -> None:
+    url, photos = live
+    queries = [{"text": "red floral dress", "k": 10}, {"text": "blue shoe", "k": 10, "sources": ["product"]}]
+
+    def client(number: int) -> list[float]:
+        latencies = []
+        with httpx.Client(base_url=url, timeout=30) as http:
+            for i in range(200):
+                started = time.perf_counter()
+                response = http.post("/search", json=queries[(number + i) % len(queries)])
+                latencies.append((time.perf_counter() - started) * 1000)
+                assert response.status_code == 200, response.text
+                assert response.json()["hits"]
+        return latencies
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        latencies = sorted(ms for result in pool.map(client, range(20)) for ms in result)
+    seconds = time.perf_counter() - started
+    assert len(latencies) == 4000
+    p50, p99 = statistics.median(latencies), latencies[int(len(latencies) * 0.99) - 1]
+    print(
+        f"\nload: 20 clients x 200 searches, 0 errors, p50 {p50:.1f} ms, p99 {p99:.1f} ms, {4000 / seconds:.0f} req/s"
+    )
+
+
+@pytest.mark.skipif(
+    not Path(CHROMIUM).exists(), reason="Debian chromium is not installed (apt-get install chromium)"
+)
+def test_the_page_searches_by_text_by_upload_and_more_like_this(live: tuple[str, list[Path]]) -> None:
+    from playwright.sync_api import sync_playwright
+
+    url, photos = live
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+    ]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=flags)
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.goto(url + "/")
+        page.fill("#text", "red floral dress")
+        page.press("#text", "Enter")
+        page.wait_for_selector(".card")
+        assert page.inner_text(".card .name") == "img_0003"
+        assert "results for" in page.inner_text("#status") and "ms" in page.inner_text("#status")
+        page.wait_for_function("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
+        page.screenshot(path=str(SHOTS / "text-search.png"))
+
+        page.set_input_files("#file", str(photos[6]))
+        page.wait_for_function(
+            "document.querySelector('#status').textContent.includes('your image')"
+            " && document.querySelector('#status').textContent.includes('results')"
+        )
+        assert page.inner_text(".card .name") == "img_0006"
+        page.screenshot(path=str(SHOTS / "image-search.png"))
+
+        page.click(".card >> nth=0")
+        page.wait_for_function(
+            "document.querySelector('#status').textContent.startsWith('') &&"
+            " document.querySelector('#status').textContent.includes('more like')"
+            " && document.querySelector('#status').textContent.includes('results')"
+        )
+        names = page.locator(".card .name").all_inner_texts()
+        assert names and "img_0006" not in names  # the item itself is left out of "more like this"
+        page.screenshot(path=str(SHOTS / "more-like-this.png"))
+        browser.close()
