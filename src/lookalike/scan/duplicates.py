@@ -53,7 +53,7 @@ def find_duplicates(
     """
     items: list[Item] = []
     parts: list[np.ndarray] = []
-    for batch in store.iter_items(batch_size=4096, with_vector=True, sources=sources):
+    for batch in store.iter_items(batch_size=8192, with_vector=True, sources=sources):
         parts.append(np.stack([item.vector for item in batch if item.vector is not None]))
         items.extend(dataclasses.replace(item, vector=None) for item in batch)
         if progress:

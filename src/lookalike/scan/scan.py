@@ -10,7 +10,7 @@ import numpy as np
 from lookalike.scan.labels import LabelSet
 from lookalike.store import Item, MilvusStore
 
-SCAN_BATCH = 4096
+SCAN_BATCH = 8192
 
 
 @dataclass(frozen=True)

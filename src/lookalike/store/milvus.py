@@ -423,30 +423,31 @@ class MilvusStore:
     ) -> Iterator[list[Item]]:
         """Every stored item in the window, in batches; memory stays bounded by the batch size.
 
-        A time window reads only the monthly partitions it overlaps.
+        A time window reads only the monthly partitions it overlaps, and partitions are read
+        one at a time: each page of an iterator filters its whole scope, so smaller scopes
+        keep a full pass close to linear in the collection size.
         """
         self._ensure_loaded()
         expr, partition_names = self._window(sources, since, until)
-        if partition_names == []:
-            return
         fields = [*SCALAR_FIELDS, "vector"] if with_vector else list(SCALAR_FIELDS)
-        with _milvus_errors("iterate the collection"):
-            iterator = self.client.query_iterator(
-                self.collection,
-                batch_size=batch_size,
-                output_fields=fields,
-                filter=expr,
-                partition_names=partition_names,
-            )
-        try:
-            while True:
-                with _milvus_errors("iterate the collection"):
-                    rows = iterator.next()
-                if not rows:
-                    return
-                yield [_row_to_item(row, with_vector) for row in rows]
-        finally:
-            iterator.close()
+        for partition in partition_names if partition_names is not None else self.partitions():
+            with _milvus_errors("iterate the collection"):
+                iterator = self.client.query_iterator(
+                    self.collection,
+                    batch_size=batch_size,
+                    output_fields=fields,
+                    filter=expr,
+                    partition_names=[partition],
+                )
+            try:
+                while True:
+                    with _milvus_errors("iterate the collection"):
+                        rows = iterator.next()
+                    if not rows:
+                        break
+                    yield [_row_to_item(row, with_vector) for row in rows]
+            finally:
+                iterator.close()
 
     def count(
         self,
