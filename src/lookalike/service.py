@@ -427,7 +427,12 @@ class Lookalike:
         )
 
     def duplicates_report(
-        self, out: str, *, threshold: float = 0.95, sources: Sequence[str] = (), progress: Progress | None = None
+        self,
+        out: str,
+        *,
+        threshold: float = 0.95,
+        sources: Sequence[str] = (),
+        progress: Progress | None = None,
     ) -> list[Group]:
         """Find reused images and write the groups to ``out`` (.json, .csv or .html)."""
         check_format(out)

@@ -56,6 +56,25 @@ _BODY_DOC = {
 }
 
 
+_INDEX_DOC = {
+    "requestBody": {
+        "content": {
+            "application/json": {"schema": IndexRequest.model_json_schema()},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                        "source": {"type": "string"},
+                    },
+                }
+            },
+        },
+        "required": True,
+    }
+}
+
+
 async def blocking(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run blocking work (inference, Milvus calls, file reads) off the event loop."""
     return await run_in_threadpool(fn, *args, **kwargs)
@@ -167,7 +186,7 @@ async def item_image(
     return Response(data, media_type=media_type, headers={"Cache-Control": "private, max-age=3600"})
 
 
-@router.post("/index", status_code=202, tags=["index"])
+@router.post("/index", status_code=202, tags=["index"], openapi_extra=_INDEX_DOC)
 async def index(request: Request) -> dict[str, str]:
     """Index server paths or URLs (JSON `{"inputs": [...], "source"}`) or uploaded `files` (multipart).
 

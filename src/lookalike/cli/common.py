@@ -79,6 +79,25 @@ def service_for(
     return Lookalike(settings)
 
 
+@contextmanager
+def session(
+    verbose: bool,
+    db: str | None,
+    collection: str | None,
+    model: str | None,
+    pretrained: str | None,
+    **extra: Any,
+) -> Iterator[Any]:
+    """What every command does around its work: logging, the service, error translation, closing."""
+    setup_logging(verbose)
+    with errors(verbose):
+        service = service_for(db, collection, model, pretrained, **extra)
+        try:
+            yield service
+        finally:
+            service.close()
+
+
 def setup_logging(verbose: bool) -> None:
     # open_clip and huggingface_hub log download failures and retries at ERROR on the root
     # logger; the user gets one clear message from us instead.

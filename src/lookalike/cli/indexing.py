@@ -21,12 +21,10 @@ from lookalike.cli.common import (
     counted,
     day,
     err,
-    errors,
     out,
     parse_day,
     progress_bar,
-    service_for,
-    setup_logging,
+    session,
     short_uri,
 )
 
@@ -70,9 +68,7 @@ def index(
     """
     from lookalike.service import parse_index_params
 
-    setup_logging(verbose)
-    with errors(verbose):
-        service = service_for(db, collection, model, pretrained, batch_size=batch_size)
+    with session(verbose, db, collection, model, pretrained, batch_size=batch_size) as service:
         params = parse_index_params(index_params)
         with progress_bar() as bar:
             task = bar.add_task("loading model", total=None, rate="")
@@ -96,7 +92,6 @@ def index(
                 on_start=on_start,
                 progress=advance,
             )
-        service.close()
     out.print(
         f"indexed [bold]{report.indexed}[/] new images, {report.already_indexed} already indexed, "
         f"{len(report.skipped)} skipped, in {report.elapsed_s:.1f} s ({report.images_per_s:.1f} img/s)",
@@ -144,7 +139,6 @@ def search(
     """Find the stored images most similar to a text, an image, or a stored item."""
     from lookalike.service import Query
 
-    setup_logging(verbose)
     query = Query(
         text=text,
         image=image,
@@ -154,13 +148,11 @@ def search(
         since=parse_day(since, "--since"),
         until=parse_day(until, "--until"),
     )
-    with errors(verbose):
-        service = service_for(db, collection, model, pretrained)
+    with session(verbose, db, collection, model, pretrained) as service:
         result = service.search(query)
         if grid is not None:
             label = f'"{text}"' if text is not None else (f"image {image}" if image else f"like id {id}")
             service.write_grid(result, str(grid), f"lookalike: {label}")
-        service.close()
     for warning in result.warnings:
         err.print(f"[yellow]warning:[/] {warning}", highlight=False)
     if grid is not None:
@@ -200,11 +192,8 @@ def stats(
     verbose: Verbose = False,
 ) -> None:
     """Show the collection: model, index, and item counts per partition (month) and per source."""
-    setup_logging(verbose)
-    with errors(verbose):
-        service = service_for(db, collection, None, None)
+    with session(verbose, db, collection, None, None) as service:
         info = service.stats()
-        service.close()
     out.print(
         f"collection [bold]{info.name}[/] in {service.settings.db}: {info.rows} items, dim {info.dim}, "
         f"index {info.index_type} {json.dumps(info.index_params) if info.index_params else ''}, "
@@ -233,11 +222,8 @@ def export(
     verbose: Verbose = False,
 ) -> None:
     """Write the whole collection, vectors included, to a Parquet file."""
-    setup_logging(verbose)
-    with errors(verbose):
-        service = service_for(db, collection, None, None)
+    with session(verbose, db, collection, None, None) as service:
         rows = counted("exporting", lambda progress: service.export(str(file), progress))
-        service.close()
     out.print(f"exported {rows} items to {file}")
 
 
@@ -249,9 +235,6 @@ def import_(
     verbose: Verbose = False,
 ) -> None:
     """Restore a Parquet export into a collection, without re-embedding; items already there are kept."""
-    setup_logging(verbose)
-    with errors(verbose):
-        service = service_for(db, collection, None, None)
+    with session(verbose, db, collection, None, None) as service:
         imported, already = counted("importing", lambda progress: service.import_(str(file), progress))
-        service.close()
     out.print(f"imported {imported} items ({already} were already there)")

@@ -20,12 +20,10 @@ from lookalike.cli.common import (
     counted,
     day,
     err,
-    errors,
     out,
     parse_day,
     progress_bar,
-    service_for,
-    setup_logging,
+    session,
 )
 
 partitions_app = typer.Typer(
@@ -53,9 +51,7 @@ def classify(
     verbose: Verbose = False,
 ) -> None:
     """Zero-shot classify images: each label's cosine, softmax probability and whether it matches."""
-    setup_logging(verbose)
-    with errors(verbose):
-        service = service_for(None, None, model, pretrained)
+    with session(verbose, None, None, model, pretrained) as service:
         label_set, results = service.classify(images, str(labels))
     payload = []
     for result in results:
@@ -115,34 +111,27 @@ def scan(
     Uses the stored vectors only (nothing is decoded or re-embedded) and reads only the
     monthly partitions the window needs; every item in the window is scored, none sampled.
     """
-    setup_logging(verbose)
     first, last = parse_day(since, "--since"), parse_day(until, "--until")
-    with errors(verbose):
-        service = service_for(db, collection, model, pretrained)
-        with progress_bar() as bar:
-            task = bar.add_task("scanning", total=None, rate="")
-            total, written = service.scan_report(
-                str(labels),
-                str(report),
-                sources=source or (),
-                since=first,
-                until=last,
-                min_score=min_score,
-                on_start=lambda n: bar.update(task, total=n),
-                progress=lambda n: bar.update(task, advance=n),
-            )
-        service.close()
+    with session(verbose, db, collection, model, pretrained) as service, progress_bar() as bar:
+        task = bar.add_task("scanning", total=None, rate="")
+        total, written = service.scan_report(
+            str(labels),
+            str(report),
+            sources=source or (),
+            since=first,
+            until=last,
+            min_score=min_score,
+            on_start=lambda n: bar.update(task, total=n),
+            progress=lambda n: bar.update(task, advance=n),
+        )
     out.print(f"scanned {total} items; {written} rows written to {report}")
 
 
 @partitions_app.command("list")
 def partitions_list(db: Db = None, collection: Collection = None, verbose: Verbose = False) -> None:
     """Each partition with its item count and the dates it covers."""
-    setup_logging(verbose)
-    with errors(verbose):
-        service = service_for(db, collection, None, None)
+    with session(verbose, db, collection, None, None) as service:
         partitions = service.partitions()
-        service.close()
     table = Table()
     for column in ("partition", "items", "from", "to"):
         table.add_column(column, justify="right" if column == "items" else "left")
@@ -162,11 +151,9 @@ def partitions_drop(
     verbose: Verbose = False,
 ) -> None:
     """Drop the monthly partitions strictly older than a day, with all their items. Newer data is never touched."""
-    setup_logging(verbose)
     cutoff = parse_day(before, "--before")
     assert cutoff is not None
-    with errors(verbose):
-        service = service_for(db, collection, None, None)
+    with session(verbose, db, collection, None, None) as service:
         doomed = service.partitions_before(cutoff)
         if not doomed:
             out.print(f"no whole month ends before {cutoff}; nothing dropped")
@@ -178,7 +165,6 @@ def partitions_drop(
             err.print("nothing dropped (pass --yes to drop without being asked)")
             raise typer.Exit(1)
         service.drop_partitions([p.name for p in doomed])
-        service.close()
     out.print(f"dropped {len(doomed)} partitions, {rows} items")
 
 
@@ -201,15 +187,12 @@ def duplicates(
     verbose: Verbose = False,
 ) -> None:
     """Find reused images: byte-identical copies (exact) and resized, recompressed or cropped ones (near)."""
-    setup_logging(verbose)
-    with errors(verbose):
-        service = service_for(db, collection, None, None)
+    with session(verbose, db, collection, None, None) as service:
         groups = counted(
             "reading vectors",
             lambda progress: service.duplicates_report(
                 str(report), threshold=threshold, sources=source or (), progress=progress
             ),
         )
-        service.close()
     exact = sum(1 for g in groups if g.kind == "exact")
     out.print(f"{len(groups)} groups ({exact} exact, {len(groups) - exact} near) written to {report}")

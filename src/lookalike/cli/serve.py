@@ -14,9 +14,7 @@ from lookalike.cli.common import (
     Verbose,
     app,
     err,
-    errors,
-    service_for,
-    setup_logging,
+    session,
 )
 
 
@@ -40,10 +38,8 @@ def serve(
 
     from lookalike.api import create_app
 
-    setup_logging(verbose)
-    with errors(verbose):
-        service = service_for(db, collection, model, pretrained)
+    with session(verbose, db, collection, model, pretrained) as service:
         service.embedder.load()  # fail here, with a clear message, rather than inside the server
         application = create_app(service)
-    err.print(f"lookalike serving {service.settings.db} on http://{host}:{port} (API docs at /docs)")
-    uvicorn.run(application, host=host, port=port, log_level="info" if verbose else "warning")
+        err.print(f"lookalike serving {service.settings.db} on http://{host}:{port} (API docs at /docs)")
+        uvicorn.run(application, host=host, port=port, log_level="info" if verbose else "warning")
