@@ -30,11 +30,13 @@ from lookalike.ingest.sources import Inputs, Listing
 from lookalike.scan import (
     Group,
     LabelSet,
+    LabelSpec,
     ScanRow,
     Scores,
     check_format,
     find_duplicates,
     load_labels,
+    parse_labels,
     write_duplicates_report,
     write_scan_report,
 )
@@ -330,15 +332,23 @@ class Lookalike:
 
     # -- risk control ------------------------------------------------------------------------
 
-    def label_set(self, labels_path: str) -> LabelSet:
+    def parse_labels(self, text: str) -> list[LabelSpec]:
+        """Label tables from TOML text (the API's scans); raises ConfigError with the reason."""
+        return parse_labels(text)
+
+    def label_set(self, labels: str | Sequence[LabelSpec]) -> LabelSet:
+        """A label set from a TOML file path, or from label specs already parsed."""
         embedder = self.embedder
         if not embedder.supports_text:
             raise ConfigError(
                 f"The model {embedder.name} embeds images only; label scans need a text encoder."
             )
-        return LabelSet(load_labels(labels_path), embedder)
+        specs = load_labels(labels) if isinstance(labels, str) else list(labels)
+        return LabelSet(specs, embedder)
 
-    def classify(self, images: Sequence[str], labels_path: str) -> tuple[LabelSet, list[Classified]]:
+    def classify(
+        self, images: Sequence[str], labels_path: str | Sequence[LabelSpec]
+    ) -> tuple[LabelSet, list[Classified]]:
         """Zero-shot classify image files (not stored ones) against a label set."""
         labels = self.label_set(labels_path)
         results: list[Classified] = []
@@ -354,7 +364,7 @@ class Lookalike:
 
     def scan(
         self,
-        labels_path: str,
+        labels_path: str | Sequence[LabelSpec],
         *,
         sources: Sequence[str] = (),
         since: date | None = None,
@@ -376,7 +386,7 @@ class Lookalike:
 
     def scan_report(
         self,
-        labels_path: str,
+        labels_path: str | Sequence[LabelSpec],
         out: str,
         *,
         sources: Sequence[str] = (),

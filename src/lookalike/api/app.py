@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -18,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lookalike import __version__
+from lookalike.api import risk
 from lookalike.api.jobs import Jobs
 from lookalike.api.metrics import Metrics
 from lookalike.api.routes import router
@@ -71,7 +73,9 @@ def create_app(service: Lookalike) -> FastAPI:
     app.state.jobs = Jobs()
     app.state.metrics = Metrics()
     app.state.max_upload = int(settings.max_upload_mb * 1024 * 1024)
+    app.state.reports = Path(tempfile.mkdtemp(prefix="lookalike-reports-"))
     app.include_router(router)
+    app.include_router(risk.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.middleware("http")

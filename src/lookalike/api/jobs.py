@@ -7,12 +7,13 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from lookalike.errors import LookalikeError
 from lookalike.ingest import IngestReport
 from lookalike.ingest.sources import Skipped
 
-Work = Callable[[Callable[[int], None], Callable[[int], None]], IngestReport]
+Work = Callable[[Callable[[int], None], Callable[[int], None]], "IngestReport | dict[str, Any]"]
 
 
 @dataclass
@@ -25,6 +26,9 @@ class Job:
     already_indexed: int = 0
     skipped: list[Skipped] = field(default_factory=list)
     error: str | None = None
+    kind: str = "index"
+    result: dict[str, Any] | None = None  # what a scan or duplicates job found
+    report: str | None = None  # the report file a scan or duplicates job writes
     started: float = field(default_factory=time.perf_counter)
     finished: float | None = None
 
@@ -34,7 +38,7 @@ class Job:
 
 
 class Jobs:
-    """Runs one indexing job at a time in a worker thread; the rest wait their turn."""
+    """Runs one job at a time in a worker thread (index, scan, duplicates); the rest wait their turn."""
 
     def __init__(self) -> None:
         self._jobs: dict[str, Job] = {}
@@ -44,8 +48,15 @@ class Jobs:
     def get(self, job_id: str) -> Job | None:
         return self._jobs.get(job_id)
 
-    def submit(self, work: Work, skipped: list[Skipped] | None = None) -> Job:
-        job = Job(id=uuid.uuid4().hex, skipped=list(skipped or []))
+    def submit(
+        self,
+        work: Work,
+        skipped: list[Skipped] | None = None,
+        *,
+        kind: str = "index",
+        report: str | None = None,
+    ) -> Job:
+        job = Job(id=uuid.uuid4().hex, skipped=list(skipped or []), kind=kind, report=report)
         with self._lock:
             self._jobs[job.id] = job
         threading.Thread(target=self._run, args=(job, work), daemon=True, name=f"index-{job.id[:8]}").start()
@@ -68,7 +79,10 @@ class Jobs:
                 job.status, job.error = "failed", f"{type(exc).__name__}: {exc}"
             else:
                 job.status = "done"
-                job.indexed, job.already_indexed = report.indexed, report.already_indexed
-                job.skipped.extend(report.skipped)
+                if isinstance(report, IngestReport):
+                    job.indexed, job.already_indexed = report.indexed, report.already_indexed
+                    job.skipped.extend(report.skipped)
+                else:
+                    job.result = report
             finally:
                 job.finished = time.perf_counter()

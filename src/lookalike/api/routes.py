@@ -80,7 +80,7 @@ async def blocking(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     return await run_in_threadpool(fn, *args, **kwargs)
 
 
-def _service(request: Request) -> Lookalike:
+def service_of(request: Request) -> Lookalike:
     service: Lookalike = request.app.state.service
     return service
 
@@ -155,15 +155,15 @@ async def search(request: Request) -> dict[str, Any]:
         sources=tuple(body.sources or ()),
         since=body.since,
         until=body.until,
-        public_only=not _service(request).settings.allow_private_urls,
+        public_only=not service_of(request).settings.allow_private_urls,
     )
-    result = await blocking(_service(request).search, query)
+    result = await blocking(service_of(request).search, query)
     return result.to_dict()
 
 
 @router.get("/items/{item_id}", response_model=ItemOut, tags=["items"])
 async def item(request: Request, item_id: str = ItemId) -> dict[str, Any]:
-    found = await blocking(_service(request).item, _item_id(item_id))
+    found = await blocking(service_of(request).item, _item_id(item_id))
     return found.metadata()
 
 
@@ -180,7 +180,7 @@ async def item_image(
 ) -> Response:
     """The stored item's image, or a JPEG thumbnail. Only a stored item's own uri is ever read."""
     try:
-        data, media_type = await blocking(_service(request).item_image, _item_id(item_id), size)
+        data, media_type = await blocking(service_of(request).item_image, _item_id(item_id), size)
     except ImageError as exc:
         raise HTTPException(404, f"the image of item {item_id} cannot be read: {exc}") from exc
     return Response(data, media_type=media_type, headers={"Cache-Control": "private, max-age=3600"})
@@ -192,7 +192,7 @@ async def index(request: Request) -> dict[str, str]:
 
     Answers a job id at once; `GET /jobs/{id}` reports progress and every skipped file.
     """
-    service = _service(request)
+    service = service_of(request)
     skipped: list[Skipped] = []
     inputs: list[str] = []
     source: str | None = None
@@ -239,6 +239,7 @@ async def job(request: Request, job_id: str) -> dict[str, Any]:
         raise HTTPException(404, f"no job {job_id!r}")
     return {
         "id": found.id,
+        "kind": found.kind,
         "status": found.status,
         "total": found.total,
         "done": found.done,
@@ -247,12 +248,14 @@ async def job(request: Request, job_id: str) -> dict[str, Any]:
         "skipped": [SkippedOut(uri=s.uri, reason=s.reason) for s in found.skipped],
         "error": found.error,
         "elapsed_s": round(found.elapsed_s, 3),
+        "result": found.result,
+        "report_url": f"/jobs/{found.id}/report" if found.report and found.status == "done" else None,
     }
 
 
 @router.get("/stats", tags=["service"])
 async def stats(request: Request) -> dict[str, Any]:
-    info = await blocking(_service(request).stats)
+    info = await blocking(service_of(request).stats)
     request.app.state.metrics.items.set(info.rows)
     data = asdict(info)
     data["partitions"] = [{"name": p.name, "rows": p.rows} for p in info.partitions]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -74,6 +74,7 @@ class SkippedOut(BaseModel):
 
 class JobOut(BaseModel):
     id: str
+    kind: str  # index | scan | duplicates
     status: str  # queued | running | done | failed
     total: int | None
     done: int
@@ -82,6 +83,43 @@ class JobOut(BaseModel):
     skipped: list[SkippedOut]
     error: str | None
     elapsed_s: float
+    result: dict[str, Any] | None = None
+    report_url: str | None = None
+
+
+ReportFormat = Literal["json", "csv", "html"]
+
+
+class ScanRequest(BaseModel):
+    """A compliance scan: label tables as TOML text, a window, and the report format."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    labels: str = Field(
+        min_length=1,
+        max_length=100_000,
+        description="TOML: [labels.NAME] with prompts = [...], optional threshold and negative_prompts.",
+    )
+    since: date | None = None
+    until: date | None = None
+    sources: list[str] | None = Field(default=None, max_length=100)
+    min_score: float | None = Field(default=None, ge=-1, le=1)
+    format: ReportFormat = "json"
+
+
+class DuplicatesRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    threshold: float = Field(default=0.95, ge=-1, le=1)
+    sources: list[str] | None = Field(default=None, max_length=100)
+    format: ReportFormat = "json"
+
+
+class PartitionOut(BaseModel):
+    name: str
+    rows: int
+    first_day: date | None
+    last_day: date | None
 
 
 class ErrorOut(BaseModel):

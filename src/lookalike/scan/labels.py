@@ -39,10 +39,20 @@ def load_labels(path: str | Path) -> list[LabelSpec]:
     """Read ``[labels.NAME]`` tables with ``prompts``, optional ``threshold`` and ``negative_prompts``."""
     file = Path(path).expanduser()
     try:
-        data = tomllib.loads(file.read_text(encoding="utf-8"))
+        text = file.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
         raise ConfigError(f"Label file not found: {file}") from exc
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"Cannot read the label file {file}: {exc}") from exc
+    return parse_labels(text, file.name)
+
+
+def parse_labels(text: str, name: str = "labels") -> list[LabelSpec]:
+    """Label tables from TOML text; ``name`` says where it came from in error messages."""
+    file = name
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"Cannot read the label file {file}: {exc}") from exc
     tables = data.get("labels")
     if not isinstance(tables, dict) or not tables:
@@ -51,8 +61,8 @@ def load_labels(path: str | Path) -> list[LabelSpec]:
             '[labels.samoyed]\nprompts = ["a photo of a samoyed", "a white fluffy dog"]\nthreshold = 0.27\n'
         )
     specs = []
-    for name, table in tables.items():
-        where = f"{file.name}: labels.{name}"
+    for label, table in tables.items():
+        where = f"{file}: labels.{label}"
         if not isinstance(table, dict):
             raise ConfigError(f"{where} must be a table with a 'prompts' list.")
         unknown = set(table) - {"prompts", "threshold", "negative_prompts"}
@@ -63,7 +73,7 @@ def load_labels(path: str | Path) -> list[LabelSpec]:
             raise ConfigError(f"{where}.threshold must be a number between -1 and 1.")
         specs.append(
             LabelSpec(
-                name=name,
+                name=label,
                 prompts=_strings(table.get("prompts"), f"{where}.prompts"),
                 threshold=float(threshold),
                 negative_prompts=_strings(
