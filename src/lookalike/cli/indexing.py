@@ -189,10 +189,12 @@ def search(
 def stats(
     db: Db = None,
     collection: Collection = None,
+    model: Model = None,
+    pretrained: Pretrained = None,
     verbose: Verbose = False,
 ) -> None:
     """Show the collection: model, index, and item counts per partition (month) and per source."""
-    with session(verbose, db, collection, None, None) as service:
+    with session(verbose, db, collection, model, pretrained) as service:
         info = service.stats()
     out.print(
         f"collection [bold]{info.name}[/] in {service.settings.db}: {info.rows} items, dim {info.dim}, "
@@ -219,10 +221,12 @@ def export(
     file: Annotated[Path, typer.Argument(help="Parquet file to write (every field and the vector).")],
     db: Db = None,
     collection: Collection = None,
+    model: Model = None,
+    pretrained: Pretrained = None,
     verbose: Verbose = False,
 ) -> None:
     """Write the whole collection, vectors included, to a Parquet file."""
-    with session(verbose, db, collection, None, None) as service:
+    with session(verbose, db, collection, model, pretrained) as service:
         rows = counted("exporting", lambda progress: service.export(str(file), progress))
     out.print(f"exported {rows} items to {file}")
 
@@ -232,9 +236,11 @@ def import_(
     file: Annotated[Path, typer.Argument(help="Parquet file written by `lookalike export`.")],
     db: Db = None,
     collection: Collection = None,
+    model: Model = None,
+    pretrained: Pretrained = None,
     verbose: Verbose = False,
 ) -> None:
     """Restore a Parquet export into a collection, without re-embedding; items already there are kept."""
-    with session(verbose, db, collection, None, None) as service:
+    with session(verbose, db, collection, model, pretrained) as service:
         imported, already = counted("importing", lambda progress: service.import_(str(file), progress))
     out.print(f"imported {imported} items ({already} were already there)")
