@@ -1,0 +1,70 @@
+"""`lookalike bench`: measure ingest, text queries, search and inserts in one run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from lookalike.cli.common import Verbose, app, err, errors, out, setup_logging
+from lookalike.config import load_settings
+
+
+@app.command()
+def bench(
+    vectors: Annotated[int, typer.Option(min=100, help="Vectors in the search benchmark.")] = 100_000,
+    images: Annotated[int, typer.Option(min=1, help="Generated JPEGs for the ingest benchmark.")] = 256,
+    image_size: Annotated[int, typer.Option(min=32, help="Side of the generated JPEGs, in pixels.")] = 800,
+    queries: Annotated[int, typer.Option(min=1, help="Queries timed per measurement.")] = 100,
+    model: Annotated[
+        str, typer.Option(help="open_clip architecture name or model-config JSON.")
+    ] = "ViT-B-32",
+    pretrained: Annotated[
+        str, typer.Option(help="Weights: 'random' (the real FLOPs, offline), a tag or a checkpoint file.")
+    ] = "random",
+    db: Annotated[
+        str | None,
+        typer.Option(help="A Milvus server URI adds that backend; Milvus Lite always runs in a temp folder."),
+    ] = None,
+    report: Annotated[
+        Path | None, typer.Option("--out", help="Write the results as JSON to this file.")
+    ] = None,
+    verbose: Verbose = False,
+) -> None:
+    """Measure ingest images/s, text-query latency, vector search latency and recall@10, and insert rate.
+
+    Everything runs on generated data, side by side in one process, so the figures compare.
+    """
+    from lookalike.bench import BenchConfig, run_bench
+
+    setup_logging(verbose)
+    with errors(verbose):
+        settings = load_settings(model=model, pretrained=pretrained)
+        config = BenchConfig(vectors=vectors, images=images, image_size=image_size, queries=queries, db=db)
+        result = run_bench(settings, config, say=lambda line: err.print(line, highlight=False))
+    table = Table(
+        title=f"lookalike bench ({result['machine']['cpus']} CPUs, model {result['ingest']['model']})"
+    )
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for runtime, figures in result["ingest"]["runtimes"].items():
+        table.add_row(f"ingest {runtime} (images/s)", f"{figures['images_per_s']:.1f}")
+    text = result["text_query"]
+    table.add_row("text query encode p50 (ms)", f"{text['encode_ms_p50']:.1f}")
+    table.add_row(
+        "text query total p50 / p99 (ms)", f"{text['total_ms_p50']:.1f} / {text['total_ms_p99']:.1f}"
+    )
+    for row in result["search"]:
+        table.add_row(
+            f"search {row['backend']} {row['index']} p50 / p99 (ms), recall@10",
+            f"{row['p50_ms']:.1f} / {row['p99_ms']:.1f}, {row['recall_at_10']:.3f}",
+        )
+    table.add_row("insert (vectors/s)", f"{result['insert']['vectors_per_s']:.0f}")
+    table.add_row("peak RSS (MB)", f"{result['peak_rss_mb']:.0f}")
+    out.print(table)
+    if report is not None:
+        report.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        err.print(f"results written to {report}")

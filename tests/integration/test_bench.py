@@ -1,0 +1,76 @@
+"""A smoke-size `lookalike bench`: every key of the JSON is there and the figures are sane (no timing asserts)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from lookalike.bench import BenchConfig, clustered_vectors, run_bench
+from lookalike.config import load_settings
+
+
+def test_bench_reports_every_figure(tiny_model: tuple[Path, Path]) -> None:
+    config, checkpoint = tiny_model
+    settings = load_settings(model=str(config), pretrained=str(checkpoint), workers=2)
+    lines: list[str] = []
+    result = run_bench(
+        settings, BenchConfig(vectors=1500, images=3, image_size=128, queries=5), say=lines.append
+    )
+    assert set(result) == {"machine", "ingest", "text_query", "search", "insert", "peak_rss_mb"}
+    assert result["ingest"]["images"] == 3 and result["ingest"]["runtimes"]["torch-fp32"]["images_per_s"] > 0
+    assert set(result["text_query"]) == {"encode_ms_p50", "total_ms_p50", "total_ms_p99"}
+    assert result["text_query"]["total_ms_p50"] >= result["text_query"]["encode_ms_p50"] > 0
+    by_index = {row["index"]: row for row in result["search"]}
+    assert set(by_index) == {"FLAT", "HNSW"}
+    assert by_index["FLAT"]["recall_at_10"] == 1.0  # exact search is exact
+    for row in result["search"]:
+        assert row["backend"] == "milvus-lite" and row["vectors"] == 1500 and row["dim"] == 32
+        assert 0 < row["p50_ms"] <= row["p99_ms"] and 0 <= row["recall_at_10"] <= 1 and row["build_s"] >= 0
+    assert result["insert"]["vectors_per_s"] > 0 and result["peak_rss_mb"] > 0
+    assert any("recall@10" in line for line in lines)
+    json.dumps(result)  # JSON-ready
+
+
+def test_clustered_vectors_are_unit_length_and_clustered() -> None:
+    vectors = clustered_vectors(2000, 16, clusters=10)
+    assert vectors.shape == (2000, 16)
+    assert abs(float((vectors**2).sum(axis=1).mean()) - 1) < 1e-5
+    # Neighbours share a cluster: the nearest other vector is much closer than a random one.
+    sims = vectors[:50] @ vectors.T
+    sims[range(50), range(50)] = -1
+    assert float(sims.max(axis=1).mean()) > float(sims.mean()) + 0.3
+
+
+def test_bench_command_writes_its_json(tmp_path: Path, tiny_model: tuple[Path, Path]) -> None:
+    config, checkpoint = tiny_model
+    out = tmp_path / "bench.json"
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lookalike",
+            "bench",
+            "--vectors",
+            "500",
+            "--images",
+            "2",
+            "--image-size",
+            "64",
+            "--queries",
+            "3",
+            "--model",
+            str(config),
+            "--pretrained",
+            str(checkpoint),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "insert (vectors/s)" in run.stdout
+    assert json.loads(out.read_text())["search"][0]["vectors"] == 500
