@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +25,12 @@ from lookalike.ingest import (
     open_listing,
 )
 from lookalike.ingest.sources import Inputs, Listing
+from lookalike.queries import Classified, Query, SearchResult, day_window, parse_index_params
 from lookalike.scan import (
     Group,
     LabelSet,
     LabelSpec,
     ScanRow,
-    Scores,
     check_format,
     find_duplicates,
     load_labels,
@@ -44,7 +42,6 @@ from lookalike.scan import scan as scan_items
 from lookalike.scan.thumbs import write_grid
 from lookalike.store import (
     CollectionInfo,
-    Hit,
     IndexType,
     Item,
     MilvusStore,
@@ -55,65 +52,7 @@ from lookalike.store.backup import export_parquet, import_parquet
 
 Progress = Callable[[int], None]
 
-
-@dataclass(frozen=True)
-class Query:
-    """One search: exactly one of text, image (path or URL), image_bytes or id."""
-
-    text: str | None = None
-    image: str | None = None
-    image_bytes: bytes | None = None
-    id: int | None = None
-    k: int = 10
-    sources: tuple[str, ...] = ()
-    since: date | None = None
-    until: date | None = None
-    public_only: bool = False  # image is a URL from an untrusted caller: public http(s) addresses only
-
-
-@dataclass(frozen=True)
-class Classified:
-    """One classified image: its label scores (one row), or why it could not be read."""
-
-    uri: str
-    scores: Scores | None
-    error: str | None
-
-
-@dataclass(frozen=True)
-class SearchResult:
-    took_ms: float
-    hits: list[Hit]
-    warnings: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"took_ms": round(self.took_ms, 3), "hits": [hit.to_dict() for hit in self.hits]}
-
-
-def day_window(since: date | None, until: date | None) -> tuple[int | None, int | None]:
-    """Whole UTC days, inclusive → [start, end) in unix seconds."""
-    if since and until and since > until:
-        raise ConfigError(f"--since {since} is after --until {until}.")
-
-    def midnight(day: date) -> int:
-        return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp())
-
-    return (
-        midnight(since) if since else None,
-        midnight(until + timedelta(days=1)) if until else None,
-    )
-
-
-def parse_index_params(text: str | None) -> dict[str, Any] | None:
-    if not text:
-        return None
-    try:
-        params = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"--index-params must be a JSON object, e.g. '{{\"nlist\": 1024}}': {exc}") from exc
-    if not isinstance(params, dict):
-        raise ConfigError("--index-params must be a JSON object, e.g. '{\"nlist\": 1024}'.")
-    return params
+__all__ = ["Classified", "Lookalike", "Query", "SearchResult", "day_window", "parse_index_params"]
 
 
 class Lookalike:
