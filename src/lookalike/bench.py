@@ -98,7 +98,9 @@ def _fill(store: MilvusStore, vectors: np.ndarray) -> float:
     return time.perf_counter() - started
 
 
-def bench_ingest(settings: Settings, config: BenchConfig, work: Path, say: Say) -> dict[str, Any]:
+def bench_ingest(
+    settings: Settings, config: BenchConfig, work: Path, say: Say
+) -> tuple[dict[str, Any], Embedder]:
     photos = work / "photos"
     generate_photos(photos, config.images, config.image_size)
     runtimes: dict[str, Any] = {}
@@ -116,7 +118,7 @@ def bench_ingest(settings: Settings, config: BenchConfig, work: Path, say: Say) 
         say(f"ingest {runtime}: {report.images_per_s:.1f} images/s ({report.indexed} images)")
         store.close()
     assert embedder is not None
-    return {"model": embedder.name, "images": config.images, "runtimes": runtimes}
+    return {"model": embedder.name, "images": config.images, "runtimes": runtimes}, embedder
 
 
 def bench_search(
@@ -155,7 +157,7 @@ def bench_search(
     return entry, insert_s
 
 
-def run_bench(settings: Settings, config: BenchConfig, say: Say = print) -> dict[str, Any]:
+def run_bench(settings: Settings, config: BenchConfig, say: Say = lambda line: None) -> dict[str, Any]:
     """Run every measurement and return the JSON-ready results (see README, "Benchmark")."""
     work = Path(tempfile.mkdtemp(prefix="lookalike-bench-"))
     import torch
@@ -171,10 +173,7 @@ def run_bench(settings: Settings, config: BenchConfig, say: Say = print) -> dict
             "cuda": torch.cuda.is_available(),
         }
     }
-    result["ingest"] = bench_ingest(settings, config, work, say)
-
-    embedder = create_embedder(settings)
-    embedder.load()
+    result["ingest"], embedder = bench_ingest(settings, config, work, say)
     rng = np.random.default_rng(1)
     vectors = clustered_vectors(config.vectors, embedder.dim)
     # Queries near stored vectors, as a shopper's photo of a stored product would be.

@@ -24,7 +24,7 @@ from lookalike.ingest import (
     image_media_type,
     open_listing,
 )
-from lookalike.ingest.sources import Inputs, Listing
+from lookalike.ingest.sources import Inputs, Listing, Skipped
 from lookalike.queries import Classified, Query, SearchResult, day_window, parse_index_params
 from lookalike.scan import (
     Group,
@@ -52,7 +52,17 @@ from lookalike.store.backup import export_parquet, import_parquet
 
 Progress = Callable[[int], None]
 
-__all__ = ["Classified", "Lookalike", "Query", "SearchResult", "day_window", "parse_index_params"]
+# The types callers receive back (the API's jobs hold ingest reports and skipped files).
+__all__ = [
+    "Classified",
+    "IngestReport",
+    "Lookalike",
+    "Query",
+    "SearchResult",
+    "Skipped",
+    "day_window",
+    "parse_index_params",
+]
 
 
 class Lookalike:
@@ -247,6 +257,10 @@ class Lookalike:
             path.write_bytes(data)
         del decoded
         return str(path.resolve())
+
+    def check_inputs(self, inputs: Sequence[str], source: str | None = None) -> None:
+        """Raise ConfigError now for inputs that do not exist, rather than in a failed job later."""
+        Inputs(inputs, source)
 
     def index_inputs(
         self,

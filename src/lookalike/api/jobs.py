@@ -10,8 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lookalike.errors import LookalikeError
-from lookalike.ingest import IngestReport
-from lookalike.ingest.sources import Skipped
+from lookalike.service import IngestReport, Skipped
 
 Work = Callable[[Callable[[int], None], Callable[[int], None]], "IngestReport | dict[str, Any]"]
 

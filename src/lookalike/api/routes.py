@@ -17,9 +17,7 @@ from starlette.datastructures import FormData, UploadFile
 from lookalike.api.jobs import Jobs
 from lookalike.api.schemas import IndexRequest, ItemOut, JobOut, SearchRequest, SearchResponse, SkippedOut
 from lookalike.errors import ConfigError, ImageError
-from lookalike.ingest import IngestReport
-from lookalike.ingest.sources import Inputs, Skipped
-from lookalike.service import Lookalike
+from lookalike.service import IngestReport, Lookalike, Skipped
 from lookalike.service import Query as SearchQuery
 
 router = APIRouter()
@@ -216,7 +214,7 @@ async def index(request: Request) -> dict[str, str]:
             raise _invalid(exc) from exc
         inputs, source = body.inputs, body.source
         try:  # refuse inputs that do not exist now, not in a failed job later
-            await blocking(Inputs, inputs, source)
+            await blocking(service.check_inputs, inputs, source)
         except ConfigError as exc:
             raise HTTPException(400, str(exc)) from exc
 
