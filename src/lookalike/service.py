@@ -23,6 +23,7 @@ from lookalike.ingest import (
     fetch_public_url,
     image_media_type,
     open_listing,
+    shrink,
 )
 from lookalike.ingest.sources import Inputs, Listing, Skipped
 from lookalike.queries import Classified, Query, SearchResult, day_window, parse_index_params
@@ -240,13 +241,11 @@ class Lookalike:
         data = fetch(item.uri, max_bytes=self._max_bytes, timeout_s=self.settings.fetch_timeout_s).data
         if size is None:
             return data, image_media_type(data)
-        image = decode_image(data, max_pixels=self.settings.max_image_pixels).image
-        image.thumbnail((size, size))
-        return encode_jpeg(image), "image/jpeg"
+        return encode_jpeg(shrink(data, size, max_pixels=self.settings.max_image_pixels)), "image/jpeg"
 
     def save_upload(self, data: bytes) -> str:
         """Keep an uploaded image under the upload folder, named by its content; returns the path."""
-        decoded = decode_image(data, max_pixels=self.settings.max_image_pixels)  # refuse non-images early
+        decode_image(data, max_pixels=self.settings.max_image_pixels)  # refuse non-images before keeping them
         folder = Path(self.settings.uploads_path())
         folder.mkdir(parents=True, exist_ok=True)
         suffix = {"image/png": ".png", "image/gif": ".gif", "image/webp": ".webp"}.get(
@@ -255,7 +254,6 @@ class Lookalike:
         path = folder / f"{content_hash(data)}{suffix}"
         if not path.exists():
             path.write_bytes(data)
-        del decoded
         return str(path.resolve())
 
     def check_inputs(self, inputs: Sequence[str], source: str | None = None) -> None:

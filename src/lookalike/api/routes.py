@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.responses import FileResponse, PlainTextResponse, Response
 from prometheus_client import generate_latest
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 
@@ -32,45 +32,36 @@ def _item_id(value: str) -> int:
     return int(value)
 
 
-_BODY_DOC = {
-    "requestBody": {
-        "content": {
-            "application/json": {"schema": SearchRequest.model_json_schema()},
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "properties": {
-                        "image": {"type": "string", "format": "binary"},
-                        "k": {"type": "integer"},
-                        "sources": {"type": "array", "items": {"type": "string"}},
-                        "since": {"type": "string", "format": "date"},
-                        "until": {"type": "string", "format": "date"},
-                    },
-                }
+def _body_doc(model: type[BaseModel], form: dict[str, Any]) -> dict[str, Any]:
+    """OpenAPI for a route that reads a JSON body or multipart form data itself."""
+    return {
+        "requestBody": {
+            "content": {
+                "application/json": {"schema": model.model_json_schema()},
+                "multipart/form-data": {"schema": {"type": "object", "properties": form}},
             },
-        },
-        "required": True,
+            "required": True,
+        }
     }
-}
 
 
-_INDEX_DOC = {
-    "requestBody": {
-        "content": {
-            "application/json": {"schema": IndexRequest.model_json_schema()},
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "properties": {
-                        "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
-                        "source": {"type": "string"},
-                    },
-                }
-            },
-        },
-        "required": True,
-    }
-}
+_BODY_DOC = _body_doc(
+    SearchRequest,
+    {
+        "image": {"type": "string", "format": "binary"},
+        "k": {"type": "integer"},
+        "sources": {"type": "array", "items": {"type": "string"}},
+        "since": {"type": "string", "format": "date"},
+        "until": {"type": "string", "format": "date"},
+    },
+)
+_INDEX_DOC = _body_doc(
+    IndexRequest,
+    {
+        "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
+        "source": {"type": "string"},
+    },
+)
 
 
 async def blocking(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lookalike.ingest.decode import DecodedImage, decode_image, encode_jpeg, image_media_type, to_rgb
+from lookalike.ingest.decode import DecodedImage, decode_image, encode_jpeg, image_media_type, shrink, to_rgb
 from lookalike.ingest.fetch import Fetched, fetch, fetch_public_url
 from lookalike.ingest.ids import content_hash, stable_id
 from lookalike.ingest.pipeline import Ingestor, IngestReport
@@ -24,6 +24,7 @@ __all__ = [
     "fetch",
     "open_listing",
     "parse_created_at",
+    "shrink",
     "stable_id",
     "to_rgb",
 ]

@@ -111,6 +111,17 @@ def image_media_type(data: bytes) -> str:
     return Image.MIME.get(fmt.upper(), "application/octet-stream")
 
 
+def shrink(data: bytes, size: int, *, max_pixels: int = 100_000_000) -> Image.Image:
+    """Decode image bytes and shrink them to a longest side of ``size`` (a thumbnail).
+
+    Raises:
+        ImageError: as decode_image.
+    """
+    image = decode_image(data, max_pixels=max_pixels).image
+    image.thumbnail((size, size))
+    return image
+
+
 def encode_jpeg(image: Image.Image, quality: int = 85) -> bytes:
     buffer = io.BytesIO()
     image.convert("RGB").save(buffer, format="JPEG", quality=quality)

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 from collections.abc import Sequence
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
 from lookalike.errors import ConfigError, ImageError
-from lookalike.ingest import decode_image, fetch
+from lookalike.ingest import encode_jpeg, fetch, shrink
 from lookalike.ingest.sources import is_url
 
 THUMB_SIZE = 160
@@ -20,21 +19,14 @@ THUMB_SIZE = 160
 def thumbnail(uri: str, size: int = THUMB_SIZE, *, max_bytes: int = 50_000_000) -> Image.Image | None:
     """The image at ``uri`` shrunk to a longest side of ``size``; None when it cannot be read."""
     try:
-        decoded = decode_image(fetch(uri, max_bytes=max_bytes, timeout_s=10).data)
+        return shrink(fetch(uri, max_bytes=max_bytes, timeout_s=10).data, size)
     except ImageError:
         return None
-    image = decoded.image
-    image.thumbnail((size, size))
-    return image
 
 
 def thumbnail_jpeg(uri: str, size: int = THUMB_SIZE) -> bytes | None:
     image = thumbnail(uri, size)
-    if image is None:
-        return None
-    buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=82)
-    return buffer.getvalue()
+    return None if image is None else encode_jpeg(image, quality=82)
 
 
 def img_tag(uri: str, alt: str, size: int = THUMB_SIZE) -> str:

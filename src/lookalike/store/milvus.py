@@ -378,14 +378,9 @@ class MilvusStore:
             raise ConfigError("search needs at least one query vector.")
         self._ensure_loaded()
         self.check_dim(int(vectors.shape[1]))
-        partition_names: list[str] | None = None
-        if since is not None or until is not None:
-            partition_names = partitions_between(self.partitions(), since, until)
-            if not partition_names:
-                return [[] for _ in range(len(vectors))]
-        expr = build_filter(
-            sources=list(sources) if sources else None, since=since, until=until, exclude_ids=exclude_ids
-        )
+        expr, partition_names = self._window(sources, since, until, exclude_ids)
+        if partition_names == []:
+            return [[] for _ in range(len(vectors))]
         index_type, _ = self.index()
         with _milvus_errors("search"):
             results = self.client.search(
@@ -403,13 +398,19 @@ class MilvusStore:
         ]
 
     def _window(
-        self, sources: Sequence[str] | None, since: int | None, until: int | None
+        self,
+        sources: Sequence[str] | None,
+        since: int | None,
+        until: int | None,
+        exclude_ids: Sequence[int] | None = None,
     ) -> tuple[str, list[str] | None]:
         """The filter expression and the partitions (None: all) for a source / time window."""
         partition_names = None
         if since is not None or until is not None:
             partition_names = partitions_between(self.partitions(), since, until)
-        expr = build_filter(sources=list(sources) if sources else None, since=since, until=until)
+        expr = build_filter(
+            sources=list(sources) if sources else None, since=since, until=until, exclude_ids=exclude_ids
+        )
         return expr, partition_names
 
     def iter_items(
