@@ -108,7 +108,7 @@ class Lookalike:
         path: str,
         *,
         source: str | None = None,
-        index: str = IndexType.FLAT,
+        index: str = IndexType.HNSW,
         index_params: dict[str, Any] | None = None,
         on_start: Callable[[int], None] | None = None,
         progress: Progress | None = None,
@@ -269,7 +269,7 @@ class Lookalike:
         progress: Progress | None = None,
     ) -> IngestReport:
         """Index several paths and URLs in one run (the API's POST /index)."""
-        return self._ingest(Inputs(inputs, source), IndexType.FLAT, None, on_start, progress)
+        return self._ingest(Inputs(inputs, source), IndexType.HNSW, None, on_start, progress)
 
     # -- export / import ---------------------------------------------------------------------
 

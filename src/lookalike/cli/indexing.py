@@ -44,9 +44,13 @@ def index(
         str,
         typer.Option(
             "--index",
-            help="Vector index when the collection is created: FLAT (exact), IVF_FLAT, IVF_SQ8, IVF_PQ (server only), HNSW.",
+            help=(
+                "Vector index when the collection is created: HNSW (default), FLAT (exact), IVF_FLAT, "
+                "IVF_SQ8, IVF_PQ (server only). On a Milvus Lite file lookalike searches its own copy: "
+                "exact for FLAT, an HNSW graph for the others."
+            ),
         ),
-    ] = "FLAT",
+    ] = "HNSW",
     index_params: Annotated[
         str | None,
         typer.Option("--index-params", help="Index build parameters as JSON, e.g. '{\"nlist\": 1024}'."),

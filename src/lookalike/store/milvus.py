@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import shutil
+import threading
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -20,6 +22,7 @@ from lookalike.errors import (
     UnsupportedIndexError,
 )
 from lookalike.store.filters import build_filter
+from lookalike.store.local import LocalIndex
 from lookalike.store.models import (
     SCALAR_FIELDS,
     CollectionInfo,
@@ -42,7 +45,7 @@ DEFAULT_BUILD_PARAMS: dict[IndexType, dict[str, Any]] = {
     IndexType.IVF_FLAT: {"nlist": 1024},
     IndexType.IVF_SQ8: {"nlist": 1024},
     IndexType.IVF_PQ: {"nlist": 1024, "m": 16},
-    IndexType.HNSW: {"M": 16, "efConstruction": 200},
+    IndexType.HNSW: {"M": 16, "efConstruction": 100},
 }
 
 
@@ -92,7 +95,14 @@ class MilvusStore:
     """One Milvus collection of images: a file path means Milvus Lite, a URI means a server."""
 
     def __init__(
-        self, uri: str, collection: str, *, token: str = "", user: str = "", password: str = ""
+        self,
+        uri: str,
+        collection: str,
+        *,
+        token: str = "",
+        user: str = "",
+        password: str = "",
+        local_index: bool = True,
     ) -> None:
         if not collection or not collection.replace("_", "a").isalnum() or collection[0].isdigit():
             raise ConfigError(
@@ -114,6 +124,10 @@ class MilvusStore:
         # once saves a round trip on every search.
         self._description: dict[str, Any] | None = None
         self._index: tuple[str, dict[str, Any]] | None = None
+        # Milvus Lite answers reads slowly (see store/local.py); a local copy serves them.
+        self.use_local_index = local_index and not is_server_uri(uri)
+        self._local: LocalIndex | None = None
+        self._local_lock = threading.Lock()
 
     @property
     def is_lite(self) -> bool:
@@ -145,6 +159,7 @@ class MilvusStore:
         return self._client
 
     def close(self) -> None:
+        self._save_local()
         if self._client is not None:
             self._client.close()
             self._client = None
@@ -176,7 +191,7 @@ class MilvusStore:
         self,
         dim: int,
         *,
-        index: str = IndexType.FLAT,
+        index: str = IndexType.HNSW,
         index_params: dict[str, Any] | None = None,
         model: str = "",
     ) -> None:
@@ -203,8 +218,10 @@ class MilvusStore:
             if model:
                 self.client.alter_collection_properties(self.collection, {MODEL_PROPERTY: model})
         self._forget()
+        shutil.rmtree(self._local_folder(), ignore_errors=True)
 
     def _forget(self) -> None:
+        self._local = None
         self._loaded = False
         self._partitions = None
         self._description = None
@@ -228,7 +245,7 @@ class MilvusStore:
         self,
         dim: int,
         *,
-        index: str = IndexType.FLAT,
+        index: str = IndexType.HNSW,
         index_params: dict[str, Any] | None = None,
         model: str = "",
     ) -> bool:
@@ -292,6 +309,37 @@ class MilvusStore:
         with _milvus_errors("drop the collection"):
             self.client.drop_collection(self.collection)
         self._forget()
+        shutil.rmtree(self._local_folder(), ignore_errors=True)
+
+    # -- the local read path (Milvus Lite) -------------------------------------------------
+
+    def _local_folder(self) -> Path:
+        return Path(self.uri).expanduser().resolve() / "lookalike-index" / self.collection
+
+    def _fingerprint(self) -> dict[str, int]:
+        return {p.name: p.rows for p in self.partition_stats()}
+
+    def local_index(self) -> LocalIndex | None:
+        """The local copy that serves reads, opened (or rebuilt) on first use; None on a server."""
+        if not self.use_local_index:
+            return None
+        with self._local_lock:
+            if self._local is None:
+                self._ensure_loaded()
+                index_type, params = self.index()
+                self._local = LocalIndex.open(
+                    self._local_folder(),
+                    dim=self.dim(),
+                    index_type=index_type,
+                    params=params,
+                    fingerprint=self._fingerprint(),
+                    rebuild=lambda: self._milvus_items(batch_size=5000, with_vector=True),
+                )
+            return self._local
+
+    def _save_local(self) -> None:
+        if self._local is not None and self._local.dirty and self._client is not None:
+            self._local.save(self._fingerprint())
 
     # -- partitions ----------------------------------------------------------------------------
 
@@ -321,6 +369,8 @@ class MilvusStore:
         if not items:
             return 0
         self.require()
+        # Opened before the write, so that a copy saved earlier still matches Milvus' counts.
+        local = self.local_index()
         by_partition: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for item in items:
             if item.vector is None:
@@ -334,17 +384,23 @@ class MilvusStore:
             self._ensure_partition(partition)
             with _milvus_errors("insert"):
                 self.client.insert(self.collection, rows, partition_name=partition)
+        if local is not None:
+            local.add(items)
         return len(items)
 
     def flush(self) -> None:
         with _milvus_errors("flush"):
             self.client.flush(self.collection)
+        self._save_local()
 
     # -- reads -----------------------------------------------------------------------------------
 
     def existing_ids(self, ids: Sequence[int]) -> set[int]:
         if not ids:
             return set()
+        local = self.local_index()
+        if local is not None:
+            return {int(i) for i in local.table().column("id").take(local.rows_of(ids)).to_pylist()}
         self._ensure_loaded()
         with _milvus_errors("look up ids"):
             rows = self.client.query(self.collection, filter=build_filter(ids=ids), output_fields=["id"])
@@ -353,6 +409,9 @@ class MilvusStore:
     def get(self, ids: Sequence[int], *, with_vector: bool = False) -> list[Item]:
         if not ids:
             return []
+        local = self.local_index()
+        if local is not None:
+            return local.items(local.rows_of(ids), with_vector=with_vector)
         self._ensure_loaded()
         fields = [*SCALAR_FIELDS, "vector"] if with_vector else list(SCALAR_FIELDS)
         with _milvus_errors("get items"):
@@ -378,6 +437,10 @@ class MilvusStore:
             raise ConfigError("search needs at least one query vector.")
         self._ensure_loaded()
         self.check_dim(int(vectors.shape[1]))
+        local = self.local_index()
+        if local is not None:
+            keep = local.mask(sources=sources, since=since, until=until, exclude_ids=exclude_ids)
+            return local.search(vectors, k, keep)
         expr, partition_names = self._window(sources, since, until, exclude_ids)
         if partition_names == []:
             return [[] for _ in range(len(vectors))]
@@ -424,10 +487,30 @@ class MilvusStore:
     ) -> Iterator[list[Item]]:
         """Every stored item in the window, in batches; memory stays bounded by the batch size.
 
-        A time window reads only the monthly partitions it overlaps, and partitions are read
-        one at a time: each page of an iterator filters its whole scope, so smaller scopes
-        keep a full pass close to linear in the collection size.
+        On Milvus Lite the local copy serves the pass; on a server, a time window reads only
+        the monthly partitions it overlaps.
         """
+        local = self.local_index()
+        if local is not None:
+            keep = local.mask(sources=sources, since=since, until=until)
+            for rows in local.iter_rows(keep, batch_size):
+                yield local.items(rows, with_vector=with_vector)
+            return
+        yield from self._milvus_items(
+            batch_size=batch_size, with_vector=with_vector, sources=sources, since=since, until=until
+        )
+
+    def _milvus_items(
+        self,
+        *,
+        batch_size: int,
+        with_vector: bool,
+        sources: Sequence[str] | None = None,
+        since: int | None = None,
+        until: int | None = None,
+    ) -> Iterator[list[Item]]:
+        # Partitions are read one at a time: each page of an iterator filters its whole
+        # scope, so smaller scopes keep a full pass close to linear in the collection size.
         self._ensure_loaded()
         expr, partition_names = self._window(sources, since, until)
         fields = [*SCALAR_FIELDS, "vector"] if with_vector else list(SCALAR_FIELDS)
@@ -488,6 +571,7 @@ class MilvusStore:
     def drop_partitions(self, names: Sequence[str]) -> None:
         """Drop whole partitions and the items in them."""
         self.require()
+        local = self.local_index()
         for name in names:
             if name == "_default":
                 raise ConfigError("The _default partition cannot be dropped.")
@@ -500,6 +584,9 @@ class MilvusStore:
                     self.client.drop_partition(self.collection, name)
             if self._partitions is not None:
                 self._partitions.discard(name)
+        if local is not None:
+            local.drop_partitions(names)
+            self._save_local()
 
     def info(self) -> CollectionInfo:
         """Counts per partition and per source (the source counts read the source column)."""
