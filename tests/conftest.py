@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,8 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 for key in list(os.environ):
     if key.startswith("LOOKALIKE_"):
         del os.environ[key]
+# ONNX exports of the tiny model are shared by every test and CLI subprocess of the session.
+os.environ["LOOKALIKE_CACHE_DIR"] = tempfile.mkdtemp(prefix="lookalike-test-cache-")
 
 
 @pytest.fixture(scope="session")

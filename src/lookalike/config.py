@@ -26,6 +26,15 @@ class Settings(BaseSettings):
     model: str = DEFAULT_MODEL
     pretrained: str = DEFAULT_PRETRAINED
     device: str = "auto"
+    # auto: on a CPU, the fastest ONNX Runtime export that agrees with PyTorch; else PyTorch.
+    runtime: str = "auto"
+    cache_dir: str = Field(
+        default_factory=lambda: os.path.join(
+            os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "lookalike"
+        )
+    )
+    # Milvus Lite: answer searches and scans from lookalike's local FAISS copy (see store/local.py).
+    local_index: bool = True
     batch_size: int = Field(default=32, ge=1, le=4096)
     workers: int = Field(default_factory=lambda: max(1, min(8, os.cpu_count() or 1)), ge=1, le=64)
     # Milvus server credentials; ignored by Milvus Lite.

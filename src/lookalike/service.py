@@ -138,7 +138,7 @@ class Lookalike:
         ingestor = Ingestor(
             embedder,
             self.store,
-            chunk_size=max(embedder.batch_size * 4, 64),
+            chunk_size=max(embedder.batch_size, 16),
             workers=self.settings.workers,
             max_pixels=self.settings.max_image_pixels,
             max_bytes=self._max_bytes,

@@ -31,8 +31,9 @@ def test_tiny_model_loads_from_config_json_and_checkpoint(tiny_model: tuple[Path
     vectors = embedder.embed_images(images)
     assert vectors.shape == (5, 32) and vectors.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
-    # Batching does not change an image's vector.
-    np.testing.assert_allclose(embedder.embed_images(images[3:4])[0], vectors[3], atol=1e-5)
+    # Batching leaves an image's vector as it was (dynamic int8 quantises each batch's
+    # activations with its own scale, hence a cosine bar rather than equality).
+    assert float(embedder.embed_images(images[3:4])[0] @ vectors[3]) >= 0.999
     texts = embedder.embed_texts(["floral top", "萨摩耶", "red shoe"])
     assert texts.shape == (3, 32)
     np.testing.assert_allclose(np.linalg.norm(texts, axis=1), 1.0, rtol=1e-5)

@@ -29,6 +29,18 @@ def bench(
         str | None,
         typer.Option(help="A Milvus server URI adds that backend; Milvus Lite always runs in a temp folder."),
     ] = None,
+    index: Annotated[
+        list[str] | None,
+        typer.Option("--index", help="Index types to time (repeatable). Default: FLAT and HNSW."),
+    ] = None,
+    direct_queries: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Queries timed through Milvus Lite's own search (slow at 100K+; 0 skips it), "
+            "beside lookalike's local index.",
+        ),
+    ] = 20,
     report: Annotated[
         Path | None, typer.Option("--out", help="Write the results as JSON to this file.")
     ] = None,
@@ -43,7 +55,15 @@ def bench(
     setup_logging(verbose)
     with errors(verbose):
         settings = load_settings(model=model, pretrained=pretrained)
-        config = BenchConfig(vectors=vectors, images=images, image_size=image_size, queries=queries, db=db)
+        config = BenchConfig(
+            vectors=vectors,
+            images=images,
+            image_size=image_size,
+            queries=queries,
+            db=db,
+            indexes=tuple(i.upper() for i in index) if index else ("FLAT", "HNSW"),
+            direct_queries=direct_queries,
+        )
         result = run_bench(settings, config, say=lambda line: err.print(line, highlight=False))
     table = Table(
         title=f"lookalike bench ({result['machine']['cpus']} CPUs, model {result['ingest']['model']})"
@@ -51,16 +71,22 @@ def bench(
     table.add_column("measure")
     table.add_column("value", justify="right")
     for runtime, figures in result["ingest"]["runtimes"].items():
-        table.add_row(f"ingest {runtime} (images/s)", f"{figures['images_per_s']:.1f}")
+        notes = []
+        if "speedup_vs_torch" in figures:
+            notes.append(f"×{figures['speedup_vs_torch']:.2f}")
+        if "agreement_min_cosine" in figures:
+            notes.append(f"cos ≥ {figures['agreement_min_cosine']:.4f}")
+        suffix = f" ({', '.join(notes)})" if notes else ""
+        table.add_row(f"ingest {runtime} (images/s)", f"{figures['images_per_s']:.1f}{suffix}")
     text = result["text_query"]
-    table.add_row("text query encode p50 (ms)", f"{text['encode_ms_p50']:.1f}")
+    table.add_row(f"text query encode p50 (ms, {text['runtime']})", f"{text['encode_ms_p50']:.1f}")
     table.add_row(
         "text query total p50 / p99 (ms)", f"{text['total_ms_p50']:.1f} / {text['total_ms_p99']:.1f}"
     )
     for row in result["search"]:
         table.add_row(
             f"search {row['backend']} {row['index']} p50 / p99 (ms), recall@10",
-            f"{row['p50_ms']:.1f} / {row['p99_ms']:.1f}, {row['recall_at_10']:.3f}",
+            f"{row['p50_ms']:.2f} / {row['p99_ms']:.2f}, {row['recall_at_10']:.3f}",
         )
     table.add_row("insert (vectors/s)", f"{result['insert']['vectors_per_s']:.0f}")
     table.add_row("peak RSS (MB)", f"{result['peak_rss_mb']:.0f}")

@@ -67,6 +67,17 @@ Pretrained = Annotated[
         ),
     ),
 ]
+Runtime = Annotated[
+    str | None,
+    typer.Option(
+        "--runtime",
+        help=(
+            "What runs the model: auto (on a CPU, the fastest ONNX Runtime export that agrees with "
+            "PyTorch; else PyTorch), torch, onnx, onnx-int8. Exports are cached under "
+            "LOOKALIKE_CACHE_DIR. (env LOOKALIKE_RUNTIME, default auto)"
+        ),
+    ),
+]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Log what the libraries do.")]
 
 

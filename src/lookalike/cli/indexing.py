@@ -16,6 +16,7 @@ from lookalike.cli.common import (
     Db,
     Model,
     Pretrained,
+    Runtime,
     Verbose,
     app,
     counted,
@@ -62,6 +63,7 @@ def index(
     collection: Collection = None,
     model: Model = None,
     pretrained: Pretrained = None,
+    runtime: Runtime = None,
     verbose: Verbose = False,
 ) -> None:
     """Index images: embed every new image and store it; files already indexed are skipped.
@@ -72,7 +74,9 @@ def index(
     """
     from lookalike.service import parse_index_params
 
-    with session(verbose, db, collection, model, pretrained, batch_size=batch_size) as service:
+    with session(
+        verbose, db, collection, model, pretrained, runtime=runtime, batch_size=batch_size
+    ) as service:
         params = parse_index_params(index_params)
         with progress_bar() as bar:
             task = bar.add_task("loading model", total=None, rate="")
@@ -138,6 +142,7 @@ def search(
     collection: Collection = None,
     model: Model = None,
     pretrained: Pretrained = None,
+    runtime: Runtime = None,
     verbose: Verbose = False,
 ) -> None:
     """Find the stored images most similar to a text, an image, or a stored item."""
@@ -152,7 +157,7 @@ def search(
         since=parse_day(since, "--since"),
         until=parse_day(until, "--until"),
     )
-    with session(verbose, db, collection, model, pretrained) as service:
+    with session(verbose, db, collection, model, pretrained, runtime=runtime) as service:
         result = service.search(query)
         if grid is not None:
             label = f'"{text}"' if text is not None else (f"image {image}" if image else f"like id {id}")

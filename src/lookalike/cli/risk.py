@@ -15,6 +15,7 @@ from lookalike.cli.common import (
     Db,
     Model,
     Pretrained,
+    Runtime,
     Verbose,
     app,
     counted,
@@ -48,10 +49,11 @@ def classify(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
     model: Model = None,
     pretrained: Pretrained = None,
+    runtime: Runtime = None,
     verbose: Verbose = False,
 ) -> None:
     """Zero-shot classify images: each label's cosine, softmax probability and whether it matches."""
-    with session(verbose, None, None, model, pretrained) as service:
+    with session(verbose, None, None, model, pretrained, runtime=runtime) as service:
         label_set, results = service.classify(images, str(labels))
     payload = []
     for result in results:
@@ -104,6 +106,7 @@ def scan(
     collection: Collection = None,
     model: Model = None,
     pretrained: Pretrained = None,
+    runtime: Runtime = None,
     verbose: Verbose = False,
 ) -> None:
     """Score every stored image in a time window against a label set and write a report.
@@ -112,7 +115,10 @@ def scan(
     monthly partitions the window needs; every item in the window is scored, none sampled.
     """
     first, last = parse_day(since, "--since"), parse_day(until, "--until")
-    with session(verbose, db, collection, model, pretrained) as service, progress_bar() as bar:
+    with (
+        session(verbose, db, collection, model, pretrained, runtime=runtime) as service,
+        progress_bar() as bar,
+    ):
         task = bar.add_task("scanning", total=None, rate="")
         total, written = service.scan_report(
             str(labels),

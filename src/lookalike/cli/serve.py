@@ -11,6 +11,7 @@ from lookalike.cli.common import (
     Db,
     Model,
     Pretrained,
+    Runtime,
     Verbose,
     app,
     err,
@@ -28,6 +29,7 @@ def serve(
     collection: Collection = None,
     model: Model = None,
     pretrained: Pretrained = None,
+    runtime: Runtime = None,
     verbose: Verbose = False,
 ) -> None:
     """Serve the HTTP API (OpenAPI at /docs) and the search page at /.
@@ -38,7 +40,7 @@ def serve(
 
     from lookalike.api import create_app
 
-    with session(verbose, db, collection, model, pretrained) as service:
+    with session(verbose, db, collection, model, pretrained, runtime=runtime) as service:
         service.embedder.load()  # fail here, with a clear message, rather than inside the server
         application = create_app(service)
         err.print(f"lookalike serving {service.settings.db} on http://{host}:{port} (API docs at /docs)")

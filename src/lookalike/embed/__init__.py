@@ -1,6 +1,7 @@
 """Encoders that turn images and texts into normalised vectors of one space.
 
-The runtime (PyTorch today) is a choice made here; nothing above this package sees it.
+The runtime (PyTorch, or ONNX Runtime fp32 / int8 on a CPU) is a choice made here;
+nothing above this package sees it.
 """
 
 from __future__ import annotations
@@ -16,5 +17,10 @@ def create_embedder(settings: Settings) -> Embedder:
     from lookalike.embed.openclip import OpenClipEmbedder
 
     return OpenClipEmbedder(
-        settings.model, settings.pretrained, device=settings.device, batch_size=settings.batch_size
+        settings.model,
+        settings.pretrained,
+        device=settings.device,
+        batch_size=settings.batch_size,
+        runtime=settings.runtime,
+        cache_dir=settings.cache_dir,
     )

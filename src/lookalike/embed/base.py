@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -61,6 +61,16 @@ class Embedder(ABC):
         """The factor CLIP multiplies cosines by before a softmax over labels."""
         return 100.0
 
+    @property
+    def input_size(self) -> int | None:
+        """The square side the model sees; a decoder may decode a JPEG at a reduced scale above it."""
+        return None
+
+    @property
+    def runtime(self) -> str:
+        """What runs the model (e.g. torch-fp32, onnx-int8); known once loaded."""
+        return "python"
+
     def load(self) -> None:
         if self._loaded:
             return
@@ -76,6 +86,14 @@ class Embedder(ABC):
         self.load()
         parts = [self._encode_images(batch) for batch in batched(images, self.batch_size)]
         return l2_normalise(np.concatenate(parts))
+
+    def prepare_image(self, image: Image.Image) -> Any:
+        """Model-ready input for one image; thread-safe, so ingest workers run it beside the encoder."""
+        return image
+
+    def embed_prepared(self, prepared: Sequence[Any]) -> Vectors:
+        """Embed what ``prepare_image`` returned, in batches of ``batch_size``."""
+        return self.embed_images(prepared)
 
     def embed_texts(self, texts: Sequence[str]) -> Vectors:
         """Embed texts in batches of ``batch_size``; returns one normalised row per text."""

@@ -13,7 +13,9 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
-from lookalike.embed.base import Embedder
+from lookalike.embed.base import Embedder, Vectors, batched, l2_normalise
+from lookalike.embed.runtimes import PROBE_TEXTS, Runtime, choose_runtime
+from lookalike.embed.towers import text_tower, trim_tokens
 from lookalike.embed.weights import resolve_tag
 from lookalike.errors import ConfigError, ModelUnavailableError
 
@@ -83,15 +85,28 @@ def _resolve_architecture(model: str) -> tuple[str, dict[str, Any]]:
 class OpenClipEmbedder(Embedder):
     """CLIP image and text towers from open_clip, on CUDA when present."""
 
-    def __init__(self, model: str, pretrained: str, device: str = "auto", batch_size: int = 32) -> None:
+    def __init__(
+        self,
+        model: str,
+        pretrained: str,
+        device: str = "auto",
+        batch_size: int = 32,
+        *,
+        runtime: str = "auto",
+        cache_dir: str | Path | None = None,
+    ) -> None:
         super().__init__(batch_size)
         self.model_spec = model
         self.pretrained = pretrained
         self._arch, self._cfg = _resolve_architecture(model)
         self._device_pref = device
-        self._model: Any = None
+        self._runtime_pref = runtime
+        self._cache_dir = Path(cache_dir or Path(tempfile.gettempdir()) / "lookalike-cache").expanduser()
+        self._runtime: Runtime | None = None
+        self._logit_scale = 100.0
         self._preprocess: Any = None
         self._tokenizer: Any = None
+        self._trim: tuple[str, int | None] | None = None
         self.device = "cpu"
 
     @property
@@ -108,8 +123,18 @@ class OpenClipEmbedder(Embedder):
     @property
     def logit_scale(self) -> float:
         self.load()
-        scale = getattr(self._model, "logit_scale", None)
-        return float(scale.exp().item()) if scale is not None else 100.0
+        return self._logit_scale
+
+    @property
+    def input_size(self) -> int | None:
+        size = self._cfg.get("vision_cfg", {}).get("image_size", 224)
+        return int(max(size) if isinstance(size, (list, tuple)) else size)
+
+    @property
+    def runtime(self) -> str:
+        self.load()
+        assert self._runtime is not None
+        return self._runtime.label
 
     def _checkpoint(self) -> str | None:
         """What open_clip's ``pretrained`` gets: None (random), a file path or a known tag."""
@@ -179,24 +204,60 @@ class OpenClipEmbedder(Embedder):
                 f"Cannot load '{self.pretrained}' for '{self.model_spec}': {exc}"
             ) from exc
         model.eval()
-        self._model = model
         self._preprocess = preprocess
         self._tokenizer = open_clip.get_tokenizer(self._arch)
+        scale = getattr(model, "logit_scale", None)
+        self._logit_scale = float(scale.exp().item()) if scale is not None else 100.0
+        if text_tower(model) is not None:
+            self._trim = (str(model.text_pool_type), getattr(model, "text_eos_id", None))
         self.device = device
-        log.info("loaded %s on %s", self.name, device)
+        self._runtime = choose_runtime(
+            self._runtime_pref,
+            model,
+            config=self._cfg,
+            device=device,
+            cache_dir=self._cache_dir,
+            probe_pixels=np.stack([self._pixels(image) for image in probe_images()]),
+            probe_tokens=self._tokens(PROBE_TEXTS),
+        )
+        log.info("loaded %s on %s with %s", self.name, device, self._runtime.label)
+
+    def _pixels(self, image: Image.Image) -> npt.NDArray[np.float32]:
+        return np.asarray(self._preprocess(image).numpy(), dtype=np.float32)
+
+    def _tokens(self, texts: Sequence[str]) -> npt.NDArray[np.int64]:
+        tokens = self._tokenizer(list(texts)).numpy().astype(np.int64)
+        return trim_tokens(tokens, *self._trim) if self._trim is not None else tokens
+
+    def prepare_image(self, image: Image.Image) -> npt.NDArray[np.float32]:
+        self.load()
+        return self._pixels(image)
+
+    def embed_prepared(self, prepared: Sequence[Any]) -> Vectors:
+        if not prepared:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        self.load()
+        assert self._runtime is not None
+        runtime = self._runtime
+        parts = [runtime.images(np.stack(batch)) for batch in batched(prepared, self.batch_size)]
+        return l2_normalise(np.concatenate(parts))
 
     def _encode_images(self, images: Sequence[Image.Image]) -> npt.NDArray[np.floating]:
-        import torch
-
-        pixels = torch.stack([self._preprocess(image) for image in images]).to(self.device)
-        with torch.inference_mode():
-            features = self._model.encode_image(pixels)
-        return features.float().cpu().numpy()
+        assert self._runtime is not None
+        return self._runtime.images(np.stack([self._pixels(image) for image in images]))
 
     def _encode_texts(self, texts: Sequence[str]) -> npt.NDArray[np.floating]:
-        import torch
+        assert self._runtime is not None
+        return self._runtime.texts(self._tokens(texts))
 
-        tokens = self._tokenizer(list(texts)).to(self.device)
-        with torch.inference_mode():
-            features = self._model.encode_text(tokens)
-        return features.float().cpu().numpy()
+
+def probe_images(count: int = 4) -> list[Image.Image]:
+    """Deterministic picture-like images that the runtimes' agreement is measured on."""
+    rng = np.random.default_rng(7)
+    images = []
+    for _ in range(count):
+        y, x = np.mgrid[0:256, 0:256] / 256.0
+        base = np.stack([x, y, (x + y) / 2], axis=-1) * rng.uniform(80, 255, 3)
+        spots = rng.normal(0, 25, (256, 256, 3))
+        images.append(Image.fromarray(np.clip(base + spots, 0, 255).astype(np.uint8)))
+    return images

@@ -70,8 +70,12 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def decode_image(data: bytes, *, max_pixels: int = 100_000_000) -> DecodedImage:
+def decode_image(data: bytes, *, max_pixels: int = 100_000_000, draft: int | None = None) -> DecodedImage:
     """Decode image bytes into an upright RGB image.
+
+    ``draft`` lets a JPEG decode at a reduced scale (1/2, 1/4, 1/8) whose sides stay at least
+    that many pixels: several times faster for a model that sees 224 pixels. The width and
+    height reported are still the stored image's.
 
     Raises:
         ImageError: empty, not an image, truncated or corrupt, or too many pixels.
@@ -86,9 +90,14 @@ def decode_image(data: bytes, *, max_pixels: int = 100_000_000) -> DecodedImage:
             raise ImageError(f"decompression bomb: {width}x{height} pixels is over the limit of {max_pixels}")
         if getattr(image, "is_animated", False):
             image.seek(0)
+        if draft and image.format == "JPEG":
+            image.draft("RGB", (draft, draft))
         image.load()
+        loaded = image.size
         image = ImageOps.exif_transpose(image) or image
         rgb = to_rgb(image)
+        if image.size != loaded:  # turned a quarter by its EXIF orientation
+            width, height = height, width
     except Image.DecompressionBombError as exc:
         raise ImageError(f"decompression bomb: {exc}") from exc
     except UnidentifiedImageError as exc:
@@ -98,7 +107,7 @@ def decode_image(data: bytes, *, max_pixels: int = 100_000_000) -> DecodedImage:
         if "truncated" in message:
             raise ImageError(f"truncated image: {message}") from exc
         raise ImageError(f"corrupt image: {message}") from exc
-    return DecodedImage(rgb, rgb.width, rgb.height)
+    return DecodedImage(rgb, width, height)
 
 
 def image_media_type(data: bytes) -> str:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import islice
+from typing import Any
 
 from lookalike.embed import Embedder
 from lookalike.errors import ImageError
@@ -43,6 +44,16 @@ class _Read:
     data: bytes
 
 
+@dataclass
+class _Prepared:
+    """A chunk ready for the encoder: model inputs for its new images, and what was left out."""
+
+    size: int
+    decoded: list[tuple[_Read, DecodedImage, Any]] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    already_indexed: int = 0
+
+
 def _chunks(items: Iterable[Record | Skipped], size: int) -> Iterator[list[Record | Skipped]]:
     iterator = iter(items)
     while chunk := list(islice(iterator, size)):
@@ -72,16 +83,43 @@ class Ingestor:
         self._fetch = fetcher or (lambda uri: fetch(uri, max_bytes=max_bytes, timeout_s=timeout_s))
 
     def run(self, records: Iterable[Record | Skipped], progress: Progress | None = None) -> IngestReport:
+        """Index every record; three stages overlap so that the encoder never waits.
+
+        While the model encodes chunk n, the workers read, hash, decode and preprocess
+        chunk n+1, and a writer thread inserts chunk n-1.
+        """
         report = IngestReport()
         started = time.perf_counter()
         seen_ids: set[int] = set()
-        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="lookalike-io") as pool:
-            for chunk in _chunks(records, self.chunk_size):
-                self._index_chunk(chunk, pool, seen_ids, report)
-                report.seen += len(chunk)
+        chunks = _chunks(records, self.chunk_size)
+        with (
+            ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="lookalike-io") as pool,
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="lookalike-prepare") as stage,
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="lookalike-insert") as writer,
+        ):
+
+            def prepare(chunk: list[Record | Skipped]) -> _Prepared:
+                return self._prepare(chunk, pool, seen_ids)
+
+            upcoming = [stage.submit(prepare, chunk) for chunk in islice(chunks, 1)]
+            inserting: Future[int] | None = None
+            while upcoming:
+                prepared = upcoming.pop().result()
+                following = next(chunks, None)
+                if following is not None:
+                    upcoming.append(stage.submit(prepare, following))
+                items = self._embed(prepared)
+                if inserting is not None:
+                    report.indexed += inserting.result()
+                inserting = writer.submit(self.store.insert, items) if items else None
+                report.seen += prepared.size
+                report.already_indexed += prepared.already_indexed
+                report.skipped.extend(prepared.skipped)
                 report.elapsed_s = time.perf_counter() - started
                 if progress:
-                    progress(len(chunk))
+                    progress(prepared.size)
+            if inserting is not None:
+                report.indexed += inserting.result()
         if report.indexed:
             self.store.flush()
         report.elapsed_s = time.perf_counter() - started
@@ -98,44 +136,44 @@ class Ingestor:
             created_at = fetched.modified_at if fetched.modified_at is not None else int(time.time())
         return _Read(record, stable_id(record.source, record.key, sha), sha, created_at, fetched.data)
 
-    def _decode(self, read: _Read) -> DecodedImage | Skipped:
+    def _decode(self, read: _Read) -> tuple[DecodedImage, Any] | Skipped:
         try:
-            return decode_image(read.data, max_pixels=self.max_pixels)
+            decoded = decode_image(read.data, max_pixels=self.max_pixels, draft=self.embedder.input_size)
         except ImageError as exc:
             return Skipped(read.record.uri, str(exc))
+        return decoded, self.embedder.prepare_image(decoded.image)
 
-    def _index_chunk(
-        self,
-        chunk: list[Record | Skipped],
-        pool: ThreadPoolExecutor,
-        seen_ids: set[int],
-        report: IngestReport,
-    ) -> None:
-        report.skipped.extend(r for r in chunk if isinstance(r, Skipped))
+    def _prepare(
+        self, chunk: list[Record | Skipped], pool: ThreadPoolExecutor, seen_ids: set[int]
+    ) -> _Prepared:
+        prepared = _Prepared(size=len(chunk))
+        prepared.skipped.extend(r for r in chunk if isinstance(r, Skipped))
         records = [r for r in chunk if isinstance(r, Record)]
         reads: list[_Read] = []
         for result in pool.map(self._read, records):
             if isinstance(result, Skipped):
-                report.skipped.append(result)
+                prepared.skipped.append(result)
             elif result.id in seen_ids:
-                report.already_indexed += 1  # listed twice in this run
+                prepared.already_indexed += 1  # listed twice in this run
             else:
                 seen_ids.add(result.id)
                 reads.append(result)
         stored = self.store.existing_ids([r.id for r in reads]) if self.store.exists() else set()
-        report.already_indexed += sum(1 for r in reads if r.id in stored)
+        prepared.already_indexed += sum(1 for r in reads if r.id in stored)
         fresh = [r for r in reads if r.id not in stored]
-        # Paths and images stay aligned: a failed decode drops its read from both lists.
-        decoded: list[tuple[_Read, DecodedImage]] = []
-        for read, image in zip(fresh, pool.map(self._decode, fresh), strict=True):
-            if isinstance(image, Skipped):
-                report.skipped.append(image)
+        # Reads and images stay aligned: a failed decode drops its read from both lists.
+        for read, outcome in zip(fresh, pool.map(self._decode, fresh), strict=True):
+            if isinstance(outcome, Skipped):
+                prepared.skipped.append(outcome)
             else:
-                decoded.append((read, image))
-        if not decoded:
-            return
-        vectors = self.embedder.embed_images([image.image for _, image in decoded])
-        items = [
+                prepared.decoded.append((read, outcome[0], outcome[1]))
+        return prepared
+
+    def _embed(self, prepared: _Prepared) -> list[Item]:
+        if not prepared.decoded:
+            return []
+        vectors = self.embedder.embed_prepared([inputs for _, _, inputs in prepared.decoded])
+        return [
             Item(
                 id=read.id,
                 sha256=read.sha256,
@@ -148,6 +186,5 @@ class Ingestor:
                 height=image.height,
                 vector=vector,
             )
-            for (read, image), vector in zip(decoded, vectors, strict=True)
+            for (read, image, _), vector in zip(prepared.decoded, vectors, strict=True)
         ]
-        report.indexed += self.store.insert(items)

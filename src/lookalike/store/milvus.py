@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import shutil
 import threading
 from collections import defaultdict
@@ -34,6 +36,8 @@ from lookalike.store.models import (
 from lookalike.store.partitions import month_start, next_month, partition_for, partitions_between
 
 MODEL_PROPERTY = "lookalike.model"
+INDEX_PROPERTY = "lookalike.index"
+"""On Milvus Lite with the local copy, the index asked for (the copy builds it; Milvus keeps FLAT)."""
 MAX_K = 16384
 _VARCHAR = {"sha256": 64, "item_id": 1024, "name": 2048, "source": 256, "uri": 4096}
 
@@ -140,6 +144,9 @@ class MilvusStore:
     @property
     def client(self) -> Any:
         if self._client is None:
+            # gRPC's C core logs keepalive renegotiations with Milvus Lite's in-process server
+            # straight to stderr; they are not errors.
+            os.environ.setdefault("GRPC_VERBOSITY", "NONE")
             from pymilvus import MilvusClient
 
             # pymilvus sets up its own stderr loggers on import and logs every failed RPC with
@@ -209,14 +216,21 @@ class MilvusStore:
         schema.add_field("uri", DataType.VARCHAR, max_length=_VARCHAR["uri"])
         schema.add_field("width", DataType.INT32)
         schema.add_field("height", DataType.INT32)
+        properties = {MODEL_PROPERTY: model} if model else {}
+        milvus_index, milvus_params = index_type, params
+        if self.use_local_index:
+            # Searches are answered by the local copy, which builds the index asked for; an
+            # index inside Milvus Lite would only burn CPU in its background builds.
+            properties[INDEX_PROPERTY] = json.dumps({"type": index_type.value, "params": params})
+            milvus_index, milvus_params = IndexType.FLAT, {}
         index_spec = self.client.prepare_index_params()
         index_spec.add_index(
-            field_name="vector", index_type=index_type.value, metric_type="IP", params=params
+            field_name="vector", index_type=milvus_index.value, metric_type="IP", params=milvus_params
         )
         with _milvus_errors("create the collection"):
             self.client.create_collection(self.collection, schema=schema, index_params=index_spec)
-            if model:
-                self.client.alter_collection_properties(self.collection, {MODEL_PROPERTY: model})
+            if properties:
+                self.client.alter_collection_properties(self.collection, properties)
         self._forget()
         shutil.rmtree(self._local_folder(), ignore_errors=True)
 
@@ -288,7 +302,13 @@ class MilvusStore:
         return str(self._describe().get("properties", {}).get(MODEL_PROPERTY, ""))
 
     def index(self) -> tuple[str, dict[str, Any]]:
+        """The vector index type and its build parameters, as the collection was created with."""
         if self._index is not None:
+            return self._index
+        asked = self._describe().get("properties", {}).get(INDEX_PROPERTY)
+        if asked:
+            spec = json.loads(asked)
+            self._index = (str(spec["type"]), dict(spec["params"]))
             return self._index
         with _milvus_errors("describe the index"):
             info = dict(self.client.describe_index(self.collection, "vector"))

@@ -1,0 +1,99 @@
+"""ONNX Runtime exports of the tiny model agree with PyTorch, are cached, and trim text exactly."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lookalike.embed import runtimes
+from lookalike.embed.openclip import OpenClipEmbedder
+from lookalike.errors import ConfigError
+from lookalike.ingest import decode_image
+from tests.helpers import write_images
+
+TEXTS = ["red floral dress", "萨摩耶", "a long description of a blue striped summer dress with two pockets"]
+
+
+def _embedder(tiny_model: tuple[Path, Path], runtime: str, cache: Path) -> OpenClipEmbedder:
+    config, checkpoint = tiny_model
+    return OpenClipEmbedder(str(config), str(checkpoint), runtime=runtime, cache_dir=cache)
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> list:
+    folder = tmp_path_factory.mktemp("runtime-images")
+    return [decode_image(p.read_bytes()).image for p in write_images(folder, 6)]
+
+
+@pytest.mark.parametrize(
+    ("runtime", "label", "bar"),
+    [("onnx", "onnx-fp32", 0.999), ("onnx-int8", "onnx-int8", 0.99), ("torch-bf16", "torch-bf16", 0.99)],
+)
+def test_onnx_runtimes_agree_with_torch(
+    tiny_model: tuple[Path, Path], tmp_path: Path, images: list, runtime: str, label: str, bar: float
+) -> None:
+    reference = _embedder(tiny_model, "torch", tmp_path)
+    candidate = _embedder(tiny_model, runtime, tmp_path)
+    assert candidate.runtime == label and reference.runtime == "torch-fp32"
+    image_cos = np.sum(reference.embed_images(images) * candidate.embed_images(images), axis=1)
+    text_cos = np.sum(reference.embed_texts(TEXTS) * candidate.embed_texts(TEXTS), axis=1)
+    assert image_cos.min() >= bar and text_cos.min() >= bar
+
+
+def test_auto_picks_an_onnx_runtime_on_a_cpu_and_reuses_the_export(
+    tiny_model: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = _embedder(tiny_model, "auto", tmp_path)
+    first.load()
+    exports = list((tmp_path / "onnx").iterdir())
+    assert len(exports) == 1
+    probes = json.loads((exports[0] / "probes.json").read_text())
+    assert {"torch", "onnx", "onnx-int8"} <= set(probes)
+    # Each tower runs on the fastest runtime that meets its agreement bar.
+    image_label, _, text_label = first.runtime.partition("+")
+    text_label = text_label or image_label
+    names = {"torch-fp32": "torch", "onnx-fp32": "onnx", "onnx-int8": "onnx-int8", "torch-bf16": "torch-bf16"}
+    for tower, label in (("image", image_label), ("text", text_label)):
+        chosen = probes[names[label]]
+        bar = 0.999 if label == "onnx-fp32" else 0.99
+        assert chosen[f"{tower}_cosine"] >= bar
+        passing = [p for n, p in probes.items() if p[f"{tower}_cosine"] >= (0.999 if n == "onnx" else 0.99)]
+        assert chosen[f"{tower}_ms"] == min(p[f"{tower}_ms"] for p in passing)
+
+    def no_export(*args: object) -> None:
+        raise AssertionError("the cached export should have been used")
+
+    monkeypatch.setattr(runtimes, "_export", no_export)
+    monkeypatch.setattr(runtimes, "_quantize", no_export)
+    again = _embedder(tiny_model, "auto", tmp_path)
+    assert again.runtime == first.runtime
+    np.testing.assert_allclose(again.embed_texts(TEXTS), first.embed_texts(TEXTS), atol=1e-6)
+
+
+def test_other_weights_get_their_own_export(tiny_model: tuple[Path, Path], tmp_path: Path) -> None:
+    config, _ = tiny_model
+    _embedder(tiny_model, "onnx", tmp_path).load()
+    OpenClipEmbedder(str(config), "random", runtime="onnx", cache_dir=tmp_path).load()
+    assert len(list((tmp_path / "onnx").iterdir())) == 2
+
+
+def test_trimmed_text_matches_the_full_77_positions(tiny_model: tuple[Path, Path], tmp_path: Path) -> None:
+    import torch
+
+    embedder = _embedder(tiny_model, "torch", tmp_path)
+    embedder.load()
+    tokens = embedder._tokenizer(TEXTS)
+    assert embedder._tokens(TEXTS).shape[1] < tokens.shape[1]  # the padding is cut
+    model = embedder._runtime._model  # type: ignore[union-attr]
+    with torch.inference_mode():
+        full = model.encode_text(tokens).numpy()
+    full /= np.linalg.norm(full, axis=1, keepdims=True)
+    np.testing.assert_allclose(embedder.embed_texts(TEXTS), full, atol=1e-5)
+
+
+def test_an_unknown_runtime_is_a_clear_error(tiny_model: tuple[Path, Path], tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="auto, torch, onnx, onnx-int8, torch-bf16"):
+        _embedder(tiny_model, "tensorrt", tmp_path).load()
