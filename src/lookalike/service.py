@@ -86,6 +86,7 @@ class Lookalike:
             token=settings.token,
             user=settings.user,
             password=settings.password,
+            local_index=settings.local_index,
         )
 
     @property

@@ -20,7 +20,9 @@ def test_bench_reports_every_figure(tiny_model: tuple[Path, Path]) -> None:
     )
     assert set(result) == {"machine", "ingest", "text_query", "search", "insert", "peak_rss_mb"}
     ingest = result["ingest"]
-    assert ingest["images"] == 3 and set(ingest["runtimes"]) == {"torch-fp32", "onnx-fp32", "onnx-int8"}
+    assert ingest["images"] == 3
+    assert {"torch-fp32", "onnx-fp32", "onnx-int8"} <= set(ingest["runtimes"])
+    assert set(ingest["runtimes"]) - {"torch-fp32", "onnx-fp32", "onnx-int8"} <= {"torch-bf16"}
     assert all(entry["images_per_s"] > 0 for entry in ingest["runtimes"].values())
     assert ingest["runtimes"]["onnx-fp32"]["agreement_min_cosine"] >= 0.999
     assert ingest["runtimes"]["onnx-int8"]["agreement_min_cosine"] >= 0.99
