@@ -37,10 +37,32 @@ class Settings(BaseSettings):
     local_index: bool = True
     batch_size: int = Field(default=32, ge=1, le=4096)
     workers: int = Field(default_factory=lambda: max(1, min(8, os.cpu_count() or 1)), ge=1, le=64)
-    # Milvus server credentials; ignored by Milvus Lite.
+    # Milvus server credentials and TLS; ignored by Milvus Lite. An https:// URI turns TLS on.
     token: str = ""
     user: str = ""
     password: str = ""
+    tls_server_pem: str = ""  # one-way TLS: the server's certificate
+    tls_server_name: str = ""  # the name in the server's certificate, when it differs from the host
+    tls_ca_pem: str = ""  # two-way TLS: the CA, the client's certificate and key
+    tls_client_pem: str = ""
+    tls_client_key: str = ""
+    # Each Milvus call retries a lost connection with backoff (pymilvus) for up to this long.
+    timeout_s: float = Field(default=30.0, gt=0)
+
+    def tls(self) -> dict[str, str]:
+        """pymilvus' TLS arguments for the options that are set."""
+        names = {
+            "server_pem_path": self.tls_server_pem,
+            "server_name": self.tls_server_name,
+            "ca_pem_path": self.tls_ca_pem,
+            "client_pem_path": self.tls_client_pem,
+            "client_key_path": self.tls_client_key,
+        }
+        options = {key: value for key, value in names.items() if value}
+        if options:
+            options["secure"] = "true"
+        return options
+
     # Decoding limits: a decompression bomb is refused, not decoded.
     max_image_pixels: int = Field(default=100_000_000, ge=1)
     max_download_mb: float = Field(default=50.0, gt=0)

@@ -25,6 +25,7 @@ class Query:
     since: date | None = None
     until: date | None = None
     public_only: bool = False  # image is a URL from an untrusted caller: public http(s) addresses only
+    search_params: tuple[tuple[str, Any], ...] = ()  # index knobs, e.g. (("ef", 128),) or (("nprobe", 16),)
 
 
 @dataclass(frozen=True)
@@ -60,13 +61,16 @@ def day_window(since: date | None, until: date | None) -> tuple[int | None, int 
     )
 
 
-def parse_index_params(text: str | None) -> dict[str, Any] | None:
+def parse_index_params(text: str | None, flag: str = "--index-params") -> dict[str, Any] | None:
     if not text:
         return None
+    example = '{"nlist": 1024}' if flag == "--index-params" else '{"ef": 128}'
     try:
         params = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ConfigError(f"--index-params must be a JSON object, e.g. '{{\"nlist\": 1024}}': {exc}") from exc
-    if not isinstance(params, dict):
-        raise ConfigError("--index-params must be a JSON object, e.g. '{\"nlist\": 1024}'.")
+        raise ConfigError(f"{flag} must be a JSON object, e.g. '{example}': {exc}") from exc
+    if not isinstance(params, dict) or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in params.values()
+    ):
+        raise ConfigError(f"{flag} must be a JSON object of numbers, e.g. '{example}'.")
     return params

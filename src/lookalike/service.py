@@ -49,7 +49,7 @@ from lookalike.store import (
     PartitionStats,
     partitions_before,
 )
-from lookalike.store.backup import export_parquet, import_parquet
+from lookalike.store.backup import copy_collection, export_parquet, import_parquet
 
 Progress = Callable[[int], None]
 
@@ -87,6 +87,8 @@ class Lookalike:
             user=settings.user,
             password=settings.password,
             local_index=settings.local_index,
+            timeout_s=settings.timeout_s,
+            tls=settings.tls(),
         )
 
     @property
@@ -203,6 +205,7 @@ class Lookalike:
             since=since,
             until=until,
             exclude_ids=exclude,
+            params=dict(query.search_params) or None,
         )[0]
         warnings = []
         if query.id is None:
@@ -281,6 +284,28 @@ class Lookalike:
     def import_(self, path: str, progress: Progress | None = None) -> tuple[int, int]:
         """Restore a Parquet export without re-embedding; returns (imported, already present)."""
         return import_parquet(self.store, path, progress)
+
+    def migrate(
+        self, target_uri: str, target_collection: str | None = None, progress: Progress | None = None
+    ) -> tuple[int, int]:
+        """Copy this collection to another Milvus (e.g. Lite → a server); returns (copied, already there)."""
+        settings = self.settings
+        target = MilvusStore(
+            target_uri,
+            target_collection or settings.collection,
+            token=settings.token,
+            user=settings.user,
+            password=settings.password,
+            local_index=settings.local_index,
+            timeout_s=settings.timeout_s,
+            tls=settings.tls(),
+        )
+        if target.uri == self.store.uri and target.collection == self.store.collection:
+            raise ConfigError("migrate needs a different target: another --to database or --to-collection.")
+        try:
+            return copy_collection(self.store, target, progress)
+        finally:
+            target.close()
 
     # -- risk control ------------------------------------------------------------------------
 

@@ -37,7 +37,11 @@ def test_bench_reports_every_figure(tiny_model: tuple[Path, Path]) -> None:
         ("milvus-lite-direct", "HNSW"),
     }
     # Exact search is exact, through lookalike's copy and through Milvus Lite itself.
-    assert rows["milvus-lite", "FLAT"]["recall_at_10"] == rows["milvus-lite-direct", "FLAT"]["recall_at_10"] == 1.0
+    assert (
+        rows["milvus-lite", "FLAT"]["recall_at_10"]
+        == rows["milvus-lite-direct", "FLAT"]["recall_at_10"]
+        == 1.0
+    )
     assert rows["milvus-lite", "HNSW"]["recall_at_10"] >= 0.95
     for row in result["search"]:
         assert row["vectors"] == 1500 and row["dim"] == 32

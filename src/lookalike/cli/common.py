@@ -179,7 +179,7 @@ def day(ts: int) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
 
 
-def counted(description: str, run: Callable[[Callable[[int], None]], Any]) -> Any:
+def counted(description: str, run: Callable[[Callable[[int], None]], Any], total: int | None = None) -> Any:
     with progress_bar() as bar:
-        task = bar.add_task(description, total=None, rate="")
+        task = bar.add_task(description, total=total, rate="")
         return run(lambda n: bar.update(task, advance=n))

@@ -133,6 +133,13 @@ def search(
     until: Annotated[
         str | None, typer.Option(help="Only items created on or before this day (YYYY-MM-DD, UTC).")
     ] = None,
+    search_params: Annotated[
+        str | None,
+        typer.Option(
+            "--search-params",
+            help="Index knobs at query time as JSON: '{\"ef\": 128}' (HNSW), '{\"nprobe\": 16}' (IVF).",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON: {took_ms, hits: [...]}.")] = False,
     grid: Annotated[
         Path | None,
@@ -146,7 +153,7 @@ def search(
     verbose: Verbose = False,
 ) -> None:
     """Find the stored images most similar to a text, an image, or a stored item."""
-    from lookalike.service import Query
+    from lookalike.service import Query, parse_index_params
 
     query = Query(
         text=text,
@@ -156,6 +163,7 @@ def search(
         sources=tuple(source or ()),
         since=parse_day(since, "--since"),
         until=parse_day(until, "--until"),
+        search_params=tuple(sorted((parse_index_params(search_params, "--search-params") or {}).items())),
     )
     with session(verbose, db, collection, model, pretrained, runtime=runtime) as service:
         result = service.search(query)
@@ -253,3 +261,33 @@ def import_(
     with session(verbose, db, collection, model, pretrained) as service:
         imported, already = counted("importing", lambda progress: service.import_(str(file), progress))
     out.print(f"imported {imported} items ({already} were already there)")
+
+
+@app.command()
+def migrate(
+    to: Annotated[
+        str, typer.Option("--to", help="Target: a Milvus server URI (http://host:19530) or another .db file.")
+    ],
+    from_: Annotated[
+        str | None,
+        typer.Option("--from", help="Source database (default --db / LOOKALIKE_DB, i.e. ./lookalike.db)."),
+    ] = None,
+    collection: Collection = None,
+    to_collection: Annotated[
+        str | None, typer.Option("--to-collection", help="Collection name on the target (default: the same).")
+    ] = None,
+    verbose: Verbose = False,
+) -> None:
+    """Copy a collection (vectors, metadata, monthly partitions, index choice, model) to another Milvus.
+
+    Typically from the embedded Milvus Lite file to a server. Nothing is re-embedded; items the target
+    already holds are skipped, so an interrupted migration resumes when run again. Credentials and TLS
+    for the target come from LOOKALIKE_TOKEN / _USER / _PASSWORD and LOOKALIKE_TLS_*.
+    """
+    with session(verbose, from_, collection, None, None) as service:
+        copied, already = counted(
+            "copying",
+            lambda progress: service.migrate(to, to_collection, progress),
+            total=service.store.count(),
+        )
+    out.print(f"copied {copied} items to {to} ({already} were already there)")

@@ -144,3 +144,41 @@ def _table_to_items(columns: dict[str, list[Any]], dim: int) -> list[Item]:
             )
         )
     return items
+
+
+def copy_collection(
+    source: MilvusStore, target: MilvusStore, progress: Progress | None = None
+) -> tuple[int, int]:
+    """Copy a collection with its vectors, partitions, index choice and model to another Milvus.
+
+    Resumable: items the target already holds are skipped, so an interrupted copy can be run
+    again. Reading the next batch overlaps writing the previous one. Returns (copied, already
+    present).
+    """
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    source.require()
+    dim = source.dim()
+    index_type, index_params = source.index()
+    if index_type not in {i.value for i in target.supported_indexes}:
+        raise ConfigError(
+            f"The source collection uses a {index_type} index, which {target.uri} does not support."
+        )
+    target.ensure(dim, index=index_type, index_params=index_params, model=source.model())
+    target.ensure_partitions([name for name in source.partitions() if name != "_default"])
+    copied = already = 0
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lookalike-copy") as writer:
+        writing: Future[int] | None = None
+        for batch in source.iter_items(batch_size=EXPORT_BATCH, with_vector=True):
+            present = target.existing_ids([item.id for item in batch])
+            fresh = [item for item in batch if item.id not in present]
+            already += len(batch) - len(fresh)
+            if writing is not None:
+                copied += writing.result()
+            writing = writer.submit(target.insert, fresh)
+            if progress:
+                progress(len(batch))
+        if writing is not None:
+            copied += writing.result()
+    target.flush()
+    return copied, already

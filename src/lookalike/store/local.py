@@ -320,9 +320,14 @@ class LocalIndex:
             yield rows[start : start + batch_size]
 
     def search(
-        self, queries: npt.NDArray[np.float32], k: int, keep: npt.NDArray[np.bool_] | None
+        self,
+        queries: npt.NDArray[np.float32],
+        k: int,
+        keep: npt.NDArray[np.bool_] | None,
+        *,
+        ef: int | None = None,
     ) -> list[list[Hit]]:
-        """Top-k by inner product for each query row among the kept rows."""
+        """Top-k by inner product for each query row among the kept rows (``ef``: HNSW breadth)."""
         faiss = _faiss()
 
         queries = np.ascontiguousarray(queries, dtype=np.float32)
@@ -354,7 +359,7 @@ class LocalIndex:
                 selector = faiss.IDSelectorBitmap(n, faiss.swig_ptr(bitmap)) if bitmap is not None else None
                 params: Any = None
                 if self.index_type == IndexType.HNSW:
-                    params = faiss.SearchParametersHNSW(sel=selector, efSearch=max(EF_SEARCH, k))
+                    params = faiss.SearchParametersHNSW(sel=selector, efSearch=max(ef or EF_SEARCH, k))
                 elif selector is not None:
                     params = faiss.SearchParameters(sel=selector)
                 found_scores, found_rows = self._index.search(queries, min(k, n), params=params)

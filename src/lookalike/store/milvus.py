@@ -7,6 +7,7 @@ import logging
 import os
 import shutil
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -35,6 +36,8 @@ from lookalike.store.models import (
 )
 from lookalike.store.partitions import month_start, next_month, partition_for, partitions_between
 
+log = logging.getLogger(__name__)
+
 MODEL_PROPERTY = "lookalike.model"
 INDEX_PROPERTY = "lookalike.index"
 """On Milvus Lite with the local copy, the index asked for (the copy builds it; Milvus keeps FLAT)."""
@@ -57,13 +60,17 @@ def is_server_uri(uri: str) -> bool:
     return "://" in uri
 
 
-def search_params(index_type: str, k: int) -> dict[str, Any]:
-    """Query-time knobs: exhaustive enough to keep recall high at the default k."""
+def search_params(index_type: str, k: int, override: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Query-time knobs: exhaustive enough to keep recall high at the default k, unless overridden."""
+    params: dict[str, Any] = {}
     if index_type.startswith("IVF"):
-        return {"params": {"nprobe": 32}}
-    if index_type == IndexType.HNSW:
-        return {"params": {"ef": max(64, k)}}
-    return {}
+        params = {"nprobe": 32}
+    elif index_type == IndexType.HNSW:
+        params = {"ef": max(64, k)}
+    params.update(override or {})
+    if "ef" in params:
+        params["ef"] = max(int(params["ef"]), k)  # Milvus refuses ef < k
+    return {"params": params} if params else {}
 
 
 def _row_to_item(row: dict[str, Any], with_vector: bool) -> Item:
@@ -107,6 +114,8 @@ class MilvusStore:
         user: str = "",
         password: str = "",
         local_index: bool = True,
+        timeout_s: float = 30.0,
+        tls: dict[str, str] | None = None,
     ) -> None:
         if not collection or not collection.replace("_", "a").isalnum() or collection[0].isdigit():
             raise ConfigError(
@@ -121,6 +130,8 @@ class MilvusStore:
         self.uri = uri
         self.collection = collection
         self._auth = {"token": token or (f"{user}:{password}" if user else "")}
+        self._tls: dict[str, Any] = {k: (v == "true") if k == "secure" else v for k, v in (tls or {}).items()}
+        self.timeout_s = timeout_s
         self._client: Any = None
         self._loaded = False
         self._partitions: set[str] | None = None
@@ -159,11 +170,22 @@ class MilvusStore:
                 path = Path(uri).expanduser().resolve()
                 path.parent.mkdir(parents=True, exist_ok=True)
                 uri = str(path)
-            try:
-                self._client = MilvusClient(uri=uri, timeout=30, **self._auth)
-            except Exception as exc:  # connection failures come as several exception types
-                raise StoreError(f"Cannot open the Milvus database at {self.uri}: {exc}") from exc
+            self._client = self._connect(MilvusClient, uri)
         return self._client
+
+    def _connect(self, client_class: Any, uri: str) -> Any:
+        """Open the client, retrying with backoff while a server starts, up to ``timeout_s``."""
+        deadline = time.monotonic() + self.timeout_s
+        delay = 0.5
+        while True:
+            try:
+                return client_class(uri=uri, timeout=self.timeout_s, **self._auth, **self._tls)
+            except Exception as exc:  # connection failures come as several exception types
+                if self.is_lite or time.monotonic() + delay > deadline:
+                    raise StoreError(f"Cannot open the Milvus database at {self.uri}: {exc}") from exc
+                log.info("Milvus at %s is not answering (%s); retrying in %.1f s", self.uri, exc, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     def close(self) -> None:
         self._save_local()
@@ -193,6 +215,18 @@ class MilvusStore:
         with _milvus_errors("load the collection"):
             self.client.load_collection(self.collection)
         self._loaded = True
+
+    def release(self) -> None:
+        """Release the collection from a server's memory; the next read loads it again."""
+        self.require()
+        with _milvus_errors("release the collection"):
+            self.client.release_collection(self.collection)
+        self._loaded = False
+
+    def _consistency(self) -> dict[str, Any]:
+        # A server answers reads from a snapshot that may lag the last writes; counts and the
+        # "already stored?" check must see every acknowledged write.
+        return {} if self.is_lite else {"consistency_level": "Strong"}
 
     def create(
         self,
@@ -369,6 +403,12 @@ class MilvusStore:
                 self._partitions = set(self.client.list_partitions(self.collection))
         return sorted(self._partitions)
 
+    def ensure_partitions(self, names: Sequence[str]) -> None:
+        """Create these partitions where missing (a copy keeps the source's empty months too)."""
+        self.require()
+        for name in names:
+            self._ensure_partition(name)
+
     def _ensure_partition(self, name: str) -> None:
         if name in self.partitions():
             return
@@ -403,7 +443,12 @@ class MilvusStore:
         for partition, rows in by_partition.items():
             self._ensure_partition(partition)
             with _milvus_errors("insert"):
-                self.client.insert(self.collection, rows, partition_name=partition)
+                if self.is_lite:
+                    self.client.insert(self.collection, rows, partition_name=partition)
+                else:
+                    # An upsert by primary key: a chunk written again after a lost reply (a
+                    # server restart, a resumed ingest) replaces itself instead of doubling.
+                    self.client.upsert(self.collection, rows, partition_name=partition)
         if local is not None:
             local.add(items)
         return len(items)
@@ -423,7 +468,9 @@ class MilvusStore:
             return {int(i) for i in local.table().column("id").take(local.rows_of(ids)).to_pylist()}
         self._ensure_loaded()
         with _milvus_errors("look up ids"):
-            rows = self.client.query(self.collection, filter=build_filter(ids=ids), output_fields=["id"])
+            rows = self.client.query(
+                self.collection, filter=build_filter(ids=ids), output_fields=["id"], **self._consistency()
+            )
         return {int(row["id"]) for row in rows}
 
     def get(self, ids: Sequence[int], *, with_vector: bool = False) -> list[Item]:
@@ -448,8 +495,12 @@ class MilvusStore:
         since: int | None = None,
         until: int | None = None,
         exclude_ids: Sequence[int] | None = None,
+        params: dict[str, Any] | None = None,
     ) -> list[list[Hit]]:
-        """Top-k by cosine for each query row, inside the monthly partitions the window needs."""
+        """Top-k by cosine for each query row, inside the monthly partitions the window needs.
+
+        ``params`` tunes the index at query time: ``ef`` for HNSW, ``nprobe`` for IVF types.
+        """
         if not 1 <= k <= MAX_K:
             raise ConfigError(f"k must be between 1 and {MAX_K}, got {k}.")
         vectors = np.asarray(vectors, dtype=np.float32)
@@ -460,7 +511,7 @@ class MilvusStore:
         local = self.local_index()
         if local is not None:
             keep = local.mask(sources=sources, since=since, until=until, exclude_ids=exclude_ids)
-            return local.search(vectors, k, keep)
+            return local.search(vectors, k, keep, ef=int((params or {}).get("ef", 0)) or None)
         expr, partition_names = self._window(sources, since, until, exclude_ids)
         if partition_names == []:
             return [[] for _ in range(len(vectors))]
@@ -473,7 +524,7 @@ class MilvusStore:
                 filter=expr,
                 output_fields=list(SCALAR_FIELDS),
                 partition_names=partition_names,
-                search_params=search_params(index_type, k),
+                search_params=search_params(index_type, k, params),
             )
         return [
             [Hit(score=float(hit["distance"]), item=_row_to_item(dict(hit), False)) for hit in hits]
@@ -565,13 +616,18 @@ class MilvusStore:
         expr, partition_names = self._window(sources, since, until)
         if partition_names == []:
             return 0
-        if not expr:
+        if not expr and self.is_lite:
             # Milvus Lite answers count(*) without a filter from its totals, ignoring partitions.
+            # (A server's partition stats count rows an upsert replaced, so it is asked instead.)
             names = partition_names or self.partitions()
             return sum(row.rows for row in self.partition_stats() if row.name in names)
         with _milvus_errors("count rows"):
             rows = self.client.query(
-                self.collection, filter=expr, output_fields=["count(*)"], partition_names=partition_names
+                self.collection,
+                filter=expr,
+                output_fields=["count(*)"],
+                partition_names=partition_names,
+                **self._consistency(),
             )
         return int(rows[0]["count(*)"]) if rows else 0
 

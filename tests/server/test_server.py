@@ -1,0 +1,279 @@
+"""The same commands against a real Milvus server as against Milvus Lite, plus what only a server has."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lookalike.bench import clustered_vectors
+from lookalike.store import Item, MilvusStore
+from tests.helpers import write_images
+from tests.server.harness import MilvusServer
+
+pytestmark = pytest.mark.slow
+
+DAY = 86_400
+OCT_2023 = 1_696_118_400
+
+
+@pytest.fixture()
+def env(tmp_path: Path, tiny_model: tuple[Path, Path]) -> dict[str, str]:
+    config, checkpoint = tiny_model
+    return {
+        **os.environ,
+        "LOOKALIKE_MODEL": str(config),
+        "LOOKALIKE_PRETRAINED": str(checkpoint),
+        "HF_HUB_OFFLINE": "1",
+        "COLUMNS": "200",
+    }
+
+
+def lookalike(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "lookalike", *args], env=env, capture_output=True, text=True, timeout=600
+    )
+
+
+def ok(run: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
+    assert run.returncode == 0, run.stderr
+    return run
+
+
+def write_catalog(folder: Path, count: int) -> Path:
+    """Images over two months and two sources, listed in a catalog."""
+    paths = write_images(folder / "photos", count)
+    catalog = folder / "catalog.csv"
+    with catalog.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["image", "item_id", "name", "source", "created_at"])
+        for i, path in enumerate(paths):
+            created = OCT_2023 + (i * 50 // count) * DAY  # October and November
+            writer.writerow(
+                [
+                    path.name and f"photos/{path.name}",
+                    f"sku{i}",
+                    f"item {i}",
+                    ("shop", "avatar")[i % 2],
+                    created,
+                ]
+            )
+    return catalog
+
+
+def hits(run: subprocess.CompletedProcess[str]) -> list[tuple[int, float]]:
+    return [(hit["id"], hit["score"]) for hit in json.loads(ok(run).stdout)["hits"]]
+
+
+def test_the_cli_answers_the_same_on_a_server_as_on_milvus_lite(
+    tmp_path: Path, env: dict[str, str], milvus_server: MilvusServer
+) -> None:
+    catalog = write_catalog(tmp_path, 30)
+    photo = sorted((tmp_path / "photos").iterdir())[7]
+    answers = {}
+    for backend, db in (("lite", str(tmp_path / "lite.db")), ("server", milvus_server.uri)):
+        common = ["--db", db, "--collection", "cli_same"]
+        ok(lookalike(env, "index", str(catalog), "--index", "FLAT", *common))
+        again = ok(lookalike(env, "index", str(catalog), *common))
+        assert "indexed 0 new images, 30 already indexed" in again.stdout
+        answers[backend] = {
+            "text": hits(
+                lookalike(env, "search", "--text", "red floral dress", "--k", "5", "--json", *common)
+            ),
+            "image": hits(lookalike(env, "search", "--image", str(photo), "--k", "5", "--json", *common)),
+            "filtered": hits(
+                lookalike(
+                    env,
+                    "search",
+                    "--image",
+                    str(photo),
+                    "--source",
+                    "avatar",
+                    "--since",
+                    "2023-10-20",
+                    "--until",
+                    "2023-11-05",
+                    "--k",
+                    "30",
+                    "--json",
+                    *common,
+                )
+            ),
+            "partitions": ok(lookalike(env, "partitions", "list", *common)).stdout,
+        }
+        export = tmp_path / f"{backend}.parquet"
+        ok(lookalike(env, "export", str(export), *common))
+        restored = ["--db", db, "--collection", "cli_restored"]
+        assert "imported 30 items" in ok(lookalike(env, "import", str(export), *restored)).stdout
+        answers[backend]["restored"] = hits(
+            lookalike(env, "search", "--image", str(photo), "--k", "5", "--json", *restored)
+        )
+        dropped = ok(lookalike(env, "partitions", "drop", "--before", "2023-11-01", "--yes", *common))
+        assert "m2023_10" in dropped.stdout
+        answers[backend]["after_drop"] = hits(
+            lookalike(env, "search", "--image", str(photo), "--k", "30", "--json", *common)
+        )
+    lite, server = answers["lite"], answers["server"]
+    assert lite["partitions"] == server["partitions"]
+    for key in ("text", "image", "filtered", "restored", "after_drop"):
+        assert [i for i, _ in lite[key]] == [i for i, _ in server[key]], key
+        np.testing.assert_allclose([s for _, s in lite[key]], [s for _, s in server[key]], atol=1e-4)
+    assert len(lite["filtered"]) > 0 and len(lite["after_drop"]) < 30
+
+
+def _store(server: MilvusServer, name: str) -> MilvusStore:
+    store = MilvusStore(server.uri, name)
+    if store.exists():
+        store.drop()
+    return store
+
+
+@pytest.mark.parametrize(
+    ("index", "params", "search"),
+    [("IVF_PQ", {"nlist": 16, "m": 8}, {"nprobe": 16}), ("HNSW", {"M": 8, "efConstruction": 64}, {"ef": 64})],
+)
+def test_server_index_types_build_load_release_and_search(
+    milvus_server: MilvusServer, index: str, params: dict, search: dict
+) -> None:
+    vectors = clustered_vectors(2000, 32, seed=4, clusters=40)
+    store = _store(milvus_server, f"idx_{index.lower()}")
+    store.create(32, index=index, index_params=params)
+    store.insert(
+        [Item(i + 1, "", f"v{i}", "", "s", OCT_2023 + i * 60, "", 0, 0, v) for i, v in enumerate(vectors)]
+    )
+    store.flush()
+    built, built_params = store.index()
+    assert built == index and {k: int(v) for k, v in built_params.items()} == params
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # the server builds the index in the background
+        info = store.client.describe_index(store.collection, "vector")
+        if int(info.get("indexed_rows", 0)) >= 2000:
+            break
+        time.sleep(1)
+    assert int(info["indexed_rows"]) == 2000
+    queries = vectors[:50]
+    found = store.search(queries, k=10, params=search)
+    assert np.mean([row[0].item.id == i + 1 for i, row in enumerate(found)]) >= 0.9
+    store.release()
+    assert store.search(queries[:1], k=1, params=search)[0][0].item.id == 1  # loaded again on demand
+    assert store.count() == 2000
+    store.drop()
+    store.close()
+
+
+def test_migrate_copies_a_lite_collection_to_the_server(
+    tmp_path: Path, env: dict[str, str], milvus_server: MilvusServer
+) -> None:
+    catalog = write_catalog(tmp_path, 24)
+    lite = ["--db", str(tmp_path / "lite.db")]
+    ok(
+        lookalike(
+            env,
+            "index",
+            str(catalog),
+            "--index",
+            "HNSW",
+            "--index-params",
+            '{"M": 8, "efConstruction": 64}',
+            *lite,
+        )
+    )
+    target = MilvusStore(milvus_server.uri, "migrated")
+    if target.exists():
+        target.drop()
+    moved = ok(
+        lookalike(
+            env,
+            "migrate",
+            "--from",
+            str(tmp_path / "lite.db"),
+            "--to",
+            milvus_server.uri,
+            "--to-collection",
+            "migrated",
+        )
+    )
+    assert "copied 24 items" in moved.stdout
+    assert target.count() == 24
+    assert target.index()[0] == "HNSW"
+    assert set(target.partitions()) >= {"m2023_10", "m2023_11"}
+    again = ok(
+        lookalike(
+            env,
+            "migrate",
+            "--from",
+            str(tmp_path / "lite.db"),
+            "--to",
+            milvus_server.uri,
+            "--to-collection",
+            "migrated",
+        )
+    )
+    assert "copied 0 items" in again.stdout and "24 were already there" in again.stdout
+    photo = str(sorted((tmp_path / "photos").iterdir())[3])
+    on_lite = hits(lookalike(env, "search", "--image", photo, "--k", "5", "--json", *lite))
+    on_server = hits(
+        lookalike(
+            env,
+            "search",
+            "--image",
+            photo,
+            "--k",
+            "5",
+            "--json",
+            "--db",
+            milvus_server.uri,
+            "--collection",
+            "migrated",
+        )
+    )
+    assert on_lite[0][0] == on_server[0][0] and on_lite[0][1] == pytest.approx(1.0, abs=1e-3)
+    target.close()
+
+
+def test_a_server_killed_mid_ingest_loses_and_duplicates_nothing_once_resumed(
+    tmp_path: Path, env: dict[str, str], milvus_server: MilvusServer
+) -> None:
+    catalog = write_catalog(tmp_path, 400)
+    env = {**env, "LOOKALIKE_BATCH_SIZE": "4", "LOOKALIKE_TIMEOUT_S": "5"}
+    common = ["--db", milvus_server.uri, "--collection", "crash"]
+    store = _store(milvus_server, "crash")
+    ingest = subprocess.Popen(
+        [sys.executable, "-m", "lookalike", "index", str(catalog), *common],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and ingest.poll() is None:
+        try:
+            if store.exists() and store.count() >= 40:
+                break
+        except Exception:
+            pass
+        time.sleep(0.2)
+    assert ingest.poll() is None, "the ingest finished before the server could be killed"
+    store.close()
+    milvus_server.kill()
+    _, stderr = ingest.communicate(timeout=300)
+    assert ingest.returncode != 0 and "Traceback" not in stderr  # a clear error, not a crash
+    milvus_server.start()
+
+    resumed = ok(lookalike(env, "index", str(catalog), *common))
+    assert "already indexed" in resumed.stdout
+    store = MilvusStore(milvus_server.uri, "crash")
+    assert store.count() == 400
+    ids = [item.id for batch in store.iter_items(with_vector=False) for item in batch]
+    assert len(ids) == len(set(ids)) == 400
+    assert {item.item_id for batch in store.iter_items(with_vector=False) for item in batch} == {
+        f"sku{i}" for i in range(400)
+    }
+    store.close()
