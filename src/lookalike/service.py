@@ -49,7 +49,7 @@ from lookalike.store import (
     PartitionStats,
     partitions_before,
 )
-from lookalike.store.backup import copy_collection, export_parquet, import_parquet
+from lookalike.store.backup import bulk_copy, copy_collection, export_parquet, import_parquet
 
 Progress = Callable[[int], None]
 
@@ -286,9 +286,18 @@ class Lookalike:
         return import_parquet(self.store, path, progress)
 
     def migrate(
-        self, target_uri: str, target_collection: str | None = None, progress: Progress | None = None
+        self,
+        target_uri: str,
+        target_collection: str | None = None,
+        progress: Progress | None = None,
+        *,
+        bulk_dir: str | None = None,
     ) -> tuple[int, int]:
-        """Copy this collection to another Milvus (e.g. Lite → a server); returns (copied, already there)."""
+        """Copy this collection to another Milvus (e.g. Lite → a server); returns (copied, already there).
+
+        With ``bulk_dir`` the copy goes through Parquet files there and the server's bulk import
+        (a new collection only; the server must be able to read the folder).
+        """
         settings = self.settings
         target = MilvusStore(
             target_uri,
@@ -303,6 +312,8 @@ class Lookalike:
         if target.uri == self.store.uri and target.collection == self.store.collection:
             raise ConfigError("migrate needs a different target: another --to database or --to-collection.")
         try:
+            if bulk_dir is not None:
+                return bulk_copy(self.store, target, bulk_dir, progress), 0
             return copy_collection(self.store, target, progress)
         finally:
             target.close()

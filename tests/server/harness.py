@@ -33,7 +33,8 @@ class MilvusServer:
 
     def __init__(self, data_dir: Path, port: int | None = None) -> None:
         self.data_dir = data_dir
-        self.port = port or free_port()
+        saved = data_dir / "proxy-port"
+        self.port = port or (int(saved.read_text()) if saved.exists() else free_port())
         self.uri = f"http://127.0.0.1:{self.port}"
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -45,6 +46,7 @@ class MilvusServer:
         restart runs the extracted `milvus` binary on the written config instead.
         """
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        (self.data_dir / "proxy-port").write_text(str(self.port))
         log = (self.data_dir / "server.log").open("ab")
         config = self.data_dir / "configs" / "milvus.yaml"
         binary = self.data_dir / "bin" / "milvus"

@@ -277,3 +277,39 @@ def test_a_server_killed_mid_ingest_loses_and_duplicates_nothing_once_resumed(
         f"sku{i}" for i in range(400)
     }
     store.close()
+
+
+def test_migrate_bulk_imports_parquet_files_into_a_new_server_collection(
+    tmp_path: Path, env: dict[str, str], milvus_server: MilvusServer
+) -> None:
+    catalog = write_catalog(tmp_path, 24)
+    lite = ["--db", str(tmp_path / "lite.db")]
+    ok(lookalike(env, "index", str(catalog), "--index", "FLAT", *lite))
+    target = _store(milvus_server, "bulk_copy")
+    move = [
+        "migrate",
+        "--from",
+        str(tmp_path / "lite.db"),
+        "--to",
+        milvus_server.uri,
+        "--to-collection",
+        "bulk_copy",
+        "--bulk-dir",
+        str(tmp_path / "bulk"),
+    ]
+    assert "copied 24 items" in ok(lookalike(env, *move)).stdout
+    assert sorted(p.name for p in (tmp_path / "bulk").iterdir()) == [
+        "bulk_copy-m2023_10.parquet",
+        "bulk_copy-m2023_11.parquet",
+    ]
+    assert target.count() == 24 and set(target.partitions()) >= {"m2023_10", "m2023_11"}
+    photo = str(sorted((tmp_path / "photos").iterdir())[5])
+    server = ["--db", milvus_server.uri, "--collection", "bulk_copy"]
+    on_lite = hits(lookalike(env, "search", "--image", photo, "--k", "24", "--json", *lite))
+    on_server = hits(lookalike(env, "search", "--image", photo, "--k", "24", "--json", *server))
+    assert [i for i, _ in on_lite] == [i for i, _ in on_server]
+    np.testing.assert_allclose([s for _, s in on_lite], [s for _, s in on_server], atol=1e-4)
+    again = lookalike(env, *move)  # a bulk import does not check ids: a second one is refused
+    assert again.returncode == 2 and "not empty" in again.stderr
+    target.drop()
+    target.close()

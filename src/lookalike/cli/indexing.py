@@ -276,6 +276,15 @@ def migrate(
     to_collection: Annotated[
         str | None, typer.Option("--to-collection", help="Collection name on the target (default: the same).")
     ] = None,
+    bulk_dir: Annotated[
+        str | None,
+        typer.Option(
+            "--bulk-dir",
+            help="For large collections: write one Parquet file per month here and let the server bulk-import "
+            "them instead of inserting rows. The server must be able to read this folder (same machine with "
+            "local storage, or its object-storage mount); the target collection must be new or empty.",
+        ),
+    ] = None,
     verbose: Verbose = False,
 ) -> None:
     """Copy a collection (vectors, metadata, monthly partitions, index choice, model) to another Milvus.
@@ -287,7 +296,7 @@ def migrate(
     with session(verbose, from_, collection, None, None) as service:
         copied, already = counted(
             "copying",
-            lambda progress: service.migrate(to, to_collection, progress),
+            lambda progress: service.migrate(to, to_collection, progress, bulk_dir=bulk_dir),
             total=service.store.count(),
         )
     out.print(f"copied {copied} items to {to} ({already} were already there)")

@@ -110,7 +110,13 @@ def _items_to_table(items: Sequence[Item], schema: Any, dim: int) -> Any:
     columns: dict[str, Any] = {
         name: [getattr(item, name) for item in items] for name in schema.names if name != "vector"
     }
-    columns["vector"] = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), dim)
+    flat = pa.array(vectors.reshape(-1))
+    if isinstance(schema.field("vector").type, pa.FixedSizeListType):
+        columns["vector"] = pa.FixedSizeListArray.from_arrays(flat, dim)
+    else:  # Milvus' bulk import reads a plain list column
+        columns["vector"] = pa.ListArray.from_arrays(
+            pa.array(np.arange(0, len(flat) + 1, dim, dtype=np.int32)), flat
+        )
     return pa.table({name: columns[name] for name in schema.names}, schema=schema)
 
 
@@ -182,3 +188,72 @@ def copy_collection(
             copied += writing.result()
     target.flush()
     return copied, already
+
+
+def bulk_copy(
+    source: MilvusStore,
+    target: MilvusStore,
+    folder: str,
+    progress: Progress | None = None,
+    wait_s: float = 600.0,
+) -> int:
+    """Copy a collection into a new collection on a server through Parquet files and bulk import.
+
+    One Parquet file per monthly partition is written into ``folder`` (which the server must
+    be able to read), and the server imports each itself: no row-by-row inserts. Returns the
+    rows imported once they are all visible.
+    """
+    import time
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    source.require()
+    if target.is_lite:
+        raise ConfigError("--bulk-dir needs a Milvus server as the target (--to http://host:19530).")
+    if target.exists() and target.count() > 0:
+        raise ConfigError(
+            f"The collection '{target.collection}' on {target.uri} is not empty, and a bulk import does "
+            "not check ids: bulk-copy into a new collection, or migrate without --bulk-dir."
+        )
+    dim = source.dim()
+    index_type, index_params = source.index()
+    target.ensure(dim, index=index_type, index_params=index_params, model=source.model())
+    out = Path(folder).expanduser().resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    schema = pa.schema(
+        [
+            ("id", pa.int64()),
+            ("vector", pa.list_(pa.float32())),
+            ("sha256", pa.string()),
+            ("item_id", pa.string()),
+            ("name", pa.string()),
+            ("source", pa.string()),
+            ("created_at", pa.int64()),
+            ("uri", pa.string()),
+            ("width", pa.int32()),
+            ("height", pa.int32()),
+        ]
+    )
+    expected = 0
+    for partition in source.partition_stats():
+        if not partition.rows or partition.start is None:
+            continue
+        path = out / f"{target.collection}-{partition.name}.parquet"
+        rows = 0
+        with pq.ParquetWriter(path, schema) as writer:
+            for batch in source.iter_items(
+                batch_size=EXPORT_BATCH, with_vector=True, since=partition.start, until=partition.end
+            ):
+                writer.write_table(_items_to_table(batch, schema, dim))
+                rows += len(batch)
+                if progress:
+                    progress(len(batch))
+        if rows:
+            expected += target.bulk_import([str(path)], partition.name)
+    deadline = time.monotonic() + wait_s
+    while target.count() < expected:  # imported segments become searchable once indexed
+        if time.monotonic() > deadline:
+            raise LookalikeError(f"{expected} rows were imported but only {target.count()} are visible yet.")
+        time.sleep(1.0)
+    return expected
