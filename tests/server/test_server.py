@@ -313,3 +313,23 @@ def test_migrate_bulk_imports_parquet_files_into_a_new_server_collection(
     assert again.returncode == 2 and "not empty" in again.stderr
     target.drop()
     target.close()
+
+
+def test_the_cli_builds_and_searches_an_ivf_pq_index_on_the_server(
+    tmp_path: Path, env: dict[str, str], milvus_server: MilvusServer
+) -> None:
+    catalog = write_catalog(tmp_path, 40)
+    _store(milvus_server, "cli_pq").close()
+    server = ["--db", milvus_server.uri, "--collection", "cli_pq"]
+    pq_index = ["--index", "IVF_PQ", "--index-params", '{"nlist": 8, "m": 8}']
+    ok(lookalike(env, "index", str(catalog), *pq_index, *server))
+    stats = ok(lookalike(env, "stats", *server)).stdout
+    assert "IVF_PQ" in stats and "40" in stats
+    photo = str(sorted((tmp_path / "photos").iterdir())[11])
+    found = hits(
+        lookalike(env, "search", "--image", photo, "--search-params", '{"nprobe": 8}', "--json", *server)
+    )
+    top = MilvusStore(milvus_server.uri, "cli_pq").get([found[0][0]])[0]
+    assert top.item_id == "sku11"
+    refused = lookalike(env, "index", str(catalog), *pq_index, "--db", str(tmp_path / "lite.db"))
+    assert refused.returncode == 2 and "IVF_PQ needs a Milvus server" in refused.stderr
