@@ -1,7 +1,7 @@
 """Measure scan throughput and duplicate detection on synthetic stored vectors (no model, no images).
 
-    python scripts/measure_scan.py --vectors 1000000 --task scan
-    python scripts/measure_scan.py --vectors 100000 --task duplicates
+python scripts/measure_scan.py --vectors 1000000 --task scan
+python scripts/measure_scan.py --vectors 100000 --task duplicates
 """
 
 from __future__ import annotations
@@ -42,7 +42,18 @@ def fill(store: MilvusStore, n: int, rng: np.random.Generator) -> float:
         created = rng.integers(start, start + 365 * 86400, size)
         store.insert(
             [
-                Item(first + i, f"{first + i:064x}", f"item{first + i}", "", "product", int(created[i]), "", 0, 0, vectors[i])
+                Item(
+                    first + i,
+                    f"{first + i:064x}",
+                    f"item{first + i}",
+                    "",
+                    "product",
+                    int(created[i]),
+                    "",
+                    0,
+                    0,
+                    vectors[i],
+                )
                 for i in range(size)
             ]
         )
@@ -53,7 +64,9 @@ def fill(store: MilvusStore, n: int, rng: np.random.Generator) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--vectors", type=int, default=1_000_000)
     parser.add_argument("--task", choices=("scan", "duplicates"), default="scan")
     parser.add_argument("--db", default=None, help="reuse (or create) this Milvus Lite file")
@@ -72,11 +85,15 @@ def main() -> None:
         started = time.perf_counter()
         rows = sum(1 for _ in scan(store, labels, min_score=-1.0))
         seconds = time.perf_counter() - started
-        print(f"scan: {rows} of {total} stored vectors scored against 5 labels in {seconds:.1f} s "
-              f"= {rows / seconds:.0f} vectors/s")
+        print(
+            f"scan: {rows} of {total} stored vectors scored against 5 labels in {seconds:.1f} s "
+            f"= {rows / seconds:.0f} vectors/s"
+        )
         started = time.perf_counter()
         window = sum(1 for _ in scan(store, labels, min_score=-1.0, since=1_700_352_000, until=1_700_784_000))
-        print(f"scan of a 5-day window (19-23 Nov 2023): {window} items in {time.perf_counter() - started:.2f} s")
+        print(
+            f"scan of a 5-day window (19-23 Nov 2023): {window} items in {time.perf_counter() - started:.2f} s"
+        )
     else:
         service = Lookalike(load_settings(db=db), embedder=FakeEmbedder(DIM), store=store)
         started = time.perf_counter()
