@@ -162,8 +162,6 @@ class LocalIndex:
             return False
         if index.ntotal != table.num_rows or index.d != self.dim:
             return False
-        if self.index_type == IndexType.HNSW:
-            index.hnsw.efSearch = EF_SEARCH
         self._index = index
         self._batches = table.to_batches()
         self._table = table
