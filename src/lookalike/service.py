@@ -80,9 +80,14 @@ class Lookalike:
     ) -> None:
         self.settings = settings
         self._embedder = embedder
-        self.store = store or MilvusStore(
-            settings.db,
-            settings.collection,
+        self.store = store or self._open_store(settings.db, settings.collection)
+
+    def _open_store(self, uri: str, collection: str) -> MilvusStore:
+        """A store with the settings' credentials, TLS, timeouts and local-copy choice."""
+        settings = self.settings
+        return MilvusStore(
+            uri,
+            collection,
             token=settings.token,
             user=settings.user,
             password=settings.password,
@@ -298,17 +303,7 @@ class Lookalike:
         With ``bulk_dir`` the copy goes through Parquet files there and the server's bulk import
         (a new collection only; the server must be able to read the folder).
         """
-        settings = self.settings
-        target = MilvusStore(
-            target_uri,
-            target_collection or settings.collection,
-            token=settings.token,
-            user=settings.user,
-            password=settings.password,
-            local_index=settings.local_index,
-            timeout_s=settings.timeout_s,
-            tls=settings.tls(),
-        )
+        target = self._open_store(target_uri, target_collection or self.settings.collection)
         if target.uri == self.store.uri and target.collection == self.store.collection:
             raise ConfigError("migrate needs a different target: another --to database or --to-collection.")
         try:

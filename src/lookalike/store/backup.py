@@ -12,7 +12,7 @@ import numpy as np
 
 from lookalike.errors import ConfigError, LookalikeError
 from lookalike.store.milvus import MilvusStore
-from lookalike.store.models import IndexType, Item
+from lookalike.store.models import IndexType, Item, arrow_schema
 
 Progress = Callable[[int], None]
 EXPORT_BATCH = 2000
@@ -25,19 +25,8 @@ def export_parquet(store: MilvusStore, path: str, progress: Progress | None = No
 
     dim = store.dim()
     index_type, index_params = store.index()
-    schema = pa.schema(
-        [
-            ("id", pa.int64()),
-            ("vector", pa.list_(pa.float32(), dim)),
-            ("sha256", pa.string()),
-            ("item_id", pa.string()),
-            ("name", pa.string()),
-            ("source", pa.string()),
-            ("created_at", pa.int64()),
-            ("uri", pa.string()),
-            ("width", pa.int32()),
-            ("height", pa.int32()),
-        ],
+    schema = arrow_schema(
+        pa.list_(pa.float32(), dim),
         metadata={
             "lookalike.dim": str(dim),
             "lookalike.model": store.model(),
@@ -221,20 +210,7 @@ def bulk_copy(
     target.ensure(dim, index=index_type, index_params=index_params, model=source.model())
     out = Path(folder).expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
-    schema = pa.schema(
-        [
-            ("id", pa.int64()),
-            ("vector", pa.list_(pa.float32())),
-            ("sha256", pa.string()),
-            ("item_id", pa.string()),
-            ("name", pa.string()),
-            ("source", pa.string()),
-            ("created_at", pa.int64()),
-            ("uri", pa.string()),
-            ("width", pa.int32()),
-            ("height", pa.int32()),
-        ]
-    )
+    schema = arrow_schema(pa.list_(pa.float32()))  # a plain list column, as bulk import reads it
     expected = 0
     for partition in source.partition_stats():
         if not partition.rows or partition.start is None:

@@ -31,7 +31,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.feather as feather
 
-from lookalike.store.models import Hit, IndexType, Item
+from lookalike.store.models import Hit, IndexType, Item, arrow_schema
 from lookalike.store.partitions import partition_for
 
 log = logging.getLogger(__name__)
@@ -56,20 +56,7 @@ def default_ef(rows: int) -> int:
 EXACT_BELOW = 20_000
 """A filter that keeps fewer rows than this is answered exactly over just those rows."""
 
-_STRING_COLUMNS = ("sha256", "item_id", "name", "source", "uri")
-_SCHEMA = pa.schema(
-    [
-        ("id", pa.int64()),
-        ("sha256", pa.string()),
-        ("item_id", pa.string()),
-        ("name", pa.string()),
-        ("source", pa.string()),
-        ("created_at", pa.int64()),
-        ("uri", pa.string()),
-        ("width", pa.int32()),
-        ("height", pa.int32()),
-    ]
-)
+_SCHEMA = arrow_schema()
 
 Fingerprint = dict[str, int]
 """Rows per partition, as Milvus reports them: what a saved copy must match."""
