@@ -6,6 +6,7 @@ import json
 import logging
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from PIL import Image
 from lookalike.embed.base import Embedder, Vectors, batched, l2_normalise
 from lookalike.embed.runtimes import PROBE_TEXTS, Runtime, choose_runtime
 from lookalike.embed.towers import text_tower, trim_tokens
-from lookalike.embed.weights import resolve_tag
+from lookalike.embed.weights import PREPROCESS_KWARGS, resolve_tag
 from lookalike.errors import ConfigError, ModelUnavailableError
 
 log = logging.getLogger(__name__)
@@ -40,8 +41,12 @@ def offline_help(model: str, pretrained: str, reason: str) -> str:
     )
 
 
-def _register_config_file(path: Path) -> tuple[str, dict[str, Any]]:
-    """Register an open_clip model-config JSON with open_clip and return its name and config."""
+def _register_config_file(path: Path) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """Register an open_clip model-config JSON; returns its name, its config and its preprocessing.
+
+    A hub-style file (``{"model_cfg": ..., "preprocess_cfg": ...}``, what ``lookalike finetune``
+    writes) also names the image mean, std and resize the weights were trained with.
+    """
     import open_clip
 
     try:
@@ -60,10 +65,12 @@ def _register_config_file(path: Path) -> tuple[str, dict[str, Any]]:
     folder = Path(tempfile.mkdtemp(prefix="lookalike-model-"))
     (folder / f"{name}.json").write_text(json.dumps(cfg), encoding="utf-8")
     open_clip.add_model_config(folder / f"{name}.json")
-    return name, cfg
+    preprocess = data.get("preprocess_cfg", {}) if isinstance(data, dict) else {}
+    kwargs = {kw: preprocess[k] for k, kw in PREPROCESS_KWARGS.items() if preprocess.get(k) is not None}
+    return name, cfg, kwargs
 
 
-def _resolve_architecture(model: str) -> tuple[str, dict[str, Any]]:
+def _resolve_architecture(model: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
     import open_clip
 
     path = Path(model).expanduser()
@@ -74,12 +81,99 @@ def _resolve_architecture(model: str) -> tuple[str, dict[str, Any]]:
     cfg = open_clip.get_model_config(model)
     if cfg is None:
         known = ", ".join(m for m in open_clip.list_models() if m.startswith(("ViT-B", "ViT-L", "RN50")))
+        known += ", efficientnet-lite0 (image only)"
         raise ConfigError(
             f"Unknown open_clip model '{model}'. Pass an architecture name (e.g. {known}, ...; "
             "`python -c 'import open_clip; print(open_clip.list_models())'` lists all) "
             "or the path of an open_clip model-config JSON file."
         )
-    return model, cfg
+    return model, cfg, {}
+
+
+@dataclass
+class OpenClipModel:
+    """A loaded open_clip model with what feeds it; the embedder and ``lookalike finetune`` share it."""
+
+    model: Any
+    preprocess_train: Any
+    preprocess: Any
+    tokenizer: Any
+    arch: str
+    cfg: dict[str, Any]
+    preprocess_kwargs: dict[str, Any]
+    device: str
+
+
+def _checkpoint(model_spec: str, arch: str, pretrained: str) -> str | None:
+    """What open_clip's ``pretrained`` gets: None (random), a file path or a known tag."""
+    import open_clip
+
+    value = pretrained.strip()
+    if value.lower() in RANDOM_WEIGHTS or not value:
+        return None
+    path = Path(value).expanduser()
+    if path.is_file():
+        return str(path)
+    if value.endswith(_CHECKPOINT_SUFFIXES) or "/" in value or "\\" in value:
+        raise ModelUnavailableError(
+            offline_help(model_spec, value, f"the checkpoint file {path} does not exist.")
+        )
+    tags = open_clip.list_pretrained_tags_by_model(arch)
+    if value not in tags:
+        hint = f"Known tags for {arch}: {', '.join(tags)}." if tags else ""
+        raise ConfigError(
+            f"'{value}' is neither a pretrained tag of {arch} nor an existing checkpoint file. "
+            f"{hint} Use `--pretrained random` for random weights."
+        )
+    return value
+
+
+def load_open_clip(model_spec: str, pretrained: str, device: str = "auto") -> OpenClipModel:
+    """Build an open_clip model from a name or config file and a tag, a local checkpoint or 'random'.
+
+    Raises:
+        ConfigError: the model or tag is unknown.
+        ModelUnavailableError: the weights cannot be read, downloaded, or do not fit.
+    """
+    import open_clip
+    import torch
+
+    arch, cfg, preprocess_kwargs = _resolve_architecture(model_spec)
+    checkpoint = _checkpoint(model_spec, arch, pretrained)
+    if checkpoint is not None and not Path(checkpoint).is_file():
+        weights = resolve_tag(arch, checkpoint)
+        if weights is None:
+            raise ModelUnavailableError(
+                offline_help(
+                    model_spec, checkpoint, "the hub cannot be reached and the weights are not cached."
+                )
+            )
+        checkpoint, preprocess_kwargs = weights.pretrained, weights.preprocess
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        # Random weights are seeded, so that every process builds the same model and
+        # vectors indexed by one run match queries from the next.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            model, preprocess_train, preprocess = open_clip.create_model_and_transforms(
+                arch, pretrained=checkpoint, device=device, **preprocess_kwargs
+            )
+        tokenizer = open_clip.get_tokenizer(arch)
+    except (RuntimeError, AssertionError) as exc:
+        # open_clip reports a state dict that does not fit as RuntimeError or AssertionError.
+        text = str(exc)
+        if "download" in text.lower() or "hub" in text.lower():
+            raise ModelUnavailableError(offline_help(model_spec, pretrained, "the download failed.")) from exc
+        raise ModelUnavailableError(
+            f"The checkpoint '{pretrained}' does not fit the model '{model_spec}': "
+            f"{text.splitlines()[0] if text else exc!r}. Pass the model config the checkpoint was "
+            "trained with (`--model NAME` or `--model config.json`)."
+        ) from exc
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelUnavailableError(f"Cannot load '{pretrained}' for '{model_spec}': {exc}") from exc
+    model.eval()
+    return OpenClipModel(model, preprocess_train, preprocess, tokenizer, arch, cfg, preprocess_kwargs, device)
 
 
 class OpenClipEmbedder(Embedder):
@@ -98,7 +192,7 @@ class OpenClipEmbedder(Embedder):
         super().__init__(batch_size)
         self.model_spec = model
         self.pretrained = pretrained
-        self._arch, self._cfg = _resolve_architecture(model)
+        self._arch, self._cfg, _ = _resolve_architecture(model)
         self._device_pref = device
         self._runtime_pref = runtime
         self._cache_dir = Path(cache_dir or Path(tempfile.gettempdir()) / "lookalike-cache").expanduser()
@@ -136,91 +230,26 @@ class OpenClipEmbedder(Embedder):
         assert self._runtime is not None
         return self._runtime.label
 
-    def _checkpoint(self) -> str | None:
-        """What open_clip's ``pretrained`` gets: None (random), a file path or a known tag."""
-        import open_clip
-
-        value = self.pretrained.strip()
-        if value.lower() in RANDOM_WEIGHTS or not value:
-            return None
-        path = Path(value).expanduser()
-        if path.is_file():
-            return str(path)
-        if value.endswith(_CHECKPOINT_SUFFIXES) or "/" in value or "\\" in value:
-            raise ModelUnavailableError(
-                offline_help(self.model_spec, value, f"the checkpoint file {path} does not exist.")
-            )
-        tags = open_clip.list_pretrained_tags_by_model(self._arch)
-        if value not in tags:
-            hint = f"Known tags for {self._arch}: {', '.join(tags)}." if tags else ""
-            raise ConfigError(
-                f"'{value}' is neither a pretrained tag of {self._arch} nor an existing checkpoint file. "
-                f"{hint} Use `--pretrained random` for random weights."
-            )
-        return value
-
     def _load(self) -> None:
-        import open_clip
-        import torch
-
-        checkpoint = self._checkpoint()
-        preprocess_kwargs: dict[str, Any] = {}
-        if checkpoint is not None and not Path(checkpoint).is_file():
-            weights = resolve_tag(self._arch, checkpoint)
-            if weights is None:
-                raise ModelUnavailableError(
-                    offline_help(
-                        self.model_spec,
-                        checkpoint,
-                        "the hub cannot be reached and the weights are not cached.",
-                    )
-                )
-            checkpoint, preprocess_kwargs = weights.pretrained, weights.preprocess
-        device = self._device_pref
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        try:
-            # Random weights are seeded, so that every process builds the same model and
-            # vectors indexed by one run match queries from the next.
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(0)
-                model, _, preprocess = open_clip.create_model_and_transforms(
-                    self._arch, pretrained=checkpoint, device=device, **preprocess_kwargs
-                )
-        except (RuntimeError, AssertionError) as exc:
-            # open_clip reports a state dict that does not fit as RuntimeError or AssertionError.
-            text = str(exc)
-            if "download" in text.lower() or "hub" in text.lower():
-                raise ModelUnavailableError(
-                    offline_help(self.model_spec, self.pretrained, "the download failed.")
-                ) from exc
-            raise ModelUnavailableError(
-                f"The checkpoint '{self.pretrained}' does not fit the model '{self.model_spec}': "
-                f"{text.splitlines()[0] if text else exc!r}. Pass the model config the checkpoint was "
-                "trained with (`--model NAME` or `--model config.json`)."
-            ) from exc
-        except (OSError, ValueError, KeyError) as exc:
-            raise ModelUnavailableError(
-                f"Cannot load '{self.pretrained}' for '{self.model_spec}': {exc}"
-            ) from exc
-        model.eval()
-        self._preprocess = preprocess
-        self._tokenizer = open_clip.get_tokenizer(self._arch)
+        loaded = load_open_clip(self.model_spec, self.pretrained, self._device_pref)
+        model = loaded.model
+        self._preprocess = loaded.preprocess
+        self._tokenizer = loaded.tokenizer
         scale = getattr(model, "logit_scale", None)
         self._logit_scale = float(scale.exp().item()) if scale is not None else 100.0
         if text_tower(model) is not None:
             self._trim = (str(model.text_pool_type), getattr(model, "text_eos_id", None))
-        self.device = device
+        self.device = loaded.device
         self._runtime = choose_runtime(
             self._runtime_pref,
             model,
             config=self._cfg,
-            device=device,
+            device=loaded.device,
             cache_dir=self._cache_dir,
             probe_pixels=np.stack([self._pixels(image) for image in probe_images()]),
             probe_tokens=self._tokens(PROBE_TEXTS),
         )
-        log.info("loaded %s on %s with %s", self.name, device, self._runtime.label)
+        log.info("loaded %s on %s with %s", self.name, loaded.device, self._runtime.label)
 
     def _pixels(self, image: Image.Image) -> npt.NDArray[np.float32]:
         return np.asarray(self._preprocess(image).numpy(), dtype=np.float32)

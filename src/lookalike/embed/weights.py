@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 
 PROBE_TIMEOUT_S = 3.0
 # The tag's preprocessing, as create_model_and_transforms' keyword arguments.
-_PREPROCESS_KWARGS = {
+PREPROCESS_KWARGS = {
     "mean": "image_mean",
     "std": "image_std",
     "interpolation": "image_interpolation",
@@ -82,4 +82,4 @@ def resolve_tag(arch: str, tag: str) -> Weights | None:
         cached = candidate if os.path.isfile(candidate) else None
     if cached is None:
         return None
-    return Weights(cached, {kw: cfg[k] for k, kw in _PREPROCESS_KWARGS.items() if cfg.get(k) is not None})
+    return Weights(cached, {kw: cfg[k] for k, kw in PREPROCESS_KWARGS.items() if cfg.get(k) is not None})
