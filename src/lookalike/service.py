@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 
 from lookalike.config import Settings
-from lookalike.embed import Embedder, create_embedder
+from lookalike.embed import Embedder, create_embedder, is_image_only
+from lookalike.embed.finetune import FinetuneResult, Options, Pair, finetune
 from lookalike.errors import ConfigError, ImageError, ItemNotFoundError
 from lookalike.ingest import (
     Ingestor,
@@ -26,6 +27,8 @@ from lookalike.ingest import (
     shrink,
 )
 from lookalike.ingest.sources import Inputs, Listing, Skipped
+from lookalike.quality import EvalQuery, EvalReport, evaluate, load_eval_queries
+from lookalike.quality.demo import DemoData, write_demo_data
 from lookalike.queries import Classified, Query, SearchResult, day_window, parse_index_params
 from lookalike.scan import (
     Group,
@@ -52,18 +55,31 @@ from lookalike.store import (
 from lookalike.store.backup import bulk_copy, copy_collection, export_parquet, import_parquet
 
 Progress = Callable[[int], None]
+EVAL_DEPTH = 100  # hits ranked per evaluation query: MRR counts a first relevant item up to here
 
 # The types callers receive back (the API's jobs hold ingest reports and skipped files).
 __all__ = [
     "Classified",
+    "DemoData",
+    "EvalReport",
+    "FinetuneResult",
     "IngestReport",
     "Lookalike",
     "Query",
     "SearchResult",
     "Skipped",
+    "Options",
     "day_window",
+    "demo_data",
     "parse_index_params",
 ]
+
+
+def demo_data(out_dir: str, n: int = 500, seed: int = 0, progress: Progress | None = None) -> DemoData:
+    """Write the synthetic captioned catalog and its evaluation queries (``lookalike demo-data``)."""
+    if n < 1:
+        raise ConfigError(f"--n must be at least 1, got {n}.")
+    return write_demo_data(out_dir, n, seed, progress=progress)
 
 
 class Lookalike:
@@ -177,6 +193,19 @@ class Lookalike:
         decoded = decode_image(data, max_pixels=self.settings.max_image_pixels)
         return embedder.embed_images([decoded.image]), []
 
+    def _check_text_search(self) -> None:
+        stored = self.store.model()
+        if stored and is_image_only(stored):
+            raise ConfigError(
+                f"The collection '{self.store.collection}' was indexed with {stored}, which embeds images "
+                "only: search it by --image or --id, or index it again with a CLIP model for text search."
+            )
+        if not self.embedder.supports_text:
+            raise ConfigError(
+                f"The model {self.embedder.name} embeds images only: search by --image or --id, "
+                "or use a CLIP model for text search."
+            )
+
     def _read_image(self, location: str, *, public_only: bool) -> bytes:
         timeout = self.settings.fetch_timeout_s
         if public_only:
@@ -198,6 +227,8 @@ class Lookalike:
         if any(not s.strip() for s in query.sources):
             raise ConfigError("--source must not be empty.")
         self.store.require()
+        if query.text is not None:
+            self._check_text_search()
         if query.id is None:
             self.store.check_dim(self.embedder.dim)
             self.embedder.load()
@@ -312,6 +343,101 @@ class Lookalike:
             return copy_collection(self.store, target, progress)
         finally:
             target.close()
+
+    # -- retrieval quality ---------------------------------------------------------------------
+
+    def evaluate(
+        self,
+        queries_path: str,
+        *,
+        on_start: Callable[[int], None] | None = None,
+        progress: Progress | None = None,
+    ) -> EvalReport:
+        """Recall@1/5/10, MRR and nDCG@10 of the collection's answers to the queries in a CSV file."""
+        queries = load_eval_queries(queries_path)
+        self.store.require()
+        stored = self.store.model()
+        text_supported = self.embedder.supports_text and not (stored and is_image_only(stored))
+        notes: list[str] = []
+        if on_start:
+            on_start(len(queries))
+
+        def ranked(query: EvalQuery) -> list[str]:
+            text, image = (query.query, None) if query.kind == "text" else (None, query.query)
+            result = self.search(Query(text=text, image=image, k=EVAL_DEPTH))
+            notes.extend(w for w in result.warnings if w not in notes)
+            return [hit.item.item_id for hit in result.hits]
+
+        report = evaluate(queries, ranked, text_supported=text_supported, progress=progress)
+        report.notes.extend(notes)
+        return report
+
+    def training_pairs(
+        self, catalog: str, progress: Progress | None = None
+    ) -> tuple[list[Pair], list[Skipped]]:
+        """The (image, name) pairs of a catalog for fine-tuning; rows without a readable image or a name are skipped."""
+        listing = open_listing(catalog)
+        if not listing.is_catalog:
+            raise ConfigError(
+                f"{catalog} is not a catalog: fine-tuning reads a .csv or .parquet with image and name columns."
+            )
+        # Training crops and resizes from at most a little above the model's input size.
+        side = int((self.embedder.input_size or 224) * 1.15)
+        pairs: list[Pair] = []
+        skipped: list[Skipped] = []
+        for record in listing:
+            if progress:
+                progress(1)
+            if isinstance(record, Skipped):
+                skipped.append(record)
+                continue
+            if not record.name.strip():
+                skipped.append(Skipped(record.uri, "no name to train on"))
+                continue
+            try:
+                data = fetch(
+                    record.uri, max_bytes=self._max_bytes, timeout_s=self.settings.fetch_timeout_s
+                ).data
+                image = decode_image(data, max_pixels=self.settings.max_image_pixels, draft=side).image
+            except ImageError as exc:
+                skipped.append(Skipped(record.uri, str(exc)))
+                continue
+            scale = side / min(image.size)
+            if scale < 1:
+                image = image.resize(
+                    (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+                )
+            pairs.append(Pair(record.item_id, record.name.strip(), image))
+        return pairs, skipped
+
+    def finetune(
+        self,
+        pairs: Sequence[Pair],
+        out_dir: str,
+        options: Options,
+        *,
+        on_start: Callable[[int], None] | None = None,
+        progress: Progress | None = None,
+        on_epoch: Callable[[int, float, dict[str, float]], None] | None = None,
+    ) -> FinetuneResult:
+        """Fine-tune the settings' open_clip model on the pairs; writes model-config.json and checkpoint.pt."""
+        if not self.embedder.supports_text:
+            raise ConfigError(
+                f"The model {self.embedder.name} embeds images only; fine-tuning pairs images with their "
+                "names and needs a CLIP model."
+            )
+        settings = self.settings
+        return finetune(
+            settings.model,
+            settings.pretrained,
+            pairs,
+            out_dir,
+            options,
+            device=settings.device,
+            on_start=on_start,
+            progress=progress,
+            on_epoch=on_epoch,
+        )
 
     # -- risk control ------------------------------------------------------------------------
 

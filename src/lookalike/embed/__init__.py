@@ -6,15 +6,23 @@ nothing above this package sees it.
 
 from __future__ import annotations
 
-from lookalike.config import Settings
+from lookalike.config import DEFAULT_PRETRAINED, Settings
 from lookalike.embed.base import Embedder, Vectors, l2_normalise
+from lookalike.embed.cnn import CNN_MODELS, PACKAGED, is_image_only
 
-__all__ = ["Embedder", "Vectors", "create_embedder", "l2_normalise"]
+__all__ = ["CNN_MODELS", "Embedder", "Vectors", "create_embedder", "is_image_only", "l2_normalise"]
 
 
 def create_embedder(settings: Settings) -> Embedder:
     """Build the embedder the settings name; the weights load on first use."""
     from lookalike.embed.openclip import OpenClipEmbedder
+
+    if is_image_only(settings.model):
+        from lookalike.embed.cnn import TimmEmbedder
+
+        # The CLIP default tag means nothing to a CNN: it gets its packaged ImageNet weights.
+        weights = PACKAGED if settings.pretrained == DEFAULT_PRETRAINED else settings.pretrained
+        return TimmEmbedder(settings.model, weights, device=settings.device, batch_size=settings.batch_size)
 
     return OpenClipEmbedder(
         settings.model,

@@ -35,8 +35,7 @@ class EvalQuery:
 def _dedupe(ranking: Sequence[str]) -> list[str]:
     # Several stored rows may share an item id (the same product listed twice, crops of one
     # photo); an item counts once, at its best rank.
-    seen: set[str] = set()
-    return [item for item in ranking if not (item in seen or seen.add(item))]
+    return list(dict.fromkeys(ranking))
 
 
 def rank_metrics(rankings: Sequence[Sequence[str]], relevant: Sequence[frozenset[str]]) -> dict[str, float]:
