@@ -54,8 +54,11 @@ class Attributes:
 
     @property
     def title(self) -> str:
-        pattern = "" if self.pattern == "plain" else f"{self.pattern} "
-        return f"{self.colour} {pattern}{self.category}"
+        # "plain red dress", "red floral dress": a plain title never reads like the query "red dress",
+        # which means a red dress of any pattern.
+        if self.pattern == "plain":
+            return f"plain {self.colour} {self.category}"
+        return f"{self.colour} {self.pattern} {self.category}"
 
 
 def _contrast(colour: str) -> tuple[int, int, int]:
