@@ -135,3 +135,73 @@ class FakeEmbedder(Embedder):
             seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big")
             rows.append(np.random.default_rng(seed).normal(size=self._dim).astype(np.float32))
         return np.stack(rows)
+
+
+MULTILINGUAL_CORPUS = [
+    "a samoyed dog in the snow",
+    "萨摩耶 狗 在 雪地里",
+    "红色 碎花 连衣裙",
+    "red floral dress",
+    "собака самоед на снегу",
+    "robe à fleurs rouge",
+    "白色 运动鞋",
+    "white sneakers",
+]
+
+
+def build_tiny_multilingual_model(folder: Path, seed: int = 99) -> tuple[Path, Path]:
+    """The tiny model with a Hugging Face XLM-RoBERTa text tower, as open_clip's multilingual models have.
+
+    The tower's config and a small SentencePiece tokenizer trained on a few sentences in four
+    languages are saved to a local folder, and the open_clip config names that folder, the way
+    a user points an offline machine at a downloaded xlm-roberta-base. Nothing is downloaded.
+    """
+    import open_clip
+    import torch
+    from tokenizers import SentencePieceUnigramTokenizer
+    from transformers import XLMRobertaConfig, XLMRobertaTokenizerFast
+
+    text_dir = folder / "tiny-xlm-roberta"
+    text_dir.mkdir(parents=True, exist_ok=True)
+    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    trainer = SentencePieceUnigramTokenizer()
+    trainer.train_from_iterator(
+        MULTILINGUAL_CORPUS * 4, vocab_size=160, special_tokens=specials, unk_token="<unk>"
+    )
+    tokenizer = XLMRobertaTokenizerFast(
+        tokenizer_object=trainer, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>",
+        cls_token="<s>", sep_token="</s>", mask_token="<mask>",
+    )  # fmt: skip
+    tokenizer.save_pretrained(str(text_dir))
+    XLMRobertaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=80,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    ).save_pretrained(str(text_dir))
+    config = {
+        "embed_dim": 32,
+        "vision_cfg": TINY_CONFIG["vision_cfg"],
+        "text_cfg": {
+            "hf_model_name": str(text_dir),
+            "hf_tokenizer_name": str(text_dir),
+            "hf_pooler_type": "mean_pooler",
+            "hf_proj_type": "mlp",
+        },
+    }
+    config_path = folder / "tiny-xlm-roberta-clip.json"
+    config_path.write_text(json.dumps(config), encoding="utf-8")
+    torch.manual_seed(seed)
+    model = open_clip.CustomTextCLIP(
+        embed_dim=32,
+        vision_cfg=config["vision_cfg"],
+        text_cfg={**config["text_cfg"], "hf_model_pretrained": False},
+    )
+    checkpoint = folder / "tiny-xlm-roberta-clip.pt"
+    torch.save(model.state_dict(), checkpoint)
+    return config_path, checkpoint

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -44,7 +45,15 @@ class SearchResult:
     warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"took_ms": round(self.took_ms, 3), "hits": [hit.to_dict() for hit in self.hits]}
+        payload = {"took_ms": round(self.took_ms, 3), "hits": [hit.to_dict() for hit in self.hits]}
+        return payload | {"warnings": self.warnings} if self.warnings else payload
+
+
+def mostly_non_latin(text: str) -> bool:
+    """Whether most letters of a text are in a script other than Latin (e.g. 萨摩耶, собака)."""
+    letters = [ch for ch in text if unicodedata.category(ch).startswith("L")]
+    foreign = sum(1 for ch in letters if not unicodedata.name(ch, "").startswith("LATIN"))
+    return bool(letters) and foreign * 2 > len(letters)
 
 
 def day_window(since: date | None, until: date | None) -> tuple[int | None, int | None]:

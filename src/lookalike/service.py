@@ -13,6 +13,7 @@ import numpy as np
 from lookalike.config import Settings
 from lookalike.embed import Embedder, create_embedder, is_image_only
 from lookalike.embed.finetune import FinetuneResult, Options, Pair, finetune
+from lookalike.embed.openclip import MULTILINGUAL_HINT
 from lookalike.errors import ConfigError, ImageError, ItemNotFoundError
 from lookalike.ingest import (
     Ingestor,
@@ -29,7 +30,14 @@ from lookalike.ingest import (
 from lookalike.ingest.sources import Inputs, Listing, Skipped
 from lookalike.quality import EvalQuery, EvalReport, evaluate, load_eval_queries
 from lookalike.quality.demo import DemoData, write_demo_data
-from lookalike.queries import Classified, Query, SearchResult, day_window, parse_index_params
+from lookalike.queries import (
+    Classified,
+    Query,
+    SearchResult,
+    day_window,
+    mostly_non_latin,
+    parse_index_params,
+)
 from lookalike.scan import (
     Group,
     LabelSet,
@@ -244,6 +252,12 @@ class Lookalike:
             params=dict(query.search_params) or None,
         )[0]
         warnings = []
+        if query.text is not None and not self.embedder.multilingual and mostly_non_latin(query.text):
+            warnings.append(
+                f"The query is mostly in a non-Latin script, but {self.embedder.name} was trained on English "
+                f"text, so the results will be poor. Use a multilingual model: {MULTILINGUAL_HINT} "
+                "(pip install 'lookalike[multilingual]')."
+            )
         if query.id is None:
             stored_model = self.store.model()
             if stored_model and stored_model != self.embedder.name:

@@ -33,3 +33,21 @@ def test_non_integer_ids_are_refused() -> None:
         build_filter(ids=["1 or 1==1"])  # type: ignore[list-item]
     with pytest.raises(ConfigError):
         build_filter(since=True)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("萨摩耶", True),
+        ("собака самоед", True),
+        ("サモエド 犬", True),
+        ("red floral dress", False),
+        ("Samoyed 萨摩耶 white fluffy dog", False),
+        ("robe à fleurs", False),
+        ("1234 !!", False),
+    ],
+)
+def test_mostly_non_latin_counts_letters_by_script(text: str, expected: bool) -> None:
+    from lookalike.queries import mostly_non_latin
+
+    assert mostly_non_latin(text) is expected

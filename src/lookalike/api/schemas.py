@@ -44,6 +44,7 @@ class HitOut(BaseModel):
 class SearchResponse(BaseModel):
     took_ms: float
     hits: list[HitOut]
+    warnings: list[str] = []
 
 
 class ItemOut(BaseModel):

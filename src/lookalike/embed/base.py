@@ -57,6 +57,11 @@ class Embedder(ABC):
         return True
 
     @property
+    def multilingual(self) -> bool:
+        """Whether the text tower was trained on many languages (else: English)."""
+        return False
+
+    @property
     def logit_scale(self) -> float:
         """The factor CLIP multiplies cosines by before a softmax over labels."""
         return 100.0

@@ -26,6 +26,9 @@ RANDOM_WEIGHTS = frozenset({"random", "none"})
 """``--pretrained random`` builds the architecture with random weights (benchmarks, smoke tests)."""
 
 _CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
+# Text towers trained on many languages, recognised by their model or tokenizer name.
+_MULTILINGUAL_MARKERS = ("xlm", "mt5", "multilingual", "i18n", "labse", "mbert")
+MULTILINGUAL_HINT = "--model xlm-roberta-base-ViT-B-32 --pretrained laion5b_s13b_b90k"
 
 
 def offline_help(model: str, pretrained: str, reason: str) -> str:
@@ -104,6 +107,27 @@ class OpenClipModel:
     device: str
 
 
+def _hf_text_name(cfg: dict[str, Any]) -> str:
+    text_cfg = cfg.get("text_cfg", {})
+    return str(text_cfg.get("hf_tokenizer_name") or text_cfg.get("hf_model_name") or "")
+
+
+def is_multilingual(arch: str, cfg: dict[str, Any]) -> bool:
+    names = f"{arch} {_hf_text_name(cfg)}".lower()
+    return any(marker in names for marker in _MULTILINGUAL_MARKERS)
+
+
+def _hf_help(cfg: dict[str, Any], reason: str) -> str:
+    name = _hf_text_name(cfg)
+    return (
+        f"The text tower of this model comes from Hugging Face transformers ({name}) and cannot be built: "
+        f"{reason}\n\nInstall the extra (`pip install 'lookalike[multilingual]'`), and on a machine without "
+        f"network put the tower's config and tokenizer where it can be read: download them online "
+        f"(`huggingface-cli download {name}`) into the Hugging Face cache, or save them to a folder and set "
+        "hf_model_name and hf_tokenizer_name to that folder in a model-config JSON (`--model config.json`)."
+    )
+
+
 def _checkpoint(model_spec: str, arch: str, pretrained: str) -> str | None:
     """What open_clip's ``pretrained`` gets: None (random), a file path or a known tag."""
     import open_clip
@@ -163,6 +187,8 @@ def load_open_clip(model_spec: str, pretrained: str, device: str = "auto") -> Op
     except (RuntimeError, AssertionError) as exc:
         # open_clip reports a state dict that does not fit as RuntimeError or AssertionError.
         text = str(exc)
+        if "transformers" in text:
+            raise ModelUnavailableError(_hf_help(cfg, text)) from exc
         if "download" in text.lower() or "hub" in text.lower():
             raise ModelUnavailableError(offline_help(model_spec, pretrained, "the download failed.")) from exc
         raise ModelUnavailableError(
@@ -170,7 +196,11 @@ def load_open_clip(model_spec: str, pretrained: str, device: str = "auto") -> Op
             f"{text.splitlines()[0] if text else exc!r}. Pass the model config the checkpoint was "
             "trained with (`--model NAME` or `--model config.json`)."
         ) from exc
+    except ImportError as exc:
+        raise ModelUnavailableError(_hf_help(cfg, f"{exc}")) from exc
     except (OSError, ValueError, KeyError) as exc:
+        if _hf_text_name(cfg):
+            raise ModelUnavailableError(_hf_help(cfg, f"{exc}".splitlines()[0])) from exc
         raise ModelUnavailableError(f"Cannot load '{pretrained}' for '{model_spec}': {exc}") from exc
     model.eval()
     return OpenClipModel(model, preprocess_train, preprocess, tokenizer, arch, cfg, preprocess_kwargs, device)
@@ -213,6 +243,10 @@ class OpenClipEmbedder(Embedder):
     @property
     def dim(self) -> int:
         return int(self._cfg["embed_dim"])
+
+    @property
+    def multilingual(self) -> bool:
+        return is_multilingual(self._arch, self._cfg)
 
     @property
     def logit_scale(self) -> float:
