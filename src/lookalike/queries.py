@@ -45,8 +45,11 @@ class SearchResult:
     warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        payload = {"took_ms": round(self.took_ms, 3), "hits": [hit.to_dict() for hit in self.hits]}
-        return payload | {"warnings": self.warnings} if self.warnings else payload
+        return {
+            "took_ms": round(self.took_ms, 3),
+            "hits": [hit.to_dict() for hit in self.hits],
+            "warnings": list(self.warnings),
+        }
 
 
 def mostly_non_latin(text: str) -> bool:

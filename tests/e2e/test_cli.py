@@ -57,7 +57,7 @@ def test_index_search_stats_export_import(tmp_path: Path, env: dict[str, str]) -
     found = lookalike(env, "search", "--image", str(paths[5]), "--k", "3", "--json")
     assert found.returncode == 0, found.stderr
     result = json.loads(found.stdout)
-    assert set(result) == {"took_ms", "hits"}
+    assert set(result) == {"took_ms", "hits", "warnings"}
     top = result["hits"][0]
     assert set(top) == {"id", "score", "item_id", "name", "source", "created_at", "uri"}
     assert top["uri"] == str(paths[5].resolve()) and top["score"] >= 0.99 and top["item_id"] == "img_0005"

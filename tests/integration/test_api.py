@@ -45,7 +45,7 @@ def test_text_search_answers_like_the_cli_json(client: tuple[TestClient, list[Pa
     response = api.post("/search", json={"text": "red floral dress", "k": 3})
     assert response.status_code == 200
     body = response.json()
-    assert set(body) == {"took_ms", "hits"}
+    assert set(body) == {"took_ms", "hits", "warnings"} and body["warnings"] == []
     assert set(body["hits"][0]) == {"id", "score", "item_id", "name", "source", "created_at", "uri"}
     assert body["hits"][0]["item_id"] == "img_0003" and body["hits"][0]["score"] > 0.99
 
