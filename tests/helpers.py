@@ -205,3 +205,31 @@ def build_tiny_multilingual_model(folder: Path, seed: int = 99) -> tuple[Path, P
     checkpoint = folder / "tiny-xlm-roberta-clip.pt"
     torch.save(model.state_dict(), checkpoint)
     return config_path, checkpoint
+
+
+class FakeDetector:
+    """Fixed raw boxes for every image, passed through the real clipping and filtering.
+
+    Per image (160 × 120 from make_image): a confident box that runs past the right edge,
+    a smaller one, a tiny one (dropped by size) and an unsure one (dropped by score).
+    """
+
+    name = "fake"
+    RAW = (
+        ((60.0, 10.0, 400.0, 110.0), "handbag", 0.9),  # clipped to x1 = 160
+        ((5.0, 20.0, 55.0, 90.0), "shoe", 0.6),
+        ((0.0, 0.0, 10.0, 10.0), "tie", 0.95),  # 10 px: too small
+        ((10.0, 10.0, 150.0, 110.0), "person", 0.1),  # below the score
+    )
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def load(self) -> None:
+        pass
+
+    def detect(self, image: Image.Image) -> list:  # type: ignore[type-arg]
+        from lookalike.embed.detect import select_detections
+
+        self.calls += 1
+        return select_detections(self.RAW, image.width, image.height, min_score=0.25, min_size=32)

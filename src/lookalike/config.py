@@ -33,6 +33,13 @@ class Settings(BaseSettings):
             os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "lookalike"
         )
     )
+    # Detecting objects before embedding (index/search --detect): a torchvision detector, its
+    # weights ("default" downloads COCO weights; a local .pth; "random"), and which boxes count.
+    detector: str = "fasterrcnn_mobilenet_v3_large_fpn"
+    detector_weights: str = "default"
+    detect_min_score: float = Field(default=0.25, ge=0.0, le=1.0)
+    detect_min_size: int = Field(default=32, ge=1)  # pixels, the shorter side of a box
+    detect_max_boxes: int = Field(default=10, ge=1, le=100)
     # Milvus Lite: answer searches and scans from lookalike's local FAISS copy (see store/local.py).
     local_index: bool = True
     batch_size: int = Field(default=32, ge=1, le=4096)

@@ -11,6 +11,7 @@ from typing import Any
 from lookalike.errors import ConfigError
 from lookalike.scan import Scores
 from lookalike.store import Hit
+from lookalike.store.models import Box
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,8 @@ class Query:
     until: date | None = None
     public_only: bool = False  # image is a URL from an untrusted caller: public http(s) addresses only
     search_params: tuple[tuple[str, Any], ...] = ()  # index knobs, e.g. (("ef", 128),) or (("nprobe", 16),)
+    detect: bool = False  # image queries: embed the largest object the detector finds
+    box: Box | None = None  # image queries: embed this part (x0, y0, x1, y1), clipped to the image
 
 
 @dataclass(frozen=True)
@@ -43,12 +46,14 @@ class SearchResult:
     took_ms: float
     hits: list[Hit]
     warnings: list[str] = field(default_factory=list)
+    query_box: Box | None = None  # the part of the query image that was embedded (--detect, --box)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "took_ms": round(self.took_ms, 3),
             "hits": [hit.to_dict() for hit in self.hits],
             "warnings": list(self.warnings),
+            "query_box": list(self.query_box) if self.query_box else None,
         }
 
 

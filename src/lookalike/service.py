@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 
 from lookalike.config import Settings
-from lookalike.embed import Embedder, create_embedder, is_image_only
+from lookalike.embed import Detector, Embedder, create_detector, create_embedder, is_image_only
+from lookalike.embed.detect import crop, largest
 from lookalike.embed.finetune import FinetuneResult, Options, Pair, finetune
 from lookalike.embed.openclip import MULTILINGUAL_HINT
 from lookalike.errors import ConfigError, ImageError, ItemNotFoundError
@@ -61,6 +62,7 @@ from lookalike.store import (
     partitions_before,
 )
 from lookalike.store.backup import bulk_copy, copy_collection, export_parquet, import_parquet
+from lookalike.store.models import Box, parse_box
 
 Progress = Callable[[int], None]
 EVAL_DEPTH = 100  # hits ranked per evaluation query: MRR counts a first relevant item up to here
@@ -79,6 +81,7 @@ __all__ = [
     "Options",
     "day_window",
     "demo_data",
+    "parse_box",
     "parse_index_params",
 ]
 
@@ -97,13 +100,20 @@ class Lookalike:
         settings: where the data lives and which model to use.
         embedder: injected in tests; otherwise built from the settings on first use.
         store: injected in tests; otherwise built from the settings.
+        detector: injected in tests; otherwise built from the settings when --detect first asks.
     """
 
     def __init__(
-        self, settings: Settings, *, embedder: Embedder | None = None, store: MilvusStore | None = None
+        self,
+        settings: Settings,
+        *,
+        embedder: Embedder | None = None,
+        store: MilvusStore | None = None,
+        detector: Detector | None = None,
     ) -> None:
         self.settings = settings
         self._embedder = embedder
+        self._detector = detector
         self.store = store or self._open_store(settings.db, settings.collection)
 
     def _open_store(self, uri: str, collection: str) -> MilvusStore:
@@ -127,6 +137,12 @@ class Lookalike:
         return self._embedder
 
     @property
+    def detector(self) -> Detector:
+        if self._detector is None:
+            self._detector = create_detector(self.settings)
+        return self._detector
+
+    @property
     def _max_bytes(self) -> int:
         return int(self.settings.max_download_mb * 1e6)
 
@@ -144,10 +160,14 @@ class Lookalike:
         index_params: dict[str, Any] | None = None,
         on_start: Callable[[int], None] | None = None,
         progress: Progress | None = None,
+        detect: bool = False,
     ) -> IngestReport:
-        """Index a folder, an image file or a catalog; returns the report of what was done and skipped."""
+        """Index a folder, an image file or a catalog; returns the report of what was done and skipped.
+
+        With ``detect``, every object the detector finds also becomes an item of its own.
+        """
         listing = open_listing(path, source)
-        return self._ingest(listing, index, index_params, on_start, progress)
+        return self._ingest(listing, index, index_params, on_start, progress, detect)
 
     def _ingest(
         self,
@@ -156,11 +176,20 @@ class Lookalike:
         index_params: dict[str, Any] | None,
         on_start: Callable[[int], None] | None,
         progress: Progress | None,
+        detect: bool = False,
     ) -> IngestReport:
         self.store.validate_index(index)
         embedder = self.embedder
         if self.store.exists():
             self.store.check_dim(embedder.dim)
+            if detect and not self.store.holds_crops():
+                raise ConfigError(
+                    f"The collection '{self.store.collection}' was made before lookalike stored detected crops. "
+                    "Index with --detect into a new --collection, or export, drop and import this one."
+                )
+        detector = self.detector if detect else None
+        if detector is not None:
+            detector.load()  # missing weights stop the run here, before anything is written
         # Load before creating anything: a model that cannot load must not leave behind an
         # empty collection of its dimension.
         embedder.load()
@@ -175,12 +204,13 @@ class Lookalike:
             max_pixels=self.settings.max_image_pixels,
             max_bytes=self._max_bytes,
             timeout_s=self.settings.fetch_timeout_s,
+            detector=detector,
         )
         return ingestor.run(listing, progress)
 
     # -- search --------------------------------------------------------------------------------
 
-    def _query_vector(self, query: Query) -> tuple[np.ndarray, list[int]]:
+    def _query_vector(self, query: Query) -> tuple[np.ndarray, list[int], Box | None]:
         given = [v is not None for v in (query.text, query.image, query.image_bytes, query.id)]
         if sum(given) != 1:
             raise ConfigError("Give exactly one of --text, --image or --id.")
@@ -188,18 +218,24 @@ class Lookalike:
             found = self.store.get([query.id], with_vector=True)
             if not found or found[0].vector is None:
                 raise ItemNotFoundError(f"No stored item has the id {query.id}.")
-            return found[0].vector[None, :], [query.id]
+            return found[0].vector[None, :], [query.id], None
         embedder = self.embedder
         if query.text is not None:
             if not query.text.strip():
                 raise ConfigError("--text must not be empty.")
-            return embedder.embed_texts([query.text]), []
+            return embedder.embed_texts([query.text]), [], None
         data = query.image_bytes
         if data is None:
             assert query.image is not None
             data = self._read_image(query.image, public_only=query.public_only)
-        decoded = decode_image(data, max_pixels=self.settings.max_image_pixels)
-        return embedder.embed_images([decoded.image]), []
+        image = decode_image(data, max_pixels=self.settings.max_image_pixels).image
+        box = query.box
+        if box is None and query.detect:
+            found_box = largest(self.detector.detect(image))
+            box = found_box.box if found_box else None
+        if box is not None:
+            image = crop(image, box)
+        return embedder.embed_images([image]), [], box
 
     def _check_text_search(self) -> None:
         stored = self.store.model()
@@ -240,8 +276,12 @@ class Lookalike:
         if query.id is None:
             self.store.check_dim(self.embedder.dim)
             self.embedder.load()
+        if query.box is not None and query.image is None and query.image_bytes is None:
+            raise ConfigError("--box and --detect choose a part of a query image: give --image too.")
+        if query.detect and query.box is None:
+            self.detector.load()  # like the model: loading once per process is not the query's time
         started = time.perf_counter()
-        vector, exclude = self._query_vector(query)
+        vector, exclude, query_box = self._query_vector(query)
         hits = self.store.search(
             vector,
             k=query.k,
@@ -265,7 +305,12 @@ class Lookalike:
                     f"The collection was indexed with {stored_model}, but this search uses "
                     f"{self.embedder.name}: scores are only meaningful with the same model."
                 )
-        return SearchResult((time.perf_counter() - started) * 1000, hits, warnings)
+        if query.detect and query.box is None and query_box is None:
+            warnings.append(
+                "The detector found no object above the minimum score and size in the query image, "
+                "so the whole image was searched."
+            )
+        return SearchResult((time.perf_counter() - started) * 1000, hits, warnings, query_box)
 
     def write_grid(self, result: SearchResult, path: str, title: str) -> None:
         """Draw the hits as a PNG grid: thumbnail, name and score, under a title with the query and its time."""
@@ -321,9 +366,10 @@ class Lookalike:
         source: str | None = None,
         on_start: Callable[[int], None] | None = None,
         progress: Progress | None = None,
+        detect: bool = False,
     ) -> IngestReport:
         """Index several paths and URLs in one run (the API's POST /index)."""
-        return self._ingest(Inputs(inputs, source), IndexType.HNSW, None, on_start, progress)
+        return self._ingest(Inputs(inputs, source), IndexType.HNSW, None, on_start, progress, detect)
 
     # -- export / import ---------------------------------------------------------------------
 

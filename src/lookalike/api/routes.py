@@ -17,7 +17,7 @@ from starlette.datastructures import FormData, UploadFile
 from lookalike.api.jobs import Jobs
 from lookalike.api.schemas import IndexRequest, ItemOut, JobOut, SearchRequest, SearchResponse, SkippedOut
 from lookalike.errors import ConfigError, ImageError
-from lookalike.service import IngestReport, Lookalike, Skipped
+from lookalike.service import IngestReport, Lookalike, Skipped, parse_box
 from lookalike.service import Query as SearchQuery
 
 router = APIRouter()
@@ -145,9 +145,18 @@ async def search(request: Request) -> dict[str, Any]:
         since=body.since,
         until=body.until,
         public_only=not service_of(request).settings.allow_private_urls,
+        detect=body.detect,
+        box=_box(body.box),
     )
     result = await blocking(service_of(request).search, query)
     return result.to_dict()
+
+
+def _box(text: str | None) -> tuple[int, int, int, int] | None:
+    try:
+        return parse_box(text) if text else None
+    except ValueError as exc:
+        raise HTTPException(422, f"box: {exc}") from exc
 
 
 @router.get("/items/{item_id}", response_model=ItemOut, tags=["items"])
@@ -185,6 +194,7 @@ async def index(request: Request) -> dict[str, str]:
     skipped: list[Skipped] = []
     inputs: list[str] = []
     source: str | None = None
+    detect = False
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
         form = await request.form(max_part_size=request.app.state.max_upload)
         for upload in form.getlist("files"):
@@ -198,12 +208,14 @@ async def index(request: Request) -> dict[str, str]:
             raise HTTPException(422, "upload one or more images in the form field 'files'")
         value = form.get("source")
         source = value.strip() if isinstance(value, str) and value.strip() else None
+        flag = form.get("detect")
+        detect = isinstance(flag, str) and flag.strip().lower() in {"1", "true", "on", "yes"}
     else:
         try:
             body = IndexRequest.model_validate(await _json(request))
         except ValidationError as exc:
             raise _invalid(exc) from exc
-        inputs, source = body.inputs, body.source
+        inputs, source, detect = body.inputs, body.source, body.detect
         try:  # refuse inputs that do not exist now, not in a failed job later
             await blocking(service.check_inputs, inputs, source)
         except ConfigError as exc:
@@ -212,7 +224,9 @@ async def index(request: Request) -> dict[str, str]:
     def work(on_start: Callable[[int], None], progress: Callable[[int], None]) -> IngestReport:
         if not inputs:  # every upload was refused: the job only carries the reasons
             return IngestReport()
-        report = service.index_inputs(inputs, source=source, on_start=on_start, progress=progress)
+        report = service.index_inputs(
+            inputs, source=source, on_start=on_start, progress=progress, detect=detect
+        )
         request.app.state.metrics.indexed.inc(report.indexed)
         return report
 

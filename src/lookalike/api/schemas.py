@@ -20,6 +20,10 @@ class SearchRequest(BaseModel):
     sources: list[str] | None = Field(default=None, max_length=100)
     since: date | None = None
     until: date | None = None
+    detect: bool = Field(default=False, description="Image queries: embed the largest detected object.")
+    box: str | None = Field(
+        default=None, max_length=80, description="Image queries: embed this part, 'x0,y0,x1,y1' in pixels."
+    )
 
     @model_validator(mode="after")
     def exactly_one_query(self) -> SearchRequest:
@@ -39,12 +43,19 @@ class HitOut(BaseModel):
     source: str
     created_at: int
     uri: str
+    width: int = 0  # of the image at uri
+    height: int = 0
+    box: list[int] | None = None  # a detected crop: x0, y0, x1, y1 in the image at uri
+    label: str | None = None
+    det_score: float | None = None
+    parent_sha256: str | None = None
 
 
 class SearchResponse(BaseModel):
     took_ms: float
     hits: list[HitOut]
     warnings: list[str] = []
+    query_box: list[int] | None = None  # the part of the query image that was embedded
 
 
 class ItemOut(BaseModel):
@@ -57,6 +68,10 @@ class ItemOut(BaseModel):
     uri: str
     width: int
     height: int
+    parent_sha256: str = ""
+    box: str = ""
+    label: str = ""
+    det_score: float = 0.0
 
 
 class IndexRequest(BaseModel):
@@ -66,6 +81,7 @@ class IndexRequest(BaseModel):
         min_length=1, max_length=10_000, description="Server paths, folders, catalogs or URLs."
     )
     source: str | None = Field(default=None, min_length=1, max_length=256)
+    detect: bool = Field(default=False, description="Also store each detected object as its own item.")
 
 
 class SkippedOut(BaseModel):

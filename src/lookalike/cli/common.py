@@ -79,6 +79,25 @@ Runtime = Annotated[
     ),
 ]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Log what the libraries do.")]
+DetectorWeights = Annotated[
+    str | None,
+    typer.Option(
+        "--detector-weights",
+        help=(
+            "Object detector weights (with --detect): a local .pth file of the torchvision detector, 'default' "
+            "to download its COCO weights, or 'random'. (env LOOKALIKE_DETECTOR_WEIGHTS, default: default)"
+        ),
+    ),
+]
+MinScore = Annotated[
+    float | None,
+    typer.Option(
+        "--min-score",
+        min=0.0,
+        max=1.0,
+        help="Detector confidence a box needs (with --detect). (env LOOKALIKE_DETECT_MIN_SCORE, default 0.25)",
+    ),
+]
 
 
 def service_for(

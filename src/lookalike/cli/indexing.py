@@ -14,6 +14,8 @@ from rich.table import Table
 from lookalike.cli.common import (
     Collection,
     Db,
+    DetectorWeights,
+    MinScore,
     Model,
     Pretrained,
     Runtime,
@@ -59,6 +61,16 @@ def index(
     batch_size: Annotated[
         int | None, typer.Option(help="Images per model batch. (env LOOKALIKE_BATCH_SIZE, default 32)")
     ] = None,
+    detect: Annotated[
+        bool,
+        typer.Option(
+            "--detect",
+            help="Also detect objects: each box above --min-score and 32 px becomes its own item "
+            "(parent sha256, box, label, score) beside the whole image.",
+        ),
+    ] = False,
+    detector_weights: DetectorWeights = None,
+    min_score: MinScore = None,
     db: Db = None,
     collection: Collection = None,
     model: Model = None,
@@ -75,7 +87,15 @@ def index(
     from lookalike.service import parse_index_params
 
     with session(
-        verbose, db, collection, model, pretrained, runtime=runtime, batch_size=batch_size
+        verbose,
+        db,
+        collection,
+        model,
+        pretrained,
+        runtime=runtime,
+        batch_size=batch_size,
+        detector_weights=detector_weights,
+        detect_min_score=min_score,
     ) as service:
         params = parse_index_params(index_params)
         with progress_bar() as bar:
@@ -99,9 +119,11 @@ def index(
                 index_params=params,
                 on_start=on_start,
                 progress=advance,
+                detect=detect,
             )
+    crops = f", {report.crops} detected objects" if detect else ""
     out.print(
-        f"indexed [bold]{report.indexed}[/] new images, {report.already_indexed} already indexed, "
+        f"indexed [bold]{report.indexed}[/] new images{crops}, {report.already_indexed} already indexed, "
         f"{len(report.skipped)} skipped, in {report.elapsed_s:.1f} s ({report.images_per_s:.1f} img/s)",
         highlight=False,
     )
@@ -114,6 +136,17 @@ def index(
         err.print(table)
     if report.indexed == 0 and report.already_indexed == 0 and report.skipped:
         raise typer.Exit(1)
+
+
+def parse_box_option(text: str | None) -> tuple[int, int, int, int] | None:
+    from lookalike.service import parse_box
+
+    if text is None:
+        return None
+    try:
+        return parse_box(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--box") from None
 
 
 @app.command()
@@ -140,6 +173,20 @@ def search(
             help="Index knobs at query time as JSON: '{\"ef\": 128}' (HNSW), '{\"nprobe\": 16}' (IVF).",
         ),
     ] = None,
+    detect: Annotated[
+        bool,
+        typer.Option(
+            "--detect", help="With --image: embed the largest object the detector finds, not the whole image."
+        ),
+    ] = False,
+    box: Annotated[
+        str | None,
+        typer.Option(
+            "--box", help="With --image: embed this part, x0,y0,x1,y1 in pixels (clipped to the image)."
+        ),
+    ] = None,
+    detector_weights: DetectorWeights = None,
+    min_score: MinScore = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON: {took_ms, hits: [...]}.")] = False,
     grid: Annotated[
         Path | None,
@@ -164,41 +211,52 @@ def search(
         since=parse_day(since, "--since"),
         until=parse_day(until, "--until"),
         search_params=tuple(sorted((parse_index_params(search_params, "--search-params") or {}).items())),
+        detect=detect,
+        box=parse_box_option(box),
     )
-    with session(verbose, db, collection, model, pretrained, runtime=runtime) as service:
+    with session(
+        verbose,
+        db,
+        collection,
+        model,
+        pretrained,
+        runtime=runtime,
+        detector_weights=detector_weights,
+        detect_min_score=min_score,
+    ) as service:
         result = service.search(query)
         if grid is not None:
             label = f'"{text}"' if text is not None else (f"image {image}" if image else f"like id {id}")
             service.write_grid(result, str(grid), f"lookalike: {label}")
     for warning in result.warnings:
         err.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    if result.query_box is not None and not as_json:
+        err.print(
+            f"searched the part {','.join(map(str, result.query_box))} of the query image", highlight=False
+        )
     if grid is not None:
         err.print(f"grid written to {grid}")
     if as_json:
         sys.stdout.write(json.dumps(result.to_dict(), ensure_ascii=False) + "\n")
         return
     table = Table(caption=f"{len(result.hits)} hits in {result.took_ms:.1f} ms", caption_justify="left")
-    for column, justify in (
+    crops = any(hit.item.box for hit in result.hits)
+    columns = [
         ("rank", "right"),
         ("score", "right"),
         ("item_id", "left"),
         ("name", "left"),
         ("source", "left"),
-        ("date", "left"),
-        ("uri", "left"),
-    ):
+    ]
+    columns += [("date", "left"), *([("box", "left"), ("label", "left")] if crops else []), ("uri", "left")]
+    for column, justify in columns:
         table.add_column(column, justify=justify, overflow="fold")  # type: ignore[arg-type]
     for rank, hit in enumerate(result.hits, start=1):
         item = hit.item
-        table.add_row(
-            str(rank),
-            f"{hit.score:.4f}",
-            item.item_id,
-            item.name,
-            item.source,
-            day(item.created_at),
-            short_uri(item.uri),
-        )
+        cells = [str(rank), f"{hit.score:.4f}", item.item_id, item.name, item.source, day(item.created_at)]
+        if crops:
+            cells += [item.box or "whole", f"{item.label} {item.det_score:.2f}" if item.box else ""]
+        table.add_row(*cells, short_uri(item.uri))
     out.print(table)
 
 

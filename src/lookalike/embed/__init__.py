@@ -9,8 +9,33 @@ from __future__ import annotations
 from lookalike.config import DEFAULT_PRETRAINED, Settings
 from lookalike.embed.base import Embedder, Vectors, l2_normalise
 from lookalike.embed.cnn import CNN_MODELS, PACKAGED, is_image_only
+from lookalike.embed.detect import Detection, Detector
 
-__all__ = ["CNN_MODELS", "Embedder", "Vectors", "create_embedder", "is_image_only", "l2_normalise"]
+__all__ = [
+    "CNN_MODELS",
+    "Detection",
+    "Detector",
+    "Embedder",
+    "Vectors",
+    "create_detector",
+    "create_embedder",
+    "is_image_only",
+    "l2_normalise",
+]
+
+
+def create_detector(settings: Settings) -> Detector:
+    """Build the object detector the settings name; its weights load on first use."""
+    from lookalike.embed.detect import TorchvisionDetector
+
+    return TorchvisionDetector(
+        settings.detector,
+        settings.detector_weights,
+        device=settings.device,
+        min_score=settings.detect_min_score,
+        min_size=settings.detect_min_size,
+        max_boxes=settings.detect_max_boxes,
+    )
 
 
 def create_embedder(settings: Settings) -> Embedder:

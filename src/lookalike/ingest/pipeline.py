@@ -5,17 +5,19 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import islice
 from typing import Any
 
-from lookalike.embed import Embedder
+from lookalike.embed import Detection, Detector, Embedder
+from lookalike.embed.detect import crop
 from lookalike.errors import ImageError
-from lookalike.ingest.decode import DecodedImage, decode_image
+from lookalike.ingest.decode import decode_image
 from lookalike.ingest.fetch import Fetched, fetch
 from lookalike.ingest.ids import content_hash, stable_id
 from lookalike.ingest.sources import Record, Skipped
 from lookalike.store import Item, MilvusStore
+from lookalike.store.models import WHOLE_IMAGE_LABEL, box_text
 
 Progress = Callable[[int], None]
 
@@ -27,6 +29,7 @@ class IngestReport:
     seen: int = 0
     indexed: int = 0
     already_indexed: int = 0
+    crops: int = 0  # detected objects stored as their own items (--detect)
     skipped: list[Skipped] = field(default_factory=list)
     elapsed_s: float = 0.0
 
@@ -42,14 +45,27 @@ class _Read:
     sha256: str
     created_at: int
     data: bytes
+    whole: bool = True  # False: the picture is stored (indexed before without detection); add its crops
+
+
+@dataclass(frozen=True)
+class _Unit:
+    """One thing to embed: a whole picture, or one detected crop of it."""
+
+    read: _Read
+    width: int
+    height: int
+    inputs: Any
+    crop_index: int = 0
+    detection: Detection | None = None
 
 
 @dataclass
 class _Prepared:
-    """A chunk ready for the encoder: model inputs for its new images, and what was left out."""
+    """A chunk ready for the encoder: model inputs for its new images and crops, and what was left out."""
 
     size: int
-    decoded: list[tuple[_Read, DecodedImage, Any]] = field(default_factory=list)
+    decoded: list[_Unit] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     already_indexed: int = 0
 
@@ -74,8 +90,10 @@ class Ingestor:
         max_bytes: int = 50_000_000,
         timeout_s: float = 20.0,
         fetcher: Callable[[str], Fetched] | None = None,
+        detector: Detector | None = None,
     ) -> None:
         self.embedder = embedder
+        self.detector = detector
         self.store = store
         self.chunk_size = chunk_size
         self.workers = workers
@@ -110,8 +128,10 @@ class Ingestor:
                     upcoming.append(stage.submit(prepare, following))
                 items = self._embed(prepared)
                 if inserting is not None:
-                    report.indexed += inserting.result()
+                    inserting.result()
                 inserting = writer.submit(self.store.insert, items) if items else None
+                report.crops += sum(1 for item in items if item.box)
+                report.indexed += sum(1 for item in items if not item.box)
                 report.seen += prepared.size
                 report.already_indexed += prepared.already_indexed
                 report.skipped.extend(prepared.skipped)
@@ -119,8 +139,8 @@ class Ingestor:
                 if progress:
                     progress(prepared.size)
             if inserting is not None:
-                report.indexed += inserting.result()
-        if report.indexed:
+                inserting.result()
+        if report.indexed or report.crops:
             self.store.flush()
         report.elapsed_s = time.perf_counter() - started
         return report
@@ -136,12 +156,27 @@ class Ingestor:
             created_at = fetched.modified_at if fetched.modified_at is not None else int(time.time())
         return _Read(record, stable_id(record.source, record.key, sha), sha, created_at, fetched.data)
 
-    def _decode(self, read: _Read) -> tuple[DecodedImage, Any] | Skipped:
+    def _decode(self, read: _Read) -> list[_Unit] | Skipped:
+        # Detection needs the picture at full size: boxes are in its pixels and crops need detail.
+        draft = None if self.detector else self.embedder.input_size
         try:
-            decoded = decode_image(read.data, max_pixels=self.max_pixels, draft=self.embedder.input_size)
+            decoded = decode_image(read.data, max_pixels=self.max_pixels, draft=draft)
         except ImageError as exc:
             return Skipped(read.record.uri, str(exc))
-        return decoded, self.embedder.prepare_image(decoded.image)
+        image, size = decoded.image, (decoded.width, decoded.height)
+        units = [_Unit(read, *size, self.embedder.prepare_image(image))] if read.whole else []
+        if self.detector is None:
+            return units
+        if image.size != size:  # EXIF rotation is applied by the decoder; the sizes then agree
+            return Skipped(read.record.uri, f"decoded size {image.size} differs from {size}")
+        try:
+            detections = self.detector.detect(image)
+        except (RuntimeError, ValueError) as exc:  # one picture the detector chokes on is skipped
+            return Skipped(read.record.uri, f"object detection failed: {exc}")
+        for index, detection in enumerate(detections, start=1):
+            inputs = self.embedder.prepare_image(crop(image, detection.box))
+            units.append(_Unit(read, *size, inputs, index, detection))
+        return units
 
     def _prepare(
         self, chunk: list[Record | Skipped], pool: ThreadPoolExecutor, seen_ids: set[int]
@@ -161,30 +196,57 @@ class Ingestor:
         stored = self.store.existing_ids([r.id for r in reads]) if self.store.exists() else set()
         prepared.already_indexed += sum(1 for r in reads if r.id in stored)
         fresh = [r for r in reads if r.id not in stored]
-        # Reads and images stay aligned: a failed decode drops its read from both lists.
-        for read, outcome in zip(fresh, pool.map(self._decode, fresh), strict=True):
+        if self.detector is not None and stored:
+            # A picture stored by a run without detection gets its crops now; one stored by a
+            # detecting run is done.
+            detected = {item.id for item in self.store.get(sorted(stored)) if item.label == WHOLE_IMAGE_LABEL}
+            # Crops added to such a picture later leave it unlabelled; its first crop marks it done.
+            first_crop = {self._crop_id(r, 1): r.id for r in reads if r.id in stored and r.id not in detected}
+            detected |= {first_crop[i] for i in self.store.existing_ids(list(first_crop))}
+            fresh += [replace(r, whole=False) for r in reads if r.id in stored and r.id not in detected]
+        # Each unit carries its read, so a failed decode drops only its own picture.
+        for outcome in pool.map(self._decode, fresh):
             if isinstance(outcome, Skipped):
                 prepared.skipped.append(outcome)
             else:
-                prepared.decoded.append((read, outcome[0], outcome[1]))
+                prepared.decoded.extend(outcome)
         return prepared
 
     def _embed(self, prepared: _Prepared) -> list[Item]:
         if not prepared.decoded:
             return []
-        vectors = self.embedder.embed_prepared([inputs for _, _, inputs in prepared.decoded])
-        return [
-            Item(
-                id=read.id,
-                sha256=read.sha256,
-                item_id=read.record.item_id,
-                name=read.record.name,
-                source=read.record.source,
-                created_at=read.created_at,
-                uri=read.record.uri,
-                width=image.width,
-                height=image.height,
-                vector=vector,
-            )
-            for (read, image, _), vector in zip(prepared.decoded, vectors, strict=True)
-        ]
+        vectors = self.embedder.embed_prepared([unit.inputs for unit in prepared.decoded])
+        return [self._item(unit, vector) for unit, vector in zip(prepared.decoded, vectors, strict=True)]
+
+    @staticmethod
+    def _crop_id(read: _Read, index: int) -> int:
+        return stable_id(read.record.source, read.record.key, read.sha256, index)
+
+    def _item(self, unit: _Unit, vector: Any) -> Item:
+        read, detection = unit.read, unit.detection
+        item = Item(
+            id=read.id,
+            sha256=read.sha256,
+            item_id=read.record.item_id,
+            name=read.record.name,
+            source=read.record.source,
+            created_at=read.created_at,
+            uri=read.record.uri,
+            width=unit.width,
+            height=unit.height,
+            label=WHOLE_IMAGE_LABEL if self.detector is not None else "",
+            vector=vector,
+        )
+        if detection is None:
+            return item
+        box = box_text(detection.box)
+        # A crop is an item of its own: its id hashes the crop's rank, its sha256 the box within the bytes.
+        return replace(
+            item,
+            id=self._crop_id(read, unit.crop_index),
+            sha256=content_hash(f"{read.sha256}:{box}".encode()),
+            parent_sha256=read.sha256,
+            box=box,
+            label=detection.label,
+            det_score=detection.score,
+        )

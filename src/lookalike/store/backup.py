@@ -124,6 +124,10 @@ def _table_to_items(columns: dict[str, list[Any]], dim: int) -> list[Item]:
             values = columns.get(name)
             return int(values[index] or 0) if values else 0
 
+        def real(name: str, index: int = i) -> float:
+            values = columns.get(name)  # exports made before crops existed lack the crop columns
+            return float(values[index] or 0.0) if values else 0.0
+
         items.append(
             Item(
                 id=int(item_id),
@@ -135,6 +139,10 @@ def _table_to_items(columns: dict[str, list[Any]], dim: int) -> list[Item]:
                 uri=text("uri"),
                 width=number("width"),
                 height=number("height"),
+                parent_sha256=text("parent_sha256"),
+                box=text("box"),
+                label=text("label"),
+                det_score=real("det_score"),
                 vector=vector,
             )
         )

@@ -36,7 +36,7 @@ from lookalike.store.partitions import partition_for
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the crop columns
 EF_SEARCH = 128
 """HNSW search breadth up to 250K vectors (recall@10 1.0 at 100K in `lookalike bench`)."""
 
@@ -306,6 +306,10 @@ class LocalIndex:
                 uri=columns["uri"][i],
                 width=columns["width"][i],
                 height=columns["height"][i],
+                parent_sha256=columns["parent_sha256"][i],
+                box=columns["box"][i],
+                label=columns["label"][i],
+                det_score=columns["det_score"][i],
                 vector=vectors[i] if vectors is not None else None,
             )
             for i in range(len(rows))

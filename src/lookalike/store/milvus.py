@@ -27,6 +27,7 @@ from lookalike.errors import (
 from lookalike.store.filters import build_filter
 from lookalike.store.local import LocalIndex
 from lookalike.store.models import (
+    CROP_FIELDS,
     SCALAR_FIELDS,
     CollectionInfo,
     Hit,
@@ -42,7 +43,16 @@ MODEL_PROPERTY = "lookalike.model"
 INDEX_PROPERTY = "lookalike.index"
 """On Milvus Lite with the local copy, the index asked for (the copy builds it; Milvus keeps FLAT)."""
 MAX_K = 16384
-_VARCHAR = {"sha256": 64, "item_id": 1024, "name": 2048, "source": 256, "uri": 4096}
+_VARCHAR = {
+    "sha256": 64,
+    "item_id": 1024,
+    "name": 2048,
+    "source": 256,
+    "uri": 4096,
+    "parent_sha256": 64,
+    "box": 64,
+    "label": 256,
+}
 
 LITE_INDEXES = (IndexType.FLAT, IndexType.IVF_FLAT, IndexType.IVF_SQ8, IndexType.HNSW)
 SERVER_INDEXES = tuple(IndexType)
@@ -88,6 +98,10 @@ def _row_to_item(row: dict[str, Any], with_vector: bool) -> Item:
         uri=str(entity.get("uri", "")),
         width=int(entity.get("width", 0)),
         height=int(entity.get("height", 0)),
+        parent_sha256=str(entity.get("parent_sha256") or ""),
+        box=str(entity.get("box") or ""),
+        label=str(entity.get("label") or ""),
+        det_score=float(entity.get("det_score") or 0.0),
         vector=vector,
     )
 
@@ -279,6 +293,9 @@ class MilvusStore:
         schema.add_field("uri", DataType.VARCHAR, max_length=_VARCHAR["uri"])
         schema.add_field("width", DataType.INT32)
         schema.add_field("height", DataType.INT32)
+        for name in ("parent_sha256", "box", "label"):
+            schema.add_field(name, DataType.VARCHAR, max_length=_VARCHAR[name])
+        schema.add_field("det_score", DataType.FLOAT)
         properties = {MODEL_PROPERTY: model} if model else {}
         milvus_index, milvus_params = index_type, params
         if self.use_local_index:
@@ -363,6 +380,14 @@ class MilvusStore:
 
     def model(self) -> str:
         return str(self._describe().get("properties", {}).get(MODEL_PROPERTY, ""))
+
+    def fields(self) -> list[str]:
+        """The scalar fields this collection has: one made before crops existed lacks CROP_FIELDS."""
+        present = {field["name"] for field in self._describe()["fields"]}
+        return [name for name in SCALAR_FIELDS if name in present]
+
+    def holds_crops(self) -> bool:
+        return set(CROP_FIELDS) <= set(self.fields())
 
     def index(self) -> tuple[str, dict[str, Any]]:
         """The vector index type and its build parameters, as the collection was created with."""
@@ -461,12 +486,20 @@ class MilvusStore:
         # Opened before the write, so that a copy saved earlier still matches Milvus' counts.
         local = self.local_index()
         by_partition: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        fields = self.fields()
+        if any(item.box or item.label for item in items) and not self.holds_crops():
+            raise StoreError(
+                f"The collection '{self.collection}' was made before lookalike stored detected crops, so it "
+                "has no fields for them. Index with --detect into a new --collection (or export, drop and "
+                "import this one: the import creates the new fields)."
+            )
         for item in items:
             if item.vector is None:
                 raise StoreError(f"Item {item.id} has no vector.")
-            row = item.metadata()
+            row = {name: value for name, value in item.metadata().items() if name in fields}
             for name, size in _VARCHAR.items():
-                row[name] = row[name][:size]
+                if name in row:
+                    row[name] = row[name][:size]
             row["vector"] = item.vector
             by_partition[partition_for(item.created_at)].append(row)
         for partition, rows in by_partition.items():
@@ -509,7 +542,7 @@ class MilvusStore:
         if local is not None:
             return local.items(local.rows_of(ids), with_vector=with_vector)
         self._ensure_loaded()
-        fields = [*SCALAR_FIELDS, "vector"] if with_vector else list(SCALAR_FIELDS)
+        fields = [*self.fields(), "vector"] if with_vector else self.fields()
         with _milvus_errors("get items"):
             rows = self.client.query(self.collection, filter=build_filter(ids=ids), output_fields=fields)
         found = {int(row["id"]): _row_to_item(row, with_vector) for row in rows}
@@ -551,7 +584,7 @@ class MilvusStore:
                 data=list(vectors),
                 limit=k,
                 filter=expr,
-                output_fields=list(SCALAR_FIELDS),
+                output_fields=self.fields(),
                 partition_names=partition_names,
                 search_params=search_params(index_type, k, params),
             )
@@ -613,7 +646,7 @@ class MilvusStore:
         # scope, so smaller scopes keep a full pass close to linear in the collection size.
         self._ensure_loaded()
         expr, partition_names = self._window(sources, since, until)
-        fields = [*SCALAR_FIELDS, "vector"] if with_vector else list(SCALAR_FIELDS)
+        fields = [*self.fields(), "vector"] if with_vector else self.fields()
         for partition in partition_names if partition_names is not None else self.partitions():
             with _milvus_errors("iterate the collection"):
                 iterator = self.client.query_iterator(

@@ -9,14 +9,59 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-SCALAR_FIELDS = ("id", "sha256", "item_id", "name", "source", "created_at", "uri", "width", "height")
+CROP_FIELDS = ("parent_sha256", "box", "label", "det_score")
+"""What a detected crop adds; collections made before crops existed lack these fields."""
+SCALAR_FIELDS = (
+    "id",
+    "sha256",
+    "item_id",
+    "name",
+    "source",
+    "created_at",
+    "uri",
+    "width",
+    "height",
+    *CROP_FIELDS,
+)
+WHOLE_IMAGE_LABEL = "image"
+"""The label of a whole picture that detection ran on (crops carry the detector's class)."""
+
+Box = tuple[int, int, int, int]
+"""x0, y0, x1, y1 in pixels of the original image; x1 and y1 exclusive."""
+
+
+def box_text(box: Box | None) -> str:
+    return ",".join(str(int(v)) for v in box) if box else ""
+
+
+def parse_box(text: str) -> Box | None:
+    """'x0,y0,x1,y1' → a box; '' → None.
+
+    Raises:
+        ValueError: not four integers with x0 < x1 and y0 < y1.
+    """
+    if not text.strip():
+        return None
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) != 4:
+        raise ValueError(f"a box is four integers x0,y0,x1,y1, got {text!r}")
+    x0, y0, x1, y1 = (int(float(p)) for p in parts)
+    if x0 >= x1 or y0 >= y1 or min(x0, y0) < 0:
+        raise ValueError(f"a box needs 0 <= x0 < x1 and 0 <= y0 < y1, got {text!r}")
+    return x0, y0, x1, y1
 
 
 def arrow_schema(vector: Any = None, metadata: dict[str, str] | None = None) -> Any:
     """The Arrow schema of stored items; ``vector`` (an Arrow list type) adds the vector after the id."""
     import pyarrow as pa
 
-    types = {"id": pa.int64(), "created_at": pa.int64(), "width": pa.int32(), "height": pa.int32()}
+    types = {
+        "id": pa.int64(),
+        "created_at": pa.int64(),
+        "width": pa.int32(),
+        "height": pa.int32(),
+        "det_score": pa.float32(),
+    }
     fields = [(name, types.get(name, pa.string())) for name in SCALAR_FIELDS]
     if vector is not None:
         fields.insert(1, ("vector", vector))
@@ -33,7 +78,12 @@ class IndexType(StrEnum):
 
 @dataclass(frozen=True)
 class Item:
-    """One stored image and its metadata."""
+    """One stored image, or one detected crop of an image, and its metadata.
+
+    A crop keeps its picture's uri, item_id, name, width and height; ``box`` says where it
+    lies ("x0,y0,x1,y1", empty for a whole picture), ``parent_sha256`` whose bytes it came from,
+    ``label`` and ``det_score`` what the detector saw.
+    """
 
     id: int
     sha256: str
@@ -44,7 +94,15 @@ class Item:
     uri: str
     width: int
     height: int
+    parent_sha256: str = ""
+    box: str = ""
+    label: str = ""
+    det_score: float = 0.0
     vector: npt.NDArray[np.float32] | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def crop_box(self) -> Box | None:
+        return parse_box(self.box) if self.box else None
 
     def metadata(self) -> dict[str, Any]:
         data = asdict(self)
@@ -61,6 +119,7 @@ class Hit:
 
     def to_dict(self) -> dict[str, Any]:
         meta = self.item.metadata()
+        box = self.item.crop_box
         return {
             "id": meta["id"],
             "score": round(self.score, 6),
@@ -69,6 +128,12 @@ class Hit:
             "source": meta["source"],
             "created_at": meta["created_at"],
             "uri": meta["uri"],
+            "width": meta["width"],
+            "height": meta["height"],
+            "box": list(box) if box else None,
+            "label": meta["label"] or None,
+            "det_score": round(float(meta["det_score"]), 4) if box else None,
+            "parent_sha256": meta["parent_sha256"] or None,
         }
 
 

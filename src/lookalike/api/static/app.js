@@ -93,6 +93,16 @@ function render(payload, label) {
     img.loading = "lazy";
     thumbnail(img, hit.id);
     thumb.append(img);
+    if (hit.box) {
+      card.classList.add("crop");
+      const box = document.createElement("div");
+      box.className = "box";
+      box.title = `${hit.label || "object"} ${hit.det_score != null ? hit.det_score.toFixed(2) : ""}`;
+      thumb.append(box);
+      const place = () => placeBox(thumb, img, box, hit);
+      img.addEventListener("load", place);
+      new ResizeObserver(place).observe(thumb);
+    }
     const meta = document.createElement("div");
     meta.className = "meta";
     const name = document.createElement("div");
@@ -105,7 +115,7 @@ function render(payload, label) {
     score.textContent = hit.score.toFixed(3);
     const rank = document.createElement("span");
     rank.className = "rank";
-    rank.textContent = `${hit.source} · ${day(hit.created_at)}`;
+    rank.textContent = `${hit.box ? `${hit.label || "object"} · ` : ""}${hit.source} · ${day(hit.created_at)}`;
     rank.title = `rank ${index + 1}, id ${hit.id}`;
     sub.append(score, rank);
     meta.append(name, sub);
@@ -117,6 +127,24 @@ function render(payload, label) {
     return card;
   });
   $("grid").replaceChildren(...cards);
+}
+
+// A detected crop's box, drawn over its picture: the thumbnail is contained in a square, so the
+// picture's drawn size and offset come from its aspect ratio.
+function placeBox(thumb, img, box, hit) {
+  if (!img.naturalWidth || !hit.width || !hit.height) return;
+  const side = thumb.clientWidth;
+  const scale = Math.min(side / hit.width, thumb.clientHeight / hit.height);
+  const left = (side - hit.width * scale) / 2;
+  const top = (thumb.clientHeight - hit.height * scale) / 2;
+  const [x0, y0, x1, y1] = hit.box;
+  Object.assign(box.style, {
+    left: `${left + x0 * scale}px`,
+    top: `${top + y0 * scale}px`,
+    width: `${(x1 - x0) * scale}px`,
+    height: `${(y1 - y0) * scale}px`,
+  });
+  box.dataset.placed = "true";
 }
 
 function jsonRequest(query, idAsNumber = false) {
@@ -134,6 +162,7 @@ function imageRequest(file) {
   (f.sources || []).forEach((s) => form.append("sources", s));
   if (f.since) form.append("since", f.since);
   if (f.until) form.append("until", f.until);
+  if ($("detect").checked) form.append("detect", "true");
   return { method: "POST", body: form };
 }
 
