@@ -16,10 +16,21 @@ import pytest
 import uvicorn
 
 from lookalike.api import create_app
+from lookalike.service import Lookalike
 from tests.integration.test_api import build
+from tests.integration.test_detect_api import build_with_crops
 
 pytestmark = pytest.mark.slow
 CHROMIUM = "/usr/bin/chromium"
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 SHOTS = Path(os.environ.get("LOOKALIKE_TEST_SHOTS", "out/screenshots"))
 
 
@@ -31,7 +42,15 @@ def free_port() -> int:
 
 @pytest.fixture()
 def live(tmp_path: Path) -> Iterator[tuple[str, list[Path]]]:
-    service, photos = build(tmp_path)
+    yield from serve(*build(tmp_path))
+
+
+@pytest.fixture()
+def live_crops(tmp_path: Path) -> Iterator[tuple[str, list[Path]]]:
+    yield from serve(*build_with_crops(tmp_path))
+
+
+def serve(service: Lookalike, photos: list[Path]) -> Iterator[tuple[str, list[Path]]]:
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(create_app(service), host="127.0.0.1", port=port, log_level="warning")
@@ -82,17 +101,8 @@ def test_the_page_searches_by_text_by_upload_and_more_like_this(live: tuple[str,
 
     url, photos = live
     SHOTS.mkdir(parents=True, exist_ok=True)
-    flags = [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-    ]
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=flags)
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         page = browser.new_page(viewport={"width": 1200, "height": 900})
         page.goto(url + "/")
         page.fill("#text", "red floral dress")
@@ -120,4 +130,43 @@ def test_the_page_searches_by_text_by_upload_and_more_like_this(live: tuple[str,
         names = page.locator(".card .name").all_inner_texts()
         assert names and "img_0006" not in names  # the item itself is left out of "more like this"
         page.screenshot(path=str(SHOTS / "more-like-this.png"))
+        browser.close()
+
+
+@pytest.mark.skipif(
+    not Path(CHROMIUM).exists(), reason="Debian chromium is not installed (apt-get install chromium)"
+)
+def test_the_gallery_draws_the_box_of_a_detected_crop(live_crops: tuple[str, list[Path]]) -> None:
+    from playwright.sync_api import sync_playwright
+
+    url, _ = live_crops
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.goto(url + "/")
+        page.fill("#text", "red handbag")
+        page.press("#text", "Enter")
+        page.wait_for_selector(".card.crop .box[data-placed='true']")
+        first = page.locator(".card >> nth=0")
+        assert "handbag" in first.locator(".rank").inner_text()
+        # The handbag box (60,10)-(160,110) of a 160x120 picture, over the picture as drawn.
+        geometry = page.evaluate(
+            """() => {
+                const card = document.querySelector('.card');
+                const img = card.querySelector('img').getBoundingClientRect();
+                const thumb = card.querySelector('.thumb').getBoundingClientRect();
+                const box = card.querySelector('.box').getBoundingClientRect();
+                const scale = Math.min(thumb.width / 160, thumb.height / 120);
+                const top = thumb.top + (thumb.height - 120 * scale) / 2;
+                return {left: (box.left - thumb.left) / scale, top: (box.top - top) / scale,
+                        width: box.width / scale, height: box.height / scale};
+            }"""
+        )
+        assert abs(geometry["left"] - 60) < 2 and abs(geometry["top"] - 10) < 2
+        assert abs(geometry["width"] - 100) < 2 and abs(geometry["height"] - 100) < 2
+        whole = page.locator(".card:not(.crop)")
+        assert whole.count() > 0 and whole.first.locator(".box").count() == 0
+        page.wait_for_function("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
+        page.screenshot(path=str(SHOTS / "detected-crops.png"))
         browser.close()

@@ -137,3 +137,43 @@ def test_indexing_with_detect_later_adds_crops_to_pictures_stored_whole(tmp_path
     assert service.store.count() == 9
     again = service.index(str(tmp_path / "photos"), detect=True)
     assert (again.indexed, again.crops, service.store.count()) == (0, 0, 9)
+
+
+def test_a_collection_made_before_crops_still_works_and_refuses_detect_clearly(tmp_path: Path) -> None:
+    from pymilvus import DataType, MilvusClient
+
+    # The schema lookalike created before crops existed: no parent_sha256, box, label, det_score.
+    client = MilvusClient(str(tmp_path / "crops.db"))
+    schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+    schema.add_field("id", DataType.INT64, is_primary=True)
+    schema.add_field("vector", DataType.FLOAT_VECTOR, dim=192)
+    for name in ("sha256", "item_id", "name", "source"):
+        schema.add_field(name, DataType.VARCHAR, max_length=256)
+    schema.add_field("created_at", DataType.INT64)
+    schema.add_field("uri", DataType.VARCHAR, max_length=4096)
+    schema.add_field("width", DataType.INT32)
+    schema.add_field("height", DataType.INT32)
+    index = client.prepare_index_params()
+    index.add_index(field_name="vector", index_type="FLAT", metric_type="IP")
+    client.create_collection("images", schema=schema, index_params=index)
+    client.close()
+
+    photos = write_images(tmp_path / "photos", 3)
+    service = make_service(tmp_path)
+    assert not service.store.holds_crops()
+    assert service.index(str(tmp_path / "photos")).indexed == 3
+    hit = service.search(Query(image=str(photos[0]), k=1)).hits[0]
+    assert hit.item.uri == str(photos[0].resolve()) and hit.item.box == "" and hit.to_dict()["box"] is None
+    with pytest.raises(ConfigError, match="made before lookalike stored detected crops"):
+        service.index(str(tmp_path / "photos"), detect=True)
+    assert service.store.count() == 3
+
+    service.export(str(tmp_path / "old.parquet"))
+    fresh = Lookalike(
+        load_settings(db=str(tmp_path / "crops.db"), collection="renewed", workers=2),
+        embedder=FakeEmbedder(),
+        detector=FakeDetector(),
+    )
+    assert fresh.import_(str(tmp_path / "old.parquet")) == (3, 0)
+    assert fresh.store.holds_crops()
+    assert fresh.index(str(tmp_path / "photos"), detect=True).crops == 6

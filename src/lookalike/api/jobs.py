@@ -23,6 +23,7 @@ class Job:
     done: int = 0
     indexed: int = 0
     already_indexed: int = 0
+    crops: int = 0  # detected objects stored as items (index with detect)
     skipped: list[Skipped] = field(default_factory=list)
     error: str | None = None
     kind: str = "index"
@@ -80,6 +81,7 @@ class Jobs:
                 job.status = "done"
                 if isinstance(report, IngestReport):
                     job.indexed, job.already_indexed = report.indexed, report.already_indexed
+                    job.crops = report.crops
                     job.skipped.extend(report.skipped)
                 else:
                     job.result = report

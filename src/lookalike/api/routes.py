@@ -53,6 +53,8 @@ _BODY_DOC = _body_doc(
         "sources": {"type": "array", "items": {"type": "string"}},
         "since": {"type": "string", "format": "date"},
         "until": {"type": "string", "format": "date"},
+        "detect": {"type": "boolean", "description": "embed the largest object the detector finds"},
+        "box": {"type": "string", "description": "embed this part of the image: x0,y0,x1,y1"},
     },
 )
 _INDEX_DOC = _body_doc(
@@ -60,6 +62,7 @@ _INDEX_DOC = _body_doc(
     {
         "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
         "source": {"type": "string"},
+        "detect": {"type": "boolean", "description": "also store each detected object as its own item"},
     },
 )
 
@@ -248,6 +251,7 @@ async def job(request: Request, job_id: str) -> dict[str, Any]:
         "done": found.done,
         "indexed": found.indexed,
         "already_indexed": found.already_indexed,
+        "crops": found.crops,
         "skipped": [SkippedOut(uri=s.uri, reason=s.reason) for s in found.skipped],
         "error": found.error,
         "elapsed_s": round(found.elapsed_s, 3),

@@ -97,6 +97,7 @@ class JobOut(BaseModel):
     done: int
     indexed: int
     already_indexed: int
+    crops: int = 0
     skipped: list[SkippedOut]
     error: str | None
     elapsed_s: float
