@@ -98,7 +98,7 @@ def _fill(store: MilvusStore, vectors: np.ndarray) -> float:
     started = time.perf_counter()
     for first in range(0, len(vectors), 5000):
         batch = [
-            Item(i + 1, "", f"v{i}", "", "bench", int(created[i]), "", 0, 0, vector=vectors[i])
+            Item(i + 1, "", f"v{i}", "", "bench", int(created[i]), "", 0, 0, vectors[i])
             for i in range(first, min(first + 5000, len(vectors)))
         ]
         store.insert(batch)

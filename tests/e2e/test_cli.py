@@ -28,6 +28,10 @@ def env(tmp_path: Path, tiny_model: tuple[Path, Path]) -> dict[str, str]:
     }
 
 
+# A whole picture's hit has these too, empty: they describe a detected crop.
+CROP_KEYS = ("width", "height", "box", "label", "det_score", "parent_sha256")
+
+
 def lookalike(env: dict[str, str], *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "lookalike", *args],
@@ -57,9 +61,9 @@ def test_index_search_stats_export_import(tmp_path: Path, env: dict[str, str]) -
     found = lookalike(env, "search", "--image", str(paths[5]), "--k", "3", "--json")
     assert found.returncode == 0, found.stderr
     result = json.loads(found.stdout)
-    assert set(result) == {"took_ms", "hits", "warnings"}
+    assert set(result) == {"took_ms", "hits", "warnings", "query_box"}
     top = result["hits"][0]
-    assert set(top) == {"id", "score", "item_id", "name", "source", "created_at", "uri"}
+    assert set(top) == {"id", "score", "item_id", "name", "source", "created_at", "uri", *CROP_KEYS}
     assert top["uri"] == str(paths[5].resolve()) and top["score"] >= 0.99 and top["item_id"] == "img_0005"
 
     by_id = json.loads(lookalike(env, "search", "--id", str(top["id"]), "--json").stdout)

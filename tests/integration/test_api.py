@@ -22,6 +22,9 @@ from tests.helpers import FakeEmbedder, jpeg_bytes, make_image, write_images
 
 fetch_module = importlib.import_module("lookalike.ingest.fetch")  # the module, not the function of that name
 
+# A whole picture's hit has these too, empty: they describe a detected crop.
+CROP_KEYS = ("width", "height", "box", "label", "det_score", "parent_sha256")
+
 
 def build(tmp_path: Path, **settings: Any) -> tuple[Lookalike, list[Path]]:
     photos = write_images(tmp_path / "photos", 8)
@@ -45,8 +48,17 @@ def test_text_search_answers_like_the_cli_json(client: tuple[TestClient, list[Pa
     response = api.post("/search", json={"text": "red floral dress", "k": 3})
     assert response.status_code == 200
     body = response.json()
-    assert set(body) == {"took_ms", "hits", "warnings"} and body["warnings"] == []
-    assert set(body["hits"][0]) == {"id", "score", "item_id", "name", "source", "created_at", "uri"}
+    assert set(body) == {"took_ms", "hits", "warnings", "query_box"} and body["warnings"] == []
+    assert set(body["hits"][0]) == {
+        "id",
+        "score",
+        "item_id",
+        "name",
+        "source",
+        "created_at",
+        "uri",
+        *CROP_KEYS,
+    }
     assert body["hits"][0]["item_id"] == "img_0003" and body["hits"][0]["score"] > 0.99
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -20,6 +21,11 @@ T = TypeVar("T")
 def batched(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def weights_label(pretrained: str) -> str:
+    """How a model's weights are named in its label: a local file by its file name."""
+    return Path(pretrained).name if Path(pretrained).expanduser().is_file() else pretrained
 
 
 def l2_normalise(vectors: npt.NDArray[np.floating]) -> Vectors:

@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
-from lookalike.embed.base import Embedder, Vectors, batched, l2_normalise
+from lookalike.embed.base import Embedder, Vectors, batched, l2_normalise, weights_label
 from lookalike.errors import ConfigError, ModelUnavailableError
 
 log = logging.getLogger(__name__)
@@ -110,10 +110,7 @@ class TimmEmbedder(Embedder):
 
     @property
     def name(self) -> str:
-        weights = self.pretrained
-        if Path(weights).expanduser().is_file():
-            weights = Path(weights).name
-        return f"{self.model_spec}:{weights}"
+        return f"{self.model_spec}:{weights_label(self.pretrained)}"
 
     @property
     def dim(self) -> int:

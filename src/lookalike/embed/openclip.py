@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
-from lookalike.embed.base import Embedder, Vectors, batched, l2_normalise
+from lookalike.embed.base import Embedder, Vectors, batched, l2_normalise, weights_label
 from lookalike.embed.runtimes import PROBE_TEXTS, Runtime, choose_runtime
 from lookalike.embed.towers import text_tower, trim_tokens
 from lookalike.embed.weights import PREPROCESS_KWARGS, resolve_tag
@@ -235,10 +235,7 @@ class OpenClipEmbedder(Embedder):
 
     @property
     def name(self) -> str:
-        weights = self.pretrained
-        if Path(weights).expanduser().is_file():
-            weights = Path(weights).name
-        return f"{Path(self.model_spec).name}:{weights}"
+        return f"{Path(self.model_spec).name}:{weights_label(self.pretrained)}"
 
     @property
     def dim(self) -> int:

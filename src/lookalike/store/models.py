@@ -94,11 +94,12 @@ class Item:
     uri: str
     width: int
     height: int
-    parent_sha256: str = ""
-    box: str = ""
-    label: str = ""
-    det_score: float = 0.0
     vector: npt.NDArray[np.float32] | None = field(default=None, compare=False, repr=False)
+    # Keyword-only, so the positional order (…, width, height, vector) stays as it was before crops.
+    parent_sha256: str = field(default="", kw_only=True)
+    box: str = field(default="", kw_only=True)
+    label: str = field(default="", kw_only=True)
+    det_score: float = field(default=0.0, kw_only=True)
 
     @property
     def crop_box(self) -> Box | None:
