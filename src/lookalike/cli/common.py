@@ -54,7 +54,10 @@ Model = Annotated[
     str | None,
     typer.Option(
         "--model",
-        help=f"open_clip architecture name or model-config JSON path. (env LOOKALIKE_MODEL, default {DEFAULT_MODEL})",
+        help=(
+            "open_clip architecture name (xlm-roberta-base-ViT-B-32 for multilingual text), model-config JSON "
+            f"path, or efficientnet-lite0 (image only). (env LOOKALIKE_MODEL, default {DEFAULT_MODEL})"
+        ),
     ),
 ]
 Pretrained = Annotated[
@@ -62,7 +65,7 @@ Pretrained = Annotated[
     typer.Option(
         "--pretrained",
         help=(
-            "open_clip pretrained tag, a local checkpoint file, or 'random'. "
+            "open_clip pretrained tag, a local checkpoint file, or 'random' (efficientnet-lite0: imagenet). "
             f"(env LOOKALIKE_PRETRAINED, default {DEFAULT_PRETRAINED})"
         ),
     ),
