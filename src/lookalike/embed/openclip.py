@@ -14,7 +14,15 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
-from lookalike.embed.base import Embedder, Vectors, batched, l2_normalise, weights_label
+from lookalike.embed.base import (
+    RANDOM_WEIGHTS,
+    Embedder,
+    Vectors,
+    batched,
+    l2_normalise,
+    resolve_device,
+    weights_label,
+)
 from lookalike.embed.runtimes import PROBE_TEXTS, Runtime, choose_runtime
 from lookalike.embed.towers import text_tower, trim_tokens
 from lookalike.embed.weights import PREPROCESS_KWARGS, resolve_tag
@@ -22,8 +30,6 @@ from lookalike.errors import ConfigError, ModelUnavailableError
 
 log = logging.getLogger(__name__)
 
-RANDOM_WEIGHTS = frozenset({"random", "none"})
-"""``--pretrained random`` builds the architecture with random weights (benchmarks, smoke tests)."""
 
 _CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
 # Text towers trained on many languages, recognised by their model or tokenizer name.
@@ -173,8 +179,7 @@ def load_open_clip(model_spec: str, pretrained: str, device: str = "auto") -> Op
                 )
             )
         checkpoint, preprocess_kwargs = weights.pretrained, weights.preprocess
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(device)
     try:
         # Random weights are seeded, so that every process builds the same model and
         # vectors indexed by one run match queries from the next.

@@ -167,8 +167,6 @@ class Ingestor:
         units = [_Unit(read, *size, self.embedder.prepare_image(image))] if read.whole else []
         if self.detector is None:
             return units
-        if image.size != size:  # EXIF rotation is applied by the decoder; the sizes then agree
-            return Skipped(read.record.uri, f"decoded size {image.size} differs from {size}")
         try:
             detections = self.detector.detect(image)
         except (RuntimeError, ValueError) as exc:  # one picture the detector chokes on is skipped

@@ -389,6 +389,15 @@ class MilvusStore:
     def holds_crops(self) -> bool:
         return set(CROP_FIELDS) <= set(self.fields())
 
+    def require_crop_fields(self) -> None:
+        """Raise ConfigError when this collection predates crops and cannot store them."""
+        if not self.holds_crops():
+            raise ConfigError(
+                f"The collection '{self.collection}' was made before lookalike stored detected crops, so it "
+                "has no fields for them. Index with --detect into a new --collection (or export, drop and "
+                "import this one: the import creates the new fields)."
+            )
+
     def index(self) -> tuple[str, dict[str, Any]]:
         """The vector index type and its build parameters, as the collection was created with."""
         if self._index is not None:
@@ -487,12 +496,8 @@ class MilvusStore:
         local = self.local_index()
         by_partition: dict[str, list[dict[str, Any]]] = defaultdict(list)
         fields = self.fields()
-        if any(item.box or item.label for item in items) and not self.holds_crops():
-            raise StoreError(
-                f"The collection '{self.collection}' was made before lookalike stored detected crops, so it "
-                "has no fields for them. Index with --detect into a new --collection (or export, drop and "
-                "import this one: the import creates the new fields)."
-            )
+        if any(item.box or item.label for item in items):
+            self.require_crop_fields()
         for item in items:
             if item.vector is None:
                 raise StoreError(f"Item {item.id} has no vector.")
