@@ -57,8 +57,9 @@ from lookalike.store import (
     CollectionInfo,
     IndexType,
     Item,
-    MilvusStore,
     PartitionStats,
+    Store,
+    open_store,
     partitions_before,
 )
 from lookalike.store.backup import bulk_copy, copy_collection, export_parquet, import_parquet
@@ -108,7 +109,7 @@ class Lookalike:
         settings: Settings,
         *,
         embedder: Embedder | None = None,
-        store: MilvusStore | None = None,
+        store: Store | None = None,
         detector: Detector | None = None,
     ) -> None:
         self.settings = settings
@@ -116,16 +117,15 @@ class Lookalike:
         self._detector = detector
         self.store = store or self._open_store(settings.db, settings.collection)
 
-    def _open_store(self, uri: str, collection: str) -> MilvusStore:
+    def _open_store(self, uri: str, collection: str) -> Store:
         """A store with the settings' credentials, TLS, timeouts and local-copy choice."""
         settings = self.settings
-        return MilvusStore(
+        return open_store(
             uri,
             collection,
             token=settings.token,
             user=settings.user,
             password=settings.password,
-            local_index=settings.local_index,
             timeout_s=settings.timeout_s,
             tls=settings.tls(),
         )

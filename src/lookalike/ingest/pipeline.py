@@ -16,7 +16,7 @@ from lookalike.ingest.decode import decode_image
 from lookalike.ingest.fetch import Fetched, fetch
 from lookalike.ingest.ids import content_hash, stable_id
 from lookalike.ingest.sources import Record, Skipped
-from lookalike.store import Item, MilvusStore
+from lookalike.store import Item, Store
 from lookalike.store.models import WHOLE_IMAGE_LABEL, box_text
 
 Progress = Callable[[int], None]
@@ -82,7 +82,7 @@ class Ingestor:
     def __init__(
         self,
         embedder: Embedder,
-        store: MilvusStore,
+        store: Store,
         *,
         chunk_size: int = 256,
         workers: int = 4,
