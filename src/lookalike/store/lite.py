@@ -172,13 +172,13 @@ class LiteStore(BaseStore):
         gone = [name for name in read.snapshot.shards if name not in partitions]
         for name in gone:
             read.replace_shard(name, None, read.snapshot.generation)
-        pending = [entry for entry in self._journal() if entry["from"] == read.snapshot.generation]
+        pending = [entry for entry in self._journal() if entry["from"] >= read.snapshot.generation]
         ids = [i for entry in pending for i in entry["ids"]]
         if ids:
             self._catch_up(ids)
         ours = read.snapshot.rows()
         differ = [name for name in partitions if self._partition_rows(name) != ours.get(name, 0)]
-        explained = bool(pending) and seq <= read.snapshot.generation + sum(e["seqs"] for e in pending)
+        explained = _chained(pending, read.snapshot.generation, seq)
         if not differ and not explained and read.snapshot.generation != seq:
             differ = list(partitions)  # a change that counts do not show: check everything
         if differ:
@@ -292,6 +292,11 @@ class LiteStore(BaseStore):
     def _upsert_rows(self, by_partition: dict[str, list[Item]], moved: dict[str, list[int]]) -> None:
         for old, ids in moved.items():
             self._delete_rows(ids, old)
+        if moved:
+            # Milvus Lite forgets an unflushed tombstone when the key is inserted again, and the
+            # old row in its old partition comes back to partition-scoped reads: flush it first.
+            with milvus_errors("flush"):
+                self.client.flush(self.collection)
         for name, group in by_partition.items():
             # Milvus Lite keeps the newest version of a primary key, so an insert replaces.
             self._write_rows(name, group, upsert=False)
@@ -467,6 +472,20 @@ class LiteStore(BaseStore):
             name = path.stem.removeprefix("purge-")
             log.warning("read index of %s: finishing an interrupted compaction of %s", self.collection, name)
             self._refill(name, path)
+
+
+def _chained(pending: list[dict[str, Any]], start: int, seq: int) -> bool:
+    """Whether journaled writes, one after another from ``start``, account for Milvus being at ``seq``.
+
+    Every write but the last completed (one that failed was repaired, and the journal
+    cleared, before the next began); the last may have stopped part-way.
+    """
+    at = start
+    for entry in pending:
+        if entry["from"] != at:
+            return False
+        at = entry["from"] + entry["seqs"]
+    return bool(pending) and pending[-1]["from"] <= seq <= at
 
 
 def _calls(ids: Sequence[int]) -> int:
