@@ -6,7 +6,7 @@ fail half-way, and writes by another pymilvus client are run against the Lite st
 plain-Python model. After every step, Milvus itself, and every read of the store (count with
 and without filters, get, iteration, search with random filters) must equal the model.
 
-LOOKALIKE_HYPOTHESIS_EXAMPLES raises the number of examples (CI runs a bounded, seeded set).
+STORE_EXAMPLES raises the number of examples (CI runs a bounded, seeded set).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from tests.store_model import DIM, JAN_2024, SOURCES, Model, foreign_row, make_i
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
-EXAMPLES = int(os.environ.get("LOOKALIKE_HYPOTHESIS_EXAMPLES", "12"))
+EXAMPLES = int(os.environ.get("STORE_EXAMPLES", "12"))
 ROOT = Path(tempfile.mkdtemp(prefix="lookalike-invariant-"))
 DB = ROOT / "invariant.db"  # one Milvus Lite server for the whole run; a collection per example
 NAMES = itertools.count()

@@ -48,8 +48,9 @@ class ServerStore(BaseStore):
 
     def _connect(self, client_class: Any = None) -> Any:
         if client_class is None:
-            from pymilvus import MilvusClient as client_class
+            from pymilvus import MilvusClient
 
+            client_class = MilvusClient
         return self._connect_with_retries(
             lambda: client_class(uri=self.uri, timeout=self.timeout_s, **self._auth, **self._tls)
         )
