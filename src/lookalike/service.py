@@ -29,6 +29,7 @@ from lookalike.ingest import (
     shrink,
 )
 from lookalike.ingest.sources import Inputs, Listing, Skipped
+from lookalike.ingest.sync import Scope as SyncScope
 from lookalike.quality import EvalQuery, EvalReport, evaluate, load_eval_queries
 from lookalike.quality.demo import DemoData, write_demo_data
 from lookalike.queries import (
@@ -165,13 +166,16 @@ class Lookalike:
         on_start: Callable[[int], None] | None = None,
         progress: Progress | None = None,
         detect: bool = False,
+        sync: bool = False,
     ) -> IngestReport:
         """Index a folder, an image file or a catalog; returns the report of what was done and skipped.
 
-        With ``detect``, every object the detector finds also becomes an item of its own.
+        With ``detect``, every object the detector finds also becomes an item of its own. With
+        ``sync``, the collection mirrors the listing: items no longer listed are deleted, a new
+        image replaces the old one, and changed names or dates are updated without re-embedding.
         """
         listing = open_listing(path, source)
-        return self._ingest(listing, index, index_params, on_start, progress, detect)
+        return self._ingest(listing, index, index_params, on_start, progress, detect, sync)
 
     def _ingest(
         self,
@@ -181,6 +185,7 @@ class Lookalike:
         on_start: Callable[[int], None] | None,
         progress: Progress | None,
         detect: bool = False,
+        sync: bool = False,
     ) -> IngestReport:
         self.store.validate_index(index)
         embedder = self.embedder
@@ -206,6 +211,7 @@ class Lookalike:
             max_bytes=self._max_bytes,
             timeout_s=self.settings.fetch_timeout_s,
             detector=detector,
+            scope=SyncScope.of(listing) if sync else None,
         )
         return ingestor.run(listing, progress)
 
@@ -595,6 +601,54 @@ class Lookalike:
 
     def drop_partitions(self, names: Sequence[str]) -> None:
         self.store.drop_partitions(names)
+
+    # -- deletion and erasure ----------------------------------------------------------------
+
+    def select(
+        self,
+        *,
+        ids: Sequence[int] = (),
+        item_ids: Sequence[str] = (),
+        sources: Sequence[str] = (),
+        since: date | None = None,
+        until: date | None = None,
+    ) -> list[Item]:
+        """The stored items matching every criterion given (ids, catalog item ids, sources, days).
+
+        Raises:
+            ConfigError: no criterion at all (deleting everything takes an explicit choice).
+        """
+        if not (ids or item_ids or sources or since or until):
+            raise ConfigError("Say what to delete: ids, item ids, sources or a date window.")
+        start, end = day_window(since, until)
+        self.store.require()
+        if ids and not (item_ids or sources or since or until):
+            return self.store.get(list(ids))
+        wanted_ids, wanted_keys = set(ids), set(item_ids)
+        found: list[Item] = []
+        for batch in self.store.iter_items(
+            batch_size=5000, with_vector=False, sources=list(sources) or None, since=start, until=end
+        ):
+            found.extend(
+                item
+                for item in batch
+                if (not wanted_ids or item.id in wanted_ids)
+                and (not wanted_keys or item.item_id in wanted_keys)
+            )
+        return found
+
+    def delete(self, ids: Sequence[int], *, purge: bool = False) -> int:
+        """Delete items by id (gone from every read at once); ``purge`` also erases their bytes."""
+        deleted = self.store.delete(list(ids))
+        self.store.flush()
+        if purge:
+            self.store.compact()
+        return deleted
+
+    def compact(self) -> int:
+        """Rewrite storage so that deleted items' bytes are gone from every file; returns partitions rewritten."""
+        self.store.require()
+        return self.store.compact()
 
     def duplicates(
         self, *, threshold: float = 0.95, sources: Sequence[str] = (), progress: Progress | None = None

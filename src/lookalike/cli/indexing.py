@@ -71,6 +71,15 @@ def index(
     ] = False,
     detector_weights: DetectorWeights = None,
     min_score: MinScore = None,
+    sync: Annotated[
+        bool,
+        typer.Option(
+            "--sync",
+            help="Mirror this folder or catalog: delete its items that are no longer listed, replace an item "
+            "whose image changed, update changed names and dates without re-embedding. A folder's scope is "
+            "its source under that folder; a catalog's, the sources its rows name (and --source).",
+        ),
+    ] = False,
     db: Db = None,
     collection: Collection = None,
     model: Model = None,
@@ -120,13 +129,22 @@ def index(
                 on_start=on_start,
                 progress=advance,
                 detect=detect,
+                sync=sync,
             )
     crops = f", {report.crops} detected objects" if detect else ""
-    out.print(
-        f"indexed [bold]{report.indexed}[/] new images{crops}, {report.already_indexed} already indexed, "
-        f"{len(report.skipped)} skipped, in {report.elapsed_s:.1f} s ({report.images_per_s:.1f} img/s)",
-        highlight=False,
-    )
+    if sync:
+        out.print(
+            f"synced: [bold]{report.added}[/] added, {report.updated} updated, {report.replaced} replaced, "
+            f"{report.deleted} deleted, {report.left} left as they were{crops}, {len(report.skipped)} skipped, "
+            f"in {report.elapsed_s:.1f} s",
+            highlight=False,
+        )
+    else:
+        out.print(
+            f"indexed [bold]{report.indexed}[/] new images{crops}, {report.already_indexed} already indexed, "
+            f"{len(report.skipped)} skipped, in {report.elapsed_s:.1f} s ({report.images_per_s:.1f} img/s)",
+            highlight=False,
+        )
     if report.skipped:
         table = Table(title="skipped files", title_justify="left", show_lines=False)
         table.add_column("file", overflow="fold")

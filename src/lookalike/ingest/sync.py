@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from lookalike.errors import ConfigError
 from lookalike.ingest.sources import DEFAULT_SOURCE, Inputs, Listing, Record
 from lookalike.store import Item, Store
 from lookalike.store.rows import normalise
@@ -31,6 +31,19 @@ class Scope:
     sources: set[str] = field(default_factory=set)
     folder: str | None = None
     uris: set[str] | None = None  # a single file: only itself
+    catalog: bool = False  # a catalog's scope grows by the sources its rows name
+
+    @classmethod
+    def of(cls, listing: Listing | Inputs) -> Scope:
+        """The scope of one folder (its source, under it), one file, or one catalog (its sources)."""
+        if isinstance(listing, Inputs):
+            raise ConfigError("--sync mirrors one folder or catalog, not a list of inputs.")
+        path = listing.path.expanduser().resolve()
+        if path.is_dir():
+            return cls({listing.source or DEFAULT_SOURCE}, folder=str(path) + os.sep)
+        if listing.is_catalog:
+            return cls({listing.source} if listing.source else set(), catalog=True)
+        return cls({listing.source or DEFAULT_SOURCE}, uris={str(path)})
 
     def holds(self, item: Item) -> bool:
         if item.source not in self.sources:
@@ -38,18 +51,6 @@ class Scope:
         if self.uris is not None:
             return item.uri in self.uris
         return self.folder is None or item.uri.startswith(self.folder)
-
-
-def scope_of(listing: Listing | Inputs, listed_sources: Iterable[str]) -> Scope:
-    """The scope of a listing: a folder's items (its source), or a catalog's sources."""
-    if isinstance(listing, Inputs):
-        raise ValueError("sync needs one folder or catalog")
-    path = listing.path.expanduser().resolve()
-    if path.is_dir():
-        return Scope({listing.source or DEFAULT_SOURCE}, folder=str(path) + os.sep)
-    if listing.is_catalog:
-        return Scope(set(listed_sources) | ({listing.source} if listing.source else set()))
-    return Scope({listing.source or DEFAULT_SOURCE}, uris={str(path)})
 
 
 @dataclass
@@ -87,6 +88,8 @@ def sweep(store: Store, scope: Scope, marks: Marks) -> tuple[int, int]:
     """Delete the scope's stored items that the run did not mark; returns (replaced, deleted)."""
     if not marks.listed:
         return 0, 0  # an empty listing (an unmounted folder?) must not wipe the collection
+    if scope.catalog:
+        scope.sources |= marks.sources
     doomed: list[Item] = []
     for batch in store.iter_items(batch_size=SWEEP_BATCH, with_vector=False, sources=sorted(scope.sources)):
         doomed.extend(item for item in batch if scope.holds(item) and not _kept(item, marks))

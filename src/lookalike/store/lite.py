@@ -37,6 +37,7 @@ from lookalike.store.base import (
     milvus_errors,
 )
 from lookalike.store.models import Hit, IndexType, Item
+from lookalike.store.partitions import month_name
 from lookalike.store.readindex import ReadIndex
 from lookalike.store.rows import arrow_schema, from_arrow, to_arrow
 from lookalike.store.segments import default_ef
@@ -203,7 +204,10 @@ class LiteStore(BaseStore):
         stored = self._milvus_get(ids, with_vector=True)
         items = list(stored.values())
         deletes = [i for i in ids if i not in stored]
-        self._read.apply(items, deletes, group_by_partition(items), self._read.snapshot.generation)
+        by_month: dict[str, list[Item]] = {}
+        for item in items:  # rows Milvus holds, even one dated outside what lookalike writes
+            by_month.setdefault(month_name(item.created_at), []).append(item)
+        self._read.apply(items, deletes, by_month, self._read.snapshot.generation)
 
     def _rebuild(self, partitions: Sequence[str] | None, why: str) -> None:
         assert self._read is not None

@@ -61,14 +61,19 @@ def check_time(created_at: int) -> int:
     return created_at
 
 
+def month_name(created_at: int) -> str:
+    """The partition name for any unix time, unchecked: for rows already stored (say, in 9999)."""
+    year, month = _civil_from_days(int(created_at) // DAY)
+    return f"m{year:04d}_{month:02d}"
+
+
 def partition_for(created_at: int) -> str:
     """The partition name for a unix time, e.g. ``m2023_11``.
 
     Raises:
         ConfigError: the time is outside what lookalike stores (see ``check_time``).
     """
-    year, month = _civil_from_days(check_time(created_at) // DAY)
-    return f"m{year:04d}_{month:02d}"
+    return month_name(check_time(created_at))
 
 
 def month_start(name: str) -> int | None:
