@@ -45,6 +45,19 @@ from lookalike.store.segments import default_ef
 log = logging.getLogger(__name__)
 
 REBUILD_BATCH = 5000
+_OPEN: dict[str, int] = {}
+"""Open LiteStores per database path in this process (Milvus Lite runs one server per path)."""
+_OPEN_LOCK = threading.Lock()
+
+
+def _release(path: Path) -> None:
+    from milvus_lite.server_manager import server_manager_instance
+
+    with _OPEN_LOCK:
+        left = _OPEN.get(str(path), 1) - 1
+        _OPEN[str(path)] = max(left, 0)
+    if left <= 0:
+        server_manager_instance.release_server(str(path))
 
 
 class LiteStore(BaseStore):
@@ -73,7 +86,10 @@ class LiteStore(BaseStore):
         path = lite_path(self.uri)
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            return MilvusClient(uri=str(path), timeout=self.timeout_s)
+            client = MilvusClient(uri=str(path), timeout=self.timeout_s)
+            with _OPEN_LOCK:
+                _OPEN[str(path)] = _OPEN.get(str(path), 0) + 1
+            return client
         except Exception as exc:
             holder = _lock_holder(path)
             if holder is not None:
@@ -100,11 +116,16 @@ class LiteStore(BaseStore):
         return int(engine._next_seq), tuple(engine.list_partitions())
 
     def close(self) -> None:
+        """Save the read index and let go of the database: the last store to close stops Milvus Lite,
+        so that another process can open it."""
         with self._lock:
-            if self._read is not None and self._client is not None:
+            opened = self._client is not None
+            if self._read is not None and opened:
                 self._save()
             self._read = None
             super().close()
+            if opened:
+                _release(lite_path(self.uri))
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -297,13 +318,16 @@ class LiteStore(BaseStore):
         for old, ids in moved.items():
             self._delete_rows(ids, old)
         if moved:
-            # Milvus Lite forgets an unflushed tombstone when the key is inserted again, and the
-            # old row in its old partition comes back to partition-scoped reads: flush it first.
-            with milvus_errors("flush"):
-                self.client.flush(self.collection)
+            self._flush_tombstones()
         for name, group in by_partition.items():
             # Milvus Lite keeps the newest version of a primary key, so an insert replaces.
             self._write_rows(name, group, upsert=False)
+
+    def _flush_tombstones(self) -> None:
+        # Milvus Lite forgets an unflushed tombstone when its key is inserted again (in another
+        # partition, say), and the old row comes back to partition-scoped reads: flush deletes.
+        with milvus_errors("flush"):
+            self.client.flush(self.collection)
 
     def delete(self, ids: Sequence[int]) -> int:
         """Delete these ids; returns how many were stored."""
@@ -323,6 +347,7 @@ class LiteStore(BaseStore):
             def to_milvus() -> None:
                 for name, group in by_partition.items():
                     self._delete_rows(group, name)
+                self._flush_tombstones()
 
             self._write(
                 list(where),
