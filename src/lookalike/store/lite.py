@@ -45,6 +45,8 @@ from lookalike.store.segments import default_ef
 log = logging.getLogger(__name__)
 
 REBUILD_BATCH = 5000
+SAVE_EVERY = 50_000
+"""Rows written between automatic saves of the read index (a long ingest keeps its heap bounded)."""
 _OPEN: dict[str, int] = {}
 """Open LiteStores per database path in this process (Milvus Lite runs one server per path)."""
 _OPEN_LOCK = threading.Lock()
@@ -74,6 +76,7 @@ class LiteStore(BaseStore):
         super().__init__(uri, collection, timeout_s=timeout_s)
         self._lock = threading.RLock()
         self._read: ReadIndex | None = None
+        self._unsaved = 0
         self._purge: set[str] = set()
 
     """Partitions whose Milvus files may still hold deleted rows (rewritten by compact)."""
@@ -251,6 +254,7 @@ class LiteStore(BaseStore):
 
     def _save(self) -> None:
         assert self._read is not None
+        self._unsaved = 0
         self._read.save({"partitions": list(self.generation()[1]), "purge": sorted(self._purge)})
         (self._folder() / "journal.jsonl").unlink(missing_ok=True)
 
@@ -371,6 +375,9 @@ class LiteStore(BaseStore):
         to_index(start + seqs)
         if seq != start + seqs:  # another client wrote meanwhile: look at everything
             self._repair()
+        self._unsaved += len(ids)
+        if self._unsaved >= SAVE_EVERY:  # new rows live on the heap until saved (then mapped)
+            self.flush()
 
     def drop_partitions(self, names: Sequence[str]) -> None:
         """Drop whole partitions and their items: one shard each leaves the read index."""

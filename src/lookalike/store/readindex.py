@@ -27,7 +27,7 @@ import numpy.typing as npt
 
 from lookalike.store.models import Hit, IndexType, Item
 from lookalike.store.partitions import month_start, next_month
-from lookalike.store.segments import Segment, merge
+from lookalike.store.segments import SEAL_ROWS, Segment, merge
 
 FORMAT_VERSION = 3  # 3: shards of segments with tombstones
 MAX_SEGMENTS = 8
@@ -192,7 +192,17 @@ class ReadIndex:
         self.publish(shards, generation)
 
     def _tiered(self, segments: tuple[Segment, ...]) -> tuple[Segment, ...]:
-        """Merge the smallest segments while a shard has too many (Lucene-style tiers)."""
+        """Keep a shard to a few segments: flat ones merge into a graph once they are many or large,
+        and while there are too many segments the smallest merge (Lucene-style tiers)."""
+        flat = [s for s in segments if not s.is_graph]
+        if (
+            self.index_type == IndexType.HNSW
+            and len(flat) > 1
+            and (sum(s.live for s in flat) >= SEAL_ROWS or len(flat) > MAX_SEGMENTS // 2)
+        ):
+            graphs = tuple(s for s in segments if s.is_graph)
+            live = [s for s in flat if s.live]
+            segments = graphs + ((merge(live, self.index_type, self.params),) if live else ())
         while len(segments) > MAX_SEGMENTS:
             ordered = sorted(segments, key=lambda s: s.live)
             small, rest = ordered[:MERGE_FACTOR], ordered[MERGE_FACTOR:]

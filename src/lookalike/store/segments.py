@@ -29,6 +29,8 @@ EF_SEARCH = 128
 """HNSW search breadth up to 250K vectors (recall@10 1.0 at 100K in `lookalike bench`)."""
 GRAPH_FROM = 4096
 """Smaller HNSW segments are searched exactly: a graph pays off only past a few thousand rows."""
+SEAL_ROWS = 20_000
+"""New rows stay in flat (exact) segments until a shard holds this many of them; then they merge into a graph."""
 
 Mask = npt.NDArray[np.bool_]
 Rows = npt.NDArray[np.int64]
@@ -77,15 +79,22 @@ class Segment:
     codes: npt.NDArray[np.int32] = field(repr=False)
     source_names: tuple[str, ...] = field(repr=False)
     order: Rows = field(repr=False)
+    flat: Any = field(repr=False)
+    """The flat vector storage: the index itself (FLAT) or the graph's storage (HNSW)."""
     saved_dead: int = -1
     """How many dead rows the saved tombstone file holds (-1: the segment is not saved)."""
 
     @classmethod
     def build(cls, items: Sequence[Item], index_type: str, params: dict[str, Any]) -> Segment:
+        """A segment of new rows; a graph is built only for many rows at once (when segments merge)."""
         vectors = np.stack([np.asarray(item.vector, dtype=np.float32) for item in items])
-        return cls.of(
-            f"s{uuid.uuid4().hex[:16]}", to_arrow(items, SCHEMA), build_index(vectors, index_type, params)
-        )
+        kind = index_type if len(items) >= SEAL_ROWS else IndexType.FLAT
+        index = build_index(vectors, kind, params)
+        return cls.of(f"s{uuid.uuid4().hex[:16]}", to_arrow(items, SCHEMA), index)
+
+    @property
+    def is_graph(self) -> bool:
+        return self.flat is not self.index
 
     @classmethod
     def of(
@@ -104,6 +113,7 @@ class Segment:
             codes=encoded.indices.to_numpy(zero_copy_only=False).astype(np.int32),
             source_names=tuple(encoded.dictionary.to_pylist()),
             order=np.argsort(ids, kind="stable"),
+            flat=_flat(index),
             saved_dead=saved_dead,
         )
 
@@ -165,8 +175,7 @@ class Segment:
     def matrix(self) -> npt.NDArray[np.float32]:
         """All the segment's vectors, a view into FAISS' storage (memory-mapped once saved)."""
         faiss = faiss_module()
-        storage = self.index if isinstance(self.index, faiss.IndexFlat) else self.index.storage
-        flat = faiss.downcast_index(storage)
+        flat = self.flat
         n = int(flat.ntotal)
         if n == 0:
             return np.zeros((0, flat.d), dtype=np.float32)
@@ -186,19 +195,16 @@ class Segment:
         n = len(self)
         if kept == 0:
             return np.full((len(queries), 0), -np.inf, np.float32), np.zeros((len(queries), 0), np.int64)
-        if kept < EXACT_BELOW or isinstance(self.index, faiss.IndexFlat):
-            # Exact scores: a narrow filter beats a filtered graph walk this way, and one BLAS
-            # product uses every core where FAISS scans on one for a single query.
-            rows = np.flatnonzero(keep) if kept < n else np.arange(n, dtype=np.int64)
-            scores = queries @ (self.matrix()[rows] if kept < n else self.matrix()).T
-            kk = min(k, len(rows))
-            top = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
-            order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
-            top = np.take_along_axis(top, order, axis=1)
-            return np.take_along_axis(scores, top, axis=1), rows[top]
+        bitmap = np.packbits(keep, bitorder="little") if kept < n else None
         # The bitmap must outlive the search: the selector only points at it.
-        bitmap = np.packbits(keep, bitorder="little")
-        selector = faiss.IDSelectorBitmap(n, faiss.swig_ptr(bitmap))
+        selector = faiss.IDSelectorBitmap(n, faiss.swig_ptr(bitmap)) if bitmap is not None else None
+        if kept < EXACT_BELOW or self.flat is self.index:
+            # Exact scores over the kept rows: a narrow filter beats a filtered graph walk. FAISS
+            # scores straight from the memory-mapped vectors (numpy would copy them: the mapping
+            # is not aligned for it).
+            params = faiss.SearchParameters(sel=selector) if selector is not None else None
+            scores, rows = self.flat.search(queries, min(k, kept), params=params)
+            return scores, rows.astype(np.int64)
         params = faiss.SearchParametersHNSW(sel=selector, efSearch=max(ef or default_ef(n), k))
         scores, rows = self.index.search(queries, min(k, kept), params=params)
         return scores, rows.astype(np.int64)
@@ -231,6 +237,11 @@ class Segment:
         if index.ntotal != table.num_rows or int(alive.sum()) != table.num_rows - dead:
             raise ValueError(f"segment {name} is inconsistent")
         return cls.of(name, table, index, alive, saved_dead=dead)
+
+
+def _flat(index: Any) -> Any:
+    faiss = faiss_module()
+    return index if isinstance(index, faiss.IndexFlat) else faiss.downcast_index(index.storage)
 
 
 def merge(segments: Sequence[Segment], index_type: str, params: dict[str, Any]) -> Segment:
