@@ -57,7 +57,9 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--vectors", type=int, default=1_000_000)
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--queries", type=int, default=200)
@@ -90,7 +92,9 @@ def main() -> None:
         best_ids = np.take_along_axis(merged_ids, top, axis=1)
         store.insert(
             [
-                Item(int(ids[i]), "", f"v{ids[i]}", "", "bench", int(created[first + i]), "", 0, 0, vectors[i])
+                Item(
+                    int(ids[i]), "", f"v{ids[i]}", "", "bench", int(created[first + i]), "", 0, 0, vectors[i]
+                )
                 for i in range(size)
             ]
         )
@@ -153,7 +157,9 @@ def main() -> None:
         "searches_during_drop": len(during),
         "rows_after_drop": rows_after,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "index_folder_mb": round(sum(p.stat().st_size for p in (work / "bench.db").rglob("*") if p.is_file()) / 2**20),
+        "index_folder_mb": round(
+            sum(p.stat().st_size for p in (work / "bench.db").rglob("*") if p.is_file()) / 2**20
+        ),
     }
     print(json.dumps(result))
     if not args.work:

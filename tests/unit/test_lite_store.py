@@ -91,7 +91,9 @@ def test_a_foreign_write_in_the_same_process_is_seen_by_the_next_read(tmp_path: 
     assert store.count() == 5
     client = MilvusClient(str(tmp_path / "t.db"))
     client.delete("images", ids=[2])
-    client.insert("images", [foreign_row(make_item(77))], partition_name=partition_for(make_item(77).created_at))
+    client.insert(
+        "images", [foreign_row(make_item(77))], partition_name=partition_for(make_item(77).created_at)
+    )
     assert _ids(store) == [1, 3, 4, 5, 77]
 
 

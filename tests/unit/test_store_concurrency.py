@@ -56,7 +56,10 @@ def test_searches_stay_inside_their_filter_while_others_index_delete_and_drop(tm
             action = rng.random()
             with write_lock:
                 if action < 0.5:
-                    batch = [make_item(next_id + i, month=rng.randrange(4), source=rng.randrange(2)) for i in range(20)]
+                    batch = [
+                        make_item(next_id + i, month=rng.randrange(4), source=rng.randrange(2))
+                        for i in range(20)
+                    ]
                     next_id += 20
                     store.insert(batch)
                     model.upsert(batch)

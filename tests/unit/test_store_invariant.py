@@ -39,7 +39,10 @@ DAY = 86_400
 ids = st.integers(min_value=1, max_value=40)
 months = st.integers(min_value=0, max_value=3)
 specs = st.lists(
-    st.tuples(ids, months, st.integers(0, len(SOURCES) - 1)), min_size=1, max_size=12, unique_by=lambda t: t[0]
+    st.tuples(ids, months, st.integers(0, len(SOURCES) - 1)),
+    min_size=1,
+    max_size=12,
+    unique_by=lambda t: t[0],
 )
 windows = st.fixed_dictionaries(
     {},
@@ -143,7 +146,9 @@ class LiteStoreMachine(RuleBasedStateMachine):
         if new_id in self.model.rows:
             return  # a second copy of a stored id in another partition is not one item any more
         newcomer = make_item(new_id, month=0, version=99)
-        newcomer = type(newcomer)(**{**newcomer.metadata(), "created_at": victim.created_at + 1, "vector": vector(new_id)})
+        newcomer = type(newcomer)(
+            **{**newcomer.metadata(), "created_at": victim.created_at + 1, "vector": vector(new_id)}
+        )
         client = MilvusClient(str(DB))
         client.delete(self.name, ids=[victim.id])
         client.insert(self.name, [foreign_row(newcomer)], partition_name=partition_for(victim.created_at))
@@ -174,7 +179,11 @@ class LiteStoreMachine(RuleBasedStateMachine):
     @invariant()
     def searches_equal_the_model(self) -> None:
         query = vector(7)
-        for window in ({}, {"sources": [SOURCES[2]]}, {"since": JAN_2024 + 31 * DAY, "until": JAN_2024 + 70 * DAY}):
+        for window in (
+            {},
+            {"sources": [SOURCES[2]]},
+            {"since": JAN_2024 + 31 * DAY, "until": JAN_2024 + 70 * DAY},
+        ):
             hits = self.store.search(query[None], k=5, **window)[0]
             assert [hit.item.id for hit in hits] == self.model.top(query, 5, **window)
 
