@@ -304,3 +304,20 @@ def test_metrics_and_openapi(client: tuple[TestClient, list[Path]]) -> None:
         and "http" not in page.text.split("<body>")[1].split("lookalike")[0]
     )
     assert np.isfinite(api.post("/search", json={"text": "x"}).json()["took_ms"])
+
+
+def test_delete_removes_an_item_from_every_read_at_once(client: tuple[TestClient, list[Path]]) -> None:
+    api, photos = client
+    hit = api.post("/search", json={"text": "red floral dress", "k": 1}).json()["hits"][0]
+    assert api.delete(f"/items/{hit['id']}").json() == {"deleted": 1, "id": hit["id"], "purged": False}
+    assert api.get(f"/items/{hit['id']}").status_code == 404
+    assert hit["id"] not in [
+        h["id"] for h in api.post("/search", json={"text": "red floral dress", "k": 8}).json()["hits"]
+    ]
+    assert api.get("/stats").json()["rows"] == 7
+    assert api.delete(f"/items/{hit['id']}").status_code == 404
+    for bad in ("abc", "-1", "²", str(2**63), "1.5"):
+        assert api.delete(f"/items/{bad}").status_code == 404
+    other = api.post("/search", json={"text": "red floral dress", "k": 1}).json()["hits"][0]
+    assert api.delete(f"/items/{other['id']}?purge=true").json()["purged"] is True
+    assert api.get("/stats").json()["rows"] == 6

@@ -27,7 +27,7 @@ ItemId = Path(description="A stored item's id (a 63-bit integer).", max_length=4
 
 def _item_id(value: str) -> int:
     """Only a stored integer id names an item; anything else (a path, ../..) is simply not found."""
-    if not value.isdigit() or int(value) >= 2**63:
+    if not (value.isascii() and value.isdigit()) or int(value) >= 2**63:
         raise HTTPException(404, f"no stored item has the id {value!r}")
     return int(value)
 
