@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -10,7 +11,8 @@ import numpy as np
 import numpy.typing as npt
 
 from lookalike.errors import ConfigError, StoreError
-from lookalike.store.base import BaseStore, check_k, group_by_partition, milvus_errors
+from lookalike.store.base import BaseStore, group_by_partition
+from lookalike.store.milvus import check_k, milvus_errors
 from lookalike.store.models import Hit, IndexType, Item
 from lookalike.store.rows import from_row
 
@@ -26,6 +28,18 @@ def search_params(index_type: str, k: int, override: dict[str, Any] | None = Non
     if "ef" in params:
         params["ef"] = max(int(params["ef"]), k)  # Milvus refuses ef < k
     return {"params": params} if params else {}
+
+
+_PERMANENT = ("auth", "credential", "password", "permission", "denied", "ssl", "tls", "certificate")
+
+
+def _transient(exc: Exception) -> bool:
+    """Whether a failed connection may succeed later (the server starting), not a refusal."""
+    text = str(exc).lower()
+    return not any(word in text for word in _PERMANENT)
+
+
+log = logging.getLogger(__name__)
 
 
 class ServerStore(BaseStore):
@@ -54,6 +68,20 @@ class ServerStore(BaseStore):
         return self._connect_with_retries(
             lambda: client_class(uri=self.uri, timeout=self.timeout_s, **self._auth, **self._tls)
         )
+
+    def _connect_with_retries(self, connect: Any) -> Any:
+        """Open the client, retrying with backoff while a server starts, up to ``timeout_s``."""
+        deadline = time.monotonic() + self.timeout_s
+        delay = 0.5
+        while True:
+            try:
+                return connect()
+            except Exception as exc:  # connection failures come as several exception types
+                if not _transient(exc) or time.monotonic() + delay > deadline:
+                    raise StoreError(f"Cannot open the Milvus database at {self.uri}: {exc}") from exc
+                log.info("Milvus at %s is not answering (%s); retrying in %.1f s", self.uri, exc, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     def _consistency(self) -> dict[str, Any]:
         # A server answers reads from a snapshot that may lag the last writes; counts, gets and
