@@ -126,7 +126,7 @@ class Lookalike:
             user=settings.user,
             password=settings.password,
             local_index=settings.local_index,
-            timeout_s=settings.timeout_s,
+            timeout_s=settings.store_timeout_s(uri),
             tls=settings.tls(),
         )
 

@@ -30,7 +30,9 @@ def test_copies_group_with_their_original(tmp_path: Path, tiny_model: tuple[Path
 
     config, checkpoint = tiny_model
     service = Lookalike(
-        load_settings(db=str(tmp_path / "dup.db"), model=str(config), pretrained=str(checkpoint))
+        load_settings(
+            db=str(tmp_path / "dup.db"), model=str(config), pretrained=str(checkpoint), runtime="torch"
+        )
     )
     for folder in (seller_a, seller_b, seller_c):
         service.index(str(folder), source=folder.name)
