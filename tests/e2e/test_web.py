@@ -16,7 +16,7 @@ import pytest
 import uvicorn
 
 from lookalike.api import create_app
-from lookalike.service import Lookalike
+from lookalike.usecases import Context
 from tests.integration.test_api import build
 from tests.integration.test_detect_api import build_with_crops
 
@@ -50,7 +50,7 @@ def live_crops(tmp_path: Path) -> Iterator[tuple[str, list[Path]]]:
     yield from serve(*build_with_crops(tmp_path))
 
 
-def serve(service: Lookalike, photos: list[Path]) -> Iterator[tuple[str, list[Path]]]:
+def serve(service: Context, photos: list[Path]) -> Iterator[tuple[str, list[Path]]]:
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(create_app(service), host="127.0.0.1", port=port, log_level="warning")

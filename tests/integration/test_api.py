@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 
 from lookalike.api import create_app
 from lookalike.config import load_settings
-from lookalike.service import Lookalike
+from lookalike.usecases import Context, ingest
 from tests.helpers import FakeEmbedder, jpeg_bytes, make_image, write_images
 
 fetch_module = importlib.import_module("lookalike.ingest.fetch")  # the module, not the function of that name
@@ -26,11 +26,11 @@ fetch_module = importlib.import_module("lookalike.ingest.fetch")  # the module, 
 CROP_KEYS = ("width", "height", "box", "label", "det_score", "parent_sha256")
 
 
-def build(tmp_path: Path, **settings: Any) -> tuple[Lookalike, list[Path]]:
+def build(tmp_path: Path, **settings: Any) -> tuple[Context, list[Path]]:
     photos = write_images(tmp_path / "photos", 8)
     embedder = FakeEmbedder()
-    service = Lookalike(load_settings(db=str(tmp_path / "api.db"), workers=2, **settings), embedder=embedder)
-    service.index(str(tmp_path / "photos"), source="product")
+    service = Context(load_settings(db=str(tmp_path / "api.db"), workers=2, **settings), embedder=embedder)
+    ingest.index(service, str(tmp_path / "photos"), source="product")
     # "red floral dress" means exactly photo 3 to the fake embedder.
     embedder.concepts["red floral dress"] = embedder.embed_images([make_image(3)])[0]
     return service, photos

@@ -87,7 +87,7 @@ def test_index_and_search_with_detect_from_the_command_line(
     assert "Traceback" not in offline.stderr
     assert run(env, "stats").returncode == 4  # no collection was created
 
-    weights = ["--detector-weights", str(detector_file), "--min-score", "0"]
+    weights = ["--detector-weights", str(detector_file), "--detect-min-score", "0"]
     indexed = run(env, "index", str(tmp_path / "photos"), "--detect", *weights)
     assert indexed.returncode == 0, indexed.stderr
     assert "indexed 4 new images" in indexed.stdout and "detected objects" in indexed.stdout

@@ -339,23 +339,24 @@ def test_detected_crops_are_stored_and_searched_on_the_server(
     tmp_path: Path, milvus_server: MilvusServer
 ) -> None:
     from lookalike.config import load_settings
-    from lookalike.service import Lookalike, Query
+    from lookalike.usecases import Context, Query, ingest
+    from lookalike.usecases import search as searching
     from tests.helpers import FakeDetector, FakeEmbedder
 
     store = _store(milvus_server, "crops")
-    service = Lookalike(
+    service = Context(
         load_settings(db=milvus_server.uri, collection="crops", workers=2),
         embedder=FakeEmbedder(),
         store=store,
         detector=FakeDetector(),
     )
     photos = write_images(tmp_path / "photos", 3)
-    report = service.index(str(tmp_path / "photos"), detect=True)
+    report = ingest.index(service, str(tmp_path / "photos"), detect=True)
     assert (report.indexed, report.crops) == (3, 6) and store.count() == 9
-    found = service.search(Query(image=str(photos[1]), detect=True, k=1))
+    found = searching.search(service, Query(image=str(photos[1]), detect=True, k=1))
     top = found.hits[0].item
     assert found.query_box == (60, 10, 160, 110) == top.crop_box
     assert top.label == "handbag" and abs(top.det_score - 0.9) < 1e-6 and top.parent_sha256
-    assert service.index(str(tmp_path / "photos"), detect=True).crops == 0 and store.count() == 9
+    assert ingest.index(service, str(tmp_path / "photos"), detect=True).crops == 0 and store.count() == 9
     store.drop()
     service.close()

@@ -1,0 +1,49 @@
+"""Stored items by their ids: one item, a catalog item's pictures, an item's image, the collection's figures."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from lookalike.errors import ItemNotFoundError
+from lookalike.usecases.context import Context
+
+if TYPE_CHECKING:
+    from lookalike.store import CollectionInfo, Item
+
+
+def item(ctx: Context, item_id: int) -> Item:
+    """The stored item with this internal id (all fields)."""
+    found = ctx.store.get([item_id])
+    if not found:
+        raise ItemNotFoundError(f"No stored item has the id {item_id}.")
+    return found[0]
+
+
+def by_item_id(ctx: Context, item_id: str, *, with_vector: bool = False) -> list[Item]:
+    """Every stored item (picture or crop) of one catalog item id; raises if there is none.
+
+    The store has no lookup by catalog id yet, so this is one pass over the stored fields
+    without vectors; the vectors are then read for the matches only.
+    """
+    ctx.store.require()
+    ids = [i.id for batch in ctx.store.iter_items(with_vector=False) for i in batch if i.item_id == item_id]
+    if not ids:
+        raise ItemNotFoundError(f"No stored item has the item id {item_id!r}.")
+    return ctx.store.get(ids, with_vector=with_vector)
+
+
+def item_image(ctx: Context, item_id: int, size: int | None = None) -> tuple[bytes, str]:
+    """A stored item's image (or a thumbnail of longest side ``size``) and its media type.
+
+    Only the uri stored with the item is read: no caller's value becomes a path.
+    """
+    from lookalike.ingest import encode_jpeg, image_media_type, shrink
+
+    data = ctx.fetch(item(ctx, item_id).uri)
+    if size is None:
+        return data, image_media_type(data)
+    return encode_jpeg(shrink(data, size, max_pixels=ctx.settings.max_image_pixels)), "image/jpeg"
+
+
+def stats(ctx: Context) -> CollectionInfo:
+    return ctx.store.info()
