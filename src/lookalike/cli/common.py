@@ -11,6 +11,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
+import click
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -217,8 +218,8 @@ def errors(verbose: bool = False) -> Iterator[None]:
     except KeyboardInterrupt:
         err.print("interrupted; what was already inserted is kept and a re-run resumes from it.")
         raise typer.Exit(130) from None
-    except (typer.Exit, typer.Abort):
-        raise
+    except (typer.Exit, typer.Abort, click.exceptions.ClickException):
+        raise  # Typer's own usage errors print themselves (exit 2)
     except Exception as exc:
         if verbose:
             raise
