@@ -11,7 +11,6 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -218,7 +217,7 @@ def errors(verbose: bool = False) -> Iterator[None]:
     except KeyboardInterrupt:
         err.print("interrupted; what was already inserted is kept and a re-run resumes from it.")
         raise typer.Exit(130) from None
-    except (typer.Exit, typer.Abort, click.exceptions.ClickException):
+    except (typer.Exit, typer.Abort, typer.BadParameter):
         raise  # Typer's own usage errors print themselves (exit 2)
     except Exception as exc:
         if verbose:
