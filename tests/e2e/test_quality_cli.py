@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_cli import env, lookalike  # noqa: F401  (env is a fixture)
+from tests.cli import lookalike
+from tests.e2e.test_cli import env  # noqa: F401  (env is a fixture)
 
 pytestmark = pytest.mark.slow
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +16,7 @@ import torch
 
 from lookalike.embed.detect import TorchvisionDetector
 from lookalike.errors import ModelUnavailableError
+from tests.cli import lookalike
 from tests.helpers import make_image, write_images
 
 pytestmark = pytest.mark.slow
@@ -62,10 +61,7 @@ def test_weights_that_do_not_fit_and_missing_files_are_clear_errors(
         del os.environ["TORCH_HOME"]
 
 
-def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "lookalike", *args], env=env, capture_output=True, text=True, timeout=300
-    )
+run = lookalike  # in-process (tests/cli.py)
 
 
 def test_index_and_search_with_detect_from_the_command_line(

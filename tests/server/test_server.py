@@ -15,6 +15,7 @@ import pytest
 
 from lookalike.bench import clustered_vectors
 from lookalike.store import Item, MilvusStore
+from tests.cli import Ran, lookalike  # in-process; the kill test below runs a real process
 from tests.helpers import write_images
 from tests.server.harness import MilvusServer
 
@@ -36,13 +37,7 @@ def env(tmp_path: Path, tiny_model: tuple[Path, Path]) -> dict[str, str]:
     }
 
 
-def lookalike(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "lookalike", *args], env=env, capture_output=True, text=True, timeout=600
-    )
-
-
-def ok(run: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
+def ok(run: Ran) -> Ran:
     assert run.returncode == 0, run.stderr
     return run
 
@@ -68,7 +63,7 @@ def write_catalog(folder: Path, count: int) -> Path:
     return catalog
 
 
-def hits(run: subprocess.CompletedProcess[str]) -> list[tuple[int, float]]:
+def hits(run: Ran) -> list[tuple[int, float]]:
     return [(hit["id"], hit["score"]) for hit in json.loads(ok(run).stdout)["hits"]]
 
 

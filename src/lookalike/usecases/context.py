@@ -35,6 +35,7 @@ class Context:
     ) -> None:
         self.settings = settings
         self._embedder = embedder
+        self.embedder_injected = embedder is not None
         self._detector = detector
         self._store = store
 

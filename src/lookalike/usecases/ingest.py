@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lookalike.store.models import IndexType
+from lookalike.usecases import embedding
 from lookalike.usecases.context import Context
 
 if TYPE_CHECKING:
@@ -73,6 +74,7 @@ def ingest(
 
     store = ctx.store
     store.validate_index(index)
+    embedding.bind(ctx)  # the collection's own model, or a clear error for another one
     embedder = ctx.embedder
     if store.exists():
         store.check_dim(embedder.dim)
@@ -84,7 +86,9 @@ def ingest(
     # Load before creating anything: a model that cannot load must not leave behind an
     # empty collection of its dimension.
     embedder.load()
-    store.ensure(embedder.dim, index=index, index_params=index_params, model=embedder.name)
+    store.ensure(
+        embedder.dim, index=index, index_params=index_params, model=embedding.for_new_collection(ctx)
+    )
     if on_start:
         on_start(listing.count())
     ingestor = Ingestor(

@@ -46,4 +46,10 @@ def item_image(ctx: Context, item_id: int, size: int | None = None) -> tuple[byt
 
 
 def stats(ctx: Context) -> CollectionInfo:
-    return ctx.store.info()
+    """The collection's figures; its model as people read it (the record's label)."""
+    from dataclasses import replace
+
+    from lookalike.usecases.embedding import label_of
+
+    info = ctx.store.info()
+    return replace(info, model=label_of(info.model))

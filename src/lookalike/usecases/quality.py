@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from lookalike.errors import ConfigError
 from lookalike.queries import Query
 from lookalike.usecases.context import Context
+from lookalike.usecases.embedding import bind
 from lookalike.usecases.search import search, text_search_problem
 
 if TYPE_CHECKING:
@@ -40,6 +41,7 @@ def evaluate(
 
     queries = load_eval_queries(queries_path)
     ctx.store.require()
+    bind(ctx)
     text_supported = text_search_problem(ctx) is None
     notes: list[str] = []
     if on_start:

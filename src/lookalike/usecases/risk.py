@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from lookalike.errors import ConfigError, ImageError
 from lookalike.queries import Classified, day_window
 from lookalike.usecases.context import Context
+from lookalike.usecases.embedding import bind
 
 if TYPE_CHECKING:
     from lookalike.scan import Group, LabelSet, LabelSpec, ScanRow
@@ -70,6 +71,7 @@ def scan(
 
     start, end = day_window(since, until)
     ctx.store.require()
+    bind(ctx)  # label vectors must come from the collection's own model
     labels = label_set(ctx, labels_path)
     ctx.store.check_dim(labels.vectors.shape[1])
     chosen = list(sources) or None

@@ -12,6 +12,7 @@ from lookalike.errors import ConfigError, ItemNotFoundError
 from lookalike.queries import Query, SearchResult, day_window, mostly_non_latin
 from lookalike.store.models import Box
 from lookalike.usecases.context import Context
+from lookalike.usecases.embedding import bind, label_of
 from lookalike.usecases.items import by_item_id
 
 
@@ -19,7 +20,7 @@ def text_search_problem(ctx: Context) -> str | None:
     """Why a text search of this collection with this model cannot work, or None."""
     from lookalike.embed import is_image_only
 
-    stored = ctx.store.model()
+    stored = label_of(ctx.store.model())
     if stored and is_image_only(stored):
         return (
             f"The collection '{ctx.store.collection}' was indexed with {stored}, which embeds images "
@@ -114,6 +115,8 @@ def query_vector(ctx: Context, query: Query) -> tuple[np.ndarray, list[int], Box
 def _prepare(ctx: Context, query: Query) -> None:
     """Open what the query needs before its clock starts: the collection, the model, the detector."""
     ctx.store.require()
+    if query.by_text_or_image:
+        bind(ctx)  # the collection's own model, or a clear error for another one
     problem = text_search_problem(ctx) if query.text is not None else None
     if problem:
         raise ConfigError(problem)
@@ -160,7 +163,7 @@ def _warnings(ctx: Context, query: Query, query_box: Box | None) -> list[str]:
             "(pip install 'lookalike[multilingual]')."
         )
     if query.by_text_or_image:
-        stored_model = ctx.store.model()
+        stored_model = label_of(ctx.store.model())
         if stored_model and stored_model != ctx.embedder.name:
             warnings.append(
                 f"The collection was indexed with {stored_model}, but this search uses "
