@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import http.server
 import importlib
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -304,3 +305,35 @@ def test_metrics_and_openapi(client: tuple[TestClient, list[Path]]) -> None:
         and "http" not in page.text.split("<body>")[1].split("lookalike")[0]
     )
     assert np.isfinite(api.post("/search", json={"text": "x"}).json()["took_ms"])
+
+
+def test_docs_are_served_from_the_apps_own_files(client: tuple[TestClient, list[Path]]) -> None:
+    api, _ = client
+    docs = api.get("/docs").text
+    assert "cdn" not in docs.lower() and "/static/docs/swagger-ui-bundle.js" in docs
+    bundle = api.get("/static/docs/swagger-ui-bundle.js")
+    assert bundle.status_code == 200 and len(bundle.content) > 100_000
+    assert api.get("/static/docs/swagger-ui.css").status_code == 200
+
+
+def test_search_pages_cuts_and_finds_catalog_items(client: tuple[TestClient, list[Path]]) -> None:
+    api, _ = client
+    every = api.post("/search", json={"text": "red floral dress", "k": 8}).json()["hits"]
+    page = api.post("/search", json={"text": "red floral dress", "k": 3, "offset": 3}).json()["hits"]
+    assert [h["id"] for h in page] == [h["id"] for h in every[3:6]]
+    cut = (every[1]["score"] + every[2]["score"]) / 2
+    above = api.post("/search", json={"text": "red floral dress", "k": 8, "min_score": cut}).json()["hits"]
+    assert [h["id"] for h in above] == [h["id"] for h in every[:2]]
+    like = api.post("/search", json={"item_id": "img_0003", "k": 8}).json()["hits"]
+    assert len(like) == 7 and "img_0003" not in {h["item_id"] for h in like}
+    missing = api.post("/search", json={"item_id": "nope"})
+    assert missing.status_code == 404 and "nope" in missing.json()["detail"]
+
+
+def test_api_messages_name_api_fields_not_cli_flags(client: tuple[TestClient, list[Path]]) -> None:
+    api, _ = client
+    for body in ({"text": "   "}, {"text": "x", "since": "2023-11-20", "until": "2023-11-01"}):
+        detail = json.dumps(api.post("/search", json=body).json()["detail"])
+        assert "--" not in detail, detail
+    empty_source = api.post("/search", json={"text": "x", "sources": [" "]}).json()["detail"]
+    assert "sources" in json.dumps(empty_source) and "--" not in json.dumps(empty_source)

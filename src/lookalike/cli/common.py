@@ -148,7 +148,6 @@ def setup_logging(verbose: bool) -> None:
     # logger; the user gets one clear message from us instead. lookalike's own warnings (the
     # first-use ONNX export and runtime probe, how long they take) are shown.
     os.environ.setdefault("GRPC_VERBOSITY", "NONE")  # gRPC's C core writes to stderr itself
-    os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "0")
     logging.basicConfig(
         level=logging.INFO if verbose else logging.CRITICAL, format="%(levelname)s %(name)s: %(message)s"
     )
