@@ -25,6 +25,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from lookalike.cli.stderr import filter_grpc_chatter, is_chatter
 from lookalike.config import DEFAULT_MODEL, DEFAULT_PRETRAINED, load_settings
 from lookalike.errors import LookalikeError
 from lookalike.usecases.context import Context
@@ -140,14 +141,16 @@ class _NoGrpcChatter(logging.Filter):
     """gRPC's keepalive renegotiation with Milvus (GOAWAY too_many_pings) is not the user's business."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "too_many_pings" not in record.getMessage() and "GOAWAY" not in record.getMessage()
+        return not is_chatter(record.getMessage().encode())
 
 
 def setup_logging(verbose: bool) -> None:
     # open_clip and huggingface_hub log download failures and retries at ERROR on the root
     # logger; the user gets one clear message from us instead. lookalike's own warnings (the
     # first-use ONNX export and runtime probe, how long they take) are shown.
-    os.environ.setdefault("GRPC_VERBOSITY", "NONE")  # gRPC's C core writes to stderr itself
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
+    if not verbose:
+        filter_grpc_chatter()  # gRPC's C core writes to fd 2 itself, past Python's logging
     logging.basicConfig(
         level=logging.INFO if verbose else logging.CRITICAL, format="%(levelname)s %(name)s: %(message)s"
     )
