@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.server.harness import MilvusServer  # noqa: E402
 
 from lookalike.bench import _fill, clustered_vectors  # noqa: E402
-from lookalike.store import MilvusStore  # noqa: E402
+from lookalike.store import open_store  # noqa: E402
 from lookalike.store.backup import bulk_copy, copy_collection  # noqa: E402
 
 
@@ -32,7 +32,7 @@ def main() -> None:
     server = MilvusServer(work / "server")
     server.start()
     try:
-        lite = MilvusStore(str(work / "lite.db"), "images")
+        lite = open_store(str(work / "lite.db"), "images")
         lite.create(args.dim, index="HNSW")
         _fill(lite, clustered_vectors(args.items, args.dim))
         paths = {
@@ -40,7 +40,7 @@ def main() -> None:
             "bulk": lambda target: bulk_copy(lite, target, str(work / "bulk")),
         }
         for name, copy in paths.items():
-            target = MilvusStore(server.uri, f"migrated_{name}")
+            target = open_store(server.uri, f"migrated_{name}")
             started = time.perf_counter()
             copy(target)
             took = time.perf_counter() - started

@@ -21,13 +21,13 @@ from tests.helpers import FakeEmbedder  # noqa: E402
 from lookalike.config import load_settings  # noqa: E402
 from lookalike.scan import find_duplicates, scan  # noqa: E402
 from lookalike.scan.labels import LabelSet, LabelSpec  # noqa: E402
-from lookalike.store import Item, MilvusStore  # noqa: E402
+from lookalike.store import Item, Store, open_store  # noqa: E402
 from lookalike.usecases import Context  # noqa: E402
 
 DIM = 512
 
 
-def fill(store: MilvusStore, n: int, rng: np.random.Generator) -> float:
+def fill(store: Store, n: int, rng: np.random.Generator) -> float:
     """Clustered unit vectors over 12 months, 1 % of them near-copies of another; returns insert seconds."""
     centres = rng.normal(size=(256, DIM)).astype(np.float32)
     start = 1_672_531_200  # 2023-01-01
@@ -72,7 +72,7 @@ def main() -> None:
     parser.add_argument("--db", default=None, help="reuse (or create) this Milvus Lite file")
     args = parser.parse_args()
     db = args.db or str(Path(tempfile.mkdtemp(prefix="lookalike-scan-")) / "scan.db")
-    store = MilvusStore(db, "images")
+    store = open_store(db, "images")
     rng = np.random.default_rng(0)
     if not store.exists():
         store.create(DIM)

@@ -23,7 +23,7 @@ from PIL import Image, ImageDraw
 from lookalike.config import Settings
 from lookalike.embed import Embedder, create_embedder, l2_normalise
 from lookalike.ingest import Ingestor, open_listing
-from lookalike.store import Item, MilvusStore, is_server_uri
+from lookalike.store import Item, ServerStore, Store, is_server_uri, open_store
 
 Say = Callable[[str], None]
 QUERIES = [
@@ -91,7 +91,7 @@ def clustered_vectors(n: int, dim: int, seed: int = 0, clusters: int = 1000) -> 
     return l2_normalise(out)
 
 
-def _fill(store: MilvusStore, vectors: np.ndarray) -> float:
+def _fill(store: Store, vectors: np.ndarray) -> float:
     """Insert the vectors spread over twelve months; returns the seconds taken."""
     start = 1_672_531_200
     created = np.linspace(start, start + 365 * 86400 - 1, len(vectors)).astype(np.int64)
@@ -135,7 +135,7 @@ def bench_ingest(
         # its buffers and picks kernels, which a 96-image run would otherwise count.
         warm = [embedder.prepare_image(samples[i % len(samples)]) for i in range(embedder.batch_size)]
         embedder.embed_prepared(warm)
-        store = MilvusStore(str(work / f"ingest-{label}.db"), "images")
+        store = open_store(str(work / f"ingest-{label}.db"), "images")
         store.create(embedder.dim, model=embedder.name)
         ingestor = Ingestor(
             embedder, store, chunk_size=max(embedder.batch_size, 16), workers=settings.workers
@@ -165,7 +165,7 @@ def bench_ingest(
     return result, chosen
 
 
-def _time_search(store: MilvusStore, vectors: np.ndarray, queries: np.ndarray) -> tuple[list[float], float]:
+def _time_search(store: Store, vectors: np.ndarray, queries: np.ndarray) -> tuple[list[float], float]:
     """Single-query latencies (ms) and recall@10 against exact search."""
     # The true ten nearest, as sets (order is not compared); ids are row + 1.
     exact = np.argpartition(-(queries @ vectors.T), 10, axis=1)[:, :10] + 1
@@ -179,7 +179,7 @@ def _time_search(store: MilvusStore, vectors: np.ndarray, queries: np.ndarray) -
 
 
 def _search_row(
-    store: MilvusStore, backend: str, vectors: np.ndarray, queries: np.ndarray, build_s: float, say: Say
+    store: Store, backend: str, vectors: np.ndarray, queries: np.ndarray, build_s: float, say: Say
 ) -> dict[str, Any]:
     latencies, recall = _time_search(store, vectors, queries)
     index_type, params = store.index()
@@ -202,7 +202,7 @@ def _search_row(
     return entry
 
 
-def _fill_and_load(store: MilvusStore, vectors: np.ndarray, index: str) -> tuple[float, float]:
+def _fill_and_load(store: Store, vectors: np.ndarray, index: str) -> tuple[float, float]:
     """Create and fill the collection; returns (insert seconds, seconds until the first answer)."""
     store.create(vectors.shape[1], index=index)
     insert_s = _fill(store, vectors)
@@ -211,7 +211,7 @@ def _fill_and_load(store: MilvusStore, vectors: np.ndarray, index: str) -> tuple
     return insert_s, insert_s + time.perf_counter() - started
 
 
-def _text_query(embedder: Embedder, store: MilvusStore, count: int) -> dict[str, Any]:
+def _text_query(embedder: Embedder, store: Store, count: int) -> dict[str, Any]:
     """Encode a shop query and search with it, end to end, as `lookalike search` does."""
     encode_ms, total_ms = [], []
     for i in range(count):
@@ -269,7 +269,7 @@ def run_bench(settings: Settings, config: BenchConfig, say: Say = lambda line: N
     insert_rates: list[float] = []
     lite = str(work / "search.db")
     for index in config.indexes:
-        store = MilvusStore(lite, f"bench_{index.lower()}")
+        store = open_store(lite, f"bench_{index.lower()}")
         if index.upper() not in {i.value for i in store.supported_indexes}:
             continue
         say(f"search milvus-lite {index}: inserting {len(vectors)} vectors and building the index …")
@@ -288,7 +288,8 @@ def run_bench(settings: Settings, config: BenchConfig, say: Say = lambda line: N
             say(
                 f"search milvus-lite-direct {index}: {config.direct_queries} queries through Milvus Lite itself …"
             )
-            direct = MilvusStore(lite, f"bench_direct_{index.lower()}", local_index=False)
+            # (ServerStore on a .db path: pymilvus' own client, no read index in front of it.)
+            direct = ServerStore(lite, f"bench_direct_{index.lower()}")
             _, build_s = _fill_and_load(direct, vectors, index)
             row = _search_row(
                 direct, "milvus-lite-direct", vectors, queries[: config.direct_queries], build_s, say
@@ -298,7 +299,7 @@ def run_bench(settings: Settings, config: BenchConfig, say: Say = lambda line: N
             direct.close()
     if config.db and is_server_uri(config.db):
         for index in config.indexes:
-            store = MilvusStore(config.db, f"bench_{index.lower()}")
+            store = open_store(config.db, f"bench_{index.lower()}")
             if store.exists():
                 store.drop()
             insert_s, build_s = _fill_and_load(store, vectors, index)
@@ -309,7 +310,7 @@ def run_bench(settings: Settings, config: BenchConfig, say: Say = lambda line: N
     result["insert"] = {"vectors_per_s": round(statistics.median(insert_rates), 1) if insert_rates else 0.0}
     say(f"insert: {result['insert']['vectors_per_s']} vectors/s")
     if "text_query" not in result:
-        store = MilvusStore(str(work / "text.db"), "images")
+        store = open_store(str(work / "text.db"), "images")
         _fill_and_load(store, vectors, "FLAT")
         result["text_query"] = _text_query(embedder, store, config.queries)
         store.close()

@@ -40,8 +40,6 @@ class Settings(BaseSettings):
     detect_min_score: float = Field(default=0.25, ge=0.0, le=1.0)
     detect_min_size: int = Field(default=32, ge=1)  # pixels, the shorter side of a box
     detect_max_boxes: int = Field(default=10, ge=1, le=100)
-    # Milvus Lite: answer searches and scans from lookalike's local FAISS copy (see store/local.py).
-    local_index: bool = True
     batch_size: int = Field(default=32, ge=1, le=4096)
     workers: int = Field(default_factory=lambda: max(1, min(8, os.cpu_count() or 1)), ge=1, le=64)
     # Milvus server credentials and TLS; ignored by Milvus Lite. An https:// URI turns TLS on.

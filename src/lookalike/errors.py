@@ -27,6 +27,10 @@ class StoreError(LookalikeError):
     exit_code = 4
 
 
+class DatabaseInUseError(StoreError):
+    """Another process holds the Milvus Lite database open (Milvus Lite locks its folder)."""
+
+
 class DimensionMismatchError(StoreError):
     """The model's embedding size differs from the collection's vector field."""
 

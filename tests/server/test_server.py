@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from lookalike.bench import clustered_vectors
-from lookalike.store import Item, MilvusStore
+from lookalike.store import Item, Store, open_store
 from tests.cli import Ran, lookalike  # in-process; the kill test below runs a real process
 from tests.helpers import write_images
 from tests.server.harness import MilvusServer
@@ -123,8 +123,8 @@ def test_the_cli_answers_the_same_on_a_server_as_on_milvus_lite(
     assert len(lite["filtered"]) > 0 and len(lite["after_drop"]) < 30
 
 
-def _store(server: MilvusServer, name: str) -> MilvusStore:
-    store = MilvusStore(server.uri, name)
+def _store(server: MilvusServer, name: str) -> Store:
+    store = open_store(server.uri, name)
     if store.exists():
         store.drop()
     return store
@@ -180,7 +180,7 @@ def test_migrate_copies_a_lite_collection_to_the_server(
             *lite,
         )
     )
-    target = MilvusStore(milvus_server.uri, "migrated")
+    target = open_store(milvus_server.uri, "migrated")
     if target.exists():
         target.drop()
     moved = ok(
@@ -264,7 +264,7 @@ def test_a_server_killed_mid_ingest_loses_and_duplicates_nothing_once_resumed(
 
     resumed = ok(lookalike(env, "index", str(catalog), *common))
     assert "already indexed" in resumed.stdout
-    store = MilvusStore(milvus_server.uri, "crash")
+    store = open_store(milvus_server.uri, "crash")
     assert store.count() == 400
     ids = [item.id for batch in store.iter_items(with_vector=False) for item in batch]
     assert len(ids) == len(set(ids)) == 400
@@ -324,7 +324,7 @@ def test_the_cli_builds_and_searches_an_ivf_pq_index_on_the_server(
     found = hits(
         lookalike(env, "search", "--image", photo, "--search-params", '{"nprobe": 8}', "--json", *server)
     )
-    top = MilvusStore(milvus_server.uri, "cli_pq").get([found[0][0]])[0]
+    top = open_store(milvus_server.uri, "cli_pq").get([found[0][0]])[0]
     assert top.item_id == "sku11"
     refused = lookalike(env, "index", str(catalog), *pq_index, "--db", str(tmp_path / "lite.db"))
     assert refused.returncode == 2 and "IVF_PQ needs a Milvus server" in refused.stderr

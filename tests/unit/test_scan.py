@@ -13,7 +13,7 @@ import pytest
 from lookalike.config import load_settings
 from lookalike.errors import ConfigError
 from lookalike.scan import write_scan_report
-from lookalike.store import Item, MilvusStore
+from lookalike.store import Item, open_store
 from lookalike.usecases import Context, risk
 from tests.helpers import FakeEmbedder
 
@@ -33,7 +33,7 @@ def planted(tmp_path: Path) -> tuple[Context, dict[str, set[int]]]:
     """300 random items from October to December 2023; samoyeds planted inside and outside 19-23 Nov."""
     rng = np.random.default_rng(7)
     samoyed = unit(rng.normal(size=DIM))
-    store = MilvusStore(str(tmp_path / "scan.db"), "images")
+    store = open_store(str(tmp_path / "scan.db"), "images")
     store.create(DIM, model="fake-32")
     items, truth = [], {"inside": set(), "outside": set(), "window": set()}
     start, end = ts("2023-10-01"), ts("2023-12-31")

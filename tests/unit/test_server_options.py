@@ -8,7 +8,7 @@ import pytest
 
 from lookalike.config import load_settings
 from lookalike.errors import StoreError
-from lookalike.store import MilvusStore
+from lookalike.store import ServerStore
 
 
 class Recorder:
@@ -23,9 +23,9 @@ class Recorder:
             raise ConnectionError("connection refused")
 
 
-def _connect(store: MilvusStore, failures: int = 0) -> list[dict[str, Any]]:
+def _connect(store: ServerStore, failures: int = 0) -> list[dict[str, Any]]:
     Recorder.calls, Recorder.failures = [], failures
-    store._connect(Recorder, store.uri)
+    store._connect(Recorder)
     return Recorder.calls
 
 
@@ -38,7 +38,7 @@ def test_tls_and_credentials_from_settings_reach_the_client() -> None:
         "server_name": "milvus.shop",
         "secure": "true",
     }
-    store = MilvusStore(
+    store = ServerStore(
         "https://milvus.shop:19530", "images", user="analyst", password="s3cret", tls=settings.tls()
     )
     (call,) = _connect(store)
@@ -49,7 +49,7 @@ def test_tls_and_credentials_from_settings_reach_the_client() -> None:
 
 def test_two_way_tls_passes_every_file() -> None:
     tls = load_settings(tls_ca_pem="ca.pem", tls_client_pem="client.pem", tls_client_key="client.key").tls()
-    (call,) = _connect(MilvusStore("http://h:19530", "images", tls=tls))
+    (call,) = _connect(ServerStore("http://h:19530", "images", tls=tls))
     assert (call["ca_pem_path"], call["client_pem_path"], call["client_key_path"]) == (
         "ca.pem",
         "client.pem",
@@ -58,15 +58,15 @@ def test_two_way_tls_passes_every_file() -> None:
 
 
 def test_a_server_that_is_still_starting_is_retried() -> None:
-    calls = _connect(MilvusStore("http://h:19530", "images", timeout_s=10), failures=2)
+    calls = _connect(ServerStore("http://h:19530", "images", timeout_s=10), failures=2)
     assert len(calls) == 3
 
 
 def test_a_server_that_never_answers_is_a_clear_error() -> None:
     with pytest.raises(StoreError, match="Cannot open the Milvus database at http://h:19530"):
-        _connect(MilvusStore("http://h:19530", "images", timeout_s=1), failures=100)
+        _connect(ServerStore("http://h:19530", "images", timeout_s=1), failures=100)
 
 
 def test_no_tls_settings_means_no_tls_arguments() -> None:
-    (call,) = _connect(MilvusStore("http://h:19530", "images", tls=load_settings().tls()))
+    (call,) = _connect(ServerStore("http://h:19530", "images", tls=load_settings().tls()))
     assert not {"secure", "server_pem_path", "ca_pem_path"} & set(call)

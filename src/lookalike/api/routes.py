@@ -170,6 +170,19 @@ async def item(request: Request, item_id: str = ItemId) -> dict[str, Any]:
     return found.metadata()
 
 
+@router.delete("/items/{item_id}", tags=["items"])
+async def delete_item(
+    request: Request,
+    item_id: str = ItemId,
+    purge: bool = Query(default=False, description="Also erase the item's bytes from the database files."),
+) -> dict[str, Any]:
+    """Delete a stored item: it is gone from every search, get and scan at once."""
+    deleted = await blocking(items.delete, context_of(request), [_item_id(item_id)], purge=purge)
+    if not deleted:
+        raise HTTPException(404, f"no stored item has the id {item_id!r}")
+    return {"deleted": deleted, "id": int(item_id), "purged": purge}
+
+
 @router.get(
     "/items/{item_id}/image",
     tags=["items"],

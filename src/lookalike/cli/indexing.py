@@ -74,6 +74,15 @@ def index(
     ] = False,
     detector_weights: DetectorWeights = None,
     detect_min_score: DetectMinScore = None,
+    sync: Annotated[
+        bool,
+        typer.Option(
+            "--sync",
+            help="Mirror this folder or catalog: delete its items that are no longer listed, replace an item "
+            "whose image changed, update changed names and dates without re-embedding. A folder's scope is "
+            "its source under that folder; a catalog's, the sources its rows name (and --source).",
+        ),
+    ] = False,
     as_json: AsJson = False,
     db: Db = None,
     collection: Collection = None,
@@ -129,22 +138,33 @@ def index(
             on_start=on_start,
             progress=advance,
             detect=detect,
+            sync=sync,
         )
     if as_json:
         sys.stdout.write(json.dumps(report_dict(report), ensure_ascii=False) + "\n")
     else:
-        crops = f", {report.crops} detected objects" if detect else ""
-        out.print(
-            f"indexed {report.indexed} new images{crops}, {report.already_indexed} already indexed, "
-            f"{len(report.skipped)} skipped, in {report.elapsed_s:.1f} s ({report.images_per_s:.1f} img/s)",
-            highlight=False,
-            markup=False,
-        )
-        if report.skipped:
-            rows = [[skipped.uri, skipped.reason] for skipped in report.skipped]
-            table("skipped files", [("file", "left"), ("reason", "left")], rows, console=err)
+        print_report(report, detect, sync)
     if report.indexed == 0 and report.already_indexed == 0 and report.skipped:
         raise typer.Exit(1)
+
+
+def print_report(report: IngestReport, detect: bool, sync: bool) -> None:
+    crops = f", {report.crops} detected objects" if detect else ""
+    if sync:
+        line = (
+            f"synced: {report.added} added, {report.updated} updated, {report.replaced} replaced, "
+            f"{report.deleted} deleted, {report.left} left as they were{crops}, {len(report.skipped)} skipped, "
+            f"in {report.elapsed_s:.1f} s"
+        )
+    else:
+        line = (
+            f"indexed {report.indexed} new images{crops}, {report.already_indexed} already indexed, "
+            f"{len(report.skipped)} skipped, in {report.elapsed_s:.1f} s ({report.images_per_s:.1f} img/s)"
+        )
+    out.print(line, highlight=False, markup=False)
+    if report.skipped:
+        rows = [[skipped.uri, skipped.reason] for skipped in report.skipped]
+        table("skipped files", [("file", "left"), ("reason", "left")], rows, console=err)
 
 
 def report_dict(report: IngestReport) -> dict[str, Any]:
@@ -152,6 +172,11 @@ def report_dict(report: IngestReport) -> dict[str, Any]:
         "indexed": report.indexed,
         "already_indexed": report.already_indexed,
         "crops": report.crops,
+        "added": report.added,
+        "updated": report.updated,
+        "replaced": report.replaced,
+        "deleted": report.deleted,
+        "left": report.left,
         "skipped": [{"uri": s.uri, "reason": s.reason} for s in report.skipped],
         "elapsed_s": round(report.elapsed_s, 3),
         "images_per_s": round(report.images_per_s, 3),

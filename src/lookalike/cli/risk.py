@@ -167,25 +167,44 @@ def partitions_list(
 
 @partitions_app.command("drop")
 def partitions_drop(
-    before: Annotated[str, typer.Option(help="Drop whole months that end before this day (YYYY-MM-DD).")],
+    before: Annotated[
+        str | None, typer.Option(help="Drop whole months that end before this day (YYYY-MM-DD).")
+    ] = None,
+    names: Annotated[
+        list[str] | None,
+        typer.Option("--name", help="Drop this partition by name, e.g. m9999_12 (repeatable)."),
+    ] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     db: Db = None,
     collection: Collection = None,
     verbose: Verbose = False,
 ) -> None:
-    """Drop the monthly partitions strictly older than a day, with all their items. Newer data is never touched."""
+    """Drop monthly partitions with all their items: those strictly older than --before, or --name ones.
+
+    Newer data is never touched. --name also removes a partition no date can reach (one an old
+    version created for a row dated in year 9999, say).
+    """
+    if (before is None) == (not names):
+        raise typer.BadParameter("give either --before DAY or --name PARTITION.")
     cutoff = parse_day(before, "--before")
-    assert cutoff is not None
     from lookalike.usecases import risk
 
     with session(verbose, db, collection, None, None) as ctx:
-        doomed = risk.partitions_before(ctx, cutoff)
+        if names:
+            known = {p.name: p for p in risk.partitions(ctx)}
+            missing = [name for name in names if name not in known or name == "_default"]
+            if missing:
+                raise typer.BadParameter(f"no such partition: {', '.join(missing)}", param_hint="--name")
+            doomed = [known[name] for name in names]
+        else:
+            assert cutoff is not None
+            doomed = risk.partitions_before(ctx, cutoff)
         if not doomed:
             out.print(f"no whole month ends before {cutoff}; nothing dropped")
             return
         rows = sum(p.rows for p in doomed)
-        names = ", ".join(p.name for p in doomed)
-        out.print(f"about to drop {len(doomed)} partitions ({names}) holding {rows} items")
+        listed = ", ".join(p.name for p in doomed)
+        out.print(f"about to drop {len(doomed)} partitions ({listed}) holding {rows} items")
         if not yes and not _confirm("Drop them?"):
             err.print("nothing dropped (pass --yes to drop without being asked)")
             raise typer.Exit(1)

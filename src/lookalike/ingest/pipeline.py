@@ -11,13 +11,15 @@ from typing import Any
 
 from lookalike.embed import Detection, Detector, Embedder
 from lookalike.embed.detect import crop
-from lookalike.errors import ImageError
+from lookalike.errors import ConfigError, ImageError
 from lookalike.ingest.decode import decode_image
 from lookalike.ingest.fetch import Fetched, fetch
 from lookalike.ingest.ids import content_hash, stable_id
 from lookalike.ingest.sources import Record, Skipped
-from lookalike.store import Item, MilvusStore
+from lookalike.ingest.sync import Marks, Scope, sweep, updated_metadata
+from lookalike.store import Item, Store
 from lookalike.store.models import WHOLE_IMAGE_LABEL, box_text
+from lookalike.store.partitions import check_time
 
 Progress = Callable[[int], None]
 
@@ -30,8 +32,19 @@ class IngestReport:
     indexed: int = 0
     already_indexed: int = 0
     crops: int = 0  # detected objects stored as their own items (--detect)
+    updated: int = 0  # --sync: name or date changed, image the same (no re-embedding)
+    replaced: int = 0  # --sync: a new image for a listed item; the old one was deleted
+    deleted: int = 0  # --sync: no longer listed
     skipped: list[Skipped] = field(default_factory=list)
     elapsed_s: float = 0.0
+
+    @property
+    def added(self) -> int:
+        return self.indexed - self.replaced
+
+    @property
+    def left(self) -> int:
+        return self.already_indexed - self.updated
 
     @property
     def images_per_s(self) -> float:
@@ -46,6 +59,7 @@ class _Read:
     created_at: int
     data: bytes
     whole: bool = True  # False: the picture is stored (indexed before without detection); add its crops
+    dated: bool = True  # False: no date was given or served, created_at is the time of this run
 
 
 @dataclass(frozen=True)
@@ -68,6 +82,7 @@ class _Prepared:
     decoded: list[_Unit] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     already_indexed: int = 0
+    updates: list[Item] = field(default_factory=list)
 
 
 def _chunks(items: Iterable[Record | Skipped], size: int) -> Iterator[list[Record | Skipped]]:
@@ -82,7 +97,7 @@ class Ingestor:
     def __init__(
         self,
         embedder: Embedder,
-        store: MilvusStore,
+        store: Store,
         *,
         chunk_size: int = 256,
         workers: int = 4,
@@ -91,6 +106,7 @@ class Ingestor:
         timeout_s: float = 20.0,
         fetcher: Callable[[str], Fetched] | None = None,
         detector: Detector | None = None,
+        scope: Scope | None = None,
     ) -> None:
         self.embedder = embedder
         self.detector = detector
@@ -98,6 +114,8 @@ class Ingestor:
         self.chunk_size = chunk_size
         self.workers = workers
         self.max_pixels = max_pixels
+        self.scope = scope  # --sync: mirror the listing within this scope
+        self.marks = Marks()
         self._fetch = fetcher or (lambda uri: fetch(uri, max_bytes=max_bytes, timeout_s=timeout_s))
 
     def run(self, records: Iterable[Record | Skipped], progress: Progress | None = None) -> IngestReport:
@@ -129,7 +147,9 @@ class Ingestor:
                 items = self._embed(prepared)
                 if inserting is not None:
                     inserting.result()
-                inserting = writer.submit(self.store.insert, items) if items else None
+                writes = items + prepared.updates
+                inserting = writer.submit(self.store.insert, writes) if writes else None
+                report.updated += len(prepared.updates)
                 report.crops += sum(1 for item in items if item.box)
                 report.indexed += sum(1 for item in items if not item.box)
                 report.seen += prepared.size
@@ -140,7 +160,9 @@ class Ingestor:
                     progress(prepared.size)
             if inserting is not None:
                 inserting.result()
-        if report.indexed or report.crops:
+        if self.scope is not None:
+            report.replaced, report.deleted = sweep(self.store, self.scope, self.marks)
+        if report.indexed or report.crops or report.updated or report.deleted or report.replaced:
             self.store.flush()
         report.elapsed_s = time.perf_counter() - started
         return report
@@ -154,7 +176,13 @@ class Ingestor:
         created_at = record.created_at
         if created_at is None:
             created_at = fetched.modified_at if fetched.modified_at is not None else int(time.time())
-        return _Read(record, stable_id(record.source, record.key, sha), sha, created_at, fetched.data)
+        try:
+            check_time(created_at)  # a file modified "in 9999" or a server's odd Last-Modified
+        except ConfigError as exc:
+            return Skipped(record.uri, str(exc))
+        dated = record.created_at is not None or fetched.modified_at is not None
+        item_id = stable_id(record.source, record.key, sha)
+        return _Read(record, item_id, sha, created_at, fetched.data, dated=dated)
 
     def _decode(self, read: _Read) -> list[_Unit] | Skipped:
         # Detection needs the picture at full size: boxes are in its pixels and crops need detail.
@@ -182,6 +210,8 @@ class Ingestor:
         prepared = _Prepared(size=len(chunk))
         prepared.skipped.extend(r for r in chunk if isinstance(r, Skipped))
         records = [r for r in chunk if isinstance(r, Record)]
+        for record in records:
+            self.marks.record(record)
         reads: list[_Read] = []
         for result in pool.map(self._read, records):
             if isinstance(result, Skipped):
@@ -190,9 +220,12 @@ class Ingestor:
                 prepared.already_indexed += 1  # listed twice in this run
             else:
                 seen_ids.add(result.id)
+                self.marks.read(result.record, result.id, result.sha256)
                 reads.append(result)
         stored = self.store.existing_ids([r.id for r in reads]) if self.store.exists() else set()
         prepared.already_indexed += sum(1 for r in reads if r.id in stored)
+        if self.scope is not None and stored:
+            prepared.updates = self._metadata_updates([r for r in reads if r.id in stored])
         fresh = [r for r in reads if r.id not in stored]
         if self.detector is not None and stored:
             # A picture stored by a run without detection gets its crops now; one stored by a
@@ -208,7 +241,22 @@ class Ingestor:
                 prepared.skipped.append(outcome)
             else:
                 prepared.decoded.extend(outcome)
+        self.marks.unread.update(skipped.uri for skipped in prepared.skipped)
         return prepared
+
+    def _metadata_updates(self, reads: list[_Read]) -> list[Item]:
+        """Stored pictures whose listing now gives another name, item id or date (vectors kept)."""
+        stored = {item.id: item for item in self.store.get([r.id for r in reads], with_vector=True)}
+        updates = []
+        for read in reads:
+            if read.id in stored:
+                old = stored[read.id]
+                changed = updated_metadata(
+                    old, read.record, read.created_at if read.dated else old.created_at
+                )
+                if changed is not None:
+                    updates.append(changed)
+        return updates
 
     def _embed(self, prepared: _Prepared) -> list[Item]:
         if not prepared.decoded:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from typing import Any
 
 from lookalike.errors import CatalogError, ConfigError
 from lookalike.ingest.decode import supported_extensions
+from lookalike.store.partitions import MAX_TIME, MIN_TIME
 
 CATALOG_EXTENSIONS = (".csv", ".parquet")
 CATALOG_COLUMNS = ("image", "item_id", "name", "source", "created_at")
@@ -45,26 +47,52 @@ def is_url(value: str) -> bool:
 def parse_created_at(value: Any) -> int | None:
     """ISO date or datetime (naive = UTC) or unix seconds → unix seconds; empty → None.
 
+    A number too large for seconds but in range as milliseconds (``1700000000000``) is read as
+    milliseconds. Dates outside 1970-01-01 .. 2199-12-31 are refused: one row dated 9999 must
+    not create a partition nothing can name.
+
     Raises:
-        ValueError: the value is neither.
+        ValueError: the value is neither, is not finite, or is out of range; the message says which.
     """
     if value is None:
         return None
     if isinstance(value, datetime):
-        return int((value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp())
-    if isinstance(value, int | float):
-        return int(value)
+        return _in_range(int((value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()), value)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return _seconds(float(value), value)
     text = str(value).strip()
     if not text:
         return None
     try:
-        return int(float(text))
+        number = float(text)
     except ValueError:
-        pass
-    parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        number = None
+    if number is not None:
+        return _seconds(number, value)
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"created_at {value!r} is not a date or unix time") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return int(parsed.timestamp())
+    try:
+        return _in_range(int(parsed.timestamp()), value)
+    except (OverflowError, ValueError):
+        raise ValueError(f"created_at {value!r} is outside 1970-01-01 .. 2199-12-31") from None
+
+
+def _seconds(number: float, value: Any) -> int:
+    if not math.isfinite(number):
+        raise ValueError(f"created_at {value!r} is not a finite number")
+    if MAX_TIME <= number < MAX_TIME * 1000:
+        number /= 1000  # milliseconds since the epoch, as JavaScript and many exports write them
+    return _in_range(int(number), value)
+
+
+def _in_range(seconds: int, value: Any) -> int:
+    if not MIN_TIME <= seconds < MAX_TIME:
+        raise ValueError(f"created_at {value!r} is outside 1970-01-01 .. 2199-12-31")
+    return seconds
 
 
 def _walk_images(root: Path) -> Iterator[Path]:
@@ -151,10 +179,8 @@ class Listing:
                 uri = str((path if path.is_absolute() else base / path).resolve())
             try:
                 created_at = parse_created_at(row.get("created_at"))
-            except ValueError:
-                yield Skipped(
-                    uri, f"{where}: created_at {row.get('created_at')!r} is not a date or unix time"
-                )
+            except ValueError as exc:
+                yield Skipped(uri, f"{where}: {exc}")
                 continue
             item_id = str(row.get("item_id") or "").strip()
             source = str(row.get("source") or "").strip() or self.source or DEFAULT_SOURCE

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lookalike.store import Item, MilvusStore
+from lookalike.store import Item, Store
 
 DEFAULT_THRESHOLD = 0.95
 _CHUNK = 256  # rows of the similarity matrix held at once: 256 x n float32
@@ -40,7 +40,7 @@ class _UnionFind:
 
 
 def find_duplicates(
-    store: MilvusStore,
+    store: Store,
     *,
     threshold: float = DEFAULT_THRESHOLD,
     sources: Sequence[str] | None = None,

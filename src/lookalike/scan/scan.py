@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lookalike.scan.labels import LabelSet
-from lookalike.store import Item, MilvusStore
+from lookalike.store import Item, Store
 
 SCAN_BATCH = 8192
 
@@ -25,7 +25,7 @@ class ScanRow:
 
 
 def scan(
-    store: MilvusStore,
+    store: Store,
     labels: LabelSet,
     *,
     sources: Sequence[str] | None = None,

@@ -1,21 +1,50 @@
-"""Milvus storage: the only package that imports pymilvus."""
+"""Milvus storage: the only package that imports pymilvus.
+
+``open_store`` gives a ``LiteStore`` for a ``.db`` path (embedded Milvus Lite, read through its
+derived read index) and a ``ServerStore`` for a ``http(s)://`` URI; both follow ``Store``.
+"""
 
 from __future__ import annotations
 
+from lookalike.store.base import is_server_uri
 from lookalike.store.filters import build_filter, quote
-from lookalike.store.milvus import MilvusStore, is_server_uri
+from lookalike.store.lite import LiteStore
 from lookalike.store.models import CollectionInfo, Hit, IndexType, Item, PartitionStats
 from lookalike.store.partitions import partition_for, partitions_before, partitions_between
+from lookalike.store.protocol import Store
+from lookalike.store.server import ServerStore
+
+
+def open_store(
+    uri: str,
+    collection: str,
+    *,
+    token: str = "",
+    user: str = "",
+    password: str = "",
+    timeout_s: float = 30.0,
+    tls: dict[str, str] | None = None,
+) -> LiteStore | ServerStore:
+    """The store for a Milvus Lite path or a Milvus server URI (nothing is opened yet)."""
+    if is_server_uri(uri):
+        return ServerStore(
+            uri, collection, token=token, user=user, password=password, timeout_s=timeout_s, tls=tls
+        )
+    return LiteStore(uri, collection, timeout_s=timeout_s)
+
 
 __all__ = [
     "CollectionInfo",
     "Hit",
     "IndexType",
     "Item",
-    "MilvusStore",
+    "LiteStore",
     "PartitionStats",
+    "ServerStore",
+    "Store",
     "build_filter",
     "is_server_uri",
+    "open_store",
     "partition_for",
     "partitions_before",
     "partitions_between",

@@ -8,17 +8,17 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from lookalike.errors import ConfigError, LookalikeError
-from lookalike.store.milvus import MilvusStore
-from lookalike.store.models import IndexType, Item, arrow_schema
+from lookalike.store.models import IndexType, Item
+from lookalike.store.protocol import Store
+from lookalike.store.rows import arrow_schema, from_arrow, to_arrow
+from lookalike.store.server import ServerStore
 
 Progress = Callable[[int], None]
 EXPORT_BATCH = 2000
 
 
-def export_parquet(store: MilvusStore, path: str, progress: Progress | None = None) -> int:
+def export_parquet(store: Store, path: str, progress: Progress | None = None) -> int:
     """Write every item and its vector to a Parquet file; returns the row count."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -52,7 +52,7 @@ def export_parquet(store: MilvusStore, path: str, progress: Progress | None = No
     return rows
 
 
-def import_parquet(store: MilvusStore, path: str, progress: Progress | None = None) -> tuple[int, int]:
+def import_parquet(store: Store, path: str, progress: Progress | None = None) -> tuple[int, int]:
     """Restore a Parquet export without re-embedding; returns (imported, already present)."""
     import pyarrow.parquet as pq
 
@@ -93,65 +93,19 @@ def import_parquet(store: MilvusStore, path: str, progress: Progress | None = No
 
 
 def _items_to_table(items: Sequence[Item], schema: Any, dim: int) -> Any:
-    import pyarrow as pa
-
-    vectors = np.stack([item.vector for item in items if item.vector is not None]).astype(np.float32)
-    columns: dict[str, Any] = {
-        name: [getattr(item, name) for item in items] for name in schema.names if name != "vector"
-    }
-    flat = pa.array(vectors.reshape(-1))
-    if isinstance(schema.field("vector").type, pa.FixedSizeListType):
-        columns["vector"] = pa.FixedSizeListArray.from_arrays(flat, dim)
-    else:  # Milvus' bulk import reads a plain list column
-        columns["vector"] = pa.ListArray.from_arrays(
-            pa.array(np.arange(0, len(flat) + 1, dim, dtype=np.int32)), flat
-        )
-    return pa.table({name: columns[name] for name in schema.names}, schema=schema)
+    return to_arrow(items, schema)
 
 
 def _table_to_items(columns: dict[str, list[Any]], dim: int) -> list[Item]:
-    items = []
-    for i, item_id in enumerate(columns["id"]):
-        vector = np.asarray(columns["vector"][i], dtype=np.float32)
-        if vector.shape != (dim,):
-            raise LookalikeError(f"Row with id {item_id} has a vector of size {vector.size}, expected {dim}.")
-
-        def text(name: str, index: int = i) -> str:
-            values = columns.get(name)
-            return str(values[index] or "") if values else ""
-
-        def number(name: str, index: int = i) -> int:
-            values = columns.get(name)
-            return int(values[index] or 0) if values else 0
-
-        def real(name: str, index: int = i) -> float:
-            values = columns.get(name)  # exports made before crops existed lack the crop columns
-            return float(values[index] or 0.0) if values else 0.0
-
-        items.append(
-            Item(
-                id=int(item_id),
-                sha256=text("sha256"),
-                item_id=text("item_id"),
-                name=text("name"),
-                source=text("source"),
-                created_at=number("created_at"),
-                uri=text("uri"),
-                width=number("width"),
-                height=number("height"),
-                parent_sha256=text("parent_sha256"),
-                box=text("box"),
-                label=text("label"),
-                det_score=real("det_score"),
-                vector=vector,
-            )
-        )
+    items = from_arrow(columns)
+    for item in items:
+        if item.vector is None or item.vector.shape != (dim,):
+            size = 0 if item.vector is None else item.vector.size
+            raise LookalikeError(f"Row with id {item.id} has a vector of size {size}, expected {dim}.")
     return items
 
 
-def copy_collection(
-    source: MilvusStore, target: MilvusStore, progress: Progress | None = None
-) -> tuple[int, int]:
+def copy_collection(source: Store, target: Store, progress: Progress | None = None) -> tuple[int, int]:
     """Copy a collection with its vectors, partitions, index choice and model to another Milvus.
 
     Resumable: items the target already holds are skipped, so an interrupted copy can be run
@@ -188,8 +142,8 @@ def copy_collection(
 
 
 def bulk_copy(
-    source: MilvusStore,
-    target: MilvusStore,
+    source: Store,
+    target: Store,
     folder: str,
     progress: Progress | None = None,
     wait_s: float = 600.0,
@@ -206,7 +160,7 @@ def bulk_copy(
     import pyarrow.parquet as pq
 
     source.require()
-    if target.is_lite:
+    if not isinstance(target, ServerStore):
         raise ConfigError("--bulk-dir needs a Milvus server as the target (--to http://host:19530).")
     if target.exists() and target.count() > 0:
         raise ConfigError(

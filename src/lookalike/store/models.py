@@ -51,23 +51,6 @@ def parse_box(text: str) -> Box | None:
     return x0, y0, x1, y1
 
 
-def arrow_schema(vector: Any = None, metadata: dict[str, str] | None = None) -> Any:
-    """The Arrow schema of stored items; ``vector`` (an Arrow list type) adds the vector after the id."""
-    import pyarrow as pa
-
-    types = {
-        "id": pa.int64(),
-        "created_at": pa.int64(),
-        "width": pa.int32(),
-        "height": pa.int32(),
-        "det_score": pa.float32(),
-    }
-    fields = [(name, types.get(name, pa.string())) for name in SCALAR_FIELDS]
-    if vector is not None:
-        fields.insert(1, ("vector", vector))
-    return pa.schema(fields, metadata=metadata)
-
-
 class IndexType(StrEnum):
     FLAT = "FLAT"
     IVF_FLAT = "IVF_FLAT"

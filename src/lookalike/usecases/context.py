@@ -12,7 +12,7 @@ from lookalike.config import Settings
 
 if TYPE_CHECKING:
     from lookalike.embed import Detector, Embedder
-    from lookalike.store import MilvusStore
+    from lookalike.store import Store
 
 
 class Context:
@@ -30,7 +30,7 @@ class Context:
         settings: Settings,
         *,
         embedder: Embedder | None = None,
-        store: MilvusStore | None = None,
+        store: Store | None = None,
         detector: Detector | None = None,
     ) -> None:
         self.settings = settings
@@ -39,24 +39,23 @@ class Context:
         self._detector = detector
         self._store = store
 
-    def open_store(self, uri: str, collection: str) -> MilvusStore:
-        """A store with the settings' credentials, TLS, timeouts and local-copy choice."""
-        from lookalike.store import MilvusStore
+    def open_store(self, uri: str, collection: str) -> Store:
+        """A store with the settings' credentials, TLS and timeouts (Lite: a generous readiness limit)."""
+        from lookalike.store import open_store
 
         settings = self.settings
-        return MilvusStore(
+        return open_store(
             uri,
             collection,
             token=settings.token,
             user=settings.user,
             password=settings.password,
-            local_index=settings.local_index,
             timeout_s=settings.store_timeout_s(uri),
             tls=settings.tls(),
         )
 
     @property
-    def store(self) -> MilvusStore:
+    def store(self) -> Store:
         if self._store is None:
             self._store = self.open_store(self.settings.db, self.settings.collection)
         return self._store

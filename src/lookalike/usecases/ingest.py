@@ -27,16 +27,19 @@ def index(
     on_start: Callable[[int], None] | None = None,
     progress: Progress | None = None,
     detect: bool = False,
+    sync: bool = False,
 ) -> IngestReport:
     """Index a folder, an image file or a catalog; returns the report of what was done and skipped.
 
-    With ``detect``, every object the detector finds also becomes an item of its own.
+    With ``detect``, every object the detector finds also becomes an item of its own. With
+    ``sync``, the collection mirrors the listing: items no longer listed are deleted, a new
+    image replaces the old one, and changed names or dates are updated without re-embedding.
     """
     from lookalike.ingest import open_listing
 
     ctx.store.validate_index(index)  # before listing (or loading) anything
     listing = open_listing(path, source)
-    return ingest(ctx, listing, index, index_params, on_start, progress, detect)
+    return ingest(ctx, listing, index, index_params, on_start, progress, detect, sync)
 
 
 def check_inputs(inputs: Sequence[str], source: str | None = None) -> None:
@@ -69,8 +72,10 @@ def ingest(
     on_start: Callable[[int], None] | None,
     progress: Progress | None,
     detect: bool = False,
+    sync: bool = False,
 ) -> IngestReport:
     from lookalike.ingest import Ingestor
+    from lookalike.ingest.sync import Scope
 
     store = ctx.store
     store.validate_index(index)
@@ -100,6 +105,7 @@ def ingest(
         max_bytes=ctx.max_bytes,
         timeout_s=ctx.settings.fetch_timeout_s,
         detector=detector,
+        scope=Scope.of(listing) if sync else None,
     )
     return ingestor.run(listing, progress)
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import date
 from typing import TYPE_CHECKING
 
-from lookalike.errors import ItemNotFoundError
+from lookalike.errors import ConfigError, ItemNotFoundError
 from lookalike.usecases.context import Context
 
 if TYPE_CHECKING:
@@ -53,3 +55,53 @@ def stats(ctx: Context) -> CollectionInfo:
 
     info = ctx.store.info()
     return replace(info, model=label_of(info.model))
+
+
+def select(
+    ctx: Context,
+    *,
+    ids: Sequence[int] = (),
+    item_ids: Sequence[str] = (),
+    sources: Sequence[str] = (),
+    since: date | None = None,
+    until: date | None = None,
+) -> list[Item]:
+    """The stored items matching every criterion given (ids, catalog item ids, sources, days).
+
+    Raises:
+        ConfigError: no criterion at all (deleting everything takes an explicit choice).
+    """
+    from lookalike.queries import day_window
+
+    if not (ids or item_ids or sources or since or until):
+        raise ConfigError("Say what to delete: ids, item ids, sources or a date window.")
+    start, end = day_window(since, until)
+    ctx.store.require()
+    if ids and not (item_ids or sources or since or until):
+        return ctx.store.get(list(ids))
+    wanted_ids, wanted_keys = set(ids), set(item_ids)
+    found: list[Item] = []
+    for batch in ctx.store.iter_items(
+        batch_size=5000, with_vector=False, sources=list(sources) or None, since=start, until=end
+    ):
+        found.extend(
+            item
+            for item in batch
+            if (not wanted_ids or item.id in wanted_ids) and (not wanted_keys or item.item_id in wanted_keys)
+        )
+    return found
+
+
+def delete(ctx: Context, ids: Sequence[int], *, purge: bool = False) -> int:
+    """Delete items by id (gone from every read at once); ``purge`` also erases their bytes."""
+    deleted = ctx.store.delete(list(ids))
+    ctx.store.flush()
+    if purge:
+        ctx.store.compact()
+    return deleted
+
+
+def compact(ctx: Context) -> int:
+    """Rewrite storage so that deleted items' bytes are gone from every file; returns partitions rewritten."""
+    ctx.store.require()
+    return ctx.store.compact()

@@ -1,0 +1,170 @@
+"""The Lite store at scale: build time, peak RSS, search latency and recall, and searches during a month drop.
+
+    python scripts/bench_store.py --vectors 1000000          # the issue's 1M × 512-d HNSW figures
+    python scripts/bench_store.py --vectors 20000 --dim 64   # a smoke run
+
+Vectors are clustered unit vectors spread evenly over twelve months, inserted in time order in
+batches of 5,000 (as an ingest would), generated chunk by chunk so that the script itself
+holds no second copy of the collection. Recall@10 is against exact search over the same rows,
+computed on the fly. One thread searches while a month is dropped; its p99 is the figure the
+issue asks for. Prints a JSON line, the CPU model first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from lookalike.store import Item, LiteStore  # noqa: E402
+
+START = 1_672_531_200  # 2023-01-01
+YEAR = 365 * 86_400
+BATCH = 5_000
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def chunk_vectors(rng: np.random.Generator, centres: np.ndarray, size: int) -> np.ndarray:
+    chunk = centres[rng.integers(0, len(centres), size)] + 0.5 * rng.normal(size=(size, centres.shape[1]))
+    chunk = chunk.astype(np.float32)
+    return chunk / np.linalg.norm(chunk, axis=1, keepdims=True)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--vectors", type=int, default=1_000_000)
+    parser.add_argument("--dim", type=int, default=512)
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--index", default="HNSW")
+    parser.add_argument("--work", default="", help="Folder for the database (default: a temporary one).")
+    args = parser.parse_args()
+    work = Path(args.work or tempfile.mkdtemp(prefix="lookalike-bench-store-"))
+    say = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
+    say(f"CPU: {cpu_model()}; {args.vectors} × {args.dim}-d, {args.index}, in {work}")
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(1000, args.dim)).astype(np.float32)
+    queries = chunk_vectors(np.random.default_rng(1), centres, args.queries)
+    best_scores = np.full((args.queries, 10), -np.inf, dtype=np.float32)
+    best_ids = np.zeros((args.queries, 10), dtype=np.int64)
+    created = np.linspace(START, START + YEAR - 1, args.vectors).astype(np.int64)
+
+    store = LiteStore(str(work / "bench.db"), "bench")
+    store.create(args.dim, index=args.index)
+    started = time.perf_counter()
+    for first in range(0, args.vectors, BATCH):
+        size = min(BATCH, args.vectors - first)
+        vectors = chunk_vectors(rng, centres, size)
+        ids = np.arange(first + 1, first + size + 1)
+        scores = queries @ vectors.T  # exact top-10 so far, for recall
+        merged_scores = np.concatenate([best_scores, scores], axis=1)
+        merged_ids = np.concatenate([best_ids, np.broadcast_to(ids, scores.shape)], axis=1)
+        top = np.argsort(-merged_scores, axis=1)[:, :10]
+        best_scores = np.take_along_axis(merged_scores, top, axis=1)
+        best_ids = np.take_along_axis(merged_ids, top, axis=1)
+        store.insert(
+            [
+                Item(
+                    int(ids[i]), "", f"v{ids[i]}", "", "bench", int(created[first + i]), "", 0, 0, vectors[i]
+                )
+                for i in range(size)
+            ]
+        )
+        if (first // BATCH) % 20 == 19:
+            store.flush()
+            say(f"  {first + size} inserted, {time.perf_counter() - started:.0f} s")
+    store.flush()
+    build_s = time.perf_counter() - started
+    store.close()
+
+    opened = time.perf_counter()
+    store = LiteStore(str(work / "bench.db"), "bench")
+    store.search(queries[:1], k=10)
+    open_s = time.perf_counter() - opened
+
+    latencies, hits_found = [], 0
+    for q in range(args.queries):
+        t = time.perf_counter()
+        hits = store.search(queries[q : q + 1], k=10)[0]
+        latencies.append((time.perf_counter() - t) * 1000)
+        hits_found += len({h.item.id for h in hits} & set(best_ids[q].tolist()))
+    recall = hits_found / (10 * args.queries)
+
+    during: list[float] = []
+    done = threading.Event()
+
+    def search_while_dropping() -> None:
+        i = 0
+        while not done.is_set():
+            t = time.perf_counter()
+            store.search(queries[i % args.queries : i % args.queries + 1], k=10)
+            during.append((time.perf_counter() - t) * 1000)
+            i += 1
+
+    reader = threading.Thread(target=search_while_dropping)
+    reader.start()
+    time.sleep(0.5)
+    dropped = time.perf_counter()
+    store.drop_partitions(["m2023_03"])
+    drop_s = time.perf_counter() - dropped
+    time.sleep(0.5)
+    done.set()
+    reader.join()
+    rows_after = store.count()
+    store.close()
+
+    result = {
+        "cpu": cpu_model(),
+        "vectors": args.vectors,
+        "dim": args.dim,
+        "index": args.index,
+        "build_s": round(build_s, 1),
+        "insert_per_s": round(args.vectors / build_s, 1),
+        "open_s": round(open_s, 2),
+        "search_ms_p50": round(statistics.median(latencies), 2),
+        "search_ms_p99": round(percentile(latencies, 0.99), 2),
+        "recall_at_10": round(recall, 4),
+        "drop_month_s": round(drop_s, 2),
+        "search_during_drop_ms_p99": round(percentile(during, 0.99), 2),
+        "searches_during_drop": len(during),
+        "rows_after_drop": rows_after,
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "index_folder_mb": round(
+            sum(p.stat().st_size for p in (work / "bench.db").rglob("*") if p.is_file()) / 2**20
+        ),
+    }
+    print(json.dumps(result))
+    if not args.work:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,501 @@
+"""What Lite and server stores share: the pymilvus client, the collection's schema and metadata,
+partitions, and the reads and writes that go to Milvus itself."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from lookalike.errors import (
+    CollectionNotFoundError,
+    ConfigError,
+    DimensionMismatchError,
+    StoreError,
+    UnsupportedIndexError,
+)
+from lookalike.store.filters import build_filter
+from lookalike.store.models import CROP_FIELDS, SCALAR_FIELDS, CollectionInfo, IndexType, Item, PartitionStats
+from lookalike.store.partitions import month_start, next_month, partition_for, partitions_between
+from lookalike.store.rows import VARCHAR_BYTES, from_row, normalise, to_row
+
+log = logging.getLogger(__name__)
+
+MODEL_PROPERTY = "lookalike.model"
+INDEX_PROPERTY = "lookalike.index"
+"""On Milvus Lite, the index asked for (the read index builds it; Milvus itself keeps none)."""
+MAX_K = 16384
+ID_BATCH = 1000
+"""Ids per filter expression: keeps each expression (and each reply) small."""
+
+LITE_INDEXES = (IndexType.FLAT, IndexType.IVF_FLAT, IndexType.IVF_SQ8, IndexType.HNSW)
+SERVER_INDEXES = tuple(IndexType)
+
+DEFAULT_BUILD_PARAMS: dict[IndexType, dict[str, Any]] = {
+    IndexType.FLAT: {},
+    IndexType.IVF_FLAT: {"nlist": 1024},
+    IndexType.IVF_SQ8: {"nlist": 1024},
+    IndexType.IVF_PQ: {"nlist": 1024, "m": 16},
+    IndexType.HNSW: {"M": 16, "efConstruction": 100},
+}
+
+
+def is_server_uri(uri: str) -> bool:
+    return "://" in uri
+
+
+@contextmanager
+def milvus_errors(action: str) -> Iterator[None]:
+    from pymilvus.exceptions import MilvusException
+
+    try:
+        yield
+    except MilvusException as exc:
+        raise StoreError(f"Milvus could not {action}: {getattr(exc, 'message', exc)}") from exc
+
+
+def check_collection_name(collection: str) -> None:
+    if not collection or not collection.replace("_", "a").isalnum() or collection[0].isdigit():
+        raise ConfigError(
+            f"Invalid collection name {collection!r}: use letters, digits and underscores, "
+            "starting with a letter."
+        )
+
+
+def quiet_pymilvus() -> None:
+    # gRPC's C core logs keepalive renegotiations (GOAWAY too_many_pings) with Milvus Lite's
+    # in-process server straight to stderr; they are not errors.
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
+    # pymilvus logs every failed RPC with a traceback; the store raises one clear error instead.
+    for name in ("pymilvus", "pymilvus.milvus_client", "pymilvus.bulk_writer", "grpc._server"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+def check_k(k: int) -> None:
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
+        raise ConfigError(f"k must be between 1 and {MAX_K}, got {k}.")
+
+
+def group_by_partition(items: Sequence[Item]) -> dict[str, list[Item]]:
+    by_partition: dict[str, list[Item]] = defaultdict(list)
+    for item in items:
+        by_partition[partition_for(item.created_at)].append(item)
+    return by_partition
+
+
+class BaseStore:
+    """One Milvus collection: the client, schema, metadata, partitions and direct Milvus I/O."""
+
+    is_lite = False
+
+    def __init__(self, uri: str, collection: str, *, timeout_s: float = 30.0) -> None:
+        check_collection_name(collection)
+        self.uri = uri
+        self.collection = collection
+        self.timeout_s = timeout_s
+        self._client: Any = None
+        self._loaded = False
+        self._partitions: set[str] | None = None
+        # The schema and index do not change under a running process; describing them once
+        # saves a round trip on every call.
+        self._description: dict[str, Any] | None = None
+        self._index: tuple[str, dict[str, Any]] | None = None
+
+    # -- connection ---------------------------------------------------------------------------
+
+    @property
+    def supported_indexes(self) -> tuple[IndexType, ...]:
+        return LITE_INDEXES if self.is_lite else SERVER_INDEXES
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            quiet_pymilvus()
+            self._client = self._connect()
+        return self._client
+
+    def _connect(self) -> Any:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    # -- collection lifecycle ----------------------------------------------------------------------
+
+    def exists(self) -> bool:
+        with milvus_errors("list collections"):
+            return bool(self.client.has_collection(self.collection))
+
+    def require(self) -> None:
+        if self._loaded or self._description is not None:
+            return  # known to exist in this process
+        if not self.exists():
+            raise CollectionNotFoundError(
+                f"The collection '{self.collection}' does not exist in {self.uri}. "
+                "Index some images first: `lookalike index PATH`."
+            )
+
+    def _ensure_loaded(self) -> None:
+        if self._loaded:
+            return
+        self.require()
+        with milvus_errors("load the collection"):
+            self.client.load_collection(self.collection)
+        self._loaded = True
+
+    def validate_index(self, index: str) -> IndexType:
+        try:
+            index_type = IndexType(index.upper())
+        except ValueError:
+            index_type = None
+        if index_type is None or index_type not in self.supported_indexes:
+            engine = "Milvus Lite" if self.is_lite else "this Milvus server"
+            names = ", ".join(i.value for i in self.supported_indexes)
+            raise UnsupportedIndexError(
+                f"Index type '{index}' is not supported by {engine}. Supported: {names}."
+                + (" IVF_PQ needs a Milvus server (--db http://host:19530)." if self.is_lite else "")
+            )
+        return index_type
+
+    def _schema(self, dim: int) -> Any:
+        from pymilvus import DataType, MilvusClient
+
+        schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("id", DataType.INT64, is_primary=True)
+        schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
+        for name in ("sha256", "item_id", "name", "source"):
+            schema.add_field(name, DataType.VARCHAR, max_length=VARCHAR_BYTES[name])
+        schema.add_field("created_at", DataType.INT64)
+        schema.add_field("uri", DataType.VARCHAR, max_length=VARCHAR_BYTES["uri"])
+        schema.add_field("width", DataType.INT32)
+        schema.add_field("height", DataType.INT32)
+        for name in ("parent_sha256", "box", "label"):
+            schema.add_field(name, DataType.VARCHAR, max_length=VARCHAR_BYTES[name])
+        schema.add_field("det_score", DataType.FLOAT)
+        return schema
+
+    def create(
+        self,
+        dim: int,
+        *,
+        index: str = IndexType.HNSW,
+        index_params: dict[str, Any] | None = None,
+        model: str = "",
+    ) -> None:
+        """Create the collection with its schema and vector index."""
+        index_type = self.validate_index(index)
+        params = {**DEFAULT_BUILD_PARAMS[index_type], **(index_params or {})}
+        self._create(dim, index_type, params, {MODEL_PROPERTY: model} if model else {})
+        self._forget()
+
+    def _create(self, dim: int, index: IndexType, params: dict[str, Any], properties: dict[str, str]) -> None:
+        index_spec = self.client.prepare_index_params()
+        index_spec.add_index(field_name="vector", index_type=index.value, metric_type="IP", params=params)
+        with milvus_errors("create the collection"):
+            self.client.create_collection(self.collection, schema=self._schema(dim), index_params=index_spec)
+            if properties:
+                self.client.alter_collection_properties(self.collection, properties)
+
+    def _forget(self) -> None:
+        self._loaded = False
+        self._partitions = None
+        self._description = None
+        self._index = None
+
+    def ensure(
+        self,
+        dim: int,
+        *,
+        index: str = IndexType.HNSW,
+        index_params: dict[str, Any] | None = None,
+        model: str = "",
+    ) -> bool:
+        """Create the collection if needed; True when it was created.
+
+        An existing collection is checked, never changed: a different vector size raises
+        DimensionMismatchError before anything is written.
+        """
+        if not self.exists():
+            self.create(dim, index=index, index_params=index_params, model=model)
+            return True
+        self.check_dim(dim)
+        return False
+
+    def check_dim(self, dim: int) -> None:
+        stored = self.dim()
+        if stored != dim:
+            raise DimensionMismatchError(
+                f"The collection '{self.collection}' holds {stored}-dimensional vectors "
+                f"(model {self.model() or 'unknown'}), but this model makes {dim}-dimensional ones. "
+                "Use the model the collection was built with, or another --collection."
+            )
+
+    def _describe(self) -> dict[str, Any]:
+        if self._description is None:
+            self.require()
+            with milvus_errors("describe the collection"):
+                self._description = dict(self.client.describe_collection(self.collection))
+        return self._description
+
+    def dim(self) -> int:
+        for field in self._describe()["fields"]:
+            if field["name"] == "vector":
+                return int(field["params"]["dim"])
+        raise StoreError(
+            f"The collection '{self.collection}' has no vector field; it was not made by lookalike."
+        )
+
+    def model(self) -> str:
+        return str(self._describe().get("properties", {}).get(MODEL_PROPERTY, ""))
+
+    def fields(self) -> list[str]:
+        """The scalar fields this collection has: one made before crops existed lacks CROP_FIELDS."""
+        present = {field["name"] for field in self._describe()["fields"]}
+        return [name for name in SCALAR_FIELDS if name in present]
+
+    def holds_crops(self) -> bool:
+        return set(CROP_FIELDS) <= set(self.fields())
+
+    def require_crop_fields(self) -> None:
+        """Raise ConfigError when this collection predates crops and cannot store them."""
+        if not self.holds_crops():
+            raise ConfigError(
+                f"The collection '{self.collection}' was made before lookalike stored detected crops, so it "
+                "has no fields for them. Index with --detect into a new --collection (or export, drop and "
+                "import this one: the import creates the new fields)."
+            )
+
+    def index(self) -> tuple[str, dict[str, Any]]:
+        """The vector index type and its build parameters, as the collection was created with."""
+        if self._index is not None:
+            return self._index
+        asked = self._describe().get("properties", {}).get(INDEX_PROPERTY)
+        if asked:
+            spec = json.loads(asked)
+            self._index = (str(spec["type"]), dict(spec["params"]))
+            return self._index
+        with milvus_errors("describe the index"):
+            info = dict(self.client.describe_index(self.collection, "vector"))
+        index_type = str(info.pop("index_type", IndexType.FLAT))
+        skip = {"metric_type", "field_name", "index_name", "total_rows", "indexed_rows"}
+        skip |= {"pending_index_rows", "state"}
+        self._index = (index_type, {k: v for k, v in info.items() if k not in skip})
+        return self._index
+
+    def drop(self) -> None:
+        with milvus_errors("drop the collection"):
+            self.client.drop_collection(self.collection)
+        self._forget()
+
+    # -- partitions ----------------------------------------------------------------------------------
+
+    def partitions(self) -> list[str]:
+        if self._partitions is None:
+            with milvus_errors("list partitions"):
+                self._partitions = set(self.client.list_partitions(self.collection))
+        return sorted(self._partitions)
+
+    def ensure_partitions(self, names: Sequence[str]) -> None:
+        """Create these partitions where missing (a copy keeps the source's empty months too)."""
+        self.require()
+        for name in names:
+            self._ensure_partition(name)
+
+    def _ensure_partition(self, name: str) -> None:
+        if name in self.partitions():
+            return
+        with milvus_errors(f"create partition {name}"):
+            if not self.client.has_partition(self.collection, name):
+                self.client.create_partition(self.collection, name)
+            if self._loaded:
+                # A partition made after the load must be loaded too; Milvus Lite only loads
+                # whole collections, and a server treats a repeated load as a refresh.
+                self.client.load_collection(self.collection)
+        assert self._partitions is not None
+        self._partitions.add(name)
+
+    def _drop_milvus_partition(self, name: str) -> None:
+        if name == "_default":
+            raise ConfigError("The _default partition cannot be dropped.")
+        with milvus_errors(f"drop partition {name}"):
+            if self.client.has_partition(self.collection, name):
+                if not self.is_lite:  # a server only drops released partitions
+                    self.client.release_partitions(self.collection, [name])
+                self.client.drop_partition(self.collection, name)
+        if self._partitions is not None:
+            self._partitions.discard(name)
+
+    def partition_stats(self) -> list[PartitionStats]:
+        """Rows per partition, with the month each monthly partition covers."""
+        self.require()
+        stats = []
+        for name in self.partitions():
+            start = month_start(name)
+            stats.append(
+                PartitionStats(
+                    name, self._partition_rows(name), start, next_month(start) if start is not None else None
+                )
+            )
+        return stats
+
+    def _partition_rows(self, name: str) -> int:
+        with milvus_errors("read partition stats"):
+            return int(self.client.get_partition_stats(self.collection, name)["row_count"])
+
+    def sources(self) -> dict[str, int]:
+        raise NotImplementedError
+
+    def info(self) -> CollectionInfo:
+        """Counts per partition and per source."""
+        self._ensure_loaded()
+        parts = self.partition_stats()
+        index_type, params = self.index()
+        return CollectionInfo(
+            name=self.collection,
+            dim=self.dim(),
+            index_type=index_type,
+            index_params=params,
+            model=self.model(),
+            rows=sum(p.rows for p in parts),
+            partitions=[p for p in parts if p.rows or p.name != "_default"],
+            sources=self.sources(),
+        )
+
+    # -- direct Milvus I/O ---------------------------------------------------------------------------
+
+    def _consistency(self) -> dict[str, Any]:
+        return {}
+
+    def _prepare(self, items: Sequence[Item]) -> list[Item]:
+        """Items as both copies hold them (normalised), refused whole if any cannot be stored."""
+        if any(item.box or item.label for item in items):
+            self.require_crop_fields()
+        for item in items:
+            if item.vector is None:
+                raise StoreError(f"Item {item.id} has no vector.")
+        return [normalise(item) for item in items]
+
+    def _write_rows(self, partition: str, items: Sequence[Item], *, upsert: bool) -> None:
+        self._ensure_partition(partition)
+        fields = self.fields()
+        rows = [to_row(item, fields) for item in items]
+        with milvus_errors("insert"):
+            if upsert:
+                self.client.upsert(self.collection, rows, partition_name=partition)
+            else:
+                self.client.insert(self.collection, rows, partition_name=partition)
+
+    def _delete_rows(self, ids: Sequence[int], partition: str | None = None) -> None:
+        where = {"partition_name": partition} if partition else {}
+        for start in range(0, len(ids), ID_BATCH):
+            with milvus_errors("delete"):
+                self.client.delete(self.collection, ids=list(ids[start : start + ID_BATCH]), **where)
+
+    def _milvus_get(self, ids: Sequence[int], *, with_vector: bool) -> dict[int, Item]:
+        self._ensure_loaded()
+        fields = [*self.fields(), "vector"] if with_vector else self.fields()
+        found: dict[int, Item] = {}
+        unique = list(dict.fromkeys(int(i) for i in ids))
+        for start in range(0, len(unique), ID_BATCH):
+            with milvus_errors("get items"):
+                rows = self.client.query(
+                    self.collection,
+                    filter=build_filter(ids=unique[start : start + ID_BATCH]),
+                    output_fields=fields,
+                    **self._consistency(),
+                )
+            found.update((int(row["id"]), from_row(row, with_vector)) for row in rows)
+        return found
+
+    def _window(
+        self,
+        sources: Sequence[str] | None,
+        since: int | None,
+        until: int | None,
+        exclude_ids: Sequence[int] | None = None,
+    ) -> tuple[str, list[str] | None]:
+        """The filter expression and the partitions (None: all) for a source / time window."""
+        partition_names = None
+        if since is not None or until is not None:
+            partition_names = partitions_between(self.partitions(), since, until)
+        expr = build_filter(
+            sources=list(sources) if sources is not None else None,
+            since=since,
+            until=until,
+            exclude_ids=exclude_ids,
+        )
+        return expr, partition_names
+
+    def _milvus_items(
+        self,
+        *,
+        batch_size: int,
+        with_vector: bool,
+        sources: Sequence[str] | None = None,
+        since: int | None = None,
+        until: int | None = None,
+        partitions: Sequence[str] | None = None,
+    ) -> Iterator[tuple[str, list[Item]]]:
+        """(partition, batch) for every item in the window, read from Milvus one partition at a time.
+
+        Each page of an iterator filters its whole scope, so smaller scopes keep a full pass
+        close to linear in the collection size.
+        """
+        self._ensure_loaded()
+        expr, window = self._window(sources, since, until)
+        names = window if window is not None else self.partitions()
+        fields = [*self.fields(), "vector"] if with_vector else self.fields()
+        for partition in names if partitions is None else [p for p in names if p in partitions]:
+            with milvus_errors("iterate the collection"):
+                iterator = self.client.query_iterator(
+                    self.collection,
+                    batch_size=batch_size,
+                    output_fields=fields,
+                    filter=expr,
+                    partition_names=[partition],
+                    **self._consistency(),
+                )
+            try:
+                while True:
+                    with milvus_errors("iterate the collection"):
+                        rows = iterator.next()
+                    if not rows:
+                        break
+                    yield partition, [from_row(row, with_vector) for row in rows]
+            finally:
+                iterator.close()
+
+    def _connect_with_retries(self, connect: Any) -> Any:
+        """Open the client, retrying with backoff while a server starts, up to ``timeout_s``."""
+        deadline = time.monotonic() + self.timeout_s
+        delay = 0.5
+        while True:
+            try:
+                return connect()
+            except Exception as exc:  # connection failures come as several exception types
+                if not _transient(exc) or time.monotonic() + delay > deadline:
+                    raise StoreError(f"Cannot open the Milvus database at {self.uri}: {exc}") from exc
+                log.info("Milvus at %s is not answering (%s); retrying in %.1f s", self.uri, exc, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+
+_PERMANENT = ("auth", "credential", "password", "permission", "denied", "ssl", "tls", "certificate")
+
+
+def _transient(exc: Exception) -> bool:
+    """Whether a failed connection may succeed later (the server starting), not a refusal."""
+    text = str(exc).lower()
+    return not any(word in text for word in _PERMANENT)
+
+
+def lite_path(uri: str) -> Path:
+    return Path(uri).expanduser().resolve()

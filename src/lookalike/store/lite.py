@@ -1,0 +1,560 @@
+"""Milvus Lite, the system of record, and the read index derived from it, with one owner.
+
+Every rule that keeps the two equal lives here:
+
+- Milvus Lite gives each written row (and each delete) a sequence number; its next one is
+  the **generation** of the collection. The read index is stamped with the generation it
+  matches. Before every read the owner compares the two (an attribute read in-process): a
+  write by another client, in this process or an earlier one, is seen and repaired.
+- Before a write, the ids it touches are appended to a journal beside the index. A write that
+  fails half-way, or a crash before the index is saved, is caught up from Milvus by those ids;
+  a change nothing explains (a foreign program) rebuilds the partitions whose counts differ,
+  or all of them. Either way one log line says so.
+- Writes are serialised; reads run on an immutable snapshot, so a search sees one state.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from lookalike.errors import ConfigError, DatabaseInUseError, StoreError
+from lookalike.store.base import (
+    ID_BATCH,
+    INDEX_PROPERTY,
+    BaseStore,
+    check_k,
+    group_by_partition,
+    lite_path,
+    milvus_errors,
+)
+from lookalike.store.models import Hit, IndexType, Item
+from lookalike.store.partitions import month_name
+from lookalike.store.readindex import ReadIndex
+from lookalike.store.rows import arrow_schema, from_arrow, to_arrow
+from lookalike.store.segments import default_ef
+
+log = logging.getLogger(__name__)
+
+REBUILD_BATCH = 5000
+SAVE_EVERY = 50_000
+"""Rows written between automatic saves of the read index (a long ingest keeps its heap bounded)."""
+_OPEN: dict[str, int] = {}
+"""Open LiteStores per database path in this process (Milvus Lite runs one server per path)."""
+_OPEN_LOCK = threading.Lock()
+
+
+def _release(path: Path) -> None:
+    from milvus_lite.server_manager import server_manager_instance
+
+    with _OPEN_LOCK:
+        left = _OPEN.get(str(path), 1) - 1
+        _OPEN[str(path)] = max(left, 0)
+    if left <= 0:
+        server_manager_instance.release_server(str(path))
+
+
+class LiteStore(BaseStore):
+    """One collection in a Milvus Lite database (a ``.db`` folder), read through its read index."""
+
+    is_lite = True
+
+    def __init__(self, uri: str, collection: str, *, timeout_s: float = 30.0) -> None:
+        if not uri.endswith(".db"):
+            raise ConfigError(
+                f"--db {uri!r} is neither a Milvus Lite file (a path ending in .db, e.g. ./lookalike.db) "
+                "nor a Milvus server URI (http://host:19530)."
+            )
+        super().__init__(uri, collection, timeout_s=timeout_s)
+        self._lock = threading.RLock()
+        self._read: ReadIndex | None = None
+        self._unsaved = 0
+        self._purge: set[str] = set()
+
+    """Partitions whose Milvus files may still hold deleted rows (rewritten by compact)."""
+
+    # -- connection ----------------------------------------------------------------------------
+
+    def _connect(self) -> Any:
+        from pymilvus import MilvusClient
+
+        path = lite_path(self.uri)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            client = MilvusClient(uri=str(path), timeout=self.timeout_s)
+            with _OPEN_LOCK:
+                _OPEN[str(path)] = _OPEN.get(str(path), 0) + 1
+            return client
+        except Exception as exc:
+            holder = _lock_holder(path)
+            if holder is not None:
+                raise DatabaseInUseError(
+                    f"The database {self.uri} is in use by another process{holder}: Milvus Lite lets one "
+                    "process open it at a time. If that is `lookalike serve`, index and search through its "
+                    "API (POST /index, POST /search), or stop it and run this command again."
+                ) from exc
+            raise StoreError(f"Cannot open the Milvus Lite database at {self.uri}: {exc}") from exc
+
+    def _engine(self) -> Any:
+        """Milvus Lite's own collection object, in this process (it runs in-process)."""
+        from milvus_lite.server_manager import server_manager_instance
+
+        self.client  # noqa: B018 - starts the in-process server
+        entry = server_manager_instance._servers.get(os.path.abspath(lite_path(self.uri)))
+        if entry is None:
+            raise StoreError(f"Milvus Lite is not running for {self.uri}.")
+        return entry[1].get_collection(self.collection)
+
+    def generation(self) -> tuple[int, tuple[str, ...]]:
+        """Milvus' next sequence number and its partitions: any write changes one of them."""
+        engine = self._engine()
+        return int(engine._next_seq), tuple(engine.list_partitions())
+
+    def close(self) -> None:
+        """Save the read index and let go of the database: the last store to close stops Milvus Lite,
+        so that another process can open it."""
+        with self._lock:
+            opened = self._client is not None
+            if self._read is not None and opened:
+                self._save()
+            self._read = None
+            super().close()
+            if opened:
+                _release(lite_path(self.uri))
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def _create(self, dim: int, index: IndexType, params: dict[str, Any], properties: dict[str, str]) -> None:
+        # Searches are answered by the read index, which builds the index asked for; Milvus Lite
+        # keeps none (a collection without one needs no load and holds no second copy).
+        properties = {**properties, INDEX_PROPERTY: json.dumps({"type": index.value, "params": params})}
+        with milvus_errors("create the collection"):
+            self.client.create_collection(self.collection, schema=self._schema(dim))
+            self.client.alter_collection_properties(self.collection, properties)
+        self._reset_folder()
+
+    def drop(self) -> None:
+        with self._lock:
+            super().drop()
+            self._reset_folder()
+
+    def _reset_folder(self) -> None:
+        import shutil
+
+        self._read = None
+        shutil.rmtree(self._folder(), ignore_errors=True)
+
+    def _folder(self) -> Path:
+        return lite_path(self.uri) / "lookalike-index" / self.collection
+
+    def _ensure_loaded(self) -> None:
+        if self._loaded:
+            return
+        self.require()
+        with milvus_errors("load the collection"):
+            state = self.client.get_load_state(self.collection).get("state")
+            if "Loaded" not in str(state):  # collections made before the read index have a FLAT index
+                self.client.load_collection(self.collection)
+        self._loaded = True
+
+    # -- the read index ------------------------------------------------------------------------
+
+    def read_index(self) -> ReadIndex:
+        """The read index, opened on first use and brought up to Milvus' generation on every call."""
+        with self._lock:
+            if self._read is None:
+                self._ensure_loaded()
+                index_type, params = self.index()
+                read = ReadIndex(self._folder(), self.dim(), index_type, params)
+                state = read.load()
+                self._read = read
+                self._purge = set((state or {}).get("purge", []))
+                self._finish_purges()
+                if state is None:
+                    self._rebuild(None, "there was no usable saved copy")
+            if self._stale():
+                self._repair()
+            return self._read
+
+    def _stale(self) -> bool:
+        assert self._read is not None
+        seq, partitions = self.generation()
+        return self._read.snapshot.generation != seq or not set(self._read.snapshot.shards) <= set(partitions)
+
+    def _repair(self) -> None:
+        """Bring the read index to what Milvus holds; one log line says how."""
+        assert self._read is not None
+        read = self._read
+        seq, partitions = self.generation()
+        gone = [name for name in read.snapshot.shards if name not in partitions]
+        for name in gone:
+            read.replace_shard(name, None, read.snapshot.generation)
+        pending = [entry for entry in self._journal() if entry["from"] >= read.snapshot.generation]
+        ids = [i for entry in pending for i in entry["ids"]]
+        if ids:
+            self._catch_up(ids)
+        ours = read.snapshot.rows()
+        differ = [name for name in partitions if self._partition_rows(name) != ours.get(name, 0)]
+        explained = _chained(pending, read.snapshot.generation, seq)
+        if not differ and not explained and read.snapshot.generation != seq:
+            differ = list(partitions)  # a change that counts do not show: check everything
+        if differ:
+            self._purge |= set(differ)
+            self._rebuild(
+                differ, "a write did not finish" if pending else "Milvus was changed by another program"
+            )
+        elif ids:
+            log.warning(
+                "read index of %s: caught up %d items of an unfinished write", self.collection, len(ids)
+            )
+        elif gone:
+            log.warning(
+                "read index of %s: dropped partitions removed elsewhere: %s", self.collection, ", ".join(gone)
+            )
+        read.publish(read.snapshot.shards, seq)
+        self._save()
+
+    def _catch_up(self, ids: Sequence[int]) -> None:
+        """Make these ids in the read index what Milvus holds (present with its values, or absent)."""
+        assert self._read is not None
+        stored = self._milvus_get(ids, with_vector=True)
+        items = list(stored.values())
+        deletes = [i for i in ids if i not in stored]
+        by_month: dict[str, list[Item]] = {}
+        for item in items:  # rows Milvus holds, even one dated outside what lookalike writes
+            by_month.setdefault(month_name(item.created_at), []).append(item)
+        self._read.apply(items, deletes, by_month, self._read.snapshot.generation)
+
+    def _rebuild(self, partitions: Sequence[str] | None, why: str) -> None:
+        assert self._read is not None
+        read = self._read
+        names = list(self.partitions() if partitions is None else partitions)
+        total = 0
+        for name in names:
+            items: list[Item] = []
+            for _, batch in self._milvus_items(batch_size=REBUILD_BATCH, with_vector=True, partitions=[name]):
+                items.extend(batch)
+            read.replace_shard(name, items, read.snapshot.generation)
+            total += len(items)
+        if total or partitions is not None:
+            which = "all partitions" if partitions is None else ", ".join(names)
+            log.warning(
+                "read index of %s: rebuilt %s from Milvus (%d items): %s", self.collection, which, total, why
+            )
+        read.publish(read.snapshot.shards, self.generation()[0])
+        self._save()
+
+    def _save(self) -> None:
+        assert self._read is not None
+        self._unsaved = 0
+        self._read.save({"partitions": list(self.generation()[1]), "purge": sorted(self._purge)})
+        (self._folder() / "journal.jsonl").unlink(missing_ok=True)
+
+    # -- the journal -----------------------------------------------------------------------------
+
+    def _note(self, ids: Sequence[int], seqs: int) -> None:
+        """Record, durably and before Milvus sees it, which ids a write touches and from which generation."""
+        assert self._read is not None
+        folder = self._folder()
+        folder.mkdir(parents=True, exist_ok=True)
+        entry = {"from": self._read.snapshot.generation, "seqs": seqs, "ids": [int(i) for i in ids]}
+        with open(folder / "journal.jsonl", "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(entry) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def _journal(self) -> list[dict[str, Any]]:
+        try:
+            lines = (self._folder() / "journal.jsonl").read_text(encoding="utf-8").splitlines()
+        except OSError:
+            return []
+        entries = []
+        for line in lines:
+            try:
+                entry = json.loads(line)
+                entries.append(
+                    {"from": int(entry["from"]), "seqs": int(entry["seqs"]), "ids": list(entry["ids"])}
+                )
+            except (ValueError, TypeError, KeyError):
+                continue  # a line torn by a crash: its write never reached Milvus
+        return entries
+
+    # -- writes ----------------------------------------------------------------------------------
+
+    def insert(self, items: Sequence[Item]) -> int:
+        """Write items into their monthly partitions; an id already stored is replaced."""
+        return self.upsert(items)
+
+    def upsert(self, items: Sequence[Item]) -> int:
+        """Write items, replacing stored ones with the same id wherever they are."""
+        if not items:
+            return 0
+        self.require()
+        prepared = list({item.id: item for item in self._prepare(items)}.values())
+        with self._lock:
+            read = self.read_index()
+            where = read.locate([item.id for item in prepared])
+            by_partition = group_by_partition(prepared)
+            moved: dict[str, list[int]] = {}
+            for name, group in by_partition.items():
+                for item in group:
+                    if item.id in where and where[item.id] != name:
+                        moved.setdefault(where[item.id], []).append(item.id)
+            self._purge |= {where[item.id] for item in prepared if item.id in where}
+            seqs = len(prepared) + sum(_calls(ids) for ids in moved.values())
+            self._write(
+                [item.id for item in prepared],
+                seqs,
+                lambda: self._upsert_rows(by_partition, moved),
+                lambda generation: read.apply(prepared, [], by_partition, generation),
+            )
+        return len(prepared)
+
+    def _upsert_rows(self, by_partition: dict[str, list[Item]], moved: dict[str, list[int]]) -> None:
+        for old, ids in moved.items():
+            self._delete_rows(ids, old)
+        if moved:
+            self._flush_tombstones()
+        for name, group in by_partition.items():
+            # Milvus Lite keeps the newest version of a primary key, so an insert replaces.
+            self._write_rows(name, group, upsert=False)
+
+    def _flush_tombstones(self) -> None:
+        # Milvus Lite forgets an unflushed tombstone when its key is inserted again (in another
+        # partition, say), and the old row comes back to partition-scoped reads: flush deletes.
+        with milvus_errors("flush"):
+            self.client.flush(self.collection)
+
+    def delete(self, ids: Sequence[int]) -> int:
+        """Delete these ids; returns how many were stored."""
+        if not ids:
+            return 0
+        self.require()
+        with self._lock:
+            read = self.read_index()
+            where = read.locate(ids)
+            if not where:
+                return 0
+            by_partition: dict[str, list[int]] = {}
+            for item_id, name in where.items():
+                by_partition.setdefault(name, []).append(item_id)
+            self._purge |= set(by_partition)
+
+            def to_milvus() -> None:
+                for name, group in by_partition.items():
+                    self._delete_rows(group, name)
+                self._flush_tombstones()
+
+            self._write(
+                list(where),
+                sum(_calls(group) for group in by_partition.values()),
+                to_milvus,
+                lambda generation: read.apply([], list(where), {}, generation),
+            )
+            return len(where)
+
+    def _write(self, ids: Sequence[int], seqs: int, to_milvus: Any, to_index: Any) -> None:
+        """One write: journal, Milvus, then the read index; a failure is caught up at once."""
+        assert self._read is not None
+        start = self._read.snapshot.generation
+        self._note(ids, seqs)
+        try:
+            to_milvus()
+        except BaseException:
+            self._repair()  # Milvus may hold part of the write: make the index match it
+            raise
+        seq = self.generation()[0]
+        to_index(start + seqs)
+        if seq != start + seqs:  # another client wrote meanwhile: look at everything
+            self._repair()
+        self._unsaved += len(ids)
+        if self._unsaved >= SAVE_EVERY:  # new rows live on the heap until saved (then mapped)
+            self.flush()
+
+    def drop_partitions(self, names: Sequence[str]) -> None:
+        """Drop whole partitions and their items: one shard each leaves the read index."""
+        self.require()
+        with self._lock:
+            read = self.read_index()
+            for name in names:
+                self._drop_milvus_partition(name)
+                read.replace_shard(name, None, read.snapshot.generation)
+                self._purge.discard(name)
+            self._save()
+
+    def flush(self) -> None:
+        with self._lock:
+            with milvus_errors("flush"):
+                self.client.flush(self.collection)
+            if self._read is not None:
+                self._save()
+
+    # -- reads -----------------------------------------------------------------------------------
+
+    def existing_ids(self, ids: Sequence[int]) -> set[int]:
+        return set(self.read_index().locate(ids)) if ids else set()
+
+    def get(self, ids: Sequence[int], *, with_vector: bool = False) -> list[Item]:
+        return self.read_index().get(ids, with_vector=with_vector) if ids else []
+
+    def search(
+        self,
+        vectors: npt.NDArray[np.float32],
+        *,
+        k: int = 10,
+        sources: Sequence[str] | None = None,
+        since: int | None = None,
+        until: int | None = None,
+        exclude_ids: Sequence[int] | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> list[list[Hit]]:
+        """Top-k by cosine for each query row, inside the window (``params``: ``ef`` for HNSW)."""
+        check_k(k)
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[0] == 0:
+            raise ConfigError("search needs at least one query vector.")
+        self.check_dim(int(vectors.shape[1]))
+        ef = int((params or {}).get("ef", 0)) or None
+        return self.read_index().search(
+            vectors, k, sources=sources, since=since, until=until, exclude_ids=exclude_ids, ef=ef
+        )
+
+    def iter_items(
+        self,
+        *,
+        batch_size: int = 1000,
+        with_vector: bool = True,
+        sources: Sequence[str] | None = None,
+        since: int | None = None,
+        until: int | None = None,
+    ) -> Iterator[list[Item]]:
+        """Every stored item in the window, in batches, all from one state of the collection."""
+        yield from self.read_index().iter_items(
+            batch_size=batch_size, with_vector=with_vector, sources=sources, since=since, until=until
+        )
+
+    def count(
+        self,
+        *,
+        sources: Sequence[str] | None = None,
+        since: int | None = None,
+        until: int | None = None,
+    ) -> int:
+        return self.read_index().count(sources, since, until)
+
+    def sources(self) -> dict[str, int]:
+        return self.read_index().sources()
+
+    def search_breadth(self) -> int:
+        return default_ef(self.count())
+
+    # -- erasure ---------------------------------------------------------------------------------
+
+    def compact(self) -> int:
+        """Rewrite storage so that deleted rows' bytes are gone from every file; returns partitions rewritten.
+
+        Milvus Lite keeps deleted and replaced rows in its segment files until its own compaction,
+        which it runs only now and then. Each partition that has lost rows since the last
+        compaction is rewritten: its live rows are saved to a file first (so that a crash cannot
+        lose them), the partition is dropped and written again, and the read index's shard is
+        rewritten without tombstones.
+        """
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        self.require()
+        with self._lock:
+            read = self.read_index()
+            names = sorted(self._purge & set(self.partitions()))
+            schema = arrow_schema(pa.list_(pa.float32(), self.dim()))
+            for name in names:
+                shard = read.snapshot.shards.get(name, ())
+                items = [item for s in shard for item in s.items(np.flatnonzero(s.alive), with_vector=True)]
+                path = self._folder() / f"purge-{name}.parquet"
+                pq.write_table(to_arrow(items, schema) if items else schema.empty_table(), path)
+                _fsync(path)
+                self._refill(name, path)
+                read.purge(name)
+                read.publish(read.snapshot.shards, self.generation()[0])
+                self._purge.discard(name)
+                self._save()
+            return len(names)
+
+    def _refill(self, name: str, path: Path) -> None:
+        """Drop a partition and write it again from its saved live rows; the file goes last."""
+        import pyarrow.parquet as pq
+
+        if name in self.partitions() and name != "_default":
+            self._drop_milvus_partition(name)
+        items = from_arrow(pq.read_table(path).to_pydict())
+        self._ensure_partition(name)
+        for start in range(0, len(items), REBUILD_BATCH):
+            self._write_rows(name, items[start : start + REBUILD_BATCH], upsert=False)
+        with milvus_errors("flush"):
+            self.client.flush(self.collection)
+        path.unlink()
+
+    def _finish_purges(self) -> None:
+        """Complete a compaction that a crash interrupted: its saved rows are written back."""
+        for path in sorted(self._folder().glob("purge-*.parquet")):
+            name = path.stem.removeprefix("purge-")
+            log.warning("read index of %s: finishing an interrupted compaction of %s", self.collection, name)
+            self._refill(name, path)
+
+
+def _chained(pending: list[dict[str, Any]], start: int, seq: int) -> bool:
+    """Whether journaled writes, one after another from ``start``, account for Milvus being at ``seq``.
+
+    Every write but the last completed (one that failed was repaired, and the journal
+    cleared, before the next began); the last may have stopped part-way.
+    """
+    at = start
+    for entry in pending:
+        if entry["from"] != at:
+            return False
+        at = entry["from"] + entry["seqs"]
+    return bool(pending) and pending[-1]["from"] <= seq <= at
+
+
+def _calls(ids: Sequence[int]) -> int:
+    """Delete calls (each one Milvus Lite sequence number) for this many ids."""
+    return -(-len(ids) // ID_BATCH)
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def _lock_holder(path: Path) -> str | None:
+    """' (pid N)' when another process holds Milvus Lite's lock on this database, '' if unknown who; None if free."""
+    import fcntl
+
+    lock = path / "LOCK"
+    if not lock.exists():
+        return None
+    with open(lock, "a+") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            pass
+        else:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+            return None
+    try:
+        inode = os.stat(lock).st_ino
+        for line in Path("/proc/locks").read_text().splitlines():
+            parts = line.split()
+            if len(parts) > 5 and parts[5].endswith(f":{inode}") and int(parts[4]) != os.getpid():
+                return f" (pid {parts[4]})"
+    except (OSError, ValueError):
+        pass
+    return ""

@@ -1,0 +1,254 @@
+"""A Milvus standalone or cluster server: upserts by id, strong reads, bulk import."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from lookalike.errors import ConfigError, StoreError
+from lookalike.store.base import BaseStore, check_k, group_by_partition, milvus_errors
+from lookalike.store.models import Hit, IndexType, Item
+from lookalike.store.rows import from_row
+
+
+def search_params(index_type: str, k: int, override: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Query-time knobs: exhaustive enough to keep recall high at the default k, unless overridden."""
+    params: dict[str, Any] = {}
+    if index_type.startswith("IVF"):
+        params = {"nprobe": 32}
+    elif index_type == IndexType.HNSW:
+        params = {"ef": max(64, k)}
+    params.update(override or {})
+    if "ef" in params:
+        params["ef"] = max(int(params["ef"]), k)  # Milvus refuses ef < k
+    return {"params": params} if params else {}
+
+
+class ServerStore(BaseStore):
+    """One collection on a Milvus server; every read sees every acknowledged write."""
+
+    def __init__(
+        self,
+        uri: str,
+        collection: str,
+        *,
+        token: str = "",
+        user: str = "",
+        password: str = "",
+        timeout_s: float = 30.0,
+        tls: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(uri, collection, timeout_s=timeout_s)
+        self._auth = {"token": token or (f"{user}:{password}" if user else "")}
+        self._tls: dict[str, Any] = {k: (v == "true") if k == "secure" else v for k, v in (tls or {}).items()}
+
+    def _connect(self, client_class: Any = None) -> Any:
+        if client_class is None:
+            from pymilvus import MilvusClient
+
+            client_class = MilvusClient
+        return self._connect_with_retries(
+            lambda: client_class(uri=self.uri, timeout=self.timeout_s, **self._auth, **self._tls)
+        )
+
+    def _consistency(self) -> dict[str, Any]:
+        # A server answers reads from a snapshot that may lag the last writes; counts, gets and
+        # the "already stored?" check must see every acknowledged write.
+        return {"consistency_level": "Strong"}
+
+    # -- writes ------------------------------------------------------------------------------------
+
+    def insert(self, items: Sequence[Item]) -> int:
+        """Write items by id into their monthly partitions (an upsert: a repeated chunk replaces itself)."""
+        return self.upsert(items)
+
+    def upsert(self, items: Sequence[Item]) -> int:
+        """Write items, replacing stored ones with the same id wherever they are."""
+        if not items:
+            return 0
+        self.require()
+        prepared = self._prepare(items)
+        # An id whose month changed lives in another partition: remove it there first.
+        stored = self._milvus_get([item.id for item in prepared], with_vector=False)
+        for item in prepared:
+            old = stored.get(item.id)
+            if old is not None and old.created_at != item.created_at:
+                self._delete_rows([item.id])
+        for partition, group in group_by_partition(prepared).items():
+            self._write_rows(partition, group, upsert=True)
+        return len(prepared)
+
+    def delete(self, ids: Sequence[int]) -> int:
+        """Delete these ids; returns how many were stored."""
+        if not ids:
+            return 0
+        self.require()
+        present = self.existing_ids(ids)
+        self._delete_rows(sorted(present))
+        return len(present)
+
+    def drop_partitions(self, names: Sequence[str]) -> None:
+        self.require()
+        for name in names:
+            self._drop_milvus_partition(name)
+
+    def flush(self) -> None:
+        with milvus_errors("flush"):
+            self.client.flush(self.collection)
+
+    def compact(self) -> int:
+        """Have the server rewrite its segments without deleted rows, and wait for it."""
+        self.require()
+        with milvus_errors("compact"):
+            job = self.client.compact(self.collection)
+            deadline = time.monotonic() + 600
+            while self.client.get_compaction_state(job) != "Completed":
+                if time.monotonic() > deadline:
+                    raise StoreError("The server's compaction did not finish within 10 minutes.")
+                time.sleep(1.0)
+        return len(self.partitions())
+
+    def bulk_import(self, files: Sequence[str], partition: str, timeout_s: float = 3600.0) -> int:
+        """Have the server import Parquet files into a partition itself; returns the rows imported.
+
+        The files must be readable by the server (its local storage, or its object-storage
+        bucket). A bulk import does not check primary keys: import into a new collection only.
+        """
+        self.require()
+        self._ensure_partition(partition)
+        # MilvusClient has no bulk-import call for Milvus 2.3's Import RPC; its connection does,
+        # and talks to the same database as the client (the ORM `utility` helpers may not).
+        handler = self.client._get_connection()
+        with milvus_errors("start a bulk import"):
+            task = handler.do_bulk_insert(self.collection, partition, list(files), timeout=self.timeout_s)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            with milvus_errors("follow a bulk import"):
+                state = handler.get_bulk_insert_state(task, timeout=self.timeout_s)
+            if state.state_name == "Completed":
+                return int(state.row_count)
+            if state.state_name == "Failed":
+                raise StoreError(f"The bulk import of {', '.join(files)} failed: {state.failed_reason}")
+            if time.monotonic() > deadline:
+                raise StoreError(
+                    f"The bulk import of {', '.join(files)} did not finish in {timeout_s:.0f} s."
+                )
+            time.sleep(1.0)
+
+    def release(self) -> None:
+        """Release the collection from the server's memory; the next read loads it again."""
+        self.require()
+        with milvus_errors("release the collection"):
+            self.client.release_collection(self.collection)
+        self._loaded = False
+
+    # -- reads -------------------------------------------------------------------------------------
+
+    def existing_ids(self, ids: Sequence[int]) -> set[int]:
+        return set(self._milvus_get(ids, with_vector=False)) if ids else set()
+
+    def get(self, ids: Sequence[int], *, with_vector: bool = False) -> list[Item]:
+        found = self._milvus_get(ids, with_vector=with_vector) if ids else {}
+        return [found[i] for i in dict.fromkeys(ids) if i in found]
+
+    def search(
+        self,
+        vectors: npt.NDArray[np.float32],
+        *,
+        k: int = 10,
+        sources: Sequence[str] | None = None,
+        since: int | None = None,
+        until: int | None = None,
+        exclude_ids: Sequence[int] | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> list[list[Hit]]:
+        """Top-k by cosine for each query row, inside the monthly partitions the window needs."""
+        check_k(k)
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[0] == 0:
+            raise ConfigError("search needs at least one query vector.")
+        self._ensure_loaded()
+        self.check_dim(int(vectors.shape[1]))
+        expr, partition_names = self._window(sources, since, until, exclude_ids)
+        if partition_names == [] or sources == []:
+            return [[] for _ in range(len(vectors))]
+        index_type, _ = self.index()
+        with milvus_errors("search"):
+            results = self.client.search(
+                self.collection,
+                data=list(vectors),
+                limit=k,
+                filter=expr,
+                output_fields=self.fields(),
+                partition_names=partition_names,
+                search_params=search_params(index_type, k, params),
+                **self._consistency(),
+            )
+        return [
+            [Hit(score=float(hit["distance"]), item=from_row(dict(hit))) for hit in hits] for hits in results
+        ]
+
+    def iter_items(
+        self,
+        *,
+        batch_size: int = 1000,
+        with_vector: bool = True,
+        sources: Sequence[str] | None = None,
+        since: int | None = None,
+        until: int | None = None,
+    ) -> Iterator[list[Item]]:
+        """Every stored item in the window, in batches; a time window reads only its months."""
+        if sources == []:
+            return
+        for _, batch in self._milvus_items(
+            batch_size=batch_size, with_vector=with_vector, sources=sources, since=since, until=until
+        ):
+            yield batch
+
+    def count(
+        self,
+        *,
+        sources: Sequence[str] | None = None,
+        since: int | None = None,
+        until: int | None = None,
+    ) -> int:
+        """How many items are in the window (all of them by default)."""
+        self._ensure_loaded()
+        expr, partition_names = self._window(sources, since, until)
+        if partition_names == [] or sources == []:
+            return 0
+        # A server's partition stats count rows an upsert replaced, so count(*) is asked for.
+        with milvus_errors("count rows"):
+            rows = self.client.query(
+                self.collection,
+                filter=expr,
+                output_fields=["count(*)"],
+                partition_names=partition_names,
+                **self._consistency(),
+            )
+        return int(rows[0]["count(*)"]) if rows else 0
+
+    def _count_partition(self, name: str) -> int:
+        with milvus_errors("count rows"):
+            rows = self.client.query(
+                self.collection,
+                filter="",
+                output_fields=["count(*)"],
+                partition_names=[name],
+                **self._consistency(),
+            )
+        return int(rows[0]["count(*)"]) if rows else 0
+
+    def _partition_rows(self, name: str) -> int:
+        return self._count_partition(name)
+
+    def sources(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for batch in self.iter_items(batch_size=5000, with_vector=False):
+            for item in batch:
+                counts[item.source] = counts.get(item.source, 0) + 1
+        return dict(sorted(counts.items()))

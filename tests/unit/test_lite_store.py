@@ -1,0 +1,230 @@
+"""The Lite store's read index answers what Milvus holds: each defect once found, as a test."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pymilvus import MilvusClient
+
+from lookalike.errors import ConfigError, DatabaseInUseError, StoreError
+from lookalike.store import Item, LiteStore
+from lookalike.store.partitions import partition_for
+from lookalike.store.rows import cut_utf8
+from tests.store_model import DIM, JAN_2024, foreign_row, make_item, milvus_rows, vector
+
+DAY = 86_400
+
+
+def _store(tmp_path: Path, *, create: bool = True, index: str = "HNSW") -> LiteStore:
+    store = LiteStore(str(tmp_path / "t.db"), "images")
+    if create:
+        store.create(DIM, index=index)
+    return store
+
+
+def _two_months(n: int) -> list[Item]:
+    return [make_item(i, month=i % 2) for i in range(1, n + 1)]
+
+
+def _ids(store: LiteStore) -> list[int]:
+    return sorted(item.id for batch in store.iter_items(with_vector=False) for item in batch)
+
+
+def test_an_insert_failing_on_its_second_partition_leaves_no_row_unseen(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    write_rows = store._write_rows
+    calls = []
+
+    def fail_second(partition: str, group: list, *, upsert: bool) -> None:
+        calls.append(partition)
+        if len(calls) == 2:
+            raise StoreError("injected: the server went away")
+        write_rows(partition, group, upsert=upsert)
+
+    store._write_rows = fail_second  # type: ignore[method-assign]
+    with pytest.raises(StoreError):
+        store.insert(_two_months(74))
+    del store._write_rows
+    held = milvus_rows(tmp_path / "t.db", "images")
+    assert 0 < len(held) < 74  # Milvus kept the first partition's rows
+    assert store.count() == len(held) and _ids(store) == sorted(held)
+    assert store.existing_ids(list(range(1, 75))) == set(held)
+    store.close()
+    reopened = _store(tmp_path, create=False)
+    assert reopened.count() == len(held) and _ids(reopened) == sorted(held)
+    reopened.insert(_two_months(74))  # the "already stored?" check saw the right rows: now all 74
+    assert reopened.count() == 74 == len(milvus_rows(tmp_path / "t.db", "images"))
+
+
+def test_a_foreign_delete_and_insert_with_equal_counts_is_seen_on_reopen(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    store.insert([make_item(i) for i in range(1, 11)])
+    store.close()
+    newcomer = make_item(500, version=7)
+    script = f"""
+        from pymilvus import MilvusClient
+        import numpy as np
+        client = MilvusClient({str(tmp_path / "t.db")!r})
+        client.delete("images", ids=[3])
+        row = {dict(foreign_row(newcomer), vector=None)!r}
+        row["vector"] = np.asarray({newcomer.vector.tolist()!r}, dtype=np.float32)
+        client.insert("images", [row], partition_name={partition_for(newcomer.created_at)!r})
+        client.close()
+    """
+    subprocess.run([sys.executable, "-c", textwrap.dedent(script)], check=True, timeout=120)
+    reopened = _store(tmp_path, create=False)
+    assert 3 not in _ids(reopened) and 500 in _ids(reopened) and reopened.count() == 10
+    assert reopened.get([3]) == [] and reopened.get([500])[0].id == 500
+    hits = reopened.search(newcomer.vector[None], k=1)[0]
+    assert hits[0].item.id == 500
+
+
+def test_a_foreign_write_in_the_same_process_is_seen_by_the_next_read(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    store.insert([make_item(i) for i in range(1, 6)])
+    assert store.count() == 5
+    client = MilvusClient(str(tmp_path / "t.db"))
+    client.delete("images", ids=[2])
+    client.insert(
+        "images", [foreign_row(make_item(77))], partition_name=partition_for(make_item(77).created_at)
+    )
+    assert _ids(store) == [1, 3, 4, 5, 77]
+
+
+def test_a_saved_read_index_is_reused_without_reading_milvus(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    store.insert(_two_months(50))
+    store.close()
+    reopened = _store(tmp_path, create=False)
+
+    def no_rebuild(**_: object) -> None:
+        raise AssertionError("the saved read index should have been used")
+
+    reopened._milvus_items = no_rebuild  # type: ignore[method-assign,assignment]
+    assert reopened.count() == 50 and len(reopened.search(vector(3)[None], k=5)[0]) == 5
+
+
+def test_a_crash_after_a_write_is_caught_up_from_the_journal(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    store.insert(_two_months(10))
+    store.flush()
+    store.insert([make_item(i, month=2) for i in range(20, 25)])
+    store.delete([1, 2])
+    # The process "dies": the store is abandoned without saving; Milvus kept both writes.
+    reopened = _store(tmp_path, create=False)
+    assert _ids(reopened) == sorted([*range(3, 11), *range(20, 25)])
+
+
+def test_varchars_are_cut_by_utf8_bytes_the_same_way_in_milvus_and_the_read_index(tmp_path: Path) -> None:
+    long_source = "ショップ" * 75  # 300 characters, 900 bytes: over the 256-byte limit
+    item = make_item(1)
+    item = Item(**{**item.metadata(), "source": long_source, "name": "名" * 1000, "vector": item.vector})
+    store = _store(tmp_path)
+    store.insert([item])
+    cut = cut_utf8(long_source, 256)
+    assert len(cut.encode()) <= 256 and long_source.startswith(cut) and len(cut) == 85
+    held = milvus_rows(tmp_path / "t.db", "images")[1]
+    assert held["source"] == cut == store.get([1])[0].source
+    assert held["name"] == store.get([1])[0].name and len(held["name"].encode()) <= 2048
+    assert [h.item.id for h in store.search(item.vector[None], k=1, sources=[cut])[0]] == [1]
+    store.close()
+    import shutil
+
+    shutil.rmtree(tmp_path / "t.db" / "lookalike-index")  # rebuilt from Milvus: the same answer
+    rebuilt = _store(tmp_path, create=False)
+    assert [h.item.id for h in rebuilt.search(item.vector[None], k=1, sources=[cut])[0]] == [1]
+
+
+@pytest.mark.parametrize("created_at", [253402300799, -1_000_000_000_000, 1_700_000_000_000, -1])
+def test_the_store_refuses_dates_it_cannot_partition(tmp_path: Path, created_at: int) -> None:
+    store = _store(tmp_path)
+    bad = Item(**{**make_item(1).metadata(), "created_at": created_at, "vector": vector(1)})
+    with pytest.raises(ConfigError, match="outside 1970-01-01"):
+        store.insert([make_item(2), bad])
+    assert store.count() == 0  # refused whole, before anything was written
+    assert store.partitions() == ["_default"]
+
+
+def test_a_database_holding_a_year_9999_partition_still_opens_lists_and_drops_it(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    store.insert([make_item(1)])
+    store.close()
+    client = MilvusClient(str(tmp_path / "t.db"))  # what an older lookalike did with "9999-12-31T23:59:59"
+    client.create_partition("images", "m9999_12")
+    row = foreign_row(make_item(2))
+    row["created_at"] = 253402300799
+    client.insert("images", [row], partition_name="m9999_12")
+    reopened = _store(tmp_path, create=False)
+    stats = {p.name: p for p in reopened.partition_stats()}
+    assert stats["m9999_12"].rows == 1 and stats["m9999_12"].start == 253399622400
+    assert reopened.info().rows == 2 and reopened.count() == 2
+    assert len(reopened.search(vector(5)[None], k=5)[0]) == 2
+    reopened.drop_partitions(["m9999_12"])
+    assert _ids(reopened) == [1] and "m9999_12" not in reopened.partitions()
+
+
+def test_a_database_open_in_another_process_is_named_as_in_use(tmp_path: Path) -> None:
+    _store(tmp_path).close()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"from pymilvus import MilvusClient; MilvusClient({str(tmp_path / 't.db')!r}); "
+         "print('open', flush=True); import time; time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "open"
+        with pytest.raises(DatabaseInUseError) as caught:
+            _store(tmp_path, create=False).count()
+        message = str(caught.value)
+        assert "in use by another process" in message and f"pid {holder.pid}" in message
+        assert "lookalike serve" in message and "POST /index" in message
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_compact_erases_deleted_rows_bytes_from_every_file(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    marker = "erase-me-GDPR-7f3a9c"
+    doomed = Item(**{**make_item(5).metadata(), "name": marker, "vector": vector(424242)})
+    kept = [make_item(i) for i in range(1, 5)]
+    store.insert([*kept, doomed])
+    store.flush()
+    store.close()  # everything on disk: Milvus Lite segments and the read index
+    folder = tmp_path / "t.db"
+    needles = [marker.encode(), np.asarray(doomed.vector, dtype=np.float32).tobytes()[:32]]
+    assert _files_holding(folder, needles)  # the bytes are there before
+    store = _store(tmp_path, create=False)
+    assert store.delete([5]) == 1
+    assert store.compact() >= 1
+    store.close()
+    assert _files_holding(folder, needles) == []
+    assert _files_holding(folder, [kept[0].name.encode()])  # the other rows are still stored
+    assert _ids(_store(tmp_path, create=False)) == [1, 2, 3, 4]
+
+
+def _files_holding(folder: Path, needles: list[bytes]) -> list[str]:
+    found = []
+    for root, _, files in os.walk(folder):
+        for name in files:
+            data = Path(root, name).read_bytes()
+            if any(needle in data for needle in needles):
+                found.append(os.path.relpath(Path(root, name), folder))
+    return found
+
+
+def test_moving_an_item_to_another_month_keeps_one_copy(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    store.insert([make_item(1, month=0), make_item(2, month=0)])
+    store.upsert([make_item(1, month=2, version=5)])
+    assert _ids(store) == [1, 2]
+    got = store.get([1], with_vector=True)[0]
+    assert got.created_at == JAN_2024 + 2 * 31 * DAY + 1 and np.allclose(got.vector, vector(1005))
+    assert {p.name: p.rows for p in store.partition_stats()} == {"_default": 0, "m2024_01": 1, "m2024_03": 1}
+    store.drop_partitions(["m2024_03"])
+    assert _ids(store) == [2] and set(milvus_rows(tmp_path / "t.db", "images")) == {2}
