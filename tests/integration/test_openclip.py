@@ -13,7 +13,7 @@ from lookalike.embed import create_embedder
 from lookalike.embed.openclip import OpenClipEmbedder
 from lookalike.errors import ConfigError, ModelUnavailableError
 from lookalike.ingest import decode_image
-from lookalike.usecases import Context, Query, backup, ingest
+from lookalike.usecases import Context, Query, backup, embedding, ingest
 from lookalike.usecases import search as searching
 from tests.helpers import write_images
 
@@ -61,7 +61,10 @@ def test_indexed_image_searched_by_itself_ranks_first(tmp_path: Path, tiny_model
     text = searching.search(service, Query(text="floral top", k=5))
     assert len(text.hits) == 5 and all(-1.0 <= h.score <= 1.0 for h in text.hits)
     assert text.took_ms > 0
-    assert service.store.model() == "tiny-clip.json:tiny-clip.pt"
+    # The collection records how it was embedded: the label people read, the files and their hash.
+    record = embedding.parse(service.store.model())
+    assert record is not None and record.label == "tiny-clip.json:tiny-clip.pt" and not record.image_only
+    assert record.pretrained == str(Path(tiny_model[1]).resolve()) and len(record.sha256) == 64
 
 
 def test_export_import_round_trip_with_the_real_model(tmp_path: Path, tiny_model: tuple[Path, Path]) -> None:

@@ -70,9 +70,9 @@ def file_sha256(path: str) -> str:
 
 def of_settings(settings: Settings, label: str = "") -> Embedding:
     """The record for the model the settings name (checkpoint files hashed)."""
-    from lookalike.embed import is_image_only
+    from lookalike.embed import is_image_only, weights_of
 
-    model, pretrained = _local(settings.model), _local(settings.pretrained)
+    model, pretrained = _local(settings.model), _local(weights_of(settings))
     sha = file_sha256(pretrained) if Path(pretrained).is_file() else ""
     return Embedding(model, pretrained, sha, is_image_only(settings.model), label)
 
@@ -93,9 +93,11 @@ def _explicit(settings: Settings) -> bool:
 
 
 def _same(record: Embedding, settings: Settings) -> bool:
+    from lookalike.embed import weights_of
+
     if _local(settings.model) != record.model:
         return False
-    pretrained = _local(settings.pretrained)
+    pretrained = _local(weights_of(settings))
     if pretrained == record.pretrained:
         return True
     return bool(record.sha256) and Path(pretrained).is_file() and file_sha256(pretrained) == record.sha256

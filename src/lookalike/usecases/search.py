@@ -16,8 +16,8 @@ from lookalike.usecases.embedding import bind, label_of
 from lookalike.usecases.items import by_item_id
 
 
-def text_search_problem(ctx: Context) -> str | None:
-    """Why a text search of this collection with this model cannot work, or None."""
+def collection_text_problem(ctx: Context) -> str | None:
+    """Why a text search of this collection cannot work whatever the model (it holds image-only vectors)."""
     from lookalike.embed import is_image_only
 
     stored = label_of(ctx.store.model())
@@ -26,6 +26,14 @@ def text_search_problem(ctx: Context) -> str | None:
             f"The collection '{ctx.store.collection}' was indexed with {stored}, which embeds images "
             "only: search it by --image or --id, or index it again with a CLIP model for text search."
         )
+    return None
+
+
+def text_search_problem(ctx: Context) -> str | None:
+    """Why a text search of this collection with this model cannot work, or None."""
+    problem = collection_text_problem(ctx)
+    if problem:
+        return problem
     if not ctx.embedder.supports_text:
         return (
             f"The model {ctx.embedder.name} embeds images only: search by --image or --id, "
@@ -115,6 +123,9 @@ def query_vector(ctx: Context, query: Query) -> tuple[np.ndarray, list[int], Box
 def _prepare(ctx: Context, query: Query) -> None:
     """Open what the query needs before its clock starts: the collection, the model, the detector."""
     ctx.store.require()
+    problem = collection_text_problem(ctx) if query.text is not None else None
+    if problem:
+        raise ConfigError(problem)  # before any model: no model can search image-only vectors by text
     if query.by_text_or_image:
         bind(ctx)  # the collection's own model, or a clear error for another one
     problem = text_search_problem(ctx) if query.text is not None else None
