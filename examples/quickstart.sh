@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Index the bundled example catalog and search it by text, by image and by id.
+# Index the bundled example catalog and search it by text, by image and by catalog item id.
 # Run from the repository root after installing: bash examples/quickstart.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,5 +26,9 @@ echo; echo '$ lookalike search --text "red floral top" --k 5'
 "$LOOKALIKE" search --text "red floral top" --k 5
 echo; echo '$ lookalike search --image examples/photos/dress-blue-striped.jpg --since 2023-11-15 --until 2023-11-20 --k 3'
 "$LOOKALIKE" search --image examples/photos/dress-blue-striped.jpg --since 2023-11-15 --until 2023-11-20 --k 3
+echo; echo '$ lookalike search --item-id SKU1000 --k 3'
+"$LOOKALIKE" search --item-id SKU1000 --k 3
+echo; echo '$ lookalike show --item-id SKU1000'
+"$LOOKALIKE" show --item-id SKU1000
 echo; echo '$ lookalike stats'
 "$LOOKALIKE" stats

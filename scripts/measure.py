@@ -18,7 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.helpers import build_tiny_model, make_image  # noqa: E402
 
 from lookalike.config import load_settings  # noqa: E402
-from lookalike.service import Lookalike, Query  # noqa: E402
+from lookalike.usecases import Context, Query, ingest  # noqa: E402
+from lookalike.usecases import search as searching
 
 
 def main() -> None:
@@ -41,11 +42,9 @@ def main() -> None:
     photos.mkdir()
     for i in range(args.images):
         make_image(i, size=tuple(args.size)).save(photos / f"{i:05d}.jpg", quality=90)
-    service = Lookalike(
-        load_settings(db=str(work / "bench.db"), model=args.model, pretrained=args.pretrained)
-    )
+    service = Context(load_settings(db=str(work / "bench.db"), model=args.model, pretrained=args.pretrained))
     service.embedder.load()
-    report = service.index(str(photos))
+    report = ingest.index(service, str(photos))
     print(
         f"model {service.embedder.name}: indexed {report.indexed} images of {args.size[0]}x{args.size[1]} "
         f"in {report.elapsed_s:.1f} s = {report.images_per_s:.1f} images/s (decode + embed + insert)"
@@ -57,11 +56,11 @@ def main() -> None:
         ("id", None),
     ):
         times = []
-        ids = [h.item.id for h in service.search(Query(text="x", k=args.queries)).hits]
+        ids = [h.item.id for h in searching.search(service, Query(text="x", k=args.queries)).hits]
         for i in range(args.queries):
             query = make_query(i) if make_query else Query(id=ids[i % len(ids)], k=10)
             started = time.perf_counter()
-            service.search(query)
+            searching.search(service, query)
             times.append((time.perf_counter() - started) * 1000)
         times.sort()
         print(

@@ -21,8 +21,8 @@ from tests.helpers import FakeEmbedder  # noqa: E402
 from lookalike.config import load_settings  # noqa: E402
 from lookalike.scan import find_duplicates, scan  # noqa: E402
 from lookalike.scan.labels import LabelSet, LabelSpec  # noqa: E402
-from lookalike.service import Lookalike  # noqa: E402
 from lookalike.store import Item, Store, open_store  # noqa: E402
+from lookalike.usecases import Context  # noqa: E402
 
 DIM = 512
 
@@ -95,7 +95,7 @@ def main() -> None:
             f"scan of a 5-day window (19-23 Nov 2023): {window} items in {time.perf_counter() - started:.2f} s"
         )
     else:
-        service = Lookalike(load_settings(db=db), embedder=FakeEmbedder(DIM), store=store)
+        service = Context(load_settings(db=db), embedder=FakeEmbedder(DIM), store=store)
         started = time.perf_counter()
         groups = find_duplicates(service.store, threshold=0.95)
         seconds = time.perf_counter() - started

@@ -124,7 +124,10 @@ def bench_ingest(
     runtimes: dict[str, Any] = {}
     reference: tuple[str, np.ndarray] | None = None
     name = ""
-    for requested in config.runtimes:
+    for step, requested in enumerate(config.runtimes, start=1):
+        say(
+            f"[{step}/{len(config.runtimes)}] ingest with --runtime {requested}: {config.images} generated JPEGs …"
+        )
         embedder = create_embedder(settings.model_copy(update={"runtime": requested}))
         embedder.load()
         label, name = embedder.runtime, embedder.name
@@ -228,6 +231,18 @@ def _text_query(embedder: Embedder, store: Store, count: int) -> dict[str, Any]:
     }
 
 
+def cpu_model() -> str:
+    """The CPU's model name (figures from two machines compare only with it), else the architecture."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def run_bench(settings: Settings, config: BenchConfig, say: Say = lambda line: None) -> dict[str, Any]:
     """Run every measurement and return the JSON-ready results (see README, "Benchmark")."""
     work = Path(tempfile.mkdtemp(prefix="lookalike-bench-"))
@@ -236,7 +251,7 @@ def run_bench(settings: Settings, config: BenchConfig, say: Say = lambda line: N
     result: dict[str, Any] = {
         "machine": {
             "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
+            "processor": cpu_model(),
             "cpus": len(os.sched_getaffinity(0)),
             "python": platform.python_version(),
             "torch": torch.__version__,
@@ -244,6 +259,7 @@ def run_bench(settings: Settings, config: BenchConfig, say: Say = lambda line: N
             "cuda": torch.cuda.is_available(),
         }
     }
+    say(f"lookalike bench on {result['machine']['processor']} ({result['machine']['cpus']} CPUs)")
     result["ingest"], embedder = bench_ingest(settings, config, work, say)
     # Held-out vectors from the same clusters as queries: a new photo of a kind of product the
     # shop already has, whose neighbours are its cluster (not a near-copy, not noise).
@@ -256,6 +272,7 @@ def run_bench(settings: Settings, config: BenchConfig, say: Say = lambda line: N
         store = open_store(lite, f"bench_{index.lower()}")
         if index.upper() not in {i.value for i in store.supported_indexes}:
             continue
+        say(f"search milvus-lite {index}: inserting {len(vectors)} vectors and building the index …")
         insert_s, build_s = _fill_and_load(store, vectors, index)
         insert_rates.append(len(vectors) / insert_s)
         search_rows.append(_search_row(store, "milvus-lite", vectors, queries, build_s, say))
@@ -268,6 +285,9 @@ def run_bench(settings: Settings, config: BenchConfig, say: Say = lambda line: N
         store.close()
         if config.direct_queries:
             # Milvus Lite answering by itself, with the index built inside it.
+            say(
+                f"search milvus-lite-direct {index}: {config.direct_queries} queries through Milvus Lite itself …"
+            )
             # (ServerStore on a .db path: pymilvus' own client, no read index in front of it.)
             direct = ServerStore(lite, f"bench_direct_{index.lower()}")
             _, build_s = _fill_and_load(direct, vectors, index)

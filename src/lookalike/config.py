@@ -53,6 +53,13 @@ class Settings(BaseSettings):
     tls_client_key: str = ""
     # Each Milvus call retries a lost connection with backoff (pymilvus) for up to this long.
     timeout_s: float = Field(default=30.0, gt=0)
+    # Milvus Lite starts a server of its own on first use; on a loaded 2-core machine its channel
+    # can take longer than 30 s to answer, so a Lite database gets a generous readiness limit.
+    lite_timeout_s: float = Field(default=180.0, gt=0)
+
+    def store_timeout_s(self, uri: str) -> float:
+        """The limit for a database: a server's timeout, or Milvus Lite's readiness limit."""
+        return self.timeout_s if "://" in uri else max(self.timeout_s, self.lite_timeout_s)
 
     def tls(self) -> dict[str, str]:
         """pymilvus' TLS arguments for the options that are set."""

@@ -6,23 +6,65 @@ import json
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lookalike.errors import ConfigError
-from lookalike.scan import Scores
-from lookalike.store import Hit
-from lookalike.store.models import Box
+
+if TYPE_CHECKING:  # annotations only: building a query imports nothing heavy
+    from lookalike.scan import Scores
+    from lookalike.store import Hit
+    from lookalike.store.models import Box
+
+
+@dataclass(frozen=True)
+class FieldNames:
+    """What the caller calls each part of a query, so that a message names the caller's own field."""
+
+    text: str = "--text"
+    image: str = "--image"
+    id: str = "--id"
+    item_id: str = "--item-id"
+    source: str = "--source"
+    k: str = "--k"
+    offset: str = "--offset"
+    min_score: str = "--min-score"
+    since: str = "--since"
+    until: str = "--until"
+    box_needs_image: str = "--box and --detect choose a part of a query image: give --image too."
+
+    @property
+    def one_of(self) -> str:
+        return f"{self.text}, {self.image}, {self.id} or {self.item_id}"
+
+
+CLI_NAMES = FieldNames()
+API_NAMES = FieldNames(
+    text="text",
+    image="image_url (or an uploaded image)",
+    id="id",
+    item_id="item_id",
+    source="sources",
+    k="k",
+    offset="offset",
+    min_score="min_score",
+    since="since",
+    until="until",
+    box_needs_image="box and detect choose a part of a query image: give image_url or upload an image too.",
+)
 
 
 @dataclass(frozen=True)
 class Query:
-    """One search: exactly one of text, image (path or URL), image_bytes or id."""
+    """One search: exactly one of text, image (path or URL), image_bytes, id or item_id."""
 
     text: str | None = None
     image: str | None = None
     image_bytes: bytes | None = None
     id: int | None = None
+    item_id: str | None = None  # a catalog item: lookalikes of its stored picture(s)
     k: int = 10
+    offset: int = 0  # paging: skip this many of the best hits
+    min_score: float | None = None  # drop hits whose cosine is below this
     sources: tuple[str, ...] = ()
     since: date | None = None
     until: date | None = None
@@ -30,6 +72,12 @@ class Query:
     search_params: tuple[tuple[str, Any], ...] = ()  # index knobs, e.g. (("ef", 128),) or (("nprobe", 16),)
     detect: bool = False  # image queries: embed the largest object the detector finds
     box: Box | None = None  # image queries: embed this part (x0, y0, x1, y1), clipped to the image
+    names: FieldNames = CLI_NAMES
+
+    @property
+    def by_text_or_image(self) -> bool:
+        """Whether the query needs the model (a stored id or item id does not)."""
+        return self.id is None and self.item_id is None
 
 
 @dataclass(frozen=True)
@@ -64,10 +112,12 @@ def mostly_non_latin(text: str) -> bool:
     return bool(letters) and foreign * 2 > len(letters)
 
 
-def day_window(since: date | None, until: date | None) -> tuple[int | None, int | None]:
+def day_window(
+    since: date | None, until: date | None, names: FieldNames = CLI_NAMES
+) -> tuple[int | None, int | None]:
     """Whole UTC days, inclusive → [start, end) in unix seconds."""
     if since and until and since > until:
-        raise ConfigError(f"--since {since} is after --until {until}.")
+        raise ConfigError(f"{names.since} {since} is after {names.until} {until}.")
 
     def midnight(day: date) -> int:
         return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp())

@@ -1,15 +1,18 @@
-"""The `lookalike` command run as a user runs it: a subprocess, on generated images."""
+"""The `lookalike` command as a user runs it, on generated images and the tiny real model.
+
+Most runs are in-process (tests/cli.py); the offline advice and the entry point's --help run as
+real processes, where a fresh interpreter is what is being tested.
+"""
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.cli import lookalike, lookalike_process
 from tests.helpers import write_images
 
 pytestmark = pytest.mark.slow
@@ -30,17 +33,6 @@ def env(tmp_path: Path, tiny_model: tuple[Path, Path]) -> dict[str, str]:
 
 # A whole picture's hit has these too, empty: they describe a detected crop.
 CROP_KEYS = ("width", "height", "box", "label", "det_score", "parent_sha256")
-
-
-def lookalike(env: dict[str, str], *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "lookalike", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 def test_index_search_stats_export_import(tmp_path: Path, env: dict[str, str]) -> None:
@@ -92,7 +84,7 @@ def test_index_search_stats_export_import(tmp_path: Path, env: dict[str, str]) -
 def test_offline_default_model_prints_advice_not_a_traceback(tmp_path: Path, env: dict[str, str]) -> None:
     write_images(tmp_path / "photos", 2)
     offline = {k: v for k, v in env.items() if k not in ("LOOKALIKE_MODEL", "LOOKALIKE_PRETRAINED")}
-    run = lookalike(offline, "index", str(tmp_path / "photos"))
+    run = lookalike_process(offline, "index", str(tmp_path / "photos"))
     assert run.returncode == 3
     assert "--pretrained /path/to/" in run.stderr
     assert "Traceback" not in run.stderr + run.stdout
@@ -115,7 +107,7 @@ def test_bad_flags_get_clear_errors(tmp_path: Path, env: dict[str, str]) -> None
 
 
 def test_help_explains_every_command(env: dict[str, str]) -> None:
-    top = lookalike(env, "--help")
+    top = lookalike_process(env, "--help")
     assert top.returncode == 0
     for command in ("index", "search", "stats", "export", "import"):
         assert command in top.stdout

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_cli import env, lookalike  # noqa: F401  (env is a fixture)
+from tests.cli import lookalike
+from tests.e2e.test_cli import env  # noqa: F401  (env is a fixture)
 
 pytestmark = pytest.mark.slow
 
@@ -35,17 +36,37 @@ def test_demo_data_index_eval_finetune(tmp_path: Path, env: dict[str, str]) -> N
     assert run.returncode == 0, run.stderr
     assert "epoch 2:" in run.stderr and "before" in run.stdout and "after" in run.stdout
     assert (tuned / "model-config.json").is_file() and (tuned / "checkpoint.pt").is_file()
-    # The written files load through --model / --pretrained; the collection was built by the base model.
+    # A run that cannot beat its start (a learning rate too small to move anything) says so plainly.
+    flat = lookalike(
+        env,
+        "finetune",
+        "--catalog",
+        str(catalog),
+        "--out",
+        str(tmp_path / "flat"),
+        "--epochs",
+        "1",
+        "--lr",
+        "1e-12",
+    )
+    assert flat.returncode == 0, flat.stderr
+    assert "No epoch beat the starting model" in flat.stdout and "use: --model" not in flat.stdout
+
+    # The written files load through --model / --pretrained. The collection was built by the base
+    # model, which it remembers: searching it with the tuned one is refused, naming both.
     tuned_env = {
         **env,
         "LOOKALIKE_MODEL": str(tuned / "model-config.json"),
         "LOOKALIKE_PRETRAINED": str(tuned / "checkpoint.pt"),
     }
+    refused = lookalike(tuned_env, "search", "--text", "red floral dress", "--json")
+    assert refused.returncode == 2
+    assert str(tuned / "checkpoint.pt") in refused.stderr and env["LOOKALIKE_PRETRAINED"] in refused.stderr
+    tuned_env["LOOKALIKE_COLLECTION"] = "tuned"
+    assert lookalike(tuned_env, "index", str(catalog)).returncode == 0
     found = lookalike(tuned_env, "search", "--text", "red floral dress", "--json")
     assert found.returncode == 0, found.stderr
-    answer = json.loads(found.stdout)
-    assert answer["hits"]
-    assert "checkpoint.pt" in answer["warnings"][0]  # "indexed with <base>, but this search uses <tuned>"
+    assert json.loads(found.stdout)["hits"]
 
 
 def test_eval_with_a_malformed_query_file_is_a_clear_error(tmp_path: Path, env: dict[str, str]) -> None:  # noqa: F811

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_cli import env, lookalike  # noqa: F401  (the env fixture)
+from tests.cli import lookalike
+from tests.e2e.test_cli import env  # noqa: F401  (the env fixture)
 from tests.helpers import make_image
 
 pytestmark = pytest.mark.slow

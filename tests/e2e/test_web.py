@@ -16,7 +16,7 @@ import pytest
 import uvicorn
 
 from lookalike.api import create_app
-from lookalike.service import Lookalike
+from lookalike.usecases import Context
 from tests.integration.test_api import build
 from tests.integration.test_detect_api import build_with_crops
 
@@ -50,7 +50,7 @@ def live_crops(tmp_path: Path) -> Iterator[tuple[str, list[Path]]]:
     yield from serve(*build_with_crops(tmp_path))
 
 
-def serve(service: Lookalike, photos: list[Path]) -> Iterator[tuple[str, list[Path]]]:
+def serve(service: Context, photos: list[Path]) -> Iterator[tuple[str, list[Path]]]:
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(create_app(service), host="127.0.0.1", port=port, log_level="warning")
@@ -129,7 +129,13 @@ def test_the_page_searches_by_text_by_upload_and_more_like_this(live: tuple[str,
         )
         names = page.locator(".card .name").all_inner_texts()
         assert names and "img_0006" not in names  # the item itself is left out of "more like this"
+        assert page.is_hidden("#more")  # 7 hits, fewer than a page: nothing more to ask for
         page.screenshot(path=str(SHOTS / "more-like-this.png"))
+
+        # The API docs render from the app's own files: nothing here can reach a CDN.
+        page.goto(url + "/docs")
+        page.wait_for_selector(".swagger-ui .info .title", timeout=30_000)
+        assert "lookalike" in page.inner_text(".swagger-ui .info .title")
         browser.close()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import http.server
 import importlib
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from fastapi.testclient import TestClient
 
 from lookalike.api import create_app
 from lookalike.config import load_settings
-from lookalike.service import Lookalike
+from lookalike.usecases import Context, ingest
 from tests.helpers import FakeEmbedder, jpeg_bytes, make_image, write_images
 
 fetch_module = importlib.import_module("lookalike.ingest.fetch")  # the module, not the function of that name
@@ -26,11 +27,11 @@ fetch_module = importlib.import_module("lookalike.ingest.fetch")  # the module, 
 CROP_KEYS = ("width", "height", "box", "label", "det_score", "parent_sha256")
 
 
-def build(tmp_path: Path, **settings: Any) -> tuple[Lookalike, list[Path]]:
+def build(tmp_path: Path, **settings: Any) -> tuple[Context, list[Path]]:
     photos = write_images(tmp_path / "photos", 8)
     embedder = FakeEmbedder()
-    service = Lookalike(load_settings(db=str(tmp_path / "api.db"), workers=2, **settings), embedder=embedder)
-    service.index(str(tmp_path / "photos"), source="product")
+    service = Context(load_settings(db=str(tmp_path / "api.db"), workers=2, **settings), embedder=embedder)
+    ingest.index(service, str(tmp_path / "photos"), source="product")
     # "red floral dress" means exactly photo 3 to the fake embedder.
     embedder.concepts["red floral dress"] = embedder.embed_images([make_image(3)])[0]
     return service, photos
@@ -321,3 +322,35 @@ def test_delete_removes_an_item_from_every_read_at_once(client: tuple[TestClient
     other = api.post("/search", json={"text": "red floral dress", "k": 1}).json()["hits"][0]
     assert api.delete(f"/items/{other['id']}?purge=true").json()["purged"] is True
     assert api.get("/stats").json()["rows"] == 6
+
+
+def test_docs_are_served_from_the_apps_own_files(client: tuple[TestClient, list[Path]]) -> None:
+    api, _ = client
+    docs = api.get("/docs").text
+    assert "cdn" not in docs.lower() and "/static/docs/swagger-ui-bundle.js" in docs
+    bundle = api.get("/static/docs/swagger-ui-bundle.js")
+    assert bundle.status_code == 200 and len(bundle.content) > 100_000
+    assert api.get("/static/docs/swagger-ui.css").status_code == 200
+
+
+def test_search_pages_cuts_and_finds_catalog_items(client: tuple[TestClient, list[Path]]) -> None:
+    api, _ = client
+    every = api.post("/search", json={"text": "red floral dress", "k": 8}).json()["hits"]
+    page = api.post("/search", json={"text": "red floral dress", "k": 3, "offset": 3}).json()["hits"]
+    assert [h["id"] for h in page] == [h["id"] for h in every[3:6]]
+    cut = (every[1]["score"] + every[2]["score"]) / 2
+    above = api.post("/search", json={"text": "red floral dress", "k": 8, "min_score": cut}).json()["hits"]
+    assert [h["id"] for h in above] == [h["id"] for h in every[:2]]
+    like = api.post("/search", json={"item_id": "img_0003", "k": 8}).json()["hits"]
+    assert len(like) == 7 and "img_0003" not in {h["item_id"] for h in like}
+    missing = api.post("/search", json={"item_id": "nope"})
+    assert missing.status_code == 404 and "nope" in missing.json()["detail"]
+
+
+def test_api_messages_name_api_fields_not_cli_flags(client: tuple[TestClient, list[Path]]) -> None:
+    api, _ = client
+    for body in ({"text": "   "}, {"text": "x", "since": "2023-11-20", "until": "2023-11-01"}):
+        detail = json.dumps(api.post("/search", json=body).json()["detail"])
+        assert "--" not in detail, detail
+    empty_source = api.post("/search", json={"text": "x", "sources": [" "]}).json()["detail"]
+    assert "sources" in json.dumps(empty_source) and "--" not in json.dumps(empty_source)

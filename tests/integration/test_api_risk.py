@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from lookalike.api import create_app
 from lookalike.config import load_settings
-from lookalike.service import Lookalike
+from lookalike.usecases import Context, ingest
 from tests.helpers import FakeEmbedder, make_image
 from tests.integration.test_api import wait_for
 
@@ -35,8 +35,8 @@ def api(tmp_path: Path) -> Iterator[TestClient]:
     rows.append("copy.jpg,COPY,copied,other-shop,2023-11-21")
     (folder / "catalog.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
     embedder = FakeEmbedder()
-    service = Lookalike(load_settings(db=str(tmp_path / "risk.db"), workers=2), embedder=embedder)
-    service.index(str(folder / "catalog.csv"))
+    service = Context(load_settings(db=str(tmp_path / "risk.db"), workers=2), embedder=embedder)
+    ingest.index(service, str(folder / "catalog.csv"))
     embedder.concepts["the target"] = embedder.embed_images([make_image(3)])[0]  # SKU3 is the target
     with TestClient(create_app(service)) as client:
         yield client

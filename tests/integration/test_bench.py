@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
+import os
 from pathlib import Path
 
 from lookalike.bench import BenchConfig, clustered_vectors, run_bench
 from lookalike.config import load_settings
+from tests.cli import lookalike
 
 
 def test_bench_reports_every_figure(tiny_model: tuple[Path, Path]) -> None:
@@ -64,30 +64,23 @@ def test_clustered_vectors_are_unit_length_and_clustered() -> None:
 def test_bench_command_writes_its_json(tmp_path: Path, tiny_model: tuple[Path, Path]) -> None:
     config, checkpoint = tiny_model
     out = tmp_path / "bench.json"
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "lookalike",
-            "bench",
-            "--vectors",
-            "500",
-            "--images",
-            "2",
-            "--image-size",
-            "64",
-            "--queries",
-            "3",
-            "--model",
-            str(config),
-            "--pretrained",
-            str(checkpoint),
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
+    run = lookalike(
+        dict(os.environ),
+        "bench",
+        "--vectors",
+        "500",
+        "--images",
+        "2",
+        "--image-size",
+        "64",
+        "--queries",
+        "3",
+        "--model",
+        str(config),
+        "--pretrained",
+        str(checkpoint),
+        "--out",
+        str(out),
     )
     assert run.returncode == 0, run.stderr
     assert "insert (vectors/s)" in run.stdout and "onnx-int8" in run.stdout

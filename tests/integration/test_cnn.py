@@ -17,7 +17,9 @@ from lookalike.config import load_settings
 from lookalike.embed import create_embedder
 from lookalike.embed.cnn import CNN_MODELS, TimmEmbedder, timm_state_dict
 from lookalike.errors import ConfigError, ModelUnavailableError
-from lookalike.service import Lookalike, Options, Query
+from lookalike.train import Options
+from lookalike.usecases import Context, Query, ingest, training
+from lookalike.usecases import search as searching
 
 pytestmark = pytest.mark.slow
 skimage = pytest.importorskip("skimage")
@@ -76,34 +78,34 @@ def test_copies_of_photographs_find_their_original_first(tmp_path: Path) -> None
     files = photographs()
     assert len(files) >= 15
     settings = load_settings(model="efficientnet-lite0", db=str(tmp_path / "cnn.db"))
-    service = Lookalike(settings)
+    service = Context(settings)
     assert service.embedder.supports_text is False and service.embedder.dim == 1280
-    report = service.index(str(PHOTOS))
+    report = ingest.index(service, str(PHOTOS))
     assert report.indexed >= len(files)
 
     ranks_first = 0
     queries = 0
     for path in files:
         for kind in ("resize", "crop", "all"):
-            hits = service.search(Query(image_bytes=copy_of(path, kind), k=5)).hits
+            hits = searching.search(service, Query(image_bytes=copy_of(path, kind), k=5)).hits
             queries += 1
             ranks_first += hits[0].item.uri == str(path.resolve())
     assert ranks_first == queries, f"{ranks_first}/{queries} copies found their original first"
 
     # Semantics, not pixels: the two photographs of one motorcycle are each other's nearest other photo.
-    left = service.search(Query(image=str(PHOTOS / "motorcycle_left.png"), k=2)).hits
+    left = searching.search(service, Query(image=str(PHOTOS / "motorcycle_left.png"), k=2)).hits
     assert Path(left[1].item.uri).name == "motorcycle_right.png"
 
     with pytest.raises(ConfigError, match="embeds images only"):
-        service.search(Query(text="a cat"))
+        searching.search(service, Query(text="a cat"))
     with pytest.raises(ConfigError, match="needs a CLIP model"):
-        service.finetune([], str(tmp_path / "tuned"), Options())
+        training.finetune(service, [], str(tmp_path / "tuned"), Options())
     service.close()
 
     # A CLIP search of the CNN collection says why text cannot work there, not "wrong dimension".
-    clip = Lookalike(load_settings(db=str(tmp_path / "cnn.db"), pretrained="random"))
+    clip = Context(load_settings(db=str(tmp_path / "cnn.db"), pretrained="random"))
     with pytest.raises(ConfigError, match="efficientnet-lite0.*embeds images only"):
-        clip.search(Query(text="a cat"))
+        searching.search(clip, Query(text="a cat"))
     clip.close()
 
 

@@ -11,20 +11,20 @@ from fastapi.testclient import TestClient
 
 from lookalike.api import create_app
 from lookalike.config import load_settings
-from lookalike.service import Lookalike
+from lookalike.usecases import Context, ingest
 from tests.helpers import FakeDetector, FakeEmbedder, write_images
 
 HANDBAG = [60, 10, 160, 110]
 
 
-def build_with_crops(tmp_path: Path) -> tuple[Lookalike, list[Path]]:
+def build_with_crops(tmp_path: Path) -> tuple[Context, list[Path]]:
     """A collection of 6 street photos, each stored whole and as its 2 detected objects."""
     photos = write_images(tmp_path / "photos", 6)
     embedder = FakeEmbedder()
-    service = Lookalike(
+    service = Context(
         load_settings(db=str(tmp_path / "crops.db"), workers=2), embedder=embedder, detector=FakeDetector()
     )
-    service.index(str(tmp_path / "photos"), source="street", detect=True)
+    ingest.index(service, str(tmp_path / "photos"), source="street", detect=True)
     # "red handbag" means exactly the handbag crop of photo 3 to the fake embedder.
     from PIL import Image
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +16,7 @@ import torch
 
 from lookalike.embed.detect import TorchvisionDetector
 from lookalike.errors import ModelUnavailableError
+from tests.cli import lookalike
 from tests.helpers import make_image, write_images
 
 pytestmark = pytest.mark.slow
@@ -62,10 +61,7 @@ def test_weights_that_do_not_fit_and_missing_files_are_clear_errors(
         del os.environ["TORCH_HOME"]
 
 
-def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "lookalike", *args], env=env, capture_output=True, text=True, timeout=300
-    )
+run = lookalike  # in-process (tests/cli.py)
 
 
 def test_index_and_search_with_detect_from_the_command_line(
@@ -87,7 +83,7 @@ def test_index_and_search_with_detect_from_the_command_line(
     assert "Traceback" not in offline.stderr
     assert run(env, "stats").returncode == 4  # no collection was created
 
-    weights = ["--detector-weights", str(detector_file), "--min-score", "0"]
+    weights = ["--detector-weights", str(detector_file), "--detect-min-score", "0"]
     indexed = run(env, "index", str(tmp_path / "photos"), "--detect", *weights)
     assert indexed.returncode == 0, indexed.stderr
     assert "indexed 4 new images" in indexed.stdout and "detected objects" in indexed.stdout

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from lookalike.config import load_settings
 from lookalike.scan import write_duplicates_report
-from lookalike.service import Lookalike
+from lookalike.usecases import Context, ingest, risk
 from tests.helpers import jpeg_bytes, make_image, write_images
 
 # The tiny model has random weights, so unrelated pictures already score up to ~0.996 with
@@ -29,13 +29,15 @@ def test_copies_group_with_their_original(tmp_path: Path, tiny_model: tuple[Path
     write_images(seller_c, 5, start=40)
 
     config, checkpoint = tiny_model
-    service = Lookalike(
-        load_settings(db=str(tmp_path / "dup.db"), model=str(config), pretrained=str(checkpoint))
+    service = Context(
+        load_settings(
+            db=str(tmp_path / "dup.db"), model=str(config), pretrained=str(checkpoint), runtime="torch"
+        )
     )
     for folder in (seller_a, seller_b, seller_c):
-        service.index(str(folder), source=folder.name)
+        ingest.index(service, str(folder), source=folder.name)
 
-    groups = service.duplicates(threshold=TINY_THRESHOLD)
+    groups = risk.duplicates(service, threshold=TINY_THRESHOLD)
     exact = [g for g in groups if g.kind == "exact"]
     near = [g for g in groups if g.kind == "near"]
     assert len(exact) == 1
@@ -58,5 +60,5 @@ def test_copies_group_with_their_original(tmp_path: Path, tiny_model: tuple[Path
     write_duplicates_report(tmp_path / "groups.html", groups, {"threshold": TINY_THRESHOLD})
     assert "data:image/jpeg;base64," in (tmp_path / "groups.html").read_text(encoding="utf-8")
 
-    only_a = service.duplicates(threshold=TINY_THRESHOLD, sources=["a"])
+    only_a = risk.duplicates(service, threshold=TINY_THRESHOLD, sources=["a"])
     assert only_a == []

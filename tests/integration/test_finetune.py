@@ -12,16 +12,17 @@ from lookalike.config import load_settings
 from lookalike.errors import ConfigError
 from lookalike.quality import METRICS
 from lookalike.quality.demo import write_demo_data
-from lookalike.service import Lookalike, Options
+from lookalike.train import Options
+from lookalike.usecases import Context, ingest, quality, training
 
 pytestmark = pytest.mark.slow
 
 
-def service_for(tmp_path: Path, model: Path, pretrained: Path, db: str) -> Lookalike:
+def service_for(tmp_path: Path, model: Path, pretrained: Path, db: str) -> Context:
     settings = load_settings(
         model=str(model), pretrained=str(pretrained), db=str(tmp_path / db), runtime="torch"
     )
-    return Lookalike(settings)
+    return Context(settings)
 
 
 def test_fine_tuning_raises_held_out_recall_and_the_result_loads_as_a_checkpoint(
@@ -34,13 +35,14 @@ def test_fine_tuning_raises_held_out_recall_and_the_result_loads_as_a_checkpoint
     (tmp_path / "demo" / "images" / "broken.jpg").write_bytes(b"not a jpeg")
 
     base = service_for(tmp_path, config, checkpoint, "base.db")
-    pairs, skipped = base.training_pairs(str(made.catalog))
+    pairs, skipped = training.training_pairs(base, str(made.catalog))
     assert len(pairs) == 300
     assert [s.uri.endswith("broken.jpg") for s in skipped] == [True]
 
     out = tmp_path / "tuned"
     epochs: list[int] = []
-    result = base.finetune(
+    result = training.finetune(
+        base,
         pairs,
         str(out),
         Options(epochs=12, lr=1e-3, patience=4),
@@ -57,11 +59,11 @@ def test_fine_tuning_raises_held_out_recall_and_the_result_loads_as_a_checkpoint
 
     # The written config and checkpoint load through the normal --model / --pretrained path,
     # and the collection indexed with them answers the demo queries better.
-    base.index(str(made.catalog))
-    before = base.evaluate(str(made.queries)).metrics["text_to_image"]
+    ingest.index(base, str(made.catalog))
+    before = quality.evaluate(base, str(made.queries)).metrics["text_to_image"]
     tuned = service_for(tmp_path, out / "model-config.json", out / "checkpoint.pt", "tuned.db")
-    tuned.index(str(made.catalog))
-    after = tuned.evaluate(str(made.queries)).metrics["text_to_image"]
+    ingest.index(tuned, str(made.catalog))
+    after = quality.evaluate(tuned, str(made.queries)).metrics["text_to_image"]
     assert before is not None and after is not None
     assert after["recall@5"] >= before["recall@5"] + 0.2
     base.close()
@@ -71,15 +73,15 @@ def test_fine_tuning_raises_held_out_recall_and_the_result_loads_as_a_checkpoint
 def test_held_out_split_is_stable_and_too_small_a_catalog_is_refused(
     tmp_path: Path, tiny_model: tuple[Path, Path]
 ) -> None:
-    from lookalike.embed.finetune import split_pairs
+    from lookalike.train.finetune import split_pairs
 
     config, checkpoint = tiny_model
     made = write_demo_data(tmp_path / "demo", n=6, seed=0, size=64)
     service = service_for(tmp_path, config, checkpoint, "x.db")
-    pairs, _ = service.training_pairs(str(made.catalog))
+    pairs, _ = training.training_pairs(service, str(made.catalog))
     assert split_pairs(pairs, 0.5, seed=1) == split_pairs(pairs, 0.5, seed=1)
     with pytest.raises(ConfigError, match="at least 8 training"):
-        service.finetune(pairs, str(tmp_path / "out"), Options())
+        training.finetune(service, pairs, str(tmp_path / "out"), Options())
     assert not (tmp_path / "out").exists()
 
 
@@ -95,8 +97,8 @@ def test_eval_reports_unreadable_image_queries_and_keeps_going(
         writer.writeheader()
         writer.writerows(rows)
     service = service_for(tmp_path, config, checkpoint, "e.db")
-    service.index(str(made.catalog))
-    report = service.evaluate(str(made.queries))
+    ingest.index(service, str(made.catalog))
+    report = quality.evaluate(service, str(made.queries))
     assert report.counts["image_to_image"] == made.image_queries
     assert report.counts["text_to_image"] == made.text_queries
     assert len(report.failed) == 1 and "missing.jpg" in report.failed[0][0]
@@ -108,6 +110,6 @@ def test_eval_reports_unreadable_image_queries_and_keeps_going(
         "query,relevant\n" + "".join(f"demo/images/sku-{i:05d}.jpg,sku-{i:05d}\n" for i in range(10)),
         encoding="utf-8",
     )
-    exact = service.evaluate(str(copies)).metrics["image_to_image"]
+    exact = quality.evaluate(service, str(copies)).metrics["image_to_image"]
     assert exact is not None and exact["recall@1"] == 1.0
     service.close()

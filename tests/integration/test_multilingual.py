@@ -12,7 +12,8 @@ import pytest
 from lookalike.config import load_settings
 from lookalike.embed.openclip import OpenClipEmbedder
 from lookalike.errors import ModelUnavailableError
-from lookalike.service import Lookalike, Query
+from lookalike.usecases import Context, Query, ingest
+from lookalike.usecases import search as searching
 from tests.helpers import build_tiny_multilingual_model, write_images
 
 pytestmark = pytest.mark.slow
@@ -41,14 +42,14 @@ def test_a_cjk_query_reaches_the_multilingual_tokenizer_intact(
 ) -> None:
     config, checkpoint = multilingual_model
     settings = load_settings(model=str(config), pretrained=str(checkpoint), db=str(tmp_path / "m.db"))
-    service = Lookalike(settings)
-    service.index(str(write_images(tmp_path / "photos", 6)[0].parent))
+    service = Context(settings)
+    ingest.index(service, str(write_images(tmp_path / "photos", 6)[0].parent))
     embedder = service.embedder
     assert isinstance(embedder, OpenClipEmbedder) and embedder.multilingual
     recorder = RecordingTokenizer(embedder._tokenizer)
     embedder._tokenizer = recorder
 
-    result = service.search(Query(text="萨摩耶", k=3))
+    result = searching.search(service, Query(text="萨摩耶", k=3))
     assert recorder.seen == ["萨摩耶"]
     assert len(result.hits) == 3 and result.warnings == []
     hf = recorder.inner.tokenizer
@@ -77,14 +78,14 @@ def test_english_model_warns_about_a_mostly_non_latin_query(
 ) -> None:
     config, checkpoint = tiny_model
     settings = load_settings(model=str(config), pretrained=str(checkpoint), db=str(tmp_path / "e.db"))
-    service = Lookalike(settings)
-    service.index(str(write_images(tmp_path / "photos", 4)[0].parent))
-    warned = service.search(Query(text="萨摩耶 狗", k=2))
+    service = Context(settings)
+    ingest.index(service, str(write_images(tmp_path / "photos", 4)[0].parent))
+    warned = searching.search(service, Query(text="萨摩耶 狗", k=2))
     assert len(warned.hits) == 2
     assert len(warned.warnings) == 1 and "xlm-roberta-base-ViT-B-32" in warned.warnings[0]
     assert warned.to_dict()["warnings"] == warned.warnings
-    assert service.search(Query(text="red floral dress", k=2)).warnings == []
-    assert service.search(Query(text="Samoyed 萨摩耶 white fluffy dog", k=2)).warnings == []
+    assert searching.search(service, Query(text="red floral dress", k=2)).warnings == []
+    assert searching.search(service, Query(text="Samoyed 萨摩耶 white fluffy dog", k=2)).warnings == []
     service.close()
 
 

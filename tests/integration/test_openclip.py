@@ -13,14 +13,15 @@ from lookalike.embed import create_embedder
 from lookalike.embed.openclip import OpenClipEmbedder
 from lookalike.errors import ConfigError, ModelUnavailableError
 from lookalike.ingest import decode_image
-from lookalike.service import Lookalike, Query
+from lookalike.usecases import Context, Query, backup, embedding, ingest
+from lookalike.usecases import search as searching
 from tests.helpers import write_images
 
 
-def tiny_service(tmp_path: Path, tiny_model: tuple[Path, Path], db: str = "lookalike.db") -> Lookalike:
+def tiny_service(tmp_path: Path, tiny_model: tuple[Path, Path], db: str = "lookalike.db") -> Context:
     config, checkpoint = tiny_model
     settings = load_settings(db=str(tmp_path / db), model=str(config), pretrained=str(checkpoint), workers=2)
-    return Lookalike(settings)
+    return Context(settings)
 
 
 def test_tiny_model_loads_from_config_json_and_checkpoint(tiny_model: tuple[Path, Path]) -> None:
@@ -52,26 +53,31 @@ def test_the_checkpoint_weights_are_really_loaded(tiny_model: tuple[Path, Path])
 def test_indexed_image_searched_by_itself_ranks_first(tmp_path: Path, tiny_model: tuple[Path, Path]) -> None:
     paths = write_images(tmp_path / "photos", 30)
     service = tiny_service(tmp_path, tiny_model)
-    assert service.index(str(tmp_path / "photos"), source="product").indexed == 30
+    assert ingest.index(service, str(tmp_path / "photos"), source="product").indexed == 30
     for path in paths[::6]:
-        hits = service.search(Query(image=str(path), k=5)).hits
+        hits = searching.search(service, Query(image=str(path), k=5)).hits
         assert hits[0].item.uri == str(path.resolve())
         assert hits[0].score >= 0.99
-    text = service.search(Query(text="floral top", k=5))
+    text = searching.search(service, Query(text="floral top", k=5))
     assert len(text.hits) == 5 and all(-1.0 <= h.score <= 1.0 for h in text.hits)
     assert text.took_ms > 0
-    assert service.store.model() == "tiny-clip.json:tiny-clip.pt"
+    # The collection records how it was embedded: the label people read, the files and their hash.
+    record = embedding.parse(service.store.model())
+    assert record is not None and record.label == "tiny-clip.json:tiny-clip.pt" and not record.image_only
+    assert record.pretrained == str(Path(tiny_model[1]).resolve()) and len(record.sha256) == 64
 
 
 def test_export_import_round_trip_with_the_real_model(tmp_path: Path, tiny_model: tuple[Path, Path]) -> None:
     paths = write_images(tmp_path / "photos", 8)
     source = tiny_service(tmp_path, tiny_model, "a.db")
-    source.index(str(tmp_path / "photos"))
-    source.export(str(tmp_path / "backup.parquet"))
+    ingest.index(source, str(tmp_path / "photos"))
+    backup.export(source, str(tmp_path / "backup.parquet"))
     target = tiny_service(tmp_path, tiny_model, "b.db")
-    target.import_(str(tmp_path / "backup.parquet"))
+    backup.import_(target, str(tmp_path / "backup.parquet"))
     query = Query(image=str(paths[3]), k=8)
-    assert [h.item.id for h in source.search(query).hits] == [h.item.id for h in target.search(query).hits]
+    assert [h.item.id for h in searching.search(source, query).hits] == [
+        h.item.id for h in searching.search(target, query).hits
+    ]
 
 
 def test_offline_tag_gives_advice_without_reaching_the_hub(monkeypatch: pytest.MonkeyPatch) -> None:

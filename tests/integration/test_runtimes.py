@@ -52,15 +52,15 @@ def test_auto_picks_an_onnx_runtime_on_a_cpu_and_reuses_the_export(
     assert len(exports) == 1
     probes = json.loads((exports[0] / "probes.json").read_text())
     assert {"torch", "onnx", "onnx-int8"} <= set(probes)
-    # Each tower runs on the fastest runtime that meets its agreement bar.
+    # Each tower runs on the fastest runtime that meets its agreement and batch-stability bars.
     image_label, _, text_label = first.runtime.partition("+")
     text_label = text_label or image_label
     names = {"torch-fp32": "torch", "onnx-fp32": "onnx", "onnx-int8": "onnx-int8", "torch-bf16": "torch-bf16"}
     for tower, label in (("image", image_label), ("text", text_label)):
         chosen = probes[names[label]]
-        bar = 0.999 if label == "onnx-fp32" else 0.99
-        assert chosen[f"{tower}_cosine"] >= bar
-        passing = [p for n, p in probes.items() if p[f"{tower}_cosine"] >= (0.999 if n == "onnx" else 0.99)]
+        assert runtimes.passes(names[label], chosen, tower)
+        assert chosen[f"{tower}_batch_cosine"] >= 0.9999
+        passing = [p for n, p in probes.items() if runtimes.passes(n, p, tower)]
         assert chosen[f"{tower}_ms"] == min(p[f"{tower}_ms"] for p in passing)
 
     def no_export(*args: object) -> None:
@@ -71,6 +71,43 @@ def test_auto_picks_an_onnx_runtime_on_a_cpu_and_reuses_the_export(
     again = _embedder(tiny_model, "auto", tmp_path)
     assert again.runtime == first.runtime
     np.testing.assert_allclose(again.embed_texts(TEXTS), first.embed_texts(TEXTS), atol=1e-6)
+
+
+def test_auto_gives_an_image_the_same_vector_alone_and_in_any_batch(
+    tiny_model: tuple[Path, Path], tmp_path: Path, images: list
+) -> None:
+    # What the probe guarantees, checked on real pictures: whatever this CPU makes auto choose.
+    embedder = _embedder(tiny_model, "auto", tmp_path)
+    alone = np.concatenate([embedder.embed_images([image]) for image in images])
+    together = embedder.embed_images(images)
+    reversed_pair = embedder.embed_images([images[-1], images[0]])
+    assert np.sum(alone * together, axis=1).min() >= 0.9999
+    assert float(alone[0] @ reversed_pair[1]) >= 0.9999
+
+
+class _BatchDependent:
+    """A runtime whose vectors depend on their batch-mates, as dynamic int8 can on some CPUs."""
+
+    label = "batch-dependent"
+
+    def images(self, pixels: np.ndarray) -> np.ndarray:
+        flat = pixels.reshape(len(pixels), -1)[:, :8]
+        return flat + np.abs(pixels).max()  # a batch-wide scale leaks into every row
+
+    def texts(self, tokens: np.ndarray) -> np.ndarray:
+        return tokens[:, :8].astype(np.float32) + 1.0
+
+
+def test_a_runtime_whose_vectors_depend_on_the_batch_is_refused() -> None:
+    rng = np.random.default_rng(0)
+    pixels = rng.normal(size=(4, 3, 8, 8)).astype(np.float32)
+    tokens = rng.integers(1, 100, size=(5, 8))
+    candidate = _BatchDependent()
+    probe = runtimes._probe(candidate, candidate, pixels, tokens)
+    assert probe["image_cosine"] >= 0.9999  # it agrees with itself: agreement alone would admit it
+    assert probe["image_batch_cosine"] < 0.9999
+    assert not runtimes.passes("onnx", probe, "image")
+    assert runtimes.passes("onnx", probe, "text")
 
 
 def test_other_weights_get_their_own_export(tiny_model: tuple[Path, Path], tmp_path: Path) -> None:

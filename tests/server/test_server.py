@@ -15,6 +15,7 @@ import pytest
 
 from lookalike.bench import clustered_vectors
 from lookalike.store import Item, Store, open_store
+from tests.cli import Ran, lookalike  # in-process; the kill test below runs a real process
 from tests.helpers import write_images
 from tests.server.harness import MilvusServer
 
@@ -36,13 +37,7 @@ def env(tmp_path: Path, tiny_model: tuple[Path, Path]) -> dict[str, str]:
     }
 
 
-def lookalike(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "lookalike", *args], env=env, capture_output=True, text=True, timeout=600
-    )
-
-
-def ok(run: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
+def ok(run: Ran) -> Ran:
     assert run.returncode == 0, run.stderr
     return run
 
@@ -68,7 +63,7 @@ def write_catalog(folder: Path, count: int) -> Path:
     return catalog
 
 
-def hits(run: subprocess.CompletedProcess[str]) -> list[tuple[int, float]]:
+def hits(run: Ran) -> list[tuple[int, float]]:
     return [(hit["id"], hit["score"]) for hit in json.loads(ok(run).stdout)["hits"]]
 
 
@@ -339,24 +334,25 @@ def test_detected_crops_are_stored_and_searched_on_the_server(
     tmp_path: Path, milvus_server: MilvusServer
 ) -> None:
     from lookalike.config import load_settings
-    from lookalike.service import Lookalike, Query
+    from lookalike.usecases import Context, Query, ingest
+    from lookalike.usecases import search as searching
     from tests.helpers import FakeDetector, FakeEmbedder
 
     store = _store(milvus_server, "crops")
-    service = Lookalike(
+    service = Context(
         load_settings(db=milvus_server.uri, collection="crops", workers=2),
         embedder=FakeEmbedder(),
         store=store,
         detector=FakeDetector(),
     )
     photos = write_images(tmp_path / "photos", 3)
-    report = service.index(str(tmp_path / "photos"), detect=True)
+    report = ingest.index(service, str(tmp_path / "photos"), detect=True)
     assert (report.indexed, report.crops) == (3, 6) and store.count() == 9
-    found = service.search(Query(image=str(photos[1]), detect=True, k=1))
+    found = searching.search(service, Query(image=str(photos[1]), detect=True, k=1))
     top = found.hits[0].item
     assert found.query_box == (60, 10, 160, 110) == top.crop_box
     assert top.label == "handbag" and abs(top.det_score - 0.9) < 1e-6 and top.parent_sha256
-    assert service.index(str(tmp_path / "photos"), detect=True).crops == 0 and store.count() == 9
+    assert ingest.index(service, str(tmp_path / "photos"), detect=True).crops == 0 and store.count() == 9
     store.drop()
     service.close()
 

@@ -15,17 +15,18 @@ from lookalike.config import load_settings
 from lookalike.embed.detect import Detection, clip_box, crop, largest, select_detections
 from lookalike.errors import ConfigError
 from lookalike.ingest.ids import stable_id
-from lookalike.service import Lookalike, Query, parse_box
-from lookalike.store.models import WHOLE_IMAGE_LABEL
+from lookalike.store.models import WHOLE_IMAGE_LABEL, parse_box
+from lookalike.usecases import Context, Query, backup, ingest
+from lookalike.usecases import search as searching
 from tests.helpers import FakeDetector, FakeEmbedder, write_images
 
 HANDBAG = (60, 10, 160, 110)  # FakeDetector's first box, clipped to the 160 × 120 picture
 SHOE = (5, 20, 55, 90)
 
 
-def make_service(tmp_path: Path, detector: FakeDetector | None = None) -> Lookalike:
+def make_service(tmp_path: Path, detector: FakeDetector | None = None) -> Context:
     settings = load_settings(db=str(tmp_path / "crops.db"), workers=2)
-    return Lookalike(settings, embedder=FakeEmbedder(), detector=detector or FakeDetector())
+    return Context(settings, embedder=FakeEmbedder(), detector=detector or FakeDetector())
 
 
 def test_boxes_are_clipped_filtered_by_score_and_size_and_ordered_by_confidence() -> None:
@@ -57,7 +58,7 @@ def test_a_box_is_parsed_strictly_and_a_crop_outside_the_image_is_refused() -> N
 def test_detected_crops_are_stored_beside_the_whole_image(tmp_path: Path) -> None:
     photos = write_images(tmp_path / "photos", 3)
     service = make_service(tmp_path)
-    report = service.index(str(tmp_path / "photos"), source="street", detect=True)
+    report = ingest.index(service, str(tmp_path / "photos"), source="street", detect=True)
     assert (report.indexed, report.crops, report.skipped) == (3, 6, [])
     items = list(service.store.iter_items(batch_size=100))
     flat = [item for batch in items for item in batch]
@@ -75,7 +76,7 @@ def test_detected_crops_are_stored_beside_the_whole_image(tmp_path: Path) -> Non
             assert item.id == stable_id("street", photo.resolve().as_posix(), whole.sha256, index)
             assert (item.item_id, item.width, item.height) == (whole.item_id, 160, 120)
 
-    again = service.index(str(tmp_path / "photos"), source="street", detect=True)
+    again = ingest.index(service, str(tmp_path / "photos"), source="street", detect=True)
     assert (again.indexed, again.crops, again.already_indexed) == (0, 0, 3)
     assert service.store.count() == 9
 
@@ -83,10 +84,10 @@ def test_detected_crops_are_stored_beside_the_whole_image(tmp_path: Path) -> Non
 def test_a_crop_is_searchable_and_its_hit_shows_the_box(tmp_path: Path) -> None:
     photos = write_images(tmp_path / "photos", 4)
     service = make_service(tmp_path)
-    service.index(str(tmp_path / "photos"), detect=True)
+    ingest.index(service, str(tmp_path / "photos"), detect=True)
     with Image.open(photos[2]) as picture:
         picture.crop(HANDBAG).save(tmp_path / "bag.png")
-    hit = service.search(Query(image=str(tmp_path / "bag.png"), k=3)).hits[0]
+    hit = searching.search(service, Query(image=str(tmp_path / "bag.png"), k=3)).hits[0]
     assert hit.item.uri == str(photos[2].resolve()) and hit.item.crop_box == HANDBAG
     assert hit.score > 0.99
     shown = hit.to_dict()
@@ -98,44 +99,44 @@ def test_an_image_query_with_detect_embeds_its_largest_box_or_the_one_given(tmp_
     photos = write_images(tmp_path / "photos", 4)
     detector = FakeDetector()
     service = make_service(tmp_path, detector)
-    service.index(str(tmp_path / "photos"), detect=True)
+    ingest.index(service, str(tmp_path / "photos"), detect=True)
     calls = detector.calls
 
-    detected = service.search(Query(image=str(photos[1]), detect=True, k=2))
+    detected = searching.search(service, Query(image=str(photos[1]), detect=True, k=2))
     assert detector.calls == calls + 1 and detected.query_box == HANDBAG
     assert detected.hits[0].item.crop_box == HANDBAG and detected.hits[0].item.uri == str(photos[1].resolve())
     assert detected.to_dict()["query_box"] == list(HANDBAG)
 
-    chosen = service.search(Query(image=str(photos[1]), box=SHOE, k=2))
+    chosen = searching.search(service, Query(image=str(photos[1]), box=SHOE, k=2))
     assert detector.calls == calls + 1  # a given box needs no detector
     assert chosen.query_box == SHOE and chosen.hits[0].item.crop_box == SHOE
 
-    whole = service.search(Query(image=str(photos[1]), k=1))
+    whole = searching.search(service, Query(image=str(photos[1]), k=1))
     assert whole.query_box is None and not whole.hits[0].item.box
     with pytest.raises(ConfigError, match="give --image"):
-        service.search(Query(text="bag", box=SHOE))
+        searching.search(service, Query(text="bag", box=SHOE))
 
 
 def test_a_query_image_without_objects_is_searched_whole_with_a_warning(tmp_path: Path) -> None:
     write_images(tmp_path / "photos", 2)
     service = make_service(tmp_path)
-    service.index(str(tmp_path / "photos"), detect=True)
+    ingest.index(service, str(tmp_path / "photos"), detect=True)
     Image.new("RGB", (20, 20), (200, 30, 30)).save(
         tmp_path / "small.png"
     )  # every fake box is clipped to < 32 px
-    result = service.search(Query(image=str(tmp_path / "small.png"), detect=True, k=1))
+    result = searching.search(service, Query(image=str(tmp_path / "small.png"), detect=True, k=1))
     assert result.query_box is None and "no object" in result.warnings[0]
 
 
 def test_indexing_with_detect_later_adds_crops_to_pictures_stored_whole(tmp_path: Path) -> None:
     write_images(tmp_path / "photos", 3)
     service = make_service(tmp_path)
-    first = service.index(str(tmp_path / "photos"))
+    first = ingest.index(service, str(tmp_path / "photos"))
     assert (first.indexed, first.crops) == (3, 0)
-    later = service.index(str(tmp_path / "photos"), detect=True)
+    later = ingest.index(service, str(tmp_path / "photos"), detect=True)
     assert (later.indexed, later.crops, later.already_indexed) == (0, 6, 3)
     assert service.store.count() == 9
-    again = service.index(str(tmp_path / "photos"), detect=True)
+    again = ingest.index(service, str(tmp_path / "photos"), detect=True)
     assert (again.indexed, again.crops, service.store.count()) == (0, 0, 9)
 
 
@@ -161,19 +162,19 @@ def test_a_collection_made_before_crops_still_works_and_refuses_detect_clearly(t
     photos = write_images(tmp_path / "photos", 3)
     service = make_service(tmp_path)
     assert not service.store.holds_crops()
-    assert service.index(str(tmp_path / "photos")).indexed == 3
-    hit = service.search(Query(image=str(photos[0]), k=1)).hits[0]
+    assert ingest.index(service, str(tmp_path / "photos")).indexed == 3
+    hit = searching.search(service, Query(image=str(photos[0]), k=1)).hits[0]
     assert hit.item.uri == str(photos[0].resolve()) and hit.item.box == "" and hit.to_dict()["box"] is None
     with pytest.raises(ConfigError, match="made before lookalike stored detected crops"):
-        service.index(str(tmp_path / "photos"), detect=True)
+        ingest.index(service, str(tmp_path / "photos"), detect=True)
     assert service.store.count() == 3
 
-    service.export(str(tmp_path / "old.parquet"))
-    fresh = Lookalike(
+    backup.export(service, str(tmp_path / "old.parquet"))
+    fresh = Context(
         load_settings(db=str(tmp_path / "crops.db"), collection="renewed", workers=2),
         embedder=FakeEmbedder(),
         detector=FakeDetector(),
     )
-    assert fresh.import_(str(tmp_path / "old.parquet")) == (3, 0)
+    assert backup.import_(fresh, str(tmp_path / "old.parquet")) == (3, 0)
     assert fresh.store.holds_crops()
-    assert fresh.index(str(tmp_path / "photos"), detect=True).crops == 6
+    assert ingest.index(fresh, str(tmp_path / "photos"), detect=True).crops == 6

@@ -10,6 +10,7 @@ import pytest
 
 from lookalike.errors import ImageError
 from lookalike.ingest.fetch import fetch
+from lookalike.usecases import ingest
 from tests.helpers import write_images
 from tests.unit.test_service import make_service
 
@@ -63,7 +64,7 @@ def test_catalog_of_urls_is_indexed_and_a_dead_link_reported(
         f"{base}/gone.jpg,C,gone,web,2023-11-19\n",
         encoding="utf-8",
     )
-    report = make_service(tmp_path).index(str(catalog))
+    report = ingest.index(make_service(tmp_path), str(catalog))
     assert report.indexed == 2
     assert [(s.uri.rsplit("/", 1)[-1], s.reason) for s in report.skipped] == [
         ("gone.jpg", "HTTP 404 File not found")

@@ -13,8 +13,8 @@ import pytest
 from lookalike.config import load_settings
 from lookalike.errors import ConfigError
 from lookalike.scan import write_scan_report
-from lookalike.service import Lookalike
 from lookalike.store import Item, open_store
+from lookalike.usecases import Context, risk
 from tests.helpers import FakeEmbedder
 
 DIM = 32
@@ -29,7 +29,7 @@ def ts(day: str) -> int:
 
 
 @pytest.fixture()
-def planted(tmp_path: Path) -> tuple[Lookalike, dict[str, set[int]]]:
+def planted(tmp_path: Path) -> tuple[Context, dict[str, set[int]]]:
     """300 random items from October to December 2023; samoyeds planted inside and outside 19-23 Nov."""
     rng = np.random.default_rng(7)
     samoyed = unit(rng.normal(size=DIM))
@@ -63,7 +63,7 @@ def planted(tmp_path: Path) -> tuple[Lookalike, dict[str, set[int]]]:
         ]
     )
     embedder = FakeEmbedder(dim=DIM, concepts={"a samoyed": samoyed, "a white fluffy dog": samoyed})
-    service = Lookalike(load_settings(db=str(tmp_path / "scan.db")), embedder=embedder, store=store)
+    service = Context(load_settings(db=str(tmp_path / "scan.db")), embedder=embedder, store=store)
     labels = tmp_path / "labels.toml"
     labels.write_text(
         '[labels.samoyed]\nprompts = ["a samoyed", "a white fluffy dog"]\nthreshold = 0.8\n', encoding="utf-8"
@@ -71,8 +71,8 @@ def planted(tmp_path: Path) -> tuple[Lookalike, dict[str, set[int]]]:
     return service, truth
 
 
-def run_scan(service: Lookalike, tmp_path: Path, **kwargs: object) -> tuple[int, list]:
-    _, total, rows = service.scan(str(tmp_path / "labels.toml"), **kwargs)  # type: ignore[arg-type]
+def run_scan(service: Context, tmp_path: Path, **kwargs: object) -> tuple[int, list]:
+    _, total, rows = risk.scan(service, str(tmp_path / "labels.toml"), **kwargs)  # type: ignore[arg-type]
     return total, list(rows)
 
 
@@ -107,8 +107,8 @@ def test_scan_without_a_window_covers_everything_and_sources_filter(tmp_path: Pa
 def test_reports_have_the_promised_columns(tmp_path: Path, planted: tuple) -> None:
     service, truth = planted
     for suffix in (".csv", ".json", ".html"):
-        labels, _, rows = service.scan(
-            str(tmp_path / "labels.toml"), since=date(2023, 11, 19), until=date(2023, 11, 23)
+        labels, _, rows = risk.scan(
+            service, str(tmp_path / "labels.toml"), since=date(2023, 11, 19), until=date(2023, 11, 23)
         )
         written = write_scan_report(tmp_path / f"report{suffix}", rows, labels.names, {"since": "2023-11-19"})
         assert written == len(truth["inside"])
@@ -135,13 +135,13 @@ def test_reports_have_the_promised_columns(tmp_path: Path, planted: tuple) -> No
 
 def test_partitions_drop_removes_only_whole_older_months(tmp_path: Path, planted: tuple) -> None:
     service, _ = planted
-    before = {p.name: p.rows for p in service.partitions()}
+    before = {p.name: p.rows for p in risk.partitions(service)}
     assert set(before) == {"m2023_10", "m2023_11", "m2023_12"}
-    assert [p.name for p in service.partitions_before(date(2023, 11, 15))] == ["m2023_10"]
-    doomed = service.partitions_before(date(2023, 12, 1))
+    assert [p.name for p in risk.partitions_before(service, date(2023, 11, 15))] == ["m2023_10"]
+    doomed = risk.partitions_before(service, date(2023, 12, 1))
     assert [p.name for p in doomed] == ["m2023_10", "m2023_11"]
-    service.drop_partitions([p.name for p in doomed])
-    after = {p.name: p.rows for p in service.partitions()}
+    risk.drop_partitions(service, [p.name for p in doomed])
+    after = {p.name: p.rows for p in risk.partitions(service)}
     assert after == {"m2023_12": before["m2023_12"]}
     assert service.store.count() == before["m2023_12"]
     _, rows = run_scan(service, tmp_path, min_score=-1.0)

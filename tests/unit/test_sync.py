@@ -12,12 +12,13 @@ from typer.testing import CliRunner
 
 from lookalike.cli import app
 from lookalike.config import load_settings
-from lookalike.service import Lookalike
+from lookalike.usecases import Context
+from lookalike.usecases import ingest as ingesting
 from tests.helpers import FakeEmbedder, make_image, write_images
 from tests.unit.test_service import make_service, write_catalog
 
 
-def _by_uri(service: Lookalike) -> dict[str, Any]:
+def _by_uri(service: Context) -> dict[str, Any]:
     return {item.uri: item for batch in service.store.iter_items(with_vector=False) for item in batch}
 
 
@@ -26,12 +27,12 @@ def test_sync_deletes_gone_files_replaces_changed_ones_and_leaves_the_rest(tmp_p
     paths = write_images(photos, 5)
     embedder = FakeEmbedder()
     service = make_service(tmp_path, embedder)
-    first = service.index(str(photos), source="shop", sync=True)
+    first = ingesting.index(service, str(photos), source="shop", sync=True)
     assert (first.added, first.deleted, first.replaced) == (5, 0, 0)
     paths[0].unlink()
     make_image(99).save(paths[1])  # same name, another picture
     calls = embedder.image_calls
-    again = service.index(str(photos), source="shop", sync=True)
+    again = ingesting.index(service, str(photos), source="shop", sync=True)
     assert (again.added, again.replaced, again.deleted, again.updated, again.left) == (0, 1, 1, 0, 3)
     assert embedder.image_calls == calls + 1  # only the replaced picture was embedded
     stored = _by_uri(service)
@@ -45,13 +46,13 @@ def test_sync_updates_a_changed_title_and_date_without_re_embedding(tmp_path: Pa
     catalog = write_catalog(folder, rows)
     embedder = FakeEmbedder()
     service = make_service(tmp_path, embedder)
-    service.index(str(catalog), sync=True)
+    ingesting.index(service, str(catalog), sync=True)
     text = catalog.read_text(encoding="utf-8")
     catalog.write_text(
         text.replace("name SKU1,shop,2024-01-05", "new title,shop,2024-03-09"), encoding="utf-8"
     )
     calls = embedder.image_calls
-    report = service.index(str(catalog), sync=True)
+    report = ingesting.index(service, str(catalog), sync=True)
     assert (report.updated, report.added, report.deleted, report.left) == (1, 0, 0, 1)
     assert embedder.image_calls == calls
     item = next(i for i in _by_uri(service).values() if i.item_id == "SKU1")
@@ -64,9 +65,9 @@ def test_sync_keeps_items_whose_file_could_not_be_read_this_time(tmp_path: Path)
     photos = tmp_path / "photos"
     paths = write_images(photos, 3)
     service = make_service(tmp_path)
-    service.index(str(photos), sync=True)
+    ingesting.index(service, str(photos), sync=True)
     paths[2].write_bytes(b"not an image any more")
-    report = service.index(str(photos), sync=True)
+    report = ingesting.index(service, str(photos), sync=True)
     assert report.deleted == 0 and len(report.skipped) == 1 and service.store.count() == 3
 
 
@@ -74,10 +75,10 @@ def test_sync_of_an_empty_folder_deletes_nothing(tmp_path: Path) -> None:
     photos = tmp_path / "photos"
     paths = write_images(photos, 3)
     service = make_service(tmp_path)
-    service.index(str(photos), sync=True)
+    ingesting.index(service, str(photos), sync=True)
     for path in paths:
         path.unlink()
-    report = service.index(str(photos), sync=True)
+    report = ingesting.index(service, str(photos), sync=True)
     assert report.deleted == 0 and service.store.count() == 3
 
 
@@ -85,13 +86,13 @@ def test_sync_only_touches_its_own_folder_and_source(tmp_path: Path) -> None:
     write_images(tmp_path / "a", 2)
     write_images(tmp_path / "b", 2, start=10)
     service = make_service(tmp_path)
-    service.index(str(tmp_path / "a"), source="shop")
-    service.index(str(tmp_path / "b"), source="shop")
-    service.index(str(tmp_path / "a"), source="avatar")
+    ingesting.index(service, str(tmp_path / "a"), source="shop")
+    ingesting.index(service, str(tmp_path / "b"), source="shop")
+    ingesting.index(service, str(tmp_path / "a"), source="avatar")
     for path in (tmp_path / "a").iterdir():
         path.unlink()
     make_image(50).save(tmp_path / "a" / "new.jpg")
-    report = service.index(str(tmp_path / "a"), source="shop", sync=True)
+    report = ingesting.index(service, str(tmp_path / "a"), source="shop", sync=True)
     assert (report.added, report.deleted) == (1, 2)
     sources = sorted((i.source, Path(i.uri).parent.name) for i in _by_uri(service).values())
     assert sources == [("avatar", "a"), ("avatar", "a"), ("shop", "a"), ("shop", "b"), ("shop", "b")]
@@ -102,13 +103,13 @@ def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
     """The CLI in-process, on a database in tmp_path, with the fake embedder."""
     db = str(tmp_path / "cli.db")
 
-    def service_for(
+    def context_for(
         db_: str | None, collection: str | None, model: Any, pretrained: Any, **extra: Any
     ) -> Any:
         settings = load_settings(db=db_ or db, collection=collection, workers=2, **extra)
-        return Lookalike(settings, embedder=FakeEmbedder())
+        return Context(settings, embedder=FakeEmbedder())
 
-    monkeypatch.setattr("lookalike.cli.common.service_for", service_for)
+    monkeypatch.setattr("lookalike.cli.common.context_for", context_for)
     return CliRunner()
 
 

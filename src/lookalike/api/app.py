@@ -1,4 +1,4 @@
-"""The FastAPI application: built around one service, models loaded once in the lifespan."""
+"""The FastAPI application: built around one use-case context, models loaded once in the lifespan."""
 
 from __future__ import annotations
 
@@ -13,13 +13,15 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lookalike import __version__
 from lookalike.api import risk
+from lookalike.api.deps import STATIC
 from lookalike.api.jobs import Jobs
 from lookalike.api.metrics import Metrics
 from lookalike.api.routes import router
@@ -32,11 +34,11 @@ from lookalike.errors import (
     ModelUnavailableError,
     StoreError,
 )
-from lookalike.service import Lookalike
+from lookalike.usecases.context import Context
 
 log = logging.getLogger(__name__)
-STATIC = Path(__file__).parent / "static"
 OPEN_PATHS = ("/health", "/", "/static/", "/favicon.ico")
+DOCS_ASSETS = "/static/docs"  # under /static/, so open like the page
 
 
 def status_for(exc: LookalikeError) -> int:
@@ -52,30 +54,32 @@ def status_for(exc: LookalikeError) -> int:
     return 400
 
 
-def create_app(service: Lookalike) -> FastAPI:
-    """An app answering for ``service``; ``lookalike serve`` and the tests build it the same way."""
-    settings = service.settings
+def create_app(ctx: Context) -> FastAPI:
+    """An app answering for ``ctx``; ``lookalike serve`` and the tests build it the same way."""
+    settings = ctx.settings
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Load the model once, before the first request, off the event loop.
-        await run_in_threadpool(service.embedder.load)
+        await run_in_threadpool(ctx.embedder.load)
         yield
-        service.close()
+        ctx.close()
 
     app = FastAPI(
         title="lookalike",
         version=__version__,
         description="Image similarity search: CLIP embeddings in Milvus. Search by text, image or stored id.",
         lifespan=lifespan,
+        docs_url=None,  # served below from local files: /docs works offline
     )
-    app.state.service = service
+    app.state.context = ctx
     app.state.jobs = Jobs()
     app.state.metrics = Metrics()
     app.state.max_upload = int(settings.max_upload_mb * 1024 * 1024)
     app.state.reports = Path(tempfile.mkdtemp(prefix="lookalike-reports-"))
     app.include_router(router)
     app.include_router(risk.router)
+    _offline_docs(app)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.middleware("http")
@@ -118,6 +122,23 @@ def create_app(service: Lookalike) -> FastAPI:
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
     return app
+
+
+def _offline_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs from the swagger-ui-bundle package's files, not a CDN."""
+    from swagger_ui_bundle import swagger_ui_path
+
+    app.mount(DOCS_ASSETS, StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title="lookalike API",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",
+        )
 
 
 def _observe(app: FastAPI, request: Request, response: Response, started: float) -> Response:

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lookalike.errors import LookalikeError
-from lookalike.service import IngestReport, Skipped
+from lookalike.ingest import IngestReport
+from lookalike.ingest.sources import Skipped
 
 Work = Callable[[Callable[[int], None], Callable[[int], None]], "IngestReport | dict[str, Any]"]
 

@@ -11,9 +11,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import FileResponse
 
+from lookalike.api.deps import blocking, context_of
 from lookalike.api.jobs import Jobs
-from lookalike.api.routes import blocking, service_of
 from lookalike.api.schemas import DuplicatesRequest, PartitionOut, ScanRequest
+from lookalike.usecases import risk
 
 router = APIRouter(tags=["risk control"])
 _MEDIA = {"json": "application/json", "csv": "text/csv", "html": "text/html"}
@@ -34,13 +35,14 @@ async def scan(request: Request, body: ScanRequest) -> dict[str, str]:
 
     `GET /jobs/{id}` shows progress and, when done, the counts and `report_url`.
     """
-    service = service_of(request)
-    specs = await blocking(service.parse_labels, body.labels)  # a bad label table is a 400 now
+    ctx = context_of(request)
+    specs = await blocking(risk.parse_labels, body.labels)  # a bad label table is a 400 now
     jobs: Jobs = request.app.state.jobs
     report = _report_path(request, f"scan-{uuid.uuid4().hex}", body.format)
 
     def work(on_start: Callable[[int], None], progress: Callable[[int], None]) -> dict[str, Any]:
-        total, written = service.scan_report(
+        total, written = risk.scan_report(
+            ctx,
             specs,
             report,
             sources=body.sources or (),
@@ -59,13 +61,13 @@ async def scan(request: Request, body: ScanRequest) -> dict[str, str]:
 @router.post("/duplicates", status_code=202)
 async def duplicates(request: Request, body: DuplicatesRequest) -> dict[str, str]:
     """Find reused images (exact and near groups); a job that writes a report."""
-    service = service_of(request)
+    ctx = context_of(request)
     jobs: Jobs = request.app.state.jobs
     report = _report_path(request, f"duplicates-{uuid.uuid4().hex}", body.format)
 
     def work(on_start: Callable[[int], None], progress: Callable[[int], None]) -> dict[str, Any]:
-        groups = service.duplicates_report(
-            report, threshold=body.threshold, sources=body.sources or (), progress=progress
+        groups = risk.duplicates_report(
+            ctx, report, threshold=body.threshold, sources=body.sources or (), progress=progress
         )
         exact = sum(1 for group in groups if group.kind == "exact")
         return {"groups": len(groups), "exact": exact, "near": len(groups) - exact}
@@ -88,7 +90,7 @@ async def report(request: Request, job_id: str) -> FileResponse:
 
 @router.get("/partitions", response_model=list[PartitionOut])
 async def partitions(request: Request) -> list[dict[str, Any]]:
-    found = await blocking(service_of(request).partitions)
+    found = await blocking(risk.partitions, context_of(request))
     return [
         {
             "name": p.name,
@@ -106,7 +108,7 @@ async def drop_partitions(
     before: Annotated[date, Query(description="Drop whole months that end before this day.")],
 ) -> dict[str, Any]:
     """Drop the monthly partitions strictly older than `before`, with all their items."""
-    service = service_of(request)
-    doomed = await blocking(service.partitions_before, before)
-    await blocking(service.drop_partitions, [p.name for p in doomed])
+    ctx = context_of(request)
+    doomed = await blocking(risk.partitions_before, ctx, before)
+    await blocking(risk.drop_partitions, ctx, [p.name for p in doomed])
     return {"dropped": [p.name for p in doomed], "items": sum(p.rows for p in doomed)}

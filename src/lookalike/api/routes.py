@@ -5,23 +5,27 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any, TypeVar
+from typing import Any
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.responses import FileResponse, PlainTextResponse, Response
 from prometheus_client import generate_latest
 from pydantic import BaseModel, ValidationError
-from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 
+from lookalike.api.deps import STATIC, blocking, context_of
 from lookalike.api.jobs import Jobs
 from lookalike.api.schemas import IndexRequest, ItemOut, JobOut, SearchRequest, SearchResponse, SkippedOut
 from lookalike.errors import ConfigError, ImageError
-from lookalike.service import IngestReport, Lookalike, Skipped, parse_box
-from lookalike.service import Query as SearchQuery
+from lookalike.ingest import IngestReport
+from lookalike.ingest.sources import Skipped
+from lookalike.queries import API_NAMES
+from lookalike.queries import Query as SearchQuery
+from lookalike.store.models import parse_box
+from lookalike.usecases import ingest, items
+from lookalike.usecases import search as searching
 
 router = APIRouter()
-T = TypeVar("T")
 ItemId = Path(description="A stored item's id (a 63-bit integer).", max_length=40)
 
 
@@ -50,6 +54,8 @@ _BODY_DOC = _body_doc(
     {
         "image": {"type": "string", "format": "binary"},
         "k": {"type": "integer"},
+        "offset": {"type": "integer", "description": "skip this many of the best hits (paging)"},
+        "min_score": {"type": "number", "description": "only hits whose cosine reaches this"},
         "sources": {"type": "array", "items": {"type": "string"}},
         "since": {"type": "string", "format": "date"},
         "until": {"type": "string", "format": "date"},
@@ -65,16 +71,6 @@ _INDEX_DOC = _body_doc(
         "detect": {"type": "boolean", "description": "also store each detected object as its own item"},
     },
 )
-
-
-async def blocking(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run blocking work (inference, Milvus calls, file reads) off the event loop."""
-    return await run_in_threadpool(fn, *args, **kwargs)
-
-
-def service_of(request: Request) -> Lookalike:
-    service: Lookalike = request.app.state.service
-    return service
 
 
 async def _json(request: Request) -> Any:
@@ -127,8 +123,10 @@ async def search(request: Request) -> dict[str, Any]:
             fields["sources"] = _form_values(form, "sources")
         if image_bytes is not None:
             fields.pop("image", None)
-            if any(fields.get(key) for key in ("text", "image_url", "id")):
-                raise HTTPException(422, "give either an uploaded image or one of text, image_url, id")
+            if any(fields.get(key) for key in ("text", "image_url", "id", "item_id")):
+                raise HTTPException(
+                    422, "give either an uploaded image or one of text, image_url, id, item_id"
+                )
             fields["text"] = "placeholder"  # satisfies "exactly one"; replaced by the image below
     else:
         fields = await _json(request)
@@ -147,11 +145,15 @@ async def search(request: Request) -> dict[str, Any]:
         sources=tuple(body.sources or ()),
         since=body.since,
         until=body.until,
-        public_only=not service_of(request).settings.allow_private_urls,
+        public_only=not context_of(request).settings.allow_private_urls,
         detect=body.detect,
         box=_box(body.box),
+        item_id=body.item_id,
+        offset=body.offset,
+        min_score=body.min_score,
+        names=API_NAMES,
     )
-    result = await blocking(service_of(request).search, query)
+    result = await blocking(searching.search, context_of(request), query)
     return result.to_dict()
 
 
@@ -164,7 +166,7 @@ def _box(text: str | None) -> tuple[int, int, int, int] | None:
 
 @router.get("/items/{item_id}", response_model=ItemOut, tags=["items"])
 async def item(request: Request, item_id: str = ItemId) -> dict[str, Any]:
-    found = await blocking(service_of(request).item, _item_id(item_id))
+    found = await blocking(items.item, context_of(request), _item_id(item_id))
     return found.metadata()
 
 
@@ -175,8 +177,7 @@ async def delete_item(
     purge: bool = Query(default=False, description="Also erase the item's bytes from the database files."),
 ) -> dict[str, Any]:
     """Delete a stored item: it is gone from every search, get and scan at once."""
-    service = service_of(request)
-    deleted = await blocking(service.delete, [_item_id(item_id)], purge=purge)
+    deleted = await blocking(items.delete, context_of(request), [_item_id(item_id)], purge=purge)
     if not deleted:
         raise HTTPException(404, f"no stored item has the id {item_id!r}")
     return {"deleted": deleted, "id": int(item_id), "purged": purge}
@@ -195,7 +196,7 @@ async def item_image(
 ) -> Response:
     """The stored item's image, or a JPEG thumbnail. Only a stored item's own uri is ever read."""
     try:
-        data, media_type = await blocking(service_of(request).item_image, _item_id(item_id), size)
+        data, media_type = await blocking(items.item_image, context_of(request), _item_id(item_id), size)
     except ImageError as exc:
         raise HTTPException(404, f"the image of item {item_id} cannot be read: {exc}") from exc
     return Response(data, media_type=media_type, headers={"Cache-Control": "private, max-age=3600"})
@@ -207,7 +208,7 @@ async def index(request: Request) -> dict[str, str]:
 
     Answers a job id at once; `GET /jobs/{id}` reports progress and every skipped file.
     """
-    service = service_of(request)
+    ctx = context_of(request)
     skipped: list[Skipped] = []
     inputs: list[str] = []
     source: str | None = None
@@ -218,7 +219,7 @@ async def index(request: Request) -> dict[str, str]:
             if isinstance(upload, UploadFile):
                 data = await _upload(request, upload)
                 try:
-                    inputs.append(await blocking(service.save_upload, data))
+                    inputs.append(await blocking(ingest.save_upload, ctx, data))
                 except ImageError as exc:
                     skipped.append(Skipped(upload.filename or "upload", str(exc)))
         if not inputs and not skipped:
@@ -234,15 +235,15 @@ async def index(request: Request) -> dict[str, str]:
             raise _invalid(exc) from exc
         inputs, source, detect = body.inputs, body.source, body.detect
         try:  # refuse inputs that do not exist now, not in a failed job later
-            await blocking(service.check_inputs, inputs, source)
+            await blocking(ingest.check_inputs, inputs, source)
         except ConfigError as exc:
             raise HTTPException(400, str(exc)) from exc
 
     def work(on_start: Callable[[int], None], progress: Callable[[int], None]) -> IngestReport:
         if not inputs:  # every upload was refused: the job only carries the reasons
             return IngestReport()
-        report = service.index_inputs(
-            inputs, source=source, on_start=on_start, progress=progress, detect=detect
+        report = ingest.index_inputs(
+            ctx, inputs, source=source, on_start=on_start, progress=progress, detect=detect
         )
         request.app.state.metrics.indexed.inc(report.indexed)
         return report
@@ -276,7 +277,7 @@ async def job(request: Request, job_id: str) -> dict[str, Any]:
 
 @router.get("/stats", tags=["service"])
 async def stats(request: Request) -> dict[str, Any]:
-    info = await blocking(service_of(request).stats)
+    info = await blocking(items.stats, context_of(request))
     request.app.state.metrics.items.set(info.rows)
     data = asdict(info)
     data["partitions"] = [{"name": p.name, "rows": p.rows} for p in info.partitions]
@@ -292,6 +293,4 @@ async def metrics(request: Request) -> Response:
 
 @router.get("/", include_in_schema=False)
 async def page() -> FileResponse:
-    from lookalike.api.app import STATIC
-
     return FileResponse(STATIC / "index.html", media_type="text/html")

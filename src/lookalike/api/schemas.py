@@ -9,14 +9,22 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class SearchRequest(BaseModel):
-    """One of ``text``, ``image_url`` or ``id``, with optional filters."""
+    """One of ``text``, ``image_url``, ``id`` or ``item_id``, with optional filters and paging."""
 
     model_config = ConfigDict(extra="forbid")
 
     text: str | None = Field(default=None, max_length=2000)
     image_url: str | None = Field(default=None, max_length=4096, pattern=r"^[hH][tT][tT][pP][sS]?://")
     id: int | None = None
+    item_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=512,
+        description="A catalog item id: lookalikes of its picture.",
+    )
     k: int = Field(default=10, ge=1, le=1000)
+    offset: int = Field(default=0, ge=0, le=10000, description="Skip this many of the best hits (paging).")
+    min_score: float | None = Field(default=None, ge=-1.0, le=1.0, description="Only hits with this cosine.")
     sources: list[str] | None = Field(default=None, max_length=100)
     since: date | None = None
     until: date | None = None
@@ -27,10 +35,10 @@ class SearchRequest(BaseModel):
 
     @model_validator(mode="after")
     def exactly_one_query(self) -> SearchRequest:
-        given = [v for v in (self.text, self.image_url, self.id) if v is not None]
+        given = [v for v in (self.text, self.image_url, self.id, self.item_id) if v is not None]
         if len(given) != 1:
             raise ValueError(
-                "give exactly one of text, image_url or id (or upload an image as multipart form data)"
+                "give exactly one of text, image_url, id or item_id (or upload an image as multipart form data)"
             )
         return self
 

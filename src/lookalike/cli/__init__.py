@@ -1,9 +1,9 @@
-"""The `lookalike` command: parses, builds the service, prints, exits. No logic lives here."""
+"""The `lookalike` command: parses, builds the use cases' context, prints, exits. No logic lives here."""
 
 from __future__ import annotations
 
 # Importing a module registers its commands; --help lists them in import order.
-from lookalike.cli import bench, deletion, indexing, quality, risk, serve  # noqa: F401
+from lookalike.cli import bench, deletion, indexing, quality, risk, search, serve  # noqa: F401
 from lookalike.cli.common import app
 
 __all__ = ["app", "main"]

@@ -66,7 +66,8 @@ def bench(
         )
         result = run_bench(settings, config, say=lambda line: err.print(line, highlight=False))
     table = Table(
-        title=f"lookalike bench ({result['machine']['cpus']} CPUs, model {result['ingest']['model']})"
+        title=f"lookalike bench ({result['machine']['processor']}, {result['machine']['cpus']} CPUs, "
+        f"model {result['ingest']['model']})"
     )
     table.add_column("measure")
     table.add_column("value", justify="right")

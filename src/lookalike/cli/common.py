@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+import os
+import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -11,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -20,9 +23,12 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.table import Table
 
+from lookalike.cli.stderr import filter_grpc_chatter, is_chatter
 from lookalike.config import DEFAULT_MODEL, DEFAULT_PRETRAINED, load_settings
 from lookalike.errors import LookalikeError
+from lookalike.usecases.context import Context
 
 app = typer.Typer(
     name="lookalike",
@@ -35,8 +41,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)  # a long name or path is never broken across lines
+err = Console(stderr=True, soft_wrap=True)
 
 # Options every command takes. Defaults come from Settings (environment LOOKALIKE_*), so
 # None here means "not given on the command line".
@@ -92,24 +98,24 @@ DetectorWeights = Annotated[
         ),
     ),
 ]
-MinScore = Annotated[
+DetectMinScore = Annotated[
     float | None,
     typer.Option(
-        "--min-score",
+        "--detect-min-score",
         min=0.0,
         max=1.0,
         help="Detector confidence a box needs (with --detect). (env LOOKALIKE_DETECT_MIN_SCORE, default 0.25)",
     ),
 ]
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 
 
-def service_for(
+def context_for(
     db: str | None, collection: str | None, model: str | None, pretrained: str | None, **extra: Any
-) -> Any:
-    from lookalike.service import Lookalike
-
+) -> Context:
+    """The use cases' context for these options; nothing is opened or loaded yet."""
     settings = load_settings(db=db, collection=collection, model=model, pretrained=pretrained, **extra)
-    return Lookalike(settings)
+    return Context(settings)
 
 
 @contextmanager
@@ -120,26 +126,87 @@ def session(
     model: str | None,
     pretrained: str | None,
     **extra: Any,
-) -> Iterator[Any]:
-    """What every command does around its work: logging, the service, error translation, closing."""
+) -> Iterator[Context]:
+    """What every command does around its work: logging, the context, error translation, closing."""
     setup_logging(verbose)
     with errors(verbose):
-        service = service_for(db, collection, model, pretrained, **extra)
+        ctx = context_for(db, collection, model, pretrained, **extra)
         try:
-            yield service
+            yield ctx
         finally:
-            service.close()
+            ctx.close()
+
+
+class _NoGrpcChatter(logging.Filter):
+    """gRPC's keepalive renegotiation with Milvus (GOAWAY too_many_pings) is not the user's business."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not is_chatter(record.getMessage().encode())
 
 
 def setup_logging(verbose: bool) -> None:
     # open_clip and huggingface_hub log download failures and retries at ERROR on the root
-    # logger; the user gets one clear message from us instead.
+    # logger; the user gets one clear message from us instead. lookalike's own warnings (the
+    # first-use ONNX export and runtime probe, how long they take) are shown.
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
+    if not verbose:
+        filter_grpc_chatter()  # gRPC's C core writes to fd 2 itself, past Python's logging
     logging.basicConfig(
         level=logging.INFO if verbose else logging.CRITICAL, format="%(levelname)s %(name)s: %(message)s"
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_NoGrpcChatter())
     if not verbose:
         for name in ("huggingface_hub", "open_clip"):
             logging.getLogger(name).setLevel(logging.CRITICAL)
+        notes = logging.getLogger("lookalike.embed.runtimes")
+        if not any(isinstance(h, _Notes) for h in notes.handlers):
+            notes.addHandler(_Notes())
+
+
+class _Notes(logging.Handler):
+    """lookalike's first-use notes (WARNING and up from the runtimes) as plain lines on stderr."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        err.print(f"[dim]note:[/] {record.getMessage()}", highlight=False, markup=True, soft_wrap=True)
+
+
+def table(
+    title: str | None,
+    columns: Sequence[tuple[str, str]],
+    rows: Iterable[Sequence[str]],
+    caption: str | None = None,
+    console: Console | None = None,
+) -> None:
+    """A table: boxed for a terminal; for a pipe or a file, one tab-separated line per row, never wrapped.
+
+    ``columns`` are (name, justify). Names and paths are printed whole either way.
+    """
+    console = console or out
+    if not console.is_terminal:
+        stream = sys.stderr if console.stderr else sys.stdout
+        if title:
+            stream.write(f"# {title}\n")
+        stream.write("\t".join(name for name, _ in columns) + "\n")
+        for row in rows:
+            stream.write("\t".join(_one_line(cell) for cell in row) + "\n")
+        if caption:
+            stream.write(f"# {caption}\n")
+        stream.flush()
+        return
+    boxed = Table(title=title, title_justify="left", caption=caption, caption_justify="left")
+    for name, justify in columns:
+        boxed.add_column(name, justify=justify, overflow="fold")  # type: ignore[arg-type]
+    for row in rows:
+        boxed.add_row(*(escape(cell) for cell in row))
+    console.print(boxed)
+
+
+def _one_line(cell: str) -> str:
+    return cell.replace("\t", " ").replace("\r", " ").replace("\n", " ")
 
 
 @contextmanager
@@ -152,8 +219,8 @@ def errors(verbose: bool = False) -> Iterator[None]:
     except KeyboardInterrupt:
         err.print("interrupted; what was already inserted is kept and a re-run resumes from it.")
         raise typer.Exit(130) from None
-    except (typer.Exit, typer.Abort):
-        raise
+    except (typer.Exit, typer.Abort, typer.BadParameter):
+        raise  # Typer's own usage errors print themselves (exit 2)
     except Exception as exc:
         if verbose:
             raise

@@ -6,10 +6,8 @@ import json
 from typing import Annotated
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
-from lookalike.cli.common import Collection, Db, Verbose, app, day, err, out, parse_day, session
+from lookalike.cli.common import Collection, Db, Verbose, app, day, err, out, parse_day, session, table
 
 SHOWN = 20
 """Items listed before asking; the rest are counted."""
@@ -53,9 +51,11 @@ def delete(
     first, last = parse_day(since, "--since"), parse_day(until, "--until")
     if not (ids or item_ids or sources or first or last):
         raise typer.BadParameter("say what to delete: --id, --item-id, --source, --since or --until.")
-    with session(verbose, db, collection, None, None) as service:
-        doomed = service.select(
-            ids=ids or [], item_ids=item_ids or [], sources=sources or [], since=first, until=last
+    from lookalike.usecases import items
+
+    with session(verbose, db, collection, None, None) as ctx:
+        doomed = items.select(
+            ctx, ids=ids or [], item_ids=item_ids or [], sources=sources or [], since=first, until=last
         )
         if not doomed:
             if as_json:
@@ -68,7 +68,7 @@ def delete(
         if not yes and not _confirm(f"Delete these {len(doomed)} items?"):
             err.print("nothing deleted (pass --yes to delete without being asked)")
             raise typer.Exit(1)
-        deleted = service.delete([item.id for item in doomed], purge=purge)
+        deleted = items.delete(ctx, [item.id for item in doomed], purge=purge)
     if as_json:
         out.print_json(json.dumps({"deleted": deleted, "ids": [item.id for item in doomed], "purged": purge}))
     else:
@@ -84,20 +84,17 @@ def compact(db: Db = None, collection: Collection = None, verbose: Verbose = Fal
     Deleting hides items at once; their bytes stay in Milvus' segment files until a compaction
     rewrites them. Run this after deleting personal data that must be erased.
     """
-    with session(verbose, db, collection, None, None) as service:
-        rewritten = service.compact()
+    from lookalike.usecases import items
+
+    with session(verbose, db, collection, None, None) as ctx:
+        rewritten = items.compact(ctx)
     out.print(f"compacted: {rewritten} partitions rewritten without deleted rows")
 
 
 def _show(items: list) -> None:
-    table = Table(title=f"{len(items)} items to delete", title_justify="left")
-    for column in ("id", "item_id", "source", "created", "uri"):
-        table.add_column(column, overflow="fold")
-    for item in items[:SHOWN]:
-        table.add_row(
-            str(item.id), escape(item.item_id), escape(item.source), day(item.created_at), escape(item.uri)
-        )
-    err.print(table)
+    columns = [(name, "left") for name in ("id", "item_id", "source", "created", "uri")]
+    rows = [[str(i.id), i.item_id, i.source, day(i.created_at), i.uri] for i in items[:SHOWN]]
+    table(f"{len(items)} items to delete", columns, rows, console=err)
     if len(items) > SHOWN:
         err.print(f"… and {len(items) - SHOWN} more")
 

@@ -79,12 +79,15 @@ def eval_(
 
     The hits are compared with its relevant item ids, separately for text → image and image → image.
     """
+    from lookalike.usecases import quality
+
     with (
-        session(verbose, db, collection, model, pretrained, runtime=runtime) as service,
+        session(verbose, db, collection, model, pretrained, runtime=runtime) as ctx,
         progress_bar() as bar,
     ):
         task = bar.add_task("evaluating", total=None, rate="")
-        report = service.evaluate(
+        report = quality.evaluate(
+            ctx,
             str(queries),
             on_start=lambda total: bar.update(task, total=total),
             progress=lambda n: bar.update(task, advance=n),
@@ -115,7 +118,7 @@ def demo_data(
     queries.csv holds text queries (each combination; colour + category; pattern + category) and image queries
     (fresh drawings, not in the catalog), each with the ids of the items that have what it names.
     """
-    from lookalike.service import demo_data as write
+    from lookalike.usecases.quality import demo_data as write
 
     setup_logging(verbose)
     with errors(verbose):
@@ -171,7 +174,8 @@ def finetune(
 
     The result loads like any checkpoint: --model OUT/model-config.json --pretrained OUT/checkpoint.pt.
     """
-    from lookalike.service import Options
+    from lookalike.train import Options
+    from lookalike.usecases import training
 
     options = Options(
         epochs=epochs,
@@ -182,9 +186,9 @@ def finetune(
         val_fraction=val_fraction,
         seed=seed,
     )
-    with session(verbose, None, None, model, pretrained) as service:
+    with session(verbose, None, None, model, pretrained) as ctx:
         pairs, skipped = counted(
-            "reading images", lambda advance: service.training_pairs(str(catalog), advance)
+            "reading images", lambda advance: training.training_pairs(ctx, str(catalog), advance)
         )
         for item in skipped:
             err.print(f"[yellow]skipped[/] {short_uri(item.uri)}: {item.reason}", highlight=False)
@@ -198,7 +202,8 @@ def finetune(
 
         with progress_bar() as bar:
             task = bar.add_task("fine-tuning", total=None, rate="")
-            result = service.finetune(
+            result = training.finetune(
+                ctx,
                 pairs,
                 str(out_dir),
                 options,
@@ -212,8 +217,18 @@ def finetune(
         f"{result.epochs_run} epochs, best {result.best_epoch}, stopped by {result.stopped}, {result.seconds:.0f} s)"
     )
     out.print(_metrics_table(title, {"before": result.before, "after": result.after}, counts))
+    if not result.improved:
+        out.print(
+            f"No epoch beat the starting model on the held-out pairs (best epoch 0 of {result.epochs_run}), "
+            f"so {short_uri(result.checkpoint_path)} holds the starting weights unchanged: keep using the "
+            "model you started from. Try a smaller or larger --lr, more --epochs, or more pairs.",
+            highlight=False,
+            markup=False,
+        )
+        return
     out.print(
         f"wrote {short_uri(result.config_path)} and {short_uri(result.checkpoint_path)}\n"
         f"use: --model {short_uri(result.config_path)} --pretrained {short_uri(result.checkpoint_path)}",
         highlight=False,
+        markup=False,
     )

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from lookalike.cli.common import (
+    AsJson,
     Collection,
     Db,
     Model,
@@ -25,6 +25,7 @@ from lookalike.cli.common import (
     parse_day,
     progress_bar,
     session,
+    table,
 )
 
 partitions_app = typer.Typer(
@@ -53,15 +54,17 @@ def classify(
     verbose: Verbose = False,
 ) -> None:
     """Zero-shot classify images: each label's cosine, softmax probability and whether it matches."""
-    with session(verbose, None, None, model, pretrained, runtime=runtime) as service:
-        label_set, results = service.classify(images, str(labels))
-    payload = []
+    from lookalike.usecases import risk
+
+    with session(verbose, None, None, model, pretrained, runtime=runtime) as ctx:
+        label_set, results = risk.classify(ctx, images, str(labels))
+    payload: list[dict[str, Any]] = []
     for result in results:
         if result.scores is None:
             err.print(f"[yellow]skipped[/] {result.uri}: {result.error}", highlight=False)
             payload.append({"image": result.uri, "error": result.error})
             continue
-        rows = [
+        rows: list[dict[str, Any]] = [
             {
                 "label": name,
                 "score": round(float(result.scores.cosine[0, i]), 6),
@@ -72,13 +75,17 @@ def classify(
         ]
         payload.append({"image": result.uri, "labels": rows})
         if not as_json:
-            table = Table(title=result.uri, title_justify="left")
-            for column in ("label", "cosine", "probability", "decision"):
-                table.add_column(column, justify="left" if column in ("label", "decision") else "right")
-            for row in sorted(rows, key=lambda r: -float(r["score"])):
-                decision = "[bold red]match[/]" if row["match"] else "-"
-                table.add_row(str(row["label"]), f"{row['score']:.4f}", f"{row['probability']:.3f}", decision)
-            out.print(table)
+            columns = [("label", "left"), ("cosine", "right"), ("probability", "right"), ("decision", "left")]
+            cells = [
+                [
+                    str(row["label"]),
+                    f"{row['score']:.4f}",
+                    f"{row['probability']:.3f}",
+                    "match" if row["match"] else "-",
+                ]
+                for row in sorted(rows, key=lambda r: -float(r["score"]))
+            ]
+            table(result.uri, columns, cells)
     if as_json:
         sys.stdout.write(json.dumps(payload, ensure_ascii=False) + "\n")
     if all(result.scores is None for result in results):
@@ -114,13 +121,16 @@ def scan(
     Uses the stored vectors only (nothing is decoded or re-embedded) and reads only the
     monthly partitions the window needs; every item in the window is scored, none sampled.
     """
+    from lookalike.usecases import risk
+
     first, last = parse_day(since, "--since"), parse_day(until, "--until")
     with (
-        session(verbose, db, collection, model, pretrained, runtime=runtime) as service,
+        session(verbose, db, collection, model, pretrained, runtime=runtime) as ctx,
         progress_bar() as bar,
     ):
         task = bar.add_task("scanning", total=None, rate="")
-        total, written = service.scan_report(
+        total, written = risk.scan_report(
+            ctx,
             str(labels),
             str(report),
             sources=source or (),
@@ -134,18 +144,25 @@ def scan(
 
 
 @partitions_app.command("list")
-def partitions_list(db: Db = None, collection: Collection = None, verbose: Verbose = False) -> None:
+def partitions_list(
+    as_json: AsJson = False, db: Db = None, collection: Collection = None, verbose: Verbose = False
+) -> None:
     """Each partition with its item count and the dates it covers."""
-    with session(verbose, db, collection, None, None) as service:
-        partitions = service.partitions()
-    table = Table()
-    for column in ("partition", "items", "from", "to"):
-        table.add_column(column, justify="right" if column == "items" else "left")
+    from lookalike.usecases import risk
+
+    with session(verbose, db, collection, None, None) as ctx:
+        partitions = risk.partitions(ctx)
+    rows = []
     for partition in partitions:
         first = day(partition.start) if partition.start is not None else ""
         last = day(partition.end - 1) if partition.end is not None else ""
-        table.add_row(partition.name, str(partition.rows), first, last)
-    out.print(table)
+        rows.append([partition.name, str(partition.rows), first, last])
+    if as_json:
+        keys = ("partition", "items", "from", "to")
+        payload = [dict(zip(keys, [r[0], int(r[1]), r[2] or None, r[3] or None], strict=True)) for r in rows]
+        sys.stdout.write(json.dumps(payload) + "\n")
+        return
+    table(None, [("partition", "left"), ("items", "right"), ("from", "left"), ("to", "left")], rows)
 
 
 @partitions_app.command("drop")
@@ -170,16 +187,18 @@ def partitions_drop(
     if (before is None) == (not names):
         raise typer.BadParameter("give either --before DAY or --name PARTITION.")
     cutoff = parse_day(before, "--before")
-    with session(verbose, db, collection, None, None) as service:
+    from lookalike.usecases import risk
+
+    with session(verbose, db, collection, None, None) as ctx:
         if names:
-            known = {p.name: p for p in service.partitions()}
+            known = {p.name: p for p in risk.partitions(ctx)}
             missing = [name for name in names if name not in known or name == "_default"]
             if missing:
                 raise typer.BadParameter(f"no such partition: {', '.join(missing)}", param_hint="--name")
             doomed = [known[name] for name in names]
         else:
             assert cutoff is not None
-            doomed = service.partitions_before(cutoff)
+            doomed = risk.partitions_before(ctx, cutoff)
         if not doomed:
             out.print(f"no whole month ends before {cutoff}; nothing dropped")
             return
@@ -189,7 +208,7 @@ def partitions_drop(
         if not yes and not _confirm("Drop them?"):
             err.print("nothing dropped (pass --yes to drop without being asked)")
             raise typer.Exit(1)
-        service.drop_partitions([p.name for p in doomed])
+        risk.drop_partitions(ctx, [p.name for p in doomed])
     out.print(f"dropped {len(doomed)} partitions, {rows} items")
 
 
@@ -212,11 +231,13 @@ def duplicates(
     verbose: Verbose = False,
 ) -> None:
     """Find reused images: byte-identical copies (exact) and resized, recompressed or cropped ones (near)."""
-    with session(verbose, db, collection, None, None) as service:
+    from lookalike.usecases import risk
+
+    with session(verbose, db, collection, None, None) as ctx:
         groups = counted(
             "reading vectors",
-            lambda progress: service.duplicates_report(
-                str(report), threshold=threshold, sources=source or (), progress=progress
+            lambda progress: risk.duplicates_report(
+                ctx, str(report), threshold=threshold, sources=source or (), progress=progress
             ),
         )
     exact = sum(1 for g in groups if g.kind == "exact")

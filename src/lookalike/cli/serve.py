@@ -40,8 +40,8 @@ def serve(
 
     from lookalike.api import create_app
 
-    with session(verbose, db, collection, model, pretrained, runtime=runtime) as service:
-        service.embedder.load()  # fail here, with a clear message, rather than inside the server
-        application = create_app(service)
-        err.print(f"lookalike serving {service.settings.db} on http://{host}:{port} (API docs at /docs)")
+    with session(verbose, db, collection, model, pretrained, runtime=runtime) as ctx:
+        ctx.embedder.load()  # fail here, with a clear message, rather than inside the server
+        application = create_app(ctx)
+        err.print(f"lookalike serving {ctx.settings.db} on http://{host}:{port} (API docs at /docs)")
         uvicorn.run(application, host=host, port=port, log_level="info" if verbose else "warning")

@@ -21,6 +21,7 @@ __all__ = [
     "create_embedder",
     "is_image_only",
     "l2_normalise",
+    "weights_of",
 ]
 
 
@@ -38,6 +39,14 @@ def create_detector(settings: Settings) -> Detector:
     )
 
 
+def weights_of(settings: Settings) -> str:
+    """The weights the settings' model loads: the CLIP default tag means nothing to a CNN, which gets its
+    packaged ImageNet weights."""
+    if is_image_only(settings.model) and settings.pretrained == DEFAULT_PRETRAINED:
+        return PACKAGED
+    return settings.pretrained
+
+
 def create_embedder(settings: Settings) -> Embedder:
     """Build the embedder the settings name; the weights load on first use."""
     from lookalike.embed.openclip import OpenClipEmbedder
@@ -45,8 +54,7 @@ def create_embedder(settings: Settings) -> Embedder:
     if is_image_only(settings.model):
         from lookalike.embed.cnn import TimmEmbedder
 
-        # The CLIP default tag means nothing to a CNN: it gets its packaged ImageNet weights.
-        weights = PACKAGED if settings.pretrained == DEFAULT_PRETRAINED else settings.pretrained
+        weights = weights_of(settings)
         return TimmEmbedder(settings.model, weights, device=settings.device, batch_size=settings.batch_size)
 
     return OpenClipEmbedder(

@@ -34,7 +34,6 @@ log = logging.getLogger(__name__)
 _CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
 # Text towers trained on many languages, recognised by their model or tokenizer name.
 _MULTILINGUAL_MARKERS = ("xlm", "mt5", "multilingual", "i18n", "labse", "mbert")
-MULTILINGUAL_HINT = "--model xlm-roberta-base-ViT-B-32 --pretrained laion5b_s13b_b90k"
 
 
 def offline_help(model: str, pretrained: str, reason: str) -> str:

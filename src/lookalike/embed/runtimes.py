@@ -3,7 +3,10 @@
 A runtime takes preprocessed pixels and token ids as numpy arrays and returns raw features;
 ``choose_runtime`` picks one. On a CPU, ``auto`` takes, for each tower, the fastest runtime
 whose vectors agree with PyTorch fp32 on probe inputs (cosine ≥ 0.999 for ONNX fp32, ≥ 0.99
-for int8 and bfloat16); on a GPU it stays with PyTorch.
+for int8 and bfloat16) *and* are batch-stable: an input encoded alone and inside a batch of
+other inputs gives the same vector (cosine ≥ 0.9999). Dynamic int8 quantisation scales
+activations by the whole batch, so on some CPUs an image's vector depends on its batch-mates;
+such a runtime is refused for that tower. On a GPU ``auto`` stays with PyTorch.
 """
 
 from __future__ import annotations
@@ -33,6 +36,9 @@ from lookalike.errors import ConfigError, ModelUnavailableError
 log = logging.getLogger(__name__)
 
 EXPORT_VERSION = 1
+# Cached probe results of an older probe (without the batch-stability figures) are measured again.
+PROBE_KEYS = ("image_cosine", "text_cosine", "image_batch_cosine", "text_batch_cosine", "image_ms", "text_ms")
+BATCH_STABILITY_BAR = 0.9999
 PROBE_TEXTS = [
     "red floral dress",
     "a photo of a white dog",
@@ -254,15 +260,39 @@ def _best_ms(run: Callable[[], Any], repeats: int) -> float:
     return best * 1000
 
 
+def _batch_mates(pixels: Array) -> Array:
+    """Inputs unlike the probe images (noise, a negative, a high-contrast copy) to share their batch."""
+    rng = np.random.default_rng(11)
+    noise = rng.normal(0.0, 2.0, pixels[:1].shape).astype(pixels.dtype)
+    return np.concatenate([noise, -pixels[:1], pixels[-1:] * 3.0])
+
+
+def _batch_cosine(encode: Callable[[Array], Array], inputs: Array, mates: Array) -> float:
+    """The lowest cosine between an input encoded alone and the same input inside a mixed batch."""
+    alone = np.concatenate([encode(inputs[i : i + 1]) for i in range(len(inputs))])
+    together = encode(np.concatenate([inputs, mates]))[: len(inputs)]
+    return _cosines(alone, together)
+
+
 def _probe(reference: Runtime, candidate: Runtime, pixels: Array, tokens: Array) -> dict[str, float]:
-    """Agreement with the reference (lowest cosine) and speed, per tower."""
+    """Agreement with the reference (lowest cosine), batch stability and speed, per tower."""
     one_text = tokens[:1]  # already as long as the tokenizer makes it (trimmed where the tower allows)
     return {
         "image_cosine": _cosines(reference.images(pixels), candidate.images(pixels)),
         "text_cosine": _cosines(reference.texts(tokens), candidate.texts(tokens)),
+        "image_batch_cosine": _batch_cosine(candidate.images, pixels, _batch_mates(pixels)),
+        "text_batch_cosine": _batch_cosine(candidate.texts, tokens[1:], tokens[:1]),
         "image_ms": _best_ms(lambda: candidate.images(pixels), 2),
         "text_ms": _best_ms(lambda: candidate.texts(one_text), 5),
     }
+
+
+def passes(name: str, probe: dict[str, float], tower: str) -> bool:
+    """Whether a probed runtime may serve a tower: close to PyTorch fp32, and the same alone or batched."""
+    return (
+        probe[f"{tower}_cosine"] >= AGREEMENT_BAR[RuntimeName(name)]
+        and probe.get(f"{tower}_batch_cosine", 0.0) >= BATCH_STABILITY_BAR
+    )
 
 
 def bf16_is_fast() -> bool:
@@ -302,12 +332,21 @@ def _onnx_folder(model: Any, config: dict[str, Any], cache_dir: Path, int8: bool
     image_size = int(image_size[0] if isinstance(image_size, (list, tuple)) else image_size)
     context_length = int(config.get("text_cfg", {}).get("context_length", 77))
     folder = cache_dir / "onnx" / weights_key(model, config)
+    export = not (folder / "text.onnx").exists()
+    quantize = int8 and not (folder / "text-int8.onnx").exists()
+    if not (export or quantize):
+        return folder
+    started = time.perf_counter()
+    steps = " and ".join(
+        s for s, due in (("exporting the model to ONNX", export), ("quantising it to int8", quantize)) if due
+    )
+    log.warning("%s in %s (once per model and weights)", steps, folder)
     with _quiet_logs():
-        if not (folder / "text.onnx").exists():
-            log.warning("preparing the ONNX runtime in %s (once per model and weights)", folder)
+        if export:
             _export(model, folder, image_size, context_length)
-        if int8 and not (folder / "text-int8.onnx").exists():
+        if quantize:
             _quantize(folder)
+    log.warning("ONNX runtime ready in %.1f s", time.perf_counter() - started)
     return folder
 
 
@@ -363,29 +402,51 @@ def choose_runtime(
         return _build(name, model, folder, device)
 
     probes_path = (folder or cache_dir / "probes" / weights_key(model, config)) / "probes.json"
-    try:
-        probes = json.loads(probes_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        probes = {}
     built: dict[RuntimeName, Runtime] = {RuntimeName.TORCH: torch_runtime}
-    if RuntimeName.TORCH.value not in probes:
-        probes[RuntimeName.TORCH.value] = _probe(torch_runtime, torch_runtime, probe_pixels, probe_tokens)
-    for candidate in candidates:
-        built[candidate] = _build(candidate, model, folder, device)
-        if candidate.value not in probes:
-            probes[candidate.value] = _probe(torch_runtime, built[candidate], probe_pixels, probe_tokens)
-    probes_path.parent.mkdir(parents=True, exist_ok=True)
-    probes_path.write_text(json.dumps(probes, indent=1), encoding="utf-8")
+    built.update({c: _build(c, model, folder, device) for c in candidates})
+    probes = _probed(built, probes_path, probe_pixels, probe_tokens)
 
     def fastest(tower: str) -> Runtime:
-        passing = [
-            candidate
-            for candidate in built
-            if probes[candidate.value][f"{tower}_cosine"] >= AGREEMENT_BAR[candidate]
-        ]
+        passing = [c for c in built if passes(c.value, probes[c.value], tower)] or [RuntimeName.TORCH]
         best = min(passing, key=lambda candidate: probes[candidate.value][f"{tower}_ms"])
         return built[best]
 
     runtime = SplitRuntime(fastest("image"), fastest("text"))
     log.info("runtime %s, chosen from %s", runtime.label, probes)
     return runtime
+
+
+def _probed(
+    built: dict[RuntimeName, Runtime], path: Path, pixels: Array, tokens: Array
+) -> dict[str, dict[str, float]]:
+    """Probe results for every built runtime: read from the cache, or measured now (and cached)."""
+    try:
+        probes = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        probes = {}
+    missing = [c for c in built if not set(PROBE_KEYS) <= set(probes.get(c.value, {}))]
+    if not missing:
+        return probes
+    started = time.perf_counter()
+    log.warning(
+        "measuring %s on this CPU: agreement with PyTorch, batch stability and speed "
+        "(once per model and machine)",
+        ", ".join(LABELS[c] for c in missing),
+    )
+    reference = built[RuntimeName.TORCH]
+    for candidate in missing:
+        probes[candidate.value] = _probe(reference, built[candidate], pixels, tokens)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(probes, indent=1), encoding="utf-8")
+    refused = [
+        f"{LABELS[c]} ({tower})"
+        for c in built
+        for tower in ("image", "text")
+        if not passes(c.value, probes[c.value], tower)
+    ]
+    log.warning(
+        "runtime probe done in %.1f s%s",
+        time.perf_counter() - started,
+        f"; refused (not batch-stable or too far from PyTorch): {', '.join(refused)}" if refused else "",
+    )
+    return probes

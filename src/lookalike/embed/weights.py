@@ -14,6 +14,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 PROBE_TIMEOUT_S = 3.0
+# The open_clip model that reads text in many languages (named in advice; light to import).
+MULTILINGUAL_HINT = "--model xlm-roberta-base-ViT-B-32 --pretrained laion5b_s13b_b90k"
 # The tag's preprocessing, as create_model_and_transforms' keyword arguments.
 PREPROCESS_KWARGS = {
     "mean": "image_mean",

@@ -48,17 +48,23 @@ async function readJson(response) {
   return JSON.parse(text.replace(/"id":\s*(\d+)/g, '"id":"$1"'));
 }
 
-async function search(label, request) {
+// The current query, so that "More results" asks for its next page (the API's offset).
+let current = null;
+
+async function search(label, build, offset = 0) {
+  current = { label, build, offset };
   setStatus(`Searching ${label}…`);
+  $("more").hidden = true;
   try {
-    const response = await call("/search", request);
+    const response = await call("/search", build(offset));
     const payload = await readJson(response);
     if (!response.ok) {
       setStatus(describeError(payload.detail), true);
       $("grid").replaceChildren();
       return;
     }
-    render(payload, label);
+    render(payload, label, offset);
+    $("more").hidden = payload.hits.length < filters().k;
   } catch (error) {
     setStatus(`The server did not answer: ${error}`, true);
   }
@@ -78,9 +84,10 @@ async function thumbnail(img, id) {
   if (response.ok) img.src = URL.createObjectURL(await response.blob());
 }
 
-function render(payload, label) {
+function render(payload, label, offset = 0) {
   const hits = payload.hits;
-  setStatus(`${hits.length} results for ${label} in ${payload.took_ms.toFixed(1)} ms`);
+  const shown = offset + hits.length;
+  setStatus(`${shown} results for ${label} (the last ${hits.length} in ${payload.took_ms.toFixed(1)} ms)`);
   const cards = hits.map((hit, index) => {
     const card = document.createElement("article");
     card.className = "card";
@@ -116,17 +123,18 @@ function render(payload, label) {
     const rank = document.createElement("span");
     rank.className = "rank";
     rank.textContent = `${hit.box ? `${hit.label || "object"} · ` : ""}${hit.source} · ${day(hit.created_at)}`;
-    rank.title = `rank ${index + 1}, id ${hit.id}`;
+    rank.title = `rank ${offset + index + 1}, id ${hit.id}`;
     sub.append(score, rank);
     meta.append(name, sub);
     card.append(thumb, meta);
     card.addEventListener("click", () => {
       resetDrop();
-      search(`more like “${hit.name || hit.item_id}”`, jsonRequest({ id: hit.id }, true));
+      search(`more like “${hit.name || hit.item_id}”`, (page) => jsonRequest({ id: hit.id }, true, page));
     });
     return card;
   });
-  $("grid").replaceChildren(...cards);
+  if (offset > 0) $("grid").append(...cards);
+  else $("grid").replaceChildren(...cards);
 }
 
 // A detected crop's box, drawn over its picture: the thumbnail is contained in a square, so the
@@ -147,18 +155,19 @@ function placeBox(thumb, img, box, hit) {
   box.dataset.placed = "true";
 }
 
-function jsonRequest(query, idAsNumber = false) {
-  let body = JSON.stringify({ ...query, ...filters() });
+function jsonRequest(query, idAsNumber = false, offset = 0) {
+  let body = JSON.stringify({ ...query, ...filters(), offset });
   // Send the id back as the exact integer it was, not as a rounded JavaScript number.
   if (idAsNumber) body = body.replace(/"id":"(\d+)"/, '"id":$1');
   return { method: "POST", headers: { "Content-Type": "application/json" }, body };
 }
 
-function imageRequest(file) {
+function imageRequest(file, offset = 0) {
   const form = new FormData();
   form.append("image", file);
   const f = filters();
   form.append("k", f.k);
+  form.append("offset", offset);
   (f.sources || []).forEach((s) => form.append("sources", s));
   if (f.since) form.append("since", f.since);
   if (f.until) form.append("until", f.until);
@@ -182,7 +191,7 @@ function useFile(file) {
   text.textContent = `${file.name}: searching by this image`;
   $("drop").replaceChildren($("file"), preview, text);
   $("text").value = "";
-  search(`your image “${file.name}”`, imageRequest(file));
+  search(`your image “${file.name}”`, (page) => imageRequest(file, page));
 }
 
 $("search").addEventListener("submit", (event) => {
@@ -190,9 +199,10 @@ $("search").addEventListener("submit", (event) => {
   const text = $("text").value.trim();
   if (text) {
     resetDrop();
-    search(`“${text}”`, jsonRequest({ text }));
+    search(`“${text}”`, (page) => jsonRequest({ text }, false, page));
   } else if (droppedFile) {
-    search(`your image “${droppedFile.name}”`, imageRequest(droppedFile));
+    const file = droppedFile;
+    search(`your image “${file.name}”`, (page) => imageRequest(file, page));
   } else {
     setStatus("Type something to look for, or drop an image.", true);
   }
@@ -209,3 +219,7 @@ const drop = $("drop");
   drop.classList.remove("over");
 }));
 drop.addEventListener("drop", (event) => useFile(event.dataTransfer.files[0]));
+
+$("more").addEventListener("click", () => {
+  if (current) search(current.label, current.build, current.offset + filters().k);
+});

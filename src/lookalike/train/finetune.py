@@ -16,15 +16,20 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
 
-from lookalike.embed.openclip import OpenClipModel, load_open_clip
 from lookalike.embed.weights import PREPROCESS_KWARGS
 from lookalike.errors import ConfigError
-from lookalike.quality.metrics import rank_metrics
+
+if TYPE_CHECKING:
+    from lookalike.embed.openclip import OpenClipModel
+
+# Held-out ranking figures (recall@5, MRR, ...) of ranked item ids against each name's relevant ids;
+# the use case passes the quality package's metrics, so that training does not depend on it.
+RankMetrics = Callable[[Sequence[Sequence[str]], Sequence[frozenset[str]]], dict[str, float]]
 
 CONFIG_FILE = "model-config.json"
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -69,6 +74,11 @@ class FinetuneResult:
     checkpoint_path: str
     history: list[dict[str, float]] = field(default_factory=list)
 
+    @property
+    def improved(self) -> bool:
+        """Whether any epoch beat the starting model on the held-out pairs (else the start was kept)."""
+        return self.best_epoch > 0
+
 
 def split_pairs(pairs: Sequence[Pair], val_fraction: float, seed: int = 0) -> tuple[list[Pair], list[Pair]]:
     """Held-out by a hash of the item id: the same catalog and seed always split the same way."""
@@ -87,7 +97,7 @@ def split_pairs(pairs: Sequence[Pair], val_fraction: float, seed: int = 0) -> tu
 
 
 def _held_out_metrics(
-    loaded: OpenClipModel, pixels: Any, held_out: Sequence[Pair], batch_size: int
+    loaded: OpenClipModel, pixels: Any, held_out: Sequence[Pair], batch_size: int, rank_metrics: RankMetrics
 ) -> dict[str, float]:
     """Rank the held-out images for each distinct held-out name."""
     import torch
@@ -168,6 +178,7 @@ def finetune(
     progress: Callable[[int], None] | None = None,
     on_start: Callable[[int], None] | None = None,
     on_epoch: Callable[[int, float, dict[str, float]], None] | None = None,
+    rank_metrics: RankMetrics,
 ) -> FinetuneResult:
     """Fine-tune ``model_spec`` / ``pretrained`` on the pairs; writes the config and checkpoint to ``out_dir``.
 
@@ -180,6 +191,8 @@ def finetune(
     """
     import torch
     from open_clip import ClipLoss
+
+    from lookalike.embed.openclip import load_open_clip
 
     if options.epochs < 1 or options.batch_size < 2 or options.lr <= 0:
         raise ConfigError("--epochs must be ≥ 1, --batch-size ≥ 2 and --lr > 0.")
@@ -197,7 +210,7 @@ def finetune(
     rng = np.random.default_rng(options.seed)
     held_out_pixels = torch.stack([loaded.preprocess(p.image) for p in held_out])
     tokens = loaded.tokenizer([p.name for p in train])
-    before = _held_out_metrics(loaded, held_out_pixels, held_out, options.batch_size)
+    before = _held_out_metrics(loaded, held_out_pixels, held_out, options.batch_size, rank_metrics)
     best, best_key, best_epoch = copy.deepcopy(model.state_dict()), (before["recall@5"], before["mrr"]), 0
 
     steps_per_epoch = max(1, len(train) // options.batch_size)
@@ -232,7 +245,7 @@ def finetune(
             if time.monotonic() > deadline:
                 stopped = "time limit"
                 break
-        metrics = _held_out_metrics(loaded, held_out_pixels, held_out, options.batch_size)
+        metrics = _held_out_metrics(loaded, held_out_pixels, held_out, options.batch_size, rank_metrics)
         history.append({"epoch": epoch, "loss": round(float(np.mean(losses)), 4), **metrics})
         if on_epoch:
             on_epoch(epoch, float(np.mean(losses)), metrics)
@@ -252,7 +265,7 @@ def finetune(
             break
 
     model.load_state_dict(best)
-    after = _held_out_metrics(loaded, held_out_pixels, held_out, options.batch_size)
+    after = _held_out_metrics(loaded, held_out_pixels, held_out, options.batch_size, rank_metrics)
     config, checkpoint = _write_model(loaded, best, Path(out_dir))
     result = FinetuneResult(
         before=before,

@@ -1,0 +1,210 @@
+"""Search and show: lookalikes of a text, an image, a stored id or a catalog item; one item's fields."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from lookalike.cli.common import (
+    AsJson,
+    Collection,
+    Db,
+    DetectMinScore,
+    DetectorWeights,
+    Model,
+    Pretrained,
+    Runtime,
+    Verbose,
+    app,
+    day,
+    err,
+    errors,
+    out,
+    parse_day,
+    session,
+    short_uri,
+    table,
+)
+
+if TYPE_CHECKING:
+    from lookalike.queries import Query, SearchResult
+
+
+def parse_box_option(text: str | None) -> tuple[int, int, int, int] | None:
+    from lookalike.store.models import parse_box
+
+    if text is None:
+        return None
+    try:
+        return parse_box(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--box") from None
+
+
+@app.command()
+def search(
+    text: Annotated[str | None, typer.Option(help='Search by words, e.g. "floral top".')] = None,
+    image: Annotated[
+        str | None, typer.Option(help="Search by an image: a file path or an http(s) URL.")
+    ] = None,
+    id: Annotated[
+        int | None, typer.Option("--id", help="Search by a stored item's internal id (lookalikes of it).")
+    ] = None,
+    item_id: Annotated[
+        str | None,
+        typer.Option(
+            "--item-id", help="Search by a catalog item id (SKU, user id): lookalikes of its picture."
+        ),
+    ] = None,
+    k: Annotated[int, typer.Option("--k", "-k", min=1, max=16384, help="How many hits.")] = 10,
+    offset: Annotated[
+        int,
+        typer.Option("--offset", min=0, help="Skip this many of the best hits (paging: --offset 10 -k 10)."),
+    ] = 0,
+    min_score: Annotated[
+        float | None,
+        typer.Option("--min-score", min=-1.0, max=1.0, help="Only hits whose cosine reaches this."),
+    ] = None,
+    source: Annotated[list[str] | None, typer.Option(help="Only these sources (repeatable).")] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Only items created on or after this day (YYYY-MM-DD, UTC).")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="Only items created on or before this day (YYYY-MM-DD, UTC).")
+    ] = None,
+    search_params: Annotated[
+        str | None,
+        typer.Option(
+            "--search-params",
+            help="Index knobs at query time as JSON: '{\"ef\": 128}' (HNSW), '{\"nprobe\": 16}' (IVF).",
+        ),
+    ] = None,
+    detect: Annotated[
+        bool,
+        typer.Option(
+            "--detect", help="With --image: embed the largest object the detector finds, not the whole image."
+        ),
+    ] = False,
+    box: Annotated[
+        str | None,
+        typer.Option(
+            "--box", help="With --image: embed this part, x0,y0,x1,y1 in pixels (clipped to the image)."
+        ),
+    ] = None,
+    detector_weights: DetectorWeights = None,
+    detect_min_score: DetectMinScore = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON: {took_ms, hits: [...]}.")] = False,
+    grid: Annotated[
+        Path | None,
+        typer.Option(help="Also draw the hits as a PNG grid of thumbnails with names and scores."),
+    ] = None,
+    db: Db = None,
+    collection: Collection = None,
+    model: Model = None,
+    pretrained: Pretrained = None,
+    runtime: Runtime = None,
+    verbose: Verbose = False,
+) -> None:
+    """Find the stored images most similar to a text, an image, a stored item or a catalog item."""
+    from lookalike.queries import Query, parse_index_params
+    from lookalike.usecases import search as searching
+
+    with errors(verbose):
+        query = Query(
+            text=text,
+            image=image,
+            id=id,
+            item_id=item_id,
+            k=k,
+            offset=offset,
+            min_score=min_score,
+            sources=tuple(source or ()),
+            since=parse_day(since, "--since"),
+            until=parse_day(until, "--until"),
+            search_params=tuple(sorted((parse_index_params(search_params, "--search-params") or {}).items())),
+            detect=detect,
+            box=parse_box_option(box),
+        )
+        searching.validate(query)  # every option is checked before a model or a database opens
+    with session(
+        verbose,
+        db,
+        collection,
+        model,
+        pretrained,
+        runtime=runtime,
+        detector_weights=detector_weights,
+        detect_min_score=detect_min_score,
+    ) as ctx:
+        result = searching.search(ctx, query)
+        if grid is not None:
+            searching.write_grid(result, str(grid), f"lookalike: {_label(query)}")
+    for warning in result.warnings:
+        err.print(f"[yellow]warning:[/] {warning}", highlight=False, markup=True)
+    if result.query_box is not None and not as_json:
+        err.print(f"searched the part {','.join(map(str, result.query_box))} of the query image")
+    if grid is not None:
+        err.print(f"grid written to {grid}")
+    if as_json:
+        sys.stdout.write(json.dumps(result.to_dict(), ensure_ascii=False) + "\n")
+        return
+    print_hits(result, offset)
+
+
+def _label(query: Query) -> str:
+    if query.text is not None:
+        return f'"{query.text}"'
+    if query.image:
+        return f"image {query.image}"
+    return f"like item {query.item_id}" if query.item_id is not None else f"like id {query.id}"
+
+
+def print_hits(result: SearchResult, offset: int = 0) -> None:
+    crops = any(hit.item.box for hit in result.hits)
+    columns = [("rank", "right"), ("score", "right"), ("item_id", "left"), ("name", "left")]
+    columns += [("source", "left"), ("date", "left")]
+    columns += [("box", "left"), ("label", "left")] if crops else []
+    columns += [("id", "right"), ("uri", "left")]
+    rows = []
+    for rank, hit in enumerate(result.hits, start=offset + 1):
+        item = hit.item
+        cells = [str(rank), f"{hit.score:.4f}", item.item_id, item.name, item.source, day(item.created_at)]
+        if crops:
+            cells += [item.box or "whole", f"{item.label} {item.det_score:.2f}" if item.box else ""]
+        rows.append([*cells, str(item.id), short_uri(item.uri)])
+    table(None, columns, rows, caption=f"{len(result.hits)} hits in {result.took_ms:.1f} ms")
+
+
+@app.command()
+def show(
+    id: Annotated[int | None, typer.Argument(help="A stored item's internal id.")] = None,
+    item_id: Annotated[
+        str | None, typer.Option("--item-id", help="A catalog item id (SKU, user id): all its pictures.")
+    ] = None,
+    as_json: AsJson = False,
+    db: Db = None,
+    collection: Collection = None,
+    verbose: Verbose = False,
+) -> None:
+    """Show a stored item: every field, and where its image is."""
+    from lookalike.usecases import items
+
+    with errors(verbose):
+        if (id is None) == (item_id is None):
+            raise typer.BadParameter("give exactly one: an ID argument or --item-id")
+    with session(verbose, db, collection, None, None) as ctx:
+        found = [items.item(ctx, id)] if id is not None else items.by_item_id(ctx, item_id or "")
+    if as_json:
+        sys.stdout.write(json.dumps([i.metadata() for i in found], ensure_ascii=False) + "\n")
+        return
+    for item in found:
+        fields = item.metadata()
+        fields["created_at"] = f"{item.created_at} ({day(item.created_at)})"
+        rows = [[name, str(value)] for name, value in fields.items() if value not in ("", None)]
+        table(f"item {item.id}", [("field", "left"), ("value", "left")], rows)
+    if len(found) > 1:
+        out.print(f"{len(found)} stored items have the item id {item_id}")

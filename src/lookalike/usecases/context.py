@@ -1,0 +1,96 @@
+"""The one context every use case shares: the settings, and the embedder, detector and store built lazily.
+
+Nothing heavy is built (or imported) until a use case asks for it: ``stats`` opens only the
+store, and an argument error is raised before either exists.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from lookalike.config import Settings
+
+if TYPE_CHECKING:
+    from lookalike.embed import Detector, Embedder
+    from lookalike.store import Store
+
+
+class Context:
+    """Settings plus the pieces built from them on first use.
+
+    Args:
+        settings: where the data lives and which model to use.
+        embedder: injected in tests; otherwise built from the settings on first use.
+        store: injected in tests; otherwise opened from the settings on first use.
+        detector: injected in tests; otherwise built from the settings when --detect first asks.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        embedder: Embedder | None = None,
+        store: Store | None = None,
+        detector: Detector | None = None,
+    ) -> None:
+        self.settings = settings
+        self._embedder = embedder
+        self.embedder_injected = embedder is not None
+        self._detector = detector
+        self._store = store
+
+    def open_store(self, uri: str, collection: str) -> Store:
+        """A store with the settings' credentials, TLS and timeouts (Lite: a generous readiness limit)."""
+        from lookalike.store import open_store
+
+        settings = self.settings
+        return open_store(
+            uri,
+            collection,
+            token=settings.token,
+            user=settings.user,
+            password=settings.password,
+            timeout_s=settings.store_timeout_s(uri),
+            tls=settings.tls(),
+        )
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = self.open_store(self.settings.db, self.settings.collection)
+        return self._store
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            from lookalike.embed import create_embedder
+
+            self._embedder = create_embedder(self.settings)
+        return self._embedder
+
+    @property
+    def has_embedder(self) -> bool:
+        """Whether an embedder was injected or built (without building one)."""
+        return self._embedder is not None
+
+    @property
+    def detector(self) -> Detector:
+        if self._detector is None:
+            from lookalike.embed import create_detector
+
+            self._detector = create_detector(self.settings)
+        return self._detector
+
+    @property
+    def max_bytes(self) -> int:
+        return int(self.settings.max_download_mb * 1e6)
+
+    def fetch(self, uri: str) -> bytes:
+        """The bytes of a local file or URL, within the download size and time limits."""
+        from lookalike.ingest import fetch
+
+        return fetch(uri, max_bytes=self.max_bytes, timeout_s=self.settings.fetch_timeout_s).data
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()

@@ -1,0 +1,140 @@
+"""How a collection was embedded, recorded with it, so that later commands use the same model.
+
+The record (model, weights tag or checkpoint path and its content hash, image-only or not) is
+kept as the collection's model property, as JSON; a collection made before the record existed
+has a plain ``model:weights`` label there, which is still understood.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from lookalike.config import Settings
+from lookalike.errors import ConfigError
+from lookalike.usecases.context import Context
+
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Embedding:
+    """What made a collection's vectors."""
+
+    model: str  # open_clip name, model-config JSON path (absolute), or a CNN name
+    pretrained: str  # a tag, or a checkpoint path (absolute)
+    sha256: str = ""  # of the checkpoint file, when ``pretrained`` is one
+    image_only: bool = False
+    label: str = ""  # the embedder's name, e.g. "ViT-B-32:laion2b_s34b_b79k"
+
+    def to_property(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True, ensure_ascii=False)
+
+    def describe(self) -> str:
+        return f"--model {self.model} --pretrained {self.pretrained}"
+
+
+def parse(text: str) -> Embedding | None:
+    """The record in a collection's model property; None for an old plain label or nothing."""
+    if not text.startswith("{"):
+        return None
+    try:
+        data = json.loads(text)
+        return Embedding(
+            **{key: data[key] for key in ("model", "pretrained", "sha256", "image_only", "label")}
+        )
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def label_of(text: str) -> str:
+    """A collection's model as people read it: the record's label, or the old plain label."""
+    record = parse(text)
+    return record.label if record else text
+
+
+def _local(value: str) -> str:
+    path = Path(value).expanduser()
+    return str(path.resolve()) if path.is_file() else value
+
+
+def file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def of_settings(settings: Settings, label: str = "") -> Embedding:
+    """The record for the model the settings name (checkpoint files hashed)."""
+    from lookalike.embed import is_image_only, weights_of
+
+    model, pretrained = _local(settings.model), _local(weights_of(settings))
+    sha = file_sha256(pretrained) if Path(pretrained).is_file() else ""
+    return Embedding(model, pretrained, sha, is_image_only(settings.model), label)
+
+
+def recorded(ctx: Context) -> Embedding | None:
+    """The record of the context's collection, without creating a database that is not there."""
+    db = ctx.settings.db
+    if "://" not in db and not Path(db).expanduser().exists():
+        return None
+    if not ctx.store.exists():
+        return None
+    return parse(ctx.store.model())
+
+
+def _explicit(settings: Settings) -> bool:
+    """Whether --model or --pretrained (or LOOKALIKE_MODEL / _PRETRAINED) was given."""
+    return bool(settings.model_fields_set & {"model", "pretrained"})
+
+
+def _same(record: Embedding, settings: Settings) -> bool:
+    from lookalike.embed import weights_of
+
+    if _local(settings.model) != record.model:
+        return False
+    pretrained = _local(weights_of(settings))
+    if pretrained == record.pretrained:
+        return True
+    return bool(record.sha256) and Path(pretrained).is_file() and file_sha256(pretrained) == record.sha256
+
+
+def bind(ctx: Context) -> None:
+    """Use the collection's own model: adopt it when none is asked for, refuse a different one.
+
+    Call before the context's embedder is first built, in every use case that embeds for a
+    collection (index, search by text or image, eval, scan).
+    """
+    if ctx.has_embedder:
+        return  # injected (tests) or already built for this collection
+    record = recorded(ctx)
+    if record is None:
+        return
+    settings = ctx.settings
+    if not _explicit(settings):
+        if Path(record.pretrained).is_absolute() and not Path(record.pretrained).is_file():
+            raise ConfigError(
+                f"The collection '{settings.collection}' was indexed with {record.describe()}, and that "
+                "checkpoint file is gone: restore it, or pass --model and --pretrained for a model of the same "
+                "weights."
+            )
+        ctx.settings = settings.model_copy(update={"model": record.model, "pretrained": record.pretrained})
+        return
+    if not _same(record, settings):
+        raise ConfigError(
+            f"The collection '{settings.collection}' was indexed with {record.describe()}, but this command "
+            f"asks for --model {settings.model} --pretrained {settings.pretrained}. Vectors of two models "
+            "cannot be compared: leave --model/--pretrained out to use the collection's own model, or use "
+            "another --collection."
+        )
+
+
+def for_new_collection(ctx: Context) -> str:
+    """The model property a collection created now records (an injected test embedder: its name only)."""
+    if ctx.embedder_injected:
+        return ctx.embedder.name
+    return of_settings(ctx.settings, ctx.embedder.name).to_property()

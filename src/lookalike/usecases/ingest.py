@@ -1,0 +1,126 @@
+"""Ingest: index folders, files, catalogs and URLs into the collection; keep uploads."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lookalike.store.models import IndexType
+from lookalike.usecases import embedding
+from lookalike.usecases.context import Context
+
+if TYPE_CHECKING:
+    from lookalike.ingest import IngestReport
+    from lookalike.ingest.sources import Inputs, Listing
+
+Progress = Callable[[int], None]
+
+
+def index(
+    ctx: Context,
+    path: str,
+    *,
+    source: str | None = None,
+    index: str = IndexType.HNSW,
+    index_params: dict[str, Any] | None = None,
+    on_start: Callable[[int], None] | None = None,
+    progress: Progress | None = None,
+    detect: bool = False,
+    sync: bool = False,
+) -> IngestReport:
+    """Index a folder, an image file or a catalog; returns the report of what was done and skipped.
+
+    With ``detect``, every object the detector finds also becomes an item of its own. With
+    ``sync``, the collection mirrors the listing: items no longer listed are deleted, a new
+    image replaces the old one, and changed names or dates are updated without re-embedding.
+    """
+    from lookalike.ingest import open_listing
+
+    ctx.store.validate_index(index)  # before listing (or loading) anything
+    listing = open_listing(path, source)
+    return ingest(ctx, listing, index, index_params, on_start, progress, detect, sync)
+
+
+def check_inputs(inputs: Sequence[str], source: str | None = None) -> None:
+    """Raise ConfigError now for inputs that do not exist, rather than in a failed job later."""
+    from lookalike.ingest.sources import Inputs
+
+    Inputs(inputs, source)
+
+
+def index_inputs(
+    ctx: Context,
+    inputs: Sequence[str],
+    *,
+    source: str | None = None,
+    on_start: Callable[[int], None] | None = None,
+    progress: Progress | None = None,
+    detect: bool = False,
+) -> IngestReport:
+    """Index several paths and URLs in one run (the API's POST /index)."""
+    from lookalike.ingest.sources import Inputs
+
+    return ingest(ctx, Inputs(inputs, source), IndexType.HNSW, None, on_start, progress, detect)
+
+
+def ingest(
+    ctx: Context,
+    listing: Listing | Inputs,
+    index: str,
+    index_params: dict[str, Any] | None,
+    on_start: Callable[[int], None] | None,
+    progress: Progress | None,
+    detect: bool = False,
+    sync: bool = False,
+) -> IngestReport:
+    from lookalike.ingest import Ingestor
+    from lookalike.ingest.sync import Scope
+
+    store = ctx.store
+    store.validate_index(index)
+    embedding.bind(ctx)  # the collection's own model, or a clear error for another one
+    embedder = ctx.embedder
+    if store.exists():
+        store.check_dim(embedder.dim)
+        if detect:
+            store.require_crop_fields()
+    detector = ctx.detector if detect else None
+    if detector is not None:
+        detector.load()  # missing weights stop the run here, before anything is written
+    # Load before creating anything: a model that cannot load must not leave behind an
+    # empty collection of its dimension.
+    embedder.load()
+    store.ensure(
+        embedder.dim, index=index, index_params=index_params, model=embedding.for_new_collection(ctx)
+    )
+    if on_start:
+        on_start(listing.count())
+    ingestor = Ingestor(
+        embedder,
+        store,
+        chunk_size=max(embedder.batch_size, 16),
+        workers=ctx.settings.workers,
+        max_pixels=ctx.settings.max_image_pixels,
+        max_bytes=ctx.max_bytes,
+        timeout_s=ctx.settings.fetch_timeout_s,
+        detector=detector,
+        scope=Scope.of(listing) if sync else None,
+    )
+    return ingestor.run(listing, progress)
+
+
+def save_upload(ctx: Context, data: bytes) -> str:
+    """Keep an uploaded image under the upload folder, named by its content; returns the path."""
+    from lookalike.ingest import content_hash, decode_image, image_media_type
+
+    decode_image(data, max_pixels=ctx.settings.max_image_pixels)  # refuse non-images before keeping them
+    folder = Path(ctx.settings.uploads_path())
+    folder.mkdir(parents=True, exist_ok=True)
+    suffix = {"image/png": ".png", "image/gif": ".gif", "image/webp": ".webp"}.get(
+        image_media_type(data), ".jpg"
+    )
+    path = folder / f"{content_hash(data)}{suffix}"
+    if not path.exists():
+        path.write_bytes(data)
+    return str(path.resolve())

@@ -1,0 +1,107 @@
+"""Stored items by their ids: one item, a catalog item's pictures, an item's image, the collection's figures."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+from typing import TYPE_CHECKING
+
+from lookalike.errors import ConfigError, ItemNotFoundError
+from lookalike.usecases.context import Context
+
+if TYPE_CHECKING:
+    from lookalike.store import CollectionInfo, Item
+
+
+def item(ctx: Context, item_id: int) -> Item:
+    """The stored item with this internal id (all fields)."""
+    found = ctx.store.get([item_id])
+    if not found:
+        raise ItemNotFoundError(f"No stored item has the id {item_id}.")
+    return found[0]
+
+
+def by_item_id(ctx: Context, item_id: str, *, with_vector: bool = False) -> list[Item]:
+    """Every stored item (picture or crop) of one catalog item id; raises if there is none.
+
+    The store has no lookup by catalog id yet, so this is one pass over the stored fields
+    without vectors; the vectors are then read for the matches only.
+    """
+    ctx.store.require()
+    ids = [i.id for batch in ctx.store.iter_items(with_vector=False) for i in batch if i.item_id == item_id]
+    if not ids:
+        raise ItemNotFoundError(f"No stored item has the item id {item_id!r}.")
+    return ctx.store.get(ids, with_vector=with_vector)
+
+
+def item_image(ctx: Context, item_id: int, size: int | None = None) -> tuple[bytes, str]:
+    """A stored item's image (or a thumbnail of longest side ``size``) and its media type.
+
+    Only the uri stored with the item is read: no caller's value becomes a path.
+    """
+    from lookalike.ingest import encode_jpeg, image_media_type, shrink
+
+    data = ctx.fetch(item(ctx, item_id).uri)
+    if size is None:
+        return data, image_media_type(data)
+    return encode_jpeg(shrink(data, size, max_pixels=ctx.settings.max_image_pixels)), "image/jpeg"
+
+
+def stats(ctx: Context) -> CollectionInfo:
+    """The collection's figures; its model as people read it (the record's label)."""
+    from dataclasses import replace
+
+    from lookalike.usecases.embedding import label_of
+
+    info = ctx.store.info()
+    return replace(info, model=label_of(info.model))
+
+
+def select(
+    ctx: Context,
+    *,
+    ids: Sequence[int] = (),
+    item_ids: Sequence[str] = (),
+    sources: Sequence[str] = (),
+    since: date | None = None,
+    until: date | None = None,
+) -> list[Item]:
+    """The stored items matching every criterion given (ids, catalog item ids, sources, days).
+
+    Raises:
+        ConfigError: no criterion at all (deleting everything takes an explicit choice).
+    """
+    from lookalike.queries import day_window
+
+    if not (ids or item_ids or sources or since or until):
+        raise ConfigError("Say what to delete: ids, item ids, sources or a date window.")
+    start, end = day_window(since, until)
+    ctx.store.require()
+    if ids and not (item_ids or sources or since or until):
+        return ctx.store.get(list(ids))
+    wanted_ids, wanted_keys = set(ids), set(item_ids)
+    found: list[Item] = []
+    for batch in ctx.store.iter_items(
+        batch_size=5000, with_vector=False, sources=list(sources) or None, since=start, until=end
+    ):
+        found.extend(
+            item
+            for item in batch
+            if (not wanted_ids or item.id in wanted_ids) and (not wanted_keys or item.item_id in wanted_keys)
+        )
+    return found
+
+
+def delete(ctx: Context, ids: Sequence[int], *, purge: bool = False) -> int:
+    """Delete items by id (gone from every read at once); ``purge`` also erases their bytes."""
+    deleted = ctx.store.delete(list(ids))
+    ctx.store.flush()
+    if purge:
+        ctx.store.compact()
+    return deleted
+
+
+def compact(ctx: Context) -> int:
+    """Rewrite storage so that deleted items' bytes are gone from every file; returns partitions rewritten."""
+    ctx.store.require()
+    return ctx.store.compact()

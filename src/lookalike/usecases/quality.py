@@ -1,0 +1,58 @@
+"""Retrieval quality: evaluate the collection on labelled queries; write the demo catalog."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from lookalike.errors import ConfigError
+from lookalike.queries import Query
+from lookalike.usecases.context import Context
+from lookalike.usecases.embedding import bind
+from lookalike.usecases.search import search, text_search_problem
+
+if TYPE_CHECKING:
+    from lookalike.quality import EvalQuery, EvalReport
+    from lookalike.quality.demo import DemoData
+
+Progress = Callable[[int], None]
+EVAL_DEPTH = 100  # hits ranked per evaluation query: MRR counts a first relevant item up to here
+
+
+def demo_data(out_dir: str, n: int = 500, seed: int = 0, progress: Progress | None = None) -> DemoData:
+    """Write the synthetic captioned catalog and its evaluation queries (``lookalike demo-data``)."""
+    from lookalike.quality.demo import write_demo_data
+
+    if n < 1:
+        raise ConfigError(f"--n must be at least 1, got {n}.")
+    return write_demo_data(out_dir, n, seed, progress=progress)
+
+
+def evaluate(
+    ctx: Context,
+    queries_path: str,
+    *,
+    on_start: Callable[[int], None] | None = None,
+    progress: Progress | None = None,
+) -> EvalReport:
+    """Recall@1/5/10, MRR and nDCG@10 of the collection's answers to the queries in a CSV file."""
+    from lookalike.quality import evaluate as score
+    from lookalike.quality import load_eval_queries
+
+    queries = load_eval_queries(queries_path)
+    ctx.store.require()
+    bind(ctx)
+    text_supported = text_search_problem(ctx) is None
+    notes: list[str] = []
+    if on_start:
+        on_start(len(queries))
+
+    def ranked(query: EvalQuery) -> list[str]:
+        text, image = (query.query, None) if query.kind == "text" else (None, query.query)
+        result = search(ctx, Query(text=text, image=image, k=EVAL_DEPTH))
+        notes.extend(w for w in result.warnings if w not in notes)
+        return [hit.item.item_id for hit in result.hits]
+
+    report = score(queries, ranked, text_supported=text_supported, progress=progress)
+    report.notes.extend(notes)
+    return report

@@ -1,0 +1,160 @@
+"""Risk control: zero-shot label scans of a time window, reused-image groups, old months dropped."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from datetime import date
+from typing import TYPE_CHECKING
+
+from lookalike.errors import ConfigError, ImageError
+from lookalike.queries import Classified, day_window
+from lookalike.usecases.context import Context
+from lookalike.usecases.embedding import bind
+
+if TYPE_CHECKING:
+    from lookalike.scan import Group, LabelSet, LabelSpec, ScanRow
+    from lookalike.store import PartitionStats
+
+Progress = Callable[[int], None]
+
+
+def parse_labels(text: str) -> list[LabelSpec]:
+    """Label tables from TOML text (the API's scans); raises ConfigError with the reason."""
+    from lookalike.scan import parse_labels as parse
+
+    return parse(text)
+
+
+def label_set(ctx: Context, labels: str | Sequence[LabelSpec]) -> LabelSet:
+    """A label set from a TOML file path, or from label specs already parsed."""
+    from lookalike.scan import LabelSet, load_labels
+
+    specs = (
+        load_labels(labels) if isinstance(labels, str) else list(labels)
+    )  # a bad file fails before the model
+    embedder = ctx.embedder
+    if not embedder.supports_text:
+        raise ConfigError(f"The model {embedder.name} embeds images only; label scans need a text encoder.")
+    return LabelSet(specs, embedder)
+
+
+def classify(
+    ctx: Context, images: Sequence[str], labels_path: str | Sequence[LabelSpec]
+) -> tuple[LabelSet, list[Classified]]:
+    """Zero-shot classify image files (not stored ones) against a label set."""
+    from lookalike.ingest import decode_image
+
+    labels = label_set(ctx, labels_path)
+    results: list[Classified] = []
+    for uri in images:
+        try:
+            image = decode_image(ctx.fetch(uri), max_pixels=ctx.settings.max_image_pixels).image
+        except ImageError as exc:
+            results.append(Classified(uri, None, str(exc)))
+            continue
+        results.append(Classified(uri, labels.score(ctx.embedder.embed_images([image])), None))
+    return labels, results
+
+
+def scan(
+    ctx: Context,
+    labels_path: str | Sequence[LabelSpec],
+    *,
+    sources: Sequence[str] = (),
+    since: date | None = None,
+    until: date | None = None,
+    min_score: float | None = None,
+    progress: Progress | None = None,
+) -> tuple[LabelSet, int, Iterator[ScanRow]]:
+    """Score every stored item in the window; returns the labels, the item count and the rows."""
+    from lookalike.scan import scan as scan_items
+
+    start, end = day_window(since, until)
+    ctx.store.require()
+    bind(ctx)  # label vectors must come from the collection's own model
+    labels = label_set(ctx, labels_path)
+    ctx.store.check_dim(labels.vectors.shape[1])
+    chosen = list(sources) or None
+    total = ctx.store.count(sources=chosen, since=start, until=end)
+    rows = scan_items(
+        ctx.store, labels, sources=chosen, since=start, until=end, min_score=min_score, progress=progress
+    )
+    return labels, total, rows
+
+
+def scan_report(
+    ctx: Context,
+    labels_path: str | Sequence[LabelSpec],
+    out: str,
+    *,
+    sources: Sequence[str] = (),
+    since: date | None = None,
+    until: date | None = None,
+    min_score: float | None = None,
+    on_start: Callable[[int], None] | None = None,
+    progress: Progress | None = None,
+) -> tuple[int, int]:
+    """Scan the window and write the report; returns (items in the window, rows written)."""
+    from lookalike.scan import check_format, write_scan_report
+
+    check_format(out)
+    labels, total, rows = scan(
+        ctx, labels_path, sources=sources, since=since, until=until, min_score=min_score, progress=progress
+    )
+    if on_start:
+        on_start(total)
+    meta = {
+        "since": since.isoformat() if since else None,
+        "until": until.isoformat() if until else None,
+        "sources": list(sources),
+        "min_score": min_score,
+        "items_in_window": total,
+        "model": ctx.embedder.name,
+    }
+    return total, write_scan_report(out, rows, labels.names, meta)
+
+
+def partitions(ctx: Context) -> list[PartitionStats]:
+    return [p for p in ctx.store.partition_stats() if p.name != "_default" or p.rows]
+
+
+def partitions_before(ctx: Context, day: date) -> list[PartitionStats]:
+    """Monthly partitions whose whole month lies strictly before ``day``."""
+    from lookalike.store import partitions_before as before_day
+
+    before, _ = day_window(day, None)
+    assert before is not None
+    names = set(before_day(ctx.store.partitions(), before))
+    return [p for p in ctx.store.partition_stats() if p.name in names]
+
+
+def drop_partitions(ctx: Context, names: Sequence[str]) -> None:
+    ctx.store.drop_partitions(names)
+
+
+def duplicates(
+    ctx: Context, *, threshold: float = 0.95, sources: Sequence[str] = (), progress: Progress | None = None
+) -> list[Group]:
+    from lookalike.scan import find_duplicates
+
+    if not -1.0 <= threshold <= 1.0:
+        raise ConfigError(f"--threshold must be a cosine between -1 and 1, got {threshold}.")
+    ctx.store.require()
+    return find_duplicates(ctx.store, threshold=threshold, sources=list(sources) or None, progress=progress)
+
+
+def duplicates_report(
+    ctx: Context,
+    out: str,
+    *,
+    threshold: float = 0.95,
+    sources: Sequence[str] = (),
+    progress: Progress | None = None,
+) -> list[Group]:
+    """Find reused images and write the groups to ``out`` (.json, .csv or .html)."""
+    from lookalike.scan import check_format, write_duplicates_report
+
+    check_format(out)
+    groups = duplicates(ctx, threshold=threshold, sources=sources, progress=progress)
+    write_duplicates_report(out, groups, {"threshold": threshold, "sources": list(sources)})
+    return groups

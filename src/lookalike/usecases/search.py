@@ -1,0 +1,199 @@
+"""Search: the top-k stored items for a text, an image, a stored id or a catalog item, inside filters."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from lookalike.embed.weights import MULTILINGUAL_HINT
+from lookalike.errors import ConfigError, ItemNotFoundError
+from lookalike.queries import Query, SearchResult, day_window, mostly_non_latin
+from lookalike.store.models import Box
+from lookalike.usecases.context import Context
+from lookalike.usecases.embedding import bind, label_of
+from lookalike.usecases.items import by_item_id
+
+
+def collection_text_problem(ctx: Context) -> str | None:
+    """Why a text search of this collection cannot work whatever the model (it holds image-only vectors)."""
+    from lookalike.embed import is_image_only
+
+    stored = label_of(ctx.store.model())
+    if stored and is_image_only(stored):
+        return (
+            f"The collection '{ctx.store.collection}' was indexed with {stored}, which embeds images "
+            "only: search it by --image or --id, or index it again with a CLIP model for text search."
+        )
+    return None
+
+
+def text_search_problem(ctx: Context) -> str | None:
+    """Why a text search of this collection with this model cannot work, or None."""
+    problem = collection_text_problem(ctx)
+    if problem:
+        return problem
+    if not ctx.embedder.supports_text:
+        return (
+            f"The model {ctx.embedder.name} embeds images only: search by --image or --id, "
+            "or use a CLIP model for text search."
+        )
+    return None
+
+
+def read_image(ctx: Context, location: str, *, public_only: bool) -> bytes:
+    """A query image's bytes: a public URL only for untrusted callers, else a local file or URL."""
+    from lookalike.ingest import fetch_public_url
+
+    if public_only:
+        timeout = ctx.settings.fetch_timeout_s
+        return fetch_public_url(location, max_bytes=ctx.max_bytes, timeout_s=timeout).data
+    if "://" not in location:
+        path = Path(location).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"Query image not found: {location}")
+        location = str(path)
+    return ctx.fetch(location)
+
+
+def validate(query: Query) -> None:
+    """Every check a query can fail without a model or a database: raised before either loads."""
+    given = [v is not None for v in (query.text, query.image, query.image_bytes, query.id, query.item_id)]
+    if sum(given) != 1:
+        raise ConfigError(f"Give exactly one of {query.names.one_of}.")
+    if query.text is not None and not query.text.strip():
+        raise ConfigError(f"{query.names.text} must not be empty.")
+    if query.item_id is not None and not query.item_id.strip():
+        raise ConfigError(f"{query.names.item_id} must not be empty.")
+    if any(not s.strip() for s in query.sources):
+        raise ConfigError(f"{query.names.source} must not be empty.")
+    if query.k < 1:
+        raise ConfigError(f"{query.names.k} must be at least 1, got {query.k}.")
+    if query.offset < 0:
+        raise ConfigError(f"{query.names.offset} must be 0 or more, got {query.offset}.")
+    if query.min_score is not None and not -1.0 <= query.min_score <= 1.0:
+        raise ConfigError(
+            f"{query.names.min_score} must be a cosine between -1 and 1, got {query.min_score}."
+        )
+    if query.box is not None and query.image is None and query.image_bytes is None:
+        raise ConfigError(query.names.box_needs_image)
+    day_window(query.since, query.until, query.names)
+
+
+def stored_vector(ctx: Context, query: Query) -> tuple[np.ndarray, list[int]]:
+    """The vector of the stored item a query names (by id or catalog item id) and the ids to leave out."""
+    if query.id is not None:
+        found = ctx.store.get([query.id], with_vector=True)
+        if not found or found[0].vector is None:
+            raise ItemNotFoundError(f"No stored item has the id {query.id}.")
+        return found[0].vector[None, :], [query.id]
+    assert query.item_id is not None
+    items = [i for i in by_item_id(ctx, query.item_id, with_vector=True) if i.vector is not None]
+    # A catalog item with several pictures (or crops) is searched by their mean direction.
+    vectors = np.stack([i.vector for i in items if i.vector is not None])
+    mean = vectors.mean(axis=0)
+    mean /= max(float(np.linalg.norm(mean)), 1e-12)
+    return mean[None, :].astype(np.float32), [i.id for i in items]
+
+
+def query_vector(ctx: Context, query: Query) -> tuple[np.ndarray, list[int], Box | None]:
+    if query.id is not None or query.item_id is not None:
+        vector, exclude = stored_vector(ctx, query)
+        return vector, exclude, None
+    if query.text is not None:
+        return ctx.embedder.embed_texts([query.text]), [], None
+    from lookalike.embed.detect import crop, largest
+    from lookalike.ingest import decode_image
+
+    data = query.image_bytes
+    if data is None:
+        assert query.image is not None
+        data = read_image(ctx, query.image, public_only=query.public_only)
+    image = decode_image(data, max_pixels=ctx.settings.max_image_pixels).image
+    box = query.box
+    if box is None and query.detect:
+        found_box = largest(ctx.detector.detect(image))
+        box = found_box.box if found_box else None
+    if box is not None:
+        image = crop(image, box)
+    return ctx.embedder.embed_images([image]), [], box
+
+
+def _prepare(ctx: Context, query: Query) -> None:
+    """Open what the query needs before its clock starts: the collection, the model, the detector."""
+    ctx.store.require()
+    problem = collection_text_problem(ctx) if query.text is not None else None
+    if problem:
+        raise ConfigError(problem)  # before any model: no model can search image-only vectors by text
+    if query.by_text_or_image:
+        bind(ctx)  # the collection's own model, or a clear error for another one
+    problem = text_search_problem(ctx) if query.text is not None else None
+    if problem:
+        raise ConfigError(problem)
+    if query.by_text_or_image:
+        ctx.store.check_dim(ctx.embedder.dim)
+        ctx.embedder.load()
+    if query.detect and query.box is None:
+        ctx.detector.load()  # like the model: loading once per process is not the query's time
+
+
+def search(ctx: Context, query: Query) -> SearchResult:
+    """Top-k stored items for a text, an image, a stored id or a catalog item id, inside the filters.
+
+    ``took_ms`` counts embedding the query and searching; loading the model once per
+    process does not count. ``offset`` skips the first hits (paging); ``min_score`` drops
+    hits below a cosine.
+    """
+    validate(query)
+    since, until = day_window(query.since, query.until, query.names)
+    _prepare(ctx, query)
+    started = time.perf_counter()
+    vector, exclude, query_box = query_vector(ctx, query)
+    hits = ctx.store.search(
+        vector,
+        k=query.k + query.offset,
+        sources=query.sources or None,
+        since=since,
+        until=until,
+        exclude_ids=exclude,
+        params=dict(query.search_params) or None,
+    )[0][query.offset :]
+    if query.min_score is not None:
+        hits = [hit for hit in hits if hit.score >= query.min_score]
+    took_ms = (time.perf_counter() - started) * 1000
+    return SearchResult(took_ms, hits, _warnings(ctx, query, query_box), query_box)
+
+
+def _warnings(ctx: Context, query: Query, query_box: Box | None) -> list[str]:
+    warnings = []
+    if query.text is not None and not ctx.embedder.multilingual and mostly_non_latin(query.text):
+        warnings.append(
+            f"The query is mostly in a non-Latin script, but {ctx.embedder.name} was trained on English "
+            f"text, so the results will be poor. Use a multilingual model: {MULTILINGUAL_HINT} "
+            "(pip install 'lookalike[multilingual]')."
+        )
+    if query.by_text_or_image:
+        stored_model = label_of(ctx.store.model())
+        if stored_model and stored_model != ctx.embedder.name:
+            warnings.append(
+                f"The collection was indexed with {stored_model}, but this search uses "
+                f"{ctx.embedder.name}: scores are only meaningful with the same model."
+            )
+    if query.detect and query.box is None and query_box is None:
+        warnings.append(
+            "The detector found no object above the minimum score and size in the query image, "
+            "so the whole image was searched."
+        )
+    return warnings
+
+
+def write_grid(result: SearchResult, path: str, title: str) -> None:
+    """Draw the hits as a PNG grid: thumbnail, name and score, under a title with the query and its time."""
+    from lookalike.scan.thumbs import write_grid as draw
+
+    cells = [
+        (hit.item.uri, hit.item.name or hit.item.item_id, f"{hit.score:.3f}  ·  {hit.item.source}")
+        for hit in result.hits
+    ]
+    draw(path, f"{title}  ·  {len(result.hits)} hits in {result.took_ms:.1f} ms", cells)
