@@ -17,17 +17,17 @@ from lookalike.embed.finetune import FinetuneResult, Options, Pair, finetune
 from lookalike.embed.openclip import MULTILINGUAL_HINT
 from lookalike.errors import ConfigError, ImageError, ItemNotFoundError
 from lookalike.ingest import (
+    FetchPolicy,
     Ingestor,
     IngestReport,
     content_hash,
     decode_image,
     encode_jpeg,
-    fetch,
-    fetch_public_url,
     image_media_type,
     open_listing,
     shrink,
 )
+from lookalike.ingest.kept import keep, stored_image
 from lookalike.ingest.sources import Inputs, Listing, Skipped
 from lookalike.quality import EvalQuery, EvalReport, evaluate, load_eval_queries
 from lookalike.quality.demo import DemoData, write_demo_data
@@ -146,9 +146,14 @@ class Lookalike:
     def _max_bytes(self) -> int:
         return int(self.settings.max_download_mb * 1e6)
 
+    @property
+    def policy(self) -> FetchPolicy:
+        """How this process reads paths and URLs (ingest/policy.py); the API passes its own."""
+        return FetchPolicy.from_settings(self.settings)
+
     def _fetch(self, uri: str) -> bytes:
-        """The bytes of a local file or URL, within the download size and time limits."""
-        return fetch(uri, max_bytes=self._max_bytes, timeout_s=self.settings.fetch_timeout_s).data
+        """The bytes of a local file or URL, under the fetch policy."""
+        return self.policy.read(uri).data
 
     def close(self) -> None:
         self.store.close()
@@ -181,6 +186,7 @@ class Lookalike:
         on_start: Callable[[int], None] | None,
         progress: Progress | None,
         detect: bool = False,
+        policy: FetchPolicy | None = None,
     ) -> IngestReport:
         self.store.validate_index(index)
         embedder = self.embedder
@@ -206,6 +212,8 @@ class Lookalike:
             max_bytes=self._max_bytes,
             timeout_s=self.settings.fetch_timeout_s,
             detector=detector,
+            fetcher=(policy or self.policy).read,
+            keep=lambda sha, data: keep(self.settings.uploads_path(), sha, data),
         )
         return ingestor.run(listing, progress)
 
@@ -254,9 +262,8 @@ class Lookalike:
         return None
 
     def _read_image(self, location: str, *, public_only: bool) -> bytes:
-        timeout = self.settings.fetch_timeout_s
         if public_only:
-            return fetch_public_url(location, max_bytes=self._max_bytes, timeout_s=timeout).data
+            return FetchPolicy.from_settings(self.settings, server=True).read(location).data
         if "://" not in location:
             path = Path(location).expanduser()
             if not path.is_file():
@@ -341,7 +348,13 @@ class Lookalike:
         Only the uri stored with the item is read: no caller's value becomes a path.
         """
         item = self.item(item_id)
-        data = self._fetch(item.uri)
+        data = stored_image(
+            item.uri,
+            item.parent_sha256 or item.sha256,
+            self.settings.uploads_path(),
+            max_bytes=self._max_bytes,
+            timeout_s=self.settings.fetch_timeout_s,
+        )
         if size is None:
             return data, image_media_type(data)
         return encode_jpeg(shrink(data, size, max_pixels=self.settings.max_image_pixels)), "image/jpeg"
@@ -359,8 +372,11 @@ class Lookalike:
             path.write_bytes(data)
         return str(path.resolve())
 
-    def check_inputs(self, inputs: Sequence[str], source: str | None = None) -> None:
-        """Raise ConfigError now for inputs that do not exist, rather than in a failed job later."""
+    def check_inputs(
+        self, inputs: Sequence[str], source: str | None = None, policy: FetchPolicy | None = None
+    ) -> None:
+        """Refuse now inputs the policy forbids (PathRefusedError) or that do not exist (ConfigError)."""
+        (policy or self.policy).check_inputs(inputs)
         Inputs(inputs, source)
 
     def index_inputs(
@@ -371,9 +387,11 @@ class Lookalike:
         on_start: Callable[[int], None] | None = None,
         progress: Progress | None = None,
         detect: bool = False,
+        policy: FetchPolicy | None = None,
     ) -> IngestReport:
-        """Index several paths and URLs in one run (the API's POST /index)."""
-        return self._ingest(Inputs(inputs, source), IndexType.HNSW, None, on_start, progress, detect)
+        """Index several paths and URLs in one run (the API's POST /index, with its policy)."""
+        listing = Inputs(inputs, source)
+        return self._ingest(listing, IndexType.HNSW, None, on_start, progress, detect, policy)
 
     # -- export / import ---------------------------------------------------------------------
 

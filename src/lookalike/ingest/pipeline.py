@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -13,13 +14,15 @@ from lookalike.embed import Detection, Detector, Embedder
 from lookalike.embed.detect import crop
 from lookalike.errors import ImageError
 from lookalike.ingest.decode import decode_image
-from lookalike.ingest.fetch import Fetched, fetch
+from lookalike.ingest.fetch import Fetched
 from lookalike.ingest.ids import content_hash, stable_id
+from lookalike.ingest.policy import FetchPolicy, is_url
 from lookalike.ingest.sources import Record, Skipped
 from lookalike.store import Item, MilvusStore
 from lookalike.store.models import WHOLE_IMAGE_LABEL, box_text
 
 Progress = Callable[[int], None]
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -91,6 +94,7 @@ class Ingestor:
         timeout_s: float = 20.0,
         fetcher: Callable[[str], Fetched] | None = None,
         detector: Detector | None = None,
+        keep: Callable[[str, bytes], None] | None = None,
     ) -> None:
         self.embedder = embedder
         self.detector = detector
@@ -98,7 +102,9 @@ class Ingestor:
         self.chunk_size = chunk_size
         self.workers = workers
         self.max_pixels = max_pixels
-        self._fetch = fetcher or (lambda uri: fetch(uri, max_bytes=max_bytes, timeout_s=timeout_s))
+        self._fetch = fetcher or FetchPolicy(max_bytes=max_bytes, timeout_s=timeout_s).read
+        # Called with (sha256, bytes) for each new URL image, so that it is never fetched again.
+        self._keep = keep
 
     def run(self, records: Iterable[Record | Skipped], progress: Progress | None = None) -> IngestReport:
         """Index every record; three stages overlap so that the encoder never waits.
@@ -150,6 +156,9 @@ class Ingestor:
             fetched = self._fetch(record.uri)
         except ImageError as exc:
             return Skipped(record.uri, str(exc))
+        except Exception as exc:  # one input must never end the run; the log keeps the traceback
+            log.exception("reading %s failed", record.uri)
+            return Skipped(record.uri, f"unexpected error: {type(exc).__name__}: {exc}")
         sha = content_hash(fetched.data)
         created_at = record.created_at
         if created_at is None:
@@ -163,6 +172,14 @@ class Ingestor:
             decoded = decode_image(read.data, max_pixels=self.max_pixels, draft=draft)
         except ImageError as exc:
             return Skipped(read.record.uri, str(exc))
+        except Exception as exc:  # a decoder plugin's own exception: this picture only
+            log.exception("decoding %s failed", read.record.uri)
+            return Skipped(read.record.uri, f"cannot decode: {type(exc).__name__}: {exc}")
+        if self._keep is not None and is_url(read.record.uri):
+            try:
+                self._keep(read.sha256, read.data)
+            except OSError as exc:
+                return Skipped(read.record.uri, f"cannot keep the downloaded image: {exc.strerror or exc}")
         image, size = decoded.image, (decoded.width, decoded.height)
         units = [_Unit(read, *size, self.embedder.prepare_image(image))] if read.whole else []
         if self.detector is None:
