@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 import typer
@@ -42,6 +43,9 @@ def serve(
 
     with session(verbose, db, collection, model, pretrained, runtime=runtime) as service:
         service.embedder.load()  # fail here, with a clear message, rather than inside the server
+        # Without --verbose only lookalike's own warnings and errors are logged: failed jobs and any
+        # 500, each with its traceback.
+        logging.getLogger("lookalike").setLevel(logging.INFO if verbose else logging.WARNING)
         application = create_app(service)
         err.print(f"lookalike serving {service.settings.db} on http://{host}:{port} (API docs at /docs)")
         uvicorn.run(application, host=host, port=port, log_level="info" if verbose else "warning")

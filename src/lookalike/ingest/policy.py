@@ -15,7 +15,7 @@ import os
 import stat
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -150,6 +150,10 @@ class FetchPolicy:
             allow_private=bool(settings.allow_private_urls),
             roots=roots,
         )
+
+    def only_under(self, *folders: str) -> FetchPolicy:
+        """This policy, reading local files under these folders only."""
+        return replace(self, roots=tuple(_real(folder) for folder in folders))
 
     def allows_path(self, path: str) -> bool:
         if self.roots is None:
