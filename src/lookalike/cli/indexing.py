@@ -29,6 +29,7 @@ from lookalike.cli.common import (
     progress_bar,
     session,
     short_uri,
+    tagged,
 )
 
 
@@ -123,7 +124,7 @@ def index(
             )
     crops = f", {report.crops} detected objects" if detect else ""
     out.print(
-        f"indexed [bold]{report.indexed}[/] new images{crops}, {report.already_indexed} already indexed, "
+        f"indexed {report.indexed} new images{crops}, {report.already_indexed} already indexed, "
         f"{len(report.skipped)} skipped, in {report.elapsed_s:.1f} s ({report.images_per_s:.1f} img/s)",
         highlight=False,
     )
@@ -229,7 +230,7 @@ def search(
             label = f'"{text}"' if text is not None else (f"image {image}" if image else f"like id {id}")
             service.write_grid(result, str(grid), f"lookalike: {label}")
     for warning in result.warnings:
-        err.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        err.print(tagged("warning:", "yellow", warning))
     if result.query_box is not None and not as_json:
         err.print(
             f"searched the part {','.join(map(str, result.query_box))} of the query image", highlight=False
@@ -272,7 +273,7 @@ def stats(
     with session(verbose, db, collection, model, pretrained) as service:
         info = service.stats()
     out.print(
-        f"collection [bold]{info.name}[/] in {service.settings.db}: {info.rows} items, dim {info.dim}, "
+        f"collection {info.name} in {service.settings.db}: {info.rows} items, dim {info.dim}, "
         f"index {info.index_type} {json.dumps(info.index_params) if info.index_params else ''}, "
         f"model {info.model or 'unknown'}",
         highlight=False,

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from lookalike.cli.common import (
     Collection,
@@ -25,6 +26,7 @@ from lookalike.cli.common import (
     parse_day,
     progress_bar,
     session,
+    tagged,
 )
 
 partitions_app = typer.Typer(
@@ -58,7 +60,7 @@ def classify(
     payload = []
     for result in results:
         if result.scores is None:
-            err.print(f"[yellow]skipped[/] {result.uri}: {result.error}", highlight=False)
+            err.print(tagged("skipped", "yellow", f"{result.uri}: {result.error}"))
             payload.append({"image": result.uri, "error": result.error})
             continue
         rows = [
@@ -76,7 +78,7 @@ def classify(
             for column in ("label", "cosine", "probability", "decision"):
                 table.add_column(column, justify="left" if column in ("label", "decision") else "right")
             for row in sorted(rows, key=lambda r: -float(r["score"])):
-                decision = "[bold red]match[/]" if row["match"] else "-"
+                decision = Text("match", style="bold red") if row["match"] else "-"
                 table.add_row(str(row["label"]), f"{row['score']:.4f}", f"{row['probability']:.3f}", decision)
             out.print(table)
     if as_json:
