@@ -48,21 +48,21 @@ def _not_utf8(path: Path, line: int, column: int, head: bytes) -> CatalogError:
     )
 
 
-def _lines(path: Path) -> Iterator[str]:
+def _lines(path: Path, read: list[int]) -> Iterator[str]:
+    """The lines of a UTF-8 file; ``read[0]`` holds the number of the last line handed out."""
     with path.open("rb") as handle:
         head = handle.read(4096)
         handle.seek(0)
-        number = 0
         while raw := handle.readline(MAX_LINE_BYTES + 1):
-            number += 1
+            read[0] += 1
             if len(raw) > MAX_LINE_BYTES:
-                raise CatalogError(f"The catalog {path.name}: line {number} is longer than 16 MB.")
-            if number == 1 and raw.startswith(codecs.BOM_UTF8):
+                raise CatalogError(f"The catalog {path.name}: line {read[0]} is longer than 16 MB.")
+            if read[0] == 1 and raw.startswith(codecs.BOM_UTF8):
                 raw = raw[len(codecs.BOM_UTF8) :]
             try:
                 yield raw.decode("utf-8")
             except UnicodeDecodeError as exc:
-                raise _not_utf8(path, number, exc.start + 1, head) from None
+                raise _not_utf8(path, read[0], exc.start + 1, head) from None
 
 
 def check_columns(path: Path, names: Sequence[str]) -> None:
@@ -75,7 +75,8 @@ def check_columns(path: Path, names: Sequence[str]) -> None:
 
 
 def csv_rows(path: Path) -> Iterator[dict[str, Any]]:
-    reader = csv.DictReader(_lines(path))
+    read = [0]
+    reader = csv.DictReader(_lines(path, read))
     try:
         check_columns(path, reader.fieldnames or [])
         yield from reader
@@ -83,8 +84,12 @@ def csv_rows(path: Path) -> Iterator[dict[str, Any]]:
         reason = str(exc)
         if "field larger than field limit" in reason:
             reason = f"a field is larger than {csv.field_size_limit() // 1024} KB"
+        elif "new-line character" in reason:
+            reason = (
+                "a line ends with a bare carriage return (\\r); save the file with \\n or \\r\\n line endings"
+            )
         raise CatalogError(
-            f"The catalog {path.name} cannot be read as CSV at line {reader.line_num}: {reason}."
+            f"The catalog {path.name} cannot be read as CSV at line {read[0]}: {reason}."
         ) from None
 
 

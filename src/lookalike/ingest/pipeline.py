@@ -155,10 +155,10 @@ class Ingestor:
         try:
             fetched = self._fetch(record.uri)
         except ImageError as exc:
-            return Skipped(record.uri, str(exc))
+            return Skipped(record.shown, str(exc))
         except Exception as exc:  # one input must never end the run; the log keeps the traceback
             log.exception("reading %s failed", record.uri)
-            return Skipped(record.uri, f"unexpected error: {type(exc).__name__}: {exc}")
+            return Skipped(record.shown, f"unexpected error: {type(exc).__name__}: {exc}")
         sha = content_hash(fetched.data)
         created_at = record.created_at
         if created_at is None:
@@ -171,15 +171,15 @@ class Ingestor:
         try:
             decoded = decode_image(read.data, max_pixels=self.max_pixels, draft=draft)
         except ImageError as exc:
-            return Skipped(read.record.uri, str(exc))
+            return Skipped(read.record.shown, str(exc))
         except Exception as exc:  # a decoder plugin's own exception: this picture only
             log.exception("decoding %s failed", read.record.uri)
-            return Skipped(read.record.uri, f"cannot decode: {type(exc).__name__}: {exc}")
+            return Skipped(read.record.shown, f"cannot decode: {type(exc).__name__}: {exc}")
         if self._keep is not None and is_url(read.record.uri):
             try:
                 self._keep(read.sha256, read.data)
             except OSError as exc:
-                return Skipped(read.record.uri, f"cannot keep the downloaded image: {exc.strerror or exc}")
+                return Skipped(read.record.shown, f"cannot keep the downloaded image: {exc.strerror or exc}")
         image, size = decoded.image, (decoded.width, decoded.height)
         units = [_Unit(read, *size, self.embedder.prepare_image(image))] if read.whole else []
         if self.detector is None:
@@ -187,7 +187,7 @@ class Ingestor:
         try:
             detections = self.detector.detect(image)
         except (RuntimeError, ValueError) as exc:  # one picture the detector chokes on is skipped
-            return Skipped(read.record.uri, f"object detection failed: {exc}")
+            return Skipped(read.record.shown, f"object detection failed: {exc}")
         for index, detection in enumerate(detections, start=1):
             inputs = self.embedder.prepare_image(crop(image, detection.box))
             units.append(_Unit(read, *size, inputs, index, detection))

@@ -29,6 +29,11 @@ class Record:
     source: str
     created_at: int | None  # None: the file's modification time, or the time of indexing for a URL
     key: str  # what the id hashes besides source and content: the catalog item_id, else the uri
+    listed: str = ""  # the path as the folder listed it (a link's own name), for reports
+
+    @property
+    def shown(self) -> str:
+        return self.listed or self.uri
 
 
 @dataclass(frozen=True)
@@ -87,14 +92,19 @@ UNSUPPORTED_EXTENSIONS = frozenset(
 MAX_URI_BYTES = 4096  # the store's uri field
 
 
+def _suffix(name: str) -> str:
+    # ".jpg" alone is a hidden file named like an image (pathlib sees no suffix in it).
+    return "." + name.rsplit(".", 1)[1].lower() if "." in name else ""
+
+
 def _named_like_image(name: str) -> bool:
-    suffix = Path(name).suffix.lower()
+    suffix = _suffix(name)
     return suffix in IMAGE_EXTENSIONS or suffix in HEIC_EXTENSIONS or suffix in UNSUPPORTED_EXTENSIONS
 
 
 def _passed_over(name: str, extensions: frozenset[str]) -> str | None:
     """Why a file named like an image is not read, or None when it is read (or not an image name)."""
-    suffix = Path(name).suffix.lower()
+    suffix = _suffix(name)
     if not _named_like_image(name):
         return None
     if name.startswith("."):
@@ -120,14 +130,22 @@ def _walk_images(root: Path) -> Iterator[Path | Skipped]:
         yield from problems
         problems.clear()
         here = Path(folder)
+        entered = []
         for name in sorted(dirs):
-            if (here / name).is_symlink():
+            try:
+                linked = (here / name).is_symlink()
+            except OSError as exc:  # a path over PATH_MAX
+                yield Skipped(printable_path(here / name), f"cannot read folder: {exc.strerror or exc}")
+                continue
+            if linked:
                 yield Skipped(printable_path(here / name), "a symbolic link to a folder: not followed")
             elif _named_like_image(name) and not name.startswith("."):
                 yield Skipped(
                     printable_path(here / name), "a folder named like an image: its contents are indexed"
                 )
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            if not name.startswith("."):
+                entered.append(name)
+        dirs[:] = entered
         for name in sorted(files):
             reason = _passed_over(name, extensions)
             if reason is not None:
@@ -149,7 +167,7 @@ def _file_record(file: Path, source: str | None) -> Record | Skipped:
         )
     if len(uri.encode("utf-8", "surrogateescape")) > MAX_URI_BYTES:
         return Skipped(shown, f"the path is longer than {MAX_URI_BYTES} bytes")
-    return Record(uri, file.stem, "", source or DEFAULT_SOURCE, None, uri)
+    return Record(uri, file.stem, "", source or DEFAULT_SOURCE, None, uri, listed=shown)
 
 
 class Listing:
