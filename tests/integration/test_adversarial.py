@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 from lookalike.config import load_settings
 from lookalike.ingest import IngestReport
 from lookalike.service import Lookalike
-from tests.adversarial import GOOD, build_corpus, catalogs, shown
+from tests.adversarial import GOOD, build_corpus, shown
+from tests.adversarial_catalogs import catalogs
 from tests.helpers import FakeEmbedder, jpeg_bytes, make_image
 
 T = TypeVar("T")

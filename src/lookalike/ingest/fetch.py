@@ -202,6 +202,8 @@ def _hop(
             if response.status >= 400:
                 raise ImageError(f"HTTP {response.status} {response.reason}")
             data = _read_capped(response, max_bytes, deadline)
+            if watchdog.fired:  # the socket was shut under the read: what came is cut short
+                raise TimeoutError
             return None, Fetched(data, _modified_at(response.getheader("Last-Modified")))
         except (OSError, http.client.HTTPException, ValueError) as exc:
             if watchdog.fired or isinstance(exc, TimeoutError):
