@@ -84,13 +84,20 @@ def service_of(request: Request) -> Lookalike:
     return service
 
 
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
 async def _json(request: Request) -> Any:
+    body = await request.body()
     try:
-        return json.loads(await request.body() or b"null")
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise HTTPException(400, f"the body is not valid JSON: {exc}") from exc
+        value = json.loads(body or b"null")
+        if _SURROGATE_ESCAPE.search(body):  # \ud800 alone decodes to a string no UTF-8 can hold
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except (json.JSONDecodeError, UnicodeError) as exc:
+        raise HTTPException(400, f"the body is not valid JSON or not UTF-8: {str(exc)[:200]}") from exc
     except RecursionError as exc:
         raise HTTPException(400, "the body is nested too deeply") from exc
+    return value
 
 
 def _validate(model: type[M], value: Any) -> M:

@@ -20,6 +20,12 @@ from lookalike.cli.common import (
 )
 
 
+def server_logging(verbose: bool) -> None:
+    """Without --verbose the server still logs lookalike's own warnings and errors: failed jobs and
+    any 500, each with its traceback."""
+    logging.getLogger("lookalike").setLevel(logging.INFO if verbose else logging.WARNING)
+
+
 @app.command()
 def serve(
     host: Annotated[
@@ -43,9 +49,7 @@ def serve(
 
     with session(verbose, db, collection, model, pretrained, runtime=runtime) as service:
         service.embedder.load()  # fail here, with a clear message, rather than inside the server
-        # Without --verbose only lookalike's own warnings and errors are logged: failed jobs and any
-        # 500, each with its traceback.
-        logging.getLogger("lookalike").setLevel(logging.INFO if verbose else logging.WARNING)
+        server_logging(verbose)
         application = create_app(service)
         err.print(f"lookalike serving {service.settings.db} on http://{host}:{port} (API docs at /docs)")
         uvicorn.run(application, host=host, port=port, log_level="info" if verbose else "warning")

@@ -176,19 +176,19 @@ def _hop(
     url: str, *, max_bytes: int, deadline: float, allow_private: bool
 ) -> tuple[str | None, Fetched | None]:
     """One request: (the redirect target, None) or (None, what was downloaded)."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        raise ImageError(f"only http(s) URLs can be fetched, not {url[:200]!r}")
     try:
-        port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
-    except ValueError as exc:
-        raise ImageError(f"bad port in {url[:200]!r}") from exc
-    address = resolve(parts.hostname, port, allow_private=allow_private)
+        parts = urllib.parse.urlsplit(url)
+        hostname, port = parts.hostname, parts.port or (443 if parts.scheme.lower() == "https" else 80)
+    except ValueError as exc:  # a bad port, an unclosed [IPv6 address
+        raise ImageError(f"not a valid URL: {url[:200]!r} ({exc})") from exc
+    if parts.scheme.lower() not in ("http", "https") or not hostname:
+        raise ImageError(f"only http(s) URLs can be fetched, not {url[:200]!r}")
+    address = resolve(hostname, port, allow_private=allow_private)
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         raise TimeoutError
     kind = _PinnedHTTPSConnection if parts.scheme.lower() == "https" else _PinnedHTTPConnection
-    connection = kind(parts.hostname, port, address, remaining)
+    connection = kind(hostname, port, address, remaining)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     with _Watchdog(connection, remaining) as watchdog:
         try:
