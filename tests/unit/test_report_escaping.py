@@ -31,10 +31,6 @@ def test_reports_escape_every_value_from_outside(tmp_path: Path) -> None:
     )
     for name in ("scan.html", "dups.html"):
         page = (tmp_path / name).read_text(encoding="utf-8")
-        assert (
-            "<script>" not in page
-            and "onerror=alert" not in page.replace("onerror=alert(2)", "").replace("&quot;", "")
-            or "<img src=x" not in page
-        )
         assert "<script>" not in page and "<img src=x" not in page and "<b>label</b>" not in page
+        assert '" onerror' not in page and "' onerror" not in page  # no attribute can be broken out of
         assert "&lt;script&gt;" in page
