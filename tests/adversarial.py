@@ -114,6 +114,15 @@ def _deep(name: bytes) -> Callable[[Path], None]:
     return make
 
 
+def _dated(name: bytes, mtime: int) -> Callable[[Path], None]:
+    def make(folder: Path) -> None:
+        _write(name, _image(abs(mtime) % 997))(folder)
+        path = os.path.join(os.fsencode(folder), name)
+        os.utime(path, (mtime, mtime))
+
+    return make
+
+
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
@@ -377,6 +386,8 @@ def corpus_kinds() -> list[Kind]:
         Kind("a BMP", (b"old.bmp",), GOOD, _write(b"old.bmp", _image(29, "BMP"))),
         Kind("a symlink to a good image", (b"alias.jpg",), GOOD, _link(b"alias.jpg", "plain.jpg")),
         Kind("the same bytes under a second name", (b"copy.jpg",), GOOD, _write(b"copy.jpg", jpeg)),
+        Kind("a file dated in year 9999", (b"future.jpg",), GOOD, _dated(b"future.jpg", 253402300799)),
+        Kind("a file dated before 1970", (b"past.jpg",), GOOD, _dated(b"past.jpg", -86400 * 365)),
     ]
     return kinds
 

@@ -77,6 +77,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._body(b"internal secret", "text/plain")
         elif path == "/img.jpg":
             self._body(ORIGINAL)
+        elif path == "/future.jpg":
+            self.send_response(200)
+            self.send_header("Last-Modified", "Fri, 31 Dec 9999 23:59:59 GMT")
+            self.send_header("Content-Length", str(len(SWITCHED)))
+            self.end_headers()
+            self.wfile.write(SWITCHED)
         elif path == "/switch.jpg":
             if self.server.switched:
                 self._redirect(f"http://127.0.0.1:{port}/secret")

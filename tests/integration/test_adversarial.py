@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -72,6 +73,14 @@ def test_the_corpus_is_indexed_in_one_run_with_every_bad_file_reported(tmp_path:
     good = sum(len(kind.files) for kind in kinds if kind.expect == GOOD)
     assert report.indexed + report.already_indexed == good  # alias.jpg is plain.jpg
     assert report.seen == report.indexed + report.already_indexed + len(report.skipped)
+    dated = {
+        Path(item.uri).name: item.created_at
+        for batch in service.store.iter_items(with_vector=False)
+        for item in batch
+        if Path(item.uri).name in ("future.jpg", "past.jpg")
+    }
+    now = time.time()
+    assert len(dated) == 2 and all(now - 600 < ts <= now for ts in dated.values()), dated  # indexing time
     again = bounded(120, lambda: service.index(str(folder), source="corpus"))
     assert again.indexed == 0 and len(again.skipped) == len(report.skipped)
 

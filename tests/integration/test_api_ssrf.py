@@ -177,3 +177,20 @@ def test_slow_and_endless_downloads_are_cut_off(
     assert time.monotonic() - started < 5  # the deadline is 1.5 s for the whole download
     job = wait_for(api, api.post("/index", json={"inputs": [url]}).json()["job_id"], seconds=20)
     assert job["status"] == "done" and reason in job["skipped"][0]["reason"]
+
+
+def test_a_last_modified_in_year_9999_does_not_date_the_item(
+    api: TestClient, hostile: tuple[Hostile, FakeNet]
+) -> None:
+    server, _ = hostile
+    url = f"http://public.example:{server.port}/future.jpg"
+    before = int(time.time())
+    job = wait_for(api, api.post("/index", json={"inputs": [url]}).json()["job_id"])
+    assert job["indexed"] == 1, job
+    hits = api.post("/search", json={"text": "x", "k": 20}).json()["hits"]
+    (item,) = [hit for hit in hits if hit["uri"] == url]
+    assert before <= item["created_at"] <= time.time() + 5  # the time of indexing, not year 9999
+    stats = api.get("/stats")
+    assert stats.status_code == 200 and not any(
+        p["name"].startswith("m9999") for p in stats.json()["partitions"]
+    )

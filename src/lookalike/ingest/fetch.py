@@ -155,12 +155,21 @@ def _read_capped(response: http.client.HTTPResponse, max_bytes: int, deadline: f
     return b"".join(parts)
 
 
+def plausible_time(ts: float) -> int | None:
+    """A file or server time as unix seconds, or None when it is before 1970 or over a day ahead.
+
+    Such a time (a Last-Modified in year 9999, a file touched to 2200) would date an item, and
+    create a partition, that nobody asked for; the time of indexing is used instead.
+    """
+    return int(ts) if 0 <= ts <= time.time() + 86400 else None
+
+
 def _modified_at(value: str | None) -> int | None:
     if not value:
         return None
     try:
-        return int(email.utils.parsedate_to_datetime(value).timestamp())
-    except (TypeError, ValueError, OverflowError):
+        return plausible_time(email.utils.parsedate_to_datetime(value).timestamp())
+    except (TypeError, ValueError, OverflowError, IndexError):
         return None
 
 

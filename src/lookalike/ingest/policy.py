@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from lookalike.errors import ImageError, PathRefusedError
-from lookalike.ingest.fetch import Fetched, download
+from lookalike.ingest.fetch import Fetched, download, plausible_time
 
 _KINDS = (
     (stat.S_ISDIR, "a folder"),
@@ -97,7 +97,7 @@ def read_file(path: str, *, max_bytes: int, timeout_s: float) -> Fetched:
             )
         os.set_blocking(fd, True)
         data = _read_fd(fd, max_bytes, time.monotonic() + timeout_s)
-        return Fetched(data, int(opened.st_mtime))
+        return Fetched(data, plausible_time(opened.st_mtime))
     except OSError as exc:
         raise ImageError(_os_reason(exc)) from exc
     finally:
