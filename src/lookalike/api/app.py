@@ -68,6 +68,11 @@ def create_app(service: Lookalike) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Load the model once, before the first request, off the event loop.
         await run_in_threadpool(service.embedder.load)
+        app.state.reports.mkdir(parents=True, exist_ok=True)  # removed, with its reports, at shutdown
+        # image_url downloads run in a pool of their own, so slow hosts cannot take the threads searches use.
+        app.state.downloads = ThreadPoolExecutor(
+            settings.fetch_concurrency, thread_name_prefix="lookalike-fetch"
+        )
         yield
         app.state.downloads.shutdown(wait=False, cancel_futures=True)
         service.close()
@@ -87,8 +92,6 @@ def create_app(service: Lookalike) -> FastAPI:
     app.state.max_upload = int(settings.max_upload_mb * 1024 * 1024)
     # What requests may name: uploads and public URLs, server files only under LOOKALIKE_INDEX_ROOTS.
     app.state.policy = FetchPolicy.from_settings(settings, server=True)
-    # image_url downloads run in a pool of their own, so slow hosts cannot take the threads searches use.
-    app.state.downloads = ThreadPoolExecutor(settings.fetch_concurrency, thread_name_prefix="lookalike-fetch")
     app.state.download_slots = asyncio.Semaphore(settings.fetch_concurrency * 4)
     app.state.reports = Path(tempfile.mkdtemp(prefix="lookalike-reports-"))
     app.include_router(router)
