@@ -10,8 +10,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from lookalike.api.jobs import Job, Jobs
 from lookalike.service import IngestReport
 
@@ -116,15 +114,17 @@ def test_finished_jobs_and_their_reports_are_kept_in_bounded_number_and_time(tmp
     assert aged.get(old.id) is None
 
 
-def test_a_failed_job_logs_its_traceback(caplog: pytest.LogCaptureFixture) -> None:
+def test_a_failed_job_logs_its_traceback() -> None:
+    from tests.helpers import captured_logs
+
     jobs = Jobs()
 
     def broken(on_start: Progress, progress: Progress) -> IngestReport:
         raise KeyError("the missing piece")
 
-    with caplog.at_level(logging.ERROR, logger="lookalike.api.jobs"):
+    with captured_logs("lookalike.api.jobs") as records:
         job = finished(jobs.submit(broken))
         time.sleep(0.05)
     assert job.status == "failed" and "KeyError" in (job.error or "")
-    (record,) = [r for r in caplog.records if r.name == "lookalike.api.jobs"]
-    assert record.exc_info is not None and "the missing piece" in caplog.text
+    (record,) = [r for r in records if r.levelno == logging.ERROR]
+    assert record.exc_info is not None and "the missing piece" in str(record.exc_info[1])
