@@ -252,10 +252,13 @@ def wait_for(api: TestClient, job_id: str) -> dict[str, Any]:
     raise AssertionError("job did not finish")
 
 
-def test_index_jobs_take_uploads_and_paths_and_report_skips(
-    tmp_path: Path, client: tuple[TestClient, list[Path]]
-) -> None:
-    api, _ = client
+def test_index_jobs_take_uploads_and_paths_and_report_skips(tmp_path: Path) -> None:
+    service, _ = build(tmp_path, index_roots=str(tmp_path / "new"))
+    with TestClient(create_app(service)) as api:
+        _uploads_and_paths_are_indexed(api, tmp_path)
+
+
+def _uploads_and_paths_are_indexed(api: TestClient, tmp_path: Path) -> None:
     new = write_images(tmp_path / "new", 3, start=50)
     files = [
         ("files", ("a.jpg", new[0].read_bytes(), "image/jpeg")),
@@ -273,7 +276,8 @@ def test_index_jobs_take_uploads_and_paths_and_report_skips(
     job = wait_for(api, by_path.json()["job_id"])
     assert (job["status"], job["total"], job["done"], job["indexed"]) == ("done", 4, 4, 3)
     assert [Path(s["uri"]).name for s in job["skipped"]] == ["bad.png"]
-    assert api.post("/index", json={"inputs": [str(tmp_path / "missing")]}).status_code == 400
+    assert api.post("/index", json={"inputs": [str(tmp_path / "new" / "missing")]}).status_code == 400
+    assert api.post("/index", json={"inputs": [str(tmp_path / "missing")]}).status_code == 403
     assert api.post("/index", json={"inputs": []}).status_code == 422
     assert api.get("/jobs/nope").status_code == 404
     stats = api.get("/stats").json()

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
+import shutil
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -23,6 +26,7 @@ from lookalike import __version__
 from lookalike.api import risk
 from lookalike.api.deps import STATIC
 from lookalike.api.jobs import Jobs
+from lookalike.api.limits import BodyLimit
 from lookalike.api.metrics import Metrics
 from lookalike.api.routes import router
 from lookalike.errors import (
@@ -32,8 +36,10 @@ from lookalike.errors import (
     ItemNotFoundError,
     LookalikeError,
     ModelUnavailableError,
+    PathRefusedError,
     StoreError,
 )
+from lookalike.ingest import FetchPolicy
 from lookalike.usecases.context import Context
 
 log = logging.getLogger(__name__)
@@ -45,6 +51,8 @@ def status_for(exc: LookalikeError) -> int:
     """The HTTP status of a domain error; the core knows nothing of HTTP."""
     if isinstance(exc, ItemNotFoundError | CollectionNotFoundError):
         return 404
+    if isinstance(exc, PathRefusedError):
+        return 403
     if isinstance(exc, ImageError):
         return 422
     if isinstance(exc, ConfigError):
@@ -62,8 +70,15 @@ def create_app(ctx: Context) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Load the model once, before the first request, off the event loop.
         await run_in_threadpool(ctx.embedder.load)
+        app.state.reports.mkdir(parents=True, exist_ok=True)  # removed, with its reports, at shutdown
+        # image_url downloads run in a pool of their own, so slow hosts cannot take the threads searches use.
+        app.state.downloads = ThreadPoolExecutor(
+            settings.fetch_concurrency, thread_name_prefix="lookalike-fetch"
+        )
         yield
+        app.state.downloads.shutdown(wait=False, cancel_futures=True)
         ctx.close()
+        shutil.rmtree(app.state.reports, ignore_errors=True)
 
     app = FastAPI(
         title="lookalike",
@@ -73,14 +88,22 @@ def create_app(ctx: Context) -> FastAPI:
         docs_url=None,  # served below from local files: /docs works offline
     )
     app.state.context = ctx
-    app.state.jobs = Jobs()
+    app.state.jobs = Jobs(
+        time_limit_s=settings.job_time_limit_s, keep=settings.jobs_keep, keep_s=settings.jobs_keep_s
+    )
     app.state.metrics = Metrics()
     app.state.max_upload = int(settings.max_upload_mb * 1024 * 1024)
+    # What requests may name: uploads and public URLs, server files only under LOOKALIKE_INDEX_ROOTS.
+    app.state.policy = FetchPolicy.from_settings(settings, server=True)
+    app.state.download_slots = asyncio.Semaphore(settings.fetch_concurrency * 4)
     app.state.reports = Path(tempfile.mkdtemp(prefix="lookalike-reports-"))
     app.include_router(router)
     app.include_router(risk.router)
     _offline_docs(app)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    # Counted while the body streams in, so a chunked body (no Content-Length) is capped too.
+    too_large = f"request body over the {settings.max_upload_mb:g} MB limit"
+    app.add_middleware(BodyLimit, max_bytes=app.state.max_upload + 64 * 1024, message=too_large)
 
     @app.middleware("http")
     async def guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -94,14 +117,13 @@ def create_app(ctx: Context) -> FastAPI:
                 )
                 return _observe(app, request, response, started)
         length = request.headers.get("content-length", "")
-        if length.isdigit() and int(length) > app.state.max_upload + 64 * 1024:
-            limit = settings.max_upload_mb
-            response = JSONResponse({"detail": f"request body over the {limit:g} MB limit"}, status_code=413)
+        if length.isascii() and length.isdigit() and int(length) > app.state.max_upload + 64 * 1024:
+            response = JSONResponse({"detail": too_large}, status_code=413)
             return _observe(app, request, response, started)
         try:
             response = await call_next(request)
-        except Exception:  # the last line of defence: log it, answer JSON, keep serving
-            log.exception("unhandled error on %s", path)
+        except Exception:  # the last line of defence: log it (traceback included), answer JSON, keep serving
+            log.exception("unhandled error on %s %s", request.method, path)
             response = JSONResponse({"detail": "internal error"}, status_code=500)
         return _observe(app, request, response, started)
 

@@ -40,8 +40,16 @@ def item_image(ctx: Context, item_id: int, size: int | None = None) -> tuple[byt
     Only the uri stored with the item is read: no caller's value becomes a path.
     """
     from lookalike.ingest import encode_jpeg, image_media_type, shrink
+    from lookalike.ingest.kept import stored_image
 
-    data = ctx.fetch(item(ctx, item_id).uri)
+    found = item(ctx, item_id)
+    data = stored_image(
+        found.uri,
+        found.parent_sha256 or found.sha256,
+        ctx.settings.uploads_path(),
+        max_bytes=ctx.max_bytes,
+        timeout_s=ctx.settings.fetch_timeout_s,
+    )
     if size is None:
         return data, image_media_type(data)
     return encode_jpeg(shrink(data, size, max_pixels=ctx.settings.max_image_pixels)), "image/jpeg"
