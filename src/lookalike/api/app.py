@@ -105,13 +105,21 @@ def create_app(ctx: Context) -> FastAPI:
     too_large = f"request body over the {settings.max_upload_mb:g} MB limit"
     app.add_middleware(BodyLimit, max_bytes=app.state.max_upload + 64 * 1024, message=too_large)
 
+    _guard(app, settings.api_key, too_large)
+    _error_handlers(app)
+    return app
+
+
+def _guard(app: FastAPI, api_key: str, too_large: str) -> None:
+    """The API key, the declared body size, and a JSON 500 (logged with its traceback) for anything unhandled."""
+
     @app.middleware("http")
     async def guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         started = time.perf_counter()
         path = request.url.path
-        if settings.api_key and not path.startswith(OPEN_PATHS[2]) and path not in OPEN_PATHS:
+        if api_key and not path.startswith(OPEN_PATHS[2]) and path not in OPEN_PATHS:
             given = request.headers.get("x-api-key", "")
-            if not hmac.compare_digest(given.encode(), settings.api_key.encode()):
+            if not hmac.compare_digest(given.encode(), api_key.encode()):
                 response: Response = JSONResponse(
                     {"detail": "missing or wrong X-API-Key header"}, status_code=401
                 )
@@ -126,6 +134,10 @@ def create_app(ctx: Context) -> FastAPI:
             log.exception("unhandled error on %s %s", request.method, path)
             response = JSONResponse({"detail": "internal error"}, status_code=500)
         return _observe(app, request, response, started)
+
+
+def _error_handlers(app: FastAPI) -> None:
+    """Every error as JSON: domain errors by their HTTP status, validation errors without the input."""
 
     @app.exception_handler(LookalikeError)
     async def domain_error(request: Request, exc: LookalikeError) -> JSONResponse:
@@ -142,8 +154,6 @@ def create_app(ctx: Context) -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
-
-    return app
 
 
 def _offline_docs(app: FastAPI) -> None:

@@ -125,10 +125,11 @@ class Jobs:
     def _loop(self) -> None:
         while True:
             job, work = self._queue.get()
-            if job.status in FINISHED:  # cancelled while queued
-                continue
-            job.status = "running"
-            job.started = time.perf_counter()
+            with self._lock:  # a cancel and the start of a job do not cross
+                if job.status in FINISHED:  # cancelled while queued
+                    continue
+                job.status = "running"
+                job.started = time.perf_counter()
             threading.Thread(
                 target=self._run, args=(job, work), daemon=True, name=f"job-{job.id[:8]}"
             ).start()
