@@ -30,13 +30,41 @@ def search_params(index_type: str, k: int, override: dict[str, Any] | None = Non
     return {"params": params} if params else {}
 
 
-_PERMANENT = ("auth", "credential", "password", "permission", "denied", "ssl", "tls", "certificate")
+_REFUSALS = (
+    "auth", "credential", "password", "permission", "denied",  # wrong or missing credentials
+    "handshake", "ssl", "tls", "certificate",  # TLS against a plain server, a bad CA, a missing PEM
+    "failed parsing http/2",  # not a gRPC port (Milvus' HTTP port, say)
+)  # fmt: skip
 
 
-def _transient(exc: Exception) -> bool:
-    """Whether a failed connection may succeed later (the server starting), not a refusal."""
-    text = str(exc).lower()
-    return not any(word in text for word in _PERMANENT)
+def _transient(exc: BaseException) -> bool:
+    """Whether a failed connection may succeed later (the server still starting), not a refusal.
+
+    pymilvus reports every connection failure as a MilvusException (code 2) whose cause is the
+    gRPC error; UNAVAILABLE covers both "not listening yet" and a failed TLS handshake, so the
+    details decide. Authentication, authorisation and TLS errors fail at once.
+    """
+    import grpc
+
+    cause = exc.__cause__
+    details = ""
+    status = None
+    if isinstance(cause, grpc.RpcError) and hasattr(cause, "code"):
+        status, details = cause.code(), str(cause.details() or "")
+    text = f"{exc} {details}".lower()
+    if any(word in text for word in _REFUSALS) or isinstance(exc, FileNotFoundError):
+        return False
+    if status in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        return True
+    if isinstance(exc, ConnectionError | TimeoutError | grpc.FutureTimeoutError):
+        return True
+    from pymilvus.exceptions import MilvusUnavailableException
+
+    if isinstance(exc, MilvusUnavailableException):
+        return True
+    return any(
+        word in text for word in ("not ready", "unavailable", "connection refused", "timed out", "timeout")
+    )
 
 
 log = logging.getLogger(__name__)
