@@ -358,3 +358,21 @@ def test_api_messages_name_api_fields_not_cli_flags(client: tuple[TestClient, li
         assert "--" not in detail, detail
     empty_source = api.post("/search", json={"text": "x", "sources": [" "]}).json()["detail"]
     assert "sources" in json.dumps(empty_source) and "--" not in json.dumps(empty_source)
+
+
+def test_purging_an_uploaded_item_erases_the_kept_upload_too(tmp_path: Path) -> None:
+    service, _ = build(tmp_path)
+    picture = jpeg_bytes(make_image(77))
+    with TestClient(create_app(service)) as api:
+        job = wait_for(
+            api, api.post("/index", files=[("files", ("p.jpg", picture, "image/jpeg"))]).json()["job_id"]
+        )
+        assert job["indexed"] == 1
+        kept = [p for p in Path(service.settings.uploads_path()).rglob("*") if p.is_file()]
+        assert [p.read_bytes() for p in kept] == [picture]
+        hit = api.post("/search", files={"image": ("q.jpg", picture, "image/jpeg")}, data={"k": "1"}).json()[
+            "hits"
+        ][0]
+        assert api.delete(f"/items/{hit['id']}?purge=true").json()["purged"] is True
+        assert not [p for p in Path(service.settings.uploads_path()).rglob("*") if p.is_file()]
+        assert api.get("/stats").json()["rows"] == 8
