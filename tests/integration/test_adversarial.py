@@ -96,7 +96,7 @@ def cli(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Callable[..., Any]:
         settings = load_settings(db=str(tmp_path / "cli.db"), **{**LIMITS, **extra})
         return Context(settings, embedder=FakeEmbedder())
 
-    monkeypatch.setattr(common, "service_for", service_for)
+    monkeypatch.setattr(common, "context_for", service_for)
     monkeypatch.setenv("COLUMNS", "400")
     runner = CliRunner()
     return lambda *args: bounded(120, lambda: runner.invoke(app, list(args)))
