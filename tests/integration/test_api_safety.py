@@ -201,15 +201,18 @@ def test_a_source_with_a_comma_is_one_source(tmp_path: Path) -> None:
         assert split["hits"] == []
 
 
-def test_an_unexpected_error_is_a_500_logged_with_its_traceback(tmp_path: Path) -> None:
+def test_an_unexpected_error_is_a_500_logged_with_its_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lookalike.usecases import items
     from tests.helpers import captured_logs
 
     service = make(tmp_path)
 
-    def broken() -> None:
+    def broken(ctx: object) -> None:
         raise RuntimeError("the store fell over")
 
-    service.stats = broken  # type: ignore[method-assign]
+    monkeypatch.setattr(items, "stats", broken)
     with TestClient(create_app(service), raise_server_exceptions=False) as api:
         with captured_logs("lookalike") as records:
             response = api.get("/stats")
