@@ -33,20 +33,21 @@ def compact(store: LiteStore) -> int:
 
     store.require()
     with store._lock:
-        read = store.read_index()
-        names = sorted(store._purge & set(store.partitions()))
-        schema = arrow_schema(pa.list_(pa.float32(), store.dim()))
-        for name in names:
-            shard = read.snapshot.shards.get(name, ())
-            items = [item for s in shard for item in s.items(np.flatnonzero(s.alive), with_vector=True)]
-            path = store._folder() / f"purge-{name}.parquet"
-            pq.write_table(to_arrow(items, schema) if items else schema.empty_table(), path)
-            fsync(path)
-            refill(store, name, path)
-            read.purge(name)
-            read.publish(read.snapshot.shards, store.generation()[0])
-            store._purge.discard(name)
-            store._save()
+        read = store.read_index()  # fresh first, then readers keep their snapshot while this rewrites
+        with store.writing():
+            names = sorted(store._purge & set(store.partitions()))
+            schema = arrow_schema(pa.list_(pa.float32(), store.dim()))
+            for name in names:
+                shard = read.snapshot.shards.get(name, ())
+                items = [item for s in shard for item in s.items(np.flatnonzero(s.alive), with_vector=True)]
+                path = store._folder() / f"purge-{name}.parquet"
+                pq.write_table(to_arrow(items, schema) if items else schema.empty_table(), path)
+                fsync(path)
+                refill(store, name, path)
+                read.purge(name)
+                read.publish(read.snapshot.shards, store.generation()[0])
+                store._purge.discard(name)
+                store._save()
         return len(names)
 
 

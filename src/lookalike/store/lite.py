@@ -20,6 +20,7 @@ import logging
 import os
 import threading
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,7 @@ class LiteStore(BaseStore):
         self._read: ReadIndex | None = None
         self._journal = Journal(self._folder() / "journal.jsonl")
         self._unsaved = 0
+        self._writing = 0
         self._purge: set[str] = set()
 
     """Partitions whose Milvus files may still hold deleted rows (rewritten by compact)."""
@@ -155,7 +157,14 @@ class LiteStore(BaseStore):
     # -- the read index ------------------------------------------------------------------------
 
     def read_index(self) -> ReadIndex:
-        """The read index, opened on first use and brought up to Milvus' generation on every call."""
+        """The read index, opened on first use and brought up to Milvus' generation on every call.
+
+        While this store writes, readers get the last published snapshot at once (one whole state,
+        from before the write) instead of waiting: a drop or an ingest chunk never stalls searches.
+        """
+        read = self._read
+        if read is not None and (self._writing or not self._stale()):
+            return read
         with self._lock:
             if self._read is None:
                 self._ensure_loaded()
@@ -170,6 +179,15 @@ class LiteStore(BaseStore):
             if self._stale():
                 self._repair()
             return self._read
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """Mark a write in progress (under the store's lock): readers keep the published snapshot."""
+        self._writing += 1
+        try:
+            yield
+        finally:
+            self._writing -= 1
 
     def _stale(self) -> bool:
         assert self._read is not None
@@ -324,13 +342,14 @@ class LiteStore(BaseStore):
         assert self._read is not None
         start = self._read.snapshot.generation
         self._journal.note(start, seqs, ids)
-        try:
-            to_milvus()
-        except BaseException:
-            self._repair()  # Milvus may hold part of the write: make the index match it
-            raise
-        seq = self.generation()[0]
-        to_index(start + seqs)
+        with self.writing():
+            try:
+                to_milvus()
+            except BaseException:
+                self._repair()  # Milvus may hold part of the write: make the index match it
+                raise
+            seq = self.generation()[0]
+            to_index(start + seqs)
         if seq != start + seqs:  # another client wrote meanwhile: look at everything
             self._repair()
         self._unsaved += len(ids)
@@ -342,10 +361,11 @@ class LiteStore(BaseStore):
         self.require()
         with self._lock:
             read = self.read_index()
-            for name in names:
-                self._drop_milvus_partition(name)
-                read.replace_shard(name, None, read.snapshot.generation)
-                self._purge.discard(name)
+            with self.writing():
+                for name in names:
+                    self._drop_milvus_partition(name)
+                    read.replace_shard(name, None, read.snapshot.generation)
+                    self._purge.discard(name)
             self._save()
 
     def flush(self) -> None:

@@ -134,7 +134,7 @@ class ReadIndex:
             return self._search(queries, k, sources, since, until, exclude_ids, ef)
         # A few queries against many small matrices: BLAS threads only add their start-up and
         # spin-waits (20× slower on a busy 2-core machine); searches run in parallel instead.
-        with _blas().limit(limits=1, user_api="blas"):
+        with _blas().limit(limits=1):
             return self._search(queries, k, sources, since, until, exclude_ids, ef)
 
     def _search(
