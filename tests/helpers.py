@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from collections.abc import Sequence
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -233,3 +235,26 @@ class FakeDetector:
 
         self.calls += 1
         return select_detections(self.RAW, image.width, image.height, min_score=0.25, min_size=32)
+
+
+@contextmanager
+def captured_logs(name: str) -> Iterator[list[logging.LogRecord]]:
+    """Records a logger (and its children) emits at ERROR and above, whatever the logging setup
+    (also under ``pytest -p no:logging``, where caplog does not exist)."""
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    logger = logging.getLogger(name)
+    handler = Keep(logging.ERROR)
+    previous = logger.level
+    if not logger.isEnabledFor(logging.ERROR):  # an earlier test's CLI setup left the root at CRITICAL
+        logger.setLevel(logging.ERROR)
+    logger.addHandler(handler)
+    try:
+        yield records
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)

@@ -82,8 +82,22 @@ class Settings(BaseSettings):
     # HTTP API (lookalike serve).
     api_key: str = ""
     max_upload_mb: float = Field(default=20.0, gt=0)
+    # Fetch URLs of loopback, private and link-local addresses too (CLI and API alike).
     allow_private_urls: bool = False
     upload_dir: str = ""  # where uploaded images are kept; default: beside the Milvus Lite file
+    # Folders whose files POST /index may read, separated by os.pathsep (":"); none by default, so
+    # the API indexes uploads and URLs only.
+    index_roots: str = ""
+    # Background jobs of the API: a time limit each, and how many finished ones are kept, how long.
+    job_time_limit_s: float = Field(default=3600.0, gt=0)
+    jobs_keep: int = Field(default=100, ge=1)
+    jobs_keep_s: float = Field(default=86400.0, gt=0)
+    # Downloads the API runs at once for image_url searches (apart from the searches themselves).
+    fetch_concurrency: int = Field(default=8, ge=1, le=256)
+
+    def index_roots_list(self) -> list[str]:
+        """The folders POST /index may read."""
+        return [os.path.expanduser(root) for root in self.index_roots.split(os.pathsep) if root.strip()]
 
     def uploads_path(self) -> str:
         """The folder for images uploaded through the API."""

@@ -55,3 +55,7 @@ class ImageError(LookalikeError):
 
 class CatalogError(ConfigError):
     """A catalog file is missing a required column or cannot be read."""
+
+
+class PathRefusedError(ImageError):
+    """A path the caller may not have read (outside the allowed folders); says nothing of its existence."""

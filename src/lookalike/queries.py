@@ -122,10 +122,9 @@ def day_window(
     def midnight(day: date) -> int:
         return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp())
 
-    return (
-        midnight(since) if since else None,
-        midnight(until + timedelta(days=1)) if until else None,
-    )
+    # The last day a date can name has no day after it: that window simply has no end.
+    end = midnight(until + timedelta(days=1)) if until and until < date.max else None
+    return (midnight(since) if since else None, end)
 
 
 def parse_index_params(text: str | None, flag: str = "--index-params") -> dict[str, Any] | None:

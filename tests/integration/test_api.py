@@ -252,10 +252,13 @@ def wait_for(api: TestClient, job_id: str) -> dict[str, Any]:
     raise AssertionError("job did not finish")
 
 
-def test_index_jobs_take_uploads_and_paths_and_report_skips(
-    tmp_path: Path, client: tuple[TestClient, list[Path]]
-) -> None:
-    api, _ = client
+def test_index_jobs_take_uploads_and_paths_and_report_skips(tmp_path: Path) -> None:
+    service, _ = build(tmp_path, index_roots=str(tmp_path / "new"))
+    with TestClient(create_app(service)) as api:
+        _uploads_and_paths_are_indexed(api, tmp_path)
+
+
+def _uploads_and_paths_are_indexed(api: TestClient, tmp_path: Path) -> None:
     new = write_images(tmp_path / "new", 3, start=50)
     files = [
         ("files", ("a.jpg", new[0].read_bytes(), "image/jpeg")),
@@ -273,7 +276,8 @@ def test_index_jobs_take_uploads_and_paths_and_report_skips(
     job = wait_for(api, by_path.json()["job_id"])
     assert (job["status"], job["total"], job["done"], job["indexed"]) == ("done", 4, 4, 3)
     assert [Path(s["uri"]).name for s in job["skipped"]] == ["bad.png"]
-    assert api.post("/index", json={"inputs": [str(tmp_path / "missing")]}).status_code == 400
+    assert api.post("/index", json={"inputs": [str(tmp_path / "new" / "missing")]}).status_code == 400
+    assert api.post("/index", json={"inputs": [str(tmp_path / "missing")]}).status_code == 403
     assert api.post("/index", json={"inputs": []}).status_code == 422
     assert api.get("/jobs/nope").status_code == 404
     stats = api.get("/stats").json()
@@ -305,6 +309,23 @@ def test_metrics_and_openapi(client: tuple[TestClient, list[Path]]) -> None:
         and "http" not in page.text.split("<body>")[1].split("lookalike")[0]
     )
     assert np.isfinite(api.post("/search", json={"text": "x"}).json()["took_ms"])
+
+
+def test_delete_removes_an_item_from_every_read_at_once(client: tuple[TestClient, list[Path]]) -> None:
+    api, photos = client
+    hit = api.post("/search", json={"text": "red floral dress", "k": 1}).json()["hits"][0]
+    assert api.delete(f"/items/{hit['id']}").json() == {"deleted": 1, "id": hit["id"], "purged": False}
+    assert api.get(f"/items/{hit['id']}").status_code == 404
+    assert hit["id"] not in [
+        h["id"] for h in api.post("/search", json={"text": "red floral dress", "k": 8}).json()["hits"]
+    ]
+    assert api.get("/stats").json()["rows"] == 7
+    assert api.delete(f"/items/{hit['id']}").status_code == 404
+    for bad in ("abc", "-1", "²", str(2**63), "1.5"):
+        assert api.delete(f"/items/{bad}").status_code == 404
+    other = api.post("/search", json={"text": "red floral dress", "k": 1}).json()["hits"][0]
+    assert api.delete(f"/items/{other['id']}?purge=true").json()["purged"] is True
+    assert api.get("/stats").json()["rows"] == 6
 
 
 def test_docs_are_served_from_the_apps_own_files(client: tuple[TestClient, list[Path]]) -> None:
@@ -339,3 +360,21 @@ def test_api_messages_name_api_fields_not_cli_flags(client: tuple[TestClient, li
         assert "--" not in detail, detail
     empty_source = api.post("/search", json={"text": "x", "sources": [" "]}).json()["detail"]
     assert "sources" in json.dumps(empty_source) and "--" not in json.dumps(empty_source)
+
+
+def test_purging_an_uploaded_item_erases_the_kept_upload_too(tmp_path: Path) -> None:
+    service, _ = build(tmp_path)
+    picture = jpeg_bytes(make_image(77))
+    with TestClient(create_app(service)) as api:
+        job = wait_for(
+            api, api.post("/index", files=[("files", ("p.jpg", picture, "image/jpeg"))]).json()["job_id"]
+        )
+        assert job["indexed"] == 1
+        kept = [p for p in Path(service.settings.uploads_path()).rglob("*") if p.is_file()]
+        assert [p.read_bytes() for p in kept] == [picture]
+        hit = api.post("/search", files={"image": ("q.jpg", picture, "image/jpeg")}, data={"k": "1"}).json()[
+            "hits"
+        ][0]
+        assert api.delete(f"/items/{hit['id']}?purge=true").json()["purged"] is True
+        assert not [p for p in Path(service.settings.uploads_path()).rglob("*") if p.is_file()]
+        assert api.get("/stats").json()["rows"] == 8

@@ -21,9 +21,9 @@ def build_with_crops(tmp_path: Path) -> tuple[Context, list[Path]]:
     """A collection of 6 street photos, each stored whole and as its 2 detected objects."""
     photos = write_images(tmp_path / "photos", 6)
     embedder = FakeEmbedder()
-    service = Context(
-        load_settings(db=str(tmp_path / "crops.db"), workers=2), embedder=embedder, detector=FakeDetector()
-    )
+    # The API reads server files only under LOOKALIKE_INDEX_ROOTS.
+    settings = load_settings(db=str(tmp_path / "crops.db"), workers=2, index_roots=str(tmp_path))
+    service = Context(settings, embedder=embedder, detector=FakeDetector())
     ingest.index(service, str(tmp_path / "photos"), source="street", detect=True)
     # "red handbag" means exactly the handbag crop of photo 3 to the fake embedder.
     from PIL import Image

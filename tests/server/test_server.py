@@ -355,3 +355,44 @@ def test_detected_crops_are_stored_and_searched_on_the_server(
     assert ingest.index(service, str(tmp_path / "photos"), detect=True).crops == 0 and store.count() == 9
     store.drop()
     service.close()
+
+
+def test_long_cjk_values_are_cut_by_bytes_like_lite_and_deletes_work_on_a_server(
+    milvus_server: MilvusServer, tmp_path: Path
+) -> None:
+    from lookalike.store.rows import cut_utf8
+    from tests.store_model import make_item
+
+    source, name = "ショップ" * 75, "名" * 1000  # 900 and 3000 bytes: over the 256 and 2048-byte limits
+    items = [
+        Item(
+            **{
+                **make_item(i, month=i % 2).metadata(),
+                "source": source,
+                "name": name,
+                "vector": make_item(i).vector,
+            }
+        )
+        for i in range(1, 6)
+    ]
+    server = open_store(milvus_server.uri, "cjk")
+    if server.exists():
+        server.drop()
+    server.create(16, index="FLAT")
+    assert server.insert(items) == 5  # a Milvus server refuses the whole chunk if one value is too long
+    lite = open_store(str(tmp_path / "cjk.db"), "cjk")
+    lite.create(16, index="FLAT")
+    lite.insert(items)
+    for store in (server, lite):
+        got = store.get([1])[0]
+        assert got.source == cut_utf8(source, 256) and got.name == cut_utf8(name, 2048)
+        assert len(store.search(items[0].vector[None], k=5, sources=[cut_utf8(source, 256)])[0]) == 5
+        assert store.delete([1, 2, 99]) == 2 and store.count() == 3
+        assert sorted(i.id for b in store.iter_items(with_vector=False) for i in b) == [3, 4, 5]
+    moved = Item(
+        **{**items[2].metadata(), "created_at": items[2].created_at + 62 * DAY, "vector": items[2].vector}
+    )
+    server.upsert([moved])
+    assert server.count() == 3 and server.get([3])[0].created_at == moved.created_at
+    server.drop()
+    lite.close()

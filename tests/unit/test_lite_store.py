@@ -228,3 +228,20 @@ def test_moving_an_item_to_another_month_keeps_one_copy(tmp_path: Path) -> None:
     assert {p.name: p.rows for p in store.partition_stats()} == {"_default": 0, "m2024_01": 1, "m2024_03": 1}
     store.drop_partitions(["m2024_03"])
     assert _ids(store) == [2] and set(milvus_rows(tmp_path / "t.db", "images")) == {2}
+
+
+def test_an_import_leaves_out_rows_dated_out_of_range_and_says_so(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from lookalike.store.backup import import_parquet
+    from lookalike.store.rows import arrow_schema, to_arrow
+
+    rows = [make_item(i) for i in range(1, 4)]
+    rows.append(Item(**{**make_item(4).metadata(), "created_at": 253402300799, "vector": vector(4)}))
+    schema = arrow_schema(pa.list_(pa.float32(), DIM), metadata={"lookalike.dim": str(DIM)})
+    pq.write_table(to_arrow(rows, schema), tmp_path / "old.parquet")
+    store = _store(tmp_path, create=False)
+    with pytest.raises(ConfigError, match=r"Imported 3 items .* 1 rows .* dated outside .*ids 4"):
+        import_parquet(store, str(tmp_path / "old.parquet"))
+    assert _ids(store) == [1, 2, 3]

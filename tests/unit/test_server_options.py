@@ -70,3 +70,49 @@ def test_a_server_that_never_answers_is_a_clear_error() -> None:
 def test_no_tls_settings_means_no_tls_arguments() -> None:
     (call,) = _connect(ServerStore("http://h:19530", "images", tls=load_settings().tls()))
     assert not {"secure", "server_pem_path", "ca_pem_path"} & set(call)
+
+
+class Refusing:
+    """A client whose connection fails the way pymilvus reports a refusal: MilvusException caused by gRPC."""
+
+    calls = 0
+    details = ""
+    code: Any = None
+
+    def __init__(self, **_: Any) -> None:
+        import grpc
+        from pymilvus.exceptions import MilvusException
+
+        Refusing.calls += 1
+
+        class Cause(grpc.RpcError):
+            def code(self) -> Any:
+                return Refusing.code
+
+            def details(self) -> str:
+                return Refusing.details
+
+        try:
+            raise Cause()
+        except Cause as cause:
+            raise MilvusException(code=2, message="Fail connecting to server") from cause
+
+
+@pytest.mark.parametrize(
+    ("status", "details", "retried"),
+    [
+        ("UNAVAILABLE", "failed to connect to all addresses; connection refused", True),
+        ("DEADLINE_EXCEEDED", "Deadline Exceeded", True),
+        ("UNAVAILABLE", "Tls handshake failed (TSI_PROTOCOL_FAILURE)", False),
+        ("UNAUTHENTICATED", "auth check failure, please check username and password", False),
+        ("PERMISSION_DENIED", "permission denied", False),
+        ("UNAVAILABLE", "Failed parsing HTTP/2", False),
+    ],
+)
+def test_only_errors_that_can_pass_are_retried(status: str, details: str, retried: bool) -> None:
+    import grpc
+
+    Refusing.calls, Refusing.details, Refusing.code = 0, details, getattr(grpc.StatusCode, status)
+    with pytest.raises(StoreError, match="Cannot open the Milvus database"):
+        ServerStore("http://h:19530", "images", timeout_s=4)._connect(Refusing)
+    assert (Refusing.calls > 1) is retried

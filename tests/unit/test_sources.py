@@ -20,14 +20,16 @@ def test_folder_walk_is_recursive_and_ignores_letter_case(tmp_path: Path) -> Non
         ).write_text("hi")
     listing = open_listing(tmp_path, "product")
     records = list(listing)
-    assert listing.count() == 4
+    assert listing.count() == 5  # the hidden picture is reported, not dropped silently
     assert sorted(Path(r.uri).name for r in records if isinstance(r, Record)) == [
         "w.TIFF",
         "x.JPG",
         "y.Png",
         "z.webp",
     ]
-    assert all(isinstance(r, Record) and r.source == "product" and r.created_at is None for r in records)
+    assert all(r.source == "product" and r.created_at is None for r in records if isinstance(r, Record))
+    (hidden,) = [r for r in records if isinstance(r, Skipped)]
+    assert Path(hidden.uri).name == ".hidden.jpg" and "hidden" in hidden.reason
 
 
 def test_item_id_of_a_file_is_its_stem(tmp_path: Path) -> None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
+import shutil
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -23,6 +26,7 @@ from lookalike import __version__
 from lookalike.api import risk
 from lookalike.api.deps import STATIC
 from lookalike.api.jobs import Jobs
+from lookalike.api.limits import BodyLimit
 from lookalike.api.metrics import Metrics
 from lookalike.api.routes import router
 from lookalike.errors import (
@@ -32,8 +36,10 @@ from lookalike.errors import (
     ItemNotFoundError,
     LookalikeError,
     ModelUnavailableError,
+    PathRefusedError,
     StoreError,
 )
+from lookalike.ingest import FetchPolicy
 from lookalike.usecases.context import Context
 
 log = logging.getLogger(__name__)
@@ -45,6 +51,8 @@ def status_for(exc: LookalikeError) -> int:
     """The HTTP status of a domain error; the core knows nothing of HTTP."""
     if isinstance(exc, ItemNotFoundError | CollectionNotFoundError):
         return 404
+    if isinstance(exc, PathRefusedError):
+        return 403
     if isinstance(exc, ImageError):
         return 422
     if isinstance(exc, ConfigError):
@@ -62,8 +70,15 @@ def create_app(ctx: Context) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Load the model once, before the first request, off the event loop.
         await run_in_threadpool(ctx.embedder.load)
+        app.state.reports.mkdir(parents=True, exist_ok=True)  # removed, with its reports, at shutdown
+        # image_url downloads run in a pool of their own, so slow hosts cannot take the threads searches use.
+        app.state.downloads = ThreadPoolExecutor(
+            settings.fetch_concurrency, thread_name_prefix="lookalike-fetch"
+        )
         yield
+        app.state.downloads.shutdown(wait=False, cancel_futures=True)
         ctx.close()
+        shutil.rmtree(app.state.reports, ignore_errors=True)
 
     # FastAPIOffline serves /docs (Swagger UI) and /redoc from its own packaged files, not a CDN.
     app = FastAPIOffline(
@@ -74,36 +89,55 @@ def create_app(ctx: Context) -> FastAPI:
         static_url=DOCS_ASSETS,
     )
     app.state.context = ctx
-    app.state.jobs = Jobs()
+    app.state.jobs = Jobs(
+        time_limit_s=settings.job_time_limit_s, keep=settings.jobs_keep, keep_s=settings.jobs_keep_s
+    )
     app.state.metrics = Metrics()
     app.state.max_upload = int(settings.max_upload_mb * 1024 * 1024)
+    # What requests may name: uploads and public URLs, server files only under LOOKALIKE_INDEX_ROOTS.
+    app.state.policy = FetchPolicy.from_settings(settings, server=True)
+    app.state.download_slots = asyncio.Semaphore(settings.fetch_concurrency * 4)
     app.state.reports = Path(tempfile.mkdtemp(prefix="lookalike-reports-"))
     app.include_router(router)
     app.include_router(risk.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    # Counted while the body streams in, so a chunked body (no Content-Length) is capped too.
+    too_large = f"request body over the {settings.max_upload_mb:g} MB limit"
+    app.add_middleware(BodyLimit, max_bytes=app.state.max_upload + 64 * 1024, message=too_large)
+
+    _guard(app, settings.api_key, too_large)
+    _error_handlers(app)
+    return app
+
+
+def _guard(app: FastAPI, api_key: str, too_large: str) -> None:
+    """The API key, the declared body size, and a JSON 500 (logged with its traceback) for anything unhandled."""
 
     @app.middleware("http")
     async def guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         started = time.perf_counter()
         path = request.url.path
-        if settings.api_key and not path.startswith(OPEN_PATHS[2]) and path not in OPEN_PATHS:
+        if api_key and not path.startswith(OPEN_PATHS[2]) and path not in OPEN_PATHS:
             given = request.headers.get("x-api-key", "")
-            if not hmac.compare_digest(given.encode(), settings.api_key.encode()):
+            if not hmac.compare_digest(given.encode(), api_key.encode()):
                 response: Response = JSONResponse(
                     {"detail": "missing or wrong X-API-Key header"}, status_code=401
                 )
                 return _observe(app, request, response, started)
         length = request.headers.get("content-length", "")
-        if length.isdigit() and int(length) > app.state.max_upload + 64 * 1024:
-            limit = settings.max_upload_mb
-            response = JSONResponse({"detail": f"request body over the {limit:g} MB limit"}, status_code=413)
+        if length.isascii() and length.isdigit() and int(length) > app.state.max_upload + 64 * 1024:
+            response = JSONResponse({"detail": too_large}, status_code=413)
             return _observe(app, request, response, started)
         try:
             response = await call_next(request)
-        except Exception:  # the last line of defence: log it, answer JSON, keep serving
-            log.exception("unhandled error on %s", path)
+        except Exception:  # the last line of defence: log it (traceback included), answer JSON, keep serving
+            log.exception("unhandled error on %s %s", request.method, path)
             response = JSONResponse({"detail": "internal error"}, status_code=500)
         return _observe(app, request, response, started)
+
+
+def _error_handlers(app: FastAPI) -> None:
+    """Every error as JSON: domain errors by their HTTP status, validation errors without the input."""
 
     @app.exception_handler(LookalikeError)
     async def domain_error(request: Request, exc: LookalikeError) -> JSONResponse:
@@ -120,8 +154,6 @@ def create_app(ctx: Context) -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
-
-    return app
 
 
 def _observe(app: FastAPI, request: Request, response: Response, started: float) -> Response:

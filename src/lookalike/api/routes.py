@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
 from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.responses import FileResponse, PlainTextResponse, Response
@@ -17,7 +19,7 @@ from lookalike.api.deps import STATIC, blocking, context_of
 from lookalike.api.jobs import Jobs
 from lookalike.api.schemas import IndexRequest, ItemOut, JobOut, SearchRequest, SearchResponse, SkippedOut
 from lookalike.errors import ConfigError, ImageError
-from lookalike.ingest import IngestReport
+from lookalike.ingest import FetchPolicy, IngestReport
 from lookalike.ingest.sources import Skipped
 from lookalike.queries import API_NAMES
 from lookalike.queries import Query as SearchQuery
@@ -26,13 +28,17 @@ from lookalike.usecases import ingest, items
 from lookalike.usecases import search as searching
 
 router = APIRouter()
+M = TypeVar("M", bound=BaseModel)
 ItemId = Path(description="A stored item's id (a 63-bit integer).", max_length=40)
 
 
+_DIGITS = re.compile(r"[0-9]{1,19}")
+
+
 def _item_id(value: str) -> int:
-    """Only a stored integer id names an item; anything else (a path, ../..) is simply not found."""
-    if not value.isdigit() or int(value) >= 2**63:
-        raise HTTPException(404, f"no stored item has the id {value!r}")
+    """Only a stored integer id names an item; anything else (a path, ../.., ², 2^63) is simply not found."""
+    if not _DIGITS.fullmatch(value) or int(value) >= 2**63:
+        raise HTTPException(404, f"no stored item has the id {value[:40]!r}")
     return int(value)
 
 
@@ -73,11 +79,43 @@ _INDEX_DOC = _body_doc(
 )
 
 
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
 async def _json(request: Request) -> Any:
+    body = await request.body()
     try:
-        return json.loads(await request.body() or b"null")
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise HTTPException(400, f"the body is not valid JSON: {exc}") from exc
+        value = json.loads(body or b"null")
+        if _SURROGATE_ESCAPE.search(body):  # \ud800 alone decodes to a string no UTF-8 can hold
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except (json.JSONDecodeError, UnicodeError) as exc:
+        raise HTTPException(400, f"the body is not valid JSON or not UTF-8: {str(exc)[:200]}") from exc
+    except RecursionError as exc:
+        raise HTTPException(400, "the body is nested too deeply") from exc
+    return value
+
+
+def _validate(model: type[M], value: Any) -> M:
+    try:
+        return model.model_validate(value)
+    except ValidationError as exc:
+        raise _invalid(exc) from exc
+    except RecursionError as exc:
+        raise HTTPException(422, "the body is nested too deeply") from exc
+
+
+async def _download(request: Request, url: str) -> bytes:
+    """An image_url's bytes, fetched under the API's policy in the download pool (not the search threads)."""
+    slots: asyncio.Semaphore = request.app.state.download_slots
+    if slots.locked():
+        raise HTTPException(
+            503, "too many image downloads at once; try again shortly", headers={"Retry-After": "5"}
+        )
+    policy: FetchPolicy = request.app.state.policy
+    async with slots:
+        loop = asyncio.get_running_loop()
+        fetched = await loop.run_in_executor(request.app.state.downloads, policy.read, url)
+    return fetched.data
 
 
 def _invalid(exc: ValidationError) -> HTTPException:
@@ -96,9 +134,8 @@ async def _upload(request: Request, file: UploadFile) -> bytes:
 
 
 def _form_values(form: FormData, name: str) -> list[str]:
-    values = [v for v in form.getlist(name) if isinstance(v, str)]
-    # "sources" may come repeated or comma-separated.
-    return [part.strip() for v in values for part in v.split(",") if part.strip()]
+    # One value per field: a source named "acme, inc" is one source; several come repeated.
+    return [v.strip() for v in form.getlist(name) if isinstance(v, str) and v.strip()]
 
 
 @router.get("/health", tags=["service"])
@@ -132,20 +169,17 @@ async def search(request: Request) -> dict[str, Any]:
         fields = await _json(request)
         if not isinstance(fields, dict):
             raise HTTPException(422, 'the body must be a JSON object like {"text": "floral top", "k": 10}')
-    try:
-        body = SearchRequest.model_validate(fields)
-    except ValidationError as exc:
-        raise _invalid(exc) from exc
+    body = _validate(SearchRequest, fields)
+    if body.image_url is not None:
+        image_bytes = await _download(request, body.image_url)
     query = SearchQuery(
         text=None if image_bytes is not None else body.text,
-        image=body.image_url,
         image_bytes=image_bytes,
         id=body.id,
         k=body.k,
         sources=tuple(body.sources or ()),
         since=body.since,
         until=body.until,
-        public_only=not context_of(request).settings.allow_private_urls,
         detect=body.detect,
         box=_box(body.box),
         item_id=body.item_id,
@@ -209,6 +243,7 @@ async def index(request: Request) -> dict[str, str]:
     Answers a job id at once; `GET /jobs/{id}` reports progress and every skipped file.
     """
     ctx = context_of(request)
+    policy: FetchPolicy = request.app.state.policy
     skipped: list[Skipped] = []
     inputs: list[str] = []
     source: str | None = None
@@ -224,18 +259,18 @@ async def index(request: Request) -> dict[str, str]:
                     skipped.append(Skipped(upload.filename or "upload", str(exc)))
         if not inputs and not skipped:
             raise HTTPException(422, "upload one or more images in the form field 'files'")
+        policy = policy.only_under(ctx.settings.uploads_path())  # the job reads the kept uploads only
         value = form.get("source")
         source = value.strip() if isinstance(value, str) and value.strip() else None
         flag = form.get("detect")
         detect = isinstance(flag, str) and flag.strip().lower() in {"1", "true", "on", "yes"}
     else:
-        try:
-            body = IndexRequest.model_validate(await _json(request))
-        except ValidationError as exc:
-            raise _invalid(exc) from exc
+        body = _validate(IndexRequest, await _json(request))
         inputs, source, detect = body.inputs, body.source, body.detect
-        try:  # refuse inputs that do not exist now, not in a failed job later
-            await blocking(ingest.check_inputs, inputs, source)
+        # Refused now (403 outside LOOKALIKE_INDEX_ROOTS, whether or not the path exists; 400 missing
+        # under them), not in a failed job later.
+        try:
+            await blocking(ingest.check_inputs, ctx, inputs, source, policy)
         except ConfigError as exc:
             raise HTTPException(400, str(exc)) from exc
 
@@ -243,7 +278,7 @@ async def index(request: Request) -> dict[str, str]:
         if not inputs:  # every upload was refused: the job only carries the reasons
             return IngestReport()
         report = ingest.index_inputs(
-            ctx, inputs, source=source, on_start=on_start, progress=progress, detect=detect
+            ctx, inputs, source=source, on_start=on_start, progress=progress, detect=detect, policy=policy
         )
         request.app.state.metrics.indexed.inc(report.indexed)
         return report
@@ -257,7 +292,7 @@ async def index(request: Request) -> dict[str, str]:
 async def job(request: Request, job_id: str) -> dict[str, Any]:
     found = request.app.state.jobs.get(job_id)
     if found is None:
-        raise HTTPException(404, f"no job {job_id!r}")
+        raise HTTPException(404, f"no job {job_id[:40]!r}")
     return {
         "id": found.id,
         "kind": found.kind,
@@ -273,6 +308,15 @@ async def job(request: Request, job_id: str) -> dict[str, Any]:
         "result": found.result,
         "report_url": f"/jobs/{found.id}/report" if found.report and found.status == "done" else None,
     }
+
+
+@router.post("/jobs/{job_id}/cancel", response_model=JobOut, tags=["index"])
+async def cancel_job(request: Request, job_id: str) -> dict[str, Any]:
+    """Stop a queued or running job (the queue moves on at once); a finished job is left as it is."""
+    jobs: Jobs = request.app.state.jobs
+    if jobs.cancel(job_id) is None:
+        raise HTTPException(404, f"no job {job_id[:40]!r}")
+    return await job(request, job_id)
 
 
 @router.get("/stats", tags=["service"])

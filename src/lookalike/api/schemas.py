@@ -15,7 +15,7 @@ class SearchRequest(BaseModel):
 
     text: str | None = Field(default=None, max_length=2000)
     image_url: str | None = Field(default=None, max_length=4096, pattern=r"^[hH][tT][tT][pP][sS]?://")
-    id: int | None = None
+    id: int | None = Field(default=None, ge=0, lt=2**63, description="A stored item's id (63-bit).")
     item_id: str | None = Field(
         default=None,
         min_length=1,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -13,7 +14,6 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -24,6 +24,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from lookalike.cli.stderr import filter_grpc_chatter, is_chatter
 from lookalike.config import DEFAULT_MODEL, DEFAULT_PRETRAINED, load_settings
@@ -41,8 +42,37 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console(soft_wrap=True)  # a long name or path is never broken across lines
-err = Console(stderr=True, soft_wrap=True)
+# Names, paths, URLs and labels come from outside: shown as they are, never as markup, emoji
+# codes or terminal control sequences.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def printable(text: str) -> str:
+    """Control, bidi-override and undecodable characters written as escapes (\\x1b, \\u202e, \\udcff)."""
+    return _CONTROL.sub(lambda match: match.group().encode("unicode_escape").decode("ascii"), text)
+
+
+class LiteralConsole(Console):
+    """A console that prints every string literally: no markup, no emoji codes, controls escaped.
+
+    Tables, summaries and messages all go through ``render_str``, so nothing printed can
+    restyle the terminal, hide text or crash on a stray ``[/]``; styles come only from ``tagged``.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(markup=False, emoji=False, highlight=False, **kwargs)
+
+    def render_str(self, text: str, **kwargs: Any) -> Text:
+        return super().render_str(printable(text), **kwargs)
+
+
+def tagged(tag: str, style: str, message: str) -> Text:
+    """A styled tag ("error:", "warning:") before a literal message."""
+    return Text.assemble((tag, style), " ", printable(message))
+
+
+out = LiteralConsole(soft_wrap=True)  # a long name or path is never broken across lines
+err = LiteralConsole(stderr=True, soft_wrap=True)
 
 # Options every command takes. Defaults come from Settings (environment LOOKALIKE_*), so
 # None here means "not given on the command line".
@@ -171,7 +201,7 @@ class _Notes(logging.Handler):
         super().__init__(logging.WARNING)
 
     def emit(self, record: logging.LogRecord) -> None:
-        err.print(f"[dim]note:[/] {record.getMessage()}", highlight=False, markup=True, soft_wrap=True)
+        err.print(tagged("note:", "dim", record.getMessage()), soft_wrap=True)
 
 
 def table(
@@ -201,12 +231,12 @@ def table(
     for name, justify in columns:
         boxed.add_column(name, justify=justify, overflow="fold")  # type: ignore[arg-type]
     for row in rows:
-        boxed.add_row(*(escape(cell) for cell in row))
+        boxed.add_row(*row)  # the console prints them literally (render_str)
     console.print(boxed)
 
 
 def _one_line(cell: str) -> str:
-    return cell.replace("\t", " ").replace("\r", " ").replace("\n", " ")
+    return printable(cell.replace("\t", " ").replace("\r", " ").replace("\n", " "))
 
 
 @contextmanager
@@ -214,7 +244,7 @@ def errors(verbose: bool = False) -> Iterator[None]:
     try:
         yield
     except LookalikeError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err.print(tagged("error:", "bold red", str(exc)), soft_wrap=True)
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
         err.print("interrupted; what was already inserted is kept and a re-run resumes from it.")
@@ -225,9 +255,12 @@ def errors(verbose: bool = False) -> Iterator[None]:
         if verbose:
             raise
         err.print(
-            f"[bold red]unexpected error:[/] {type(exc).__name__}: {exc}\n"
-            "Run the command again with --verbose for the traceback, and please report it.",
-            highlight=False,
+            tagged(
+                "unexpected error:",
+                "bold red",
+                f"{type(exc).__name__}: {exc}\n"
+                "Run the command again with --verbose for the traceback, and please report it.",
+            )
         )
         raise typer.Exit(70) from None
 

@@ -26,6 +26,7 @@ from lookalike.cli.common import (
     session,
     setup_logging,
     short_uri,
+    tagged,
 )
 
 METRIC_HELP = (
@@ -93,9 +94,9 @@ def eval_(
             progress=lambda n: bar.update(task, advance=n),
         )
     for query, reason in report.failed:
-        err.print(f"[yellow]skipped query[/] {query}: {reason}", highlight=False)
+        err.print(tagged("skipped query", "yellow", f"{query}: {reason}"))
     for note in report.notes:
-        err.print(f"[yellow]note:[/] {note}", highlight=False)
+        err.print(tagged("note:", "yellow", note))
     if as_json:
         sys.stdout.write(json.dumps(report.to_dict(), ensure_ascii=False) + "\n")
         return
@@ -191,7 +192,7 @@ def finetune(
             "reading images", lambda advance: training.training_pairs(ctx, str(catalog), advance)
         )
         for item in skipped:
-            err.print(f"[yellow]skipped[/] {short_uri(item.uri)}: {item.reason}", highlight=False)
+            err.print(tagged("skipped", "yellow", f"{short_uri(item.uri)}: {item.reason}"))
 
         def epoch_line(epoch: int, loss: float, metrics: dict[str, float]) -> None:
             err.print(

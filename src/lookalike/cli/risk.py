@@ -26,6 +26,7 @@ from lookalike.cli.common import (
     progress_bar,
     session,
     table,
+    tagged,
 )
 
 partitions_app = typer.Typer(
@@ -61,7 +62,7 @@ def classify(
     payload: list[dict[str, Any]] = []
     for result in results:
         if result.scores is None:
-            err.print(f"[yellow]skipped[/] {result.uri}: {result.error}", highlight=False)
+            err.print(tagged("skipped", "yellow", f"{result.uri}: {result.error}"))
             payload.append({"image": result.uri, "error": result.error})
             continue
         rows: list[dict[str, Any]] = [

@@ -28,6 +28,7 @@ from lookalike.cli.common import (
     session,
     short_uri,
     table,
+    tagged,
 )
 
 if TYPE_CHECKING:
@@ -144,7 +145,7 @@ def search(
         if grid is not None:
             searching.write_grid(result, str(grid), f"lookalike: {_label(query)}")
     for warning in result.warnings:
-        err.print(f"[yellow]warning:[/] {warning}", highlight=False, markup=True)
+        err.print(tagged("warning:", "yellow", warning))
     if result.query_box is not None and not as_json:
         err.print(f"searched the part {','.join(map(str, result.query_box))} of the query image")
     if grid is not None:

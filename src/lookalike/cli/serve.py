@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 import typer
@@ -17,6 +18,12 @@ from lookalike.cli.common import (
     err,
     session,
 )
+
+
+def server_logging(verbose: bool) -> None:
+    """Without --verbose the server still logs lookalike's own warnings and errors: failed jobs and
+    any 500, each with its traceback."""
+    logging.getLogger("lookalike").setLevel(logging.INFO if verbose else logging.WARNING)
 
 
 @app.command()
@@ -42,6 +49,7 @@ def serve(
 
     with session(verbose, db, collection, model, pretrained, runtime=runtime) as ctx:
         ctx.embedder.load()  # fail here, with a clear message, rather than inside the server
+        server_logging(verbose)
         application = create_app(ctx)
         err.print(f"lookalike serving {ctx.settings.db} on http://{host}:{port} (API docs at /docs)")
         uvicorn.run(application, host=host, port=port, log_level="info" if verbose else "warning")

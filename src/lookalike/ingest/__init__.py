@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from lookalike.ingest.decode import DecodedImage, decode_image, encode_jpeg, image_media_type, shrink, to_rgb
-from lookalike.ingest.fetch import Fetched, fetch, fetch_public_url
+from lookalike.ingest.fetch import Fetched, fetch_public_url
 from lookalike.ingest.ids import content_hash, stable_id
 from lookalike.ingest.pipeline import Ingestor, IngestReport
+from lookalike.ingest.policy import FetchPolicy, fetch
 from lookalike.ingest.sources import Listing, Record, Skipped, open_listing, parse_created_at
 
 __all__ = [
     "DecodedImage",
+    "FetchPolicy",
     "Fetched",
     "IngestReport",
     "Ingestor",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -13,8 +14,9 @@ from lookalike.embed import Detection, Detector, Embedder
 from lookalike.embed.detect import crop
 from lookalike.errors import ConfigError, ImageError
 from lookalike.ingest.decode import decode_image
-from lookalike.ingest.fetch import Fetched, fetch
+from lookalike.ingest.fetch import Fetched
 from lookalike.ingest.ids import content_hash, stable_id
+from lookalike.ingest.policy import FetchPolicy, is_url
 from lookalike.ingest.sources import Record, Skipped
 from lookalike.ingest.sync import Marks, Scope, sweep, updated_metadata
 from lookalike.store import Item, Store
@@ -22,6 +24,7 @@ from lookalike.store.models import WHOLE_IMAGE_LABEL, box_text
 from lookalike.store.partitions import check_time
 
 Progress = Callable[[int], None]
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -106,6 +109,7 @@ class Ingestor:
         timeout_s: float = 20.0,
         fetcher: Callable[[str], Fetched] | None = None,
         detector: Detector | None = None,
+        keep: Callable[[str, bytes], None] | None = None,
         scope: Scope | None = None,
     ) -> None:
         self.embedder = embedder
@@ -116,7 +120,9 @@ class Ingestor:
         self.max_pixels = max_pixels
         self.scope = scope  # --sync: mirror the listing within this scope
         self.marks = Marks()
-        self._fetch = fetcher or (lambda uri: fetch(uri, max_bytes=max_bytes, timeout_s=timeout_s))
+        self._fetch = fetcher or FetchPolicy(max_bytes=max_bytes, timeout_s=timeout_s).read
+        # Called with (sha256, bytes) for each new URL image, so that it is never fetched again.
+        self._keep = keep
 
     def run(self, records: Iterable[Record | Skipped], progress: Progress | None = None) -> IngestReport:
         """Index every record; three stages overlap so that the encoder never waits.
@@ -171,7 +177,10 @@ class Ingestor:
         try:
             fetched = self._fetch(record.uri)
         except ImageError as exc:
-            return Skipped(record.uri, str(exc))
+            return Skipped(record.shown, str(exc))
+        except Exception as exc:  # one input must never end the run; the log keeps the traceback
+            log.exception("reading %s failed", record.uri)
+            return Skipped(record.shown, f"unexpected error: {type(exc).__name__}: {exc}")
         sha = content_hash(fetched.data)
         created_at = record.created_at
         if created_at is None:
@@ -179,7 +188,7 @@ class Ingestor:
         try:
             check_time(created_at)  # a file modified "in 9999" or a server's odd Last-Modified
         except ConfigError as exc:
-            return Skipped(record.uri, str(exc))
+            return Skipped(record.shown, str(exc))
         dated = record.created_at is not None or fetched.modified_at is not None
         item_id = stable_id(record.source, record.key, sha)
         return _Read(record, item_id, sha, created_at, fetched.data, dated=dated)
@@ -190,7 +199,15 @@ class Ingestor:
         try:
             decoded = decode_image(read.data, max_pixels=self.max_pixels, draft=draft)
         except ImageError as exc:
-            return Skipped(read.record.uri, str(exc))
+            return Skipped(read.record.shown, str(exc))
+        except Exception as exc:  # a decoder plugin's own exception: this picture only
+            log.exception("decoding %s failed", read.record.uri)
+            return Skipped(read.record.shown, f"cannot decode: {type(exc).__name__}: {exc}")
+        if self._keep is not None and is_url(read.record.uri):
+            try:
+                self._keep(read.sha256, read.data)
+            except OSError as exc:
+                return Skipped(read.record.shown, f"cannot keep the downloaded image: {exc.strerror or exc}")
         image, size = decoded.image, (decoded.width, decoded.height)
         units = [_Unit(read, *size, self.embedder.prepare_image(image))] if read.whole else []
         if self.detector is None:
@@ -198,7 +215,7 @@ class Ingestor:
         try:
             detections = self.detector.detect(image)
         except (RuntimeError, ValueError) as exc:  # one picture the detector chokes on is skipped
-            return Skipped(read.record.uri, f"object detection failed: {exc}")
+            return Skipped(read.record.shown, f"object detection failed: {exc}")
         for index, detection in enumerate(detections, start=1):
             inputs = self.embedder.prepare_image(crop(image, detection.box))
             units.append(_Unit(read, *size, inputs, index, detection))
@@ -213,9 +230,10 @@ class Ingestor:
         for record in records:
             self.marks.record(record)
         reads: list[_Read] = []
-        for result in pool.map(self._read, records):
+        for record, result in zip(records, pool.map(self._read, records), strict=True):
             if isinstance(result, Skipped):
                 prepared.skipped.append(result)
+                self.marks.unread.add(record.uri)  # --sync keeps what it could not read this time
             elif result.id in seen_ids:
                 prepared.already_indexed += 1  # listed twice in this run
             else:
@@ -236,12 +254,13 @@ class Ingestor:
             detected |= {first_crop[i] for i in self.store.existing_ids(list(first_crop))}
             fresh += [replace(r, whole=False) for r in reads if r.id in stored and r.id not in detected]
         # Each unit carries its read, so a failed decode drops only its own picture.
-        for outcome in pool.map(self._decode, fresh):
+        for read, outcome in zip(fresh, pool.map(self._decode, fresh), strict=True):
             if isinstance(outcome, Skipped):
                 prepared.skipped.append(outcome)
+                self.marks.unread.add(read.record.uri)
             else:
                 prepared.decoded.extend(outcome)
-        self.marks.unread.update(skipped.uri for skipped in prepared.skipped)
+        self.marks.unread.update(r.uri for r in chunk if isinstance(r, Skipped))
         return prepared
 
     def _metadata_updates(self, reads: list[_Read]) -> list[Item]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 from collections.abc import Iterator, Sequence
@@ -11,12 +10,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from lookalike.errors import CatalogError, ConfigError
-from lookalike.ingest.decode import supported_extensions
+from lookalike.errors import ConfigError
+from lookalike.ingest.catalog import CATALOG_COLUMNS, csv_rows, parquet_count, parquet_rows
+from lookalike.ingest.decode import HEIC_EXTENSIONS, IMAGE_EXTENSIONS, supported_extensions
+from lookalike.ingest.policy import has_scheme, is_url, printable_path
 from lookalike.store.partitions import MAX_TIME, MIN_TIME
 
 CATALOG_EXTENSIONS = (".csv", ".parquet")
-CATALOG_COLUMNS = ("image", "item_id", "name", "source", "created_at")
+__all__ = ["CATALOG_COLUMNS", "CATALOG_EXTENSIONS", "Inputs", "Listing", "Record", "Skipped", "is_url"]
 DEFAULT_SOURCE = "default"
 
 
@@ -30,6 +31,11 @@ class Record:
     source: str
     created_at: int | None  # None: the file's modification time, or the time of indexing for a URL
     key: str  # what the id hashes besides source and content: the catalog item_id, else the uri
+    listed: str = ""  # the path as the folder listed it (a link's own name), for reports
+
+    @property
+    def shown(self) -> str:
+        return self.listed or self.uri
 
 
 @dataclass(frozen=True)
@@ -38,10 +44,6 @@ class Skipped:
 
     uri: str
     reason: str
-
-
-def is_url(value: str) -> bool:
-    return value.lower().startswith(("http://", "https://"))
 
 
 def parse_created_at(value: Any) -> int | None:
@@ -95,13 +97,105 @@ def _in_range(seconds: int, value: Any) -> int:
     return seconds
 
 
-def _walk_images(root: Path) -> Iterator[Path]:
+# Named like pictures, but not formats lookalike decodes: reported, never dropped silently.
+UNSUPPORTED_EXTENSIONS = frozenset(
+    {
+        ".svg",
+        ".svgz",
+        ".pdf",
+        ".eps",
+        ".ai",
+        ".psd",
+        ".avif",
+        ".jxl",
+        ".jp2",
+        ".ico",
+        ".raw",
+        ".cr2",
+        ".nef",
+        ".arw",
+        ".dng",
+    }
+)
+MAX_URI_BYTES = 4096  # the store's uri field
+
+
+def _suffix(name: str) -> str:
+    # ".jpg" alone is a hidden file named like an image (pathlib sees no suffix in it).
+    return "." + name.rsplit(".", 1)[1].lower() if "." in name else ""
+
+
+def _named_like_image(name: str) -> bool:
+    suffix = _suffix(name)
+    return suffix in IMAGE_EXTENSIONS or suffix in HEIC_EXTENSIONS or suffix in UNSUPPORTED_EXTENSIONS
+
+
+def _passed_over(name: str, extensions: frozenset[str]) -> str | None:
+    """Why a file named like an image is not read, or None when it is read (or not an image name)."""
+    suffix = _suffix(name)
+    if not _named_like_image(name):
+        return None
+    if name.startswith("."):
+        return "hidden file (its name starts with a dot): not indexed"
+    if suffix in extensions:
+        return None
+    if suffix in HEIC_EXTENSIONS:
+        return "HEIC/HEIF needs the pillow-heif plugin: pip install 'lookalike[heic]'"
+    return f"{suffix} is not a supported image format (supported: {', '.join(sorted(extensions))})"
+
+
+def _walk_images(root: Path) -> Iterator[Path | Skipped]:
+    """Image files under ``root``, and every entry named like an image that is passed over, with why."""
     extensions = supported_extensions()
-    for folder, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+    problems: list[Skipped] = []
+
+    def unreadable(exc: OSError) -> None:
+        problems.append(
+            Skipped(printable_path(exc.filename or root), f"cannot read folder: {exc.strerror or exc}")
+        )
+
+    for folder, dirs, files in os.walk(root, onerror=unreadable):
+        yield from problems
+        problems.clear()
+        here = Path(folder)
+        entered = []
+        for name in sorted(dirs):
+            try:
+                linked = (here / name).is_symlink()
+            except OSError as exc:  # a path over PATH_MAX
+                yield Skipped(printable_path(here / name), f"cannot read folder: {exc.strerror or exc}")
+                continue
+            if linked:
+                yield Skipped(printable_path(here / name), "a symbolic link to a folder: not followed")
+            elif _named_like_image(name) and not name.startswith("."):
+                yield Skipped(
+                    printable_path(here / name), "a folder named like an image: its contents are indexed"
+                )
+            if not name.startswith("."):
+                entered.append(name)
+        dirs[:] = entered
         for name in sorted(files):
-            if not name.startswith(".") and Path(name).suffix.lower() in extensions:
-                yield Path(folder) / name
+            reason = _passed_over(name, extensions)
+            if reason is not None:
+                yield Skipped(printable_path(here / name), reason)
+            elif Path(name).suffix.lower() in extensions:
+                yield here / name
+    yield from problems
+
+
+def _file_record(file: Path, source: str | None) -> Record | Skipped:
+    shown = printable_path(file)
+    if shown != str(file):
+        return Skipped(shown, "the file name is not valid UTF-8: rename it to index it")
+    try:
+        uri = str(file.resolve())
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop (Python < 3.13)
+        return Skipped(
+            shown, "symbolic link loop" if "loop" in str(exc).lower() else f"cannot resolve: {exc}"
+        )
+    if len(uri.encode("utf-8", "surrogateescape")) > MAX_URI_BYTES:
+        return Skipped(shown, f"the path is longer than {MAX_URI_BYTES} bytes")
+    return Record(uri, file.stem, "", source or DEFAULT_SOURCE, None, uri, listed=shown)
 
 
 class Listing:
@@ -121,48 +215,22 @@ class Listing:
         if not self.is_catalog:
             return 1
         if self.path.suffix.lower() == ".parquet":
-            import pyarrow.parquet as pq
-
-            return int(pq.ParquetFile(self.path).metadata.num_rows)
-        with self.path.open(encoding="utf-8-sig", newline="") as handle:
-            return sum(1 for _ in csv.DictReader(handle))
+            return parquet_count(self.path)
+        return sum(1 for _ in self._rows())
 
     def __iter__(self) -> Iterator[Record | Skipped]:
         if self.path.is_dir():
             for file in _walk_images(self.path):
-                yield self._file_record(file)
+                yield file if isinstance(file, Skipped) else _file_record(file, self.source)
         elif self.is_catalog:
             yield from self._catalog_records()
         else:
-            yield self._file_record(self.path)
-
-    def _file_record(self, file: Path) -> Record:
-        uri = str(file.resolve())
-        return Record(uri, file.stem, "", self.source or DEFAULT_SOURCE, None, uri)
+            yield _file_record(self.path, self.source)
 
     def _rows(self) -> Iterator[dict[str, Any]]:
         if self.path.suffix.lower() == ".parquet":
-            import pyarrow.parquet as pq
-
-            try:
-                parquet = pq.ParquetFile(self.path)
-            except Exception as exc:  # pyarrow raises several types for unreadable files
-                raise CatalogError(f"Cannot read the catalog {self.path}: {exc}") from exc
-            self._check_columns(parquet.schema_arrow.names)
-            for batch in parquet.iter_batches(batch_size=4096):
-                yield from batch.to_pylist()
-            return
-        with self.path.open(encoding="utf-8-sig", newline="") as handle:
-            reader = csv.DictReader(handle)
-            self._check_columns(reader.fieldnames or [])
-            yield from reader
-
-    def _check_columns(self, names: Sequence[str]) -> None:
-        if "image" not in names:
-            raise CatalogError(
-                f"The catalog {self.path} has no 'image' column (found: {', '.join(names) or 'none'}). "
-                f"Expected columns: {', '.join(CATALOG_COLUMNS)}; only 'image' is required."
-            )
+            return parquet_rows(self.path)
+        return csv_rows(self.path)
 
     def _catalog_records(self) -> Iterator[Record | Skipped]:
         base = self.path.resolve().parent
@@ -172,11 +240,11 @@ class Listing:
             if not image:
                 yield Skipped(where, "no image in this row")
                 continue
-            if is_url(image):
-                uri = image
-            else:
-                path = Path(image).expanduser()
-                uri = str((path if path.is_absolute() else base / path).resolve())
+            uri_or_skip = _row_uri(image, base, where)
+            if isinstance(uri_or_skip, Skipped):
+                yield uri_or_skip
+                continue
+            uri = uri_or_skip
             try:
                 created_at = parse_created_at(row.get("created_at"))
             except ValueError as exc:
@@ -186,6 +254,23 @@ class Listing:
             source = str(row.get("source") or "").strip() or self.source or DEFAULT_SOURCE
             stem = Path(image.split("?")[0].rstrip("/")).stem
             yield Record(uri, item_id or stem, str(row.get("name") or ""), source, created_at, item_id or uri)
+
+
+def _row_uri(image: str, base: Path, where: str) -> str | Skipped:
+    """A catalog row's image as a URL or an absolute path, or why it cannot be one."""
+    if len(image.encode("utf-8", "surrogateescape")) > MAX_URI_BYTES:
+        return Skipped(
+            f"{where}: {image[:120]}…", f"the image path or URL is longer than {MAX_URI_BYTES} bytes"
+        )
+    if is_url(image):
+        return image
+    if has_scheme(image):
+        return Skipped(image, f"{where}: only http(s) URLs and file paths can be indexed")
+    try:
+        path = Path(image).expanduser()
+        return str((path if path.is_absolute() else base / path).resolve())
+    except (OSError, RuntimeError, ValueError) as exc:  # a link loop, a NUL byte
+        return Skipped(printable_path(image) if "\x00" not in image else repr(image), f"{where}: {exc}")
 
 
 def open_listing(path: str | os.PathLike[str], source: str | None = None) -> Listing:

@@ -6,9 +6,9 @@ derived read index) and a ``ServerStore`` for a ``http(s)://`` URI; both follow 
 
 from __future__ import annotations
 
-from lookalike.store.base import is_server_uri
 from lookalike.store.filters import build_filter, quote
 from lookalike.store.lite import LiteStore
+from lookalike.store.milvus import is_server_uri
 from lookalike.store.models import CollectionInfo, Hit, IndexType, Item, PartitionStats
 from lookalike.store.partitions import partition_for, partitions_before, partitions_between
 from lookalike.store.protocol import Store

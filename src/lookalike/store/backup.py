@@ -10,6 +10,7 @@ from typing import Any
 
 from lookalike.errors import ConfigError, LookalikeError
 from lookalike.store.models import IndexType, Item
+from lookalike.store.partitions import MAX_TIME, MIN_TIME
 from lookalike.store.protocol import Store
 from lookalike.store.rows import arrow_schema, from_arrow, to_arrow
 from lookalike.store.server import ServerStore
@@ -79,8 +80,11 @@ def import_parquet(store: Store, path: str, progress: Progress | None = None) ->
         dim, index=index_type, index_params=index.get("params"), model=meta.get("lookalike.model", "")
     )
     imported = already = 0
+    refused: list[int] = []
     for batch in parquet.iter_batches(batch_size=EXPORT_BATCH):
         items = _table_to_items(batch.to_pydict(), dim)
+        refused += [item.id for item in items if not MIN_TIME <= item.created_at < MAX_TIME]
+        items = [item for item in items if MIN_TIME <= item.created_at < MAX_TIME]
         present = store.existing_ids([item.id for item in items])
         fresh = [item for item in items if item.id not in present]
         imported += store.insert(fresh)
@@ -89,6 +93,12 @@ def import_parquet(store: Store, path: str, progress: Progress | None = None) ->
             progress(len(items))
     if imported:
         store.flush()
+    if refused:
+        shown = ", ".join(str(i) for i in refused[:5]) + (" …" if len(refused) > 5 else "")
+        raise ConfigError(
+            f"Imported {imported} items ({already} were already stored), but {len(refused)} rows of {path} "
+            f"are dated outside 1970-01-01 .. 2199-12-31 and were left out (ids {shown})."
+        )
     return imported, already
 
 

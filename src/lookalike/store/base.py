@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,59 +24,19 @@ from lookalike.store.rows import VARCHAR_BYTES, from_row, normalise, to_row
 
 log = logging.getLogger(__name__)
 
-MODEL_PROPERTY = "lookalike.model"
-INDEX_PROPERTY = "lookalike.index"
-"""On Milvus Lite, the index asked for (the read index builds it; Milvus itself keeps none)."""
-MAX_K = 16384
+from lookalike.store.milvus import (  # noqa: E402
+    DEFAULT_BUILD_PARAMS,
+    INDEX_PROPERTY,
+    LITE_INDEXES,
+    MODEL_PROPERTY,
+    SERVER_INDEXES,
+    check_collection_name,
+    milvus_errors,
+    quiet_pymilvus,
+)
+
 ID_BATCH = 1000
 """Ids per filter expression: keeps each expression (and each reply) small."""
-
-LITE_INDEXES = (IndexType.FLAT, IndexType.IVF_FLAT, IndexType.IVF_SQ8, IndexType.HNSW)
-SERVER_INDEXES = tuple(IndexType)
-
-DEFAULT_BUILD_PARAMS: dict[IndexType, dict[str, Any]] = {
-    IndexType.FLAT: {},
-    IndexType.IVF_FLAT: {"nlist": 1024},
-    IndexType.IVF_SQ8: {"nlist": 1024},
-    IndexType.IVF_PQ: {"nlist": 1024, "m": 16},
-    IndexType.HNSW: {"M": 16, "efConstruction": 100},
-}
-
-
-def is_server_uri(uri: str) -> bool:
-    return "://" in uri
-
-
-@contextmanager
-def milvus_errors(action: str) -> Iterator[None]:
-    from pymilvus.exceptions import MilvusException
-
-    try:
-        yield
-    except MilvusException as exc:
-        raise StoreError(f"Milvus could not {action}: {getattr(exc, 'message', exc)}") from exc
-
-
-def check_collection_name(collection: str) -> None:
-    if not collection or not collection.replace("_", "a").isalnum() or collection[0].isdigit():
-        raise ConfigError(
-            f"Invalid collection name {collection!r}: use letters, digits and underscores, "
-            "starting with a letter."
-        )
-
-
-def quiet_pymilvus() -> None:
-    # gRPC's C core logs keepalive renegotiations (GOAWAY too_many_pings) with Milvus Lite's
-    # in-process server straight to stderr; they are not errors.
-    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
-    # pymilvus logs every failed RPC with a traceback; the store raises one clear error instead.
-    for name in ("pymilvus", "pymilvus.milvus_client", "pymilvus.bulk_writer", "grpc._server"):
-        logging.getLogger(name).setLevel(logging.CRITICAL)
-
-
-def check_k(k: int) -> None:
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
-        raise ConfigError(f"k must be between 1 and {MAX_K}, got {k}.")
 
 
 def group_by_partition(items: Sequence[Item]) -> dict[str, list[Item]]:
@@ -472,29 +429,6 @@ class BaseStore:
                     yield partition, [from_row(row, with_vector) for row in rows]
             finally:
                 iterator.close()
-
-    def _connect_with_retries(self, connect: Any) -> Any:
-        """Open the client, retrying with backoff while a server starts, up to ``timeout_s``."""
-        deadline = time.monotonic() + self.timeout_s
-        delay = 0.5
-        while True:
-            try:
-                return connect()
-            except Exception as exc:  # connection failures come as several exception types
-                if not _transient(exc) or time.monotonic() + delay > deadline:
-                    raise StoreError(f"Cannot open the Milvus database at {self.uri}: {exc}") from exc
-                log.info("Milvus at %s is not answering (%s); retrying in %.1f s", self.uri, exc, delay)
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
-
-
-_PERMANENT = ("auth", "credential", "password", "permission", "denied", "ssl", "tls", "certificate")
-
-
-def _transient(exc: Exception) -> bool:
-    """Whether a failed connection may succeed later (the server starting), not a refusal."""
-    text = str(exc).lower()
-    return not any(word in text for word in _PERMANENT)
 
 
 def lite_path(uri: str) -> Path:

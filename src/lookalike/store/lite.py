@@ -31,35 +31,22 @@ from lookalike.store.base import (
     ID_BATCH,
     INDEX_PROPERTY,
     BaseStore,
-    check_k,
     group_by_partition,
     lite_path,
     milvus_errors,
 )
+from lookalike.store.journal import Journal, chained
+from lookalike.store.liteprocess import lock_holder, opened, release
+from lookalike.store.milvus import check_k
 from lookalike.store.models import Hit, IndexType, Item
 from lookalike.store.partitions import month_name
 from lookalike.store.readindex import ReadIndex
-from lookalike.store.rows import arrow_schema, from_arrow, to_arrow
-from lookalike.store.segments import default_ef
 
 log = logging.getLogger(__name__)
 
 REBUILD_BATCH = 5000
 SAVE_EVERY = 50_000
 """Rows written between automatic saves of the read index (a long ingest keeps its heap bounded)."""
-_OPEN: dict[str, int] = {}
-"""Open LiteStores per database path in this process (Milvus Lite runs one server per path)."""
-_OPEN_LOCK = threading.Lock()
-
-
-def _release(path: Path) -> None:
-    from milvus_lite.server_manager import server_manager_instance
-
-    with _OPEN_LOCK:
-        left = _OPEN.get(str(path), 1) - 1
-        _OPEN[str(path)] = max(left, 0)
-    if left <= 0:
-        server_manager_instance.release_server(str(path))
 
 
 class LiteStore(BaseStore):
@@ -76,6 +63,7 @@ class LiteStore(BaseStore):
         super().__init__(uri, collection, timeout_s=timeout_s)
         self._lock = threading.RLock()
         self._read: ReadIndex | None = None
+        self._journal = Journal(self._folder() / "journal.jsonl")
         self._unsaved = 0
         self._purge: set[str] = set()
 
@@ -90,11 +78,10 @@ class LiteStore(BaseStore):
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             client = MilvusClient(uri=str(path), timeout=self.timeout_s)
-            with _OPEN_LOCK:
-                _OPEN[str(path)] = _OPEN.get(str(path), 0) + 1
+            opened(path)
             return client
         except Exception as exc:
-            holder = _lock_holder(path)
+            holder = lock_holder(path)
             if holder is not None:
                 raise DatabaseInUseError(
                     f"The database {self.uri} is in use by another process{holder}: Milvus Lite lets one "
@@ -128,7 +115,7 @@ class LiteStore(BaseStore):
             self._read = None
             super().close()
             if opened:
-                _release(lite_path(self.uri))
+                release(lite_path(self.uri))
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -197,13 +184,13 @@ class LiteStore(BaseStore):
         gone = [name for name in read.snapshot.shards if name not in partitions]
         for name in gone:
             read.replace_shard(name, None, read.snapshot.generation)
-        pending = [entry for entry in self._journal() if entry["from"] >= read.snapshot.generation]
+        pending = self._journal.since(read.snapshot.generation)
         ids = [i for entry in pending for i in entry["ids"]]
         if ids:
             self._catch_up(ids)
         ours = read.snapshot.rows()
         differ = [name for name in partitions if self._partition_rows(name) != ours.get(name, 0)]
-        explained = _chained(pending, read.snapshot.generation, seq)
+        explained = chained(pending, read.snapshot.generation, seq)
         if not differ and not explained and read.snapshot.generation != seq:
             differ = list(partitions)  # a change that counts do not show: check everything
         if differ:
@@ -256,36 +243,7 @@ class LiteStore(BaseStore):
         assert self._read is not None
         self._unsaved = 0
         self._read.save({"partitions": list(self.generation()[1]), "purge": sorted(self._purge)})
-        (self._folder() / "journal.jsonl").unlink(missing_ok=True)
-
-    # -- the journal -----------------------------------------------------------------------------
-
-    def _note(self, ids: Sequence[int], seqs: int) -> None:
-        """Record, durably and before Milvus sees it, which ids a write touches and from which generation."""
-        assert self._read is not None
-        folder = self._folder()
-        folder.mkdir(parents=True, exist_ok=True)
-        entry = {"from": self._read.snapshot.generation, "seqs": seqs, "ids": [int(i) for i in ids]}
-        with open(folder / "journal.jsonl", "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(entry) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-
-    def _journal(self) -> list[dict[str, Any]]:
-        try:
-            lines = (self._folder() / "journal.jsonl").read_text(encoding="utf-8").splitlines()
-        except OSError:
-            return []
-        entries = []
-        for line in lines:
-            try:
-                entry = json.loads(line)
-                entries.append(
-                    {"from": int(entry["from"]), "seqs": int(entry["seqs"]), "ids": list(entry["ids"])}
-                )
-            except (ValueError, TypeError, KeyError):
-                continue  # a line torn by a crash: its write never reached Milvus
-        return entries
+        self._journal.clear()
 
     # -- writes ----------------------------------------------------------------------------------
 
@@ -365,7 +323,7 @@ class LiteStore(BaseStore):
         """One write: journal, Milvus, then the read index; a failure is caught up at once."""
         assert self._read is not None
         start = self._read.snapshot.generation
-        self._note(ids, seqs)
+        self._journal.note(start, seqs, ids)
         try:
             to_milvus()
         except BaseException:
@@ -453,108 +411,20 @@ class LiteStore(BaseStore):
     def sources(self) -> dict[str, int]:
         return self.read_index().sources()
 
-    def search_breadth(self) -> int:
-        return default_ef(self.count())
-
     # -- erasure ---------------------------------------------------------------------------------
 
     def compact(self) -> int:
-        """Rewrite storage so that deleted rows' bytes are gone from every file; returns partitions rewritten.
+        """Rewrite storage so that deleted rows' bytes are gone from every file; returns partitions rewritten."""
+        from lookalike.store.erasure import compact
 
-        Milvus Lite keeps deleted and replaced rows in its segment files until its own compaction,
-        which it runs only now and then. Each partition that has lost rows since the last
-        compaction is rewritten: its live rows are saved to a file first (so that a crash cannot
-        lose them), the partition is dropped and written again, and the read index's shard is
-        rewritten without tombstones.
-        """
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        self.require()
-        with self._lock:
-            read = self.read_index()
-            names = sorted(self._purge & set(self.partitions()))
-            schema = arrow_schema(pa.list_(pa.float32(), self.dim()))
-            for name in names:
-                shard = read.snapshot.shards.get(name, ())
-                items = [item for s in shard for item in s.items(np.flatnonzero(s.alive), with_vector=True)]
-                path = self._folder() / f"purge-{name}.parquet"
-                pq.write_table(to_arrow(items, schema) if items else schema.empty_table(), path)
-                _fsync(path)
-                self._refill(name, path)
-                read.purge(name)
-                read.publish(read.snapshot.shards, self.generation()[0])
-                self._purge.discard(name)
-                self._save()
-            return len(names)
-
-    def _refill(self, name: str, path: Path) -> None:
-        """Drop a partition and write it again from its saved live rows; the file goes last."""
-        import pyarrow.parquet as pq
-
-        if name in self.partitions() and name != "_default":
-            self._drop_milvus_partition(name)
-        items = from_arrow(pq.read_table(path).to_pydict())
-        self._ensure_partition(name)
-        for start in range(0, len(items), REBUILD_BATCH):
-            self._write_rows(name, items[start : start + REBUILD_BATCH], upsert=False)
-        with milvus_errors("flush"):
-            self.client.flush(self.collection)
-        path.unlink()
+        return compact(self)
 
     def _finish_purges(self) -> None:
-        """Complete a compaction that a crash interrupted: its saved rows are written back."""
-        for path in sorted(self._folder().glob("purge-*.parquet")):
-            name = path.stem.removeprefix("purge-")
-            log.warning("read index of %s: finishing an interrupted compaction of %s", self.collection, name)
-            self._refill(name, path)
+        from lookalike.store.erasure import finish_purges
 
-
-def _chained(pending: list[dict[str, Any]], start: int, seq: int) -> bool:
-    """Whether journaled writes, one after another from ``start``, account for Milvus being at ``seq``.
-
-    Every write but the last completed (one that failed was repaired, and the journal
-    cleared, before the next began); the last may have stopped part-way.
-    """
-    at = start
-    for entry in pending:
-        if entry["from"] != at:
-            return False
-        at = entry["from"] + entry["seqs"]
-    return bool(pending) and pending[-1]["from"] <= seq <= at
+        finish_purges(self)
 
 
 def _calls(ids: Sequence[int]) -> int:
     """Delete calls (each one Milvus Lite sequence number) for this many ids."""
     return -(-len(ids) // ID_BATCH)
-
-
-def _fsync(path: Path) -> None:
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
-
-
-def _lock_holder(path: Path) -> str | None:
-    """' (pid N)' when another process holds Milvus Lite's lock on this database, '' if unknown who; None if free."""
-    import fcntl
-
-    lock = path / "LOCK"
-    if not lock.exists():
-        return None
-    with open(lock, "a+") as handle:
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            pass
-        else:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-            return None
-    try:
-        inode = os.stat(lock).st_ino
-        for line in Path("/proc/locks").read_text().splitlines():
-            parts = line.split()
-            if len(parts) > 5 and parts[5].endswith(f":{inode}") and int(parts[4]) != os.getpid():
-                return f" (pid {parts[4]})"
-    except (OSError, ValueError):
-        pass
-    return ""

@@ -52,17 +52,18 @@ def default_ef(rows: int) -> int:
 
 
 def build_index(vectors: npt.NDArray[np.float32], index_type: str, params: dict[str, Any]) -> Any:
-    faiss = faiss_module()
-    dim = int(vectors.shape[1])
+    """A flat segment's vectors are a plain matrix (scored by one BLAS product); larger approximate
+    segments get an HNSW graph."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     if index_type == IndexType.FLAT or len(vectors) < GRAPH_FROM:
-        index = faiss.IndexFlatIP(dim)
-    else:
-        # Every approximate Milvus index type is served by an HNSW graph here: on one machine it
-        # is the fastest at high recall, and it needs no training pass over the data.
-        index = faiss.IndexHNSWFlat(dim, int(params.get("M", 16)), faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = int(params.get("efConstruction", 100))
+        return vectors
+    faiss = faiss_module()
+    # Every approximate Milvus index type is served by an HNSW graph here: on one machine it is
+    # the fastest at high recall, and it needs no training pass over the data.
+    index = faiss.IndexHNSWFlat(int(vectors.shape[1]), int(params.get("M", 16)), faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efConstruction = int(params.get("efConstruction", 100))
     for start in range(0, len(vectors), 50_000):
-        index.add(np.ascontiguousarray(vectors[start : start + 50_000], dtype=np.float32))
+        index.add(vectors[start : start + 50_000])
     return index
 
 
@@ -80,7 +81,7 @@ class Segment:
     source_names: tuple[str, ...] = field(repr=False)
     order: Rows = field(repr=False)
     flat: Any = field(repr=False)
-    """The flat vector storage: the index itself (FLAT) or the graph's storage (HNSW)."""
+    """A graph's flat vector storage in FAISS (None for a flat segment, whose ``index`` is its matrix)."""
     saved_dead: int = -1
     """How many dead rows the saved tombstone file holds (-1: the segment is not saved)."""
 
@@ -94,7 +95,7 @@ class Segment:
 
     @property
     def is_graph(self) -> bool:
-        return self.flat is not self.index
+        return not isinstance(self.index, np.ndarray)
 
     @classmethod
     def of(
@@ -173,13 +174,13 @@ class Segment:
         return from_arrow(columns, self.vectors(rows) if with_vector else None)
 
     def matrix(self) -> npt.NDArray[np.float32]:
-        """All the segment's vectors, a view into FAISS' storage (memory-mapped once saved)."""
+        """All the segment's vectors (memory-mapped once saved)."""
+        if not self.is_graph:
+            return self.index
         faiss = faiss_module()
-        flat = self.flat
-        n = int(flat.ntotal)
-        if n == 0:
-            return np.zeros((0, flat.d), dtype=np.float32)
-        return faiss.rev_swig_ptr(flat.get_xb(), n * flat.d).reshape(n, flat.d)
+        n, dim = int(self.flat.ntotal), int(self.flat.d)
+        # A view into FAISS' (mapped) storage; not aligned for numpy's BLAS, so only rows are copied from it.
+        return faiss.rev_swig_ptr(self.flat.get_xb(), n * dim).reshape(n, dim)
 
     def vectors(self, rows: Rows) -> npt.NDArray[np.float32]:
         return np.array(self.matrix()[rows], dtype=np.float32)
@@ -195,18 +196,21 @@ class Segment:
         n = len(self)
         if kept == 0:
             return np.full((len(queries), 0), -np.inf, np.float32), np.zeros((len(queries), 0), np.int64)
-        bitmap = np.packbits(keep, bitorder="little") if kept < n else None
+        if not self.is_graph:
+            scores = queries @ self.index.T  # one BLAS product; filtered rows then drop out
+            if kept < n:
+                scores[:, ~keep] = -np.inf
+            return _top(scores, min(k, kept), np.arange(n, dtype=np.int64))
         # The bitmap must outlive the search: the selector only points at it.
+        bitmap = np.packbits(keep, bitorder="little") if kept < n else None
         selector = faiss.IDSelectorBitmap(n, faiss.swig_ptr(bitmap)) if bitmap is not None else None
-        if kept < EXACT_BELOW or self.flat is self.index:
-            # Exact scores over the kept rows: a narrow filter beats a filtered graph walk. FAISS
-            # scores straight from the memory-mapped vectors (numpy would copy them: the mapping
-            # is not aligned for it).
-            params = faiss.SearchParameters(sel=selector) if selector is not None else None
+        if kept < EXACT_BELOW:
+            # A narrow filter: exact scores over the kept rows beat a filtered graph walk.
+            params: Any = faiss.SearchParameters(sel=selector) if selector is not None else None
             scores, rows = self.flat.search(queries, min(k, kept), params=params)
-            return scores, rows.astype(np.int64)
-        params = faiss.SearchParametersHNSW(sel=selector, efSearch=max(ef or default_ef(n), k))
-        scores, rows = self.index.search(queries, min(k, kept), params=params)
+        else:
+            params = faiss.SearchParametersHNSW(sel=selector, efSearch=max(ef or default_ef(n), k))
+            scores, rows = self.index.search(queries, min(k, kept), params=params)
         return scores, rows.astype(np.int64)
 
     # -- files -------------------------------------------------------------------------------------
@@ -216,13 +220,16 @@ class Segment:
         faiss = faiss_module()
         if self.saved_dead < 0:
             feather.write_feather(self.table, folder / f"{self.name}.arrow", compression="uncompressed")
-            faiss.write_index(self.index, str(folder / f"{self.name}.faiss"))
+            if self.is_graph:
+                faiss.write_index(self.index, str(folder / f"{self.name}.faiss"))
+            else:
+                np.save(folder / f"{self.name}.npy", self.index)
         if self.dead != max(self.saved_dead, 0):
             np.save(folder / f"{self.name}.dead-{self.dead}.npy", np.flatnonzero(~self.alive))
         return replace(self, saved_dead=self.dead)
 
     def files(self) -> list[str]:
-        names = [f"{self.name}.arrow", f"{self.name}.faiss"]
+        names = [f"{self.name}.arrow", f"{self.name}.faiss" if self.is_graph else f"{self.name}.npy"]
         return names + ([f"{self.name}.dead-{self.saved_dead}.npy"] if self.saved_dead > 0 else [])
 
     @classmethod
@@ -230,18 +237,32 @@ class Segment:
         """A saved segment, memory-mapped."""
         faiss = faiss_module()
         table = feather.read_table(folder / f"{name}.arrow", memory_map=True)
-        index = faiss.read_index(str(folder / f"{name}.faiss"), faiss.IO_FLAG_MMAP_IFC)
+        graph = folder / f"{name}.faiss"
+        if graph.exists():
+            index = faiss.read_index(str(graph), faiss.IO_FLAG_MMAP_IFC)
+            rows = int(index.ntotal)
+        else:
+            index = np.load(folder / f"{name}.npy", mmap_mode="r")
+            rows = len(index)
         alive = np.ones(table.num_rows, dtype=bool)
         if dead:
             alive[np.load(folder / f"{name}.dead-{dead}.npy")] = False
-        if index.ntotal != table.num_rows or int(alive.sum()) != table.num_rows - dead:
+        if rows != table.num_rows or int(alive.sum()) != table.num_rows - dead:
             raise ValueError(f"segment {name} is inconsistent")
         return cls.of(name, table, index, alive, saved_dead=dead)
 
 
 def _flat(index: Any) -> Any:
-    faiss = faiss_module()
-    return index if isinstance(index, faiss.IndexFlat) else faiss.downcast_index(index.storage)
+    return None if isinstance(index, np.ndarray) else faiss_module().downcast_index(index.storage)
+
+
+def _top(scores: npt.NDArray[np.float32], k: int, rows: Rows) -> tuple[npt.NDArray[np.float32], Rows]:
+    """The k best (scores, rows) per query row of a score matrix over ``rows``."""
+    kk = min(k, scores.shape[1])
+    top = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
+    order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
+    top = np.take_along_axis(top, order, axis=1)
+    return np.take_along_axis(scores, top, axis=1), rows[top]
 
 
 def merge(segments: Sequence[Segment], index_type: str, params: dict[str, Any]) -> Segment:

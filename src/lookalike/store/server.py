@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -10,7 +11,8 @@ import numpy as np
 import numpy.typing as npt
 
 from lookalike.errors import ConfigError, StoreError
-from lookalike.store.base import BaseStore, check_k, group_by_partition, milvus_errors
+from lookalike.store.base import BaseStore, group_by_partition
+from lookalike.store.milvus import check_k, milvus_errors
 from lookalike.store.models import Hit, IndexType, Item
 from lookalike.store.rows import from_row
 
@@ -26,6 +28,46 @@ def search_params(index_type: str, k: int, override: dict[str, Any] | None = Non
     if "ef" in params:
         params["ef"] = max(int(params["ef"]), k)  # Milvus refuses ef < k
     return {"params": params} if params else {}
+
+
+_REFUSALS = (
+    "auth", "credential", "password", "permission", "denied",  # wrong or missing credentials
+    "handshake", "ssl", "tls", "certificate",  # TLS against a plain server, a bad CA, a missing PEM
+    "failed parsing http/2",  # not a gRPC port (Milvus' HTTP port, say)
+)  # fmt: skip
+
+
+def _transient(exc: BaseException) -> bool:
+    """Whether a failed connection may succeed later (the server still starting), not a refusal.
+
+    pymilvus reports every connection failure as a MilvusException (code 2) whose cause is the
+    gRPC error; UNAVAILABLE covers both "not listening yet" and a failed TLS handshake, so the
+    details decide. Authentication, authorisation and TLS errors fail at once.
+    """
+    import grpc
+
+    cause = exc.__cause__
+    details = ""
+    status = None
+    if isinstance(cause, grpc.RpcError) and hasattr(cause, "code"):
+        status, details = cause.code(), str(cause.details() or "")
+    text = f"{exc} {details}".lower()
+    if any(word in text for word in _REFUSALS) or isinstance(exc, FileNotFoundError):
+        return False
+    if status in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        return True
+    if isinstance(exc, ConnectionError | TimeoutError | grpc.FutureTimeoutError):
+        return True
+    from pymilvus.exceptions import MilvusUnavailableException
+
+    if isinstance(exc, MilvusUnavailableException):
+        return True
+    return any(
+        word in text for word in ("not ready", "unavailable", "connection refused", "timed out", "timeout")
+    )
+
+
+log = logging.getLogger(__name__)
 
 
 class ServerStore(BaseStore):
@@ -54,6 +96,20 @@ class ServerStore(BaseStore):
         return self._connect_with_retries(
             lambda: client_class(uri=self.uri, timeout=self.timeout_s, **self._auth, **self._tls)
         )
+
+    def _connect_with_retries(self, connect: Any) -> Any:
+        """Open the client, retrying with backoff while a server starts, up to ``timeout_s``."""
+        deadline = time.monotonic() + self.timeout_s
+        delay = 0.5
+        while True:
+            try:
+                return connect()
+            except Exception as exc:  # connection failures come as several exception types
+                if not _transient(exc) or time.monotonic() + delay > deadline:
+                    raise StoreError(f"Cannot open the Milvus database at {self.uri}: {exc}") from exc
+                log.info("Milvus at %s is not answering (%s); retrying in %.1f s", self.uri, exc, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     def _consistency(self) -> dict[str, Any]:
         # A server answers reads from a snapshot that may lag the last writes; counts, gets and

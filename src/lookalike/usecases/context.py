@@ -12,6 +12,7 @@ from lookalike.config import Settings
 
 if TYPE_CHECKING:
     from lookalike.embed import Detector, Embedder
+    from lookalike.ingest import FetchPolicy
     from lookalike.store import Store
 
 
@@ -85,11 +86,16 @@ class Context:
     def max_bytes(self) -> int:
         return int(self.settings.max_download_mb * 1e6)
 
-    def fetch(self, uri: str) -> bytes:
-        """The bytes of a local file or URL, within the download size and time limits."""
-        from lookalike.ingest import fetch
+    @property
+    def policy(self) -> FetchPolicy:
+        """How this process reads paths and URLs (ingest/policy.py); the API passes its own."""
+        from lookalike.ingest import FetchPolicy
 
-        return fetch(uri, max_bytes=self.max_bytes, timeout_s=self.settings.fetch_timeout_s).data
+        return FetchPolicy.from_settings(self.settings)
+
+    def fetch(self, uri: str) -> bytes:
+        """The bytes of a local file or URL, under the fetch policy."""
+        return self.policy.read(uri).data
 
     def close(self) -> None:
         if self._store is not None:

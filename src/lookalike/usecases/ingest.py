@@ -11,7 +11,7 @@ from lookalike.usecases import embedding
 from lookalike.usecases.context import Context
 
 if TYPE_CHECKING:
-    from lookalike.ingest import IngestReport
+    from lookalike.ingest import FetchPolicy, IngestReport
     from lookalike.ingest.sources import Inputs, Listing
 
 Progress = Callable[[int], None]
@@ -42,10 +42,13 @@ def index(
     return ingest(ctx, listing, index, index_params, on_start, progress, detect, sync)
 
 
-def check_inputs(inputs: Sequence[str], source: str | None = None) -> None:
-    """Raise ConfigError now for inputs that do not exist, rather than in a failed job later."""
+def check_inputs(
+    ctx: Context, inputs: Sequence[str], source: str | None = None, policy: FetchPolicy | None = None
+) -> None:
+    """Refuse now inputs the policy forbids (PathRefusedError) or that do not exist (ConfigError)."""
     from lookalike.ingest.sources import Inputs
 
+    (policy or ctx.policy).check_inputs(inputs)
     Inputs(inputs, source)
 
 
@@ -57,11 +60,13 @@ def index_inputs(
     on_start: Callable[[int], None] | None = None,
     progress: Progress | None = None,
     detect: bool = False,
+    policy: FetchPolicy | None = None,
 ) -> IngestReport:
-    """Index several paths and URLs in one run (the API's POST /index)."""
+    """Index several paths and URLs in one run (the API's POST /index, with its policy)."""
     from lookalike.ingest.sources import Inputs
 
-    return ingest(ctx, Inputs(inputs, source), IndexType.HNSW, None, on_start, progress, detect)
+    listing = Inputs(inputs, source)
+    return ingest(ctx, listing, IndexType.HNSW, None, on_start, progress, detect, policy=policy)
 
 
 def ingest(
@@ -73,8 +78,10 @@ def ingest(
     progress: Progress | None,
     detect: bool = False,
     sync: bool = False,
+    policy: FetchPolicy | None = None,
 ) -> IngestReport:
     from lookalike.ingest import Ingestor
+    from lookalike.ingest.kept import keep
     from lookalike.ingest.sync import Scope
 
     store = ctx.store
@@ -106,6 +113,8 @@ def ingest(
         timeout_s=ctx.settings.fetch_timeout_s,
         detector=detector,
         scope=Scope.of(listing) if sync else None,
+        fetcher=(policy or ctx.policy).read,
+        keep=lambda sha, data: keep(ctx.settings.uploads_path(), sha, data),
     )
     return ingestor.run(listing, progress)
 

@@ -40,8 +40,16 @@ def item_image(ctx: Context, item_id: int, size: int | None = None) -> tuple[byt
     Only the uri stored with the item is read: no caller's value becomes a path.
     """
     from lookalike.ingest import encode_jpeg, image_media_type, shrink
+    from lookalike.ingest.kept import stored_image
 
-    data = ctx.fetch(item(ctx, item_id).uri)
+    found = item(ctx, item_id)
+    data = stored_image(
+        found.uri,
+        found.parent_sha256 or found.sha256,
+        ctx.settings.uploads_path(),
+        max_bytes=ctx.max_bytes,
+        timeout_s=ctx.settings.fetch_timeout_s,
+    )
     if size is None:
         return data, image_media_type(data)
     return encode_jpeg(shrink(data, size, max_pixels=ctx.settings.max_image_pixels)), "image/jpeg"
@@ -94,14 +102,57 @@ def select(
 
 def delete(ctx: Context, ids: Sequence[int], *, purge: bool = False) -> int:
     """Delete items by id (gone from every read at once); ``purge`` also erases their bytes."""
+    doomed = ctx.store.get(list(ids)) if purge else []
     deleted = ctx.store.delete(list(ids))
     ctx.store.flush()
     if purge:
         ctx.store.compact()
+        names = {i.uri for i in doomed} | {h for i in doomed for h in (i.sha256, i.parent_sha256) if h}
+        forget_unreferenced_images(ctx, names)
     return deleted
 
 
 def compact(ctx: Context) -> int:
-    """Rewrite storage so that deleted items' bytes are gone from every file; returns partitions rewritten."""
+    """Rewrite storage so that deleted items' bytes are gone from every file; returns partitions rewritten.
+
+    The image bytes lookalike kept of its own (API uploads, URL images kept at index time) go
+    too once no stored item refers to them.
+    """
     ctx.store.require()
-    return ctx.store.compact()
+    rewritten = ctx.store.compact()
+    forget_unreferenced_images(ctx)
+    return rewritten
+
+
+def forget_unreferenced_images(ctx: Context, doomed: set[str] | None = None) -> int:
+    """Remove kept uploads and URL images that no stored item refers to; returns how many.
+
+    Those of items just deleted (``doomed``: their uris and hashes) go at once; other
+    unreferenced files only after an hour, so that an upload still waiting for its index job
+    is not taken from under it.
+    """
+    import time
+    from pathlib import Path
+
+    doomed = doomed or set()
+    old = time.time() - 3600
+    folder = Path(ctx.settings.uploads_path())
+    if not folder.is_dir():
+        return 0
+    hashes: set[str] = set()
+    uris: set[str] = set()
+    for batch in ctx.store.iter_items(batch_size=5000, with_vector=False):
+        for stored in batch:
+            hashes.update(h for h in (stored.sha256, stored.parent_sha256) if h)
+            uris.add(stored.uri)
+    removed = 0
+    for path in folder.rglob("*"):
+        if not path.is_file() or path.name.startswith(".") or (path.suffix == ".img" and path.stem in hashes):
+            continue
+        resolved = str(path.resolve())
+        if resolved in uris:
+            continue
+        if resolved in doomed or path.stem in doomed or path.stat().st_mtime < old:
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed

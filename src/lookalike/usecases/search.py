@@ -44,11 +44,10 @@ def text_search_problem(ctx: Context) -> str | None:
 
 def read_image(ctx: Context, location: str, *, public_only: bool) -> bytes:
     """A query image's bytes: a public URL only for untrusted callers, else a local file or URL."""
-    from lookalike.ingest import fetch_public_url
+    from lookalike.ingest import FetchPolicy
 
     if public_only:
-        timeout = ctx.settings.fetch_timeout_s
-        return fetch_public_url(location, max_bytes=ctx.max_bytes, timeout_s=timeout).data
+        return FetchPolicy.from_settings(ctx.settings, server=True).read(location).data
     if "://" not in location:
         path = Path(location).expanduser()
         if not path.is_file():

@@ -23,7 +23,8 @@ async function call(url, options = {}) {
 }
 
 function filters() {
-  const sources = $("sources").value.split(",").map((s) => s.trim()).filter(Boolean);
+  // One source per line: a source's name may hold commas ("acme, inc").
+  const sources = $("sources").value.split("\n").map((s) => s.trim()).filter(Boolean);
   const body = { k: Number($("k").value) };
   if (sources.length) body.sources = sources;
   if ($("since").value) body.since = $("since").value;
