@@ -110,3 +110,22 @@ def test_tables_in_a_pipe_are_one_line_per_row_with_names_whole(
     listed = json.loads(lookalike(env, "partitions", "list", "--json").stdout)
     assert {"partition": "m2023_11", "items": 11, "from": "2023-11-01", "to": "2023-11-30"} in listed
     assert sum(p["items"] for p in listed) == 22  # the folder's 11 pictures are items of their own source
+
+
+def test_the_first_use_of_a_model_says_what_it_prepares_and_how_long(
+    tmp_path: Path, tiny_model: tuple[Path, Path]
+) -> None:
+    config, checkpoint = tiny_model
+    write_images(tmp_path / "photos", 2)
+    env = {
+        **os.environ,
+        "LOOKALIKE_CACHE_DIR": str(tmp_path / "cache"),
+        "LOOKALIKE_DB": str(tmp_path / "n.db"),
+    }
+    args = ["index", str(tmp_path / "photos"), "--model", str(config), "--pretrained", str(checkpoint)]
+    first = lookalike(env, *args)
+    assert first.returncode == 0, first.stderr
+    assert "exporting the model to ONNX" in first.stderr and "ONNX runtime ready in" in first.stderr
+    assert "runtime probe done in" in first.stderr
+    again = lookalike(env, *args)
+    assert "ONNX" not in again.stderr and "probe" not in again.stderr  # prepared once per model and machine

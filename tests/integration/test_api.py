@@ -335,6 +335,8 @@ def test_docs_are_served_from_the_apps_own_files(client: tuple[TestClient, list[
     bundle = api.get("/static/docs/swagger-ui-bundle.js")
     assert bundle.status_code == 200 and len(bundle.content) > 100_000
     assert api.get("/static/docs/swagger-ui.css").status_code == 200
+    redoc = api.get("/redoc").text
+    assert "cdn" not in redoc.lower() and api.get("/static/docs/redoc.standalone.js").status_code == 200
 
 
 def test_search_pages_cuts_and_finds_catalog_items(client: tuple[TestClient, list[Path]]) -> None:

@@ -64,6 +64,9 @@ def test_bad_scan_requests_are_refused(api: TestClient) -> None:
     assert api.post("/scan", json={"labels": "[labels.x]\nprompts = []\n"}).status_code == 400
     assert api.post("/scan", json={"labels": LABELS, "format": "xlsx"}).status_code == 422
     assert api.post("/scan", json={"labels": LABELS, "since": "soon"}).status_code == 422
+    reversed_window = api.post("/scan", json={"labels": LABELS, "since": "2023-11-23", "until": "2023-11-19"})
+    assert reversed_window.status_code == 400
+    assert "since 2023-11-23 is after until" in reversed_window.json()["detail"]  # API fields, not --flags
     assert api.post("/scan", content=b"{", headers={"content-type": "application/json"}).status_code == 422
     assert api.get("/jobs/nope/report").status_code == 404
 

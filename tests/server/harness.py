@@ -38,7 +38,7 @@ class MilvusServer:
         self.uri = f"http://127.0.0.1:{self.port}"
         self._process: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout_s: float = 240.0) -> None:
+    def start(self, timeout_s: float = 480.0) -> None:  # generous: a loaded 2-core machine is slow
         """Start the server; a restart reuses the first start's configuration and ports.
 
         `milvus-server` picks free ports each time it starts, but the other components find

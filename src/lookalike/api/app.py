@@ -16,9 +16,9 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -80,12 +80,13 @@ def create_app(ctx: Context) -> FastAPI:
         ctx.close()
         shutil.rmtree(app.state.reports, ignore_errors=True)
 
-    app = FastAPI(
+    # FastAPIOffline serves /docs (Swagger UI) and /redoc from its own packaged files, not a CDN.
+    app = FastAPIOffline(
         title="lookalike",
         version=__version__,
         description="Image similarity search: CLIP embeddings in Milvus. Search by text, image or stored id.",
         lifespan=lifespan,
-        docs_url=None,  # served below from local files: /docs works offline
+        static_url=DOCS_ASSETS,
     )
     app.state.context = ctx
     app.state.jobs = Jobs(
@@ -99,7 +100,6 @@ def create_app(ctx: Context) -> FastAPI:
     app.state.reports = Path(tempfile.mkdtemp(prefix="lookalike-reports-"))
     app.include_router(router)
     app.include_router(risk.router)
-    _offline_docs(app)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     # Counted while the body streams in, so a chunked body (no Content-Length) is capped too.
     too_large = f"request body over the {settings.max_upload_mb:g} MB limit"
@@ -154,23 +154,6 @@ def _error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
-
-
-def _offline_docs(app: FastAPI) -> None:
-    """Swagger UI at /docs from the swagger-ui-bundle package's files, not a CDN."""
-    from swagger_ui_bundle import swagger_ui_path
-
-    app.mount(DOCS_ASSETS, StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
-
-    @app.get("/docs", include_in_schema=False)
-    async def docs() -> HTMLResponse:
-        return get_swagger_ui_html(
-            openapi_url=app.openapi_url or "/openapi.json",
-            title="lookalike API",
-            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
-            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
-            swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",
-        )
 
 
 def _observe(app: FastAPI, request: Request, response: Response, started: float) -> Response:

@@ -14,6 +14,7 @@ from fastapi.responses import FileResponse
 from lookalike.api.deps import blocking, context_of
 from lookalike.api.jobs import Jobs
 from lookalike.api.schemas import DuplicatesRequest, PartitionOut, ScanRequest
+from lookalike.queries import API_NAMES, day_window
 from lookalike.usecases import risk
 
 router = APIRouter(tags=["risk control"])
@@ -36,6 +37,7 @@ async def scan(request: Request, body: ScanRequest) -> dict[str, str]:
     `GET /jobs/{id}` shows progress and, when done, the counts and `report_url`.
     """
     ctx = context_of(request)
+    day_window(body.since, body.until, API_NAMES)  # a reversed window is a 400 now, in the API's own words
     specs = await blocking(risk.parse_labels, body.labels)  # a bad label table is a 400 now
     jobs: Jobs = request.app.state.jobs
     report = _report_path(request, f"scan-{uuid.uuid4().hex}", body.format)

@@ -190,6 +190,8 @@ def setup_logging(verbose: bool) -> None:
         for name in ("huggingface_hub", "open_clip"):
             logging.getLogger(name).setLevel(logging.CRITICAL)
         notes = logging.getLogger("lookalike.embed.runtimes")
+        notes.setLevel(logging.WARNING)  # the root logger stays at CRITICAL for everything else
+        notes.propagate = False
         if not any(isinstance(h, _Notes) for h in notes.handlers):
             notes.addHandler(_Notes())
 
