@@ -46,6 +46,7 @@ from lookalike.store.readindex import ReadIndex
 log = logging.getLogger(__name__)
 
 REBUILD_BATCH = 5000
+_NO_KEEPALIVE = {"grpc.keepalive_time_ms": 2**31 - 1, "grpc.keepalive_permit_without_calls": 0}
 SAVE_EVERY = 50_000
 """Rows written between automatic saves of the read index (a long ingest keeps its heap bounded)."""
 
@@ -79,7 +80,9 @@ class LiteStore(BaseStore):
         path = lite_path(self.uri)
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            client = MilvusClient(uri=str(path), timeout=self.timeout_s)
+            # An in-process server needs no keepalive; pymilvus' default pings every 10 s, which Milvus
+            # Lite answers with GOAWAY "too_many_pings" and, under load, a failed reconnect.
+            client = MilvusClient(uri=str(path), timeout=self.timeout_s, grpc_options=_NO_KEEPALIVE)
             opened(path)
             return client
         except Exception as exc:
