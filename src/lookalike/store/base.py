@@ -10,6 +10,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from lookalike.errors import (
     CollectionNotFoundError,
     ConfigError,
@@ -31,6 +34,7 @@ from lookalike.store.milvus import (  # noqa: E402
     MODEL_PROPERTY,
     SERVER_INDEXES,
     check_collection_name,
+    check_k,
     milvus_errors,
     quiet_pymilvus,
 )
@@ -302,6 +306,15 @@ class BaseStore:
                 )
             )
         return stats
+
+    def _queries(self, vectors: Any, k: int) -> npt.NDArray[np.float32]:
+        """Query vectors as float32 rows of the collection's size, and k in range (ConfigError otherwise)."""
+        check_k(k)
+        queries = np.asarray(vectors, dtype=np.float32)
+        if queries.ndim != 2 or queries.shape[0] == 0:
+            raise ConfigError("search needs at least one query vector.")
+        self.check_dim(int(queries.shape[1]))
+        return queries
 
     def _partition_rows(self, name: str) -> int:
         with milvus_errors("read partition stats"):

@@ -38,7 +38,6 @@ from lookalike.store.base import (
 )
 from lookalike.store.journal import Journal, chained
 from lookalike.store.liteprocess import lock_holder, opened, release
-from lookalike.store.milvus import check_k
 from lookalike.store.models import Hit, IndexType, Item
 from lookalike.store.partitions import month_name
 from lookalike.store.readindex import ReadIndex
@@ -398,11 +397,7 @@ class LiteStore(BaseStore):
         params: dict[str, Any] | None = None,
     ) -> list[list[Hit]]:
         """Top-k by cosine for each query row, inside the window (``params``: ``ef`` for HNSW)."""
-        check_k(k)
-        vectors = np.asarray(vectors, dtype=np.float32)
-        if vectors.ndim != 2 or vectors.shape[0] == 0:
-            raise ConfigError("search needs at least one query vector.")
-        self.check_dim(int(vectors.shape[1]))
+        vectors = self._queries(vectors, k)
         ef = int((params or {}).get("ef", 0)) or None
         return self.read_index().search(
             vectors, k, sources=sources, since=since, until=until, exclude_ids=exclude_ids, ef=ef

@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from lookalike.errors import ConfigError, StoreError
+from lookalike.errors import StoreError
 from lookalike.store.base import BaseStore, group_by_partition
-from lookalike.store.milvus import check_k, milvus_errors
+from lookalike.store.milvus import milvus_errors
 from lookalike.store.models import Hit, IndexType, Item
 from lookalike.store.rows import from_row
 
@@ -223,12 +223,8 @@ class ServerStore(BaseStore):
         params: dict[str, Any] | None = None,
     ) -> list[list[Hit]]:
         """Top-k by cosine for each query row, inside the monthly partitions the window needs."""
-        check_k(k)
-        vectors = np.asarray(vectors, dtype=np.float32)
-        if vectors.ndim != 2 or vectors.shape[0] == 0:
-            raise ConfigError("search needs at least one query vector.")
         self._ensure_loaded()
-        self.check_dim(int(vectors.shape[1]))
+        vectors = self._queries(vectors, k)
         expr, partition_names = self._window(sources, since, until, exclude_ids)
         if partition_names == [] or sources == []:
             return [[] for _ in range(len(vectors))]
@@ -288,7 +284,7 @@ class ServerStore(BaseStore):
             )
         return int(rows[0]["count(*)"]) if rows else 0
 
-    def _count_partition(self, name: str) -> int:
+    def _partition_rows(self, name: str) -> int:
         with milvus_errors("count rows"):
             rows = self.client.query(
                 self.collection,
@@ -298,9 +294,6 @@ class ServerStore(BaseStore):
                 **self._consistency(),
             )
         return int(rows[0]["count(*)"]) if rows else 0
-
-    def _partition_rows(self, name: str) -> int:
-        return self._count_partition(name)
 
     def sources(self) -> dict[str, int]:
         counts: dict[str, int] = {}
