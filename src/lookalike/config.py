@@ -95,9 +95,21 @@ class Settings(BaseSettings):
     # Downloads the API runs at once for image_url searches (apart from the searches themselves).
     fetch_concurrency: int = Field(default=8, ge=1, le=256)
 
+    # The collection's workflow database (policies, flags, reviews, PDQ hashes); empty: beside
+    # a Lite database file, or ./lookalike-COLLECTION.workflow.sqlite for a server.
+    workflow_db: str = ""
+
     def index_roots_list(self) -> list[str]:
         """The folders POST /index may read."""
         return [os.path.expanduser(root) for root in self.index_roots.split(os.pathsep) if root.strip()]
+
+    def workflow_path(self) -> str:
+        """The SQLite file of the collection's policies, flags, reviews and perceptual hashes."""
+        if self.workflow_db:
+            return self.workflow_db
+        if "://" in self.db:
+            return f"./lookalike-{self.collection}.workflow.sqlite"
+        return f"{self.db}.{self.collection}.workflow.sqlite"
 
     def uploads_path(self) -> str:
         """The folder for images uploaded through the API."""

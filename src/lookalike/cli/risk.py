@@ -95,8 +95,23 @@ def classify(
 
 @app.command()
 def scan(
-    labels: Labels,
-    report: Annotated[Path, typer.Option("--out", help="Report file: .csv, .json or .html (a gallery).")],
+    labels: Annotated[
+        Path | None,
+        typer.Option(
+            "--labels",
+            help="TOML label set: [labels.NAME] with prompts = [...], optional threshold and negative_prompts.",
+        ),
+    ] = None,
+    report: Annotated[
+        Path | None, typer.Option("--out", help="Report file: .csv, .json or .html (a gallery).")
+    ] = None,
+    policy: Annotated[
+        str | None, typer.Option("--policy", help="Score against this stored policy instead of --labels.")
+    ] = None,
+    flag: Annotated[
+        bool,
+        typer.Option("--flag", help="With --policy: raise a flag for every match (see `lookalike flags`)."),
+    ] = False,
     since: Annotated[
         str | None, typer.Option(help="Items created on or after this day (YYYY-MM-DD, UTC).")
     ] = None,
@@ -121,18 +136,44 @@ def scan(
 
     Uses the stored vectors only (nothing is decoded or re-embedded) and reads only the
     monthly partitions the window needs; every item in the window is scored, none sampled.
+    `--policy NAME --flag` flags the stored images that match a policy, as ingest does for new ones.
     """
-    from lookalike.usecases import risk
+    from lookalike.usecases import policies, risk
 
+    if (labels is None) == (policy is None):
+        raise typer.BadParameter("give either --labels FILE or --policy NAME.")
+    if flag and policy is None:
+        raise typer.BadParameter("--flag needs --policy NAME (flags belong to a policy).")
+    if flag and (report is not None or min_score is not None):
+        raise typer.BadParameter(
+            "--flag uses the policy's thresholds and writes flags, not --out or --min-score."
+        )
+    if not flag and report is None:
+        raise typer.BadParameter("give --out REPORT, or --policy NAME --flag.")
     first, last = parse_day(since, "--since"), parse_day(until, "--until")
     with (
         session(verbose, db, collection, model, pretrained, runtime=runtime) as ctx,
         progress_bar() as bar,
     ):
         task = bar.add_task("scanning", total=None, rate="")
+        if flag:
+            assert policy is not None
+            total, added = policies.scan_and_flag(
+                ctx,
+                policy,
+                sources=source or (),
+                since=first,
+                until=last,
+                progress=lambda n: bar.update(task, advance=n),
+            )
+            bar.stop()
+            out.print(f"scanned {total} items; {added} new flags for policy {policy}")
+            return
+        assert report is not None
+        chosen = str(labels) if labels is not None else policies.specs(ctx.workflow.policy(str(policy)))
         total, written = risk.scan_report(
             ctx,
-            str(labels),
+            chosen,
             str(report),
             sources=source or (),
             since=first,

@@ -16,6 +16,7 @@ from lookalike.errors import ConfigError, ImageError
 from lookalike.ingest.decode import decode_image
 from lookalike.ingest.fetch import Fetched
 from lookalike.ingest.ids import content_hash, stable_id
+from lookalike.ingest.phash import pdq
 from lookalike.ingest.policy import FetchPolicy, is_url
 from lookalike.ingest.sources import Record, Skipped
 from lookalike.ingest.sync import Marks, Scope, sweep, updated_metadata
@@ -24,6 +25,8 @@ from lookalike.store.models import WHOLE_IMAGE_LABEL, box_text
 from lookalike.store.partitions import check_time
 
 Progress = Callable[[int], None]
+Hashes = dict[int, tuple[str, int]]  # item id -> (PDQ hash, quality)
+Stored = Callable[[list[Item], Hashes], None]
 log = logging.getLogger(__name__)
 
 
@@ -75,6 +78,7 @@ class _Unit:
     inputs: Any
     crop_index: int = 0
     detection: Detection | None = None
+    pdq: tuple[str, int] | None = None  # of the whole picture, when asked
 
 
 @dataclass
@@ -111,6 +115,8 @@ class Ingestor:
         detector: Detector | None = None,
         keep: Callable[[str, bytes], None] | None = None,
         scope: Scope | None = None,
+        on_stored: Stored | None = None,
+        perceptual_hashes: bool = False,
     ) -> None:
         self.embedder = embedder
         self.detector = detector
@@ -123,6 +129,10 @@ class Ingestor:
         self._fetch = fetcher or FetchPolicy(max_bytes=max_bytes, timeout_s=timeout_s).read
         # Called with (sha256, bytes) for each new URL image, so that it is never fetched again.
         self._keep = keep
+        # Called with each chunk's new items (vectors included) once they are stored, and the
+        # PDQ hashes of its whole pictures: policies score them without a second embedding.
+        self._on_stored = on_stored
+        self._hashes = perceptual_hashes
 
     def run(self, records: Iterable[Record | Skipped], progress: Progress | None = None) -> IngestReport:
         """Index every record; three stages overlap so that the encoder never waits.
@@ -145,6 +155,7 @@ class Ingestor:
 
             upcoming = [stage.submit(prepare, chunk) for chunk in islice(chunks, 1)]
             inserting: Future[int] | None = None
+            inserted: tuple[list[Item], Hashes] = ([], {})
             while upcoming:
                 prepared = upcoming.pop().result()
                 following = next(chunks, None)
@@ -153,8 +164,10 @@ class Ingestor:
                 items = self._embed(prepared)
                 if inserting is not None:
                     inserting.result()
+                    self._stored(*inserted)
                 writes = items + prepared.updates
                 inserting = writer.submit(self.store.insert, writes) if writes else None
+                inserted = (items, self._chunk_hashes(prepared))
                 report.updated += len(prepared.updates)
                 report.crops += sum(1 for item in items if item.box)
                 report.indexed += sum(1 for item in items if not item.box)
@@ -166,12 +179,21 @@ class Ingestor:
                     progress(prepared.size)
             if inserting is not None:
                 inserting.result()
+                self._stored(*inserted)
         if self.scope is not None:
             report.replaced, report.deleted = sweep(self.store, self.scope, self.marks)
         if report.indexed or report.crops or report.updated or report.deleted or report.replaced:
             self.store.flush()
         report.elapsed_s = time.perf_counter() - started
         return report
+
+    def _stored(self, items: list[Item], hashes: Hashes) -> None:
+        if self._on_stored is not None and (items or hashes):
+            self._on_stored(items, hashes)
+
+    @staticmethod
+    def _chunk_hashes(prepared: _Prepared) -> Hashes:
+        return {u.read.id: u.pdq for u in prepared.decoded if u.pdq is not None and u.detection is None}
 
     def _read(self, record: Record) -> _Read | Skipped:
         try:
@@ -209,7 +231,8 @@ class Ingestor:
             except OSError as exc:
                 return Skipped(read.record.shown, f"cannot keep the downloaded image: {exc.strerror or exc}")
         image, size = decoded.image, (decoded.width, decoded.height)
-        units = [_Unit(read, *size, self.embedder.prepare_image(image))] if read.whole else []
+        hashed = pdq(image) if self._hashes and read.whole else None
+        units = [_Unit(read, *size, self.embedder.prepare_image(image), pdq=hashed)] if read.whole else []
         if self.detector is None:
             return units
         try:

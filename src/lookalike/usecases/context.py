@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from lookalike.embed import Detector, Embedder
     from lookalike.ingest import FetchPolicy
     from lookalike.store import Store
+    from lookalike.workflow import Workflow
 
 
 class Context:
@@ -39,6 +40,7 @@ class Context:
         self.embedder_injected = embedder is not None
         self._detector = detector
         self._store = store
+        self._workflow: Workflow | None = None
 
     def open_store(self, uri: str, collection: str) -> Store:
         """A store with the settings' credentials, TLS and timeouts (Lite: a generous readiness limit)."""
@@ -60,6 +62,15 @@ class Context:
         if self._store is None:
             self._store = self.open_store(self.settings.db, self.settings.collection)
         return self._store
+
+    @property
+    def workflow(self) -> Workflow:
+        """The collection's side store of policies, flags, reviews and hashes (SQLite), opened on first use."""
+        if self._workflow is None:
+            from lookalike.workflow import Workflow
+
+            self._workflow = Workflow(self.settings.workflow_path())
+        return self._workflow
 
     @property
     def embedder(self) -> Embedder:
@@ -98,5 +109,7 @@ class Context:
         return self.policy.read(uri).data
 
     def close(self) -> None:
+        if self._workflow is not None:
+            self._workflow.close()
         if self._store is not None:
             self._store.close()

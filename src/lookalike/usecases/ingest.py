@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lookalike.store.models import IndexType
-from lookalike.usecases import embedding
+from lookalike.usecases import embedding, hashes, policies
 from lookalike.usecases.context import Context
 
 if TYPE_CHECKING:
@@ -98,6 +98,8 @@ def ingest(
     # Load before creating anything: a model that cannot load must not leave behind an
     # empty collection of its dimension.
     embedder.load()
+    # Policies are scored as each chunk is stored; a policy this model cannot score stops the run here.
+    stored = policies.on_stored(ctx)
     store.ensure(
         embedder.dim, index=index, index_params=index_params, model=embedding.for_new_collection(ctx)
     )
@@ -115,8 +117,14 @@ def ingest(
         scope=Scope.of(listing) if sync else None,
         fetcher=(policy or ctx.policy).read,
         keep=lambda sha, data: keep(ctx.settings.uploads_path(), sha, data),
+        on_stored=stored,
+        perceptual_hashes=True,
     )
-    return ingestor.run(listing, progress)
+    report = ingestor.run(listing, progress)
+    if sync:
+        # Pictures stored before hashes existed get theirs now (read again, not re-embedded).
+        hashes.backfill(ctx, policy=policy)
+    return report
 
 
 def save_upload(ctx: Context, data: bytes) -> str:
