@@ -23,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lookalike import __version__
-from lookalike.api import risk
+from lookalike.api import review, risk
 from lookalike.api.deps import STATIC
 from lookalike.api.jobs import Jobs
 from lookalike.api.limits import BodyLimit
@@ -100,6 +100,7 @@ def create_app(ctx: Context) -> FastAPI:
     app.state.reports = Path(tempfile.mkdtemp(prefix="lookalike-reports-"))
     app.include_router(router)
     app.include_router(risk.router)
+    app.include_router(review.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     # Counted while the body streams in, so a chunked body (no Content-Length) is capped too.
     too_large = f"request body over the {settings.max_upload_mb:g} MB limit"

@@ -1,0 +1,143 @@
+"""The review queue over HTTP: policies, flags, decisions (with takedown), the audit, the review page."""
+
+from __future__ import annotations
+
+import tempfile
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import FileResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.background import BackgroundTask
+
+from lookalike.api.deps import STATIC, blocking, context_of
+from lookalike.usecases import policies, review
+from lookalike.workflow import Decision, FlagStatus
+
+router = APIRouter(tags=["review"])
+
+
+class ReviewRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    decision: Literal["confirm", "dismiss"]
+    by: str = Field(min_length=1, max_length=200, description="Who decides, for the audit.")
+    note: str = Field(default="", max_length=5000)
+    take_down: bool = Field(default=False, description="With confirm: delete the item and erase its bytes.")
+
+
+def _iso(ts: int) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+
+
+def _decision(d: Decision) -> dict[str, Any]:
+    return {
+        "id": d.id,
+        "flag": d.flag,
+        "item": str(d.item),
+        "decision": d.decision.value,
+        "by": d.reviewer,
+        "note": d.note,
+        "at": _iso(d.at),
+        "took_down": d.took_down,
+    }
+
+
+@router.get("/policies")
+async def list_policies(request: Request) -> list[dict[str, Any]]:
+    """The collection's policies and their labels."""
+    found = await blocking(policies.listed, context_of(request))
+    return [
+        {
+            "name": p.name,
+            "added": _iso(p.created_at),
+            "labels": [{"label": s.name, "threshold": s.threshold} for s in policies.specs(p)],
+        }
+        for p in found
+    ]
+
+
+@router.get("/flags")
+async def list_flags(
+    request: Request,
+    policy: Annotated[str | None, Query(max_length=64)] = None,
+    status: Annotated[FlagStatus | None, Query()] = None,
+    since: Annotated[date | None, Query(description="Flagged on or after this day (UTC).")] = None,
+    until: Annotated[date | None, Query(description="Flagged on or before this day (UTC).")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, Any]:
+    """Flags raised by policies, oldest first; item ids are strings (they exceed a JavaScript number)."""
+    total, page = await blocking(
+        review.flags,
+        context_of(request),
+        policy=policy,
+        status=status,
+        since=since,
+        until=until,
+        limit=limit,
+        offset=offset,
+    )
+    return {
+        "total": total,
+        "flags": [
+            {
+                "id": row.flag.id,
+                "item": str(row.flag.item),
+                "policy": row.flag.policy,
+                "label": row.flag.label,
+                "score": round(row.flag.score, 6),
+                "status": row.flag.status.value,
+                "flagged_at": _iso(row.flag.created_at),
+                "stored": row.item is not None,
+                "item_id": row.item.item_id if row.item else None,
+                "uri": row.item.uri if row.item else None,
+            }
+            for row in page
+        ],
+    }
+
+
+@router.post("/flags/{flag_id}/review")
+async def review_flag(request: Request, flag_id: int, body: ReviewRequest) -> dict[str, Any]:
+    """Confirm or dismiss a flag; every decision is kept as an audit record."""
+    decision = FlagStatus.CONFIRMED if body.decision == "confirm" else FlagStatus.DISMISSED
+    records = await blocking(
+        review.review,
+        context_of(request),
+        flag_id,
+        decision,
+        reviewer=body.by,
+        note=body.note,
+        take_down=body.take_down,
+    )
+    return {"decisions": [_decision(d) for d in records]}
+
+
+@router.get("/audit", response_class=FileResponse)
+async def audit(
+    request: Request,
+    format: Annotated[Literal["csv", "json"], Query()] = "json",
+    since: date | None = None,
+    until: date | None = None,
+) -> FileResponse:
+    """Every review decision (who, when, what, note, taken down) as CSV or JSON."""
+    folder = Path(tempfile.mkdtemp(prefix="lookalike-audit-"))
+    path = folder / f"audit.{format}"
+    await blocking(review.export_audit, context_of(request), str(path), since=since, until=until)
+
+    def clean() -> None:
+        path.unlink(missing_ok=True)
+        folder.rmdir()
+
+    media = "text/csv" if format == "csv" else "application/json"
+    return FileResponse(
+        path, media_type=media, filename=f"lookalike-audit.{format}", background=BackgroundTask(clean)
+    )
+
+
+@router.get("/review", include_in_schema=False)
+async def page() -> FileResponse:
+    return FileResponse(STATIC / "review.html", media_type="text/html")

@@ -1,0 +1,82 @@
+"""The review screen in headless Chromium: a paged grid of open flags, decided with the keyboard."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.test_web import CHROMIUM, FLAGS, SHOTS, serve
+from tests.integration.test_api_review import build_flagged
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture()
+def live_flags(tmp_path: Path) -> Iterator[tuple[str, list[Path]]]:
+    yield from serve(build_flagged(tmp_path), [])
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed")
+def test_the_review_screen_confirms_and_dismisses_with_the_keyboard(
+    live_flags: tuple[str, list[Path]],
+) -> None:
+    import httpx
+    from playwright.sync_api import sync_playwright
+
+    url, _ = live_flags
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.goto(url + "/review")
+        page.wait_for_selector(".card.flag")
+        assert page.locator(".card.flag").count() == 3
+        assert "3 open flags" in page.inner_text("#status")
+        assert "prohibited · contraband" in page.inner_text(".card.flag.selected .name")
+        assert page.locator("#policy option").all_inner_texts() == ["all", "prohibited"]
+        page.wait_for_function(
+            "Array.from(document.querySelectorAll('.card img')).every(i => i.complete && i.naturalWidth > 0)"
+        )
+        page.screenshot(path=str(SHOTS / "review-grid.png"))
+
+        page.keyboard.press("ArrowRight")
+        second = page.get_attribute(".card.flag.selected", "data-flag")
+        page.keyboard.press("Enter")
+        page.wait_for_selector("#viewer:not([hidden])")
+        page.wait_for_function(
+            "document.querySelector('#large').complete && document.querySelector('#large').naturalWidth > 0"
+        )
+        page.screenshot(path=str(SHOTS / "review-large.png"))
+        page.keyboard.press("Escape")
+
+        page.keyboard.press("c")  # no reviewer name yet: refused, nothing decided
+        page.wait_for_function("document.querySelector('#status').textContent.includes('reviewer')")
+        page.fill("#by", "ana")
+        page.fill("#note", "seen it")
+        page.keyboard.press("Escape")  # leave the field; keys act on the grid again
+        page.keyboard.press("d")
+        page.wait_for_function(
+            f"document.querySelector('#status').textContent.includes('#{second} dismissed')"
+        )
+        assert page.locator(".card.flag").count() == 2
+        page.keyboard.press("c")
+        page.wait_for_function("document.querySelector('#status').textContent.includes('confirmed')")
+        assert page.locator(".card.flag").count() == 1
+        page.select_option("#status-filter", "dismissed")
+        page.wait_for_function("document.querySelectorAll('.card.flag').length === 1")
+        assert page.get_attribute(".card.flag", "data-flag") == second
+        page.fill("#since", "2001-01-01")
+        page.fill("#until", "2001-01-02")
+        page.dispatch_event("#until", "change")
+        page.wait_for_function("document.querySelectorAll('.card.flag').length === 0")
+        browser.close()
+    audit = httpx.get(url + "/audit").json()["decisions"]
+    assert [(d["flag"], d["decision"], d["reviewer"], d["note"]) for d in audit][0] == (
+        int(second or 0),
+        "dismissed",
+        "ana",
+        "seen it",
+    )
+    assert [d["decision"] for d in audit] == ["dismissed", "confirmed"]
