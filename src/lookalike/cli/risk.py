@@ -267,20 +267,38 @@ def duplicates(
     threshold: Annotated[
         float, typer.Option(help="Cosine from which two different files count as the same picture.")
     ] = 0.95,
+    by: Annotated[
+        str, typer.Option("--by", help="vector: CLIP cosine; pdq: PDQ perceptual hash distance.")
+    ] = "vector",
+    max_distance: Annotated[
+        int, typer.Option(help="With --by pdq: Hamming distance (bits) from which pictures differ.")
+    ] = 31,
     source: Sources = None,
     db: Db = None,
     collection: Collection = None,
     verbose: Verbose = False,
 ) -> None:
-    """Find reused images: byte-identical copies (exact) and resized, recompressed or cropped ones (near)."""
+    """Find reused images: byte-identical copies (exact) and resized, recompressed or cropped ones (near).
+
+    Groups do not chain: each has a representative (its first item) and every member is within
+    the threshold of it. Crops are compared with crops; a reused picture's crops join its group.
+    """
     from lookalike.usecases import risk
 
     with session(verbose, db, collection, None, None) as ctx:
         groups = counted(
             "reading vectors",
             lambda progress: risk.duplicates_report(
-                ctx, str(report), threshold=threshold, sources=source or (), progress=progress
+                ctx,
+                str(report),
+                threshold=threshold,
+                sources=source or (),
+                progress=progress,
+                by=by,
+                max_distance=max_distance,
             ),
         )
     exact = sum(1 for g in groups if g.kind == "exact")
-    out.print(f"{len(groups)} groups ({exact} exact, {len(groups) - exact} near) written to {report}")
+    crop = sum(1 for g in groups if g.kind == "crop")
+    summary = f"{exact} exact, {len(groups) - exact - crop} near" + (f", {crop} crop" if crop else "")
+    out.print(f"{len(groups)} groups ({summary}) written to {report}")

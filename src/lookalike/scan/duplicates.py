@@ -1,42 +1,76 @@
-"""Reused images: byte-identical copies (same SHA-256) and near-identical ones (cosine ≥ threshold)."""
+"""Reused images: byte-identical copies (same SHA-256) and near-identical ones (cosine ≥ threshold).
+
+How groups are formed (the rule the reports follow):
+
+- **exact**: items with the same bytes (SHA-256), whoever listed them.
+- **near**: one item per distinct content is compared with the others through a vector index
+  (neighbours.py: exhaustive below 20K items, an inverted-file index above). Groups do not
+  chain: the content with the most near copies is a group's representative (its first item),
+  and a content joins it only when it is within the threshold of the representative *and of
+  every member already in*; then the next content not yet in a group, and so on
+  (neighbours.leader_groups). Byte copies of a member join its group.
+- Detected crops are compared with crops, whole pictures with wholes. A picture's crops go
+  with its group (``Group.crops``), so one reused picture and its crops are one group; crops
+  form a group of their own (kind "crop") only when they come from pictures of different
+  groups (the same product photographed again, say).
+- ``--by pdq``: the same rule over PDQ hashes, with Hamming distance at most ``max_distance``.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 
+from lookalike.scan.neighbours import EXACT_BELOW, Pairs, leader_groups, pairs_within
 from lookalike.store import Item, Store
 
 DEFAULT_THRESHOLD = 0.95
-_CHUNK = 256  # rows of the similarity matrix held at once: 256 x n float32
 
 
 @dataclass(frozen=True)
 class Group:
-    """Items that show the same picture. ``scores[i]`` is item i's cosine to the group's first item."""
+    """Items that show the same picture. ``scores[i]`` is item i's similarity to the group's first item.
 
-    kind: str  # "exact": same bytes; "near": resized, recompressed, lightly cropped...
+    For near groups the first item is the representative; ``crops`` are the detected crops of
+    the group's pictures.
+    """
+
+    kind: str  # "exact": same bytes; "near": resized, recompressed, lightly cropped...; "crop"
     items: list[Item]
     scores: list[float]
+    crops: list[Item] = field(default_factory=list)
 
 
-class _UnionFind:
-    def __init__(self, size: int) -> None:
-        self.parent = list(range(size))
+@dataclass
+class _Rows:
+    """What grouping needs of each stored item, kept compactly (no Item objects for a million rows)."""
 
-    def find(self, i: int) -> int:
-        while self.parent[i] != i:
-            self.parent[i] = self.parent[self.parent[i]]
-            i = self.parent[i]
-        return i
+    ids: list[int] = field(default_factory=list)
+    sha: list[str] = field(default_factory=list)
+    parent: list[str] = field(default_factory=list)  # a crop's picture; "" for a whole picture
+    vectors: npt.NDArray[np.float32] | None = None
 
-    def union(self, a: int, b: int) -> None:
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            self.parent[max(ra, rb)] = min(ra, rb)
+
+def _read(
+    store: Store, sources: Sequence[str] | None, progress: Callable[[int], None] | None, with_vector: bool
+) -> _Rows:
+    rows = _Rows()
+    parts: list[npt.NDArray[np.float32]] = []
+    for batch in store.iter_items(batch_size=8192, with_vector=with_vector, sources=sources):
+        for item in batch:
+            rows.ids.append(item.id)
+            rows.sha.append(item.sha256)
+            rows.parent.append(item.parent_sha256 if item.box else "")
+        if with_vector:
+            parts.append(np.stack([item.vector for item in batch]).astype(np.float32))  # type: ignore[misc]
+        if progress:
+            progress(len(batch))
+    if with_vector:
+        rows.vectors = np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
+    return rows
 
 
 def find_duplicates(
@@ -45,52 +79,108 @@ def find_duplicates(
     threshold: float = DEFAULT_THRESHOLD,
     sources: Sequence[str] | None = None,
     progress: Callable[[int], None] | None = None,
+    exact_below: int | None = None,
+    nprobe: int | None = None,
 ) -> list[Group]:
-    """Exact groups by content hash, then near groups by exact all-pairs cosine over one vector per hash.
+    """Exact groups by content hash, then near groups by cosine through a vector index (see the module doc)."""
+    rows = _read(store, sources, progress, with_vector=True)
+    assert rows.vectors is not None
+    vectors = rows.vectors
+    below = EXACT_BELOW if exact_below is None else exact_below
 
-    The comparison is exhaustive (a chunked matrix product, no ANN), so no pair above the
-    threshold is missed; memory holds the vectors once (dim x 4 bytes per item).
-    """
-    items: list[Item] = []
-    parts: list[np.ndarray] = []
-    for batch in store.iter_items(batch_size=8192, with_vector=True, sources=sources):
-        parts.append(np.stack([item.vector for item in batch if item.vector is not None]))
-        items.extend(dataclasses.replace(item, vector=None) for item in batch)
-        if progress:
-            progress(len(batch))
-    if not items:
-        return []
-    vectors = np.concatenate(parts).astype(np.float32)
+    def similar(members: list[int]) -> Pairs:
+        return pairs_within(vectors[members], threshold, nprobe=nprobe, exact_below=below)
 
+    return _assemble(store, rows, similar, same=1.0)
+
+
+def find_hash_duplicates(
+    store: Store,
+    hashes: dict[int, tuple[str, int]],
+    *,
+    max_distance: int = 31,
+    sources: Sequence[str] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> list[Group]:
+    """Groups by PDQ Hamming distance (whole pictures only; crops have no hash). Scores are distances."""
+    from lookalike.scan.hashes import pairs_within_distance, to_bits
+
+    rows = _read(store, sources, progress, with_vector=False)
+    hashed = [i for i, item_id in enumerate(rows.ids) if item_id in hashes and not rows.parent[i]]
+    rows = _Rows([rows.ids[i] for i in hashed], [rows.sha[i] for i in hashed], [""] * len(hashed), None)
+    bits = to_bits([hashes[item_id][0] for item_id in rows.ids])
+
+    def similar(members: list[int]) -> Pairs:
+        return pairs_within_distance(bits[members], max_distance)
+
+    return _assemble(store, rows, similar, same=0.0)
+
+
+def _assemble(store: Store, rows: _Rows, similar: Callable[[list[int]], Pairs], same: float) -> list[Group]:
+    """Groups from the rows; ``same`` is the score of identical content (cosine 1, distance 0)."""
     by_hash: dict[str, list[int]] = {}
-    for index, item in enumerate(items):
-        by_hash.setdefault(item.sha256, []).append(index)
-    groups = [
-        Group("exact", [items[i] for i in members], [1.0] * len(members))
-        for members in by_hash.values()
-        if len(members) > 1
-    ]
-
-    # One representative per distinct content; copies of it join whatever group it joins.
-    members_of = list(by_hash.values())
-    reps = np.array([members[0] for members in members_of])
-    rep_vectors = vectors[reps]
-    union = _UnionFind(len(reps))
-    for start in range(0, len(reps), _CHUNK):
-        sims = rep_vectors[start : start + _CHUNK] @ rep_vectors.T
-        rows, cols = np.nonzero(sims >= threshold)
-        for row, col in zip(rows.tolist(), cols.tolist(), strict=True):
-            if col > start + row:
-                union.union(start + row, col)
-    components: dict[int, list[int]] = {}
-    for rep in range(len(reps)):
-        components.setdefault(union.find(rep), []).append(rep)
-    for component in components.values():
-        if len(component) < 2:
+    for index, sha in enumerate(rows.sha):
+        by_hash.setdefault(sha, []).append(index)
+    exact = [members for members in by_hash.values() if len(members) > 1]
+    # One representative per distinct content; crops and wholes apart.
+    contents = list(by_hash.values())
+    near: list[tuple[str, list[int], list[float]]] = []
+    for crops in (False, True):
+        chosen = [c for c, members in enumerate(contents) if bool(rows.parent[members[0]]) == crops]
+        reps = [contents[c][0] for c in chosen]
+        for rep, members, scores in leader_groups(len(reps), similar(reps)):
+            indices = [contents[chosen[rep]]] + [contents[chosen[m]] for m in members]
+            values = [same] * len(indices[0])
+            for copies, score in zip(indices[1:], scores, strict=True):
+                values += [score] * len(copies)
+            near.append(("crop" if crops else "near", [i for copies in indices for i in copies], values))
+    wanted = {rows.ids[i] for members in exact for i in members} | {
+        rows.ids[i] for _, members, _ in near for i in members
+    }
+    crops_of: dict[str, list[int]] = {}
+    for index, parent in enumerate(rows.parent):
+        if parent:
+            crops_of.setdefault(parent, []).append(index)
+    wanted |= {rows.ids[i] for members in crops_of.values() for i in members}
+    items = _fetch(store, sorted(wanted))
+    groups: list[Group] = []
+    whole_group_of: dict[str, int] = {}  # picture sha -> group number, for folding crops in
+    # Near groups first: a near group holds its byte copies too, so it is their crops' home.
+    for kind, members, scores in near + [("exact", m, [same] * len(m)) for m in exact]:
+        present = [(i, s) for i, s in zip(members, scores, strict=True) if rows.ids[i] in items]
+        if len(present) < 2:
             continue
-        indices = [i for rep in component for i in members_of[rep]]
-        scores = (vectors[indices] @ vectors[indices[0]]).tolist()
-        order = sorted(range(len(indices)), key=lambda k: -scores[k] if k else -2.0)
-        groups.append(Group("near", [items[indices[k]] for k in order], [min(1.0, scores[k]) for k in order]))
-    groups.sort(key=lambda g: (-len(g.items), g.kind))
-    return groups
+        if kind != "crop":
+            for i, _ in present:
+                whole_group_of.setdefault(rows.sha[i], len(groups))
+        groups.append(
+            Group(
+                kind,
+                [items[rows.ids[i]] for i, _ in present],
+                [min(1.0, s) if same else s for _, s in present],
+            )
+        )
+    kept: list[Group] = []
+    for number, group in enumerate(groups):
+        if group.kind == "crop":
+            homes = {whole_group_of.get(item.parent_sha256) for item in group.items}
+            if len(homes) == 1 and None not in homes:
+                continue  # crops of one reused picture: they are in that picture's group
+        else:
+            shas = {item.sha256 for item in group.items}
+            group.crops.extend(
+                items[rows.ids[i]]
+                for sha in sorted(shas)
+                for i in crops_of.get(sha, [])
+                if rows.ids[i] in items and whole_group_of.get(sha) == number
+            )
+        kept.append(group)
+    kept.sort(key=lambda g: (-len(g.items), g.kind))
+    return kept
+
+
+def _fetch(store: Store, ids: list[int]) -> dict[int, Item]:
+    found: dict[int, Item] = {}
+    for start in range(0, len(ids), 1000):
+        found.update((item.id, item) for item in store.get(ids[start : start + 1000]))
+    return found

@@ -11,6 +11,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lookalike.errors import ConfigError
+from lookalike.scan.neighbours import Pairs
 
 DEFAULT_MAX_DISTANCE = 31  # PDQ's own recommendation for "the same picture"
 _HEX = re.compile(r"^[0-9a-fA-F]{64}$")
@@ -77,3 +78,32 @@ def within(queries: Bits, stored: Bits, max_distance: int) -> list[tuple[int, in
         for s in np.nonzero(d <= max_distance)[0].tolist():
             found.append((q, s, int(d[s])))
     return found
+
+
+def pairs_within_distance(bits: Bits, max_distance: int) -> Pairs:
+    """Every pair of rows (left < right) within ``max_distance`` bits; scores are the distances.
+
+    Exhaustive (FAISS's binary flat index, batched range searches of popcounts): fine to a few
+    hundred thousand pictures; PDQ's distance 31 over 256 bits admits no cheap exact index.
+    """
+    import faiss
+
+    n = len(bits)
+    lefts, rights, values = [], [], []
+    if n > 1:
+        index = faiss.IndexBinaryFlat(256)
+        index.add(np.ascontiguousarray(bits))
+        for start in range(0, n, 4096):
+            block = np.ascontiguousarray(bits[start : start + 4096])
+            limits, found, labels = index.range_search(block, max_distance + 1)  # distances below the radius
+            bounds: npt.NDArray[np.int64] = np.asarray(limits, dtype=np.int64)
+            rows = np.repeat(np.arange(start, start + len(block), dtype=np.int64), bounds[1:] - bounds[:-1])
+            cols = labels.astype(np.int64)
+            keep = cols > rows
+            lefts.append(rows[keep])
+            rights.append(cols[keep])
+            values.append(found[keep].astype(np.float32))
+    if not lefts:
+        empty = np.zeros(0, dtype=np.int64)
+        return Pairs(empty, empty, np.zeros(0, dtype=np.float32))
+    return Pairs(np.concatenate(lefts), np.concatenate(rights), np.concatenate(values))

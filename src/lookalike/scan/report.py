@@ -17,6 +17,7 @@ from lookalike.errors import ConfigError
 from lookalike.scan.duplicates import Group
 from lookalike.scan.scan import ScanRow
 from lookalike.scan.thumbs import img_tag
+from lookalike.store import Item
 
 FORMATS = (".csv", ".json", ".html")
 HTML_MAX_PER_LABEL = 200
@@ -144,6 +145,10 @@ def _member_dict(group: Group, index: int) -> dict[str, Any]:
     }
 
 
+def _crop_dict(item: Item) -> dict[str, Any]:
+    return {"id": item.id, "item_id": item.item_id, "source": item.source, "uri": item.uri, "box": item.box}
+
+
 def write_duplicates_report(path: str | Path, groups: list[Group], meta: dict[str, Any]) -> int:
     """Write duplicate groups; returns the number of groups."""
     target = Path(path).expanduser()
@@ -153,7 +158,11 @@ def write_duplicates_report(path: str | Path, groups: list[Group], meta: dict[st
             payload = {
                 "duplicates": meta,
                 "groups": [
-                    {"kind": g.kind, "items": [_member_dict(g, i) for i in range(len(g.items))]}
+                    {
+                        "kind": g.kind,
+                        "items": [_member_dict(g, i) for i in range(len(g.items))],
+                        **({"crops": [_crop_dict(c) for c in g.crops]} if g.crops else {}),
+                    }
                     for g in groups
                 ],
             }
@@ -161,12 +170,14 @@ def write_duplicates_report(path: str | Path, groups: list[Group], meta: dict[st
             handle.write("\n")
         elif suffix == ".csv":
             writer = csv.DictWriter(
-                handle, fieldnames=["group", "kind", "id", "item_id", "source", "uri", "score"]
+                handle, fieldnames=["group", "kind", "id", "item_id", "source", "uri", "score", "box"]
             )
             writer.writeheader()
             for number, group in enumerate(groups, start=1):
                 for i in range(len(group.items)):
                     writer.writerow({"group": number, "kind": group.kind, **_member_dict(group, i)})
+                for crop in group.crops:  # a crop of one of the group's pictures
+                    writer.writerow({"group": number, "kind": "crop of", **_crop_dict(crop)})
         else:
             handle.write(
                 "<!doctype html><html><head><meta charset='utf-8'><title>lookalike duplicates</title>"
@@ -187,6 +198,11 @@ def write_duplicates_report(path: str | Path, groups: list[Group], meta: dict[st
                         f"<div class='card'>{img_tag(item.uri, item.item_id)}"
                         f"<div><span class='score'>{group.scores[i]:.3f}</span> {html.escape(item.item_id)}</div>"
                         f"<div class='small'>{html.escape(item.source)}</div><div class='small'>id {item.id}</div></div>"
+                    )
+                for crop in group.crops:
+                    handle.write(
+                        f"<div class='card'>{img_tag(crop.uri, crop.item_id)}"
+                        f"<div>crop {html.escape(crop.box)}</div><div class='small'>id {crop.id}</div></div>"
                     )
                 handle.write("</div>")
             handle.write("</body></html>\n")

@@ -133,14 +133,31 @@ def drop_partitions(ctx: Context, names: Sequence[str]) -> None:
 
 
 def duplicates(
-    ctx: Context, *, threshold: float = 0.95, sources: Sequence[str] = (), progress: Progress | None = None
+    ctx: Context,
+    *,
+    threshold: float = 0.95,
+    sources: Sequence[str] = (),
+    progress: Progress | None = None,
+    by: str = "vector",
+    max_distance: int = 31,
 ) -> list[Group]:
-    from lookalike.scan import find_duplicates
+    """Reused pictures, by CLIP vector (cosine >= threshold) or by PDQ hash (distance <= max_distance)."""
+    from lookalike.scan import find_duplicates, find_hash_duplicates
+    from lookalike.scan.hashes import check_distance
 
+    if by not in ("vector", "pdq"):
+        raise ConfigError(f"--by must be vector or pdq, got {by!r}.")
     if not -1.0 <= threshold <= 1.0:
         raise ConfigError(f"--threshold must be a cosine between -1 and 1, got {threshold}.")
+    check_distance(max_distance)
     ctx.store.require()
-    return find_duplicates(ctx.store, threshold=threshold, sources=list(sources) or None, progress=progress)
+    chosen = list(sources) or None
+    if by == "pdq":
+        hashes = ctx.workflow.hashes()
+        return find_hash_duplicates(
+            ctx.store, hashes, max_distance=max_distance, sources=chosen, progress=progress
+        )
+    return find_duplicates(ctx.store, threshold=threshold, sources=chosen, progress=progress)
 
 
 def duplicates_report(
@@ -150,11 +167,17 @@ def duplicates_report(
     threshold: float = 0.95,
     sources: Sequence[str] = (),
     progress: Progress | None = None,
+    by: str = "vector",
+    max_distance: int = 31,
 ) -> list[Group]:
     """Find reused images and write the groups to ``out`` (.json, .csv or .html)."""
     from lookalike.scan import check_format, write_duplicates_report
 
     check_format(out)
-    groups = duplicates(ctx, threshold=threshold, sources=sources, progress=progress)
-    write_duplicates_report(out, groups, {"threshold": threshold, "sources": list(sources)})
+    groups = duplicates(
+        ctx, threshold=threshold, sources=sources, progress=progress, by=by, max_distance=max_distance
+    )
+    meta: dict[str, object] = {"by": by, "sources": list(sources)}
+    meta.update({"max_distance": max_distance} if by == "pdq" else {"threshold": threshold})
+    write_duplicates_report(out, groups, meta)
     return groups
