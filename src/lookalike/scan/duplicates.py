@@ -150,7 +150,7 @@ def _assemble(store: Store, rows: _Rows, similar: Callable[[list[int]], Pairs], 
         present = [(i, s) for i, s in zip(members, scores, strict=True) if rows.ids[i] in items]
         if len(present) < 2:
             continue
-        if kind != "crop":
+        if not rows.parent[present[0][0]]:
             for i, _ in present:
                 whole_group_of.setdefault(rows.sha[i], len(groups))
         groups.append(
@@ -162,7 +162,7 @@ def _assemble(store: Store, rows: _Rows, similar: Callable[[list[int]], Pairs], 
         )
     kept: list[Group] = []
     for number, group in enumerate(groups):
-        if group.kind == "crop":
+        if all(item.box for item in group.items):  # a crop group, or byte copies of one crop
             homes = {whole_group_of.get(item.parent_sha256) for item in group.items}
             if len(homes) == 1 and None not in homes:
                 continue  # crops of one reused picture: they are in that picture's group

@@ -12,15 +12,17 @@ up) is almost always so; the recall against the exhaustive answer is measured by
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
 EXACT_BELOW = 20_000
-DEFAULT_NPROBE = 4
-_BLOCK = 4096  # rows of a product held at once
+DEFAULT_NPROBE = 8
+_BLOCK = 2048  # rows and columns of a product held at once: 2048 x 8192 floats, 64 MB
+_COLUMNS = 8192
 
 
 @dataclass(frozen=True)
@@ -51,12 +53,13 @@ def choose(n: int, *, exact_below: int = EXACT_BELOW, nprobe: int | None = None)
     return IndexChoice(False, nlist, probes, min(n, 40 * nlist))
 
 
-def _collect(found: list[npt.NDArray[np.int64]], scores: list[npt.NDArray[np.float32]], n: int) -> Pairs:
+def _collect(found: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]], n: int) -> Pairs:
+    found = [f for f in found if len(f[0])]
     if not found:
         empty = np.zeros(0, dtype=np.int64)
         return Pairs(empty, empty, np.zeros(0, dtype=np.float32))
-    keys = np.concatenate(found)
-    values = np.concatenate(scores)
+    keys = np.concatenate([k for k, _ in found])
+    values = np.concatenate([v for _, v in found])
     keys, first = np.unique(keys, return_index=True)  # a pair found from both sides counts once
     return Pairs(keys // n, keys % n, values[first])
 
@@ -66,20 +69,56 @@ def _compare(
     queries: npt.NDArray[np.int64],
     members: npt.NDArray[np.int64],
     threshold: float,
-    found: list[npt.NDArray[np.int64]],
-    scores: list[npt.NDArray[np.float32]],
-) -> None:
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+    """Pairs (as keys left * n + right) of a query and a member at or above the threshold."""
     n = len(vectors)
-    block = vectors[members]
-    for start in range(0, len(queries), _BLOCK):
-        chosen = queries[start : start + _BLOCK]
-        sims = vectors[chosen] @ block.T
-        rows, cols = np.nonzero(sims >= threshold)
-        left, right = chosen[rows], members[cols]
-        keep = left != right
-        left, right, values = left[keep], right[keep], sims[rows[keep], cols[keep]]
-        found.append(np.minimum(left, right) * n + np.maximum(left, right))
-        scores.append(values.astype(np.float32))
+    keys, values = [], []
+    for first in range(0, len(members), _COLUMNS):
+        chosen_members = members[first : first + _COLUMNS]
+        block = vectors[chosen_members]
+        for start in range(0, len(queries), _BLOCK):
+            chosen = queries[start : start + _BLOCK]
+            sims = vectors[chosen] @ block.T
+            rows, cols = np.nonzero(sims >= threshold)
+            left, right = chosen[rows], chosen_members[cols]
+            keep = left != right
+            left, right = left[keep], right[keep]
+            keys.append(np.minimum(left, right) * n + np.maximum(left, right))
+            values.append(sims[rows[keep], cols[keep]].astype(np.float32))
+    if not keys:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+    return np.concatenate(keys), np.concatenate(values)
+
+
+def _run(
+    vectors: npt.NDArray[np.float32],
+    tasks: Iterator[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]],
+    threshold: float,
+    progress: Callable[[int], None] | None,
+) -> Pairs:
+    """The products on every core, each with one BLAS thread: many small products, no spinning."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from threadpoolctl import threadpool_limits
+
+    found = []
+    with (
+        threadpool_limits(limits=1, user_api="blas"),
+        ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="lookalike-pairs") as pool,
+    ):
+        pending = []
+        for queries, members in tasks:
+            pending.append((len(members), pool.submit(_compare, vectors, queries, members, threshold)))
+            if len(pending) >= 64:
+                size, future = pending.pop(0)
+                found.append(future.result())
+                if progress:
+                    progress(size)
+        for size, future in pending:
+            found.append(future.result())
+            if progress:
+                progress(size)
+    return _collect(found, len(vectors))
 
 
 def pairs_within(
@@ -91,19 +130,17 @@ def pairs_within(
     progress: Callable[[int], None] | None = None,
     seed: int = 0,
 ) -> Pairs:
-    """Every pair of rows of ``vectors`` (L2-normalised) whose inner product is at least ``threshold``."""
+    """Every pair of rows of ``vectors`` (L2-normalised) whose inner product is at least ``threshold``.
+
+    ``progress`` is called with counts of rows done (in any order).
+    """
     n, dim = vectors.shape
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    found: list[npt.NDArray[np.int64]] = []
-    scores: list[npt.NDArray[np.float32]] = []
     everyone = np.arange(n, dtype=np.int64)
     choice = choose(n, exact_below=exact_below, nprobe=nprobe)
     if choice.exact:
-        for start in range(0, n, _BLOCK):
-            _compare(vectors, everyone[start : start + _BLOCK], everyone[start:], threshold, found, scores)
-            if progress:
-                progress(min(_BLOCK, n - start))
-        return _collect(found, scores, n)
+        blocks = ((everyone[s : s + _BLOCK], everyone[s:]) for s in range(0, n, _BLOCK))
+        return _run(vectors, blocks, threshold, progress)
 
     import faiss
 
@@ -123,14 +160,11 @@ def pairs_within(
     probe_starts = np.searchsorted(probed[by_probe], np.arange(choice.nlist + 1))
     askers = by_probe // choice.nprobe  # the vector that probes each (sorted) cell
     del probes, probed, by_probe
-    for cell in range(choice.nlist):
-        members = by_home[home_starts[cell] : home_starts[cell + 1]]
-        queries = askers[probe_starts[cell] : probe_starts[cell + 1]]
-        if len(members) and len(queries):
-            _compare(vectors, queries, members, threshold, found, scores)
-        if progress:
-            progress(len(members))
-    return _collect(found, scores, n)
+    tasks = (
+        (askers[probe_starts[c] : probe_starts[c + 1]], by_home[home_starts[c] : home_starts[c + 1]])
+        for c in range(choice.nlist)
+    )
+    return _run(vectors, tasks, threshold, progress)
 
 
 def leader_groups(n: int, pairs: Pairs) -> list[tuple[int, list[int], list[float]]]:
