@@ -283,3 +283,64 @@ def hashes_backfill(
     for skipped in done.skipped:
         err.print(tagged("skipped", "yellow", f"{skipped.uri}: {skipped.reason}"))
     out.print(f"{done.hashed} pictures hashed; {len(done.skipped)} could not be read")
+
+
+@app.command()
+def calibrate(
+    labels: Annotated[Path, typer.Option("--labels", help="The TOML label set to calibrate.")],
+    examples: Annotated[
+        Path, typer.Option("--examples", help="CSV with image,label columns (label: a label's name or none).")
+    ],
+    precision: Annotated[float, typer.Option(help="The precision each label's threshold must reach.")] = 0.95,
+    write: Annotated[
+        bool, typer.Option("--write", help="Write the thresholds found into the label file.")
+    ] = False,
+    as_json: AsJson = False,
+    db: Db = None,
+    collection: Collection = None,
+    model: Model = None,
+    pretrained: Pretrained = None,
+    verbose: Verbose = False,
+) -> None:
+    """Per label, the threshold that reaches --precision on labelled examples, and its recall.
+
+    A precision-recall sweep over the examples' scores: the lowest threshold whose precision
+    still reaches the target. Use the collection's model (--db) so that thresholds fit its vectors.
+    """
+    from lookalike.usecases import risk
+
+    with session(verbose, db, collection, model, pretrained) as ctx:
+        found, unreadable = risk.calibrate(ctx, str(labels), str(examples), precision=precision, write=write)
+    for image, reason in unreadable:
+        err.print(tagged("skipped", "yellow", f"{image}: {reason}"))
+    payload = [
+        {
+            "label": c.label,
+            "threshold": c.threshold,
+            "precision": round(c.precision, 4),
+            "recall": round(c.recall, 4),
+            "positives": c.positives,
+            "negatives": c.negatives,
+        }
+        for c in found
+    ]
+    if as_json:
+        sys.stdout.write(json.dumps(payload, ensure_ascii=False) + "\n")
+    else:
+        rows = [
+            [
+                str(p["label"]),
+                f"{p['threshold']:.4f}" if p["threshold"] is not None else "unreachable",
+                f"{p['precision']:.3f}",
+                f"{p['recall']:.3f}",
+                str(p["positives"]),
+                str(p["negatives"]),
+            ]
+            for p in payload
+        ]
+        columns = [("label", "left"), ("threshold", "right"), ("precision", "right"), ("recall", "right")]
+        columns += [("positives", "right"), ("negatives", "right")]
+        table(None, columns, rows, caption=f"target precision {precision:g}")
+    if write:
+        written = sum(1 for c in found if c.threshold is not None)
+        out.print(f"{written} thresholds written to {labels}")

@@ -13,6 +13,7 @@ from lookalike.usecases.embedding import bind
 
 if TYPE_CHECKING:
     from lookalike.scan import Group, LabelSet, LabelSpec, ScanRow
+    from lookalike.scan.calibrate import Calibration
     from lookalike.store import PartitionStats
 
 Progress = Callable[[int], None]
@@ -181,3 +182,64 @@ def duplicates_report(
     meta.update({"max_distance": max_distance} if by == "pdq" else {"threshold": threshold})
     write_duplicates_report(out, groups, meta)
     return groups
+
+
+def calibrate(
+    ctx: Context,
+    labels_path: str,
+    examples_path: str,
+    *,
+    precision: float = 0.95,
+    write: bool = False,
+) -> tuple[list[Calibration], list[tuple[str, str]]]:
+    """Per label, the threshold reaching ``precision`` on the examples; returns them and the unreadable images.
+
+    With ``write``, the thresholds found are written into the label file (other lines kept).
+    """
+    from pathlib import Path
+
+    import numpy as np
+
+    from lookalike.ingest import decode_image
+    from lookalike.scan import load_labels
+    from lookalike.scan.calibrate import load_examples, sweep, with_thresholds
+
+    if not 0.0 < precision <= 1.0:
+        raise ConfigError(f"--precision must be above 0 and at most 1, got {precision}.")
+    specs = load_labels(labels_path)
+    examples = load_examples(examples_path, [spec.name for spec in specs])  # bad files fail before the model
+    labels = label_set(ctx, specs)
+    vectors, used, unreadable = [], [], []
+    for example in examples:
+        try:
+            image = decode_image(ctx.fetch(example.image), max_pixels=ctx.settings.max_image_pixels).image
+        except ImageError as exc:
+            unreadable.append((example.image, str(exc)))
+            continue
+        vectors.append(ctx.embedder.embed_images([image])[0])
+        used.append(example)
+    if not used:
+        raise ConfigError("None of the example images could be read.")
+    images = np.stack(vectors)
+    cosine = labels.score(images).cosine
+    found = []
+    for column, spec in enumerate(specs):
+        negatives = labels.negatives[column]
+        # Where a negative prompt wins the label never matches, whatever the threshold.
+        beaten = (
+            np.ones(len(used), dtype=bool)
+            if negatives is None
+            else cosine[:, column] > (images @ negatives.T).max(axis=1)
+        )
+        effective = np.where(beaten, cosine[:, column], -np.inf).astype(np.float32)
+        positive = np.array([e.label == spec.name for e in used])
+        found.append(sweep(effective, positive, precision, spec.name))
+    if write:
+        chosen = {c.label: c.threshold for c in found if c.threshold is not None}
+        if chosen:
+            path = Path(labels_path).expanduser()
+            text = with_thresholds(path.read_text(encoding="utf-8"), chosen)
+            partial = path.with_name(f".{path.name}.partial")
+            partial.write_text(text, encoding="utf-8")
+            partial.replace(path)
+    return found, unreadable
