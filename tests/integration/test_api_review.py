@@ -71,3 +71,25 @@ def test_bad_reviews_are_refused_and_change_nothing(api: TestClient) -> None:
     assert api.get("/flags", params={"status": "bogus"}).status_code == 422
     assert api.get("/flags", params={"status": "open"}).json()["total"] == 3
     assert api.get("/audit").json()["decisions"] == []
+
+
+def test_an_image_indexed_through_the_api_is_flagged_in_the_same_pass(api: TestClient) -> None:
+    import time
+
+    from tests.helpers import jpeg_bytes, make_image
+    from tests.unit.test_policies import PLANTED
+
+    files = [("files", ("upload.jpg", jpeg_bytes(make_image(PLANTED).resize((180, 135))), "image/jpeg"))]
+    job = api.post("/index", files=files, data={"source": "upload"}).json()["job_id"]
+    for _ in range(200):
+        if api.get(f"/jobs/{job}").json()["status"] in ("done", "failed"):
+            break
+        time.sleep(0.05)
+    assert api.get(f"/jobs/{job}").json()["status"] == "done"
+    flagged = api.get("/flags", params={"status": "open"}).json()["flags"]
+    uploaded = [f for f in flagged if ".uploads" in (f["uri"] or "")]
+    assert len(flagged) == 4 and len(uploaded) == 1  # the three planted before, and the upload
+    assert uploaded[0]["label"] == "contraband" and uploaded[0]["score"] >= 0.95
+    dups = api.post("/duplicates", json={"by": "pdq", "max_distance": 31})
+    assert dups.status_code == 202
+    assert api.post("/duplicates", json={"by": "sha1"}).status_code == 422

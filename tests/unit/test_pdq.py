@@ -122,3 +122,19 @@ def test_an_older_collection_gets_hashes_by_backfill_and_by_sync(tmp_path: Path)
     ingest.index(ctx, str(tmp_path / "photos"), sync=True)
     assert set(ctx.workflow.hashes()) == set(expected)
     assert np.all([len(h) == 64 for h, _ in ctx.workflow.hashes().values()])
+
+
+def test_duplicates_by_pdq_group_a_photo_with_its_altered_copy(tmp_path: Path) -> None:
+    from lookalike.usecases import risk
+
+    ctx = make_context(tmp_path)
+    write_photos(tmp_path / "photos")
+    ingest.index(ctx, str(tmp_path / "photos"))
+    groups = risk.duplicates(ctx, by="pdq", max_distance=31)
+    assert [sorted(Path(i.uri).name for i in g.items) for g in groups] == [
+        ["astronaut.png", "astronaut_copy.jpg"]
+    ]
+    assert groups[0].kind == "near" and groups[0].scores[0] == 0.0 and 0 < groups[0].scores[1] <= 31
+    assert risk.duplicates(ctx, by="pdq", max_distance=0) == []
+    with pytest.raises(ConfigError, match="--by"):
+        risk.duplicates(ctx, by="md5")

@@ -69,7 +69,13 @@ async def duplicates(request: Request, body: DuplicatesRequest) -> dict[str, str
 
     def work(on_start: Callable[[int], None], progress: Callable[[int], None]) -> dict[str, Any]:
         groups = risk.duplicates_report(
-            ctx, report, threshold=body.threshold, sources=body.sources or (), progress=progress
+            ctx,
+            report,
+            threshold=body.threshold,
+            sources=body.sources or (),
+            progress=progress,
+            by=body.by,
+            max_distance=body.max_distance,
         )
         exact = sum(1 for group in groups if group.kind == "exact")
         return {"groups": len(groups), "exact": exact, "near": len(groups) - exact}

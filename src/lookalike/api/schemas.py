@@ -137,6 +137,10 @@ class DuplicatesRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     threshold: float = Field(default=0.95, ge=-1, le=1)
+    by: Literal["vector", "pdq"] = Field(default="vector", description="CLIP cosine, or PDQ hash distance.")
+    max_distance: int = Field(
+        default=31, ge=0, le=256, description="With by=pdq: the largest Hamming distance."
+    )
     sources: list[str] | None = Field(default=None, max_length=100)
     format: ReportFormat = "json"
 
