@@ -74,3 +74,39 @@ def _list(tmp_path: Path, line: str) -> Path:
     path = tmp_path / "hashes.txt"
     path.write_text(line + "\n", encoding="utf-8")
     return path
+
+
+def test_calibrate_and_pdq_duplicates_from_the_command_line(tmp_path: Path, env: dict[str, str]) -> None:  # noqa: F811
+    photos = write_images(tmp_path / "photos", 6)
+    from shutil import copy
+
+    from PIL import Image
+
+    Image.open(photos[0]).resize((120, 90)).save(tmp_path / "photos" / "resized.jpg", quality=60)
+    copy(photos[1], tmp_path / "photos" / "same-bytes.jpg")
+    assert lookalike(env, "index", str(tmp_path / "photos")).returncode == 0
+    groups = tmp_path / "groups.json"
+    found = lookalike(env, "duplicates", "--by", "pdq", "--out", str(groups))
+    assert found.returncode == 0, found.stderr
+    payload = json.loads(groups.read_text())
+    assert payload["duplicates"]["by"] == "pdq"
+    names = sorted(sorted(Path(i["uri"]).name for i in g["items"]) for g in payload["groups"])
+    assert ["img_0000.jpg", "resized.jpg"] in names and ["img_0001.jpg", "same-bytes.jpg"] in names
+    assert lookalike(env, "duplicates", "--by", "md5", "--out", str(groups)).returncode != 0
+
+    labels = tmp_path / "labels.toml"
+    labels.write_text('[labels.first]\nprompts = ["a picture"]\n', encoding="utf-8")
+    rows = ["image,label", "photos/img_0000.jpg,first", "photos/resized.jpg,first"]
+    rows += [f"photos/img_{i:04d}.jpg,none" for i in range(2, 6)]
+    (tmp_path / "examples.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    ran = lookalike(
+        env, "calibrate", "--labels", str(labels), "--examples", str(tmp_path / "examples.csv"), "--json"
+    )
+    assert ran.returncode == 0, ran.stderr
+    (result,) = json.loads(ran.stdout)
+    assert (result["label"], result["positives"], result["negatives"]) == ("first", 2, 4)
+    assert result["threshold"] is None or result["precision"] >= 0.95
+    bad = tmp_path / "bad.csv"
+    bad.write_text("image,label\nphotos/img_0000.jpg,second\n", encoding="utf-8")
+    refused = lookalike(env, "calibrate", "--labels", str(labels), "--examples", str(bad))
+    assert refused.returncode != 0 and "line 2" in refused.stderr
