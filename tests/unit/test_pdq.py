@@ -138,3 +138,26 @@ def test_duplicates_by_pdq_group_a_photo_with_its_altered_copy(tmp_path: Path) -
     assert risk.duplicates(ctx, by="pdq", max_distance=0) == []
     with pytest.raises(ConfigError, match="--by"):
         risk.duplicates(ctx, by="md5")
+
+
+def test_deleting_an_item_forgets_its_hash_and_backfill_drops_stale_ones(tmp_path: Path) -> None:
+    from lookalike.usecases import items
+
+    ctx = make_context(tmp_path)
+    write_photos(tmp_path / "photos")
+    ingest.index(ctx, str(tmp_path / "photos"))
+    first, second = sorted(ctx.workflow.hashes())[:2]
+    items.delete(ctx, [first])
+    assert first not in ctx.workflow.hashes()
+    ctx.store.delete([second])  # as another process would, past the use case
+    ctx.store.flush()
+    assert second in ctx.workflow.hashes()
+    assert second not in {m.item.id for m in hashes.match(ctx, str(_all(tmp_path)), max_distance=256)}
+    hashes.backfill(ctx)
+    assert second not in ctx.workflow.hashes()
+
+
+def _all(tmp_path: Path) -> Path:
+    path = tmp_path / "all.txt"
+    path.write_text("0" * 64 + "\n", encoding="utf-8")
+    return path

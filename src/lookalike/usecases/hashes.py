@@ -44,8 +44,10 @@ def backfill(
         return result
     known = set(workflow.hashes())
     read = (policy or ctx.policy).read
+    stored: set[int] = set()
     for batch in store.iter_items(batch_size=1000, with_vector=False):
         hashes: dict[int, tuple[str, int]] = {}
+        stored.update(item.id for item in batch)
         for item in batch:
             if item.box or item.id in known:
                 continue
@@ -60,6 +62,8 @@ def backfill(
             result.hashed += len(hashes)
         if progress:
             progress(len(batch))
+    if gone := known - stored:
+        workflow.forget_hashes(sorted(gone))  # of items deleted since (a sync, a delete elsewhere)
     return result
 
 

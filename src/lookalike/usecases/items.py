@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lookalike.errors import ConfigError, ItemNotFoundError
@@ -105,6 +106,8 @@ def delete(ctx: Context, ids: Sequence[int], *, purge: bool = False) -> int:
     doomed = ctx.store.get(list(ids)) if purge else []
     deleted = ctx.store.delete(list(ids))
     ctx.store.flush()
+    if Path(ctx.settings.workflow_path()).exists():
+        ctx.workflow.forget_hashes(list(ids))  # a perceptual hash is data of the picture too
     if purge:
         ctx.store.compact()
         names = {i.uri for i in doomed} | {h for i in doomed for h in (i.sha256, i.parent_sha256) if h}

@@ -61,7 +61,8 @@ def flags(
     workflow = ctx.workflow
     total = workflow.count_flags(policy=policy, status=status, since=start, until=end)
     page = workflow.flags(policy=policy, status=status, since=start, until=end, limit=limit, offset=offset)
-    stored = {item.id: item for item in ctx.store.get(sorted({f.item for f in page}))} if page else {}
+    present = page and ctx.store.exists()
+    stored = {item.id: item for item in ctx.store.get(sorted({f.item for f in page}))} if present else {}
     return total, [Listed(flag, stored.get(flag.item)) for flag in page]
 
 
