@@ -130,3 +130,18 @@ def test_a_reused_picture_and_its_crops_form_one_group(tmp_path: Path) -> None:
 def test_small_collections_are_compared_exhaustively() -> None:
     assert choose(EXACT_BELOW - 1).exact and not choose(EXACT_BELOW).exact
     assert len(pairs_within(np.zeros((1, 4), dtype=np.float32), 0.5)) == 0
+
+
+def test_the_duplicates_benchmark_runs_small(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+    import runpy
+    import sys
+
+    script = Path(__file__).resolve().parents[2] / "scripts" / "bench_duplicates.py"
+    monkeypatch.setattr(sys, "argv", [str(script), "--vectors", "25000", "--dim", "32", "--sample", "500"])
+    runpy.run_path(str(script), run_name="__main__")
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["vectors"] == 25000 and result["exact"] is False and result["nprobe"] == 8
+    assert result["sample_pairs_exhaustive"] > 0 and result["recall"] == 1.0
