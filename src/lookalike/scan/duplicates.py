@@ -137,9 +137,11 @@ def _assemble(store: Store, rows: _Rows, similar: Callable[[list[int]], Pairs], 
     wanted = {rows.ids[i] for members in exact for i in members} | {
         rows.ids[i] for _, members, _ in near for i in members
     }
-    crops_of: dict[str, list[int]] = {}
+    grouped = {rows.sha[i] for members in exact for i in members if not rows.parent[i]}
+    grouped |= {rows.sha[i] for kind, members, _ in near if kind == "near" for i in members}
+    crops_of: dict[str, list[int]] = {}  # the crops of grouped pictures only: they are fetched
     for index, parent in enumerate(rows.parent):
-        if parent:
+        if parent in grouped:
             crops_of.setdefault(parent, []).append(index)
     wanted |= {rows.ids[i] for members in crops_of.values() for i in members}
     items = _fetch(store, sorted(wanted))
