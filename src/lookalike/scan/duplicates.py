@@ -58,18 +58,26 @@ def _read(
     store: Store, sources: Sequence[str] | None, progress: Callable[[int], None] | None, with_vector: bool
 ) -> _Rows:
     rows = _Rows()
-    parts: list[npt.NDArray[np.float32]] = []
+    # The vectors go straight into one array sized by the count (no list of parts, no second copy).
+    expected = store.count(sources=sources) if with_vector else 0
+    vectors = np.empty((expected, store.dim()) if with_vector else (0, 0), dtype=np.float32)
+    filled = 0
     for batch in store.iter_items(batch_size=8192, with_vector=with_vector, sources=sources):
         for item in batch:
             rows.ids.append(item.id)
             rows.sha.append(item.sha256)
             rows.parent.append(item.parent_sha256 if item.box else "")
         if with_vector:
-            parts.append(np.stack([item.vector for item in batch]).astype(np.float32))  # type: ignore[misc]
+            block = np.stack([item.vector for item in batch])  # type: ignore[misc]
+            if filled + len(block) > len(vectors):  # rows written since the count
+                vectors = np.concatenate([vectors[:filled], block])
+            else:
+                vectors[filled : filled + len(block)] = block
+            filled += len(block)
         if progress:
             progress(len(batch))
     if with_vector:
-        rows.vectors = np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
+        rows.vectors = vectors[:filled]
     return rows
 
 
@@ -89,7 +97,10 @@ def find_duplicates(
     below = EXACT_BELOW if exact_below is None else exact_below
 
     def similar(members: list[int]) -> Pairs:
-        return pairs_within(vectors[members], threshold, nprobe=nprobe, exact_below=below)
+        # Every row a member (no byte copies, no crops): the array itself, not a 2 GB copy of it.
+        whole = len(members) == len(vectors) and members == list(range(len(vectors)))
+        chosen = vectors if whole else vectors[members]
+        return pairs_within(chosen, threshold, nprobe=nprobe, exact_below=below)
 
     return _assemble(store, rows, similar, same=1.0)
 
