@@ -189,7 +189,10 @@ def review_flag(
 
     if confirm == dismiss:
         raise typer.BadParameter("give exactly one of --confirm or --dismiss.")
-    reviewer = by if by is not None else getpass.getuser()
+    try:
+        reviewer = by if by is not None else getpass.getuser()
+    except (KeyError, OSError):  # no login name to be found: the reviewer must say who they are
+        raise typer.BadParameter("give the reviewer's name with --by NAME.") from None
     decision = FlagStatus.CONFIRMED if confirm else FlagStatus.DISMISSED
     with session(verbose, db, collection, None, None) as ctx:
         records = review.review(ctx, flag_id, decision, reviewer=reviewer, note=note, take_down=take_down)
