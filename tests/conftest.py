@@ -15,6 +15,8 @@ for key in list(os.environ):
         del os.environ[key]
 # ONNX exports of the tiny model are shared by every test and CLI subprocess of the session.
 os.environ["LOOKALIKE_CACHE_DIR"] = tempfile.mkdtemp(prefix="lookalike-test-cache-")
+# Workflow databases of server collections (per user) go to a temporary folder too.
+os.environ["LOOKALIKE_DATA_DIR"] = tempfile.mkdtemp(prefix="lookalike-test-data-")
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 from pydantic import Field
@@ -96,8 +97,14 @@ class Settings(BaseSettings):
     fetch_concurrency: int = Field(default=8, ge=1, le=256)
 
     # The collection's workflow database (policies, flags, reviews, PDQ hashes); empty: beside
-    # a Lite database file, or ./lookalike-COLLECTION.workflow.sqlite for a server.
+    # a Lite database file, or DATA_DIR/workflow/SERVER-COLLECTION.sqlite for a server.
     workflow_db: str = ""
+    data_dir: str = Field(
+        default_factory=lambda: os.path.join(
+            os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share"),
+            "lookalike",
+        )
+    )
 
     def index_roots_list(self) -> list[str]:
         """The folders POST /index may read."""
@@ -107,8 +114,9 @@ class Settings(BaseSettings):
         """The SQLite file of the collection's policies, flags, reviews and perceptual hashes."""
         if self.workflow_db:
             return self.workflow_db
-        if "://" in self.db:
-            return f"./lookalike-{self.collection}.workflow.sqlite"
+        if "://" in self.db:  # a server: per user, one file per server and collection
+            server = re.sub(r"[^A-Za-z0-9.-]+", "_", self.db.split("://", 1)[1]).strip("_")
+            return os.path.join(self.data_dir, "workflow", f"{server}-{self.collection}.sqlite")
         return f"{self.db}.{self.collection}.workflow.sqlite"
 
     def uploads_path(self) -> str:

@@ -94,3 +94,19 @@ def test_an_old_workflow_database_opens_and_gains_missing_tables(tmp_path: Path)
     db = Workflow(str(path))
     assert [p.name for p in db.policies()] == ["kept"] and db.hashes() == {} and db.flags() == []
     db.close()
+
+
+def test_the_workflow_database_lies_beside_a_lite_file_and_per_user_for_a_server(tmp_path: Path) -> None:
+    from lookalike.config import load_settings
+
+    lite = load_settings(db=str(tmp_path / "shop.db"), collection="images")
+    assert lite.workflow_path() == f"{tmp_path / 'shop.db'}.images.workflow.sqlite"
+    one = load_settings(db="http://milvus-a:19530", collection="images", data_dir=str(tmp_path))
+    two = load_settings(db="http://milvus-b:19530", collection="images", data_dir=str(tmp_path))
+    assert (
+        one.workflow_path().startswith(str(tmp_path / "workflow"))
+        and one.workflow_path() != two.workflow_path()
+    )
+    assert load_settings(db="http://x:1", workflow_db=str(tmp_path / "w.sqlite")).workflow_path() == str(
+        tmp_path / "w.sqlite"
+    )

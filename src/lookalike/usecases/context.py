@@ -67,9 +67,14 @@ class Context:
     def workflow(self) -> Workflow:
         """The collection's side store of policies, flags, reviews and hashes (SQLite), opened on first use."""
         if self._workflow is None:
+            from pathlib import Path
+
             from lookalike.workflow import Workflow
 
-            self._workflow = Workflow(self.settings.workflow_path())
+            path = self.settings.workflow_path()
+            if "://" in self.settings.db and not self.settings.workflow_db:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)  # the per-user data folder
+            self._workflow = Workflow(path)
         return self._workflow
 
     @property
