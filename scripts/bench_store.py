@@ -51,6 +51,19 @@ def chunk_vectors(rng: np.random.Generator, centres: np.ndarray, size: int) -> n
     return chunk / np.linalg.norm(chunk, axis=1, keepdims=True)
 
 
+def memory_mb() -> dict[str, float]:
+    """Resident memory now: anonymous (heap) and file-backed (memory-mapped segment files)."""
+    fields = {}
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key in ("RssAnon", "RssFile", "VmHWM"):
+                fields[key] = round(int(value.split()[0]) / 1024, 1)
+    except OSError:
+        pass
+    return fields
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
@@ -100,7 +113,7 @@ def main() -> None:
         )
         if (first // BATCH) % 20 == 19:
             store.flush()
-            say(f"  {first + size} inserted, {time.perf_counter() - started:.0f} s")
+            say(f"  {first + size} inserted, {time.perf_counter() - started:.0f} s, memory {memory_mb()} MB")
     store.flush()
     build_s = time.perf_counter() - started
     store.close()
@@ -139,6 +152,7 @@ def main() -> None:
     done.set()
     reader.join()
     rows_after = store.count()
+    memory_after = memory_mb()
     store.close()
 
     result = {
@@ -157,6 +171,7 @@ def main() -> None:
         "searches_during_drop": len(during),
         "rows_after_drop": rows_after,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "rss_at_end_mb": memory_after,
         "index_folder_mb": round(
             sum(p.stat().st_size for p in (work / "bench.db").rglob("*") if p.is_file()) / 2**20
         ),

@@ -27,12 +27,15 @@ import numpy.typing as npt
 
 from lookalike.store.models import Hit, IndexType, Item
 from lookalike.store.partitions import month_start, next_month
-from lookalike.store.segments import SEAL_ROWS, Segment, merge
+from lookalike.store.segments import SEAL_ROWS, Segment, extend, merge
 
 FORMAT_VERSION = 3  # 3: shards of segments with tombstones
 MAX_SEGMENTS = 8
 """Segments per shard before the smallest are merged (each merge rebuilds only what it merges)."""
 MERGE_FACTOR = 4
+MAX_FLAT = 1
+"""Flat segments of new rows per HNSW shard: a second one is concatenated with the first (a copy of
+fewer than ``SEAL_ROWS`` rows), so a search walks at most one graph and one matrix per month."""
 
 
 @dataclass(frozen=True)
@@ -217,22 +220,29 @@ class ReadIndex:
         }
         for name, items in by_partition.items():
             if items:
-                added = Segment.build(items, self.index_type, self.params)
+                added = Segment.build(items, IndexType.FLAT, self.params)  # _tiered moves it into the graph
                 shards[name] = self._tiered(shards.get(name, ()) + (added,))
         self.publish(shards, generation)
 
     def _tiered(self, segments: tuple[Segment, ...]) -> tuple[Segment, ...]:
-        """Keep a shard to a few segments: flat ones merge into a graph once they are many or large,
-        and while there are too many segments the smallest merge (Lucene-style tiers)."""
-        flat = [s for s in segments if not s.is_graph]
-        if (
-            self.index_type == IndexType.HNSW
-            and len(flat) > 1
-            and (sum(s.live for s in flat) >= SEAL_ROWS or len(flat) > MAX_SEGMENTS // 2)
-        ):
-            graphs = tuple(s for s in segments if s.is_graph)
-            live = [s for s in flat if s.live]
-            segments = graphs + ((merge(live, self.index_type, self.params),) if live else ())
+        """Keep a shard to a few segments.
+
+        HNSW: one graph plus a few flat segments of new rows. Once those reach ``SEAL_ROWS`` they
+        are inserted into a copy of the graph, so each row enters a graph once and a
+        search walks one graph per month; the graph is rebuilt instead when a quarter of it is
+        dead. FLAT, and any shard still over ``MAX_SEGMENTS``: the smallest segments merge
+        (Lucene-style tiers).
+        """
+        graphs = [s for s in segments if s.is_graph]
+        flat = [s for s in segments if not s.is_graph and s.live]
+        if self.index_type == IndexType.HNSW and sum(s.live for s in flat) >= SEAL_ROWS:
+            if len(graphs) == 1 and graphs[0].dead * 4 <= len(graphs[0]):
+                segments = (extend(graphs[0], flat),)
+            else:
+                live = [s for s in (*graphs, *flat) if s.live]
+                segments = (merge(live, self.index_type, self.params),)
+        elif self.index_type == IndexType.HNSW and len(flat) > MAX_FLAT:
+            segments = (*graphs, merge(flat, IndexType.FLAT, self.params))
         while len(segments) > MAX_SEGMENTS:
             ordered = sorted(segments, key=lambda s: s.live)
             small, rest = ordered[:MERGE_FACTOR], ordered[MERGE_FACTOR:]

@@ -24,13 +24,14 @@ from lookalike.store.rows import arrow_schema, from_arrow, to_arrow
 
 SCHEMA = arrow_schema()
 EXACT_BELOW = 20_000
-"""A filter that keeps fewer rows of a segment than this is answered exactly over just those rows."""
-EF_SEARCH = 128
-"""HNSW search breadth up to 250K vectors (recall@10 1.0 at 100K in `lookalike bench`)."""
+"""A filter that keeps fewer rows of a graph segment than this (and under half of them) is answered
+exactly over just those rows."""
+EF_SEARCH = 64
+"""HNSW search breadth for a graph of up to 62,500 vectors (a month's shard of a 750K-a-year shop)."""
 GRAPH_FROM = 4096
 """Smaller HNSW segments are searched exactly: a graph pays off only past a few thousand rows."""
-SEAL_ROWS = 20_000
-"""New rows stay in flat (exact) segments until a shard holds this many of them; then they merge into a graph."""
+SEAL_ROWS = 5_000
+"""New rows stay in flat (exact) segments until a shard holds this many of them; then they join its graph."""
 
 Mask = npt.NDArray[np.bool_]
 Rows = npt.NDArray[np.int64]
@@ -44,8 +45,9 @@ def faiss_module() -> Any:
 
 
 def default_ef(rows: int) -> int:
-    """The search breadth for a graph of this size: doubled for every 4× more vectors past 250K."""
-    ef, size = EF_SEARCH, 250_000
+    """The search breadth for a graph of this size: doubled for every 4× more vectors past 62,500
+    (128 at 250K, where `lookalike bench` measured recall@10 1.0 at 100K)."""
+    ef, size = EF_SEARCH, 62_500
     while rows > size:
         ef, size = ef * 2, size * 4
     return ef
@@ -136,8 +138,12 @@ class Segment:
         if not len(self) or not len(ids):
             return np.zeros(0, dtype=np.int64)
         sorted_ids = self.ids[self.order]
-        pos = np.minimum(np.searchsorted(sorted_ids, ids), len(sorted_ids) - 1)
-        rows = self.order[pos[sorted_ids[pos] == ids]]
+        left = np.searchsorted(sorted_ids, ids, "left")
+        counts = np.searchsorted(sorted_ids, ids, "right") - left
+        # An id can sit in a grown graph twice: its dead old version and its live new one.
+        starts = np.repeat(left, counts)
+        offsets = np.arange(len(starts)) - np.repeat(np.cumsum(counts) - counts, counts)
+        rows = self.order[starts + offsets]
         return rows[self.alive[rows]]
 
     def without(self, ids: npt.NDArray[np.int64]) -> Segment:
@@ -204,7 +210,7 @@ class Segment:
         # The bitmap must outlive the search: the selector only points at it.
         bitmap = np.packbits(keep, bitorder="little") if kept < n else None
         selector = faiss.IDSelectorBitmap(n, faiss.swig_ptr(bitmap)) if bitmap is not None else None
-        if kept < EXACT_BELOW:
+        if kept < min(EXACT_BELOW, n // 2):
             # A narrow filter: exact scores over the kept rows beat a filtered graph walk.
             params: Any = faiss.SearchParameters(sel=selector) if selector is not None else None
             scores, rows = self.flat.search(queries, min(k, kept), params=params)
@@ -263,6 +269,29 @@ def _top(scores: npt.NDArray[np.float32], k: int, rows: Rows) -> tuple[npt.NDArr
     order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
     top = np.take_along_axis(top, order, axis=1)
     return np.take_along_axis(scores, top, axis=1), rows[top]
+
+
+def extend(graph: Segment, segments: Sequence[Segment]) -> Segment:
+    """A new graph segment: ``graph``'s rows (its tombstones kept) followed by the live rows of
+    ``segments``, inserted into a copy of its HNSW graph instead of building one from scratch.
+
+    The copy is what keeps snapshots immutable: readers may still be walking the old graph.
+    """
+    faiss = faiss_module()
+    tables, vectors = [graph.table], []
+    for segment in segments:
+        rows = np.flatnonzero(segment.alive)
+        tables.append(segment.table.take(pa.array(rows, type=pa.int64())))
+        vectors.append(segment.vectors(rows))
+    matrix = np.ascontiguousarray(np.concatenate(vectors), dtype=np.float32)
+    # serialize/deserialize gives an owned heap copy even of a memory-mapped graph (which FAISS
+    # cannot grow in place).
+    index = faiss.deserialize_index(faiss.serialize_index(graph.index))
+    for start in range(0, len(matrix), 50_000):
+        index.add(matrix[start : start + 50_000])
+    alive = np.concatenate([graph.alive, np.ones(len(matrix), dtype=bool)])
+    table = pa.concat_tables(tables).combine_chunks()
+    return Segment.of(f"s{uuid.uuid4().hex[:16]}", table, index, alive)
 
 
 def merge(segments: Sequence[Segment], index_type: str, params: dict[str, Any]) -> Segment:
