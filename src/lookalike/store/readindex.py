@@ -298,7 +298,10 @@ class ReadIndex:
                     path.unlink(missing_ok=True)
 
     def _mapped(self, segment: Segment) -> Segment:
-        # A freshly built segment lives on the heap; its saved copy is memory-mapped instead.
+        # A freshly built segment lives on the heap; its saved copy is memory-mapped instead. One
+        # already mapped is kept as it is (a drop or a delete then saves without reloading anything).
+        if segment.mapped:
+            return segment
         return Segment.load(self.folder, segment.name, segment.saved_dead)
 
     def load(self) -> dict[str, Any] | None:

@@ -86,6 +86,8 @@ class Segment:
     """A graph's flat vector storage in FAISS (None for a flat segment, whose ``index`` is its matrix)."""
     saved_dead: int = -1
     """How many dead rows the saved tombstone file holds (-1: the segment is not saved)."""
+    mapped: bool = False
+    """Whether the columns and vectors are memory-mapped from the saved files (else on the heap)."""
 
     @classmethod
     def build(cls, items: Sequence[Item], index_type: str, params: dict[str, Any]) -> Segment:
@@ -255,7 +257,7 @@ class Segment:
             alive[np.load(folder / f"{name}.dead-{dead}.npy")] = False
         if rows != table.num_rows or int(alive.sum()) != table.num_rows - dead:
             raise ValueError(f"segment {name} is inconsistent")
-        return cls.of(name, table, index, alive, saved_dead=dead)
+        return replace(cls.of(name, table, index, alive, saved_dead=dead), mapped=True)
 
 
 def _flat(index: Any) -> Any:
