@@ -86,8 +86,8 @@ class Segment:
     """A graph's flat vector storage in FAISS (None for a flat segment, whose ``index`` is its matrix)."""
     saved_dead: int = -1
     """How many dead rows the saved tombstone file holds (-1: the segment is not saved)."""
-    mapped: bool = False
-    """Whether the columns and vectors are memory-mapped from the saved files (else on the heap)."""
+    folder: Path | None = None
+    """Where the columns and vectors are memory-mapped from (None: they are on the heap)."""
 
     @classmethod
     def build(cls, items: Sequence[Item], index_type: str, params: dict[str, Any]) -> Segment:
@@ -96,6 +96,10 @@ class Segment:
         kind = index_type if len(items) >= SEAL_ROWS else IndexType.FLAT
         index = build_index(vectors, kind, params)
         return cls.of(f"s{uuid.uuid4().hex[:16]}", to_arrow(items, SCHEMA), index)
+
+    @property
+    def mapped(self) -> bool:
+        return self.folder is not None
 
     @property
     def is_graph(self) -> bool:
@@ -257,7 +261,7 @@ class Segment:
             alive[np.load(folder / f"{name}.dead-{dead}.npy")] = False
         if rows != table.num_rows or int(alive.sum()) != table.num_rows - dead:
             raise ValueError(f"segment {name} is inconsistent")
-        return replace(cls.of(name, table, index, alive, saved_dead=dead), mapped=True)
+        return replace(cls.of(name, table, index, alive, saved_dead=dead), folder=folder)
 
 
 def _flat(index: Any) -> Any:
@@ -286,9 +290,11 @@ def extend(graph: Segment, segments: Sequence[Segment]) -> Segment:
         tables.append(segment.table.take(pa.array(rows, type=pa.int64())))
         vectors.append(segment.vectors(rows))
     matrix = np.ascontiguousarray(np.concatenate(vectors), dtype=np.float32)
-    # serialize/deserialize gives an owned heap copy even of a memory-mapped graph (which FAISS
-    # cannot grow in place).
-    index = faiss.deserialize_index(faiss.serialize_index(graph.index))
+    # An owned heap copy: FAISS cannot grow a memory-mapped graph (nor a clone of one) in place.
+    if graph.folder is not None:
+        index = faiss.read_index(str(graph.folder / f"{graph.name}.faiss"))
+    else:
+        index = faiss.clone_index(graph.index)
     for start in range(0, len(matrix), 50_000):
         index.add(matrix[start : start + 50_000])
     alive = np.concatenate([graph.alive, np.ones(len(matrix), dtype=bool)])
