@@ -159,3 +159,31 @@ def test_shards_answer_what_the_model_holds(tmp_path: Path, run: int) -> None:
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     )
     case().runTest()
+
+
+def test_left_out_segments_are_let_go_of_later_and_only_then_their_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(readindex, "RETIRE_AFTER_S", 3600.0)  # released by hand below
+    folder = tmp_path / "idx"
+    index = ReadIndex(folder, DIM, IndexType.HNSW, {"M": 8, "efConstruction": 40})
+    _apply(index, [make_item(i) for i in range(1, 51)], [], 1)
+    index.save()
+    (graph,) = index.snapshot.shards["m2024_01"]
+    saved = [folder / f for f in graph.files()]
+    _apply(index, [make_item(i) for i in range(51, 91)], [], 2)  # grown: the mapped graph is left out
+    index.release()
+    assert all(p.exists() for p in saved)  # state.json still names them: a crash now must find them
+    index.save()
+    assert not any(p.exists() for p in saved)
+
+    index.save()
+    (grown,) = index.snapshot.shards["m2024_01"]
+    grown_files = [folder / f for f in grown.files()]
+    index.replace_shard("m2024_01", None, 3)  # a month dropped while a reader may still be on it
+    index.save()
+    assert all(p.exists() for p in grown_files)  # held until the segment is let go of
+    index.release()
+    assert not any(p.exists() for p in grown_files)
+    reopened = ReadIndex(folder, DIM, IndexType.HNSW, {"M": 8, "efConstruction": 40})
+    assert reopened.load() is not None and reopened.count() == 0
