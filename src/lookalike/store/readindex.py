@@ -13,7 +13,6 @@ segments and publish a new snapshot in one assignment.
 
 from __future__ import annotations
 
-import heapq
 import json
 import os
 import threading
@@ -158,17 +157,28 @@ class ReadIndex:
     ) -> list[list[Hit]]:
         snap = self.snapshot
         excluded = np.asarray(list(exclude_ids), dtype=np.int64) if exclude_ids else None
-        found: list[list[tuple[float, int, int, Segment]]] = [[] for _ in queries]
-        for number, (name, segment) in enumerate(snap.segments()):
-            if not in_window(name, since, until):
-                continue
-            keep = segment.mask(sources, since, until, excluded)
-            scores, rows = segment.search(queries, k, keep, ef)
-            for q in range(len(queries)):
-                for score, row in zip(scores[q], rows[q], strict=True):
-                    if row >= 0:
-                        found[q].append((float(score), number, int(row), segment))
-        return [_hits(heapq.nlargest(k, c, key=lambda c: (c[0], -c[1], -c[2]))) for c in found]
+        parts: list[tuple[npt.NDArray[np.float32], npt.NDArray[np.int64], Segment]] = []
+        for name, segment in snap.segments():
+            if in_window(name, since, until):
+                scores, rows = segment.search(queries, k, segment.mask(sources, since, until, excluded), ef)
+                if scores.shape[1]:
+                    parts.append((scores, rows, segment))
+        if not parts:
+            return [[] for _ in queries]
+        scores = np.concatenate([p[0] for p in parts], axis=1)
+        rows = np.concatenate([p[1] for p in parts], axis=1)
+        part = np.concatenate([np.full(p[0].shape[1], i) for i, p in enumerate(parts)])
+        found = []
+        for q in range(len(queries)):
+            # Best score first; ties by segment, then row, so that an answer never depends on timing.
+            order = np.lexsort((rows[q], part, -scores[q]))
+            order = order[rows[q][order] >= 0][:k]
+            found.append(
+                _hits(
+                    [(float(scores[q, j]), int(part[j]), int(rows[q, j]), parts[part[j]][2]) for j in order]
+                )
+            )
+        return found
 
     def iter_items(
         self,

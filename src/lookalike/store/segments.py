@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -129,9 +130,9 @@ class Segment:
     def __len__(self) -> int:
         return int(self.ids.shape[0])
 
-    @property
+    @cached_property
     def live(self) -> int:
-        return int(self.alive.sum())
+        return int(self.alive.sum())  # alive never changes: a delete makes a new segment
 
     @property
     def dead(self) -> int:
@@ -168,7 +169,15 @@ class Segment:
         until: int | None,
         exclude_ids: npt.NDArray[np.int64] | None,
     ) -> Mask:
-        """Live rows matching the window, as Milvus' filter expression would choose them."""
+        """Live rows matching the window, as Milvus' filter expression would choose them (the
+        segment's own ``alive``, not a copy, when nothing filters: callers do not change it)."""
+        if (
+            sources is None
+            and since is None
+            and until is None
+            and (exclude_ids is None or not len(exclude_ids))
+        ):
+            return self.alive
         keep = self.alive.copy()
         if sources is not None:
             wanted = [code for code, name in enumerate(self.source_names) if name in set(sources)]
@@ -204,7 +213,7 @@ class Segment:
     ) -> tuple[npt.NDArray[np.float32], Rows]:
         """Top-k (scores, rows) per query among the kept rows; rows -1 pad a short answer."""
         faiss = faiss_module()
-        kept = int(keep.sum())
+        kept = self.live if keep is self.alive else int(keep.sum())
         n = len(self)
         if kept == 0:
             return np.full((len(queries), 0), -np.inf, np.float32), np.zeros((len(queries), 0), np.int64)
