@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from lookalike.errors import StoreError
-from lookalike.store import LiteStore
+from lookalike.store import LiteStore, readindex, segments
 from lookalike.store.partitions import partition_for
 from tests.store_model import DIM, JAN_2024, SOURCES, Model, foreign_row, make_item, milvus_rows, same, vector
 
@@ -35,6 +35,15 @@ ROOT = Path(tempfile.mkdtemp(prefix="lookalike-invariant-"))
 DB = ROOT / "invariant.db"  # one Milvus Lite server for the whole run; a collection per example
 NAMES = itertools.count()
 DAY = 86_400
+
+
+@pytest.fixture(autouse=True)
+def _graphs_from_a_few_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Months of a few rows get HNSW graphs, grown and rebuilt, as months of thousands would."""
+    monkeypatch.setattr(segments, "SEAL_ROWS", 4)
+    monkeypatch.setattr(readindex, "SEAL_ROWS", 4)
+    monkeypatch.setattr(segments, "GRAPH_FROM", 3)
+
 
 ids = st.integers(min_value=1, max_value=40)
 months = st.integers(min_value=0, max_value=3)

@@ -48,6 +48,7 @@ def compact(store: LiteStore) -> int:
                 read.publish(read.snapshot.shards, store.generation()[0])
                 store._purge.discard(name)
                 store._save()
+            read.release()  # the replaced segments' files are deleted now, not after a grace period
         return len(names)
 
 

@@ -37,7 +37,7 @@ from lookalike.store.base import (
     milvus_errors,
 )
 from lookalike.store.journal import Journal, chained
-from lookalike.store.liteprocess import lock_holder, opened, release
+from lookalike.store.liteprocess import lock_holder, opened, release, return_free_memory
 from lookalike.store.models import Hit, IndexType, Item
 from lookalike.store.partitions import month_name
 from lookalike.store.readindex import ReadIndex
@@ -116,6 +116,8 @@ class LiteStore(BaseStore):
             opened = self._client is not None
             if self._read is not None and opened:
                 self._save()
+            if self._read is not None:
+                self._read.release()  # now, not in a timer: the files of what it replaced go too
             self._read = None
             super().close()
             if opened:
@@ -376,6 +378,7 @@ class LiteStore(BaseStore):
                 self.client.flush(self.collection)
             if self._read is not None:
                 self._save()
+            return_free_memory()
 
     # -- reads -----------------------------------------------------------------------------------
 

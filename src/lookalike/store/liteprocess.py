@@ -55,3 +55,22 @@ def lock_holder(path: Path) -> str | None:
     except (OSError, ValueError):
         pass
     return ""
+
+
+def return_free_memory() -> None:
+    """Give memory that a large write freed back to the system.
+
+    Milvus Lite decodes every insert into Python lists and Arrow buffers; freed, they stay with
+    Arrow's allocator and in glibc's heap (hundreds of MB after 100K rows), and the next write's
+    temporary buffers land on top of them. Measured by ``scripts/bench_store.py``.
+    """
+    import contextlib
+    import ctypes
+    import sys
+
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):  # not glibc (musl, for one): nothing to trim
+            ctypes.CDLL("libc.so.6").malloc_trim(0)

@@ -13,7 +13,6 @@ segments and publish a new snapshot in one assignment.
 
 from __future__ import annotations
 
-import heapq
 import json
 import os
 import threading
@@ -27,12 +26,18 @@ import numpy.typing as npt
 
 from lookalike.store.models import Hit, IndexType, Item
 from lookalike.store.partitions import month_start, next_month
-from lookalike.store.segments import SEAL_ROWS, Segment, merge
+from lookalike.store.segments import SEAL_ROWS, Segment, extend, merge
 
 FORMAT_VERSION = 3  # 3: shards of segments with tombstones
 MAX_SEGMENTS = 8
 """Segments per shard before the smallest are merged (each merge rebuilds only what it merges)."""
 MERGE_FACTOR = 4
+RETIRE_AFTER_S = 2.0
+"""How long segments left out of a new snapshot are kept for readers of the old one (a search
+takes milliseconds; an export or a scan that holds a snapshot longer releases it itself)."""
+MAX_FLAT = 1
+"""Flat segments of new rows per HNSW shard: a second one is concatenated with the first (a copy of
+fewer than ``SEAL_ROWS`` rows), so a search walks at most one graph and one matrix per month."""
 
 
 @dataclass(frozen=True)
@@ -96,6 +101,9 @@ class ReadIndex:
         self.params = dict(params)
         self.snapshot = Snapshot({}, -1)
         self._save_lock = threading.Lock()
+        self._retired: list[list[Segment]] = []
+        self._retired_lock = threading.Lock()
+        self._saved_files: set[str] = set()
 
     # -- reads (lock-free over one snapshot) ------------------------------------------------------
 
@@ -149,17 +157,28 @@ class ReadIndex:
     ) -> list[list[Hit]]:
         snap = self.snapshot
         excluded = np.asarray(list(exclude_ids), dtype=np.int64) if exclude_ids else None
-        found: list[list[tuple[float, int, int, Segment]]] = [[] for _ in queries]
-        for number, (name, segment) in enumerate(snap.segments()):
-            if not in_window(name, since, until):
-                continue
-            keep = segment.mask(sources, since, until, excluded)
-            scores, rows = segment.search(queries, k, keep, ef)
-            for q in range(len(queries)):
-                for score, row in zip(scores[q], rows[q], strict=True):
-                    if row >= 0:
-                        found[q].append((float(score), number, int(row), segment))
-        return [_hits(heapq.nlargest(k, c, key=lambda c: (c[0], -c[1], -c[2]))) for c in found]
+        parts: list[tuple[npt.NDArray[np.float32], npt.NDArray[np.int64], Segment]] = []
+        for name, segment in snap.segments():
+            if in_window(name, since, until):
+                scores, rows = segment.search(queries, k, segment.mask(sources, since, until, excluded), ef)
+                if scores.shape[1]:
+                    parts.append((scores, rows, segment))
+        if not parts:
+            return [[] for _ in queries]
+        scores = np.concatenate([p[0] for p in parts], axis=1)
+        rows = np.concatenate([p[1] for p in parts], axis=1)
+        part = np.concatenate([np.full(p[0].shape[1], i) for i, p in enumerate(parts)])
+        found = []
+        for q in range(len(queries)):
+            # Best score first; ties by segment, then row, so that an answer never depends on timing.
+            order = np.lexsort((rows[q], part, -scores[q]))
+            order = order[rows[q][order] >= 0][:k]
+            found.append(
+                _hits(
+                    [(float(scores[q, j]), int(part[j]), int(rows[q, j]), parts[part[j]][2]) for j in order]
+                )
+            )
+        return found
 
     def iter_items(
         self,
@@ -200,7 +219,42 @@ class ReadIndex:
     # -- writes (the owner serialises them) ---------------------------------------------------------
 
     def publish(self, shards: Mapping[str, tuple[Segment, ...]], generation: int) -> None:
-        self.snapshot = Snapshot(dict(shards), generation)
+        old, self.snapshot = self.snapshot, Snapshot(dict(shards), generation)
+        kept = {id(s.index) for segs in shards.values() for s in segs}
+        retired = [s for segs in old.shards.values() for s in segs if id(s.index) not in kept]
+        if retired:
+            self._retire(retired)
+
+    def _retire(self, segments: list[Segment]) -> None:
+        """Hold segments a new snapshot left out for a while, then let go of them in a timer thread.
+
+        Letting go of a segment unmaps its files, and the last unmap of a deleted file frees its
+        pages and disk blocks: 40-120 ms for a month's graph at 1M, with the GIL held. So the
+        files are deleted only after the segments are let go of (``os.unlink`` runs without the
+        GIL), and never by the reader whose search happened to hold the old snapshot last.
+        """
+        with self._retired_lock:
+            self._retired.append(segments)
+        timer = threading.Timer(RETIRE_AFTER_S, self.release, args=(1,))
+        timer.daemon = True
+        timer.start()
+
+    def release(self, count: int | None = None) -> None:
+        """Let go of the oldest ``count`` retired groups of segments (all: None), then delete their
+        files that neither the snapshot, a retired segment nor the saved state refers to."""
+        with self._retired_lock:
+            n = len(self._retired) if count is None else min(count, len(self._retired))
+            released, self._retired = self._retired[:n], self._retired[n:]
+            names = {f for segs in released for s in segs for f in s.files()}
+            names -= self._held_files() | self._saved_files
+        del released  # the last references: unmapping a file that is still linked is cheap
+        for name in names:
+            (self.folder / name).unlink(missing_ok=True)
+
+    def _held_files(self) -> set[str]:
+        """Files of the current snapshot's and the retired segments (under ``_retired_lock``)."""
+        segments = [s for segs in self.snapshot.shards.values() for s in segs]
+        return {f for s in [*segments, *(s for segs in self._retired for s in segs)] for f in s.files()}
 
     def apply(
         self,
@@ -217,22 +271,29 @@ class ReadIndex:
         }
         for name, items in by_partition.items():
             if items:
-                added = Segment.build(items, self.index_type, self.params)
+                added = Segment.build(items, IndexType.FLAT, self.params)  # _tiered moves it into the graph
                 shards[name] = self._tiered(shards.get(name, ()) + (added,))
         self.publish(shards, generation)
 
     def _tiered(self, segments: tuple[Segment, ...]) -> tuple[Segment, ...]:
-        """Keep a shard to a few segments: flat ones merge into a graph once they are many or large,
-        and while there are too many segments the smallest merge (Lucene-style tiers)."""
-        flat = [s for s in segments if not s.is_graph]
-        if (
-            self.index_type == IndexType.HNSW
-            and len(flat) > 1
-            and (sum(s.live for s in flat) >= SEAL_ROWS or len(flat) > MAX_SEGMENTS // 2)
-        ):
-            graphs = tuple(s for s in segments if s.is_graph)
-            live = [s for s in flat if s.live]
-            segments = graphs + ((merge(live, self.index_type, self.params),) if live else ())
+        """Keep a shard to a few segments.
+
+        HNSW: one graph plus a few flat segments of new rows. Once those reach ``SEAL_ROWS`` they
+        are inserted into a copy of the graph, so each row enters a graph once and a
+        search walks one graph per month; the graph is rebuilt instead when a quarter of it is
+        dead. FLAT, and any shard still over ``MAX_SEGMENTS``: the smallest segments merge
+        (Lucene-style tiers).
+        """
+        graphs = [s for s in segments if s.is_graph]
+        flat = [s for s in segments if not s.is_graph and s.live]
+        if self.index_type == IndexType.HNSW and sum(s.live for s in flat) >= SEAL_ROWS:
+            if len(graphs) == 1 and graphs[0].dead * 4 <= len(graphs[0]):
+                segments = (extend(graphs[0], flat),)
+            else:
+                live = [s for s in (*graphs, *flat) if s.live]
+                segments = (merge(live, self.index_type, self.params),)
+        elif self.index_type == IndexType.HNSW and len(flat) > MAX_FLAT:
+            segments = (*graphs, merge(flat, IndexType.FLAT, self.params))
         while len(segments) > MAX_SEGMENTS:
             ordered = sorted(segments, key=lambda s: s.live)
             small, rest = ordered[:MERGE_FACTOR], ordered[MERGE_FACTOR:]
@@ -283,12 +344,18 @@ class ReadIndex:
             keep = {"state.json", "journal.jsonl"} | {
                 f for segs in shards.values() for s in segs for f in s.files()
             }
+            with self._retired_lock:
+                self._saved_files = keep
+                keep = keep | self._held_files()  # a retired segment's files go when it is let go of
             for path in self.folder.iterdir():
                 if path.name not in keep and path.is_file() and not path.name.startswith("purge-"):
                     path.unlink(missing_ok=True)
 
     def _mapped(self, segment: Segment) -> Segment:
-        # A freshly built segment lives on the heap; its saved copy is memory-mapped instead.
+        # A freshly built segment lives on the heap; its saved copy is memory-mapped instead. One
+        # already mapped is kept as it is (a drop or a delete then saves without reloading anything).
+        if segment.mapped:
+            return segment
         return Segment.load(self.folder, segment.name, segment.saved_dead)
 
     def load(self) -> dict[str, Any] | None:
@@ -308,6 +375,9 @@ class ReadIndex:
         except (OSError, ValueError, KeyError, RuntimeError, TypeError):
             return None
         self.publish(shards, int(state["generation"]))
+        self._saved_files = {"state.json", "journal.jsonl"} | {
+            f for segs in shards.values() for s in segs for f in s.files()
+        }
         return dict(state)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +25,14 @@ from lookalike.store.rows import arrow_schema, from_arrow, to_arrow
 
 SCHEMA = arrow_schema()
 EXACT_BELOW = 20_000
-"""A filter that keeps fewer rows of a segment than this is answered exactly over just those rows."""
-EF_SEARCH = 128
-"""HNSW search breadth up to 250K vectors (recall@10 1.0 at 100K in `lookalike bench`)."""
+"""A filter that keeps fewer rows of a graph segment than this (and under half of them) is answered
+exactly over just those rows."""
+EF_SEARCH = 64
+"""HNSW search breadth for a graph of up to 62,500 vectors (a month's shard of a 750K-a-year shop)."""
 GRAPH_FROM = 4096
 """Smaller HNSW segments are searched exactly: a graph pays off only past a few thousand rows."""
-SEAL_ROWS = 20_000
-"""New rows stay in flat (exact) segments until a shard holds this many of them; then they merge into a graph."""
+SEAL_ROWS = 5_000
+"""New rows stay in flat (exact) segments until a shard holds this many of them; then they join its graph."""
 
 Mask = npt.NDArray[np.bool_]
 Rows = npt.NDArray[np.int64]
@@ -44,8 +46,9 @@ def faiss_module() -> Any:
 
 
 def default_ef(rows: int) -> int:
-    """The search breadth for a graph of this size: doubled for every 4× more vectors past 250K."""
-    ef, size = EF_SEARCH, 250_000
+    """The search breadth for a graph of this size: doubled for every 4× more vectors past 62,500
+    (128 at 250K, where `lookalike bench` measured recall@10 1.0 at 100K)."""
+    ef, size = EF_SEARCH, 62_500
     while rows > size:
         ef, size = ef * 2, size * 4
     return ef
@@ -84,6 +87,8 @@ class Segment:
     """A graph's flat vector storage in FAISS (None for a flat segment, whose ``index`` is its matrix)."""
     saved_dead: int = -1
     """How many dead rows the saved tombstone file holds (-1: the segment is not saved)."""
+    folder: Path | None = None
+    """Where the columns and vectors are memory-mapped from (None: they are on the heap)."""
 
     @classmethod
     def build(cls, items: Sequence[Item], index_type: str, params: dict[str, Any]) -> Segment:
@@ -92,6 +97,10 @@ class Segment:
         kind = index_type if len(items) >= SEAL_ROWS else IndexType.FLAT
         index = build_index(vectors, kind, params)
         return cls.of(f"s{uuid.uuid4().hex[:16]}", to_arrow(items, SCHEMA), index)
+
+    @property
+    def mapped(self) -> bool:
+        return self.folder is not None
 
     @property
     def is_graph(self) -> bool:
@@ -121,9 +130,9 @@ class Segment:
     def __len__(self) -> int:
         return int(self.ids.shape[0])
 
-    @property
+    @cached_property
     def live(self) -> int:
-        return int(self.alive.sum())
+        return int(self.alive.sum())  # alive never changes: a delete makes a new segment
 
     @property
     def dead(self) -> int:
@@ -136,8 +145,12 @@ class Segment:
         if not len(self) or not len(ids):
             return np.zeros(0, dtype=np.int64)
         sorted_ids = self.ids[self.order]
-        pos = np.minimum(np.searchsorted(sorted_ids, ids), len(sorted_ids) - 1)
-        rows = self.order[pos[sorted_ids[pos] == ids]]
+        left = np.searchsorted(sorted_ids, ids, "left")
+        counts = np.searchsorted(sorted_ids, ids, "right") - left
+        # An id can sit in a grown graph twice: its dead old version and its live new one.
+        starts = np.repeat(left, counts)
+        offsets = np.arange(len(starts)) - np.repeat(np.cumsum(counts) - counts, counts)
+        rows = self.order[starts + offsets]
         return rows[self.alive[rows]]
 
     def without(self, ids: npt.NDArray[np.int64]) -> Segment:
@@ -156,7 +169,15 @@ class Segment:
         until: int | None,
         exclude_ids: npt.NDArray[np.int64] | None,
     ) -> Mask:
-        """Live rows matching the window, as Milvus' filter expression would choose them."""
+        """Live rows matching the window, as Milvus' filter expression would choose them (the
+        segment's own ``alive``, not a copy, when nothing filters: callers do not change it)."""
+        if (
+            sources is None
+            and since is None
+            and until is None
+            and (exclude_ids is None or not len(exclude_ids))
+        ):
+            return self.alive
         keep = self.alive.copy()
         if sources is not None:
             wanted = [code for code, name in enumerate(self.source_names) if name in set(sources)]
@@ -192,7 +213,7 @@ class Segment:
     ) -> tuple[npt.NDArray[np.float32], Rows]:
         """Top-k (scores, rows) per query among the kept rows; rows -1 pad a short answer."""
         faiss = faiss_module()
-        kept = int(keep.sum())
+        kept = self.live if keep is self.alive else int(keep.sum())
         n = len(self)
         if kept == 0:
             return np.full((len(queries), 0), -np.inf, np.float32), np.zeros((len(queries), 0), np.int64)
@@ -204,7 +225,7 @@ class Segment:
         # The bitmap must outlive the search: the selector only points at it.
         bitmap = np.packbits(keep, bitorder="little") if kept < n else None
         selector = faiss.IDSelectorBitmap(n, faiss.swig_ptr(bitmap)) if bitmap is not None else None
-        if kept < EXACT_BELOW:
+        if kept < min(EXACT_BELOW, n // 2):
             # A narrow filter: exact scores over the kept rows beat a filtered graph walk.
             params: Any = faiss.SearchParameters(sel=selector) if selector is not None else None
             scores, rows = self.flat.search(queries, min(k, kept), params=params)
@@ -249,7 +270,7 @@ class Segment:
             alive[np.load(folder / f"{name}.dead-{dead}.npy")] = False
         if rows != table.num_rows or int(alive.sum()) != table.num_rows - dead:
             raise ValueError(f"segment {name} is inconsistent")
-        return cls.of(name, table, index, alive, saved_dead=dead)
+        return replace(cls.of(name, table, index, alive, saved_dead=dead), folder=folder)
 
 
 def _flat(index: Any) -> Any:
@@ -263,6 +284,31 @@ def _top(scores: npt.NDArray[np.float32], k: int, rows: Rows) -> tuple[npt.NDArr
     order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
     top = np.take_along_axis(top, order, axis=1)
     return np.take_along_axis(scores, top, axis=1), rows[top]
+
+
+def extend(graph: Segment, segments: Sequence[Segment]) -> Segment:
+    """A new graph segment: ``graph``'s rows (its tombstones kept) followed by the live rows of
+    ``segments``, inserted into a copy of its HNSW graph instead of building one from scratch.
+
+    The copy is what keeps snapshots immutable: readers may still be walking the old graph.
+    """
+    faiss = faiss_module()
+    tables, vectors = [graph.table], []
+    for segment in segments:
+        rows = np.flatnonzero(segment.alive)
+        tables.append(segment.table.take(pa.array(rows, type=pa.int64())))
+        vectors.append(segment.vectors(rows))
+    matrix = np.ascontiguousarray(np.concatenate(vectors), dtype=np.float32)
+    # An owned heap copy: FAISS cannot grow a memory-mapped graph (nor a clone of one) in place.
+    if graph.folder is not None:
+        index = faiss.read_index(str(graph.folder / f"{graph.name}.faiss"))
+    else:
+        index = faiss.clone_index(graph.index)
+    for start in range(0, len(matrix), 50_000):
+        index.add(matrix[start : start + 50_000])
+    alive = np.concatenate([graph.alive, np.ones(len(matrix), dtype=bool)])
+    table = pa.concat_tables(tables).combine_chunks()
+    return Segment.of(f"s{uuid.uuid4().hex[:16]}", table, index, alive)
 
 
 def merge(segments: Sequence[Segment], index_type: str, params: dict[str, Any]) -> Segment:

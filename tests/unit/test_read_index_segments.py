@@ -1,0 +1,189 @@
+"""The read index's shards under growth: one HNSW graph per month, grown by copies, never in place.
+
+Thresholds are lowered so that a few hundred rows exercise every path (a flat tail, a graph
+built from it, a copy of the graph grown by the next tail, a rebuild once a quarter is dead,
+saved and memory-mapped segments grown again) and searched with a breadth past the row count,
+so that the graph's answer is the exact one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+
+from lookalike.store import readindex, segments
+from lookalike.store.models import IndexType
+from lookalike.store.partitions import partition_for
+from lookalike.store.readindex import ReadIndex
+from tests.store_model import DIM, Model, make_item, vector
+
+SEAL, GRAPH_FROM = 40, 16
+
+
+@pytest.fixture(autouse=True)
+def _small_thresholds(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(segments, "SEAL_ROWS", SEAL)
+    monkeypatch.setattr(readindex, "SEAL_ROWS", SEAL)
+    monkeypatch.setattr(segments, "GRAPH_FROM", GRAPH_FROM)
+
+
+def _apply(index: ReadIndex, items: list, deletes: list[int], generation: int) -> None:
+    by_partition: dict[str, list] = {}
+    for item in items:
+        by_partition.setdefault(partition_for(item.created_at), []).append(item)
+    index.apply(items, deletes, by_partition, generation)
+
+
+def _exact(model: Model, query: np.ndarray, k: int) -> list[int]:
+    rows = sorted(model.rows.values(), key=lambda it: (-float(np.dot(it.vector, query)), it.id))
+    return [it.id for it in rows[:k]]
+
+
+def test_a_month_keeps_one_graph_grown_by_copies_and_old_snapshots_stay_as_they_were(tmp_path: Path) -> None:
+    index = ReadIndex(tmp_path / "idx", DIM, IndexType.HNSW, {"M": 8, "efConstruction": 40})
+    _apply(index, [make_item(i) for i in range(1, 51)], [], 1)  # 50 rows: past SEAL, one graph
+    (graph,) = index.snapshot.shards["m2024_01"]
+    assert graph.is_graph and len(graph) == 50
+    before = index.snapshot
+    _apply(index, [make_item(i) for i in range(51, 71)], [2, 3], 2)  # a flat tail of 20
+    _apply(index, [make_item(i) for i in range(71, 91)], [], 3)  # the tail reaches 40: into the graph
+    (grown,) = index.snapshot.shards["m2024_01"]
+    assert grown.is_graph and grown is not graph and len(grown) == 90 and grown.live == 88
+    assert int(graph.index.ntotal) == 50  # the old snapshot's graph was copied, not grown
+    old_hits = index.search(vector(1 * 1000)[None, :], 3, ef=500)  # (now against the new state)
+    assert [h.item.id for h in old_hits[0]][0] == 1
+    assert before.shards["m2024_01"] == (graph,)  # the snapshot a reader held is unchanged
+
+    index.save()
+    (mapped,) = index.snapshot.shards["m2024_01"]
+    assert mapped.saved_dead == 2 and mapped.mapped
+    _apply(index, [], [5], 4)
+    index.save()  # only a tombstone file is written; the mapped graph is kept, not read again
+    (after,) = index.snapshot.shards["m2024_01"]
+    assert after.saved_dead == 3 and after.index is mapped.index
+    _apply(index, [make_item(i) for i in range(91, 131)], [], 5)  # a memory-mapped graph grows too
+    (again,) = index.snapshot.shards["m2024_01"]
+    assert len(again) == 130 and again.live == 127 and not again.mapped
+
+    _apply(index, [], list(range(4, 40)), 6)  # 38 of 130 dead: the next tail rebuilds the graph
+    _apply(index, [make_item(i) for i in range(131, 171)], [], 7)
+    (rebuilt,) = index.snapshot.shards["m2024_01"]
+    assert rebuilt.dead == 0 and len(rebuilt) == 130 - 38 + 40
+
+
+class ShardMachine(RuleBasedStateMachine):
+    """Random inserts, upserts, deletes, drops, saves and reloads against a dict of rows."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.model = Model()
+        self.generation = 0
+        self.next_id = 1
+
+    @initialize(folder=st.integers(0, 10**9))
+    def start(self, folder: int) -> None:
+        self.folder = Path(self._tmp) / f"idx{folder}-{id(self)}"
+        self.index = ReadIndex(self.folder, DIM, IndexType.HNSW, {"M": 8, "efConstruction": 40})
+
+    def _write(self, items: list, deletes: list[int]) -> None:
+        self.generation += 1
+        _apply(self.index, items, deletes, self.generation)
+        self.model.delete(deletes)
+        self.model.upsert(items)
+
+    @rule(n=st.integers(1, 45) | st.integers(30, 45), month=st.integers(0, 1))
+    def insert(self, n: int, month: int) -> None:
+        items = [make_item(self.next_id + i, month=month) for i in range(n)]
+        self.next_id += n
+        self._write(items, [])
+
+    @rule(data=st.data(), version=st.integers(1, 3))
+    def upsert_existing(self, data: st.DataObject, version: int) -> None:
+        if self.model.rows:
+            ids = data.draw(st.lists(st.sampled_from(sorted(self.model.rows)), min_size=1, max_size=8))
+            month = data.draw(st.integers(0, 2))  # an upsert may move an item to another month
+            self._write([make_item(i, month=month, version=version) for i in set(ids)], [])
+
+    @rule(data=st.data())
+    def delete(self, data: st.DataObject) -> None:
+        if self.model.rows:
+            ids = data.draw(st.lists(st.sampled_from(sorted(self.model.rows)), min_size=1, max_size=30))
+            self._write([], ids)
+
+    @rule(month=st.integers(0, 2))
+    def drop(self, month: int) -> None:
+        name = partition_for(make_item(1, month=month).created_at)
+        self.generation += 1
+        self.index.replace_shard(name, None, self.generation)
+        self.model.drop(name)
+
+    @rule()
+    def save_and_reload(self) -> None:
+        self.index.save()
+        reloaded = ReadIndex(self.folder, DIM, IndexType.HNSW, {"M": 8, "efConstruction": 40})
+        assert reloaded.load() is not None
+        self.index = reloaded
+
+    @invariant()
+    def answers_what_the_model_holds(self) -> None:
+        if not hasattr(self, "index"):
+            return
+        assert self.index.count() == len(self.model.rows)
+        for name, segs in self.index.snapshot.shards.items():
+            assert sum(s.is_graph for s in segs) <= 1 and sum(not s.is_graph for s in segs) <= 1, name
+        if self.model.rows:
+            some = sorted(self.model.rows)[:: max(1, len(self.model.rows) // 3)]
+            got = self.index.get(some, with_vector=True)
+            assert [it.id for it in got] == some
+            for it in got:
+                np.testing.assert_array_equal(it.vector, self.model.rows[it.id].vector)
+            query = vector(self.generation * 7 + 1)
+            hits = self.index.search(query[None, :], 10, ef=1000)[0]
+            assert [h.item.id for h in hits] == _exact(self.model, query, 10)
+
+
+@pytest.mark.parametrize("run", [0])
+def test_shards_answer_what_the_model_holds(tmp_path: Path, run: int) -> None:
+    ShardMachine._tmp = str(tmp_path)  # type: ignore[attr-defined]
+    case = ShardMachine.TestCase
+    case.settings = settings(
+        max_examples=40,
+        stateful_step_count=30,
+        deadline=None,
+        derandomize=True,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+    case().runTest()
+
+
+def test_left_out_segments_are_let_go_of_later_and_only_then_their_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(readindex, "RETIRE_AFTER_S", 3600.0)  # released by hand below
+    folder = tmp_path / "idx"
+    index = ReadIndex(folder, DIM, IndexType.HNSW, {"M": 8, "efConstruction": 40})
+    _apply(index, [make_item(i) for i in range(1, 51)], [], 1)
+    index.save()
+    (graph,) = index.snapshot.shards["m2024_01"]
+    saved = [folder / f for f in graph.files()]
+    _apply(index, [make_item(i) for i in range(51, 91)], [], 2)  # grown: the mapped graph is left out
+    index.release()
+    assert all(p.exists() for p in saved)  # state.json still names them: a crash now must find them
+    index.save()
+    assert not any(p.exists() for p in saved)
+
+    index.save()
+    (grown,) = index.snapshot.shards["m2024_01"]
+    grown_files = [folder / f for f in grown.files()]
+    index.replace_shard("m2024_01", None, 3)  # a month dropped while a reader may still be on it
+    index.save()
+    assert all(p.exists() for p in grown_files)  # held until the segment is let go of
+    index.release()
+    assert not any(p.exists() for p in grown_files)
+    reopened = ReadIndex(folder, DIM, IndexType.HNSW, {"M": 8, "efConstruction": 40})
+    assert reopened.load() is not None and reopened.count() == 0
