@@ -105,11 +105,15 @@ class Context:
         return self.policy.read(uri).data
 
     def close(self) -> None:
+        if self._embedder is not None:
+            self._unbatch()
+        if self._store is not None:
+            self._store.close()
+
+    def _unbatch(self) -> None:
+        """A batching embedder's encoder thread stops; the model stays, for a later server on this context."""
         from lookalike.embed.batcher import BatchingEmbedder
 
         if isinstance(self._embedder, BatchingEmbedder):
-            # Its encoder thread stops; the model stays, for a later server on this context.
             self._embedder.close()
             self._embedder = self._embedder.inner
-        if self._store is not None:
-            self._store.close()
