@@ -187,28 +187,32 @@ def batch_mates(pixels: Array, count: int = BATCH_MATES) -> Array:
     return np.concatenate([*variants, noise])[:count].astype(pixels.dtype)
 
 
-def _batch_cosine(encode: Callable[[Array], Array], inputs: Array, mates: Array) -> float:
-    """The lowest cosine between an input encoded alone and the same input inside a mixed batch."""
+def _batch_cosine(encode: Callable[[Array], Array], inputs: Array, mates: Array) -> tuple[float, float]:
+    """The lowest cosine between an input encoded alone and the same input inside a mixed batch,
+    and the milliseconds per input that batch took (the calls alone before it are its warm-up)."""
     alone = np.concatenate([encode(inputs[i : i + 1]) for i in range(len(inputs))])
-    together = encode(np.concatenate([inputs, mates]))[: len(inputs)]
-    return _cosines(alone, together)
+    batch = np.concatenate([inputs, mates])
+    started = time.perf_counter()
+    together = encode(batch)[: len(inputs)]
+    return _cosines(alone, together), (time.perf_counter() - started) * 1000 / len(batch)
 
 
 def _probe(reference: Runtime, candidate: Runtime, pixels: Array, tokens: Array) -> dict[str, float]:
     """Agreement with the reference (lowest cosine), batch stability and speed, per tower.
 
-    ``image_ms`` is per image in a full batch (as ingest runs it); ``text_ms`` one query.
+    ``image_ms`` is per image in the stability batch (a photograph and its 32 batch-mates, about
+    what ingest runs); ``text_ms`` one query.
     """
     one_text = tokens[:1]  # already as long as the tokenizer makes it (trimmed where the tower allows)
     mates = batch_mates(pixels)
-    batch = np.concatenate([pixels, mates])[:BATCH_MATES]
+    image_batch_cosine, image_ms = _batch_cosine(candidate.images, pixels, mates)
     return {
         "image_cosine": _cosines(reference.images(pixels), candidate.images(pixels)),
         "text_cosine": _cosines(reference.texts(tokens), candidate.texts(tokens)),
-        "image_batch_cosine": _batch_cosine(candidate.images, pixels, mates),
-        "text_batch_cosine": _batch_cosine(candidate.texts, tokens[1:], tokens[:1]),
+        "image_batch_cosine": image_batch_cosine,
+        "text_batch_cosine": _batch_cosine(candidate.texts, tokens[1:], tokens[:1])[0],
         "image_batch_mates": float(len(mates)),
-        "image_ms": _best_ms(lambda: candidate.images(batch), 1) / len(batch),
+        "image_ms": image_ms,
         "text_ms": _best_ms(lambda: candidate.texts(one_text), 5),
     }
 
