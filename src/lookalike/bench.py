@@ -40,7 +40,7 @@ def default_runtimes() -> tuple[str, ...]:
     """Every runtime that can run here: bfloat16 only where the CPU multiplies it natively."""
     from lookalike.embed.runtimes import bf16_is_fast
 
-    return ("torch", "onnx", "onnx-int8", *(("torch-bf16",) if bf16_is_fast() else ()))
+    return ("torch", "onnx", "onnx-int8", "onnx-int8-static", *(("torch-bf16",) if bf16_is_fast() else ()))
 
 
 @dataclass
@@ -110,6 +110,18 @@ def _vectors(embedder: Embedder, images: list[Image.Image]) -> np.ndarray:
     return np.concatenate([embedder.embed_images(images), embedder.embed_texts(QUERIES)])
 
 
+def batch_stability(embedder: Embedder, photos: list[Image.Image], mates: int = 32) -> float:
+    """The lowest cosine between a photograph encoded alone and inside a batch of ``mates`` others."""
+    others = [photos[(i + 1) % len(photos)].rotate(90 * (1 + i // len(photos))) for i in range(mates)]
+    alone = np.concatenate([embedder.embed_images([photo]) for photo in photos])
+    batch_size, embedder.batch_size = embedder.batch_size, mates + 1
+    try:
+        together = np.concatenate([embedder.embed_images([photo, *others])[:1] for photo in photos])
+    finally:
+        embedder.batch_size = batch_size
+    return float(np.sum(alone * together, axis=1).min())
+
+
 def bench_ingest(
     settings: Settings, config: BenchConfig, work: Path, say: Say
 ) -> tuple[dict[str, Any], Embedder]:
@@ -118,9 +130,12 @@ def bench_ingest(
     Returns the figures and the embedder of the settings' own runtime (``auto`` by default),
     which the text-query measurement uses.
     """
+    from lookalike.embed.runtimes import probe_photos
+
     photos = work / "photos"
     generate_photos(photos, config.images, config.image_size)
     samples = [Image.open(path).convert("RGB") for path in sorted(photos.iterdir())[:8]]
+    natural = probe_photos()  # agreement and stability are measured on photographs, not generated data
     runtimes: dict[str, Any] = {}
     reference: tuple[str, np.ndarray] | None = None
     name = ""
@@ -142,15 +157,18 @@ def bench_ingest(
         )
         report = ingestor.run(open_listing(photos))
         store.close()
-        entry: dict[str, Any] = {"images_per_s": round(report.images_per_s, 2)}
-        # Agreement: the lowest cosine with the first runtime over sample photos and the queries.
-        vectors = _vectors(embedder, samples)
-        note = ""
+        entry: dict[str, Any] = {
+            "images_per_s": round(report.images_per_s, 2),
+            "batch_min_cosine": round(batch_stability(embedder, natural), 6),
+        }
+        # Agreement: the lowest cosine with the first runtime over the photographs and the queries.
+        vectors = _vectors(embedder, natural)
+        note = f", alone vs in a batch of 32 ≥ {entry['batch_min_cosine']}"
         if reference is None:
             reference = (label, vectors)
         else:
             entry["agreement_min_cosine"] = round(float(np.sum(reference[1] * vectors, axis=1).min()), 5)
-            note = f", cosine with {reference[0]} ≥ {entry['agreement_min_cosine']}"
+            note += f", cosine with {reference[0]} ≥ {entry['agreement_min_cosine']}"
         runtimes[label] = entry
         del embedder  # one model in memory at a time
         say(f"ingest {label}: {report.images_per_s:.1f} images/s ({report.indexed} images{note})")
@@ -161,7 +179,15 @@ def bench_ingest(
             entry["speedup_vs_torch"] = round(entry["images_per_s"] / base, 2)
     chosen = create_embedder(settings)
     chosen.load()
-    result = {"model": name, "images": config.images, "runtimes": runtimes, "fastest": fastest}
+    choice = chosen.runtime_choice
+    say(f"--runtime {settings.runtime} chose {choice['image']} (image tower), {choice['text']} (text tower)")
+    result = {
+        "model": name,
+        "images": config.images,
+        "runtimes": runtimes,
+        "fastest": fastest,
+        "auto": choice,
+    }
     return result, chosen
 
 
@@ -231,6 +257,29 @@ def _text_query(embedder: Embedder, store: Store, count: int) -> dict[str, Any]:
     }
 
 
+VECTOR_FLAGS = {
+    "AVX2": ("avx2",),
+    "AVX-512": ("avx512f",),
+    "VNNI": ("avx512_vnni", "avx_vnni"),
+    "AVX512-BF16": ("avx512_bf16",),
+    "AMX": ("amx_tile",),
+}
+
+
+def cpu_extensions() -> dict[str, bool]:
+    """Which vector extensions the CPU has (what int8 and bfloat16 kernels need), from /proc/cpuinfo."""
+    flags: set[str] = set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    break
+    except OSError:
+        pass
+    return {name: any(f in flags for f in names) for name, names in VECTOR_FLAGS.items()}
+
+
 def cpu_model() -> str:
     """The CPU's model name (figures from two machines compare only with it), else the architecture."""
     try:
@@ -252,6 +301,8 @@ def run_bench(settings: Settings, config: BenchConfig, say: Say = lambda line: N
         "machine": {
             "platform": platform.platform(),
             "processor": cpu_model(),
+            "extensions": cpu_extensions(),
+            "load_average": [round(v, 2) for v in os.getloadavg()],
             "cpus": len(os.sched_getaffinity(0)),
             "python": platform.python_version(),
             "torch": torch.__version__,
@@ -259,7 +310,11 @@ def run_bench(settings: Settings, config: BenchConfig, say: Say = lambda line: N
             "cuda": torch.cuda.is_available(),
         }
     }
-    say(f"lookalike bench on {result['machine']['processor']} ({result['machine']['cpus']} CPUs)")
+    machine = result["machine"]
+    has = ", ".join(name for name, present in machine["extensions"].items() if present) or "none listed"
+    say(
+        f"lookalike bench on {machine['processor']} ({machine['cpus']} CPUs; {has}; load {machine['load_average']})"
+    )
     result["ingest"], embedder = bench_ingest(settings, config, work, say)
     # Held-out vectors from the same clusters as queries: a new photo of a kind of product the
     # shop already has, whose neighbours are its cluster (not a near-copy, not noise).
@@ -314,5 +369,6 @@ def run_bench(settings: Settings, config: BenchConfig, say: Say = lambda line: N
         _fill_and_load(store, vectors, "FLAT")
         result["text_query"] = _text_query(embedder, store, config.queries)
         store.close()
+    result["machine"]["load_average_end"] = [round(v, 2) for v in os.getloadavg()]
     result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     return result

@@ -95,6 +95,10 @@ class Settings(BaseSettings):
     jobs_keep_s: float = Field(default=86400.0, gt=0)
     # Downloads the API runs at once for image_url searches (apart from the searches themselves).
     fetch_concurrency: int = Field(default=8, ge=1, le=256)
+    # The API encodes concurrent queries together: up to this many inputs a batch (1: one at a time),
+    # waiting at most this long after the first for others to join it.
+    serve_batch: int = Field(default=16, ge=1, le=1024)
+    serve_batch_wait_ms: float = Field(default=3.0, ge=0, le=1000)
 
     # The collection's workflow database (policies, flags, reviews, PDQ hashes); empty: beside
     # a Lite database file, or DATA_DIR/workflow/SERVER-COLLECTION.sqlite for a server.

@@ -21,11 +21,22 @@ def test_bench_reports_every_figure(tiny_model: tuple[Path, Path]) -> None:
     assert set(result) == {"machine", "ingest", "text_query", "search", "insert", "peak_rss_mb"}
     ingest = result["ingest"]
     assert ingest["images"] == 3
-    assert {"torch-fp32", "onnx-fp32", "onnx-int8"} <= set(ingest["runtimes"])
-    assert set(ingest["runtimes"]) - {"torch-fp32", "onnx-fp32", "onnx-int8"} <= {"torch-bf16"}
+    assert {"torch-fp32", "onnx-fp32", "onnx-int8", "onnx-int8-static"} <= set(ingest["runtimes"])
+    assert set(ingest["runtimes"]) - {"torch-fp32", "onnx-fp32", "onnx-int8", "onnx-int8-static"} <= {
+        "torch-bf16"
+    }
     assert all(entry["images_per_s"] > 0 for entry in ingest["runtimes"].values())
+    # Every runtime's stability is reported; the ones auto may choose are stable (whichever this CPU allows).
+    assert all(0 < entry["batch_min_cosine"] <= 1 + 1e-6 for entry in ingest["runtimes"].values())
+    for tower in ("image", "text"):
+        assert ingest["auto"][tower] in ingest["runtimes"]
+    assert ingest["runtimes"][ingest["auto"]["image"]]["batch_min_cosine"] >= 0.9999
+    machine = result["machine"]
+    assert set(machine["extensions"]) == {"AVX2", "AVX-512", "VNNI", "AVX512-BF16", "AMX"}
+    assert len(machine["load_average"]) == len(machine["load_average_end"]) == 3
     assert ingest["runtimes"]["onnx-fp32"]["agreement_min_cosine"] >= 0.999
     assert ingest["runtimes"]["onnx-int8"]["agreement_min_cosine"] >= 0.99
+    assert ingest["runtimes"]["onnx-int8-static"]["agreement_min_cosine"] >= 0.99
     assert ingest["fastest"] in ingest["runtimes"]
     assert {"encode_ms_p50", "total_ms_p50", "total_ms_p99"} <= set(result["text_query"])
     assert result["text_query"]["total_ms_p50"] >= result["text_query"]["encode_ms_p50"] > 0
@@ -83,5 +94,6 @@ def test_bench_command_writes_its_json(tmp_path: Path, tiny_model: tuple[Path, P
         str(out),
     )
     assert run.returncode == 0, run.stderr
-    assert "insert (vectors/s)" in run.stdout and "onnx-int8" in run.stdout
+    assert "insert (vectors/s)" in run.stdout and "onnx-int8-static" in run.stdout
+    assert "CPU vector extensions" in run.stdout and "runtime chosen" in run.stdout
     assert json.loads(out.read_text())["search"][0]["vectors"] == 500

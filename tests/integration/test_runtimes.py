@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lookalike.embed import runtimes
+from lookalike.embed import export, runtimes
 from lookalike.embed.openclip import OpenClipEmbedder
 from lookalike.errors import ConfigError
 from lookalike.ingest import decode_image
@@ -30,7 +30,12 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> list:
 
 @pytest.mark.parametrize(
     ("runtime", "label", "bar"),
-    [("onnx", "onnx-fp32", 0.999), ("onnx-int8", "onnx-int8", 0.99), ("torch-bf16", "torch-bf16", 0.99)],
+    [
+        ("onnx", "onnx-fp32", 0.999),
+        ("onnx-int8", "onnx-int8", 0.99),
+        ("onnx-int8-static", "onnx-int8-static", 0.99),
+        ("torch-bf16", "torch-bf16", 0.99),
+    ],
 )
 def test_onnx_runtimes_agree_with_torch(
     tiny_model: tuple[Path, Path], tmp_path: Path, images: list, runtime: str, label: str, bar: float
@@ -51,23 +56,25 @@ def test_auto_picks_an_onnx_runtime_on_a_cpu_and_reuses_the_export(
     exports = list((tmp_path / "onnx").iterdir())
     assert len(exports) == 1
     probes = json.loads((exports[0] / "probes.json").read_text())
-    assert {"torch", "onnx", "onnx-int8"} <= set(probes)
+    assert {"torch", "onnx", "onnx-int8", "onnx-int8-static"} <= set(probes)
     # Each tower runs on the fastest runtime that meets its agreement and batch-stability bars.
     image_label, _, text_label = first.runtime.partition("+")
     text_label = text_label or image_label
-    names = {"torch-fp32": "torch", "onnx-fp32": "onnx", "onnx-int8": "onnx-int8", "torch-bf16": "torch-bf16"}
+    names = runtimes.NAME_OF_LABEL
     for tower, label in (("image", image_label), ("text", text_label)):
         chosen = probes[names[label]]
         assert runtimes.passes(names[label], chosen, tower)
         assert chosen[f"{tower}_batch_cosine"] >= 0.9999
         passing = [p for n, p in probes.items() if runtimes.passes(n, p, tower)]
         assert chosen[f"{tower}_ms"] == min(p[f"{tower}_ms"] for p in passing)
+    assert all(p["image_batch_mates"] == 32 for p in probes.values())  # alone, then among 32 others
 
     def no_export(*args: object) -> None:
         raise AssertionError("the cached export should have been used")
 
-    monkeypatch.setattr(runtimes, "_export", no_export)
-    monkeypatch.setattr(runtimes, "_quantize", no_export)
+    monkeypatch.setattr(export, "export_model", no_export)
+    monkeypatch.setattr(export, "quantize_dynamic_int8", no_export)
+    monkeypatch.setattr(export, "quantize_static_int8", no_export)
     again = _embedder(tiny_model, "auto", tmp_path)
     assert again.runtime == first.runtime
     np.testing.assert_allclose(again.embed_texts(TEXTS), first.embed_texts(TEXTS), atol=1e-6)
@@ -132,5 +139,40 @@ def test_trimmed_text_matches_the_full_77_positions(tiny_model: tuple[Path, Path
 
 
 def test_an_unknown_runtime_is_a_clear_error(tiny_model: tuple[Path, Path], tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="auto, torch, onnx, onnx-int8, torch-bf16"):
+    with pytest.raises(ConfigError, match="auto, torch, onnx, onnx-int8, onnx-int8-static, torch-bf16"):
         _embedder(tiny_model, "tensorrt", tmp_path).load()
+
+
+def test_the_probe_measures_on_natural_photographs_the_package_ships() -> None:
+    photos = runtimes.probe_photos()
+    assert len(photos) >= 5
+    assert all(min(photo.size) >= 128 and photo.mode == "RGB" for photo in photos)
+    # Photographs, not generated noise: neighbouring pixels are alike.
+    for photo in photos:
+        pixels = np.asarray(photo, dtype=np.float32)
+        assert np.abs(np.diff(pixels, axis=1)).mean() < 0.5 * pixels.std()  # noise: 1.13 × std
+
+
+def test_static_int8_gives_a_photo_the_same_vector_alone_and_among_32_others(
+    tiny_model: tuple[Path, Path], tmp_path: Path
+) -> None:
+    embedder = _embedder(tiny_model, "onnx-int8-static", tmp_path)
+    assert embedder.runtime == "onnx-int8-static"
+    photos = runtimes.probe_photos()
+    pixels = np.stack([embedder.prepare_image(photo) for photo in photos])
+    mates = runtimes.batch_mates(pixels)
+    assert len(mates) == 32
+    alone = embedder.embed_prepared([pixels[0]])
+    together = embedder.embed_prepared([pixels[0], *mates])[:1]
+    assert float(alone[0] @ together[0]) >= 0.9999
+
+
+def test_auto_reports_each_towers_runtime_and_every_probe(
+    tiny_model: tuple[Path, Path], tmp_path: Path
+) -> None:
+    choice = _embedder(tiny_model, "auto", tmp_path).runtime_choice
+    assert set(choice) == {"image", "text", "probes"}
+    assert {"torch-fp32", "onnx-fp32", "onnx-int8", "onnx-int8-static"} <= set(choice["probes"])
+    assert choice["image"] in choice["probes"] and choice["text"] in choice["probes"]
+    for figures in choice["probes"].values():
+        assert 0 < figures["image_batch_cosine"] <= 1.0 + 1e-6 and figures["image_ms"] > 0

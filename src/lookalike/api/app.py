@@ -68,7 +68,9 @@ def create_app(ctx: Context) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # Load the model once, before the first request, off the event loop.
+        # Load the model once, before the first request, off the event loop; concurrent queries are
+        # then encoded together in small batches while their searches run in parallel.
+        ctx.batch_queries(settings.serve_batch, settings.serve_batch_wait_ms)
         await run_in_threadpool(ctx.embedder.load)
         app.state.reports.mkdir(parents=True, exist_ok=True)  # removed, with its reports, at shutdown
         # image_url downloads run in a pool of their own, so slow hosts cannot take the threads searches use.

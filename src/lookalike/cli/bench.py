@@ -71,12 +71,24 @@ def bench(
     )
     table.add_column("measure")
     table.add_column("value", justify="right")
+    machine = result["machine"]
+    table.add_row(
+        "CPU vector extensions",
+        ", ".join(f"{name} {'yes' if has else 'no'}" for name, has in machine["extensions"].items()),
+    )
+    table.add_row(
+        "load average (1, 5, 15 min) at start / end",
+        f"{' '.join(map(str, machine['load_average']))} / {' '.join(map(str, machine['load_average_end']))}",
+    )
+    auto = result["ingest"]["auto"]
+    table.add_row("runtime chosen (image tower / text tower)", f"{auto['image']} / {auto['text']}")
     for runtime, figures in result["ingest"]["runtimes"].items():
         notes = []
         if "speedup_vs_torch" in figures:
             notes.append(f"×{figures['speedup_vs_torch']:.2f}")
         if "agreement_min_cosine" in figures:
             notes.append(f"cos ≥ {figures['agreement_min_cosine']:.4f}")
+        notes.append(f"alone vs batch ≥ {figures['batch_min_cosine']:.5f}")
         suffix = f" ({', '.join(notes)})" if notes else ""
         table.add_row(f"ingest {runtime} (images/s)", f"{figures['images_per_s']:.1f}{suffix}")
     text = result["text_query"]

@@ -95,6 +95,12 @@ class Embedder(ABC):
         """What runs the model (e.g. torch-fp32, onnx-int8); known once loaded."""
         return "python"
 
+    @property
+    def runtime_choice(self) -> dict[str, Any]:
+        """What runs each tower (``image``, ``text``) and, where ``auto`` probed, what it measured of each
+        runtime (``probes``: agreement with PyTorch fp32, batch stability, speed); known once loaded."""
+        return {"image": self.runtime, "text": self.runtime}
+
     def load(self) -> None:
         if self._loaded:
             return

@@ -23,7 +23,15 @@ from lookalike.embed.base import (
     resolve_device,
     weights_label,
 )
-from lookalike.embed.runtimes import PROBE_TEXTS, Runtime, choose_runtime
+from lookalike.embed.runtimes import (
+    LABELS,
+    PROBE_TEXTS,
+    Runtime,
+    RuntimeName,
+    SplitRuntime,
+    choose_runtime,
+    probe_photos,
+)
 from lookalike.embed.towers import text_tower, trim_tokens
 from lookalike.embed.weights import PREPROCESS_KWARGS, resolve_tag
 from lookalike.errors import ConfigError, ModelUnavailableError
@@ -265,6 +273,15 @@ class OpenClipEmbedder(Embedder):
         assert self._runtime is not None
         return self._runtime.label
 
+    @property
+    def runtime_choice(self) -> dict[str, Any]:
+        self.load()
+        runtime = self._runtime
+        if not isinstance(runtime, SplitRuntime):
+            return super().runtime_choice
+        probes = {LABELS[RuntimeName(name)]: figures for name, figures in runtime.probes.items()}
+        return {"image": runtime.image_label, "text": runtime.text_label, "probes": probes}
+
     def _load(self) -> None:
         loaded = load_open_clip(self.model_spec, self.pretrained, self._device_pref)
         model = loaded.model
@@ -281,7 +298,7 @@ class OpenClipEmbedder(Embedder):
             config=self._cfg,
             device=loaded.device,
             cache_dir=self._cache_dir,
-            probe_pixels=np.stack([self._pixels(image) for image in probe_images()]),
+            probe_pixels=np.stack([self._pixels(image) for image in probe_photos()]),
             probe_tokens=self._tokens(PROBE_TEXTS),
         )
         log.info("loaded %s on %s with %s", self.name, loaded.device, self._runtime.label)
@@ -313,15 +330,3 @@ class OpenClipEmbedder(Embedder):
     def _encode_texts(self, texts: Sequence[str]) -> npt.NDArray[np.floating]:
         assert self._runtime is not None
         return self._runtime.texts(self._tokens(texts))
-
-
-def probe_images(count: int = 4) -> list[Image.Image]:
-    """Deterministic picture-like images that the runtimes' agreement is measured on."""
-    rng = np.random.default_rng(7)
-    images = []
-    for _ in range(count):
-        y, x = np.mgrid[0:256, 0:256] / 256.0
-        base = np.stack([x, y, (x + y) / 2], axis=-1) * rng.uniform(80, 255, 3)
-        spots = rng.normal(0, 25, (256, 256, 3))
-        images.append(Image.fromarray(np.clip(base + spots, 0, 255).astype(np.uint8)))
-    return images

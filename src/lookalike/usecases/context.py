@@ -85,6 +85,13 @@ class Context:
             self._embedder = create_embedder(self.settings)
         return self._embedder
 
+    def batch_queries(self, max_batch: int, max_wait_ms: float) -> None:
+        """Encode concurrent calls together from now on (the API server); 1 keeps one call at a time."""
+        from lookalike.embed.batcher import BatchingEmbedder
+
+        if max_batch > 1 and not isinstance(self._embedder, BatchingEmbedder):
+            self._embedder = BatchingEmbedder(self.embedder, max_batch=max_batch, max_wait_ms=max_wait_ms)
+
     @property
     def has_embedder(self) -> bool:
         """Whether an embedder was injected or built (without building one)."""
@@ -116,5 +123,15 @@ class Context:
     def close(self) -> None:
         if self._workflow is not None:
             self._workflow.close()
+        if self._embedder is not None:
+            self._unbatch()
         if self._store is not None:
             self._store.close()
+
+    def _unbatch(self) -> None:
+        """A batching embedder's encoder thread stops; the model stays, for a later server on this context."""
+        from lookalike.embed.batcher import BatchingEmbedder
+
+        if isinstance(self._embedder, BatchingEmbedder):
+            self._embedder.close()
+            self._embedder = self._embedder.inner
