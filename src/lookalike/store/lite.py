@@ -157,6 +157,7 @@ class LiteStore(BaseStore):
             if "Loaded" not in str(state):  # collections made before the read index have a FLAT index
                 self.client.load_collection(self.collection)
         self._loaded = True
+        return_free_memory()  # Milvus Lite read every segment file: 420 MB of buffers freed at 1M
 
     # -- the read index ------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ def release(path: Path) -> None:
         _OPEN[str(path)] = max(left, 0)
     if left <= 0:
         server_manager_instance.release_server(str(path))
+        return_free_memory()  # the server's segments (the whole collection) were just freed
 
 
 def opened(path: Path) -> None:
