@@ -48,6 +48,9 @@ REBUILD_BATCH = 5000
 _NO_KEEPALIVE = {"grpc.keepalive_time_ms": 2**31 - 1, "grpc.keepalive_permit_without_calls": 0}
 SAVE_EVERY = 50_000
 """Rows written between automatic saves of the read index (a long ingest keeps its heap bounded)."""
+FLUSH_EVERY = 10_000
+"""Rows written between flushes of Milvus Lite's memtable, which holds about 12 KB a row of 512-d
+until flushed, and needs as much again to flush (1 GB at 50K rows, measured)."""
 
 
 class LiteStore(BaseStore):
@@ -66,6 +69,7 @@ class LiteStore(BaseStore):
         self._read: ReadIndex | None = None
         self._journal = Journal(self._folder() / "journal.jsonl")
         self._unsaved = 0
+        self._unflushed = 0
         self._writing = 0
         self._purge: set[str] = set()
 
@@ -358,8 +362,11 @@ class LiteStore(BaseStore):
         if seq != start + seqs:  # another client wrote meanwhile: look at everything
             self._repair()
         self._unsaved += len(ids)
+        self._unflushed += len(ids)
         if self._unsaved >= SAVE_EVERY:  # new rows live on the heap until saved (then mapped)
             self.flush()
+        elif self._unflushed >= FLUSH_EVERY:
+            self._flush_milvus()
 
     def drop_partitions(self, names: Sequence[str]) -> None:
         """Drop whole partitions and their items: one shard each leaves the read index."""
@@ -375,11 +382,16 @@ class LiteStore(BaseStore):
 
     def flush(self) -> None:
         with self._lock:
-            with milvus_errors("flush"):
-                self.client.flush(self.collection)
+            self._flush_milvus()
             if self._read is not None:
                 self._save()
             return_free_memory()
+
+    def _flush_milvus(self) -> None:
+        with milvus_errors("flush"):
+            self.client.flush(self.collection)
+        self._unflushed = 0
+        return_free_memory()
 
     # -- reads -----------------------------------------------------------------------------------
 
