@@ -382,10 +382,9 @@ class LiteStore(BaseStore):
 
     def flush(self) -> None:
         with self._lock:
-            self._flush_milvus()
+            self._flush_milvus()  # hands freed memory back too
             if self._read is not None:
                 self._save()
-            return_free_memory()
 
     def _flush_milvus(self) -> None:
         with milvus_errors("flush"):

@@ -286,6 +286,17 @@ def _top(scores: npt.NDArray[np.float32], k: int, rows: Rows) -> tuple[npt.NDArr
     return np.take_along_axis(scores, top, axis=1), rows[top]
 
 
+def _live(segments: Sequence[Segment]) -> tuple[list[pa.Table], npt.NDArray[np.float32]]:
+    """The live rows of these segments: their column tables and one matrix of their vectors."""
+    tables, vectors = [], []
+    for segment in segments:
+        rows = np.flatnonzero(segment.alive)
+        tables.append(segment.table.take(pa.array(rows, type=pa.int64())))
+        vectors.append(segment.vectors(rows))
+    matrix = np.concatenate(vectors) if vectors else np.zeros((0, 1), np.float32)
+    return tables, np.ascontiguousarray(matrix, dtype=np.float32)
+
+
 def extend(graph: Segment, segments: Sequence[Segment]) -> Segment:
     """A new graph segment: ``graph``'s rows (its tombstones kept) followed by the live rows of
     ``segments``, inserted into a copy of its HNSW graph instead of building one from scratch.
@@ -293,12 +304,7 @@ def extend(graph: Segment, segments: Sequence[Segment]) -> Segment:
     The copy is what keeps snapshots immutable: readers may still be walking the old graph.
     """
     faiss = faiss_module()
-    tables, vectors = [graph.table], []
-    for segment in segments:
-        rows = np.flatnonzero(segment.alive)
-        tables.append(segment.table.take(pa.array(rows, type=pa.int64())))
-        vectors.append(segment.vectors(rows))
-    matrix = np.ascontiguousarray(np.concatenate(vectors), dtype=np.float32)
+    tables, matrix = _live(segments)
     # An owned heap copy: FAISS cannot grow a memory-mapped graph (nor a clone of one) in place.
     if graph.folder is not None:
         index = faiss.read_index(str(graph.folder / f"{graph.name}.faiss"))
@@ -307,17 +313,12 @@ def extend(graph: Segment, segments: Sequence[Segment]) -> Segment:
     for start in range(0, len(matrix), 50_000):
         index.add(matrix[start : start + 50_000])
     alive = np.concatenate([graph.alive, np.ones(len(matrix), dtype=bool)])
-    table = pa.concat_tables(tables).combine_chunks()
+    table = pa.concat_tables([graph.table, *tables]).combine_chunks()
     return Segment.of(f"s{uuid.uuid4().hex[:16]}", table, index, alive)
 
 
 def merge(segments: Sequence[Segment], index_type: str, params: dict[str, Any]) -> Segment:
     """One segment holding the live rows of these (their tombstones purged)."""
-    tables, vectors = [], []
-    for segment in segments:
-        rows = np.flatnonzero(segment.alive)
-        tables.append(segment.table.take(pa.array(rows, type=pa.int64())))
-        vectors.append(segment.vectors(rows))
-    matrix = np.concatenate(vectors) if vectors else np.zeros((0, 1), np.float32)
+    tables, matrix = _live(segments)
     table = pa.concat_tables(tables).combine_chunks()
     return Segment.of(f"s{uuid.uuid4().hex[:16]}", table, build_index(matrix, index_type, params))
