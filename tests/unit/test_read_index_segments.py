@@ -8,6 +8,7 @@ so that the graph's answer is the exact one.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from lookalike.store import readindex, segments
 from lookalike.store.models import IndexType
 from lookalike.store.partitions import partition_for
 from lookalike.store.readindex import ReadIndex
+from lookalike.store.vectorfile import VectorFile
 from tests.store_model import DIM, Model, make_item, vector
 
 SEAL, GRAPH_FROM = 40, 16
@@ -187,3 +189,38 @@ def test_left_out_segments_are_let_go_of_later_and_only_then_their_files(
     assert not any(p.exists() for p in grown_files)
     reopened = ReadIndex(folder, DIM, IndexType.HNSW, {"M": 8, "efConstruction": 40})
     assert reopened.load() is not None and reopened.count() == 0
+
+
+def test_a_saved_graph_scores_in_float32_from_its_file_without_mapping_it(tmp_path: Path) -> None:
+    """The graph walks fp16 codes; the best candidates are re-scored with the float32 vectors, read
+    by position from the segment's ``.f32`` file, which is never memory-mapped (its pages would
+    count as the process' memory)."""
+    folder = tmp_path / "idx"
+    index = ReadIndex(folder, DIM, IndexType.HNSW, {"M": 8, "efConstruction": 40})
+    items = [make_item(i) for i in range(1, 201)]
+    _apply(index, items, [], 1)
+    index.save()
+    (graph,) = index.snapshot.shards["m2024_01"]
+    assert graph.is_graph and graph.mapped and isinstance(graph.floats, VectorFile)
+    by_id = {it.id: it for it in items}
+    for item_id in (1, 77, 200):
+        query = by_id[item_id].vector
+        hits = index.search(query[None, :], 10)[0]
+        assert hits[0].item.id == item_id  # a stored vector finds itself first
+        for hit in hits:  # every score is the float32 inner product, not fp16's approximation
+            assert hit.score == pytest.approx(float(np.dot(query, by_id[hit.item.id].vector)), abs=1e-6)
+    maps = Path("/proc/self/maps")
+    if maps.exists():
+        mapped_files = maps.read_text()
+        assert f"{graph.name}.faiss" in mapped_files  # the graph and its fp16 codes are mapped
+        assert f"{graph.name}.f32" not in mapped_files
+
+
+def test_a_copy_saved_in_the_previous_format_is_not_used(tmp_path: Path) -> None:
+    folder = tmp_path / "idx"
+    index = ReadIndex(folder, DIM, IndexType.HNSW, {"M": 8, "efConstruction": 40})
+    _apply(index, [make_item(i) for i in range(1, 60)], [], 1)
+    index.save()
+    state = json.loads((folder / "state.json").read_text())
+    (folder / "state.json").write_text(json.dumps({**state, "version": 3}))
+    assert ReadIndex(folder, DIM, IndexType.HNSW, {"M": 8, "efConstruction": 40}).load() is None

@@ -26,9 +26,9 @@ import numpy.typing as npt
 
 from lookalike.store.models import Hit, IndexType, Item
 from lookalike.store.partitions import month_start, next_month
-from lookalike.store.segments import SEAL_ROWS, Segment, extend, merge
+from lookalike.store.segments import SEAL_ROWS, Segment, candidates, extend, merge
 
-FORMAT_VERSION = 3  # 3: shards of segments with tombstones
+FORMAT_VERSION = 4  # 3: shards of segments with tombstones; 4: graphs over fp16, float32 beside
 MAX_SEGMENTS = 8
 """Segments per shard before the smallest are merged (each merge rebuilds only what it merges)."""
 MERGE_FACTOR = 4
@@ -168,15 +168,23 @@ class ReadIndex:
         scores = np.concatenate([p[0] for p in parts], axis=1)
         rows = np.concatenate([p[1] for p in parts], axis=1)
         part = np.concatenate([np.full(p[0].shape[1], i) for i, p in enumerate(parts)])
+        graphs = [i for i, p in enumerate(parts) if p[2].is_graph]
         found = []
         for q in range(len(queries)):
+            best = scores[q]
             # Best score first; ties by segment, then row, so that an answer never depends on timing.
-            order = np.lexsort((rows[q], part, -scores[q]))
-            order = order[rows[q][order] >= 0][:k]
+            order = np.lexsort((rows[q], part, -best))
+            order = order[rows[q][order] >= 0]
+            if graphs:  # graphs scored in fp16: re-score the best candidates in float32, then pick k
+                order = order[: candidates(k)]
+                best = best.copy()
+                for i in graphs:
+                    picked = order[part[order] == i]
+                    if len(picked):
+                        best[picked] = parts[i][2].rescore(queries[q], rows[q, picked])
+                order = order[np.lexsort((rows[q, order], part[order], -best[order]))]
             found.append(
-                _hits(
-                    [(float(scores[q, j]), int(part[j]), int(rows[q, j]), parts[part[j]][2]) for j in order]
-                )
+                _hits([(float(best[j]), int(part[j]), int(rows[q, j]), parts[part[j]][2]) for j in order[:k]])
             )
         return found
 

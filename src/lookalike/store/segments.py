@@ -3,7 +3,12 @@
 A segment never changes once built; a delete makes a new segment object that shares the
 columns and the vector index and carries a new ``alive`` mask. That is what lets a search
 hold one consistent view (a snapshot) from its filter mask to its result while writers go on.
-Saved segments are memory-mapped, so their vectors are not held on the heap a second time.
+
+A graph segment walks an HNSW graph over half-precision (fp16) copies of its vectors and hands
+back a few more candidates than asked; the read index re-scores the best of them with the float32
+vectors, read from disk by position (``VectorFile``). The graph and its fp16 codes are
+memory-mapped once saved: at 1M vectors they are 1.1 GB resident instead of the 2.2 GB a graph over
+float32 vectors made resident, and Milvus Lite already holds a float32 copy of every vector.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import pyarrow.feather as feather
 
 from lookalike.store.models import IndexType, Item
 from lookalike.store.rows import arrow_schema, from_arrow, to_arrow
+from lookalike.store.vectorfile import VectorFile
 
 SCHEMA = arrow_schema()
 EXACT_BELOW = 20_000
@@ -33,6 +39,9 @@ GRAPH_FROM = 4096
 """Smaller HNSW segments are searched exactly: a graph pays off only past a few thousand rows."""
 SEAL_ROWS = 5_000
 """New rows stay in flat (exact) segments until a shard holds this many of them; then they join its graph."""
+RESCORED = 10
+"""Candidates a graph hands back beyond twice the k asked for, to be re-scored in float32 (fp16 scores
+are off by about 1e-4, so the true top k is among them)."""
 
 Mask = npt.NDArray[np.bool_]
 Rows = npt.NDArray[np.int64]
@@ -54,17 +63,27 @@ def default_ef(rows: int) -> int:
     return ef
 
 
+def candidates(k: int) -> int:
+    return 2 * k + RESCORED
+
+
 def build_index(vectors: npt.NDArray[np.float32], index_type: str, params: dict[str, Any]) -> Any:
     """A flat segment's vectors are a plain matrix (scored by one BLAS product); larger approximate
-    segments get an HNSW graph."""
+    segments get an HNSW graph over fp16 codes."""
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     if index_type == IndexType.FLAT or len(vectors) < GRAPH_FROM:
         return vectors
     faiss = faiss_module()
     # Every approximate Milvus index type is served by an HNSW graph here: on one machine it is
-    # the fastest at high recall, and it needs no training pass over the data.
-    index = faiss.IndexHNSWFlat(int(vectors.shape[1]), int(params.get("M", 16)), faiss.METRIC_INNER_PRODUCT)
+    # the fastest at high recall. fp16 needs no training data and has no range to clip to.
+    index = faiss.IndexHNSWSQ(
+        int(vectors.shape[1]),
+        faiss.ScalarQuantizer.QT_fp16,
+        int(params.get("M", 16)),
+        faiss.METRIC_INNER_PRODUCT,
+    )
     index.hnsw.efConstruction = int(params.get("efConstruction", 100))
+    index.train(vectors[:1])
     for start in range(0, len(vectors), 50_000):
         index.add(vectors[start : start + 50_000])
     return index
@@ -83,8 +102,11 @@ class Segment:
     codes: npt.NDArray[np.int32] = field(repr=False)
     source_names: tuple[str, ...] = field(repr=False)
     order: Rows = field(repr=False)
-    flat: Any = field(repr=False)
-    """A graph's flat vector storage in FAISS (None for a flat segment, whose ``index`` is its matrix)."""
+    storage: Any = field(repr=False)
+    """A graph's fp16 codes in FAISS, searched exactly under a narrow filter (None for a flat segment,
+    whose ``index`` is its matrix)."""
+    floats: Any = field(repr=False)
+    """A graph's float32 vectors: a matrix until saved, then a ``VectorFile`` (None for a flat segment)."""
     saved_dead: int = -1
     """How many dead rows the saved tombstone file holds (-1: the segment is not saved)."""
     folder: Path | None = None
@@ -96,7 +118,7 @@ class Segment:
         vectors = np.stack([np.asarray(item.vector, dtype=np.float32) for item in items])
         kind = index_type if len(items) >= SEAL_ROWS else IndexType.FLAT
         index = build_index(vectors, kind, params)
-        return cls.of(f"s{uuid.uuid4().hex[:16]}", to_arrow(items, SCHEMA), index)
+        return cls.of(f"s{uuid.uuid4().hex[:16]}", to_arrow(items, SCHEMA), index, vectors)
 
     @property
     def mapped(self) -> bool:
@@ -108,8 +130,15 @@ class Segment:
 
     @classmethod
     def of(
-        cls, name: str, table: pa.Table, index: Any, alive: Mask | None = None, saved_dead: int = -1
+        cls,
+        name: str,
+        table: pa.Table,
+        index: Any,
+        floats: Any,
+        alive: Mask | None = None,
+        saved_dead: int = -1,
     ) -> Segment:
+        """``floats``: a graph's float32 vectors (a matrix or a ``VectorFile``); ignored for a flat one."""
         table = table.combine_chunks()
         ids = table.column("id").to_numpy().astype(np.int64)
         encoded = table.column("source").combine_chunks().dictionary_encode()
@@ -123,7 +152,8 @@ class Segment:
             codes=encoded.indices.to_numpy(zero_copy_only=False).astype(np.int32),
             source_names=tuple(encoded.dictionary.to_pylist()),
             order=np.argsort(ids, kind="stable"),
-            flat=_flat(index),
+            storage=_storage(index),
+            floats=None if isinstance(index, np.ndarray) else floats,
             saved_dead=saved_dead,
         )
 
@@ -194,24 +224,25 @@ class Segment:
         columns = self.table.take(pa.array(rows, type=pa.int64())).to_pydict()
         return from_arrow(columns, self.vectors(rows) if with_vector else None)
 
-    def matrix(self) -> npt.NDArray[np.float32]:
-        """All the segment's vectors (memory-mapped once saved)."""
-        if not self.is_graph:
-            return self.index
-        faiss = faiss_module()
-        n, dim = int(self.flat.ntotal), int(self.flat.d)
-        # A view into FAISS' (mapped) storage; not aligned for numpy's BLAS, so only rows are copied from it.
-        return faiss.rev_swig_ptr(self.flat.get_xb(), n * dim).reshape(n, dim)
-
     def vectors(self, rows: Rows) -> npt.NDArray[np.float32]:
-        return np.array(self.matrix()[rows], dtype=np.float32)
+        """These rows' float32 vectors (a fresh array)."""
+        if isinstance(self.floats, VectorFile):
+            return self.floats.take(rows)
+        matrix = self.index if self.floats is None else self.floats
+        return np.ascontiguousarray(matrix[rows], dtype=np.float32)  # fancy indexing copies already
+
+    def rescore(self, query: npt.NDArray[np.float32], rows: Rows) -> npt.NDArray[np.float32]:
+        """Exact inner products of one query with these rows (a graph's own scores are fp16's)."""
+        return self.vectors(rows) @ query
 
     # -- search ------------------------------------------------------------------------------------
 
     def search(
         self, queries: npt.NDArray[np.float32], k: int, keep: Mask, ef: int | None
     ) -> tuple[npt.NDArray[np.float32], Rows]:
-        """Top-k (scores, rows) per query among the kept rows; rows -1 pad a short answer."""
+        """Top-k (scores, rows) per query among the kept rows; rows -1 pad a short answer.
+
+        A graph answers ``candidates(k)`` rows with fp16 scores, for the caller to ``rescore``."""
         faiss = faiss_module()
         kept = self.live if keep is self.alive else int(keep.sum())
         n = len(self)
@@ -225,13 +256,14 @@ class Segment:
         # The bitmap must outlive the search: the selector only points at it.
         bitmap = np.packbits(keep, bitorder="little") if kept < n else None
         selector = faiss.IDSelectorBitmap(n, faiss.swig_ptr(bitmap)) if bitmap is not None else None
+        want = min(candidates(k), kept)
         if kept < min(EXACT_BELOW, n // 2):
-            # A narrow filter: exact scores over the kept rows beat a filtered graph walk.
+            # A narrow filter: scoring every kept row beats a filtered graph walk.
             params: Any = faiss.SearchParameters(sel=selector) if selector is not None else None
-            scores, rows = self.flat.search(queries, min(k, kept), params=params)
+            scores, rows = self.storage.search(queries, want, params=params)
         else:
-            params = faiss.SearchParametersHNSW(sel=selector, efSearch=max(ef or default_ef(n), k))
-            scores, rows = self.index.search(queries, min(k, kept), params=params)
+            params = faiss.SearchParametersHNSW(sel=selector, efSearch=max(ef or default_ef(n), want))
+            scores, rows = self.index.search(queries, want, params=params)
         return scores, rows.astype(np.int64)
 
     # -- files -------------------------------------------------------------------------------------
@@ -243,6 +275,7 @@ class Segment:
             feather.write_feather(self.table, folder / f"{self.name}.arrow", compression="uncompressed")
             if self.is_graph:
                 faiss.write_index(self.index, str(folder / f"{self.name}.faiss"))
+                VectorFile.write(folder / f"{self.name}.f32", self.floats)
             else:
                 np.save(folder / f"{self.name}.npy", self.index)
         if self.dead != max(self.saved_dead, 0):
@@ -250,7 +283,8 @@ class Segment:
         return replace(self, saved_dead=self.dead)
 
     def files(self) -> list[str]:
-        names = [f"{self.name}.arrow", f"{self.name}.faiss" if self.is_graph else f"{self.name}.npy"]
+        kept = [f"{self.name}.faiss", f"{self.name}.f32"] if self.is_graph else [f"{self.name}.npy"]
+        names = [f"{self.name}.arrow", *kept]
         return names + ([f"{self.name}.dead-{self.saved_dead}.npy"] if self.saved_dead > 0 else [])
 
     @classmethod
@@ -259,9 +293,11 @@ class Segment:
         faiss = faiss_module()
         table = feather.read_table(folder / f"{name}.arrow", memory_map=True)
         graph = folder / f"{name}.faiss"
+        floats: VectorFile | None = None
         if graph.exists():
             index = faiss.read_index(str(graph), faiss.IO_FLAG_MMAP_IFC)
-            rows = int(index.ntotal)
+            floats = VectorFile(folder / f"{name}.f32", int(index.d))
+            rows = int(index.ntotal) if floats.rows == int(index.ntotal) else -1
         else:
             index = np.load(folder / f"{name}.npy", mmap_mode="r")
             rows = len(index)
@@ -270,10 +306,10 @@ class Segment:
             alive[np.load(folder / f"{name}.dead-{dead}.npy")] = False
         if rows != table.num_rows or int(alive.sum()) != table.num_rows - dead:
             raise ValueError(f"segment {name} is inconsistent")
-        return replace(cls.of(name, table, index, alive, saved_dead=dead), folder=folder)
+        return replace(cls.of(name, table, index, floats, alive, saved_dead=dead), folder=folder)
 
 
-def _flat(index: Any) -> Any:
+def _storage(index: Any) -> Any:
     return None if isinstance(index, np.ndarray) else faiss_module().downcast_index(index.storage)
 
 
@@ -314,11 +350,17 @@ def extend(graph: Segment, segments: Sequence[Segment]) -> Segment:
         index.add(matrix[start : start + 50_000])
     alive = np.concatenate([graph.alive, np.ones(len(matrix), dtype=bool)])
     table = pa.concat_tables([graph.table, *tables]).combine_chunks()
-    return Segment.of(f"s{uuid.uuid4().hex[:16]}", table, index, alive)
+    floats = np.empty((len(graph) + len(matrix), matrix.shape[1]), dtype=np.float32)  # one copy, no more
+    if isinstance(graph.floats, VectorFile):
+        graph.floats.read_into(floats[: len(graph)])
+    else:
+        floats[: len(graph)] = graph.floats  # dead rows keep their place
+    floats[len(graph) :] = matrix
+    return Segment.of(f"s{uuid.uuid4().hex[:16]}", table, index, floats, alive)
 
 
 def merge(segments: Sequence[Segment], index_type: str, params: dict[str, Any]) -> Segment:
     """One segment holding the live rows of these (their tombstones purged)."""
     tables, matrix = _live(segments)
     table = pa.concat_tables(tables).combine_chunks()
-    return Segment.of(f"s{uuid.uuid4().hex[:16]}", table, build_index(matrix, index_type, params))
+    return Segment.of(f"s{uuid.uuid4().hex[:16]}", table, build_index(matrix, index_type, params), matrix)
