@@ -14,6 +14,7 @@ issue asks for. Prints a JSON line, the CPU model first.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import platform
@@ -64,6 +65,28 @@ def memory_mb() -> dict[str, float]:
     except OSError:
         pass
     return fields
+
+
+class Stalls:
+    """What can stall a search without being the search: garbage collections and major page faults."""
+
+    def __init__(self) -> None:
+        self.gc_ms = 0.0
+        self.gc_max_ms = 0.0
+        self._started = 0.0
+        gc.callbacks.append(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            took = (time.perf_counter() - self._started) * 1000
+            self.gc_ms += took
+            self.gc_max_ms = max(self.gc_max_ms, took)
+
+    @staticmethod
+    def major_faults() -> int:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_majflt
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -152,6 +175,8 @@ def main() -> None:
     if best_ids is None:
         best_ids = exact_ids(store, queries)
 
+    stalls = Stalls()
+    faults_before = stalls.major_faults()
     latencies, hits_found = [], 0
     for q in range(args.queries):
         t = time.perf_counter()
@@ -159,6 +184,13 @@ def main() -> None:
         latencies.append((time.perf_counter() - t) * 1000)
         hits_found += len({h.item.id for h in hits} & set(best_ids[q].tolist()))
     recall = hits_found / (10 * args.queries)
+    search_stalls = {
+        "major_page_faults": stalls.major_faults() - faults_before,
+        "gc_ms": round(stalls.gc_ms, 1),
+        "gc_max_ms": round(stalls.gc_max_ms, 1),
+        "slowest_ms": [round(x, 1) for x in sorted(latencies)[-3:]],
+        "first_ms": [round(x, 1) for x in latencies[:3]],
+    }
 
     during: list[float] = []
     done = threading.Event()
@@ -196,6 +228,7 @@ def main() -> None:
         "search_ms_p50": round(statistics.median(latencies), 2),
         "search_ms_p99": round(percentile(latencies, 0.99), 2),
         "recall_at_10": round(recall, 4),
+        "search_stalls": search_stalls,
         "drop_month_s": round(drop_s, 2),
         "search_during_drop_ms_p50": round(statistics.median(during), 2) if during else None,
         "search_during_drop_ms_p99": round(percentile(during, 0.99), 2),

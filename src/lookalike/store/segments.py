@@ -13,6 +13,7 @@ float32 vectors made resident, and Milvus Lite already holds a float32 copy of e
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -39,6 +40,7 @@ GRAPH_FROM = 4096
 """Smaller HNSW segments are searched exactly: a graph pays off only past a few thousand rows."""
 SEAL_ROWS = 5_000
 """New rows stay in flat (exact) segments until a shard holds this many of them; then they join its graph."""
+PREFETCH_WINDOW = 8 << 20
 RESCORED = 10
 """Candidates a graph hands back beyond twice the k asked for, to be re-scored in float32 (fp16 scores
 are off by about 1e-4, so the true top k is among them)."""
@@ -291,8 +293,10 @@ class Segment:
     def load(cls, folder: Path, name: str, dead: int) -> Segment:
         """A saved segment, memory-mapped."""
         faiss = faiss_module()
-        table = feather.read_table(folder / f"{name}.arrow", memory_map=True)
         graph = folder / f"{name}.faiss"
+        for path in (folder / f"{name}.arrow", graph if graph.exists() else folder / f"{name}.npy"):
+            prefetch(path)
+        table = feather.read_table(folder / f"{name}.arrow", memory_map=True)
         floats: VectorFile | None = None
         if graph.exists():
             index = faiss.read_index(str(graph), faiss.IO_FLAG_MMAP_IFC)
@@ -307,6 +311,31 @@ class Segment:
         if rows != table.num_rows or int(alive.sum()) != table.num_rows - dead:
             raise ValueError(f"segment {name} is inconsistent")
         return replace(cls.of(name, table, index, floats, alive, saved_dead=dead), folder=folder)
+
+
+def prefetch(path: Path) -> None:
+    """Ask the kernel to read a file that is about to be memory-mapped, in the background.
+
+    A search walks a graph all over: on a cold page cache (after a reboot, or an ingest that wrote
+    more than the cache holds) each fault read 4 KB from disk, and the first searches at 1M took 1-2 s
+    each. Read ahead in large windows instead, the whole file in a few seconds; it costs no memory
+    of the process (page cache, until a search maps a page).
+    """
+    advise = getattr(os, "posix_fadvise", None)
+    if advise is None:  # not Linux: the first searches fault their pages in
+        return
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return  # a missing file is reported by the load itself
+    try:
+        size = os.fstat(fd).st_size
+        for offset in range(0, size, PREFETCH_WINDOW):  # one call reads at most the device's readahead
+            advise(fd, offset, PREFETCH_WINDOW, os.POSIX_FADV_WILLNEED)
+    except OSError:
+        pass  # advice only
+    finally:
+        os.close(fd)
 
 
 def _storage(index: Any) -> Any:
