@@ -245,3 +245,49 @@ def test_an_import_leaves_out_rows_dated_out_of_range_and_says_so(tmp_path: Path
     with pytest.raises(ConfigError, match=r"Imported 3 items .* 1 rows .* dated outside .*ids 4"):
         import_parquet(store, str(tmp_path / "old.parquet"))
     assert _ids(store) == [1, 2, 3]
+
+
+@pytest.fixture
+def _graphs_from_a_few_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lookalike.store import readindex, segments
+
+    monkeypatch.setattr(segments, "SEAL_ROWS", 8)
+    monkeypatch.setattr(readindex, "SEAL_ROWS", 8)
+    monkeypatch.setattr(segments, "GRAPH_FROM", 8)
+
+
+@pytest.mark.usefixtures("_graphs_from_a_few_rows")
+def test_compact_erases_a_graph_rows_float32_and_fp16_bytes(tmp_path: Path) -> None:
+    """A graph holds a vector twice on disk: fp16 codes in its FAISS file, float32 beside it."""
+    store = _store(tmp_path)
+    doomed = Item(**{**make_item(7).metadata(), "vector": vector(515151)})
+    store.insert([*(make_item(i) for i in range(1, 7)), doomed, *(make_item(i) for i in range(8, 21))])
+    store.close()
+    folder = tmp_path / "t.db"
+    index_files = folder / "lookalike-index" / "images"
+    assert list(index_files.glob("*.f32"))  # the month is a graph
+    as_float32 = np.asarray(doomed.vector, dtype=np.float32).tobytes()[:32]
+    as_fp16 = np.asarray(doomed.vector, dtype=np.float16).tobytes()[:16]
+    assert _files_holding(index_files, [as_float32]) and _files_holding(index_files, [as_fp16])
+    store = _store(tmp_path, create=False)
+    assert store.delete([7]) == 1 and store.compact() >= 1
+    store.close()
+    assert _files_holding(folder, [as_float32, as_fp16]) == []
+    assert _ids(_store(tmp_path, create=False)) == [i for i in range(1, 21) if i != 7]
+
+
+@pytest.mark.usefixtures("_graphs_from_a_few_rows")
+def test_a_graph_whose_vector_file_is_lost_is_rebuilt_from_milvus(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = _store(tmp_path)
+    items = [make_item(i) for i in range(1, 21)]
+    store.insert(items)
+    store.close()
+    (lost,) = (tmp_path / "t.db" / "lookalike-index" / "images").glob("*.f32")
+    lost.unlink()
+    reopened = _store(tmp_path, create=False)
+    hits = reopened.search(items[4].vector[None], k=3)[0]
+    assert hits[0].item.id == 5 and hits[0].score == pytest.approx(1.0, abs=1e-6)
+    assert _ids(reopened) == list(range(1, 21))
+    assert "rebuilt" in caplog.text
