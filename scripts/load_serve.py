@@ -62,8 +62,9 @@ async def client(
     async with httpx.AsyncClient(base_url=base, timeout=60) as http:
         while time.monotonic() < until:
             started = time.perf_counter()
+            kind = "image" if rng.random() < image_share else "text"
             try:
-                if rng.random() < image_share:
+                if kind == "image":
                     files = {"image": ("q.jpg", rng.choice(photos), "image/jpeg")}
                     response = await http.post("/search", files=files, data={"k": "10"})
                 else:
@@ -72,16 +73,19 @@ async def client(
             except (httpx.HTTPError, ValueError, KeyError):
                 ok = False
             out["latencies"].append((time.perf_counter() - started) * 1000)
+            out[kind].append(out["latencies"][-1])
             if not ok:
                 out["errors"] += 1
 
 
 async def phase(base: str, photos: list[bytes], clients: int, seconds: float, image_share: float) -> dict:
-    out: dict[str, Any] = {"latencies": [], "errors": 0}
+    out: dict[str, Any] = {"latencies": [], "errors": 0, "text": [], "image": []}
     started = time.monotonic()
+    cpu_before = time.process_time()
     until = started + seconds
     await asyncio.gather(*(client(base, photos, image_share, until, i, out) for i in range(clients)))
     elapsed = time.monotonic() - started
+    client_cpu = (time.process_time() - cpu_before) / elapsed  # the load generator shares the cores
     latencies = out["latencies"]
     return {
         "clients": clients,
@@ -90,7 +94,9 @@ async def phase(base: str, photos: list[bytes], clients: int, seconds: float, im
         "throughput_rps": round(len(latencies) / elapsed, 2),
         "p50_ms": round(statistics.median(latencies), 1) if latencies else 0.0,
         "p99_ms": round(percentile(latencies, 0.99), 1),
+        "p99_ms_by_kind": {kind: round(percentile(out[kind], 0.99), 1) for kind in ("text", "image")},
         "load_average": [round(v, 2) for v in os.getloadavg()],
+        "client_cpu_share": round(client_cpu, 2),
     }
 
 
@@ -174,8 +180,9 @@ def main() -> None:
     for row in (one, many):
         print(
             f"{row['clients']:>3} clients: {row['throughput_rps']:8.1f} req/s, p50 {row['p50_ms']:7.1f} ms, "
-            f"p99 {row['p99_ms']:7.1f} ms, {row['requests']} requests, {row['errors']} errors, "
-            f"load {row['load_average']}"
+            f"p99 {row['p99_ms']:7.1f} ms (texts {row['p99_ms_by_kind']['text']}, images "
+            f"{row['p99_ms_by_kind']['image']}), {row['requests']} requests, {row['errors']} errors, "
+            f"load {row['load_average']}, the clients used {row['client_cpu_share']} of a core"
         )
     print(f"throughput with {args.clients} clients: ×{result['throughput_ratio']} one client's")
     if args.out:

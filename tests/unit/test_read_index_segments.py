@@ -224,3 +224,24 @@ def test_a_copy_saved_in_the_previous_format_is_not_used(tmp_path: Path) -> None
     state = json.loads((folder / "state.json").read_text())
     (folder / "state.json").write_text(json.dumps({**state, "version": 3}))
     assert ReadIndex(folder, DIM, IndexType.HNSW, {"M": 8, "efConstruction": 40}).load() is None
+
+
+def test_a_server_runs_blas_on_one_thread_and_searches_stop_limiting_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from threadpoolctl import threadpool_info
+
+    index = ReadIndex(tmp_path / "idx", DIM, IndexType.HNSW, {"M": 8, "efConstruction": 40})
+    _apply(index, [make_item(i) for i in range(1, 30)], [], 1)
+    monkeypatch.setattr(readindex, "_ONE_BLAS_THREAD", False)
+    limit = readindex.use_one_blas_thread()
+    try:
+        assert all(lib["num_threads"] == 1 for lib in threadpool_info() if lib["user_api"] == "blas")
+
+        def no_per_call_limit() -> None:
+            raise AssertionError("a search limited BLAS again")
+
+        monkeypatch.setattr(readindex, "_blas", no_per_call_limit)
+        assert index.search(make_item(3).vector[None, :], 5)[0][0].item.id == 3
+    finally:
+        limit.restore_original_limits()

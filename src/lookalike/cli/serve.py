@@ -46,9 +46,11 @@ def serve(
     import uvicorn
 
     from lookalike.api import create_app
+    from lookalike.store.readindex import use_one_blas_thread
 
     with session(verbose, db, collection, model, pretrained, runtime=runtime) as ctx:
         ctx.embedder.load()  # fail here, with a clear message, rather than inside the server
+        use_one_blas_thread()  # concurrent requests keep the cores busy; BLAS threads only wait
         server_logging(verbose)
         application = create_app(ctx)
         err.print(f"lookalike serving {ctx.settings.db} on http://{host}:{port} (API docs at /docs)")

@@ -65,6 +65,8 @@ class LiteStore(BaseStore):
                 "nor a Milvus server URI (http://host:19530)."
             )
         super().__init__(uri, collection, timeout_s=timeout_s)
+        self._path = lite_path(uri)  # resolved once: every read looks Milvus Lite up by it
+        self._server_key = os.path.abspath(self._path)
         self._lock = threading.RLock()
         self._read: ReadIndex | None = None
         self._journal = Journal(self._folder() / "journal.jsonl")
@@ -80,7 +82,7 @@ class LiteStore(BaseStore):
     def _connect(self) -> Any:
         from pymilvus import MilvusClient
 
-        path = lite_path(self.uri)
+        path = self._path
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             # An in-process server needs no keepalive; pymilvus' default pings every 10 s, which Milvus
@@ -103,7 +105,7 @@ class LiteStore(BaseStore):
         from milvus_lite.server_manager import server_manager_instance
 
         self.client  # noqa: B018 - starts the in-process server
-        entry = server_manager_instance._servers.get(os.path.abspath(lite_path(self.uri)))
+        entry = server_manager_instance._servers.get(self._server_key)
         if entry is None:
             raise StoreError(f"Milvus Lite is not running for {self.uri}.")
         return entry[1].get_collection(self.collection)
@@ -125,7 +127,7 @@ class LiteStore(BaseStore):
             self._read = None
             super().close()
             if opened:
-                release(lite_path(self.uri))
+                release(self._path)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -150,7 +152,7 @@ class LiteStore(BaseStore):
         shutil.rmtree(self._folder(), ignore_errors=True)
 
     def _folder(self) -> Path:
-        return lite_path(self.uri) / "lookalike-index" / self.collection
+        return self._path / "lookalike-index" / self.collection
 
     def _ensure_loaded(self) -> None:
         if self._loaded:

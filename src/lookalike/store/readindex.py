@@ -56,6 +56,19 @@ class Snapshot:
 
 FEW_QUERIES = 16
 _CONTROLLER: Any = None
+_ONE_BLAS_THREAD = False
+
+
+def use_one_blas_thread() -> Any:
+    """BLAS on one thread for the rest of the process: for a server, whose concurrent requests
+    already keep the cores busy. Searches then skip limiting it per call, which under load cost more
+    than the search (OpenBLAS' thread-count calls are process-wide and wait for each other).
+
+    Returns the limit (``restore_original_limits()`` undoes it)."""
+    global _ONE_BLAS_THREAD
+    limit = _blas().limit(limits=1, user_api="blas")  # kept: not used as a context
+    _ONE_BLAS_THREAD = True
+    return limit
 
 
 def _blas() -> Any:
@@ -138,7 +151,7 @@ class ReadIndex:
     ) -> list[list[Hit]]:
         """Top-k by inner product per query row among the items in the window, from one snapshot."""
         queries = np.ascontiguousarray(queries, dtype=np.float32)
-        if len(queries) > FEW_QUERIES:
+        if len(queries) > FEW_QUERIES or _ONE_BLAS_THREAD:
             return self._search(queries, k, sources, since, until, exclude_ids, ef)
         # A few queries against many small matrices: BLAS threads only add their start-up and
         # spin-waits (20× slower on a busy 2-core machine); searches run in parallel instead.
