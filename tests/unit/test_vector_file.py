@@ -80,3 +80,18 @@ def test_threads_reading_at_once_each_get_their_own_rows(stored: tuple[VectorFil
     for thread in threads:
         thread.join()
     assert not errors
+
+
+@pytest.mark.parametrize("missing", [("preadv",), ("preadv", "pread")])
+def test_rows_are_read_the_same_where_the_os_lacks_preadv_or_pread(
+    stored: tuple[VectorFile, np.ndarray], monkeypatch: pytest.MonkeyPatch, missing: tuple[str, ...]
+) -> None:
+    """macOS has no preadv; Windows has neither: the same rows come back."""
+    import os
+
+    file, matrix = stored
+    for name in missing:
+        monkeypatch.delattr(os, name)
+    rows = np.asarray([5, 900, 3, 3, 0, 999])
+    np.testing.assert_array_equal(file.take(rows), matrix[rows])
+    np.testing.assert_array_equal(file.all(), matrix)

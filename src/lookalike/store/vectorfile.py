@@ -9,6 +9,7 @@ keeps them out of the process' resident memory: a mapped page also maps its neig
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,7 @@ class VectorFile:
         self.dim = dim
         self._file = open(path, "rb", buffering=0)  # noqa: SIM115 - closed with the object
         self._width = 4 * dim
+        self._lock = threading.Lock()
         self.rows = os.fstat(self._file.fileno()).st_size // self._width
 
     @staticmethod
@@ -72,8 +74,19 @@ class VectorFile:
         view = buffer.reshape(-1).view(np.uint8).data
         done, offset = 0, first * self._width
         while done < len(view):  # a read may come back short; only an end of file is an error
-            got = os.preadv(self._file.fileno(), [view[done:]], offset + done)
+            got = self._read_at(view[done:], offset + done)
             if got == 0:
                 raise OSError(f"{self.path} ended at byte {offset + done}: the file is truncated")
             done += got
         return buffer
+
+    def _read_at(self, view: memoryview, offset: int) -> int:
+        if hasattr(os, "preadv"):  # Linux, the BSDs: straight into the buffer
+            return os.preadv(self._file.fileno(), [view], offset)
+        if hasattr(os, "pread"):  # macOS
+            data = os.pread(self._file.fileno(), min(len(view), 1 << 26), offset)
+            view[: len(data)] = data
+            return len(data)
+        with self._lock:  # no positionless read (Windows): seek and read under a lock
+            self._file.seek(offset)
+            return self._file.readinto(view) or 0
