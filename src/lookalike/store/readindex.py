@@ -65,8 +65,12 @@ def use_one_blas_thread() -> Any:
     than the search (OpenBLAS' thread-count calls are process-wide and wait for each other).
 
     Returns the limit (``restore_original_limits()`` undoes it)."""
+    from threadpoolctl import threadpool_limits
+
     global _ONE_BLAS_THREAD
-    limit = _blas().limit(limits=1, user_api="blas")  # kept: not used as a context
+    # Every BLAS loaded by now (a controller made earlier would miss those loaded since); kept, not
+    # used as a context.
+    limit = threadpool_limits(limits=1, user_api="blas")
     _ONE_BLAS_THREAD = True
     return limit
 
