@@ -185,7 +185,7 @@ class ReadIndex:
         scores = np.concatenate([p[0] for p in parts], axis=1)
         rows = np.concatenate([p[1] for p in parts], axis=1)
         part = np.concatenate([np.full(p[0].shape[1], i) for i, p in enumerate(parts)])
-        graphs = [i for i, p in enumerate(parts) if p[2].is_graph]
+        graphs = any(p[2].is_graph for p in parts)
         found = []
         for q in range(len(queries)):
             best = scores[q]
@@ -195,9 +195,9 @@ class ReadIndex:
             if graphs:  # graphs scored in fp16: re-score the best candidates in float32, then pick k
                 order = order[: candidates(k)]
                 best = best.copy()
-                for i in graphs:
-                    picked = order[part[order] == i]
-                    if len(picked):
+                for i in np.unique(part[order]):
+                    if parts[i][2].is_graph:
+                        picked = order[part[order] == i]
                         best[picked] = parts[i][2].rescore(queries[q], rows[q, picked])
                 order = order[np.lexsort((rows[q, order], part[order], -best[order]))]
             found.append(

@@ -41,20 +41,18 @@ class VectorFile:
     def take(self, rows: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
         """These rows' vectors, in the order asked (a fresh array)."""
         rows = np.asarray(rows, dtype=np.int64)
-        out = np.empty((len(rows), self.dim), dtype=np.float32)
         if not len(rows):
-            return out
+            return np.empty((0, self.dim), dtype=np.float32)
         low, high = int(rows.min()), int(rows.max()) + 1
         if low < 0 or high > self.rows:
             raise IndexError(f"rows {low}..{high - 1} outside {self.path.name} ({self.rows} rows)")
         if high - low == len(rows) and bool(np.all(np.diff(rows) == 1)):
             return self._read(low, len(rows))  # a run of rows: read straight into the answer
         if high - low <= DENSE * len(rows):
-            span = self._read(low, high - low)
-            out[:] = span[rows - low]
-        else:
-            for i, row in enumerate(rows.tolist()):
-                out[i] = self._read(row, 1)[0]
+            return self._read(low, high - low)[rows - low]
+        out = np.empty((len(rows), self.dim), dtype=np.float32)
+        for i, row in enumerate(rows.tolist()):
+            self._read(row, 1, out[i : i + 1])
         return out
 
     def all(self) -> npt.NDArray[np.float32]:
