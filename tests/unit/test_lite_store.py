@@ -291,3 +291,20 @@ def test_a_graph_whose_vector_file_is_lost_is_rebuilt_from_milvus(
     assert hits[0].item.id == 5 and hits[0].score == pytest.approx(1.0, abs=1e-6)
     assert _ids(reopened) == list(range(1, 21))
     assert "rebuilt" in caplog.text
+
+
+@pytest.mark.usefixtures("_graphs_from_a_few_rows")
+@pytest.mark.parametrize("suffix", [".f32", ".arrow", "state.json"])
+def test_a_fifo_in_place_of_a_read_index_file_is_rebuilt_around_not_waited_on(
+    tmp_path: Path, suffix: str
+) -> None:
+    store = _store(tmp_path)
+    store.insert([make_item(i) for i in range(1, 21)])
+    store.close()
+    folder = tmp_path / "t.db" / "lookalike-index" / "images"
+    (victim,) = [folder / "state.json"] if suffix == "state.json" else folder.glob(f"*{suffix}")
+    victim.unlink()
+    os.mkfifo(victim)
+    reopened = _store(tmp_path, create=False)  # opening the FIFO for reading would block for ever
+    assert _ids(reopened) == list(range(1, 21))
+    assert reopened.search(make_item(5).vector[None], k=1)[0][0].item.id == 5

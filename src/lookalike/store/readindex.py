@@ -386,6 +386,8 @@ class ReadIndex:
     def load(self) -> dict[str, Any] | None:
         """The saved state, with the shards published; None when there is none usable."""
         try:
+            if not (self.folder / "state.json").is_file():  # absent, or not a file to read (a FIFO hangs)
+                return None
             state = json.loads((self.folder / "state.json").read_text(encoding="utf-8"))
             if (state.get("version"), state.get("dim"), state.get("index_type")) != (
                 FORMAT_VERSION,

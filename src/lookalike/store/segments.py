@@ -294,11 +294,20 @@ class Segment:
         """A saved segment, memory-mapped."""
         faiss = faiss_module()
         graph = folder / f"{name}.faiss"
-        for path in (folder / f"{name}.arrow", graph if graph.exists() else folder / f"{name}.npy"):
+        is_graph = graph.exists()
+        files = [
+            folder / f"{name}.arrow",
+            *((graph, folder / f"{name}.f32") if is_graph else (folder / f"{name}.npy",)),
+        ]
+        files += [folder / f"{name}.dead-{dead}.npy"] if dead else []
+        for path in files:
+            if not path.is_file():  # missing, or a FIFO or device put there: opening it could hang
+                raise ValueError(f"segment {name}: {path.name} is not a regular file")
+        for path in files[:2]:
             prefetch(path)
         table = feather.read_table(folder / f"{name}.arrow", memory_map=True)
         floats: VectorFile | None = None
-        if graph.exists():
+        if is_graph:
             index = faiss.read_index(str(graph), faiss.IO_FLAG_MMAP_IFC)
             floats = VectorFile(folder / f"{name}.f32", int(index.d))
             rows = int(index.ntotal) if floats.rows == int(index.ntotal) else -1
