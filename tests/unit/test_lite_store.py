@@ -308,3 +308,22 @@ def test_a_fifo_in_place_of_a_read_index_file_is_rebuilt_around_not_waited_on(
     reopened = _store(tmp_path, create=False)  # opening the FIFO for reading would block for ever
     assert _ids(reopened) == list(range(1, 21))
     assert reopened.search(make_item(5).vector[None], k=1)[0][0].item.id == 5
+
+
+@pytest.mark.usefixtures("_graphs_from_a_few_rows")
+def test_a_flush_leaves_a_month_one_graph_when_its_tail_is_a_sixteenth_of_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lookalike.store import readindex
+
+    monkeypatch.setattr(readindex, "SEAL_LEAST", 2)
+    store = _store(tmp_path)
+    store.insert([make_item(i) for i in range(1, 21)])  # a graph of 20
+    store.insert([make_item(i) for i in range(21, 25)])  # a tail of 4 (< SEAL_ROWS: flat)
+    shard = store.read_index().snapshot.shards["m2024_01"]
+    assert [s.is_graph for s in shard] == [True, False]
+    store.flush()
+    shard = store.read_index().snapshot.shards["m2024_01"]
+    assert [(s.is_graph, s.live) for s in shard] == [(True, 24)]
+    store.close()
+    assert _ids(_store(tmp_path, create=False)) == list(range(1, 25))

@@ -32,6 +32,7 @@ def _small_thresholds(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(segments, "SEAL_ROWS", SEAL)
     monkeypatch.setattr(readindex, "SEAL_ROWS", SEAL)
     monkeypatch.setattr(segments, "GRAPH_FROM", GRAPH_FROM)
+    monkeypatch.setattr(readindex, "SEAL_LEAST", 4)
 
 
 def _apply(index: ReadIndex, items: list, deletes: list[int], generation: int) -> None:
@@ -76,6 +77,31 @@ def test_a_month_keeps_one_graph_grown_by_copies_and_old_snapshots_stay_as_they_
     _apply(index, [make_item(i) for i in range(131, 171)], [], 7)
     (rebuilt,) = index.snapshot.shards["m2024_01"]
     assert rebuilt.dead == 0 and len(rebuilt) == 130 - 38 + 40
+
+
+def test_a_flush_moves_a_closed_months_flat_tail_into_its_graph(tmp_path: Path) -> None:
+    index = ReadIndex(tmp_path / "idx", DIM, IndexType.HNSW, {"M": 8, "efConstruction": 40})
+    _apply(index, [make_item(i) for i in range(1, 51)], [], 1)  # a graph of 50
+    _apply(index, [make_item(i) for i in range(51, 53)], [], 2)  # a tail of 2: under 4, stays flat
+    assert not index.seal()
+    _apply(index, [make_item(i) for i in range(53, 61)], [7], 3)  # a tail of 10 (< SEAL): flat so far
+    assert [s.is_graph for s in index.snapshot.shards["m2024_01"]] == [True, False]
+    query = vector(57 * 1000)[None, :]
+    before = [h.item.id for h in index.search(query, 5, ef=500)[0]]
+    held = index.snapshot
+    assert index.seal()  # 10 flat rows ≥ max(SEAL_LEAST, 50 // 16): one graph holds them all
+    (graph,) = index.snapshot.shards["m2024_01"]
+    assert graph.is_graph and len(graph) == 60 and graph.live == 59
+    assert [h.item.id for h in index.search(query, 5, ef=500)[0]] == before
+    assert [s.is_graph for s in held.shards["m2024_01"]] == [True, False]  # a reader's view unchanged
+    assert not index.seal()  # nothing left to move
+
+
+def test_a_flat_store_never_grows_graphs_at_a_flush(tmp_path: Path) -> None:
+    index = ReadIndex(tmp_path / "idx", DIM, IndexType.FLAT, {})
+    _apply(index, [make_item(i) for i in range(1, 30)], [], 1)
+    assert not index.seal()
+    assert not any(s.is_graph for s in index.snapshot.shards["m2024_01"])
 
 
 class ShardMachine(RuleBasedStateMachine):
@@ -123,6 +149,10 @@ class ShardMachine(RuleBasedStateMachine):
         self.generation += 1
         self.index.replace_shard(name, None, self.generation)
         self.model.drop(name)
+
+    @rule()
+    def seal(self) -> None:
+        self.index.seal()  # what a flush does before it saves
 
     @rule()
     def save_and_reload(self) -> None:

@@ -386,6 +386,7 @@ class LiteStore(BaseStore):
         with self._lock:
             self._flush_milvus()  # hands freed memory back too
             if self._read is not None:
+                self._read.seal()
                 self._save()
 
     def _flush_milvus(self) -> None:

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from lookalike.store import segments as segment_tiers
 from lookalike.store.models import Hit, IndexType, Item
 from lookalike.store.partitions import month_start, next_month
 from lookalike.store.segments import SEAL_ROWS, Segment, candidates, extend, merge
@@ -35,6 +36,12 @@ MERGE_FACTOR = 4
 RETIRE_AFTER_S = 2.0
 """How long segments left out of a new snapshot are kept for readers of the old one (a search
 takes milliseconds; an export or a scan that holds a snapshot longer releases it itself)."""
+SEAL_SHARE = 16
+"""At a flush, flat rows of new items join their month's graph once they number a sixteenth of it:
+each joining copies the graph, so a row is copied at most 16 times over, while a search no longer
+scores a month's tail of up to ``SEAL_ROWS`` rows one by one (a month closed in the middle of
+an ingest kept its tail flat, and at 100K over twelve months the tails were half a query's time)."""
+SEAL_LEAST = 256
 MAX_FLAT = 1
 """Flat segments of new rows per HNSW shard: a second one is concatenated with the first (a copy of
 fewer than ``SEAL_ROWS`` rows), so a search walks at most one graph and one matrix per month."""
@@ -300,18 +307,36 @@ class ReadIndex:
                 shards[name] = self._tiered(shards.get(name, ()) + (added,))
         self.publish(shards, generation)
 
-    def _tiered(self, segments: tuple[Segment, ...]) -> tuple[Segment, ...]:
+    def seal(self) -> bool:
+        """Move each month's flat rows into its graph where they are many enough (see
+        ``SEAL_SHARE``); returns whether anything moved. Called at a flush, not per write."""
+        if self.index_type != IndexType.HNSW:
+            return False
+        shards = dict(self.snapshot.shards)
+        changed = False
+        for name, segments in shards.items():
+            flat = sum(s.live for s in segments if not s.is_graph)
+            graph = sum(len(s) for s in segments if s.is_graph)
+            least = max(SEAL_LEAST, graph // SEAL_SHARE) if graph else segment_tiers.GRAPH_FROM
+            if flat >= least:
+                shards[name] = self._tiered(segments, seal_at=least)
+                changed = True
+        if changed:
+            self.publish(shards, self.snapshot.generation)
+        return changed
+
+    def _tiered(self, segments: tuple[Segment, ...], seal_at: int | None = None) -> tuple[Segment, ...]:
         """Keep a shard to a few segments.
 
-        HNSW: one graph plus a few flat segments of new rows. Once those reach ``SEAL_ROWS`` they
-        are inserted into a copy of the graph, so each row enters a graph once and a
+        HNSW: one graph plus a few flat segments of new rows. Once those reach ``seal_at`` rows
+        (``SEAL_ROWS`` on a write, less at a flush: see ``seal``) they are inserted into a copy of the graph, so each row enters a graph once and a
         search walks one graph per month; the graph is rebuilt instead when a quarter of it is
         dead. FLAT, and any shard still over ``MAX_SEGMENTS``: the smallest segments merge
         (Lucene-style tiers).
         """
         graphs = [s for s in segments if s.is_graph]
         flat = [s for s in segments if not s.is_graph and s.live]
-        if self.index_type == IndexType.HNSW and sum(s.live for s in flat) >= SEAL_ROWS:
+        if self.index_type == IndexType.HNSW and sum(s.live for s in flat) >= (seal_at or SEAL_ROWS):
             if len(graphs) == 1 and graphs[0].dead * 4 <= len(graphs[0]):
                 segments = (extend(graphs[0], flat),)
             else:
