@@ -329,9 +329,9 @@ class ReadIndex:
         """Keep a shard to a few segments.
 
         HNSW: one graph plus a few flat segments of new rows. Once those reach ``seal_at`` rows
-        (``SEAL_ROWS`` on a write, less at a flush: see ``seal``) they are inserted into a copy of the graph, so each row enters a graph once and a
-        search walks one graph per month; the graph is rebuilt instead when a quarter of it is
-        dead. FLAT, and any shard still over ``MAX_SEGMENTS``: the smallest segments merge
+        (``SEAL_ROWS`` on a write, fewer at a flush: see ``seal``) they are inserted into a copy of
+        the graph, so a search walks one graph per month; the graph is rebuilt instead when a
+        quarter of it is dead. FLAT, and any shard still over ``MAX_SEGMENTS``: the smallest segments merge
         (Lucene-style tiers).
         """
         graphs = [s for s in segments if s.is_graph]
