@@ -104,6 +104,24 @@ def test_a_flat_store_never_grows_graphs_at_a_flush(tmp_path: Path) -> None:
     assert not any(s.is_graph for s in index.snapshot.shards["m2024_01"])
 
 
+def test_months_searched_on_several_cores_answer_as_one_after_another(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    index = ReadIndex(tmp_path / "idx", DIM, IndexType.HNSW, {"M": 8, "efConstruction": 40})
+    items = [make_item(i, month=i % 5) for i in range(1, 301)]  # five graphs of 60 rows
+    _apply(index, items, [], 1)
+    _apply(index, [make_item(i, month=i % 5) for i in range(301, 311)], [4, 9], 2)  # and flat tails
+    assert sum(s.is_graph for _, s in index.snapshot.segments()) == 5
+    monkeypatch.setattr(readindex.os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
+    queries = [vector(i * 1000 + 1) for i in (1, 57, 123, 299, 305)]
+    shared = [[(h.score, h.item) for h in index.search(q[None, :], 7)[0]] for q in queries]
+    assert readindex._POOL is not None  # the months were shared between threads
+    monkeypatch.setattr(readindex, "_ONE_BLAS_THREAD", True)  # a server: one after another
+    alone = [[(h.score, h.item) for h in index.search(q[None, :], 7)[0]] for q in queries]
+    assert shared == alone and all(len(hits) == 7 for hits in shared)
+    assert {h[1].id for hits in shared for h in hits}.isdisjoint({4, 9})
+
+
 class ShardMachine(RuleBasedStateMachine):
     """Random inserts, upserts, deletes, drops, saves and reloads against a dict of rows."""
 

@@ -16,17 +16,20 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import pyarrow as pa
 
 from lookalike.store import segments as segment_tiers
 from lookalike.store.models import Hit, IndexType, Item
 from lookalike.store.partitions import month_start, next_month
+from lookalike.store.rows import from_arrow
 from lookalike.store.segments import SEAL_ROWS, Segment, candidates, extend, merge
 
 FORMAT_VERSION = 4  # 3: shards of segments with tombstones; 4: graphs over fp16, float32 beside
@@ -82,6 +85,43 @@ def use_one_blas_thread() -> Any:
     return limit
 
 
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+Part = tuple[npt.NDArray[np.float32], npt.NDArray[np.int64], Segment]
+
+
+def _each(search: Callable[[Segment], Part], segments: list[Segment], queries: int) -> list[Part]:
+    """``search`` over each segment, in order: split between the cores for a single query on a
+    process of its own (a CLI command), one after another in a server or for a batch of queries.
+
+    FAISS lets go of the GIL while it walks a graph, and a month's graph is walked for every query
+    over all months: twelve walks at 100K took 4.5 ms on one core and 2.6 ms on two.
+    """
+    graphs = sum(s.is_graph for s in segments)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if _ONE_BLAS_THREAD or queries > 1 or cores < 2 or graphs < 2:
+        return [search(segment) for segment in segments]
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(min(cores, 4) - 1, thread_name_prefix="lookalike-shards")
+        pool = _POOL
+    shares = min(cores, 4)
+    # Graphs dealt round-robin (they cost alike), flat segments stay with this thread.
+    work = [s for s in segments if s.is_graph]
+    mine = work[0::shares] + [s for s in segments if not s.is_graph]
+
+    def run(part: list[Segment]) -> list[Part]:
+        return [search(segment) for segment in part]
+
+    theirs = [pool.submit(run, work[i::shares]) for i in range(1, shares)]
+    found = {id(part[2]): part for part in run(mine)}
+    for future in theirs:
+        found.update((id(part[2]), part) for part in future.result())
+    return [found[id(segment)] for segment in segments]
+
+
 def _blas() -> Any:
     global _CONTROLLER
     if _CONTROLLER is None:
@@ -92,19 +132,13 @@ def _blas() -> Any:
 
 
 def _hits(best: list[tuple[float, int, int, Segment]]) -> list[Hit]:
-    """Hits in score order, each segment's rows read in one take."""
-    by_segment: dict[int, list[int]] = {}
-    for _, number, row, _segment in best:
-        by_segment.setdefault(number, []).append(row)
-    items: dict[tuple[int, int], Item] = {}
-    for _, number, _row, segment in best:
-        if (number, _row) in items:
-            continue
-        rows = by_segment.pop(number, None)
-        if rows is not None:
-            for row, item in zip(rows, segment.items(np.asarray(rows), with_vector=False), strict=True):
-                items[(number, row)] = item
-    return [Hit(score, items[(number, row)]) for score, number, row, _ in best]
+    """Hits in score order: one row sliced out of each hit's segment, all converted at once
+    (a take and a conversion per segment cost 110 µs each, most of a search's own time)."""
+    if not best:
+        return []
+    rows = pa.concat_tables([segment.table.slice(row, 1) for _, _, row, segment in best])
+    items = from_arrow(rows.to_pydict())
+    return [Hit(score, item) for (score, _, _, _), item in zip(best, items, strict=True)]
 
 
 def in_window(partition: str, since: int | None, until: int | None) -> bool:
@@ -181,12 +215,13 @@ class ReadIndex:
     ) -> list[list[Hit]]:
         snap = self.snapshot
         excluded = np.asarray(list(exclude_ids), dtype=np.int64) if exclude_ids else None
-        parts: list[tuple[npt.NDArray[np.float32], npt.NDArray[np.int64], Segment]] = []
-        for name, segment in snap.segments():
-            if in_window(name, since, until):
-                scores, rows = segment.search(queries, k, segment.mask(sources, since, until, excluded), ef)
-                if scores.shape[1]:
-                    parts.append((scores, rows, segment))
+        chosen = [segment for name, segment in snap.segments() if in_window(name, since, until)]
+
+        def search(segment: Segment) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64], Segment]:
+            scores, rows = segment.search(queries, k, segment.mask(sources, since, until, excluded), ef)
+            return scores, rows, segment
+
+        parts = [part for part in _each(search, chosen, len(queries)) if part[0].shape[1]]
         if not parts:
             return [[] for _ in queries]
         scores = np.concatenate([p[0] for p in parts], axis=1)
