@@ -37,10 +37,17 @@ QUERIES = [
 
 
 def default_runtimes() -> tuple[str, ...]:
-    """Every runtime that can run here: bfloat16 only where the CPU multiplies it natively."""
-    from lookalike.embed.runtimes import bf16_is_fast
+    """Every runtime that can run here: PyTorch's bfloat16 only where the CPU multiplies it natively."""
+    from lookalike.embed.runtimes import bf16_is_fast, openvino_installed
 
-    return ("torch", "onnx", "onnx-int8", "onnx-int8-static", *(("torch-bf16",) if bf16_is_fast() else ()))
+    return (
+        "torch",
+        "onnx",
+        "onnx-int8",
+        "onnx-int8-static",
+        *(("torch-bf16",) if bf16_is_fast() else ()),
+        *(("openvino",) if openvino_installed() else ()),
+    )
 
 
 @dataclass

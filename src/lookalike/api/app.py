@@ -8,7 +8,7 @@ import logging
 import shutil
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -20,7 +20,9 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lookalike import __version__
 from lookalike.api import review, risk
@@ -108,35 +110,82 @@ def create_app(ctx: Context) -> FastAPI:
     too_large = f"request body over the {settings.max_upload_mb:g} MB limit"
     app.add_middleware(BodyLimit, max_bytes=app.state.max_upload + 64 * 1024, message=too_large)
 
-    _guard(app, settings.api_key, too_large)
+    app.add_middleware(
+        Guard,
+        owner=app,
+        api_key=settings.api_key,
+        max_body=app.state.max_upload + 64 * 1024,
+        too_large=too_large,
+    )
     _error_handlers(app)
     return app
 
 
-def _guard(app: FastAPI, api_key: str, too_large: str) -> None:
-    """The API key, the declared body size, and a JSON 500 (logged with its traceback) for anything unhandled."""
+class Guard:
+    """The API key, the declared body size, per-route metrics, and a JSON 500 (logged with its
+    traceback) for anything unhandled: the outermost layer of the app.
 
-    @app.middleware("http")
-    async def guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    A plain ASGI middleware: Starlette's ``@app.middleware("http")`` runs each request through an
+    extra task and memory streams, which under 50 concurrent clients cost a share of every request.
+    """
+
+    def __init__(self, app: ASGIApp, *, owner: FastAPI, api_key: str, max_body: int, too_large: str) -> None:
+        self.app = app
+        self.owner = owner
+        self.api_key = api_key.encode()
+        self.max_body = max_body
+        self.too_large = too_large
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
         started = time.perf_counter()
-        path = request.url.path
-        if api_key and not path.startswith(OPEN_PATHS[2]) and path not in OPEN_PATHS:
-            given = request.headers.get("x-api-key", "")
-            if not hmac.compare_digest(given.encode(), api_key.encode()):
-                response: Response = JSONResponse(
-                    {"detail": "missing or wrong X-API-Key header"}, status_code=401
-                )
-                return _observe(app, request, response, started)
-        length = request.headers.get("content-length", "")
-        if length.isascii() and length.isdigit() and int(length) > app.state.max_upload + 64 * 1024:
-            response = JSONResponse({"detail": too_large}, status_code=413)
-            return _observe(app, request, response, started)
+        status = 500
+        refusal = self._refusal(scope)
+        if refusal is not None:
+            status = refusal.status_code
+            await refusal(scope, receive, send)
+            self._observe(scope, status, started)
+            return
+        response_started = False
+
+        async def sending(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                status, response_started = message["status"], True
+            await send(message)
+
         try:
-            response = await call_next(request)
+            await self.app(scope, receive, sending)
         except Exception:  # the last line of defence: log it (traceback included), answer JSON, keep serving
-            log.exception("unhandled error on %s %s", request.method, path)
-            response = JSONResponse({"detail": "internal error"}, status_code=500)
-        return _observe(app, request, response, started)
+            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+            if not response_started:
+                status = 500
+                await JSONResponse({"detail": "internal error"}, status_code=500)(scope, receive, send)
+        finally:
+            self._observe(scope, status, started)
+
+    def _refusal(self, scope: Scope) -> Response | None:
+        path = scope["path"]
+        headers = Headers(scope=scope)
+        if self.api_key and not path.startswith(OPEN_PATHS[2]) and path not in OPEN_PATHS:
+            given = headers.get("x-api-key", "").encode("utf-8", "surrogateescape")
+            if not hmac.compare_digest(given, self.api_key):
+                return JSONResponse({"detail": "missing or wrong X-API-Key header"}, status_code=401)
+        length = headers.get("content-length", "")
+        if length.isascii() and length.isdigit() and int(length) > self.max_body:
+            return JSONResponse({"detail": self.too_large}, status_code=413)
+        return None
+
+    def _observe(self, scope: Scope, status: int, started: float) -> None:
+        route: Any = scope.get("route")
+        path = scope["path"]
+        name = getattr(route, "path", None) or ("/static" if path.startswith("/static/") else "unmatched")
+        metrics: Metrics = self.owner.state.metrics
+        method = scope.get("method", "")
+        metrics.requests.labels(name, method, str(status)).inc()
+        metrics.latency.labels(name, method).observe(time.perf_counter() - started)
 
 
 def _error_handlers(app: FastAPI) -> None:
@@ -157,14 +206,3 @@ def _error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
-
-
-def _observe(app: FastAPI, request: Request, response: Response, started: float) -> Response:
-    route: Any = request.scope.get("route")
-    name = getattr(route, "path", None) or (
-        "/static" if request.url.path.startswith("/static/") else "unmatched"
-    )
-    metrics: Metrics = app.state.metrics
-    metrics.requests.labels(name, request.method, str(response.status_code)).inc()
-    metrics.latency.labels(name, request.method).observe(time.perf_counter() - started)
-    return response
