@@ -35,6 +35,7 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> list:
         ("onnx-int8", "onnx-int8", 0.99),
         ("onnx-int8-static", "onnx-int8-static", 0.99),
         ("torch-bf16", "torch-bf16", 0.99),
+        ("openvino", "openvino", 0.99),
     ],
 )
 def test_onnx_runtimes_agree_with_torch(
@@ -165,6 +166,59 @@ def test_static_int8_gives_a_photo_the_same_vector_alone_and_among_32_others(
     alone = embedder.embed_prepared([pixels[0]])
     together = embedder.embed_prepared([pixels[0], *mates])[:1]
     assert float(alone[0] @ together[0]) >= 0.9999
+
+
+def test_openvino_gives_a_photo_one_vector_alone_among_32_others_and_from_many_threads(
+    tiny_model: tuple[Path, Path], tmp_path: Path
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    embedder = _embedder(tiny_model, "openvino", tmp_path)
+    assert embedder.runtime == "openvino"
+    photos = runtimes.probe_photos()
+    pixels = np.stack([embedder.prepare_image(photo) for photo in photos])
+    mates = runtimes.batch_mates(pixels)
+    alone = embedder.embed_prepared([pixels[0]])
+    together = embedder.embed_prepared([pixels[0], *mates])[:1]
+    assert float(alone[0] @ together[0]) >= 0.9999
+    # An infer request serves one call at a time: threads calling at once each get their own.
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda i: embedder.embed_prepared([pixels[i % len(pixels)]]), range(24)))
+    for i, answer in enumerate(answers):
+        np.testing.assert_allclose(answer, embedder.embed_prepared([pixels[i % len(pixels)]]), atol=1e-6)
+
+
+def test_once_probed_auto_builds_only_the_runtimes_it_chose(
+    tiny_model: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = _embedder(tiny_model, "auto", tmp_path)
+    choice = first.runtime_choice
+    built: list[str] = []
+    original = runtimes._build
+
+    def counting(name: runtimes.RuntimeName, *args: object, **kwargs: object) -> object:
+        built.append(runtimes.LABELS[name])
+        return original(name, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(runtimes, "_build", counting)
+    again = _embedder(tiny_model, "auto", tmp_path)
+    assert again.runtime_choice["image"] == choice["image"] and again.runtime_choice["text"] == choice["text"]
+    assert set(built) <= {choice["image"], choice["text"]} - {"torch-fp32"}
+    np.testing.assert_allclose(again.embed_texts(TEXTS), first.embed_texts(TEXTS), atol=1e-6)
+
+
+@pytest.mark.parametrize("cached", ["[1, 2]", '{"onnx": [1]}', "{not json", '{"onnx": {"image_ms": 1.0}}'])
+def test_a_damaged_or_older_probe_cache_is_measured_again(
+    tiny_model: tuple[Path, Path], tmp_path: Path, cached: str
+) -> None:
+    _embedder(tiny_model, "auto", tmp_path).load()
+    path = next((tmp_path / "onnx").iterdir()) / "probes.json"
+    path.write_text(cached)
+    again = _embedder(tiny_model, "auto", tmp_path)
+    again.load()
+    probes = json.loads(path.read_text())
+    assert all(p["probe_version"] == runtimes.PROBE_VERSION for p in probes.values())
+    assert {"torch", "onnx", "onnx-int8-static"} <= set(probes)
 
 
 def test_auto_reports_each_towers_runtime_and_every_probe(

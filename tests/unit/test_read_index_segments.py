@@ -9,11 +9,12 @@ so that the graph's answer is the exact one.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
@@ -293,3 +294,37 @@ def test_a_server_runs_blas_on_one_thread_and_searches_stop_limiting_it(
         assert index.search(make_item(3).vector[None, :], 5)[0][0].item.id == 3
     finally:
         limit.restore_original_limits()
+
+
+@settings(max_examples=200, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), dim=st.sampled_from([16, 512]))
+def test_an_fp16_code_moves_a_unit_inner_product_by_less_than_half_the_margin(seed: int, dim: int) -> None:
+    """The bound the re-scoring relies on: a graph's fp16 score of a candidate is within 2**-11 of
+    its float32 score, so one within FP16_MARGIN of the k-th can be left out only if it cannot win."""
+    rng = np.random.default_rng(seed)
+    # Heavy-tailed components too: a few large coordinates are where rounding is largest.
+    raw = rng.standard_t(2, size=(2, dim)).astype(np.float32)
+    query, stored = raw / np.linalg.norm(raw, axis=1, keepdims=True)
+    exact = float(np.dot(query.astype(np.float64), stored.astype(np.float64)))
+    coded = float(np.dot(query.astype(np.float64), stored.astype(np.float16).astype(np.float64)))
+    assert abs(coded - exact) <= 2.0**-11 < readindex.FP16_MARGIN / 2
+
+
+def test_near_ties_across_months_come_back_in_exact_float32_order(tmp_path: Path) -> None:
+    """Scores 1e-5 apart (well inside fp16's rounding) in two months' graphs: the hits are the exact
+    top k in float32 order, ties by id, whatever the fp16 codes made of them."""
+    index = ReadIndex(tmp_path / "idx", DIM, IndexType.HNSW, {"M": 8, "efConstruction": 40})
+    centre = vector(7)
+    rng = np.random.default_rng(3)
+    model = Model()
+    items = []
+    for i in range(1, 121):
+        nudged = centre + 1e-3 * rng.normal(size=DIM).astype(np.float32)
+        items.append(replace(make_item(i, month=i % 2), vector=nudged.astype(np.float32)))
+    model.upsert(items)
+    _apply(index, list(model.rows.values()), [], 1)
+    index.save()
+    assert all(s.is_graph for segs in index.snapshot.shards.values() for s in segs)
+    for k in (1, 5, 10, 20):
+        hits = index.search(centre[None, :], k, ef=200)[0]
+        assert [h.item.id for h in hits] == _exact(model, centre, k)
