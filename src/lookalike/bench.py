@@ -46,7 +46,7 @@ def default_runtimes() -> tuple[str, ...]:
         "onnx-int8",
         "onnx-int8-static",
         *(("torch-bf16",) if bf16_is_fast() else ()),
-        *(("openvino",) if openvino_installed() else ()),
+        *(("openvino", "openvino-int8") if openvino_installed() else ()),
     )
 
 

@@ -36,6 +36,7 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> list:
         ("onnx-int8-static", "onnx-int8-static", 0.99),
         ("torch-bf16", "torch-bf16", 0.99),
         ("openvino", "openvino", 0.99),
+        ("openvino-int8", "openvino-int8", 0.99),
     ],
 )
 def test_onnx_runtimes_agree_with_torch(
@@ -168,13 +169,14 @@ def test_static_int8_gives_a_photo_the_same_vector_alone_and_among_32_others(
     assert float(alone[0] @ together[0]) >= 0.9999
 
 
+@pytest.mark.parametrize("runtime", ["openvino", "openvino-int8"])
 def test_openvino_gives_a_photo_one_vector_alone_among_32_others_and_from_many_threads(
-    tiny_model: tuple[Path, Path], tmp_path: Path
+    tiny_model: tuple[Path, Path], tmp_path: Path, runtime: str
 ) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    embedder = _embedder(tiny_model, "openvino", tmp_path)
-    assert embedder.runtime == "openvino"
+    embedder = _embedder(tiny_model, runtime, tmp_path)
+    assert embedder.runtime == runtime
     photos = runtimes.probe_photos()
     pixels = np.stack([embedder.prepare_image(photo) for photo in photos])
     mates = runtimes.batch_mates(pixels)

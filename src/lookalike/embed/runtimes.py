@@ -9,7 +9,8 @@ activations by the whole batch, so on some CPUs an image's vector depends on its
 such a runtime is refused for that tower. Static int8 (calibrated once, fixed scales) keeps
 vectors batch-independent by construction, and the probe checks it like the others. OpenVINO
 runs the same fp32 export in the precision its CPU plugin picks for the machine: bfloat16 on the
-matrix units of an AMX or AVX512-BF16 CPU, fp32 elsewhere. On a GPU ``auto`` stays with PyTorch.
+matrix units of an AMX or AVX512-BF16 CPU, fp32 elsewhere; ``openvino-int8`` compiles the static int8
+export (its calibrated scales) for OpenVINO's int8 kernels. On a GPU ``auto`` stays with PyTorch.
 """
 
 from __future__ import annotations
@@ -69,14 +70,16 @@ class RuntimeName(StrEnum):
     ONNX_INT8_STATIC = "onnx-int8-static"
     TORCH_BF16 = "torch-bf16"
     OPENVINO = "openvino"
+    OPENVINO_INT8 = "openvino-int8"
 
 
-# The export each runtime reads (OpenVINO compiles the fp32 one itself).
+# The export each runtime reads (OpenVINO compiles the fp32 and the static int8 ones itself).
 ONNX_SUFFIX = {
     RuntimeName.ONNX: FP32,
-    RuntimeName.OPENVINO: FP32,
     RuntimeName.ONNX_INT8: DYNAMIC_INT8,
     RuntimeName.ONNX_INT8_STATIC: STATIC_INT8,
+    RuntimeName.OPENVINO: FP32,
+    RuntimeName.OPENVINO_INT8: STATIC_INT8,
 }
 # Full precision must agree closely; reduced precision (int8, bfloat16) to the issue's 0.99.
 AGREEMENT_BAR = {
@@ -86,6 +89,7 @@ AGREEMENT_BAR = {
     RuntimeName.ONNX_INT8_STATIC: 0.99,
     RuntimeName.TORCH_BF16: 0.99,
     RuntimeName.OPENVINO: 0.99,  # bfloat16 where the CPU has it
+    RuntimeName.OPENVINO_INT8: 0.99,
 }
 LABELS = {
     RuntimeName.TORCH: "torch-fp32",
@@ -94,6 +98,7 @@ LABELS = {
     RuntimeName.ONNX_INT8_STATIC: "onnx-int8-static",
     RuntimeName.TORCH_BF16: "torch-bf16",
     RuntimeName.OPENVINO: "openvino",
+    RuntimeName.OPENVINO_INT8: "openvino-int8",
 }
 NAME_OF_LABEL = {label: name.value for name, label in LABELS.items()}
 
@@ -296,7 +301,7 @@ def auto_candidates() -> list[RuntimeName]:
     if bf16_is_fast():
         candidates.append(RuntimeName.TORCH_BF16)
     if openvino_installed():
-        candidates.append(RuntimeName.OPENVINO)
+        candidates += [RuntimeName.OPENVINO, RuntimeName.OPENVINO_INT8]
     return candidates
 
 
@@ -331,7 +336,7 @@ def _build(name: RuntimeName, model: Any, folder: Path | None, device: str) -> R
         return TorchRuntime(copy.deepcopy(model).to(torch.bfloat16), device, LABELS[name])
     assert folder is not None
     suffix = ONNX_SUFFIX[name]
-    if name == RuntimeName.OPENVINO:
+    if name in (RuntimeName.OPENVINO, RuntimeName.OPENVINO_INT8):
         if not openvino_installed():
             raise ConfigError("The openvino runtime needs OpenVINO: pip install openvino.")
         return OpenVinoRuntime(
