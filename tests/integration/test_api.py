@@ -170,6 +170,14 @@ def test_api_key_guards_every_route_but_health_and_the_page(tmp_path: Path) -> N
         assert ok.status_code == 200
 
 
+def test_an_api_key_with_non_ascii_characters_matches_its_utf8_bytes(tmp_path: Path) -> None:
+    service, _ = build(tmp_path, api_key="clé-ü")
+    with TestClient(create_app(service)) as api:
+        assert api.get("/stats", headers={"X-API-Key": "clé-ü".encode()}).status_code == 200
+        assert api.get("/stats", headers={"X-API-Key": "clé-u".encode()}).status_code == 401
+        assert api.get("/stats", headers={"X-API-Key": b"cl\xc3"}).status_code == 401
+
+
 class _Redirector(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802
         self.send_response(302)

@@ -10,7 +10,7 @@ import pytest
 
 from lookalike.embed import export, runtimes
 from lookalike.embed.openclip import OpenClipEmbedder
-from lookalike.errors import ConfigError
+from lookalike.errors import ConfigError, ModelUnavailableError
 from lookalike.ingest import decode_image
 from tests.helpers import write_images
 
@@ -57,7 +57,8 @@ def test_auto_picks_an_onnx_runtime_on_a_cpu_and_reuses_the_export(
     first.load()
     exports = list((tmp_path / "onnx").iterdir())
     assert len(exports) == 1
-    probes = json.loads((exports[0] / "probes.json").read_text())
+    (probes_file,) = exports[0].glob("probes-*.json")  # one per machine
+    probes = json.loads(probes_file.read_text())
     assert {"torch", "onnx", "onnx-int8", "onnx-int8-static"} <= set(probes)
     # Each tower runs on the fastest runtime that meets its agreement and batch-stability bars.
     image_label, _, text_label = first.runtime.partition("+")
@@ -205,22 +206,62 @@ def test_once_probed_auto_builds_only_the_runtimes_it_chose(
     monkeypatch.setattr(runtimes, "_build", counting)
     again = _embedder(tiny_model, "auto", tmp_path)
     assert again.runtime_choice["image"] == choice["image"] and again.runtime_choice["text"] == choice["text"]
-    assert set(built) <= {choice["image"], choice["text"]} - {"torch-fp32"}
+    assert set(built) == {choice["image"], choice["text"]} - {"torch-fp32"}
     np.testing.assert_allclose(again.embed_texts(TEXTS), first.embed_texts(TEXTS), atol=1e-6)
 
 
-@pytest.mark.parametrize("cached", ["[1, 2]", '{"onnx": [1]}', "{not json", '{"onnx": {"image_ms": 1.0}}'])
+@pytest.mark.parametrize(
+    "cached",
+    [
+        "[1, 2]",
+        '{"onnx": [1]}',
+        "{not json",
+        '{"onnx": {"image_ms": 1.0}}',
+        "BAD VALUES",
+    ],
+)
 def test_a_damaged_or_older_probe_cache_is_measured_again(
     tiny_model: tuple[Path, Path], tmp_path: Path, cached: str
 ) -> None:
     _embedder(tiny_model, "auto", tmp_path).load()
-    path = next((tmp_path / "onnx").iterdir()) / "probes.json"
+    (path,) = next((tmp_path / "onnx").iterdir()).glob("probes-*.json")
+    if cached == "BAD VALUES":  # every key there, of this probe, but not numbers
+        probes = json.loads(path.read_text())
+        probes["onnx"] = {**probes["onnx"], "image_ms": None, "text_cosine": "1.0"}
+        cached = json.dumps(probes)
     path.write_text(cached)
     again = _embedder(tiny_model, "auto", tmp_path)
     again.load()
     probes = json.loads(path.read_text())
     assert all(p["probe_version"] == runtimes.PROBE_VERSION for p in probes.values())
     assert {"torch", "onnx", "onnx-int8-static"} <= set(probes)
+    assert isinstance(probes["onnx"]["image_ms"], float) and isinstance(probes["onnx"]["text_cosine"], float)
+
+
+def test_a_runtime_that_cannot_load_here_is_left_out_and_not_tried_again(
+    tiny_model: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tries: list[str] = []
+
+    class Unloadable:
+        def __init__(self, *args: object) -> None:
+            tries.append("openvino")
+            raise RuntimeError("Exception from src/inference: unsupported operation")
+
+    monkeypatch.setattr(runtimes, "OpenVinoRuntime", Unloadable)
+    first = _embedder(tiny_model, "auto", tmp_path)
+    choice = first.runtime_choice
+    assert not {"openvino", "openvino-int8"} & {choice["image"], choice["text"]}
+    assert "openvino" not in choice["probes"]  # left out, not probed
+    assert len(first.embed_texts(TEXTS)) == len(TEXTS)
+    attempts = len(tries)
+    again = _embedder(tiny_model, "auto", tmp_path)
+    assert again.runtime_choice["image"] == choice["image"]
+    assert len(tries) == attempts  # remembered for this machine: not built, not probed again
+    with pytest.raises(
+        ModelUnavailableError, match="openvino runtime cannot run here: .*unsupported operation"
+    ):
+        _embedder(tiny_model, "openvino", tmp_path).load()  # asked for by name: a clear error
 
 
 def test_auto_reports_each_towers_runtime_and_every_probe(
@@ -232,3 +273,14 @@ def test_auto_reports_each_towers_runtime_and_every_probe(
     assert choice["image"] in choice["probes"] and choice["text"] in choice["probes"]
     for figures in choice["probes"].values():
         assert 0 < figures["image_batch_cosine"] <= 1.0 + 1e-6 and figures["image_ms"] > 0
+
+
+def test_the_probe_times_images_beside_a_decoder_that_stops_with_it() -> None:
+    import threading
+
+    def decoders() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name == "lookalike-probe-decoder"]
+
+    with runtimes.decoding_beside():
+        assert len(decoders()) == 1 and decoders()[0].is_alive()
+    assert decoders() == []

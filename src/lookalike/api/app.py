@@ -20,7 +20,6 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -168,12 +167,12 @@ class Guard:
 
     def _refusal(self, scope: Scope) -> Response | None:
         path = scope["path"]
-        headers = Headers(scope=scope)
-        if self.api_key and not path.startswith(OPEN_PATHS[2]) and path not in OPEN_PATHS:
-            given = headers.get("x-api-key", "").encode("utf-8", "surrogateescape")
-            if not hmac.compare_digest(given, self.api_key):
-                return JSONResponse({"detail": "missing or wrong X-API-Key header"}, status_code=401)
-        length = headers.get("content-length", "")
+        headers: dict[bytes, bytes] = dict(scope["headers"])  # raw bytes, names in lower case
+        guarded = self.api_key and not path.startswith(OPEN_PATHS[2]) and path not in OPEN_PATHS
+        # The bytes as sent: a key with non-ASCII characters matches when sent in UTF-8.
+        if guarded and not hmac.compare_digest(headers.get(b"x-api-key", b""), self.api_key):
+            return JSONResponse({"detail": "missing or wrong X-API-Key header"}, status_code=401)
+        length = headers.get(b"content-length", b"")
         if length.isascii() and length.isdigit() and int(length) > self.max_body:
             return JSONResponse({"detail": self.too_large}, status_code=413)
         return None

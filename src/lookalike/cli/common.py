@@ -111,9 +111,11 @@ Runtime = Annotated[
     typer.Option(
         "--runtime",
         help=(
-            "What runs the model: auto (on a CPU, the fastest ONNX Runtime export that agrees with "
-            "PyTorch; else PyTorch), torch, onnx, onnx-int8. Exports are cached under "
-            "LOOKALIKE_CACHE_DIR. (env LOOKALIKE_RUNTIME, default auto)"
+            "What runs the model: auto (on a CPU, per tower the fastest runtime whose vectors agree "
+            "with PyTorch fp32 and do not depend on their batch, probed once per model and machine; on "
+            "a GPU, PyTorch), torch, torch-bf16, onnx, onnx-int8, onnx-int8-static, openvino, "
+            "openvino-int8. Exports and probes are cached under LOOKALIKE_CACHE_DIR. "
+            "(env LOOKALIKE_RUNTIME, default auto)"
         ),
     ),
 ]

@@ -65,10 +65,6 @@ class Snapshot:
 
 
 FEW_QUERIES = 16
-FP16_MARGIN = 1e-3
-"""How far below the k-th candidate's score a graph's candidate may be and still reach the top k once
-re-scored. An fp16 code rounds each component by at most 2**-11 of it, so a unit vector's inner product
-with a unit query moves by at most 2**-11 ≈ 4.9e-4 (Cauchy-Schwarz); two such errors fit in 1e-3."""
 _CONTROLLER: Any = None
 _ONE_BLAS_THREAD = False
 
@@ -240,8 +236,6 @@ class ReadIndex:
             order = order[rows[q][order] >= 0]
             if graphs:  # graphs scored in fp16: re-score the best candidates in float32, then pick k
                 order = order[: candidates(k)]
-                if len(order) > k:  # only those that can still reach the top k (see FP16_MARGIN)
-                    order = order[best[order] >= best[order[k - 1]] - FP16_MARGIN]
                 best = best.copy()
                 for i in np.unique(part[order]):
                     if parts[i][2].is_graph:
