@@ -99,6 +99,9 @@ class Settings(BaseSettings):
     # waiting at most this long after the first for others to join it.
     serve_batch: int = Field(default=16, ge=1, le=1024)
     serve_batch_wait_ms: float = Field(default=3.0, ge=0, le=1000)
+    # Threads of the text tower on a CPU (ONNX Runtime, OpenVINO); 0: two for a single query (the
+    # CLI), one in `lookalike serve`, whose concurrent requests keep the cores busy.
+    text_threads: int = Field(default=0, ge=0, le=256)
 
     # The collection's workflow database (policies, flags, reviews, PDQ hashes); empty: beside
     # a Lite database file, or DATA_DIR/workflow/SERVER-COLLECTION.sqlite for a server.

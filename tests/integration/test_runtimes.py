@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -284,3 +285,49 @@ def test_the_probe_times_images_beside_a_decoder_that_stops_with_it() -> None:
     with runtimes.decoding_beside():
         assert len(decoders()) == 1 and decoders()[0].is_alive()
     assert decoders() == []
+
+
+def test_the_text_tower_runs_on_the_threads_asked_and_on_two_at_most_by_default(
+    tiny_model: tuple[Path, Path], tmp_path: Path
+) -> None:
+    config, checkpoint = tiny_model
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    for asked, expected in ((0, max(1, min(2, cores))), (1, 1), (3, 3)):
+        embedder = OpenClipEmbedder(
+            str(config), str(checkpoint), runtime="onnx-int8-static", cache_dir=tmp_path, text_threads=asked
+        )
+        embedder.load()
+        session = embedder._runtime._text  # type: ignore[union-attr]
+        assert session.get_session_options().intra_op_num_threads == expected
+        np.testing.assert_allclose(
+            embedder.embed_texts(TEXTS),
+            OpenClipEmbedder(
+                str(config), str(checkpoint), runtime="onnx-int8-static", cache_dir=tmp_path
+            ).embed_texts(TEXTS),
+            atol=1e-5,
+        )  # threads change the speed, not the vectors
+
+
+def test_serve_runs_the_text_tower_on_one_thread_unless_told(monkeypatch: pytest.MonkeyPatch) -> None:
+    import uvicorn
+    from typer.testing import CliRunner
+
+    from lookalike.cli import app as cli_app
+    from lookalike.usecases import context
+
+    seen: list[int] = []
+
+    class Loaded(Exception):
+        pass
+
+    def stop_at_load(self: context.Context) -> object:
+        seen.append(self.settings.text_threads)
+        raise Loaded
+
+    monkeypatch.setattr(context.Context, "embedder", property(stop_at_load))
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: None)
+    runner = CliRunner()
+    runner.invoke(cli_app, ["serve", "--db", "unused.db"])
+    monkeypatch.setenv("LOOKALIKE_TEXT_THREADS", "2")
+    runner.invoke(cli_app, ["serve", "--db", "unused.db"])
+    assert seen == [1, 2]

@@ -49,6 +49,8 @@ def serve(
     from lookalike.store.readindex import use_one_blas_thread
 
     with session(verbose, db, collection, model, pretrained, runtime=runtime) as ctx:
+        if ctx.settings.text_threads == 0:  # see Settings.text_threads
+            ctx.settings = ctx.settings.model_copy(update={"text_threads": 1})
         ctx.embedder.load()  # fail here, with a clear message, rather than inside the server
         use_one_blas_thread()  # concurrent requests keep the cores busy; BLAS threads only wait
         server_logging(verbose)

@@ -64,4 +64,5 @@ def create_embedder(settings: Settings) -> Embedder:
         batch_size=settings.batch_size,
         runtime=settings.runtime,
         cache_dir=settings.cache_dir,
+        text_threads=settings.text_threads,
     )

@@ -230,8 +230,10 @@ class OpenClipEmbedder(Embedder):
         *,
         runtime: str = "auto",
         cache_dir: str | Path | None = None,
+        text_threads: int = 0,
     ) -> None:
         super().__init__(batch_size)
+        self._text_threads = text_threads  # 0: runtimes.text_threads decides
         self.model_spec = model
         self.pretrained = pretrained
         self._arch, self._cfg, _ = _resolve_architecture(model)
@@ -300,6 +302,7 @@ class OpenClipEmbedder(Embedder):
             cache_dir=self._cache_dir,
             probe_pixels=np.stack([self._pixels(image) for image in probe_photos()]),
             probe_tokens=self._tokens(PROBE_TEXTS),
+            text_threads_wanted=self._text_threads,
         )
         log.info("loaded %s on %s with %s", self.name, loaded.device, self._runtime.label)
 

@@ -143,21 +143,37 @@ class TorchRuntime:
         return features.float().cpu().numpy()
 
 
-class OnnxRuntime:
-    """Two ONNX Runtime sessions on the CPU.
+def text_threads(requested: int = 0) -> int:
+    """Threads for the text tower: as asked, else two where there are two cores.
 
-    The text session runs on one thread: a query is a handful of tokens, and handing its small
-    products to a second thread cost more than it saved (ViT-B-32, a four-token query on a
-    shared 2-core AVX2 EPYC: p50 13.6 ms on one thread, 27.7 ms on two). Images use every thread.
+    A query is a handful of tokens, but the tower reads its 38 MB of int8 weights (ViT-B-32) for
+    each; on two threads that stop spinning when a call ends, a four-token query took 3.9 ms
+    against 4.8 on one, beside searches at 100K (2-core Xeon with AMX). A server sets one
+    (``lookalike serve``): its concurrent requests already keep the cores busy, and there a
+    second thread cost more than it saved (a shared 2-core AVX2 EPYC: 13.6 ms on one, 27.7 on two).
+    """
+    if requested > 0:
+        return requested
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(2, cores))
+
+
+class OnnxRuntime:
+    """Two ONNX Runtime sessions on the CPU: images on every thread, texts on ``text_threads``.
+
+    Worker threads stop spinning when a call ends, so that the cores go straight to what runs
+    between calls (a search, decoding the next images) instead of waiting for work that is not
+    coming.
     """
 
-    def __init__(self, image_path: Path, text_path: Path, label: str) -> None:
+    def __init__(self, image_path: Path, text_path: Path, label: str, texts_on: int = 1) -> None:
         import onnxruntime as ort
 
         def options(threads: int) -> Any:
             chosen = ort.SessionOptions()
             chosen.intra_op_num_threads = threads
             chosen.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            chosen.add_session_config_entry("session.force_spinning_stop", "1")
             return chosen
 
         providers = ["CPUExecutionProvider"]
@@ -165,7 +181,7 @@ class OnnxRuntime:
         self._image = ort.InferenceSession(
             str(image_path), options(torch.get_num_threads()), providers=providers
         )
-        self._text = ort.InferenceSession(str(text_path), options(1), providers=providers)
+        self._text = ort.InferenceSession(str(text_path), options(texts_on), providers=providers)
 
     def images(self, pixels: npt.NDArray[np.float32]) -> Array:
         return self._image.run(None, {"pixels": np.ascontiguousarray(pixels, dtype=np.float32)})[0]
@@ -183,7 +199,7 @@ class OpenVinoRuntime:
     time. An infer request serves one call at a time, so each thread gets its own.
     """
 
-    def __init__(self, image_path: Path, text_path: Path, cache: Path, label: str) -> None:
+    def __init__(self, image_path: Path, text_path: Path, cache: Path, label: str, texts_on: int = 1) -> None:
         import openvino as ov
 
         core = ov.Core()
@@ -194,9 +210,8 @@ class OpenVinoRuntime:
             return core.compile_model(core.read_model(str(path)), "CPU", config)
 
         self.label = label
-        # The text tower on one thread, as ONNX Runtime's (see OnnxRuntime).
         self._image = compiled(image_path, torch.get_num_threads())
-        self._text = compiled(text_path, 1)
+        self._text = compiled(text_path, texts_on)  # see text_threads
         self._requests = threading.local()
 
     def _run(self, tower: str, inputs: Array) -> Array:
@@ -369,7 +384,7 @@ def _resolve(requested: str) -> RuntimeName:
         raise ConfigError(f"Unknown runtime '{requested}'. Choose one of: {names}.") from None
 
 
-def _build(name: RuntimeName, model: Any, folder: Path | None, device: str) -> Runtime:
+def _build(name: RuntimeName, model: Any, folder: Path | None, device: str, texts_on: int = 1) -> Runtime:
     if name == RuntimeName.TORCH:
         return TorchRuntime(model, device)
     if name == RuntimeName.TORCH_BF16:
@@ -380,9 +395,13 @@ def _build(name: RuntimeName, model: Any, folder: Path | None, device: str) -> R
         if not openvino_installed():
             raise ConfigError("The openvino runtime needs OpenVINO: pip install openvino.")
         return OpenVinoRuntime(
-            folder / f"image{suffix}.onnx", folder / f"text{suffix}.onnx", folder / "openvino", LABELS[name]
+            folder / f"image{suffix}.onnx",
+            folder / f"text{suffix}.onnx",
+            folder / "openvino",
+            LABELS[name],
+            texts_on,
         )
-    return OnnxRuntime(folder / f"image{suffix}.onnx", folder / f"text{suffix}.onnx", LABELS[name])
+    return OnnxRuntime(folder / f"image{suffix}.onnx", folder / f"text{suffix}.onnx", LABELS[name], texts_on)
 
 
 def choose_runtime(
@@ -394,8 +413,9 @@ def choose_runtime(
     cache_dir: Path,
     probe_pixels: Array,
     probe_tokens: Array,
+    text_threads_wanted: int = 0,
 ) -> Runtime:
-    """Build the runtime asked for.
+    """Build the runtime asked for (its text tower on ``text_threads(text_threads_wanted)`` threads).
 
     ``auto`` on a CPU probes every runtime that can run here once per model and machine
     (the result is cached beside the export) and takes, for each tower, the fastest one
@@ -403,6 +423,7 @@ def choose_runtime(
     inputs (photographs, mirrored, and texts) also calibrate static int8.
     """
     name = _resolve(requested)
+    texts_on = text_threads(text_threads_wanted)
     torch_runtime = TorchRuntime(model, device)
     if name == RuntimeName.TORCH or (name == RuntimeName.AUTO and device != "cpu"):
         return torch_runtime
@@ -426,7 +447,7 @@ def choose_runtime(
             candidates = [c for c in candidates if c not in ONNX_SUFFIX]
     if name != RuntimeName.AUTO:
         try:
-            return _build(name, model, folder, device)
+            return _build(name, model, folder, device, texts_on)
         except (ConfigError, ModelUnavailableError):
             raise
         except Exception as exc:  # e.g. OpenVINO refusing an operator or this CPU
@@ -441,7 +462,7 @@ def choose_runtime(
     probes = _cached_probes(probes_path)
     built: dict[RuntimeName, Runtime] = {RuntimeName.TORCH: torch_runtime}
     if not all(_complete(probes.get(c.value, {})) for c in everyone):
-        built.update(_build_each(candidates, model, folder, device))
+        built.update(_build_each(candidates, model, folder, device, texts_on))
         unavailable = [c for c in candidates if c not in built]
         probes = _probed(built, unavailable, probes, probes_path, probe_pixels, probe_tokens)
     everyone = [c for c in everyone if not probes[c.value].get(UNAVAILABLE)]
@@ -456,7 +477,7 @@ def choose_runtime(
     while True:
         image, text = fastest("image"), fastest("text")
         missing = [c for c in dict.fromkeys((image, text)) if c not in built]
-        built.update(_build_each(missing, model, folder, device))
+        built.update(_build_each(missing, model, folder, device, texts_on))
         if image in built and text in built:
             break
         everyone = [c for c in everyone if c in built or c not in missing]
@@ -466,14 +487,14 @@ def choose_runtime(
 
 
 def _build_each(
-    names: Sequence[RuntimeName], model: Any, folder: Path | None, device: str
+    names: Sequence[RuntimeName], model: Any, folder: Path | None, device: str, texts_on: int
 ) -> dict[RuntimeName, Runtime]:
     """The runtimes that build here; one that cannot (an operator it lacks, a CPU it does not
     support, a cache it cannot write) is left out with a warning, so ``auto`` still answers."""
     built: dict[RuntimeName, Runtime] = {}
     for name in names:
         try:
-            built[name] = _build(name, model, folder, device)
+            built[name] = _build(name, model, folder, device, texts_on)
         except Exception as exc:  # runtimes fail to load in many ways; auto then does without one
             log.warning("the %s runtime cannot run here, leaving it out: %s", LABELS[name], exc)
     return built
