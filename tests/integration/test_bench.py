@@ -21,10 +21,9 @@ def test_bench_reports_every_figure(tiny_model: tuple[Path, Path]) -> None:
     assert set(result) == {"machine", "ingest", "text_query", "search", "insert", "peak_rss_mb"}
     ingest = result["ingest"]
     assert ingest["images"] == 3
-    assert {"torch-fp32", "onnx-fp32", "onnx-int8", "onnx-int8-static"} <= set(ingest["runtimes"])
-    assert set(ingest["runtimes"]) - {"torch-fp32", "onnx-fp32", "onnx-int8", "onnx-int8-static"} <= {
-        "torch-bf16"
-    }
+    everywhere = {"torch-fp32", "onnx-fp32", "onnx-int8", "onnx-int8-static", "openvino", "openvino-int8"}
+    assert everywhere <= set(ingest["runtimes"])
+    assert set(ingest["runtimes"]) - everywhere <= {"torch-bf16"}  # only where the CPU has bfloat16
     assert all(entry["images_per_s"] > 0 for entry in ingest["runtimes"].values())
     # Every runtime's stability is reported; the ones auto may choose are stable (whichever this CPU allows).
     assert all(0 < entry["batch_min_cosine"] <= 1 + 1e-6 for entry in ingest["runtimes"].values())
@@ -37,6 +36,8 @@ def test_bench_reports_every_figure(tiny_model: tuple[Path, Path]) -> None:
     assert ingest["runtimes"]["onnx-fp32"]["agreement_min_cosine"] >= 0.999
     assert ingest["runtimes"]["onnx-int8"]["agreement_min_cosine"] >= 0.99
     assert ingest["runtimes"]["onnx-int8-static"]["agreement_min_cosine"] >= 0.99
+    assert ingest["runtimes"]["openvino"]["agreement_min_cosine"] >= 0.99
+    assert ingest["runtimes"]["openvino-int8"]["agreement_min_cosine"] >= 0.99
     assert ingest["fastest"] in ingest["runtimes"]
     assert {"encode_ms_p50", "total_ms_p50", "total_ms_p99"} <= set(result["text_query"])
     assert result["text_query"]["total_ms_p50"] >= result["text_query"]["encode_ms_p50"] > 0

@@ -271,7 +271,10 @@ class Segment:
             params: Any = faiss.SearchParameters(sel=selector) if selector is not None else None
             scores, rows = self.storage.search(queries, want, params=params)
         else:
-            breadth = max(ef or default_ef(n), want)
+            # A filter hides rows the walk still passes through: widen it by the share hidden (at
+            # most twice, since narrower filters are answered exactly above), so that it meets as
+            # many kept rows as an unfiltered walk meets rows.
+            breadth = max(-(-(ef or default_ef(n)) * n // kept), want)
             params = (
                 faiss.SearchParametersHNSW(sel=selector, efSearch=breadth)
                 if selector is not None
