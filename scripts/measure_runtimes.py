@@ -32,7 +32,7 @@ def lowest_cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def measure(label: str, encode: Encode, pixels: np.ndarray, reference: np.ndarray) -> dict[str, Any]:
-    from lookalike.embed.runtimes import batch_mates
+    from lookalike.embed.probe import batch_mates
 
     batch = np.concatenate([pixels, batch_mates(pixels)])[:32]
     encode(batch)  # warm-up
@@ -100,7 +100,8 @@ def main() -> None:
     from lookalike.bench import cpu_extensions, cpu_model
     from lookalike.embed.export import DYNAMIC_INT8, FP32, STATIC_INT8
     from lookalike.embed.openclip import OpenClipEmbedder
-    from lookalike.embed.runtimes import TorchRuntime, probe_photos
+    from lookalike.embed.probe import probe_photos
+    from lookalike.embed.runtimes import TorchRuntime
 
     has = ", ".join(name for name, present in cpu_extensions().items() if present)
     print(f"{cpu_model()} ({len(os.sched_getaffinity(0))} CPUs; {has}), {args.model}")

@@ -137,7 +137,7 @@ def bench_ingest(
     Returns the figures and the embedder of the settings' own runtime (``auto`` by default),
     which the text-query measurement uses.
     """
-    from lookalike.embed.runtimes import probe_photos
+    from lookalike.embed.probe import probe_photos
 
     photos = work / "photos"
     generate_photos(photos, config.images, config.image_size)

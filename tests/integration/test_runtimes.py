@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lookalike.embed import export, runtimes
+from lookalike.embed import export, probe, runtimes
 from lookalike.embed.openclip import OpenClipEmbedder
 from lookalike.errors import ConfigError, ModelUnavailableError
 from lookalike.ingest import decode_image
@@ -114,11 +114,11 @@ def test_a_runtime_whose_vectors_depend_on_the_batch_is_refused() -> None:
     pixels = rng.normal(size=(4, 3, 8, 8)).astype(np.float32)
     tokens = rng.integers(1, 100, size=(5, 8))
     candidate = _BatchDependent()
-    probe = runtimes._probe(candidate, candidate, pixels, tokens)
-    assert probe["image_cosine"] >= 0.9999  # it agrees with itself: agreement alone would admit it
-    assert probe["image_batch_cosine"] < 0.9999
-    assert not runtimes.passes("onnx", probe, "image")
-    assert runtimes.passes("onnx", probe, "text")
+    figures = probe.measure(candidate, candidate, pixels, tokens)
+    assert figures["image_cosine"] >= 0.9999  # it agrees with itself: agreement alone would admit it
+    assert figures["image_batch_cosine"] < 0.9999
+    assert not runtimes.passes("onnx", figures, "image")
+    assert runtimes.passes("onnx", figures, "text")
 
 
 def test_other_weights_get_their_own_export(tiny_model: tuple[Path, Path], tmp_path: Path) -> None:
@@ -148,7 +148,7 @@ def test_an_unknown_runtime_is_a_clear_error(tiny_model: tuple[Path, Path], tmp_
 
 
 def test_the_probe_measures_on_natural_photographs_the_package_ships() -> None:
-    photos = runtimes.probe_photos()
+    photos = probe.probe_photos()
     assert len(photos) >= 5
     assert all(min(photo.size) >= 128 and photo.mode == "RGB" for photo in photos)
     # Photographs, not generated noise: neighbouring pixels are alike.
@@ -162,9 +162,9 @@ def test_static_int8_gives_a_photo_the_same_vector_alone_and_among_32_others(
 ) -> None:
     embedder = _embedder(tiny_model, "onnx-int8-static", tmp_path)
     assert embedder.runtime == "onnx-int8-static"
-    photos = runtimes.probe_photos()
+    photos = probe.probe_photos()
     pixels = np.stack([embedder.prepare_image(photo) for photo in photos])
-    mates = runtimes.batch_mates(pixels)
+    mates = probe.batch_mates(pixels)
     assert len(mates) == 32
     alone = embedder.embed_prepared([pixels[0]])
     together = embedder.embed_prepared([pixels[0], *mates])[:1]
@@ -179,9 +179,9 @@ def test_openvino_gives_a_photo_one_vector_alone_among_32_others_and_from_many_t
 
     embedder = _embedder(tiny_model, runtime, tmp_path)
     assert embedder.runtime == runtime
-    photos = runtimes.probe_photos()
+    photos = probe.probe_photos()
     pixels = np.stack([embedder.prepare_image(photo) for photo in photos])
-    mates = runtimes.batch_mates(pixels)
+    mates = probe.batch_mates(pixels)
     alone = embedder.embed_prepared([pixels[0]])
     together = embedder.embed_prepared([pixels[0], *mates])[:1]
     assert float(alone[0] @ together[0]) >= 0.9999
@@ -234,7 +234,7 @@ def test_a_damaged_or_older_probe_cache_is_measured_again(
     again = _embedder(tiny_model, "auto", tmp_path)
     again.load()
     probes = json.loads(path.read_text())
-    assert all(p["probe_version"] == runtimes.PROBE_VERSION for p in probes.values())
+    assert all(p["probe_version"] == probe.PROBE_VERSION for p in probes.values())
     assert {"torch", "onnx", "onnx-int8-static"} <= set(probes)
     assert isinstance(probes["onnx"]["image_ms"], float) and isinstance(probes["onnx"]["text_cosine"], float)
 
@@ -282,7 +282,7 @@ def test_the_probe_times_images_beside_a_decoder_that_stops_with_it() -> None:
     def decoders() -> list[threading.Thread]:
         return [t for t in threading.enumerate() if t.name == "lookalike-probe-decoder"]
 
-    with runtimes.decoding_beside():
+    with probe.decoding_beside():
         assert len(decoders()) == 1 and decoders()[0].is_alive()
     assert decoders() == []
 

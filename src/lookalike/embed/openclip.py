@@ -23,15 +23,8 @@ from lookalike.embed.base import (
     resolve_device,
     weights_label,
 )
-from lookalike.embed.runtimes import (
-    LABELS,
-    PROBE_TEXTS,
-    Runtime,
-    RuntimeName,
-    SplitRuntime,
-    choose_runtime,
-    probe_photos,
-)
+from lookalike.embed.probe import PROBE_TEXTS, probe_photos
+from lookalike.embed.runtimes import LABELS, Runtime, RuntimeName, SplitRuntime, choose_runtime
 from lookalike.embed.towers import text_tower, trim_tokens
 from lookalike.embed.weights import PREPROCESS_KWARGS, resolve_tag
 from lookalike.errors import ConfigError, ModelUnavailableError

@@ -15,58 +15,36 @@ export (its calibrated scales) for OpenVINO's int8 kernels. On a GPU ``auto`` st
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import hashlib
-import importlib.metadata
 import importlib.util
-import io
-import json
 import logging
 import os
-import platform
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from enum import StrEnum
-from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 import torch
-from PIL import Image
 
 from lookalike.embed.export import DYNAMIC_INT8, FP32, STATIC_INT8, onnx_folder, weights_key
+from lookalike.embed.probe import (
+    BATCH_STABILITY_BAR,
+    PROBE_VERSION,
+    UNAVAILABLE,
+    cached_probes,
+    complete,
+    machine_key,
+    measure,
+    write_probes,
+)
 from lookalike.embed.towers import ImageTower, text_tower
 from lookalike.errors import ConfigError, ModelUnavailableError
 
 log = logging.getLogger(__name__)
-
-# Cached probe results of an older probe (fewer batch-mates, no photographs, the batch timed on its
-# first call or with no decoding beside it) are measured again.
-PROBE_VERSION = 3.0
-PROBE_KEYS = (
-    "probe_version",
-    "image_cosine",
-    "text_cosine",
-    "image_batch_cosine",
-    "text_batch_cosine",
-    "image_ms",
-    "text_ms",
-    "image_batch_mates",
-)
-UNAVAILABLE = "unavailable"  # a cached probe's mark of a runtime that did not build on this machine
-BATCH_STABILITY_BAR = 0.9999
-BATCH_MATES = 32  # an image alone against the same image among this many others
-PROBE_TEXTS = [
-    "red floral dress",
-    "a photo of a white dog",
-    "black leather handbag",
-    "萨摩耶",
-    "striped shirt",
-]
 
 
 class RuntimeName(StrEnum):
@@ -232,108 +210,6 @@ def openvino_installed() -> bool:
     return importlib.util.find_spec("openvino") is not None
 
 
-def _photo_paths() -> list[Any]:
-    folder = resources.files("lookalike.embed") / "photos"
-    return sorted((p for p in folder.iterdir() if p.name.endswith(".jpg")), key=lambda p: p.name)
-
-
-def probe_photos() -> list[Image.Image]:
-    """The natural photographs the package ships (``embed/photos``), in a fixed order."""
-    photos = []
-    for path in _photo_paths():
-        with path.open("rb") as handle:
-            photos.append(Image.open(handle).convert("RGB"))
-    return photos
-
-
-@contextlib.contextmanager
-def decoding_beside() -> Iterator[None]:
-    """A second thread decoding and resizing the package's photographs while the block runs, as
-    ingest's workers decode beside the encoder.
-
-    A runtime whose threads meet at every step loses more to a core that another thread holds than
-    one that shares its work out: ViT-B-32's image tower on a 2-core Xeon with AMX took 8.1 ms an
-    image alone with PyTorch bfloat16 and with OpenVINO, and beside a decoder 20.9 and 17.5 ms.
-    """
-    photos = [path.read_bytes() for path in _photo_paths()]
-    stop = threading.Event()
-
-    def decode() -> None:
-        while not stop.is_set():
-            for data in photos:
-                with Image.open(io.BytesIO(data)) as image:
-                    image.convert("RGB").resize((224, 224), Image.Resampling.BICUBIC)
-                if stop.is_set():
-                    return
-
-    thread = threading.Thread(target=decode, name="lookalike-probe-decoder", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
-
-
-def _cosines(a: Array, b: Array) -> float:
-    a = a / np.linalg.norm(a, axis=1, keepdims=True)
-    b = b / np.linalg.norm(b, axis=1, keepdims=True)
-    return float(np.sum(a * b, axis=1).min())
-
-
-def _best_ms(run: Callable[[], Any], repeats: int, *, warm: bool = True) -> float:
-    if warm:
-        run()  # warm-up: first calls allocate and pick kernels
-    best = float("inf")
-    for _ in range(repeats):
-        started = time.perf_counter()
-        run()
-        best = min(best, time.perf_counter() - started)
-    return best * 1000
-
-
-def batch_mates(pixels: Array, count: int = BATCH_MATES) -> Array:
-    """``count`` inputs to share a batch with the probe photographs: the other photographs mirrored,
-    darkened and over-exposed, a negative and noise, so that a batch-wide scale has a wide range to leak."""
-    rng = np.random.default_rng(11)
-    variants = [pixels[:, :, :, ::-1], pixels * 0.3, pixels * 3.0, -pixels]
-    noise = rng.normal(0.0, 2.0, (count, *pixels.shape[1:])).astype(pixels.dtype)
-    return np.concatenate([*variants, noise])[:count].astype(pixels.dtype)
-
-
-def _batch_cosine(encode: Callable[[Array], Array], inputs: Array, mates: Array) -> float:
-    """The lowest cosine between an input encoded alone and the same input inside a mixed batch."""
-    alone = np.concatenate([encode(inputs[i : i + 1]) for i in range(len(inputs))])
-    together = encode(np.concatenate([inputs, mates]))[: len(inputs)]
-    return _cosines(alone, together)
-
-
-def _probe(reference: Runtime, candidate: Runtime, pixels: Array, tokens: Array) -> dict[str, float]:
-    """Agreement with the reference (lowest cosine), batch stability and speed, per tower.
-
-    ``image_ms`` is per image of the stability batch (a photograph and its 32 batch-mates, about
-    what ingest runs), the better of two runs beside a decoding thread, as in ingest (a runtime
-    may plan its first call at a new shape: the stability check is that call); ``text_ms`` one
-    query, alone.
-    """
-    one_text = tokens[:1]  # already as long as the tokenizer makes it (trimmed where the tower allows)
-    mates = batch_mates(pixels)
-    batch = np.concatenate([pixels, mates])
-    image_batch_cosine = _batch_cosine(candidate.images, pixels, mates)
-    with decoding_beside():
-        image_ms = _best_ms(lambda: candidate.images(batch), 2, warm=False) / len(batch)
-    return {
-        "probe_version": PROBE_VERSION,
-        "image_cosine": _cosines(reference.images(pixels), candidate.images(pixels)),
-        "text_cosine": _cosines(reference.texts(tokens), candidate.texts(tokens)),
-        "image_batch_cosine": image_batch_cosine,
-        "text_batch_cosine": _batch_cosine(candidate.texts, tokens[1:], tokens[:1]),
-        "image_batch_mates": float(len(mates)),
-        "image_ms": image_ms,
-        "text_ms": _best_ms(lambda: candidate.texts(one_text), 5),
-    }
-
-
 def passes(name: str, probe: dict[str, float], tower: str) -> bool:
     """Whether a probed runtime may serve a tower: close to PyTorch fp32, and the same alone or batched."""
     return (
@@ -459,9 +335,9 @@ def choose_runtime(
     folder_of_probes = folder or cache_dir / "probes" / weights_key(model, config)
     probes_path = folder_of_probes / f"probes-{machine_key()}.json"
     everyone = [RuntimeName.TORCH, *candidates]
-    probes = _cached_probes(probes_path)
+    probes = cached_probes(probes_path)
     built: dict[RuntimeName, Runtime] = {RuntimeName.TORCH: torch_runtime}
-    if not all(_complete(probes.get(c.value, {})) for c in everyone):
+    if not all(complete(probes.get(c.value, {})) for c in everyone):
         built.update(_build_each(candidates, model, folder, device, texts_on))
         unavailable = [c for c in candidates if c not in built]
         probes = _probed(built, unavailable, probes, probes_path, probe_pixels, probe_tokens)
@@ -500,55 +376,6 @@ def _build_each(
     return built
 
 
-def machine_key() -> str:
-    """A digest of what a runtime's speed depends on besides the model: the CPU, its extensions, the
-    cores this process may use and the runtimes' versions. A probe measured elsewhere is not reused."""
-    described = [platform.machine(), str(torch.get_num_threads()), torch.__version__]
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as info:
-            for line in info:
-                if line.startswith(("model name", "flags", "Features")):
-                    described.append(line.strip())
-                if line.strip() == "":
-                    break  # the first processor describes them all
-    except OSError:
-        described.append(platform.processor())
-    for package in ("onnxruntime", "openvino"):
-        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-            described.append(f"{package} {importlib.metadata.version(package)}")
-    return hashlib.blake2b("\n".join(described).encode(), digest_size=6).hexdigest()
-
-
-def _complete(figures: dict[str, Any]) -> bool:
-    """Whether cached figures are this probe's, whole, and numbers (a damaged cache is measured again)."""
-    if figures.get("probe_version") != PROBE_VERSION:
-        return False
-    if figures.get(UNAVAILABLE) == 1.0:
-        return True
-    if not set(PROBE_KEYS) <= set(figures):
-        return False
-    values = [figures[key] for key in PROBE_KEYS]
-    return all(isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v) for v in values)
-
-
-def _write_probes(path: Path, probes: dict[str, dict[str, float]]) -> None:
-    """Written whole under a temporary name, then renamed: a process reading it never sees half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    staging.write_text(json.dumps(probes, indent=1), encoding="utf-8")
-    os.replace(staging, path)
-
-
-def _cached_probes(path: Path) -> dict[str, dict[str, float]]:
-    try:
-        probes = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    if not isinstance(probes, dict):
-        return {}
-    return {name: figures for name, figures in probes.items() if isinstance(figures, dict)}
-
-
 def _probed(
     built: dict[RuntimeName, Runtime],
     unavailable: list[RuntimeName],
@@ -561,9 +388,9 @@ def _probed(
     cached, with the runtimes that did not build, so that later processes do not try them again)."""
     probes = dict(probes)
     probes.update({c.value: {"probe_version": PROBE_VERSION, UNAVAILABLE: 1.0} for c in unavailable})
-    missing = [c for c in built if not _complete(probes.get(c.value, {}))]
+    missing = [c for c in built if not complete(probes.get(c.value, {}))]
     if not missing:
-        _write_probes(path, probes)
+        write_probes(path, probes)
         return probes
     started = time.perf_counter()
     log.warning(
@@ -573,8 +400,8 @@ def _probed(
     )
     reference = built[RuntimeName.TORCH]
     for candidate in missing:
-        probes[candidate.value] = _probe(reference, built[candidate], pixels, tokens)
-    _write_probes(path, probes)
+        probes[candidate.value] = measure(reference, built[candidate], pixels, tokens)
+    write_probes(path, probes)
     refused = [
         f"{LABELS[c]} ({tower})"
         for c in built
