@@ -331,3 +331,22 @@ def test_serve_runs_the_text_tower_on_one_thread_unless_told(monkeypatch: pytest
     monkeypatch.setenv("LOOKALIKE_TEXT_THREADS", "2")
     runner.invoke(cli_app, ["serve", "--db", "unused.db"])
     assert seen == [1, 2]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_a_fifo_in_place_of_the_probe_cache_is_measured_around_not_waited_on(
+    tiny_model: tuple[Path, Path], tmp_path: Path
+) -> None:
+    import threading
+
+    _embedder(tiny_model, "auto", tmp_path).load()
+    (path,) = next((tmp_path / "onnx").iterdir()).glob("probes-*.json")
+    path.unlink()
+    os.mkfifo(path)
+    loaded: list[str] = []
+    loader = threading.Thread(target=lambda: loaded.append(_embedder(tiny_model, "auto", tmp_path).runtime))
+    loader.daemon = True  # a hang must fail this test, not stall the run
+    loader.start()
+    loader.join(timeout=120)
+    assert not loader.is_alive() and loaded, "loading waited on the FIFO"
+    assert path.is_file() and json.loads(path.read_text())  # measured again, and a file again

@@ -197,6 +197,8 @@ def write_probes(path: Path, probes: dict[str, dict[str, float]]) -> None:
 
 
 def cached_probes(path: Path) -> dict[str, dict[str, float]]:
+    if not path.is_file():  # missing, or a FIFO or device put there: reading it could hang
+        return {}
     try:
         probes = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
