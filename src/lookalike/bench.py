@@ -275,28 +275,17 @@ VECTOR_FLAGS = {
 
 def cpu_extensions() -> dict[str, bool]:
     """Which vector extensions the CPU has (what int8 and bfloat16 kernels need), from /proc/cpuinfo."""
-    flags: set[str] = set()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as info:
-            for line in info:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    break
-    except OSError:
-        pass
+    from lookalike.embed.probe import cpu_info
+
+    flags = cpu_info()[1]
     return {name: any(f in flags for f in names) for name, names in VECTOR_FLAGS.items()}
 
 
 def cpu_model() -> str:
     """The CPU's model name (figures from two machines compare only with it), else the architecture."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as info:
-            for line in info:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    from lookalike.embed.probe import cpu_info
+
+    return cpu_info()[0] or platform.processor() or platform.machine()
 
 
 def run_bench(settings: Settings, config: BenchConfig, say: Say = lambda line: None) -> dict[str, Any]:

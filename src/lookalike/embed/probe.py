@@ -7,6 +7,7 @@ stability, speed (images timed beside a decoding thread, as ingest runs them), a
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib.metadata
 import io
@@ -22,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
-import torch
 from PIL import Image
 
 if TYPE_CHECKING:
@@ -157,19 +157,32 @@ def measure(reference: Runtime, candidate: Runtime, pixels: Array, tokens: Array
     }
 
 
-def machine_key() -> str:
-    """A digest of what a runtime's speed depends on besides the model: the CPU, its extensions, the
-    cores this process may use and the runtimes' versions. A probe measured elsewhere is not reused."""
-    described = [platform.machine(), str(torch.get_num_threads()), torch.__version__]
+@functools.lru_cache(maxsize=1)
+def cpu_info() -> tuple[str, frozenset[str]]:
+    """The CPU's model name and feature flags, as /proc/cpuinfo gives them first (empty where it is missing)."""
+    model, flags = "", frozenset[str]()
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as info:
             for line in info:
-                if line.startswith(("model name", "flags", "Features")):
-                    described.append(line.strip())
-                if line.strip() == "":
-                    break  # the first processor describes them all
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key == "model name" and not model:
+                    model = value.strip()
+                elif key in ("flags", "Features") and not flags:
+                    flags = frozenset(value.split())
     except OSError:
-        described.append(platform.processor())
+        pass
+    return model, flags
+
+
+def machine_key() -> str:
+    """A digest of what a runtime's speed depends on besides the model: the CPU, its extensions, the
+    cores this process may use and the runtimes' versions. A probe measured elsewhere is not reused."""
+    import torch
+
+    model, flags = cpu_info()
+    described = [platform.machine(), platform.processor(), model, " ".join(sorted(flags))]
+    described += [str(torch.get_num_threads()), torch.__version__]
     for package in ("onnxruntime", "openvino"):
         with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             described.append(f"{package} {importlib.metadata.version(package)}")
