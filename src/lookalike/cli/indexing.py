@@ -153,8 +153,8 @@ def print_report(report: IngestReport, detect: bool, sync: bool) -> None:
     if sync:
         line = (
             f"synced: {report.added} added, {report.updated} updated, {report.replaced} replaced, "
-            f"{report.deleted} deleted, {report.left} left as they were{crops}, {len(report.skipped)} skipped, "
-            f"in {report.elapsed_s:.1f} s"
+            f"{report.deleted} deleted, {report.left} left as they were, {report.kept} kept: could not read"
+            f"{crops}, {len(report.skipped)} skipped, in {report.elapsed_s:.1f} s"
         )
     else:
         line = (
@@ -177,6 +177,7 @@ def report_dict(report: IngestReport) -> dict[str, Any]:
         "replaced": report.replaced,
         "deleted": report.deleted,
         "left": report.left,
+        "kept": report.kept,
         "skipped": [{"uri": s.uri, "reason": s.reason} for s in report.skipped],
         "elapsed_s": round(report.elapsed_s, 3),
         "images_per_s": round(report.images_per_s, 3),

@@ -19,7 +19,7 @@ from lookalike.ingest.ids import content_hash, stable_id
 from lookalike.ingest.phash import pdq
 from lookalike.ingest.policy import FetchPolicy, is_url
 from lookalike.ingest.sources import Record, Skipped
-from lookalike.ingest.sync import Marks, Scope, sweep, updated_metadata
+from lookalike.ingest.sync import Marks, Scope, Swept, sweep, updated_metadata
 from lookalike.store import Item, Store
 from lookalike.store.models import WHOLE_IMAGE_LABEL, box_text
 from lookalike.store.partitions import check_time
@@ -27,20 +27,31 @@ from lookalike.store.partitions import check_time
 Progress = Callable[[int], None]
 Hashes = dict[int, tuple[str, int]]  # item id -> (PDQ hash, quality)
 Stored = Callable[[list[Item], Hashes], None]
+Deleted = Callable[[list[int]], None]
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class IngestReport:
-    """What an ingest did: counts, every skipped input with its reason, and the time taken."""
+    """What an ingest did: counts, every skipped input with its reason, and the time taken.
+
+    The counts add up (sync.py says how ``replaced`` pairs new pictures with swept ones):
+    every entry listed is new (``added`` + ``replaced`` = ``indexed``), was stored already
+    (``updated`` + ``left`` = ``already_indexed``; an entry listed twice counts as left) or
+    was skipped, so ``seen`` = ``indexed`` + ``already_indexed`` + ``len(skipped)``. With
+    ``--sync``, the scope's stored pictures go from N to N + ``added`` - ``deleted``, and
+    ``kept`` of them stayed only because a record of theirs could not be read this time.
+    No count is ever negative.
+    """
 
     seen: int = 0
     indexed: int = 0
     already_indexed: int = 0
     crops: int = 0  # detected objects stored as their own items (--detect)
     updated: int = 0  # --sync: name or date changed, image the same (no re-embedding)
-    replaced: int = 0  # --sync: a new image for a listed item; the old one was deleted
-    deleted: int = 0  # --sync: no longer listed
+    replaced: int = 0  # --sync: a new image for a listed item, in place of an old one deleted
+    deleted: int = 0  # --sync: stored pictures gone with nothing in their place (no longer listed)
+    kept: int = 0  # --sync: stored pictures kept because their record could not be read this time
     skipped: list[Skipped] = field(default_factory=list)
     elapsed_s: float = 0.0
 
@@ -117,6 +128,7 @@ class Ingestor:
         scope: Scope | None = None,
         on_stored: Stored | None = None,
         perceptual_hashes: bool = False,
+        on_deleted: Deleted | None = None,
     ) -> None:
         self.embedder = embedder
         self.detector = detector
@@ -133,6 +145,8 @@ class Ingestor:
         # PDQ hashes of its whole pictures: policies score them without a second embedding.
         self._on_stored = on_stored
         self._hashes = perceptual_hashes
+        # --sync: called with the ids a sweep deleted, once the deletion is flushed (their flags close).
+        self._on_deleted = on_deleted
 
     def run(self, records: Iterable[Record | Skipped], progress: Progress | None = None) -> IngestReport:
         """Index every record; three stages overlap so that the encoder never waits.
@@ -180,10 +194,12 @@ class Ingestor:
             if inserting is not None:
                 inserting.result()
                 self._stored(*inserted)
-        if self.scope is not None:
-            report.replaced, report.deleted = sweep(self.store, self.scope, self.marks)
-        if report.indexed or report.crops or report.updated or report.deleted or report.replaced:
+        swept = sweep(self.store, self.scope, self.marks) if self.scope is not None else Swept()
+        report.replaced, report.deleted, report.kept = swept.replaced, swept.deleted, swept.kept
+        if report.indexed or report.crops or report.updated or swept.ids:
             self.store.flush()
+        if swept.ids and self._on_deleted is not None:
+            self._on_deleted(list(swept.ids))
         report.elapsed_s = time.perf_counter() - started
         return report
 
@@ -256,7 +272,7 @@ class Ingestor:
         for record, result in zip(records, pool.map(self._read, records), strict=True):
             if isinstance(result, Skipped):
                 prepared.skipped.append(result)
-                self.marks.unread.add(record.uri)  # --sync keeps what it could not read this time
+                self.marks.not_read(record)  # --sync keeps what it could not read this time
             elif result.id in seen_ids:
                 prepared.already_indexed += 1  # listed twice in this run
             else:
@@ -280,10 +296,14 @@ class Ingestor:
         for read, outcome in zip(fresh, pool.map(self._decode, fresh), strict=True):
             if isinstance(outcome, Skipped):
                 prepared.skipped.append(outcome)
-                self.marks.unread.add(read.record.uri)
+                self.marks.not_read(read.record)
             else:
                 prepared.decoded.extend(outcome)
-        self.marks.unread.update(r.uri for r in chunk if isinstance(r, Skipped))
+                if read.whole:
+                    self.marks.added(read.record)
+        for entry in chunk:
+            if isinstance(entry, Skipped):  # a catalog row listed but unusable (a bad date…)
+                self.marks.not_read(entry)
         return prepared
 
     def _metadata_updates(self, reads: list[_Read]) -> list[Item]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Iterator, Sequence
@@ -44,6 +45,9 @@ class Skipped:
 
     uri: str
     reason: str
+    # (source, key) of a listed catalog row that could not become a Record: index --sync keeps
+    # the stored item of that key (its row is still listed, only unreadable this time).
+    key: tuple[str, str] | None = None
 
 
 def parse_created_at(value: Any) -> int | None:
@@ -237,21 +241,22 @@ class Listing:
         for number, row in enumerate(self._rows(), start=2):
             where = f"{self.path.name} row {number}"
             image = str(row.get("image") or "").strip()
+            item_id = str(row.get("item_id") or "").strip()
+            source = str(row.get("source") or "").strip() or self.source or DEFAULT_SOURCE
+            listed = (source, item_id) if item_id else None
             if not image:
-                yield Skipped(where, "no image in this row")
+                yield Skipped(where, "no image in this row", listed)
                 continue
             uri_or_skip = _row_uri(image, base, where)
             if isinstance(uri_or_skip, Skipped):
-                yield uri_or_skip
+                yield dataclasses.replace(uri_or_skip, key=listed)
                 continue
             uri = uri_or_skip
             try:
                 created_at = parse_created_at(row.get("created_at"))
             except ValueError as exc:
-                yield Skipped(uri, f"{where}: {exc}")
+                yield Skipped(uri, f"{where}: {exc}", listed or (source, uri))
                 continue
-            item_id = str(row.get("item_id") or "").strip()
-            source = str(row.get("source") or "").strip() or self.source or DEFAULT_SOURCE
             stem = Path(image.split("?")[0].rstrip("/")).stem
             yield Record(uri, item_id or stem, str(row.get("name") or ""), source, created_at, item_id or uri)
 
