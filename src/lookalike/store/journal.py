@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from lookalike.durable import crash_point
+
 
 class Journal:
     """An append-only file of writes since the read index was last saved (cleared by each save)."""
@@ -23,6 +25,7 @@ class Journal:
             handle.write(json.dumps(entry) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
+        crash_point("journal.noted")
 
     def since(self, generation: int) -> list[dict[str, Any]]:
         """The writes that started at or after ``generation`` (those the read index may lack)."""

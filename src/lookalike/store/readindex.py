@@ -26,12 +26,16 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
+from lookalike import durable
+from lookalike.durable import crash_point
 from lookalike.store import segments as segment_tiers
 from lookalike.store.models import Hit, IndexType, Item
 from lookalike.store.partitions import month_start, next_month
 from lookalike.store.rows import from_arrow
 from lookalike.store.segments import SEAL_ROWS, Segment, candidates, extend, merge
 
+KEPT_BY_STORE = ("purge-", "erase-")
+"""Files of the store's erasure beside the segments, which a save leaves alone."""
 FORMAT_VERSION = 4  # 3: shards of segments with tombstones; 4: graphs over fp16, float32 beside
 MAX_SEGMENTS = 8
 """Segments per shard before the smallest are merged (each merge rebuilds only what it merges)."""
@@ -420,7 +424,8 @@ class ReadIndex:
                 "shards": {name: {s.name: s.saved_dead for s in segs} for name, segs in shards.items()},
                 **(extra or {}),
             }
-            write_atomically(self.folder / "state.json", json.dumps(state, indent=1))
+            crash_point("index.segments_saved")
+            durable.write_text(self.folder / "state.json", json.dumps(state, indent=1), step="index.state")
             if self.snapshot is snap:  # no writer published meanwhile: keep the mapped copies
                 self.publish(
                     {name: tuple(self._mapped(s) for s in segs) for name, segs in shards.items()},
@@ -433,7 +438,7 @@ class ReadIndex:
                 self._saved_files = keep
                 keep = keep | self._held_files()  # a retired segment's files go when it is let go of
             for path in self.folder.iterdir():
-                if path.name not in keep and path.is_file() and not path.name.startswith("purge-"):
+                if path.name not in keep and path.is_file() and not path.name.startswith(KEPT_BY_STORE):
                     path.unlink(missing_ok=True)
 
     def _mapped(self, segment: Segment) -> Segment:
@@ -466,18 +471,3 @@ class ReadIndex:
             f for segs in shards.values() for s in segs for f in s.files()
         }
         return dict(state)
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Replace a file so that a crash leaves the old content or the new, never a mix."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

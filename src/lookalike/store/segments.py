@@ -27,6 +27,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.feather as feather
 
+from lookalike import durable
 from lookalike.store.models import IndexType, Item
 from lookalike.store.rows import arrow_schema, from_arrow, to_arrow
 from lookalike.store.vectorfile import VectorFile
@@ -286,7 +287,12 @@ class Segment:
     # -- files -------------------------------------------------------------------------------------
 
     def save(self, folder: Path) -> Segment:
-        """Write what is not on disk yet (columns and vectors once, tombstones when they changed)."""
+        """Write what is not on disk yet (columns and vectors once, tombstones when they changed).
+
+        Each file is on the disk (fsync'd) when this returns; none is named by the saved state
+        until the state file that names it is renamed into place, so a kill leaves only files
+        that nothing names (swept by the next save).
+        """
         faiss = faiss_module()
         if self.saved_dead < 0:
             feather.write_feather(self.table, folder / f"{self.name}.arrow", compression="uncompressed")
@@ -295,8 +301,12 @@ class Segment:
                 VectorFile.write(folder / f"{self.name}.f32", self.floats)
             else:
                 np.save(folder / f"{self.name}.npy", self.index)
+            for name in self.files():
+                durable.fsync_file(folder / name)
         if self.dead != max(self.saved_dead, 0):
-            np.save(folder / f"{self.name}.dead-{self.dead}.npy", np.flatnonzero(~self.alive))
+            tombstones = folder / f"{self.name}.dead-{self.dead}.npy"
+            with durable.replacing_file(tombstones, "wb", step="index.tombstones") as handle:
+                np.save(handle, np.flatnonzero(~self.alive))
         return replace(self, saved_dead=self.dead)
 
     def files(self) -> list[str]:

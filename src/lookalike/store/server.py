@@ -138,13 +138,16 @@ class ServerStore(BaseStore):
             self._write_rows(partition, group, upsert=True)
         return len(prepared)
 
-    def delete(self, ids: Sequence[int]) -> int:
-        """Delete these ids; returns how many were stored."""
+    def delete(self, ids: Sequence[int], *, erase: bool = False) -> int:
+        """Delete these ids; returns how many were stored (``erase``: and have the server compact)."""
         if not ids:
             return 0
         self.require()
         present = self.existing_ids(ids)
         self._delete_rows(sorted(present))
+        if erase and present:
+            self.flush()
+            self.compact()
         return len(present)
 
     def drop_partitions(self, names: Sequence[str]) -> None:
