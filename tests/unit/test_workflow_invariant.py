@@ -31,8 +31,10 @@ class WorkflowModel(RuleBasedStateMachine):
     def flag(self, item: int, policy: str, label: str, score: float) -> None:
         added = self.db.add_flags([NewFlag(item, policy, label, score)])
         key = (item, policy, label)
-        assert added == (0 if key in self.flags else 1)
-        self.flags.setdefault(key, FlagStatus.OPEN)
+        # New, or closed because its item went away and now stored and flagged again: open.
+        assert added == (0 if key in self.flags and self.flags[key] is not FlagStatus.CLOSED else 1)
+        if added:
+            self.flags[key] = FlagStatus.OPEN
 
     @rule(
         pick=st.integers(min_value=0, max_value=100),
@@ -47,6 +49,19 @@ class WorkflowModel(RuleBasedStateMachine):
         self.db.review([flag_id], decision, reviewer=who, note=f"n{pick}")
         self.flags[key] = decision
         self.audit.append((flag_id, decision, who))
+
+    @rule(items=st.lists(ITEMS, max_size=3), note=st.sampled_from(["item deleted", "swept"]))
+    def gone(self, items: list[int], note: str) -> None:
+        """Items deleted: their open flags close (one audit record each), their hashes go."""
+        records = self.db.items_gone(items, note)
+        closing = sorted(self.ids[k] for k, s in self.flags.items() if k[0] in items and s is FlagStatus.OPEN)
+        assert [r.flag for r in records] == closing
+        for key in self.flags:
+            if key[0] in items and self.flags[key] is FlagStatus.OPEN:
+                self.flags[key] = FlagStatus.CLOSED
+        self.audit += [(flag, FlagStatus.CLOSED, "system") for flag in closing]
+        for item in items:
+            self.hashes.pop(item, None)
 
     @rule(item=ITEMS, bits=st.binary(min_size=32, max_size=32))
     def hash(self, item: int, bits: bytes) -> None:

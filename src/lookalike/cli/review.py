@@ -109,7 +109,7 @@ def policy_remove(
 @app.command()
 def flags(
     policy: Annotated[str | None, typer.Option(help="Only this policy's flags.")] = None,
-    status: Annotated[str | None, typer.Option(help="open, confirmed or dismissed.")] = None,
+    status: Annotated[str | None, typer.Option(help="open, confirmed, dismissed or closed.")] = None,
     since: Since = None,
     until: Until = None,
     limit: Annotated[int, typer.Option(min=1, help="At most this many.")] = 100,

@@ -27,7 +27,7 @@ from lookalike.store.partitions import check_time
 Progress = Callable[[int], None]
 Hashes = dict[int, tuple[str, int]]  # item id -> (PDQ hash, quality)
 Stored = Callable[[list[Item], Hashes], None]
-Deleted = Callable[[list[int]], None]
+Deleted = Callable[[list[int]], object]
 log = logging.getLogger(__name__)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lookalike.store.models import IndexType
-from lookalike.usecases import embedding, hashes, policies
+from lookalike.usecases import embedding, hashes, items, policies
 from lookalike.usecases.context import Context
 
 if TYPE_CHECKING:
@@ -119,6 +119,8 @@ def ingest(
         keep=lambda sha, data: keep(ctx.settings.uploads_path(), sha, data),
         on_stored=stored,
         perceptual_hashes=True,
+        # The sweep's deleted items close their open flags once the deletion is flushed.
+        on_deleted=lambda ids: items.gone(ctx, ids, "deleted by index --sync"),
     )
     report = ingestor.run(listing, progress)
     if sync:

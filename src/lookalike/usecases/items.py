@@ -12,6 +12,7 @@ from lookalike.usecases.context import Context
 
 if TYPE_CHECKING:
     from lookalike.store import CollectionInfo, Item
+    from lookalike.workflow import Decision
 
 
 def item(ctx: Context, item_id: int) -> Item:
@@ -101,18 +102,38 @@ def select(
     return found
 
 
-def delete(ctx: Context, ids: Sequence[int], *, purge: bool = False) -> int:
-    """Delete items by id (gone from every read at once); ``purge`` also erases their bytes."""
+def delete(
+    ctx: Context, ids: Sequence[int], *, purge: bool = False, reason: str | None = "item deleted"
+) -> int:
+    """Delete items by id (gone from every read at once); ``purge`` also erases their bytes.
+
+    Their open flags are closed with ``reason`` as soon as the store's delete is flushed (see
+    ``gone``); ``reason=None`` leaves that to the caller, as a takedown records its own.
+    """
     doomed = ctx.store.get(list(ids)) if purge else []
     deleted = ctx.store.delete(list(ids))
     ctx.store.flush()
-    if Path(ctx.settings.workflow_path()).exists():
-        ctx.workflow.forget_hashes(list(ids))  # a perceptual hash is data of the picture too
+    if reason is not None:
+        gone(ctx, ids, reason)
     if purge:
         ctx.store.compact()
         names = {i.uri for i in doomed} | {h for i in doomed for h in (i.sha256, i.parent_sha256) if h}
         forget_unreferenced_images(ctx, names)
     return deleted
+
+
+def gone(ctx: Context, ids: Sequence[int], reason: str) -> list[Decision]:
+    """Close the open flags of items just deleted (``reason`` in the audit, by "system") and forget
+    their perceptual hashes (data of the picture too): one SQLite transaction, written right
+    after the store's delete is flushed.
+
+    A process that dies between the two leaves open flags of items that no longer exist; no
+    listing shows them open, because every flag listing first closes those whose item Milvus
+    no longer holds (``review.settle``).
+    """
+    if not ids or not Path(ctx.settings.workflow_path()).exists():
+        return []  # no workflow database yet: nothing was ever flagged or hashed
+    return ctx.workflow.items_gone(list(ids), reason)
 
 
 def compact(ctx: Context) -> int:

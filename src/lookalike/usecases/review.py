@@ -3,6 +3,9 @@
 Confirming can take the item down: it is deleted from the collection and its kept bytes
 erased (the same delete as ``lookalike delete --purge``), its hash forgotten, and the item's
 other open flags closed with it. Every decision is appended to the audit, never changed.
+
+A flag whose item is gone (deleted, swept by ``index --sync``, taken down, its month dropped)
+is never listed as open: see ``settle``.
 """
 
 from __future__ import annotations
@@ -59,11 +62,31 @@ def flags(
         raise ConfigError("A page needs a limit of at least 1 and an offset of at least 0.")
     start, end = day_window(since, until)
     workflow = ctx.workflow
+    settle(ctx)
     total = workflow.count_flags(policy=policy, status=status, since=start, until=end)
     page = workflow.flags(policy=policy, status=status, since=start, until=end, limit=limit, offset=offset)
     present = page and ctx.store.exists()
     stored = {item.id: item for item in ctx.store.get(sorted({f.item for f in page}))} if present else {}
     return total, [Listed(flag, stored.get(flag.item)) for flag in page]
+
+
+def settle(ctx: Context) -> int:
+    """Close the open flags whose item the collection no longer holds; returns how many.
+
+    Deleting items closes their flags in one SQLite transaction right after the store's delete
+    (``items.gone``), but a process can die between the two, and a month dropped or a foreign
+    delete closes nothing. Milvus is the system of record for which items exist, and a flag is
+    only ever added for an item already stored; so before counting or listing, the items of
+    open flags are checked against the store and the missing ones' flags closed (by "system",
+    "item no longer stored"). This holds at any instant: a listing that runs while a delete is
+    between its two steps closes the flag itself, and the delete then finds nothing open.
+    """
+    workflow = ctx.workflow
+    items = workflow.open_items()
+    if not items or not ctx.store.exists():
+        return 0  # no collection (yet): nothing to check flags against, so nothing is closed
+    missing = set(items) - ctx.store.existing_ids(items)
+    return len(workflow.items_gone(sorted(missing), "item no longer stored")) if missing else 0
 
 
 def review(
@@ -88,16 +111,11 @@ def review(
         return workflow.review([flag.id], decision, reviewer=reviewer, note=note)
     # Delete first: if recording then fails the flag stays open and the review can simply be
     # repeated (deleting a deleted item is a no-op); the reverse could leave an item up that
-    # the audit says was taken down.
-    items_usecase.delete(ctx, [flag.item], purge=True)
-    workflow.forget_hashes([flag.item])
-    others = [f.id for f in workflow.flags(item=flag.item, status=FlagStatus.OPEN) if f.id != flag.id]
-    records = workflow.review([flag.id], decision, reviewer=reviewer, note=note, took_down=True)
-    if others:
-        records += workflow.review(
-            others, decision, reviewer=reviewer, note=f"taken down with flag {flag.id}", took_down=True
-        )
-    return records
+    # the audit says was taken down. The decision, the item's other open flags closed
+    # ("taken down with flag N") and its hash forgotten are then one transaction; should the
+    # process die before it, the next listing closes them as "item no longer stored" (settle).
+    items_usecase.delete(ctx, [flag.item], purge=True, reason=None)
+    return workflow.take_down(flag.id, decision, reviewer=reviewer, note=note)
 
 
 def _iso(ts: int) -> str:

@@ -8,6 +8,7 @@ against the store before it reports them.
 from __future__ import annotations
 
 from lookalike.workflow.db import (
+    SYSTEM,
     Decision,
     Flag,
     FlagStatus,
@@ -16,4 +17,4 @@ from lookalike.workflow.db import (
     Workflow,
 )
 
-__all__ = ["Decision", "Flag", "FlagStatus", "NewFlag", "Policy", "Workflow"]
+__all__ = ["SYSTEM", "Decision", "Flag", "FlagStatus", "NewFlag", "Policy", "Workflow"]

@@ -4,6 +4,10 @@ Tables: ``policies`` (label sets scored at ingest), ``flags`` (item matched a po
 ``decisions`` (every review: who, when, what, note; never updated, never deleted) and ``hashes``
 (the PDQ perceptual hash of each whole picture, keyed by item id). A database from an older
 version (no side store yet, or fewer tables) opens as it is: missing tables are created.
+
+An item that goes away (deleted, swept by ``index --sync``, taken down) takes its open flags
+with it: they are *closed* with the reason, and each close is an audit record like a review,
+all in one transaction with forgetting the item's hash (``items_gone``, ``take_down``).
 """
 
 from __future__ import annotations
@@ -60,6 +64,10 @@ class FlagStatus(StrEnum):
     OPEN = "open"
     CONFIRMED = "confirmed"
     DISMISSED = "dismissed"
+    CLOSED = "closed"  # its item went away before a review (the audit record says why)
+
+
+SYSTEM = "system"  # the reviewer of closes nobody decided: an item deleted, swept or found gone
 
 
 @dataclass(frozen=True)
@@ -166,7 +174,11 @@ class Workflow:
     # flags
 
     def add_flags(self, flags: Sequence[NewFlag], *, at: int | None = None) -> int:
-        """Record matches; an item already flagged for the same policy and label keeps its flag."""
+        """Record matches; an item already flagged for the same policy and label keeps its flag.
+
+        A flag closed because its item went away opens again when the item is stored and
+        flagged again (the same picture indexed anew): nobody has reviewed it yet.
+        """
         when = int(time.time()) if at is None else at
         rows = [(f.item, f.policy, f.label, float(f.score), when) for f in flags]
         with self._lock:
@@ -174,7 +186,9 @@ class Workflow:
             self._db.execute("BEGIN")
             try:
                 self._db.executemany(
-                    "INSERT OR IGNORE INTO flags (item, policy, label, score, created_at) VALUES (?,?,?,?,?)",
+                    "INSERT INTO flags (item, policy, label, score, created_at) VALUES (?,?,?,?,?)"
+                    " ON CONFLICT (item, policy, label) DO UPDATE SET status = 'open',"
+                    " score = excluded.score, created_at = excluded.created_at WHERE status = 'closed'",
                     rows,
                 )
                 self._db.execute("COMMIT")
@@ -243,6 +257,10 @@ class Workflow:
             FlagStatus(str(status)),
         )
 
+    def open_items(self) -> list[int]:
+        """The items that have an open flag."""
+        return [int(row[0]) for row in self._query("SELECT DISTINCT item FROM flags WHERE status = 'open'")]
+
     def flag(self, flag_id: int) -> Flag:
         found = self.flags_by_id([flag_id])
         if not found:
@@ -271,7 +289,7 @@ class Workflow:
         at: int | None = None,
     ) -> list[Decision]:
         """Set the flags' status and append one audit record each, in one transaction."""
-        if decision is FlagStatus.OPEN:
+        if decision not in (FlagStatus.CONFIRMED, FlagStatus.DISMISSED):
             raise ConfigError("A review confirms or dismisses a flag.")
         when = int(time.time()) if at is None else at
         flags = self.flags_by_id(flag_ids)
@@ -281,29 +299,100 @@ class Workflow:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                ids = []
-                for flag in flags:
-                    self._db.execute("UPDATE flags SET status = ? WHERE id = ?", (str(decision), flag.id))
-                    cursor = self._db.execute(
-                        "INSERT INTO decisions (flag, item, policy, label, decision, reviewer, note, at,"
-                        " took_down) VALUES (?,?,?,?,?,?,?,?,?)",
-                        (
-                            flag.id,
-                            flag.item,
-                            flag.policy,
-                            flag.label,
-                            str(decision),
-                            reviewer,
-                            note,
-                            when,
-                            int(took_down),
-                        ),
-                    )
-                    ids.append(int(cursor.lastrowid or 0))
+                records = self._decide(flags, decision, reviewer, note, when, took_down)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+        return records
+
+    def items_gone(
+        self, items: Sequence[int], note: str, *, reviewer: str = SYSTEM, at: int | None = None
+    ) -> list[Decision]:
+        """Close the open flags of items no longer stored, with ``note`` as the reason, and forget
+        their hashes; one transaction. Returns the audit records written (none if nothing was open)."""
+        when = int(time.time()) if at is None else at
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                # Read inside the write transaction: a close racing another sees each flag once.
+                records = self._decide(
+                    self._open_flags(items), FlagStatus.CLOSED, reviewer, note, when, False
+                )
+                self._forget_hashes(items)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return records
+
+    def take_down(
+        self, flag_id: int, decision: FlagStatus, *, reviewer: str, note: str = "", at: int | None = None
+    ) -> list[Decision]:
+        """Record a takedown once its item is deleted: the flag decided, the item's other open
+        flags closed ("taken down with flag N"), its hash forgotten; one transaction."""
+        if decision is not FlagStatus.CONFIRMED:
+            raise ConfigError("Only a confirmed flag can take its item down.")
+        when = int(time.time()) if at is None else at
+        flag = self.flag(flag_id)
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                records = self._decide([flag], decision, reviewer, note, when, True)
+                others = [f for f in self._open_flags([flag.item]) if f.id != flag.id]
+                closing = f"taken down with flag {flag.id}"
+                records += self._decide(others, FlagStatus.CLOSED, reviewer, closing, when, True)
+                self._forget_hashes([flag.item])
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return records
+
+    def _open_flags(self, items: Sequence[int]) -> list[Flag]:
+        """The open flags of these items (lock held, inside a transaction)."""
+        found: list[Flag] = []
+        unique = sorted(set(items))
+        for start in range(0, len(unique), 500):  # SQLite's bound on host parameters
+            batch = unique[start : start + 500]
+            marks = ",".join("?" * len(batch))
+            rows = self._db.execute(
+                "SELECT id, item, policy, label, score, created_at, status FROM flags"
+                f" WHERE status = 'open' AND item IN ({marks}) ORDER BY id",
+                batch,
+            ).fetchall()
+            found += [self._flag(row) for row in rows]
+        return found
+
+    def _decide(
+        self,
+        flags: Sequence[Flag],
+        decision: FlagStatus,
+        reviewer: str,
+        note: str,
+        when: int,
+        took_down: bool,
+    ) -> list[Decision]:
+        """Set the flags' status and append one audit record each (lock held, inside a transaction)."""
+        ids = []
+        for flag in flags:
+            self._db.execute("UPDATE flags SET status = ? WHERE id = ?", (str(decision), flag.id))
+            cursor = self._db.execute(
+                "INSERT INTO decisions (flag, item, policy, label, decision, reviewer, note, at,"
+                " took_down) VALUES (?,?,?,?,?,?,?,?,?)",
+                (
+                    flag.id,
+                    flag.item,
+                    flag.policy,
+                    flag.label,
+                    str(decision),
+                    reviewer,
+                    note,
+                    when,
+                    int(took_down),
+                ),
+            )
+            ids.append(int(cursor.lastrowid or 0))
         return [
             Decision(i, f.id, f.item, f.policy, f.label, decision, reviewer, note, when, took_down)
             for i, f in zip(ids, flags, strict=True)
@@ -359,4 +448,7 @@ class Workflow:
 
     def forget_hashes(self, items: Sequence[int]) -> None:
         with self._lock:
-            self._db.executemany("DELETE FROM hashes WHERE item = ?", [(i,) for i in items])
+            self._forget_hashes(items)
+
+    def _forget_hashes(self, items: Sequence[int]) -> None:
+        self._db.executemany("DELETE FROM hashes WHERE item = ?", [(i,) for i in items])
