@@ -121,24 +121,33 @@ def test_a_crash_after_a_write_is_caught_up_from_the_journal(tmp_path: Path) -> 
     assert _ids(reopened) == sorted([*range(3, 11), *range(20, 25)])
 
 
-def test_varchars_are_cut_by_utf8_bytes_the_same_way_in_milvus_and_the_read_index(tmp_path: Path) -> None:
-    long_source = "ショップ" * 75  # 300 characters, 900 bytes: over the 256-byte limit
+def test_names_are_cut_by_utf8_bytes_the_same_way_in_milvus_and_the_read_index(tmp_path: Path) -> None:
+    source = "ショップ" * 21  # 84 characters, 252 bytes: near the 256-byte limit, kept whole
     item = make_item(1)
-    item = Item(**{**item.metadata(), "source": long_source, "name": "名" * 1000, "vector": item.vector})
+    item = Item(**{**item.metadata(), "source": source, "name": "名" * 1000, "vector": item.vector})
     store = _store(tmp_path)
     store.insert([item])
-    cut = cut_utf8(long_source, 256)
-    assert len(cut.encode()) <= 256 and long_source.startswith(cut) and len(cut) == 85
+    cut = cut_utf8("名" * 1000, 2048)
+    assert len(cut.encode()) <= 2048 and len(cut) == 682
     held = milvus_rows(tmp_path / "t.db", "images")[1]
-    assert held["source"] == cut == store.get([1])[0].source
-    assert held["name"] == store.get([1])[0].name and len(held["name"].encode()) <= 2048
-    assert [h.item.id for h in store.search(item.vector[None], k=1, sources=[cut])[0]] == [1]
+    assert held["source"] == source == store.get([1])[0].source
+    assert held["name"] == cut == store.get([1])[0].name
+    assert [h.item.id for h in store.search(item.vector[None], k=1, sources=[source])[0]] == [1]
     store.close()
     import shutil
 
     shutil.rmtree(tmp_path / "t.db" / "lookalike-index")  # rebuilt from Milvus: the same answer
     rebuilt = _store(tmp_path, create=False)
-    assert [h.item.id for h in rebuilt.search(item.vector[None], k=1, sources=[cut])[0]] == [1]
+    assert [h.item.id for h in rebuilt.search(item.vector[None], k=1, sources=[source])[0]] == [1]
+
+
+def test_a_source_over_its_byte_limit_is_refused_whole_never_cut(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    long_source = "ショップ" * 75  # 900 bytes: cut to 256, two shops sharing that prefix would merge
+    bad = Item(**{**make_item(2).metadata(), "source": long_source, "vector": vector(2)})
+    with pytest.raises(ConfigError, match=r"source of item 2 is 900 bytes .* 256-byte limit .* never cut"):
+        store.insert([make_item(1), bad])
+    assert store.count() == 0 and milvus_rows(tmp_path / "t.db", "images") == {}
 
 
 @pytest.mark.parametrize("created_at", [253402300799, -1_000_000_000_000, 1_700_000_000_000, -1])

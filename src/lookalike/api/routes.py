@@ -24,6 +24,7 @@ from lookalike.ingest.sources import Skipped
 from lookalike.queries import API_NAMES
 from lookalike.queries import Query as SearchQuery
 from lookalike.store.models import parse_box
+from lookalike.store.rows import identity_problem
 from lookalike.usecases import ingest, items
 from lookalike.usecases import search as searching
 
@@ -250,6 +251,11 @@ async def index(request: Request) -> dict[str, str]:
     detect = False
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
         form = await request.form(max_part_size=request.app.state.max_upload)
+        value = form.get("source")
+        source = value.strip() if isinstance(value, str) and value.strip() else None
+        problem = identity_problem("source", source) if source is not None else None
+        if problem is not None:  # before any upload is kept
+            raise HTTPException(422, problem)
         for upload in form.getlist("files"):
             if isinstance(upload, UploadFile):
                 data = await _upload(request, upload)
@@ -260,8 +266,6 @@ async def index(request: Request) -> dict[str, str]:
         if not inputs and not skipped:
             raise HTTPException(422, "upload one or more images in the form field 'files'")
         policy = policy.only_under(ctx.settings.uploads_path())  # the job reads the kept uploads only
-        value = form.get("source")
-        source = value.strip() if isinstance(value, str) and value.strip() else None
         flag = form.get("detect")
         detect = isinstance(flag, str) and flag.strip().lower() in {"1", "true", "on", "yes"}
     else:

@@ -3,9 +3,28 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from lookalike.store.rows import identity_problem
+
+
+def _whole(name: str) -> AfterValidator:
+    """A value that names stored items: over its limit in UTF-8 bytes it is refused (422), never cut."""
+
+    def check(value: str) -> str:
+        problem = identity_problem(name, value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
+    return AfterValidator(check)
+
+
+SourceName = Annotated[str, Field(min_length=1), _whole("source")]
+SourceFilter = Annotated[str, _whole("source")]
+ItemIdText = Annotated[str, Field(min_length=1), _whole("item_id")]
 
 
 class SearchRequest(BaseModel):
@@ -16,16 +35,13 @@ class SearchRequest(BaseModel):
     text: str | None = Field(default=None, max_length=2000)
     image_url: str | None = Field(default=None, max_length=4096, pattern=r"^[hH][tT][tT][pP][sS]?://")
     id: int | None = Field(default=None, ge=0, lt=2**63, description="A stored item's id (63-bit).")
-    item_id: str | None = Field(
-        default=None,
-        min_length=1,
-        max_length=512,
-        description="A catalog item id: lookalikes of its picture.",
+    item_id: ItemIdText | None = Field(
+        default=None, description="A catalog item id: lookalikes of its picture."
     )
     k: int = Field(default=10, ge=1, le=1000)
     offset: int = Field(default=0, ge=0, le=10000, description="Skip this many of the best hits (paging).")
     min_score: float | None = Field(default=None, ge=-1.0, le=1.0, description="Only hits with this cosine.")
-    sources: list[str] | None = Field(default=None, max_length=100)
+    sources: list[SourceFilter] | None = Field(default=None, max_length=100)
     since: date | None = None
     until: date | None = None
     detect: bool = Field(default=False, description="Image queries: embed the largest detected object.")
@@ -88,7 +104,7 @@ class IndexRequest(BaseModel):
     inputs: list[str] = Field(
         min_length=1, max_length=10_000, description="Server paths, folders, catalogs or URLs."
     )
-    source: str | None = Field(default=None, min_length=1, max_length=256)
+    source: SourceName | None = None
     detect: bool = Field(default=False, description="Also store each detected object as its own item.")
 
 
@@ -128,7 +144,7 @@ class ScanRequest(BaseModel):
     )
     since: date | None = None
     until: date | None = None
-    sources: list[str] | None = Field(default=None, max_length=100)
+    sources: list[SourceFilter] | None = Field(default=None, max_length=100)
     min_score: float | None = Field(default=None, ge=-1, le=1)
     format: ReportFormat = "json"
 
@@ -141,7 +157,7 @@ class DuplicatesRequest(BaseModel):
     max_distance: int = Field(
         default=31, ge=0, le=256, description="With by=pdq: the largest Hamming distance."
     )
-    sources: list[str] | None = Field(default=None, max_length=100)
+    sources: list[SourceFilter] | None = Field(default=None, max_length=100)
     format: ReportFormat = "json"
 
 

@@ -16,6 +16,7 @@ from lookalike.ingest.catalog import CATALOG_COLUMNS, csv_rows, parquet_count, p
 from lookalike.ingest.decode import HEIC_EXTENSIONS, IMAGE_EXTENSIONS, supported_extensions
 from lookalike.ingest.policy import has_scheme, is_url, printable_path
 from lookalike.store.partitions import MAX_TIME, MIN_TIME
+from lookalike.store.rows import check_identity, identity_problem
 
 CATALOG_EXTENSIONS = (".csv", ".parquet")
 __all__ = ["CATALOG_COLUMNS", "CATALOG_EXTENSIONS", "Inputs", "Listing", "Record", "Skipped", "is_url"]
@@ -199,6 +200,9 @@ def _file_record(file: Path, source: str | None) -> Record | Skipped:
         )
     if len(uri.encode("utf-8", "surrogateescape")) > MAX_URI_BYTES:
         return Skipped(shown, f"the path is longer than {MAX_URI_BYTES} bytes")
+    problem = identity_problem("item_id", file.stem, "the file name (its item_id)")
+    if problem is not None:
+        return Skipped(shown, problem)
     return Record(uri, file.stem, "", source or DEFAULT_SOURCE, None, uri, listed=shown)
 
 
@@ -258,6 +262,13 @@ class Listing:
                 yield Skipped(uri, f"{where}: {exc}", listed or (source, uri))
                 continue
             stem = Path(image.split("?")[0].rstrip("/")).stem
+            # An identity over its limit is a bad row: cut, it would name another seller's item.
+            problem = identity_problem("source", source) or identity_problem(
+                "item_id", item_id or stem, "item_id" if item_id else "the image's file name (its item_id)"
+            )
+            if problem is not None:
+                yield Skipped(uri, f"{where}: {problem}")
+                continue
             yield Record(uri, item_id or stem, str(row.get("name") or ""), source, created_at, item_id or uri)
 
 
@@ -283,17 +294,28 @@ def open_listing(path: str | os.PathLike[str], source: str | None = None) -> Lis
     resolved = Path(path).expanduser()
     if not resolved.exists():
         raise ConfigError(f"No such file or folder: {path}")
-    if source is not None and not source.strip():
-        raise ConfigError("--source must not be empty.")
+    if source is not None:
+        check_source(source, "--source")
     return Listing(resolved, source)
+
+
+def check_source(source: str, label: str = "source") -> None:
+    """Refuse a source that cannot name items: empty, not UTF-8, or over its byte limit (never cut).
+
+    Raises:
+        ConfigError: the message names ``label``.
+    """
+    if not source.strip():
+        raise ConfigError(f"{label} must not be empty.")
+    check_identity("source", source, label)
 
 
 class Inputs:
     """Several inputs indexed as one: paths (folders, files, catalogs) and image URLs."""
 
     def __init__(self, inputs: Sequence[str], source: str | None = None) -> None:
-        if source is not None and not source.strip():
-            raise ConfigError("source must not be empty.")
+        if source is not None:
+            check_source(source)
         self.source = source
         self.urls = [value for value in inputs if is_url(value)]
         self.listings = [open_listing(value, source) for value in inputs if not is_url(value)]
@@ -304,6 +326,10 @@ class Inputs:
     def __iter__(self) -> Iterator[Record | Skipped]:
         for url in self.urls:
             stem = Path(url.split("?")[0].rstrip("/")).stem
+            problem = identity_problem("item_id", stem, "the URL's file name (its item_id)")
+            if problem is not None:
+                yield Skipped(url, problem)
+                continue
             yield Record(url, stem, "", self.source or DEFAULT_SOURCE, None, url)
         for listing in self.listings:
             yield from listing

@@ -10,6 +10,7 @@ import json
 from collections.abc import Iterable, Sequence
 
 from lookalike.errors import ConfigError
+from lookalike.store.rows import check_identity
 
 
 def quote(value: str) -> str:
@@ -23,6 +24,12 @@ def _int(value: int) -> str:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigError(f"Expected an integer, got {value!r}")
     return str(int(value))
+
+
+def _stored(name: str, value: str) -> str:
+    """``value``, refused when no stored identity could hold it (over its byte limit, not UTF-8)."""
+    check_identity(name, value, f"A {name} filter")
+    return value
 
 
 def build_filter(
@@ -50,9 +57,9 @@ def build_filter(
     if exclude_ids:
         clauses.append(f"not (id in [{', '.join(_int(i) for i in exclude_ids)}])")
     if sources is not None:
-        clauses.append(f"source in [{', '.join(quote(s) for s in sources)}]")
+        clauses.append(f"source in [{', '.join(quote(_stored('source', s)) for s in sources)}]")
     if sha256 is not None:
-        clauses.append(f"sha256 in [{', '.join(quote(s) for s in sha256)}]")
+        clauses.append(f"sha256 in [{', '.join(quote(_stored('sha256', s)) for s in sha256)}]")
     if since is not None:
         clauses.append(f"created_at >= {_int(since)}")
     if until is not None:

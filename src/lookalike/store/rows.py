@@ -1,21 +1,28 @@
 """The one converter between ``Item`` and what stores hold: Milvus rows and Arrow tables.
 
 Every value is normalised once, on the way in (``normalise``), so Milvus, the read index,
-exports and bulk files all hold the same bytes: VARCHARs are cut to their limit in UTF-8
-bytes (what a Milvus server enforces) on a character boundary, and ``created_at`` must lie in
-the range partitions can name.
+exports and bulk files all hold the same bytes. VARCHAR limits are in UTF-8 bytes (what a Milvus
+server enforces). An identity field (``source``, ``item_id``, the hashes) over its limit is refused,
+never cut: two sellers whose names share their first 256 bytes must stay two sources. A display
+field (``name``, ``uri``, ``label``, ``box``) over its limit is cut on a character boundary, and
+the cut is logged. ``created_at`` must lie in the range partitions can name.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from lookalike.errors import ConfigError
 from lookalike.store.models import SCALAR_FIELDS, Item
 from lookalike.store.partitions import check_time
+
+log = logging.getLogger(__name__)
 
 VARCHAR_BYTES = {
     "sha256": 64,
@@ -28,6 +35,39 @@ VARCHAR_BYTES = {
     "label": 256,
 }
 """The VARCHAR fields and their limits in UTF-8 bytes."""
+IDENTITY_FIELDS = ("sha256", "item_id", "source", "parent_sha256")
+"""VARCHARs that name an item or a picture: refused whole when they do not fit, never cut."""
+DISPLAY_FIELDS = tuple(name for name in VARCHAR_BYTES if name not in IDENTITY_FIELDS)
+"""VARCHARs shown to people: cut to their limit on a character boundary, with a warning."""
+
+
+def identity_problem(name: str, value: str, label: str | None = None) -> str | None:
+    """Why ``value`` cannot be stored whole as the identity field ``name``; None when it can.
+
+    ``label`` is what the caller calls the field (``--source``); the field's name by default.
+    """
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        return f"{label or name} is not valid UTF-8 text (it holds an undecodable character)"
+    limit = VARCHAR_BYTES[name]
+    if size > limit:
+        return (
+            f"{label or name} is {size} bytes long in UTF-8, over the {limit}-byte limit of a stored {name} "
+            "(an identity is never cut)"
+        )
+    return None
+
+
+def check_identity(name: str, value: str, label: str | None = None) -> None:
+    """Refuse an identity value that cannot be stored whole.
+
+    Raises:
+        ConfigError: the value is over its byte limit or not valid UTF-8; the message says which.
+    """
+    problem = identity_problem(name, value, label)
+    if problem is not None:
+        raise ConfigError(problem + ".")
 
 
 def cut_utf8(text: str, limit: int) -> str:
@@ -39,18 +79,28 @@ def cut_utf8(text: str, limit: int) -> str:
 
 
 def normalise(item: Item) -> Item:
-    """The item as every store holds it: VARCHARs cut by bytes, created_at checked.
+    """The item as every store holds it: identities checked, display VARCHARs cut by bytes, created_at checked.
 
     Raises:
-        ConfigError: created_at outside 1970 .. 2199.
+        ConfigError: created_at outside 1970 .. 2199, or an identity field over its byte limit.
     """
     check_time(item.created_at)
+    for name in IDENTITY_FIELDS:
+        check_identity(name, getattr(item, name), f"The {name} of item {item.id}")
     changes: dict[str, Any] = {
-        name: cut_utf8(value, limit)
-        for name, limit in VARCHAR_BYTES.items()
-        if len((value := getattr(item, name)).encode("utf-8", "surrogatepass")) > limit
+        name: cut_utf8(value, VARCHAR_BYTES[name])
+        for name in DISPLAY_FIELDS
+        if len((value := getattr(item, name)).encode("utf-8", "surrogatepass")) > VARCHAR_BYTES[name]
     }
-    return dataclasses.replace(item, **changes) if changes else item
+    if not changes:
+        return item
+    log.warning(
+        "item %d (%s): %s cut to the byte limit of the stored field",
+        item.id,
+        item.item_id,
+        ", ".join(f"{name} ({VARCHAR_BYTES[name]} bytes)" for name in changes),
+    )
+    return dataclasses.replace(item, **changes)
 
 
 def to_row(item: Item, fields: Iterable[str]) -> dict[str, Any]:
@@ -90,9 +140,15 @@ def _item(value: Any, vector: Any) -> Item:
         parent_sha256=text("parent_sha256"),
         box=text("box"),
         label=text("label"),
-        det_score=float(value("det_score") or 0.0),
+        det_score=_finite(value("det_score")),
         vector=vector,
     )
+
+
+def _finite(value: Any) -> float:
+    # A score that is not a number (a foreign write, an old import) reads as 0: JSON has no NaN.
+    number = float(value or 0.0)
+    return number if math.isfinite(number) else 0.0
 
 
 def arrow_schema(vector: Any = None, metadata: dict[str, str] | None = None) -> Any:

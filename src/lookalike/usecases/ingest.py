@@ -42,6 +42,18 @@ def index(
     return ingest(ctx, listing, index, index_params, on_start, progress, detect, sync)
 
 
+def check_source(source: str | None, label: str = "--source") -> None:
+    """Refuse now a source that cannot name items whole (empty, not UTF-8, over its byte limit).
+
+    Raises:
+        ConfigError: before a model or a database opens; the message names ``label``.
+    """
+    from lookalike.ingest.sources import check_source as check
+
+    if source is not None:
+        check(source, label)
+
+
 def check_inputs(
     ctx: Context, inputs: Sequence[str], source: str | None = None, policy: FetchPolicy | None = None
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from lookalike.embed.weights import MULTILINGUAL_HINT
 from lookalike.errors import ConfigError, ItemNotFoundError
 from lookalike.queries import Query, SearchResult, day_window, mostly_non_latin
 from lookalike.store.models import Box
+from lookalike.store.rows import identity_problem
 from lookalike.usecases.context import Context
 from lookalike.usecases.embedding import bind, label_of
 from lookalike.usecases.items import by_item_id
@@ -67,6 +69,12 @@ def validate(query: Query) -> None:
         raise ConfigError(f"{query.names.item_id} must not be empty.")
     if any(not s.strip() for s in query.sources):
         raise ConfigError(f"{query.names.source} must not be empty.")
+    wanted = [("source", s, query.names.source) for s in query.sources]
+    wanted += [("item_id", query.item_id, query.names.item_id)] if query.item_id is not None else []
+    for name, value, label in wanted:
+        problem = identity_problem(name, value, label)
+        if problem is not None:  # nothing stored can hold it: an empty answer would mislead
+            raise ConfigError(f"{problem}: no stored item can match it.")
     if query.k < 1:
         raise ConfigError(f"{query.names.k} must be at least 1, got {query.k}.")
     if query.offset < 0:
@@ -158,10 +166,20 @@ def search(ctx: Context, query: Query) -> SearchResult:
         exclude_ids=exclude,
         params=dict(query.search_params) or None,
     )[0][query.offset :]
+    # A stored vector that is not finite (written before imports were checked, or by another
+    # program) scores NaN: such a hit has no rank, and JSON cannot carry its score.
+    scored = [hit for hit in hits if math.isfinite(hit.score)]
     if query.min_score is not None:
-        hits = [hit for hit in hits if hit.score >= query.min_score]
+        scored = [hit for hit in scored if hit.score >= query.min_score]
     took_ms = (time.perf_counter() - started) * 1000
-    return SearchResult(took_ms, hits, _warnings(ctx, query, query_box), query_box)
+    warnings = _warnings(ctx, query, query_box)
+    unscored = sum(1 for hit in hits if not math.isfinite(hit.score))
+    if unscored:
+        warnings.append(
+            f"{unscored} hits had no valid score (their stored vector, or the query's, is not finite) and "
+            "were left out: export, check and re-import or re-index those items."
+        )
+    return SearchResult(took_ms, scored, warnings, query_box)
 
 
 def _warnings(ctx: Context, query: Query, query_box: Box | None) -> list[str]:
