@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import os
 import re
 import sys
@@ -267,6 +269,26 @@ def errors(verbose: bool = False) -> Iterator[None]:
             )
         )
         raise typer.Exit(70) from None
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
+
+
+def json_text(value: Any, **options: Any) -> str:
+    """``value`` as valid JSON: a NaN or infinite number (a broken stored vector's score) is null, never NaN."""
+    return json.dumps(_finite(value), ensure_ascii=False, allow_nan=False, **options)
+
+
+def print_json(value: Any, **options: Any) -> None:
+    """One line of valid JSON on stdout (``options``: json.dumps's, e.g. ``default=str``)."""
+    sys.stdout.write(json_text(value, **options) + "\n")
 
 
 def parse_day(value: str | None, flag: str) -> date | None:

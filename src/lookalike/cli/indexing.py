@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -26,6 +25,7 @@ from lookalike.cli.common import (
     err,
     errors,
     out,
+    print_json,
     progress_bar,
     session,
     table,
@@ -102,6 +102,7 @@ def index(
 
     with errors(verbose):
         params = parse_index_params(index_params)  # before the model loads
+        ingest.check_source(source)
     with (
         session(
             verbose,
@@ -141,7 +142,7 @@ def index(
             sync=sync,
         )
     if as_json:
-        sys.stdout.write(json.dumps(report_dict(report), ensure_ascii=False) + "\n")
+        print_json(report_dict(report))
     else:
         print_report(report, detect, sync)
     if report.indexed == 0 and report.already_indexed == 0 and report.skipped:
@@ -198,7 +199,7 @@ def stats(
         info = items.stats(ctx)
     if as_json:
         payload = {**asdict(info), "db": ctx.settings.db}
-        sys.stdout.write(json.dumps(payload, ensure_ascii=False, default=str) + "\n")
+        print_json(payload, default=str)
         return
     out.print(
         f"collection {info.name} in {ctx.settings.db}: {info.rows} items, dim {info.dim}, "
@@ -234,7 +235,16 @@ def import_(
     collection: Collection = None,
     verbose: Verbose = False,
 ) -> None:
-    """Restore a Parquet export into a collection, without re-embedding; items already there are kept."""
+    """Restore a Parquet export into a collection, without re-embedding; items already there are kept.
+
+    A file that is not a lookalike export (missing columns, an id column that is not integers,
+    vectors that are not lists of numbers, no vector size, a size other than the collection's) is
+    refused before anything is written. A row that cannot be stored as it is (a vector with NaN or
+    infinite values, all zeros, of absurd length (outside 1e-6 .. 1e6) or of the wrong size; an id
+    outside 0 .. 2^63-1; a date outside 1970 .. 2199; a source or item_id over its byte limit) is
+    left out, the others are imported, and the command ends with exit status 2 counting the rows
+    left out by reason, with their ids. Vectors that are not unit length are normalised.
+    """
     from lookalike.usecases import backup
 
     with session(verbose, db, collection, None, None) as ctx:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -22,6 +20,7 @@ from lookalike.cli.common import (
     err,
     errors,
     out,
+    print_json,
     progress_bar,
     session,
     setup_logging,
@@ -98,7 +97,7 @@ def eval_(
     for note in report.notes:
         err.print(tagged("note:", "yellow", note))
     if as_json:
-        sys.stdout.write(json.dumps(report.to_dict(), ensure_ascii=False) + "\n")
+        print_json(report.to_dict())
         return
     out.print(_metrics_table(f"lookalike eval: {queries}", report.metrics, report.counts))
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -22,6 +20,7 @@ from lookalike.cli.common import (
     err,
     out,
     parse_day,
+    print_json,
     session,
     table,
     tagged,
@@ -82,7 +81,7 @@ def policy_list(
             }
             for p, specs in found
         ]
-        sys.stdout.write(json.dumps(payload, ensure_ascii=False) + "\n")
+        print_json(payload)
         return
     rows = [
         [p.name, day(p.created_at), ", ".join(f"{s.name} ≥ {s.threshold:g}" for s in specs)]
@@ -148,7 +147,7 @@ def flags(
         for row in page
     ]
     if as_json:
-        sys.stdout.write(json.dumps({"total": total, "flags": payload}, ensure_ascii=False) + "\n")
+        print_json({"total": total, "flags": payload})
         return
     columns = [("flag", "right"), ("policy", "left"), ("label", "left"), ("score", "right")]
     columns += [("status", "left"), ("flagged", "left"), ("item", "left")]
@@ -254,7 +253,7 @@ def match_hashes(
         for m in found
     ]
     if as_json:
-        sys.stdout.write(json.dumps(payload, ensure_ascii=False) + "\n")
+        print_json(payload)
         return
     rows = [
         [str(p["distance"]), str(p["line"]), str(p["label"]), str(p["item_id"]), str(p["uri"])]
@@ -328,7 +327,7 @@ def calibrate(
         for c in found
     ]
     if as_json:
-        sys.stdout.write(json.dumps(payload, ensure_ascii=False) + "\n")
+        print_json(payload)
     else:
         rows = [
             [

@@ -23,6 +23,7 @@ from lookalike.cli.common import (
     err,
     out,
     parse_day,
+    print_json,
     progress_bar,
     session,
     table,
@@ -88,7 +89,7 @@ def classify(
             ]
             table(result.uri, columns, cells)
     if as_json:
-        sys.stdout.write(json.dumps(payload, ensure_ascii=False) + "\n")
+        print_json(payload)
     if all(result.scores is None for result in results):
         raise typer.Exit(1)
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -25,6 +23,7 @@ from lookalike.cli.common import (
     errors,
     out,
     parse_day,
+    print_json,
     session,
     short_uri,
     table,
@@ -151,7 +150,7 @@ def search(
     if grid is not None:
         err.print(f"grid written to {grid}")
     if as_json:
-        sys.stdout.write(json.dumps(result.to_dict(), ensure_ascii=False) + "\n")
+        print_json(result.to_dict())
         return
     print_hits(result, offset)
 
@@ -200,7 +199,7 @@ def show(
     with session(verbose, db, collection, None, None) as ctx:
         found = [items.item(ctx, id)] if id is not None else items.by_item_id(ctx, item_id or "")
     if as_json:
-        sys.stdout.write(json.dumps([i.metadata() for i in found], ensure_ascii=False) + "\n")
+        print_json([i.metadata() for i in found])
         return
     for item in found:
         fields = item.metadata()

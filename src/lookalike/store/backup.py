@@ -1,22 +1,46 @@
-"""Parquet backups of a collection: every field and the vector, restored without re-embedding."""
+"""Parquet backups of a collection: every field and the vector, restored without re-embedding.
+
+An import checks what it restores as the store's own writes are checked: a file that is not a
+lookalike export is refused before anything is written; a row that cannot be stored as it is (a
+vector that is not a finite, non-zero embedding of the collection's size, an id outside the
+63-bit range, a date out of range, an identity over its byte limit) is left out and counted with
+its reason while the others are imported; a vector that is not unit length is normalised.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from lookalike.errors import ConfigError, LookalikeError
 from lookalike.store.models import IndexType, Item
 from lookalike.store.partitions import MAX_TIME, MIN_TIME
 from lookalike.store.protocol import Store
-from lookalike.store.rows import arrow_schema, from_arrow, to_arrow
+from lookalike.store.rows import (
+    IDENTITY_FIELDS,
+    VARCHAR_BYTES,
+    arrow_schema,
+    from_arrow,
+    identity_problem,
+    to_arrow,
+)
 from lookalike.store.server import ServerStore
 
 Progress = Callable[[int], None]
 EXPORT_BATCH = 2000
+MAX_ID = 2**63 - 1
+NORM_RANGE = (1e-6, 1e6)
+"""Lengths a vector may have to be normalised on import: outside it, it is no embedding (1e30 is
+an overflow or a unit error, 1e-30 is noise) and the row is left out."""
+UNIT_TOLERANCE = 1e-5
+"""A vector this close to unit length is kept bit for bit (an export round-trips exactly)."""
+SHOWN_IDS = 5
 
 
 def export_parquet(store: Store, path: str, progress: Progress | None = None) -> int:
@@ -63,56 +87,159 @@ def import_parquet(store: Store, path: str, progress: Progress | None = None) ->
         raise ConfigError(f"No such file: {path}") from exc
     except Exception as exc:  # pyarrow raises several types for unreadable files
         raise ConfigError(f"Cannot read {path} as Parquet: {exc}") from exc
-    names = set(parquet.schema_arrow.names)
-    missing = {"id", "vector", "created_at"} - names
-    if missing:
-        raise ConfigError(f"{path} is not a lookalike export: missing columns {', '.join(sorted(missing))}.")
-    meta = {k.decode(): v.decode() for k, v in (parquet.schema_arrow.metadata or {}).items()}
-    vector_type = parquet.schema_arrow.field("vector").type
-    dim = int(meta.get("lookalike.dim") or getattr(vector_type, "list_size", 0) or 0)
-    if dim <= 0:
-        raise ConfigError(f"{path}: cannot tell the vector size.")
-    index = json.loads(meta.get("lookalike.index", "{}")) or {}
+    dim, meta = _export_layout(parquet.schema_arrow, path)
+    index = _json_object(meta.get("lookalike.index"))
     index_type = str(index.get("type", IndexType.FLAT))
     if index_type not in {i.value for i in store.supported_indexes}:
         index_type, index["params"] = IndexType.FLAT, {}
+    if store.exists() and store.dim() != dim:
+        raise ConfigError(
+            f"{path} holds {dim}-dimensional vectors, but the collection '{store.collection}' holds "
+            f"{store.dim()}-dimensional ones: import it into another --collection."
+        )
     store.ensure(
         dim, index=index_type, index_params=index.get("params"), model=meta.get("lookalike.model", "")
     )
     imported = already = 0
-    refused: list[int] = []
+    left_out: Counter[str] = Counter()
+    examples: defaultdict[str, list[str]] = defaultdict(list)
     for batch in parquet.iter_batches(batch_size=EXPORT_BATCH):
-        items = _table_to_items(batch.to_pydict(), dim)
-        refused += [item.id for item in items if not MIN_TIME <= item.created_at < MAX_TIME]
-        items = [item for item in items if MIN_TIME <= item.created_at < MAX_TIME]
+        items, refused = _table_to_items(batch.to_pydict(), dim)
+        for reason, shown in refused:
+            left_out[reason] += 1
+            if len(examples[reason]) < SHOWN_IDS:
+                examples[reason].append(shown)
         present = store.existing_ids([item.id for item in items])
         fresh = [item for item in items if item.id not in present]
         imported += store.insert(fresh)
         already += len(items) - len(fresh)
         if progress:
-            progress(len(items))
+            progress(batch.num_rows)
     if imported:
         store.flush()
-    if refused:
-        shown = ", ".join(str(i) for i in refused[:5]) + (" …" if len(refused) > 5 else "")
+    if left_out:
+        reasons = "; ".join(
+            f"{count} {reason} (ids {', '.join(examples[reason])}{' …' if count > SHOWN_IDS else ''})"
+            for reason, count in left_out.most_common()
+        )
         raise ConfigError(
-            f"Imported {imported} items ({already} were already stored), but {len(refused)} rows of {path} "
-            f"are dated outside 1970-01-01 .. 2199-12-31 and were left out (ids {shown})."
+            f"Imported {imported} items ({already} were already stored), but {left_out.total()} rows of "
+            f"{path} were left out: {reasons}."
         )
     return imported, already
+
+
+def _export_layout(schema: Any, path: str) -> tuple[int, dict[str, str]]:
+    """The vector size and metadata of an export, or a ConfigError when the file is not one."""
+    import pyarrow as pa
+
+    missing = {"id", "vector", "created_at"} - set(schema.names)
+    if missing:
+        raise ConfigError(f"{path} is not a lookalike export: missing columns {', '.join(sorted(missing))}.")
+    meta = {
+        k.decode("utf-8", "replace"): v.decode("utf-8", "replace") for k, v in (schema.metadata or {}).items()
+    }
+    if not pa.types.is_integer(schema.field("id").type):
+        raise ConfigError(
+            f"{path} is not a lookalike export: its id column holds {schema.field('id').type}, not integers."
+        )
+    vector_type = schema.field("vector").type
+    listed = pa.types.is_list(vector_type) or pa.types.is_large_list(vector_type)
+    if not (listed or pa.types.is_fixed_size_list(vector_type)) or not (
+        pa.types.is_floating(vector_type.value_type) or pa.types.is_integer(vector_type.value_type)
+    ):
+        raise ConfigError(
+            f"{path} is not a lookalike export: its vector column holds {vector_type}, not lists of numbers."
+        )
+    size = getattr(vector_type, "list_size", 0) or 0
+    declared = meta.get("lookalike.dim", "").strip()
+    if declared and not declared.isdigit():
+        raise ConfigError(f"{path}: its lookalike.dim ({declared[:40]!r}) is not a vector size.")
+    dim = int(declared or size)
+    if dim <= 0:
+        raise ConfigError(f"{path}: cannot tell the vector size.")
+    if size and size != dim:
+        raise ConfigError(f"{path}: its vectors have {size} values but the file says lookalike.dim {dim}.")
+    return dim, meta
+
+
+def _json_object(text: str | None) -> dict[str, Any]:
+    try:
+        value = json.loads(text or "{}")
+    except json.JSONDecodeError:
+        return {}  # an index choice that does not parse: the collection gets the default
+    return value if isinstance(value, dict) else {}
 
 
 def _items_to_table(items: Sequence[Item], schema: Any, dim: int) -> Any:
     return to_arrow(items, schema)
 
 
-def _table_to_items(columns: dict[str, list[Any]], dim: int) -> list[Item]:
-    items = from_arrow(columns)
-    for item in items:
-        if item.vector is None or item.vector.shape != (dim,):
-            size = 0 if item.vector is None else item.vector.size
-            raise LookalikeError(f"Row with id {item.id} has a vector of size {size}, expected {dim}.")
-    return items
+def _table_to_items(columns: dict[str, list[Any]], dim: int) -> tuple[list[Item], list[tuple[str, str]]]:
+    """The rows that can be stored (vectors unit length), and (reason, id shown) for each that cannot."""
+    refused: list[tuple[str, str]] = []
+    sized: list[int] = []
+    for row, (raw_id, vector) in enumerate(zip(columns["id"], columns["vector"], strict=True)):
+        if raw_id is None or not 0 <= raw_id <= MAX_ID:
+            refused.append(("with an id outside 0 .. 2^63-1", "null" if raw_id is None else str(raw_id)))
+        elif vector is None or len(vector) != dim:
+            refused.append((f"with a vector of the wrong size (not {dim} values)", str(raw_id)))
+        else:
+            sized.append(row)
+    matrix = np.asarray([columns["vector"][row] for row in sized], dtype=np.float64).reshape(len(sized), dim)
+    vectors, problems = unit_vectors(matrix)
+    kept: list[int] = []  # positions in sized
+    for position, (row, problem) in enumerate(zip(sized, problems, strict=True)):
+        if problem is None:
+            kept.append(position)
+        else:
+            refused.append((problem, str(columns["id"][row])))
+    picked = {
+        name: [values[sized[position]] for position in kept]
+        for name, values in columns.items()
+        if name != "vector"
+    }
+    items = []
+    for item in from_arrow(picked, vectors[kept]):
+        problem = _row_problem(item)
+        if problem is None:
+            items.append(item)
+        else:
+            refused.append((problem, str(item.id)))
+    return items, refused
+
+
+def unit_vectors(matrix: Any) -> tuple[Any, list[str | None]]:
+    """Rows of ``matrix`` scaled to unit length (float32), and why each row that cannot be is not an embedding.
+
+    A row near unit length is kept as it is; NaN, infinity, all zeros and lengths outside
+    ``NORM_RANGE`` are problems (their rows of the result are meaningless).
+    """
+    finite = np.isfinite(matrix).all(axis=1)
+    clean = np.where(finite[:, None], matrix, 0.0)
+    norms = np.linalg.norm(clean, axis=1)
+    problems: list[str | None] = []
+    for ok, norm, row in zip(finite, norms, clean, strict=True):
+        if not ok:
+            problems.append("with NaN or infinite values in the vector")
+        elif not row.any():
+            problems.append("with an all-zero vector")
+        elif not NORM_RANGE[0] <= norm <= NORM_RANGE[1]:
+            problems.append(f"with a vector whose length is outside {NORM_RANGE[0]:g} .. {NORM_RANGE[1]:g}")
+        else:
+            problems.append(None)
+    off_unit = np.abs(norms - 1.0) > UNIT_TOLERANCE
+    scale = np.where(off_unit & (norms > 0), norms, 1.0)
+    return (clean / scale[:, None]).astype(np.float32), problems
+
+
+def _row_problem(item: Item) -> str | None:
+    if not MIN_TIME <= item.created_at < MAX_TIME:
+        return "dated outside 1970-01-01 .. 2199-12-31"
+    for name in IDENTITY_FIELDS:
+        if identity_problem(name, getattr(item, name)) is not None:
+            return f"with a {name} over {VARCHAR_BYTES[name]} bytes or not UTF-8 (an identity is never cut)"
+    return None
 
 
 def copy_collection(source: Store, target: Store, progress: Progress | None = None) -> tuple[int, int]:

@@ -18,7 +18,12 @@ def export(ctx: Context, path: str, progress: Progress | None = None) -> int:
 
 
 def import_(ctx: Context, path: str, progress: Progress | None = None) -> tuple[int, int]:
-    """Restore a Parquet export without re-embedding; returns (imported, already present)."""
+    """Restore a Parquet export without re-embedding; returns (imported, already present).
+
+    Raises:
+        ConfigError: the file is not a lookalike export (nothing written), or some of its rows
+            could not be stored as they are (the others are imported; the message counts them by reason).
+    """
     from lookalike.store.backup import import_parquet
 
     return import_parquet(ctx.store, path, progress)
