@@ -416,27 +416,38 @@ def _run_api(
             time.sleep(0.1)
         method, path, body = scenario.request(base, db)
         started = time.monotonic()
-        with contextlib.suppress(httpx.HTTPError):
+        answer = ""  # what went wrong with the request or its job, if anything
+        try:
             response = httpx.request(method, url + path, json=body, timeout=timeout)
             job = response.json().get("id") if response.status_code == 202 else None
+            if response.status_code >= 300:
+                answer = f"{method} {path} answered {response.status_code}: {response.text[:500]}"
             while job is not None and process.poll() is None:
                 if kill_after is not None and time.monotonic() - started > kill_after:
                     break
                 state = httpx.get(f"{url}/jobs/{job}", timeout=10).json()
                 if state.get("status") not in ("queued", "running"):
+                    if state.get("status") != "done":
+                        answer = f"the job ended {state.get('status')}: {state.get('error')}"
                     break
                 time.sleep(0.05)
+        except httpx.HTTPError as exc:
+            answer = f"{method} {path}: {exc!r}"  # the server died under the request
         if kill_after is not None:
             left = kill_after - (time.monotonic() - started)
             if left > 0:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     process.wait(left)
-        if process.poll() is None:
-            process.send_signal(signal.SIGKILL if kill_after is not None else signal.SIGTERM)
-        process.wait(60)
-        return (
-            -9 if kill_after is not None and process.returncode == -9 else process.returncode
-        ), logfile.read_text()
+        if process.poll() is not None:  # killed at a crash point (or it died by itself)
+            return process.returncode, logfile.read_text() + answer
+        if kill_after is not None:
+            process.send_signal(signal.SIGKILL)
+            process.wait(60)
+            return -9, logfile.read_text()
+        process.send_signal(signal.SIGTERM)  # a whole run: the server is stopped as a user would
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(60)
+        return (1 if answer else 0), logfile.read_text() + answer
     finally:
         if process.poll() is None:
             process.kill()
@@ -445,10 +456,11 @@ def _run_api(
 
 def steps_of(scenario: Scenario, base: Base, scratch: Path) -> tuple[list[tuple[str, int]], float]:
     """The durable steps a whole run passes, each with how often, and how long the run took."""
-    db = copy_base(base, scratch / "listing")
+    folder = Path(tempfile.mkdtemp(prefix="listing-", dir=scratch))
+    db = copy_base(base, folder)
     if scenario.prepare:
         scenario.prepare(base, db)
-    log = scratch / "listing" / "steps.log"
+    log = folder / "steps.log"
     started = time.monotonic()
     code, out = run(scenario, base, db, crash="list", log=log)
     took = time.monotonic() - started

@@ -12,7 +12,6 @@ import hashlib
 import importlib.metadata
 import io
 import json
-import os
 import platform
 import threading
 import time
@@ -24,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 from PIL import Image
+
+from lookalike import durable
 
 if TYPE_CHECKING:
     from lookalike.embed.runtimes import Runtime
@@ -203,10 +204,7 @@ def complete(figures: dict[str, Any]) -> bool:
 
 def write_probes(path: Path, probes: dict[str, dict[str, float]]) -> None:
     """Written whole under a temporary name, then renamed: a process reading it never sees half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    staging.write_text(json.dumps(probes, indent=1), encoding="utf-8")
-    os.replace(staging, path)
+    durable.write_text(path, json.dumps(probes, indent=1), step="probe")
 
 
 def cached_probes(path: Path) -> dict[str, dict[str, float]]:

@@ -7,10 +7,9 @@ was stored (a file replaced since, by other bytes or by a link elsewhere, is not
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
+from lookalike import durable
 from lookalike.errors import ImageError
 from lookalike.ingest.ids import content_hash
 from lookalike.ingest.policy import is_url, read_file
@@ -25,15 +24,7 @@ def keep(folder: str | Path, sha256: str, data: bytes) -> None:
     target = kept_path(folder, sha256)
     if target.exists():
         return
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=".kept-")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    durable.write_bytes(target, data, step="kept")
 
 
 def stored_image(uri: str, sha256: str, folder: str | Path, *, max_bytes: int, timeout_s: float) -> bytes:

@@ -6,13 +6,13 @@ import csv
 import heapq
 import html
 import json
-import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from lookalike import durable
 from lookalike.errors import ConfigError
 from lookalike.scan.duplicates import Group
 from lookalike.scan.scan import ScanRow
@@ -42,14 +42,8 @@ def check_format(path: str | Path) -> str:
 
 @contextmanager
 def _atomic(path: Path) -> Iterator[IO[str]]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    try:
-        with partial.open("w", encoding="utf-8", newline="") as handle:
-            yield handle
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
+    with durable.replacing_file(path, "w", newline="") as handle:
+        yield handle
 
 
 def _day(ts: int) -> str:

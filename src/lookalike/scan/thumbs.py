@@ -9,6 +9,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
+from lookalike import durable
 from lookalike.errors import ConfigError, ImageError
 from lookalike.ingest import encode_jpeg, fetch, shrink
 from lookalike.ingest.sources import is_url
@@ -100,5 +101,5 @@ def write_grid(
             font=text_font,
         )
         draw.text((x + 6, y + thumb + 22), score, fill=(225, 29, 72), font=score_font)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(target)
+    with durable.replacing_file(target, "wb") as handle:
+        sheet.save(handle, format=Image.registered_extensions().get(target.suffix.lower(), "PNG"))

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
+from lookalike import durable
 from lookalike.embed.weights import PREPROCESS_KWARGS
 from lookalike.errors import ConfigError
 
@@ -159,11 +160,10 @@ def _write_model(loaded: OpenClipModel, state: dict[str, Any], out_dir: Path) ->
         if kw in loaded.preprocess_kwargs
     }
     config = out_dir / CONFIG_FILE
-    config.write_text(
-        json.dumps({"model_cfg": loaded.cfg, "preprocess_cfg": preprocess}, indent=2), encoding="utf-8"
-    )
+    durable.write_text(config, json.dumps({"model_cfg": loaded.cfg, "preprocess_cfg": preprocess}, indent=2))
     checkpoint = out_dir / CHECKPOINT_FILE
-    torch.save(state, checkpoint)
+    with durable.replacing_file(checkpoint, "wb") as handle:
+        torch.save(state, handle)
     return config, checkpoint
 
 
@@ -281,5 +281,5 @@ def finetune(
         history=history,
     )
     report = {**asdict(result), "model": model_spec, "pretrained": pretrained, "options": asdict(options)}
-    (Path(out_dir) / REPORT_FILE).write_text(json.dumps(report, indent=2), encoding="utf-8")
+    durable.write_text(Path(out_dir) / REPORT_FILE, json.dumps(report, indent=2))
     return result

@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lookalike import durable
 from lookalike.store.models import IndexType
 from lookalike.usecases import embedding, hashes, items, policies
 from lookalike.usecases.context import Context
@@ -153,5 +154,5 @@ def save_upload(ctx: Context, data: bytes) -> str:
     )
     path = folder / f"{content_hash(data)}{suffix}"
     if not path.exists():
-        path.write_bytes(data)
+        durable.write_bytes(path, data, step="upload")  # a torn upload would be kept as the item's image
     return str(path.resolve())

@@ -111,12 +111,11 @@ def delete(
     ``gone``); ``reason=None`` leaves that to the caller, as a takedown records its own.
     """
     doomed = ctx.store.get(list(ids)) if purge else []
-    deleted = ctx.store.delete(list(ids))
+    deleted = ctx.store.delete(list(ids), erase=purge)  # erasure is planned first: a kill finishes it
     ctx.store.flush()
     if reason is not None:
         gone(ctx, ids, reason)
     if purge:
-        ctx.store.compact()
         names = {i.uri for i in doomed} | {h for i in doomed for h in (i.sha256, i.parent_sha256) if h}
         forget_unreferenced_images(ctx, names)
     return deleted

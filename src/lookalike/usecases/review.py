@@ -18,6 +18,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lookalike import durable
 from lookalike.errors import ConfigError
 from lookalike.queries import day_window
 from lookalike.usecases import items as items_usecase
@@ -148,17 +149,14 @@ def export_audit(ctx: Context, out: str, *, since: date | None = None, until: da
         raise ConfigError(f"The audit export is .csv or .json, not {path.name!r}.")
     start, end = day_window(since, until)
     rows = audit_rows(list(ctx.workflow.decisions(since=start, until=end)))
-    temporary = path.with_name(f".{path.name}.partial")
     try:
-        with temporary.open("w", encoding="utf-8", newline="") as handle:
+        with durable.replacing_file(path, "w", newline="") as handle:
             if fmt == "json":
                 json.dump({"decisions": rows}, handle, ensure_ascii=False, indent=1)
             else:
                 writer = csv.DictWriter(handle, fieldnames=AUDIT_FIELDS)
                 writer.writeheader()
                 writer.writerows(rows)
-        temporary.replace(path)
     except OSError as exc:
-        temporary.unlink(missing_ok=True)
         raise ConfigError(f"Cannot write {path}: {exc.strerror or exc}") from exc
     return len(rows)

@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import date
 from typing import TYPE_CHECKING
 
+from lookalike import durable
 from lookalike.errors import ConfigError, ImageError
 from lookalike.queries import Classified, day_window
 from lookalike.usecases.context import Context
@@ -239,7 +240,5 @@ def calibrate(
         if chosen:
             path = Path(labels_path).expanduser()
             text = with_thresholds(path.read_text(encoding="utf-8"), chosen)
-            partial = path.with_name(f".{path.name}.partial")
-            partial.write_text(text, encoding="utf-8")
-            partial.replace(path)
+            durable.write_text(path, text)
     return found, unreadable
