@@ -10,7 +10,6 @@ its reason while the others are imported; a vector that is not unit length is no
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from lookalike import durable
 from lookalike.errors import ConfigError, LookalikeError
 from lookalike.store.models import IndexType, Item
 from lookalike.store.partitions import MAX_TIME, MIN_TIME
@@ -61,19 +61,13 @@ def export_parquet(store: Store, path: str, progress: Progress | None = None) ->
     target = Path(path).expanduser()
     if target.suffix.lower() != ".parquet":
         raise ConfigError(f"Export writes Parquet: give a file name ending in .parquet, not {path}.")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".partial")
     rows = 0
-    try:
-        with pq.ParquetWriter(partial, schema) as writer:
-            for batch in store.iter_items(batch_size=EXPORT_BATCH, with_vector=True):
-                writer.write_table(_items_to_table(batch, schema, dim))
-                rows += len(batch)
-                if progress:
-                    progress(len(batch))
-        os.replace(partial, target)
-    finally:
-        partial.unlink(missing_ok=True)
+    with durable.replacing(target, step="export") as partial, pq.ParquetWriter(partial, schema) as writer:
+        for batch in store.iter_items(batch_size=EXPORT_BATCH, with_vector=True):
+            writer.write_table(_items_to_table(batch, schema, dim))
+            rows += len(batch)
+            if progress:
+                progress(len(batch))
     return rows
 
 
