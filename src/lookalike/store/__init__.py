@@ -1,13 +1,18 @@
 """Milvus storage: the only package that imports pymilvus.
 
 ``open_store`` gives a ``LiteStore`` for a ``.db`` path (embedded Milvus Lite, read through its
-derived read index) and a ``ServerStore`` for a ``http(s)://`` URI; both follow ``Store``.
+derived read index) and a ``ServerStore`` for a ``http(s)://`` URI; both follow ``Store``. A Lite
+collection has one store per process: every ``open_store`` of it hands back the same one.
 """
 
 from __future__ import annotations
 
+import os
+
+from lookalike.store.base import lite_path
 from lookalike.store.filters import build_filter, quote
 from lookalike.store.lite import LiteStore
+from lookalike.store.liteprocess import shared
 from lookalike.store.milvus import is_server_uri
 from lookalike.store.models import CollectionInfo, Hit, IndexType, Item, PartitionStats
 from lookalike.store.partitions import partition_for, partitions_before, partitions_between
@@ -25,12 +30,21 @@ def open_store(
     timeout_s: float = 30.0,
     tls: dict[str, str] | None = None,
 ) -> LiteStore | ServerStore:
-    """The store for a Milvus Lite path or a Milvus server URI (nothing is opened yet)."""
+    """The store for a Milvus Lite path or a Milvus server URI (nothing is opened yet).
+
+    Milvus Lite lets one process hold a database, and its read index has one owner: every caller
+    in this process that opens the same Lite database and collection (the command, the server,
+    its jobs) gets the same ``LiteStore``, and each ``close()`` lets go of it once; the last one
+    closes it.
+    """
     if is_server_uri(uri):
         return ServerStore(
             uri, collection, token=token, user=user, password=password, timeout_s=timeout_s, tls=tls
         )
-    return LiteStore(uri, collection, timeout_s=timeout_s)
+    if not uri.endswith(".db"):
+        return LiteStore(uri, collection, timeout_s=timeout_s)  # refuses it, with the reason
+    key = (os.path.abspath(lite_path(uri)), collection)
+    return shared(key, lambda: LiteStore(uri, collection, timeout_s=timeout_s))
 
 
 __all__ = [

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -61,6 +62,7 @@ class BaseStore:
         self.collection = collection
         self.timeout_s = timeout_s
         self._client: Any = None
+        self._connecting = threading.Lock()  # one client per store, however many threads first use it
         self._loaded = False
         self._partitions: set[str] | None = None
         # The schema and index do not change under a running process; describing them once
@@ -77,8 +79,10 @@ class BaseStore:
     @property
     def client(self) -> Any:
         if self._client is None:
-            quiet_pymilvus()
-            self._client = self._connect()
+            with self._connecting:
+                if self._client is None:
+                    quiet_pymilvus()
+                    self._client = self._connect()
         return self._client
 
     def _connect(self) -> Any:

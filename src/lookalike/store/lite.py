@@ -37,7 +37,7 @@ from lookalike.store.base import (
     milvus_errors,
 )
 from lookalike.store.journal import Journal, chained
-from lookalike.store.liteprocess import lock_holder, opened, release, return_free_memory
+from lookalike.store.liteprocess import connect, let_go, lock_holder, release, return_free_memory
 from lookalike.store.models import Hit, IndexType, Item
 from lookalike.store.partitions import month_name
 from lookalike.store.readindex import ReadIndex
@@ -87,9 +87,9 @@ class LiteStore(BaseStore):
         try:
             # An in-process server needs no keepalive; pymilvus' default pings every 10 s, which Milvus
             # Lite answers with GOAWAY "too_many_pings" and, under load, a failed reconnect.
-            client = MilvusClient(uri=str(path), timeout=self.timeout_s, grpc_options=_NO_KEEPALIVE)
-            opened(path)
-            return client
+            return connect(
+                path, lambda: MilvusClient(uri=str(path), timeout=self.timeout_s, grpc_options=_NO_KEEPALIVE)
+            )
         except Exception as exc:
             holder = lock_holder(path)
             if holder is not None:
@@ -115,9 +115,18 @@ class LiteStore(BaseStore):
         engine = self._engine()
         return int(engine._next_seq), tuple(engine.list_partitions())
 
+    @property
+    def key(self) -> tuple[str, str]:
+        """What names this store in the process: its database (resolved) and collection."""
+        return self._server_key, self.collection
+
     def close(self) -> None:
-        """Save the read index and let go of the database: the last store to close stops Milvus Lite,
-        so that another process can open it."""
+        """One holder lets go (``open_store`` hands the same store to each); the last one saves the read
+        index and lets go of the database, and the last client to close stops Milvus Lite, so that
+        another process can open it."""
+        let_go(self.key, self, self._close)
+
+    def _close(self) -> None:
         with self._lock:
             opened = self._client is not None
             if self._read is not None and opened:

@@ -1,30 +1,113 @@
-"""Milvus Lite as a process resource: who holds a database's lock, and letting go of it."""
+"""Milvus Lite as a process resource: one store per collection, who holds a database's lock, letting go.
+
+Milvus Lite lets one process hold a database, and runs one in-process server for it. Inside the
+process, ``shared`` hands every opener of a (database, collection) the same store, so that the
+command, the server and its jobs share one client and one read index; the last holder to close it
+closes it. The clients connected to a database are counted, and that count and Milvus Lite's start
+and stop of its server change under one lock, so that a connect never meets a half-stopped server.
+"""
 
 from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 _OPEN: dict[str, int] = {}
-"""Open LiteStores per database path in this process (Milvus Lite runs one server per path)."""
+"""Connected clients per database path in this process (Milvus Lite runs one server per path)."""
 _OPEN_LOCK = threading.Lock()
+"""Held while a client connects (Milvus Lite may start its server) and while one lets go (it may stop)."""
+
+
+@dataclass
+class _Shared:
+    store: Any
+    holders: int = 0
+    closing: threading.Event | None = None  # the last holder's close is under way; set when it is done
+
+
+_STORES: dict[tuple[str, str], _Shared] = {}
+"""The store of each (database path, collection) in this process, and how many hold it."""
+_STORES_LOCK = threading.Lock()
+"""Guards _STORES only; never held while a store's own locks are taken (no lock order to keep)."""
+
+
+def shared(key: tuple[str, str], make: Callable[[], T]) -> T:
+    """The one store for ``key`` in this process, made on first use; each call is one more holder.
+
+    An opener that arrives while the last holder is closing waits for that close to finish, then
+    gets a new store: two stores of one collection never exist at once.
+    """
+    while True:
+        with _STORES_LOCK:
+            entry = _STORES.get(key)
+            if entry is None:
+                entry = _STORES[key] = _Shared(make())
+            if entry.closing is None:
+                entry.holders += 1
+                store: T = entry.store
+                return store
+            closing = entry.closing
+        closing.wait()
+
+
+def let_go(key: tuple[str, str], store: object, close: Callable[[], None]) -> None:
+    """One holder of ``store`` is done with it; the last one runs ``close``.
+
+    A store that is not (or no longer) the shared one of its key, e.g. one built directly by a
+    test, is simply closed.
+    """
+    with _STORES_LOCK:
+        entry = _STORES.get(key)
+        if entry is None or entry.store is not store or entry.closing is not None:
+            entry = None
+        else:
+            entry.holders -= 1
+            if entry.holders > 0:
+                return
+            entry.closing = threading.Event()
+    try:
+        close()
+    finally:
+        if entry is not None:
+            with _STORES_LOCK:
+                del _STORES[key]
+            assert entry.closing is not None
+            entry.closing.set()
+
+
+def holders(key: tuple[str, str]) -> int:
+    """How many hold the shared store of ``key`` (tests and diagnostics)."""
+    with _STORES_LOCK:
+        entry = _STORES.get(key)
+        return entry.holders if entry is not None else 0
+
+
+def connect(path: Path, make: Callable[[], T]) -> T:
+    """A new client of the database at ``path`` (``make`` connects it), counted."""
+    with _OPEN_LOCK:
+        client = make()
+        _OPEN[str(path)] = _OPEN.get(str(path), 0) + 1
+    return client
 
 
 def release(path: Path) -> None:
+    """One client of the database at ``path`` is closed; after the last, Milvus Lite lets go of it."""
     from milvus_lite.server_manager import server_manager_instance
 
     with _OPEN_LOCK:
         left = _OPEN.get(str(path), 1) - 1
-        _OPEN[str(path)] = max(left, 0)
-    if left <= 0:
+        if left > 0:
+            _OPEN[str(path)] = left
+            return
+        _OPEN.pop(str(path), None)
         server_manager_instance.release_server(str(path))
-        return_free_memory()  # the server's segments (the whole collection) were just freed
-
-
-def opened(path: Path) -> None:
-    with _OPEN_LOCK:
-        _OPEN[str(path)] = _OPEN.get(str(path), 0) + 1
+    return_free_memory()  # the server's segments (the whole collection) were just freed
 
 
 def fsync(path: Path) -> None:

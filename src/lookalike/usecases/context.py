@@ -6,6 +6,7 @@ store, and an argument error is raised before either exists.
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING
 
 from lookalike.config import Settings
@@ -23,7 +24,8 @@ class Context:
     Args:
         settings: where the data lives and which model to use.
         embedder: injected in tests; otherwise built from the settings on first use.
-        store: injected in tests; otherwise opened from the settings on first use.
+        store: injected in tests; otherwise opened from the settings on first use (the process's
+            one store of that collection, shared with any other context that opens it).
         detector: injected in tests; otherwise built from the settings when --detect first asks.
     """
 
@@ -40,7 +42,9 @@ class Context:
         self.embedder_injected = embedder is not None
         self._detector = detector
         self._store = store
+        self._store_injected = store is not None
         self._workflow: Workflow | None = None
+        self._building = threading.Lock()  # one store, however many threads ask first
 
     def open_store(self, uri: str, collection: str) -> Store:
         """A store with the settings' credentials, TLS and timeouts (Lite: a generous readiness limit)."""
@@ -60,7 +64,9 @@ class Context:
     @property
     def store(self) -> Store:
         if self._store is None:
-            self._store = self.open_store(self.settings.db, self.settings.collection)
+            with self._building:
+                if self._store is None:
+                    self._store = self.open_store(self.settings.db, self.settings.collection)
         return self._store
 
     @property
@@ -126,7 +132,10 @@ class Context:
         if self._embedder is not None:
             self._unbatch()
         if self._store is not None:
-            self._store.close()
+            store = self._store
+            if not self._store_injected:
+                self._store = None  # let go once; a later use opens it again
+            store.close()
 
     def _unbatch(self) -> None:
         """A batching embedder's encoder thread stops; the model stays, for a later server on this context."""
