@@ -35,6 +35,10 @@ class DimensionMismatchError(StoreError):
     """The model's embedding size differs from the collection's vector field."""
 
 
+class ModelMismatchError(ConfigError):
+    """The collection was embedded with another model than this process runs (its vectors cannot be compared)."""
+
+
 class UnsupportedIndexError(ConfigError):
     """The vector index type is not supported by this Milvus engine."""
 

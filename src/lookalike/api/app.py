@@ -36,6 +36,7 @@ from lookalike.errors import (
     ImageError,
     ItemNotFoundError,
     LookalikeError,
+    ModelMismatchError,
     ModelUnavailableError,
     PathRefusedError,
     StoreError,
@@ -56,6 +57,8 @@ def status_for(exc: LookalikeError) -> int:
         return 403
     if isinstance(exc, ImageError):
         return 422
+    if isinstance(exc, ModelMismatchError):
+        return 409  # the collection's vectors come from another model than this server runs
     if isinstance(exc, ConfigError):
         return 400
     if isinstance(exc, ModelUnavailableError | StoreError):

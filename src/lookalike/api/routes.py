@@ -25,7 +25,7 @@ from lookalike.queries import API_NAMES
 from lookalike.queries import Query as SearchQuery
 from lookalike.store.models import parse_box
 from lookalike.store.rows import identity_problem
-from lookalike.usecases import ingest, items
+from lookalike.usecases import embedding, ingest, items
 from lookalike.usecases import search as searching
 
 router = APIRouter()
@@ -244,6 +244,8 @@ async def index(request: Request) -> dict[str, str]:
     Answers a job id at once; `GET /jobs/{id}` reports progress and every skipped file.
     """
     ctx = context_of(request)
+    # A collection embedded with another model is refused now (409), before an upload is kept.
+    await blocking(embedding.bind, ctx)
     policy: FetchPolicy = request.app.state.policy
     skipped: list[Skipped] = []
     inputs: list[str] = []

@@ -1,7 +1,8 @@
 """The one context every use case shares: the settings, and the embedder, detector and store built lazily.
 
 Nothing heavy is built (or imported) until a use case asks for it: ``stats`` opens only the
-store, and an argument error is raised before either exists.
+store, and an argument error is raised before either exists. The embedder is built for the
+collection: from its record of how it was embedded (usecases/embedding.py), never another model.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ class Context:
 
     Args:
         settings: where the data lives and which model to use.
-        embedder: injected in tests; otherwise built from the settings on first use.
+        embedder: injected in tests; otherwise built on first use, with the model the collection
+            records (the settings' model where it has no record; a different one is refused).
         store: injected in tests; otherwise opened from the settings on first use (the process's
             one store of that collection, shared with any other context that opens it).
         detector: injected in tests; otherwise built from the settings when --detect first asks.
@@ -44,7 +46,13 @@ class Context:
         self._store = store
         self._store_injected = store is not None
         self._workflow: Workflow | None = None
-        self._building = threading.Lock()  # one store, however many threads ask first
+        self._building = threading.Lock()  # one store and one embedder, however many threads ask first
+        self.binding = threading.Lock()
+        """Held while usecases/embedding.py chooses the model or checks it against the collection."""
+        self.bound_model = ""
+        """The collection's model record the built embedder was last checked against."""
+        self.embedded_with: Settings | None = None
+        """The settings the embedder was built from (``settings`` may change later, e.g. its threads)."""
 
     def open_store(self, uri: str, collection: str) -> Store:
         """A store with the settings' credentials, TLS and timeouts (Lite: a generous readiness limit)."""
@@ -85,11 +93,23 @@ class Context:
 
     @property
     def embedder(self) -> Embedder:
+        """The model of this context's collection, built on first use (see ``embedding.bind``)."""
         if self._embedder is None:
-            from lookalike.embed import create_embedder
+            from lookalike.usecases.embedding import bind
 
-            self._embedder = create_embedder(self.settings)
+            bind(self)  # the collection's own model, or a clear error for another one; builds it
+        assert self._embedder is not None
         return self._embedder
+
+    def build_embedder(self) -> Embedder:
+        """Build the embedder the settings name, once (``embedding.bind`` calls it, having set them)."""
+        from lookalike.embed import create_embedder
+
+        with self._building:
+            if self._embedder is None:
+                self._embedder = create_embedder(self.settings)
+                self.embedded_with = self.settings
+            return self._embedder
 
     def batch_queries(self, max_batch: int, max_wait_ms: float) -> None:
         """Encode concurrent calls together from now on (the API server); 1 keeps one call at a time."""

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from lookalike.config import Settings
-from lookalike.errors import ConfigError
+from lookalike.errors import CollectionNotFoundError, ConfigError, ModelMismatchError
 from lookalike.usecases.context import Context
 
 _CHUNK = 1 << 20
@@ -77,14 +77,22 @@ def of_settings(settings: Settings, label: str = "") -> Embedding:
     return Embedding(model, pretrained, sha, is_image_only(settings.model), label)
 
 
-def recorded(ctx: Context) -> Embedding | None:
-    """The record of the context's collection, without creating a database that is not there."""
+def _record_text(ctx: Context) -> str | None:
+    """The collection's model property; None where there is no collection (no database is created)."""
     db = ctx.settings.db
     if "://" not in db and not Path(db).expanduser().exists():
         return None
-    if not ctx.store.exists():
+    try:
+        ctx.store.require()  # no round trip once the collection is known in this process
+    except CollectionNotFoundError:
         return None
-    return parse(ctx.store.model())
+    return ctx.store.model()
+
+
+def recorded(ctx: Context) -> Embedding | None:
+    """The record of the context's collection, without creating a database that is not there."""
+    text = _record_text(ctx)
+    return parse(text) if text else None
 
 
 def _explicit(settings: Settings) -> bool:
@@ -104,33 +112,66 @@ def _same(record: Embedding, settings: Settings) -> bool:
 
 
 def bind(ctx: Context) -> None:
-    """Use the collection's own model: adopt it when none is asked for, refuse a different one.
+    """The one place a collection's model is chosen: its record's, never another.
 
-    Call before the context's embedder is first built, in every use case that embeds for a
-    collection (index, search by text or image, eval, scan).
+    Before the context's embedder exists, the collection's record is adopted when no model is
+    asked for, a different model asked for is refused, and the embedder is built (the context's
+    ``embedder`` property comes here). Once it exists, it is checked against the record as it is
+    now (a collection created or replaced since, by another command or process), so that vectors
+    of two models never meet. Use cases that embed for a collection call this first (index,
+    search by text or image, eval, scan); the check is remembered per record.
+
+    Raises:
+        ModelMismatchError: the collection was embedded with another model.
+        ConfigError: the collection's checkpoint file is gone.
     """
-    if ctx.has_embedder:
-        return  # injected (tests) or already built for this collection
-    record = recorded(ctx)
-    if record is None:
-        return
-    settings = ctx.settings
-    if not _explicit(settings):
-        if Path(record.pretrained).is_absolute() and not Path(record.pretrained).is_file():
-            raise ConfigError(
-                f"The collection '{settings.collection}' was indexed with {record.describe()}, and that "
-                "checkpoint file is gone: restore it, or pass --model and --pretrained for a model of the same "
-                "weights."
-            )
-        ctx.settings = settings.model_copy(update={"model": record.model, "pretrained": record.pretrained})
-        return
-    if not _same(record, settings):
+    if ctx.embedder_injected:
+        return  # a test's embedder is what the test means
+    text = _record_text(ctx)
+    with ctx.binding:
+        if not ctx.has_embedder:
+            record = parse(text) if text else None
+            if record is not None:
+                ctx.settings = _adopt(record, ctx.settings)
+            ctx.build_embedder()
+            ctx.bound_model = text or ""
+            return
+        if not text or text == ctx.bound_model:
+            return
+        record = parse(text)
+        if record is not None and not _same(record, ctx.embedded_with or ctx.settings):
+            raise ModelMismatchError(_mismatch(record, ctx.embedded_with or ctx.settings, running=True))
+        ctx.bound_model = text
+
+
+def _adopt(record: Embedding, settings: Settings) -> Settings:
+    """The settings with the record's model, or a clear error for another model or a lost checkpoint."""
+    if _explicit(settings):
+        if not _same(record, settings):
+            raise ModelMismatchError(_mismatch(record, settings, running=False))
+        return settings
+    if Path(record.pretrained).is_absolute() and not Path(record.pretrained).is_file():
         raise ConfigError(
-            f"The collection '{settings.collection}' was indexed with {record.describe()}, but this command "
-            f"asks for --model {settings.model} --pretrained {settings.pretrained}. Vectors of two models "
-            "cannot be compared: leave --model/--pretrained out to use the collection's own model, or use "
-            "another --collection."
+            f"The collection '{settings.collection}' was indexed with {record.describe()}, and that "
+            "checkpoint file is gone: restore it, or pass --model and --pretrained for a model of the same "
+            "weights."
         )
+    return settings.model_copy(update={"model": record.model, "pretrained": record.pretrained})
+
+
+def _mismatch(record: Embedding, settings: Settings, *, running: bool) -> str:
+    asked = f"--model {settings.model} --pretrained {settings.pretrained}"
+    if running:
+        return (
+            f"The collection '{settings.collection}' was indexed with {record.describe()}, but this process "
+            f"runs {asked}. Vectors of two models cannot be compared: restart it without --model/--pretrained "
+            "to use the collection's own model, or use another --collection."
+        )
+    return (
+        f"The collection '{settings.collection}' was indexed with {record.describe()}, but this command "
+        f"asks for {asked}. Vectors of two models cannot be compared: leave --model/--pretrained "
+        "out to use the collection's own model, or use another --collection."
+    )
 
 
 def for_new_collection(ctx: Context) -> str:

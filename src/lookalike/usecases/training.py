@@ -29,7 +29,7 @@ def training_pairs(
             f"{catalog} is not a catalog: fine-tuning reads a .csv or .parquet with image and name columns."
         )
     # Training crops and resizes from at most a little above the model's input size.
-    side = int((ctx.embedder.input_size or 224) * 1.15)
+    side = int((ctx.build_embedder().input_size or 224) * 1.15)
     pairs: list[Pair] = []
     skipped: list[Skipped] = []
     for record in listing:
@@ -68,9 +68,10 @@ def finetune(
     from lookalike.quality import rank_metrics
     from lookalike.train import finetune as train
 
-    if not ctx.embedder.supports_text:
+    model = ctx.build_embedder()  # the model asked for, not a collection's: training makes a new one
+    if not model.supports_text:
         raise ConfigError(
-            f"The model {ctx.embedder.name} embeds images only; fine-tuning pairs images with their "
+            f"The model {model.name} embeds images only; fine-tuning pairs images with their "
             "names and needs a CLIP model."
         )
     settings = ctx.settings
