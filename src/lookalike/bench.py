@@ -15,15 +15,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from lookalike.config import Settings
 from lookalike.embed import Embedder, create_embedder, l2_normalise
 from lookalike.ingest import Ingestor, open_listing
-from lookalike.store import Item, ServerStore, Store, is_server_uri, open_store
+from lookalike.store import Item, ServerStore, Store, is_server_uri
+
+if TYPE_CHECKING:
+    from lookalike.usecases.context import Context
 
 Say = Callable[[str], None]
 QUERIES = [
@@ -129,9 +131,7 @@ def batch_stability(embedder: Embedder, photos: list[Image.Image], mates: int = 
     return float(np.sum(alone * together, axis=1).min())
 
 
-def bench_ingest(
-    settings: Settings, config: BenchConfig, work: Path, say: Say
-) -> tuple[dict[str, Any], Embedder]:
+def bench_ingest(ctx: Context, config: BenchConfig, work: Path, say: Say) -> tuple[dict[str, Any], Embedder]:
     """End-to-end ingest (read, decode, preprocess, encode, insert) with each runtime.
 
     Returns the figures and the embedder of the settings' own runtime (``auto`` by default),
@@ -139,6 +139,7 @@ def bench_ingest(
     """
     from lookalike.embed.probe import probe_photos
 
+    settings = ctx.settings
     photos = work / "photos"
     generate_photos(photos, config.images, config.image_size)
     samples = [Image.open(path).convert("RGB") for path in sorted(photos.iterdir())[:8]]
@@ -157,7 +158,7 @@ def bench_ingest(
         # its buffers and picks kernels, which a 96-image run would otherwise count.
         warm = [embedder.prepare_image(samples[i % len(samples)]) for i in range(embedder.batch_size)]
         embedder.embed_prepared(warm)
-        store = open_store(str(work / f"ingest-{label}.db"), "images")
+        store = ctx.open_store(str(work / f"ingest-{label}.db"), "images")
         store.create(embedder.dim, model=embedder.name)
         ingestor = Ingestor(
             embedder, store, chunk_size=max(embedder.batch_size, 16), workers=settings.workers
@@ -288,8 +289,12 @@ def cpu_model() -> str:
     return cpu_info()[0] or platform.processor() or platform.machine()
 
 
-def run_bench(settings: Settings, config: BenchConfig, say: Say = lambda line: None) -> dict[str, Any]:
-    """Run every measurement and return the JSON-ready results (see README, "Benchmark")."""
+def run_bench(ctx: Context, config: BenchConfig, say: Say = lambda line: None) -> dict[str, Any]:
+    """Run every measurement and return the JSON-ready results (see README, "Benchmark").
+
+    The model is the settings' (the bench makes its own collections); every store is opened by
+    ``ctx``, so that a server's credentials, TLS and timeouts reach it.
+    """
     work = Path(tempfile.mkdtemp(prefix="lookalike-bench-"))
     import torch
 
@@ -311,7 +316,7 @@ def run_bench(settings: Settings, config: BenchConfig, say: Say = lambda line: N
     say(
         f"lookalike bench on {machine['processor']} ({machine['cpus']} CPUs; {has}; load {machine['load_average']})"
     )
-    result["ingest"], embedder = bench_ingest(settings, config, work, say)
+    result["ingest"], embedder = bench_ingest(ctx, config, work, say)
     # Held-out vectors from the same clusters as queries: a new photo of a kind of product the
     # shop already has, whose neighbours are its cluster (not a near-copy, not noise).
     everything = clustered_vectors(config.vectors + config.queries, embedder.dim)
@@ -320,7 +325,7 @@ def run_bench(settings: Settings, config: BenchConfig, say: Say = lambda line: N
     insert_rates: list[float] = []
     lite = str(work / "search.db")
     for index in config.indexes:
-        store = open_store(lite, f"bench_{index.lower()}")
+        store = ctx.open_store(lite, f"bench_{index.lower()}")
         if index.upper() not in {i.value for i in store.supported_indexes}:
             continue
         say(f"search milvus-lite {index}: inserting {len(vectors)} vectors and building the index …")
@@ -348,23 +353,35 @@ def run_bench(settings: Settings, config: BenchConfig, say: Say = lambda line: N
             search_rows.append(row)
             direct.drop()
             direct.close()
-    if config.db and is_server_uri(config.db):
-        for index in config.indexes:
-            store = open_store(config.db, f"bench_{index.lower()}")
-            if store.exists():
-                store.drop()
-            insert_s, build_s = _fill_and_load(store, vectors, index)
-            search_rows.append(_search_row(store, "milvus-server", vectors, queries, build_s, say))
-            store.drop()
-            store.close()
+    search_rows += bench_server(ctx, config, vectors, queries, say)
     result["search"] = search_rows
     result["insert"] = {"vectors_per_s": round(statistics.median(insert_rates), 1) if insert_rates else 0.0}
     say(f"insert: {result['insert']['vectors_per_s']} vectors/s")
     if "text_query" not in result:
-        store = open_store(str(work / "text.db"), "images")
+        store = ctx.open_store(str(work / "text.db"), "images")
         _fill_and_load(store, vectors, "FLAT")
         result["text_query"] = _text_query(embedder, store, config.queries)
         store.close()
     result["machine"]["load_average_end"] = [round(v, 2) for v in os.getloadavg()]
     result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     return result
+
+
+def bench_server(
+    ctx: Context, config: BenchConfig, vectors: np.ndarray, queries: np.ndarray, say: Say
+) -> list[dict[str, Any]]:
+    """Search figures of the Milvus server ``config.db`` names (none without one), through ``ctx``'s stores."""
+    rows: list[dict[str, Any]] = []
+    if not (config.db and is_server_uri(config.db)):
+        return rows
+    for index in config.indexes:
+        store = ctx.open_store(config.db, f"bench_{index.lower()}")
+        try:
+            if store.exists():
+                store.drop()
+            _, build_s = _fill_and_load(store, vectors, index)
+            rows.append(_search_row(store, "milvus-server", vectors, queries, build_s, say))
+            store.drop()
+        finally:
+            store.close()
+    return rows

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from lookalike.bench import BenchConfig, clustered_vectors, run_bench
 from lookalike.config import load_settings
+from lookalike.usecases import Context
 from tests.cli import lookalike
 
 
@@ -16,7 +17,7 @@ def test_bench_reports_every_figure(tiny_model: tuple[Path, Path]) -> None:
     settings = load_settings(model=str(config), pretrained=str(checkpoint), workers=2)
     lines: list[str] = []
     result = run_bench(
-        settings, BenchConfig(vectors=1500, images=3, image_size=128, queries=5), say=lines.append
+        Context(settings), BenchConfig(vectors=1500, images=3, image_size=128, queries=5), say=lines.append
     )
     assert set(result) == {"machine", "ingest", "text_query", "search", "insert", "peak_rss_mb"}
     ingest = result["ingest"]

@@ -9,8 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from lookalike.cli.common import Verbose, app, err, errors, out, setup_logging
-from lookalike.config import load_settings
+from lookalike.cli.common import Verbose, app, err, out, session
 
 
 @app.command()
@@ -52,9 +51,9 @@ def bench(
     """
     from lookalike.bench import BenchConfig, run_bench
 
-    setup_logging(verbose)
-    with errors(verbose):
-        settings = load_settings(model=model, pretrained=pretrained)
+    # The bench's own collections, on --db's server too: stores come from the context, with the
+    # server's credentials and TLS (LOOKALIKE_TOKEN, ...); the model is the one named here.
+    with session(verbose, None, None, model, pretrained) as ctx:
         config = BenchConfig(
             vectors=vectors,
             images=images,
@@ -64,7 +63,7 @@ def bench(
             indexes=tuple(i.upper() for i in index) if index else ("FLAT", "HNSW"),
             direct_queries=direct_queries,
         )
-        result = run_bench(settings, config, say=lambda line: err.print(line, highlight=False))
+        result = run_bench(ctx, config, say=lambda line: err.print(line, highlight=False))
     table = Table(
         title=f"lookalike bench ({result['machine']['processor']}, {result['machine']['cpus']} CPUs, "
         f"model {result['ingest']['model']})"
