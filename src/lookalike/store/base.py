@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from lookalike.durable import crash_point
 from lookalike.errors import (
     CollectionNotFoundError,
     ConfigError,
@@ -294,7 +295,9 @@ class BaseStore:
             if self.client.has_partition(self.collection, name):
                 if not self.is_lite:  # a server only drops released partitions
                     self.client.release_partitions(self.collection, [name])
+                crash_point("milvus.drop_partition")
                 self.client.drop_partition(self.collection, name)
+                crash_point("milvus.partition_dropped")
         if self._partitions is not None:
             self._partitions.discard(name)
 
@@ -361,6 +364,7 @@ class BaseStore:
         self._ensure_partition(partition)
         fields = self.fields()
         rows = [to_row(item, fields) for item in items]
+        crash_point("milvus.insert")
         with milvus_errors("insert"):
             if upsert:
                 self.client.upsert(self.collection, rows, partition_name=partition)
@@ -370,6 +374,7 @@ class BaseStore:
     def _delete_rows(self, ids: Sequence[int], partition: str | None = None) -> None:
         where = {"partition_name": partition} if partition else {}
         for start in range(0, len(ids), ID_BATCH):
+            crash_point("milvus.delete")
             with milvus_errors("delete"):
                 self.client.delete(self.collection, ids=list(ids[start : start + ID_BATCH]), **where)
 

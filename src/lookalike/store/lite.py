@@ -38,8 +38,8 @@ from lookalike.store.base import (
 )
 from lookalike.store.journal import Journal, chained
 from lookalike.store.liteprocess import connect, let_go, lock_holder, release, return_free_memory
-from lookalike.store.models import Hit, IndexType, Item
-from lookalike.store.partitions import month_name
+from lookalike.store.models import Hit, IndexType, Item, PartitionStats
+from lookalike.store.partitions import month_name, month_start, next_month
 from lookalike.store.readindex import ReadIndex
 
 log = logging.getLogger(__name__)
@@ -186,6 +186,7 @@ class LiteStore(BaseStore):
         if read is not None and (self._writing or not self._stale()):
             return read
         with self._lock:
+            opening = self._read is None
             if self._read is None:
                 self._ensure_loaded()
                 index_type, params = self.index()
@@ -198,6 +199,8 @@ class LiteStore(BaseStore):
                     self._rebuild(None, "there was no usable saved copy")
             if self._stale():
                 self._repair()
+            if opening:
+                self._finish_erasure()
             return self._read
 
     @contextmanager
@@ -329,8 +332,12 @@ class LiteStore(BaseStore):
         with milvus_errors("flush"):
             self.client.flush(self.collection)
 
-    def delete(self, ids: Sequence[int]) -> int:
-        """Delete these ids; returns how many were stored."""
+    def delete(self, ids: Sequence[int], *, erase: bool = False) -> int:
+        """Delete these ids; returns how many were stored.
+
+        ``erase``: also rewrite their partitions so that their bytes leave every file. The plan is
+        recorded before Milvus sees the delete, so a kill at any instant is finished on the next open.
+        """
         if not ids:
             return 0
         self.require()
@@ -343,6 +350,10 @@ class LiteStore(BaseStore):
             for item_id, name in where.items():
                 by_partition.setdefault(name, []).append(item_id)
             self._purge |= set(by_partition)
+            if erase:
+                from lookalike.store import erasure
+
+                erasure.plan(self, sorted(by_partition))
 
             def to_milvus() -> None:
                 for name, group in by_partition.items():
@@ -355,6 +366,9 @@ class LiteStore(BaseStore):
                 to_milvus,
                 lambda generation: read.apply([], list(where), {}, generation),
             )
+            if erase:
+                self.flush()
+                self.compact(sorted(by_partition))
             return len(where)
 
     def _write(self, ids: Sequence[int], seqs: int, to_milvus: Any, to_index: Any) -> None:
@@ -458,16 +472,39 @@ class LiteStore(BaseStore):
 
     # -- erasure ---------------------------------------------------------------------------------
 
-    def compact(self) -> int:
-        """Rewrite storage so that deleted rows' bytes are gone from every file; returns partitions rewritten."""
+    def compact(self, partitions: Sequence[str] | None = None) -> int:
+        """Rewrite storage so that deleted rows' bytes are gone from every file; returns partitions rewritten.
+
+        ``partitions``: these (default: every partition that lost rows since its last rewrite).
+        """
         from lookalike.store.erasure import compact
 
-        return compact(self)
+        return compact(self, partitions)
 
     def _finish_purges(self) -> None:
         from lookalike.store.erasure import finish_purges
 
         finish_purges(self)
+
+    def _finish_erasure(self) -> None:
+        from lookalike.store.erasure import finish_plan
+
+        finish_plan(self)
+
+    def partition_stats(self) -> list[PartitionStats]:
+        """Rows per partition as the read index holds them (equal to Milvus once it is opened).
+
+        The read index is opened first, so that an interrupted erasure or write is finished
+        before anything is counted: counts and sources always describe one state.
+        """
+        self.require()
+        rows = self.read_index().snapshot.rows()
+        stats = []
+        for name in self.partitions():
+            start = month_start(name)
+            end = next_month(start) if start is not None else None
+            stats.append(PartitionStats(name, rows.get(name, 0), start, end))
+        return stats
 
 
 def _calls(ids: Sequence[int]) -> int:
