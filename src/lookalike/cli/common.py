@@ -43,6 +43,10 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Help is printed as written: Rich markup mode would eat "[labels.NAME]" as a style tag, and its
+    # panels give every flag a "<bool>" placeholder although a flag takes no value. Every command and
+    # sub-group (policy, hashes, partitions) inherits this mode from the root app.
+    rich_markup_mode=None,
 )
 # Names, paths, URLs and labels come from outside: shown as they are, never as markup, emoji
 # codes or terminal control sequences.
