@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_MODEL = "ViT-B-32"
@@ -83,8 +84,13 @@ class Settings(BaseSettings):
     # HTTP API (lookalike serve).
     api_key: str = ""
     max_upload_mb: float = Field(default=20.0, gt=0)
-    # Fetch URLs of loopback, private and link-local addresses too (CLI and API alike).
+    # Fetch URLs of loopback and private addresses too (CLI and API alike); link-local and cloud
+    # metadata addresses (169.254.0.0/16, fe80::/10, 169.254.169.254, fd00:ec2::254, ...) stay
+    # refused unless a network in allow_networks holds them.
     allow_private_urls: bool = False
+    # Networks whose addresses URLs may name whatever they are (private, link-local, metadata),
+    # separated by commas or spaces: "10.20.0.0/16, 169.254.169.254/32".
+    allow_networks: str = ""
     upload_dir: str = ""  # where uploaded images are kept; default: beside the Milvus Lite file
     # Folders whose files POST /index may read, separated by os.pathsep (":"); none by default, so
     # the API indexes uploads and URLs only.
@@ -113,6 +119,16 @@ class Settings(BaseSettings):
         )
     )
 
+    @field_validator("allow_networks")
+    @classmethod
+    def _networks_parse(cls, value: str) -> str:
+        _networks(value)  # a typo is refused when the settings are read, not at the first download
+        return value
+
+    def allowed_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        """The networks of ``allow_networks``."""
+        return _networks(self.allow_networks)
+
     def index_roots_list(self) -> list[str]:
         """The folders POST /index may read."""
         return [os.path.expanduser(root) for root in self.index_roots.split(os.pathsep) if root.strip()]
@@ -131,6 +147,13 @@ class Settings(BaseSettings):
         if self.upload_dir:
             return self.upload_dir
         return f"{self.db}.uploads" if "://" not in self.db else "./lookalike-uploads"
+
+
+def _networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    try:
+        return tuple(ipaddress.ip_network(part) for part in re.split(r"[\s,]+", text) if part)
+    except ValueError as exc:
+        raise ValueError(f"allow_networks: {exc}") from exc
 
 
 def load_settings(**overrides: Any) -> Settings:

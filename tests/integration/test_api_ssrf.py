@@ -113,7 +113,8 @@ def test_index_refuses_every_attempt_as_a_skipped_url(
     assert sorted(s["uri"] for s in job["skipped"]) == sorted(urls)
     for skipped in job["skipped"]:
         assert any(
-            words in skipped["reason"] for words in ("non-public", "only http(s)", "too many redirects")
+            words in skipped["reason"]
+            for words in ("non-public", "metadata", "only http(s)", "too many redirects")
         ), skipped
     # The same through a catalog under an allowed folder.
     roots = tmp_path / "roots"

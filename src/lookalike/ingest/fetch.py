@@ -26,6 +26,23 @@ MAX_REDIRECTS = 5
 CHUNK = 64 * 1024
 USER_AGENT = "lookalike/0.1"
 PRIVATE_HINT = "set LOOKALIKE_ALLOW_PRIVATE_URLS=1 to allow private addresses"
+LISTED_HINT = "list its network in LOOKALIKE_ALLOW_NETWORKS to allow it"
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+# Never fetched, not even with LOOKALIKE_ALLOW_PRIVATE_URLS, unless a network listed in
+# LOOKALIKE_ALLOW_NETWORKS holds the address: link-local ranges and the cloud instance-metadata
+# services, the first target of any request forgery.
+NEVER_UNLESS_LISTED: tuple[Network, ...] = tuple(
+    ipaddress.ip_network(network)
+    for network in (
+        "169.254.0.0/16",  # IPv4 link-local: AWS, GCP, Azure, OCI, OpenStack metadata at 169.254.169.254
+        "fe80::/10",  # IPv6 link-local
+        "fd00:ec2::/32",  # AWS instance services over IPv6: metadata fd00:ec2::254, DNS, time
+        "fd20:ce::254/128",  # GCP metadata over IPv6
+        "100.100.100.200/32",  # Alibaba Cloud metadata
+        "192.0.0.192/32",  # Oracle Cloud metadata (older instances)
+        "168.63.129.16/32",  # Azure WireServer
+    )
+)
 # IPv6 ranges that carry an IPv4 address inside: the embedded address is checked too.
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
@@ -65,25 +82,46 @@ def is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     return address.is_global and not address.is_multicast and not address.is_reserved
 
 
-def resolve(host: str, port: int, *, allow_private: bool = False) -> str:
-    """Resolve ``host`` and return the address to connect to.
+def refusal(
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address,
+    *,
+    allow_private: bool = False,
+    allow_networks: tuple[Network, ...] = (),
+) -> str | None:
+    """Why an address may not be fetched from, with the hint that would allow it; None when it may.
+
+    Public addresses may; with ``allow_private`` loopback and private ones too, but never a
+    link-local or cloud metadata address (``NEVER_UNLESS_LISTED``) unless one of
+    ``allow_networks`` holds it. An IPv4 address inside an IPv6 one is judged as well.
+    """
+    inner = _embedded_ipv4(address) if isinstance(address, ipaddress.IPv6Address) else None
+    forms = (address,) if inner is None else (address, inner)
+    if any(form in network for form in forms for network in allow_networks):
+        return None
+    if any(form in network for form in forms for network in NEVER_UNLESS_LISTED):
+        return f"a link-local or cloud metadata address ({address}); {LISTED_HINT}"
+    if not allow_private and not is_public(address):
+        return f"a non-public address ({address}); {PRIVATE_HINT}"
+    return None
+
+
+def resolve(
+    host: str, port: int, *, allow_private: bool = False, allow_networks: tuple[Network, ...] = ()
+) -> str:
+    """Resolve ``host`` and return the address to connect to; nothing is connected to here.
 
     Raises:
-        ImageError: the name does not resolve, or (unless ``allow_private``) any of its addresses
-            is not public.
+        ImageError: the name does not resolve, or any of its addresses is refused (``refusal``).
     """
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
         raise ImageError(f"cannot resolve {host}: {getattr(exc, 'strerror', None) or exc}") from exc
     addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
-    if not allow_private:
-        for address in addresses:
-            if not is_public(address):
-                raise ImageError(
-                    f"refusing to fetch from {host}: it resolves to a non-public address ({address}); "
-                    + PRIVATE_HINT
-                )
+    for address in addresses:
+        why = refusal(address, allow_private=allow_private, allow_networks=allow_networks)
+        if why is not None:
+            raise ImageError(f"refusing to fetch from {host}: it resolves to {why}")
     return str(addresses[0])
 
 
@@ -182,7 +220,7 @@ def _host_header(parts: urllib.parse.SplitResult, port: int) -> str:
 
 
 def _hop(
-    url: str, *, max_bytes: int, deadline: float, allow_private: bool
+    url: str, *, max_bytes: int, deadline: float, allow_private: bool, allow_networks: tuple[Network, ...]
 ) -> tuple[str | None, Fetched | None]:
     """One request: (the redirect target, None) or (None, what was downloaded)."""
     try:
@@ -192,7 +230,8 @@ def _hop(
         raise ImageError(f"not a valid URL: {url[:200]!r} ({exc})") from exc
     if parts.scheme.lower() not in ("http", "https") or not hostname:
         raise ImageError(f"only http(s) URLs can be fetched, not {url[:200]!r}")
-    address = resolve(hostname, port, allow_private=allow_private)
+    # Every hop, redirects included, is checked here, before its connection is made.
+    address = resolve(hostname, port, allow_private=allow_private, allow_networks=allow_networks)
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         raise TimeoutError
@@ -222,16 +261,29 @@ def _hop(
             connection.close()
 
 
-def download(url: str, *, max_bytes: int, timeout_s: float, allow_private: bool = False) -> Fetched:
+def download(
+    url: str,
+    *,
+    max_bytes: int,
+    timeout_s: float,
+    allow_private: bool = False,
+    allow_networks: tuple[Network, ...] = (),
+) -> Fetched:
     """Fetch an http(s) URL within one deadline and byte cap, checking every hop's address.
 
     Raises:
-        ImageError: a non-http(s) scheme, a non-public address, an HTTP error, too large, too slow.
+        ImageError: a non-http(s) scheme, a refused address, an HTTP error, too large, too slow.
     """
     deadline = time.monotonic() + timeout_s
     try:
         for _ in range(MAX_REDIRECTS + 1):
-            target, fetched = _hop(url, max_bytes=max_bytes, deadline=deadline, allow_private=allow_private)
+            target, fetched = _hop(
+                url,
+                max_bytes=max_bytes,
+                deadline=deadline,
+                allow_private=allow_private,
+                allow_networks=allow_networks,
+            )
             if fetched is not None:
                 return fetched
             assert target is not None

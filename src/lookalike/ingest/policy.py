@@ -1,7 +1,8 @@
 """The one policy for every path and URL that comes from outside: what may be read, from where,
 how many bytes and for how long.
 
-- URLs: http(s) only, public addresses only unless ``allow_private`` (see fetch.py).
+- URLs: http(s) only, public addresses only unless ``allow_private``; link-local and cloud
+  metadata addresses only when ``allow_networks`` lists them (see fetch.py).
 - Local paths: regular files only (a FIFO, device or socket is refused before it is opened for
   reading, so it cannot hang a run), at most ``max_bytes``; when ``roots`` is set (the API),
   only files whose real path lies under one of them. Refusals outside the roots say nothing
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from lookalike.errors import ImageError, PathRefusedError
-from lookalike.ingest.fetch import Fetched, download, plausible_time
+from lookalike.ingest.fetch import Fetched, Network, download, plausible_time
 
 _KINDS = (
     (stat.S_ISDIR, "a folder"),
@@ -131,7 +132,9 @@ class FetchPolicy:
     Args:
         max_bytes: the byte cap of one file or download.
         timeout_s: the deadline of one file read or download (connect, redirects, body).
-        allow_private: fetch URLs of loopback, private and link-local addresses too.
+        allow_private: fetch URLs of loopback and private addresses too (never link-local or
+            cloud metadata addresses: those only when ``allow_networks`` holds them).
+        allow_networks: networks whose addresses are fetched whatever they are.
         roots: None reads any local path (the command line); otherwise only files whose real
             path lies under one of these folders (the API; empty: no local paths at all).
     """
@@ -140,6 +143,7 @@ class FetchPolicy:
     timeout_s: float = 20.0
     allow_private: bool = False
     roots: tuple[str, ...] | None = None
+    allow_networks: tuple[Network, ...] = ()
 
     @classmethod
     def from_settings(cls, settings: Any, *, server: bool = False) -> FetchPolicy:
@@ -149,6 +153,7 @@ class FetchPolicy:
             timeout_s=float(settings.fetch_timeout_s),
             allow_private=bool(settings.allow_private_urls),
             roots=roots,
+            allow_networks=settings.allowed_networks(),
         )
 
     def only_under(self, *folders: str) -> FetchPolicy:
@@ -198,7 +203,11 @@ class FetchPolicy:
         """
         if is_url(uri):
             return download(
-                uri, max_bytes=self.max_bytes, timeout_s=self.timeout_s, allow_private=self.allow_private
+                uri,
+                max_bytes=self.max_bytes,
+                timeout_s=self.timeout_s,
+                allow_private=self.allow_private,
+                allow_networks=self.allow_networks,
             )
         if has_scheme(uri):
             raise ImageError(f"only http(s) URLs can be fetched, not {uri[:200]!r}")
