@@ -7,7 +7,6 @@ has a plain ``model:weights`` label there, which is still understood.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -15,8 +14,6 @@ from pathlib import Path
 from lookalike.config import Settings
 from lookalike.errors import CollectionNotFoundError, ConfigError, ModelMismatchError
 from lookalike.usecases.context import Context
-
-_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -60,12 +57,11 @@ def _local(value: str) -> str:
     return str(path.resolve()) if path.is_file() else value
 
 
-def file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+def file_sha256(path: str, settings: Settings) -> str:
+    """A checkpoint's hash, remembered in the settings' cache while the file is unchanged."""
+    from lookalike.embed.checkpoints import file_sha256 as remembered_sha256
+
+    return remembered_sha256(path, settings.cache_dir)
 
 
 def of_settings(settings: Settings, label: str = "") -> Embedding:
@@ -73,7 +69,7 @@ def of_settings(settings: Settings, label: str = "") -> Embedding:
     from lookalike.embed import is_image_only, weights_of
 
     model, pretrained = _local(settings.model), _local(weights_of(settings))
-    sha = file_sha256(pretrained) if Path(pretrained).is_file() else ""
+    sha = file_sha256(pretrained, settings) if Path(pretrained).is_file() else ""
     return Embedding(model, pretrained, sha, is_image_only(settings.model), label)
 
 
@@ -108,7 +104,11 @@ def _same(record: Embedding, settings: Settings) -> bool:
     pretrained = _local(weights_of(settings))
     if pretrained == record.pretrained:
         return True
-    return bool(record.sha256) and Path(pretrained).is_file() and file_sha256(pretrained) == record.sha256
+    return (
+        bool(record.sha256)
+        and Path(pretrained).is_file()
+        and file_sha256(pretrained, settings) == record.sha256
+    )
 
 
 def bind(ctx: Context) -> None:
