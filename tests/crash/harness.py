@@ -411,7 +411,8 @@ def _run_api(
             stdin=subprocess.DEVNULL,
         )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + timeout
+    started = time.monotonic()  # a random kill counts from the process' start: its open recovers too
+    deadline = started + timeout
     try:
         while True:
             if process.poll() is not None:
@@ -421,9 +422,12 @@ def _run_api(
                     break
             if time.monotonic() > deadline:
                 return -999, logfile.read_text()
+            if kill_after is not None and time.monotonic() - started > kill_after:
+                process.send_signal(signal.SIGKILL)
+                process.wait(60)
+                return -9, logfile.read_text()
             time.sleep(0.1)
         method, path, body = scenario.request(base, db)
-        started = time.monotonic()
         answer = ""  # what went wrong with the request or its job, if anything
         try:
             response = httpx.request(method, url + path, json=body, timeout=timeout)
@@ -621,6 +625,11 @@ def play(
     return result
 
 
+def instants(took: float) -> tuple[float, float]:
+    """Where random kills fall: past the interpreter's start (nothing is written before it), to the end."""
+    return 0.35 * took, 1.05 * took
+
+
 def plan_rounds(
     steps: dict[str, tuple[list[tuple[str, int]], float]], rounds: int, rng: random.Random
 ) -> list[tuple[str, str | None, float | None]]:
@@ -645,5 +654,5 @@ def plan_rounds(
             plan.append(deterministic.pop())
         else:
             name = names[len(plan) % len(names)]
-            plan.append((name, None, rng.uniform(0.0, steps[name][1])))
+            plan.append((name, None, rng.uniform(*instants(steps[name][1]))))
     return plan

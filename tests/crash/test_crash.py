@@ -32,9 +32,11 @@ def test_a_kill_at_any_instant_loses_nothing(name: str, base: harness.Base, tmp_
     rng = random.Random(f"{SEED}:{name}")
     counts, took = harness.steps_of(scenario, base, tmp_path)
     assert counts, f"{name} passed no durable step: the crash points are not reached"
-    steps = [f"{step}:{rng.randint(1, count)}" for step, count in rng.sample(counts, min(len(counts), ROUNDS - 1))]
+    steps = [
+        f"{step}:{rng.randint(1, count)}" for step, count in rng.sample(counts, min(len(counts), ROUNDS - 1))
+    ]
     rounds = [harness.play(scenario, base, tmp_path, step=step) for step in steps]
-    rounds.append(harness.play(scenario, base, tmp_path, delay=rng.uniform(0.3, took)))
+    rounds.append(harness.play(scenario, base, tmp_path, delay=rng.uniform(*harness.instants(took))))
     failed = [f"{r.step} ({r.outcome}): " + "; ".join(r.problems) for r in rounds if r.problems]
     assert not failed, f"seed {SEED}, {name}:\n" + "\n".join(failed)
     assert any(r.outcome == "killed" for r in rounds), f"no round of {name} was killed: {rounds}"
