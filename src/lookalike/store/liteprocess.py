@@ -110,11 +110,6 @@ def release(path: Path) -> None:
     return_free_memory()  # the server's segments (the whole collection) were just freed
 
 
-def fsync(path: Path) -> None:
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
-
-
 def lock_holder(path: Path) -> str | None:
     """' (pid N)' when another process holds Milvus Lite's lock on this database, '' if unknown who; None if free."""
     import fcntl
