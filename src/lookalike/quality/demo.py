@@ -9,7 +9,6 @@ every attribute the query names.
 
 from __future__ import annotations
 
-import csv
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from lookalike import csvsafe, durable
 
 CATEGORIES: dict[str, list[tuple[float, float]]] = {
     "t-shirt": [
@@ -161,8 +162,8 @@ def write_demo_data(
         combos[order[i]] if i < len(combos) else combos[int(rng.integers(len(combos)))] for i in range(n)
     ]
     items = [(f"sku-{i:05d}", attrs) for i, attrs in enumerate(chosen)]
-    with (out / "catalog.csv").open("w", encoding="utf-8", newline="") as handle:
-        writer = csv.writer(handle)
+    with durable.replacing_file(out / "catalog.csv", "w", newline="") as handle:
+        writer = csvsafe.Writer(handle)
         writer.writerow(["image", "item_id", "name", "source", "created_at"])
         for i, (item_id, attrs) in enumerate(items):
             file = out / "images" / f"{item_id}.jpg"
@@ -194,8 +195,8 @@ def write_demo_data(
         draw_product(attrs, size, query_rng).save(file, quality=85)
         wanted = {"category": attrs.category, "colour": attrs.colour, "pattern": attrs.pattern}
         rows.append(("image", f"queries/{file.name}", "|".join(_relevant(items, **wanted))))
-    with (out / "queries.csv").open("w", encoding="utf-8", newline="") as handle:
-        writer = csv.writer(handle)
+    with durable.replacing_file(out / "queries.csv", "w", newline="") as handle:
+        writer = csvsafe.Writer(handle)
         writer.writerow(["kind", "query", "relevant"])
         writer.writerows(rows)
     return DemoData(out / "catalog.csv", out / "queries.csv", n, text_count, len(rows) - text_count)

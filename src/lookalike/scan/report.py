@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import heapq
 import html
 import json
@@ -12,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from lookalike import durable
+from lookalike import csvsafe, durable
 from lookalike.errors import ConfigError
 from lookalike.scan.duplicates import Group
 from lookalike.scan.scan import ScanRow
@@ -75,7 +74,7 @@ def write_scan_report(
     with _atomic(target) as handle:
         if suffix == ".csv":
             columns = ["id", "item_id", "source", "created_at", "uri", "label", "score"]
-            writer = csv.DictWriter(handle, fieldnames=columns + [f"score_{name}" for name in labels])
+            writer = csvsafe.DictWriter(handle, columns + [f"score_{name}" for name in labels])
             writer.writeheader()
             for row in rows:
                 writer.writerow(_row_dict(row))
@@ -163,8 +162,8 @@ def write_duplicates_report(path: str | Path, groups: list[Group], meta: dict[st
             json.dump(payload, handle, ensure_ascii=False, indent=1)
             handle.write("\n")
         elif suffix == ".csv":
-            writer = csv.DictWriter(
-                handle, fieldnames=["group", "kind", "id", "item_id", "source", "uri", "score", "box"]
+            writer = csvsafe.DictWriter(
+                handle, ["group", "kind", "id", "item_id", "source", "uri", "score", "box"]
             )
             writer.writeheader()
             for number, group in enumerate(groups, start=1):

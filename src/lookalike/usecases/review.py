@@ -10,7 +10,6 @@ is never listed as open: see ``settle``.
 
 from __future__ import annotations
 
-import csv
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lookalike import durable
+from lookalike import csvsafe, durable
 from lookalike.errors import ConfigError
 from lookalike.queries import day_window
 from lookalike.usecases import items as items_usecase
@@ -154,7 +153,7 @@ def export_audit(ctx: Context, out: str, *, since: date | None = None, until: da
             if fmt == "json":
                 json.dump({"decisions": rows}, handle, ensure_ascii=False, indent=1)
             else:
-                writer = csv.DictWriter(handle, fieldnames=AUDIT_FIELDS)
+                writer = csvsafe.DictWriter(handle, AUDIT_FIELDS)
                 writer.writeheader()
                 writer.writerows(rows)
     except OSError as exc:
