@@ -23,6 +23,34 @@ def batched(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
         yield items[start : start + size]
 
 
+MAX_ASPECT_RATIO = 100
+"""How many times longer than its short side a picture (or crop) given to a model may be.
+
+Encoders resize the short side to their input size before the centre crop, so a 1,000,000 × 1
+PNG (3 KB, 1 Mpx) would become 224,000,000 × 224 pixels: 150 GB. At 100:1 the resize stays under
+23 Mpx even for a 448-pixel model; banners (8:1), panoramas and long product-detail pictures (40:1)
+are well inside it.
+"""
+TYPICAL_INPUT = 224  # the input size the reason quotes (most CLIP models)
+
+
+def shape_problem(width: int, height: int) -> str | None:
+    """Why a model cannot be given a picture of this shape (too elongated), or None."""
+    short, long = sorted((width, height))
+    if short < 1:
+        return f"no pixels: {width}x{height}"
+    if long <= short * MAX_ASPECT_RATIO:
+        return None
+    ratio = long / short
+    resized = (f"{round(TYPICAL_INPUT * ratio):,}", str(TYPICAL_INPUT))
+    wide, tall = resized if width >= height else resized[::-1]
+    return (
+        f"extreme aspect ratio: {width}x{height} pixels is {ratio:,.0f}:1, over the limit of "
+        f"{MAX_ASPECT_RATIO}:1 (resized to {TYPICAL_INPUT} pixels on its short side for a model, it would "
+        f"be {wide}x{tall} pixels)"
+    )
+
+
 RANDOM_WEIGHTS = frozenset({"random", "none"})
 """``--pretrained random`` builds the architecture with random weights (benchmarks, smoke tests)."""
 
@@ -109,11 +137,19 @@ class Embedder(ABC):
                 self._load()
                 self._loaded = True
 
+    def load_text(self) -> None:
+        """Load what embedding texts needs (a model may load its text tower alone)."""
+        self.load()
+
+    def load_image(self) -> None:
+        """Load what embedding images needs (a model may load its image tower alone)."""
+        self.load()
+
     def embed_images(self, images: Sequence[Image.Image]) -> Vectors:
         """Embed RGB images in batches of ``batch_size``; returns one normalised row per image."""
         if not images:
             return np.zeros((0, self.dim), dtype=np.float32)
-        self.load()
+        self.load_image()
         parts = [self._encode_images(batch) for batch in batched(images, self.batch_size)]
         return l2_normalise(np.concatenate(parts))
 
@@ -129,7 +165,7 @@ class Embedder(ABC):
         """Embed texts in batches of ``batch_size``; returns one normalised row per text."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        self.load()
+        self.load_text()
         parts = [self._encode_texts(batch) for batch in batched(texts, self.batch_size)]
         return l2_normalise(np.concatenate(parts))
 

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from PIL import Image
 
-from lookalike.embed.base import RANDOM_WEIGHTS, resolve_device
+from lookalike.embed.base import RANDOM_WEIGHTS, resolve_device, shape_problem
 from lookalike.embed.weights import hub_offline, reachable
 from lookalike.errors import ConfigError, ModelUnavailableError
 
@@ -82,14 +82,15 @@ def select_detections(
     min_size: int = 32,
     max_boxes: int = 10,
 ) -> list[Detection]:
-    """Clip boxes to the image, drop the unsure and the tiny (a side under ``min_size``), keep the best."""
+    """Clip boxes to the image, drop the unsure, the tiny (a side under ``min_size``) and the sliver
+    (over ``MAX_ASPECT_RATIO``, which the model's resize would blow up), keep the best."""
     kept = []
     for box, label, score in raw:
         clipped = clip_box(box, width, height)
         if clipped is None or score < min_score:
             continue
         x0, y0, x1, y1 = clipped
-        if min(x1 - x0, y1 - y0) < min_size:
+        if min(x1 - x0, y1 - y0) < min_size or shape_problem(x1 - x0, y1 - y0) is not None:
             continue
         kept.append(Detection(clipped, label, float(score)))
     kept.sort(key=lambda d: (-d.score, d.box))
@@ -101,12 +102,15 @@ def largest(detections: Sequence[Detection]) -> Detection | None:
 
 
 def crop(image: Image.Image, box: Box) -> Image.Image:
-    """The box's pixels, with a box clipped to the image first."""
+    """The box's pixels, with a box clipped to the image first; a sliver no model can take is refused."""
     clipped = clip_box(box, image.width, image.height)
+    shown = ",".join(map(str, box))
     if clipped is None:
-        raise ConfigError(
-            f"The box {','.join(map(str, box))} lies outside the {image.width}×{image.height} image."
-        )
+        raise ConfigError(f"The box {shown} lies outside the {image.width}×{image.height} image.")
+    x0, y0, x1, y1 = clipped
+    problem = shape_problem(x1 - x0, y1 - y0)
+    if problem is not None:
+        raise ConfigError(f"The box {shown} cannot be searched: {problem}.")
     return image.crop(clipped)
 
 

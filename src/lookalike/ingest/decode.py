@@ -1,7 +1,8 @@
 """Bytes → an RGB PIL image, or an ImageError that says why not.
 
 Pure functions: EXIF orientation applied; CMYK, 16-bit, palette, alpha and animated
-images become 8-bit RGB (first frame); decompression bombs are refused before decoding.
+images become 8-bit RGB (first frame); decompression bombs (too many pixels) and pictures too
+elongated for a model's resize (``shape_problem``) are refused from the header, before decoding.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from lookalike.embed.base import shape_problem
 from lookalike.errors import ImageError
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
@@ -78,7 +80,8 @@ def decode_image(data: bytes, *, max_pixels: int = 100_000_000, draft: int | Non
     height reported are still the stored image's.
 
     Raises:
-        ImageError: empty, not an image, truncated or corrupt, or too many pixels.
+        ImageError: empty, not an image, truncated or corrupt, too many pixels, or an aspect ratio
+            over ``MAX_ASPECT_RATIO``.
     """
     if not data:
         raise ImageError("empty file")
@@ -88,6 +91,9 @@ def decode_image(data: bytes, *, max_pixels: int = 100_000_000, draft: int | Non
         width, height = image.size
         if width * height > max_pixels:
             raise ImageError(f"decompression bomb: {width}x{height} pixels is over the limit of {max_pixels}")
+        problem = shape_problem(width, height)
+        if problem is not None:  # before any pixel is decoded or resized
+            raise ImageError(problem)
         if getattr(image, "is_animated", False):
             image.seek(0)
         if draft and image.format == "JPEG":

@@ -1,0 +1,110 @@
+"""A picture too elongated for a model's resize is refused from its header, before any pixel is decoded.
+
+A 3 KB PNG of 1,000,000 × 1 pixels is 1 Mpx, far under the pixel cap, but the short-side resize
+every encoder does would make it 224,000,000 × 224 pixels. The bombs are built here with PIL."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+
+import pytest
+from PIL import Image, ImageFile
+
+from lookalike.embed.base import MAX_ASPECT_RATIO, shape_problem
+from lookalike.embed.detect import crop, select_detections
+from lookalike.errors import ConfigError, ImageError
+from lookalike.ingest.decode import decode_image, shrink
+
+BOMBS = [(1_000_000, 1), (200_000, 1), (1, 200_000)]
+
+
+def png(width: int, height: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (200, 40, 40)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("size", BOMBS)
+def test_an_elongated_picture_is_refused_before_any_pixel_is_decoded(
+    size: tuple[int, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = png(*size)
+    assert len(data) < 5_000  # a few KB: the cap on bytes cannot stop it
+
+    def no_decoding(self: Image.Image) -> None:
+        raise AssertionError("pixels were decoded")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)
+    monkeypatch.setattr(Image.Image, "resize", no_decoding)
+    for attempt in (
+        lambda: decode_image(data),
+        lambda: decode_image(data, draft=224),
+        lambda: shrink(data, 64),
+    ):
+        with pytest.raises(ImageError) as refused:
+            attempt()
+        reason = str(refused.value)
+        assert "aspect ratio" in reason and f"{max(size):,}:1" in reason and "100:1" in reason
+        assert f"{224 * max(size):,}" in reason  # what the resize would have made of it
+
+
+def test_banners_and_long_pictures_inside_the_bound_decode() -> None:
+    for size in [(MAX_ASPECT_RATIO, 1), (1, MAX_ASPECT_RATIO), (4000, 40), (728, 90), (790, 30_000)]:
+        decoded = decode_image(png(*size))
+        assert (decoded.width, decoded.height) == size
+    for size in [(MAX_ASPECT_RATIO + 1, 1), (1, MAX_ASPECT_RATIO + 1), (10_001, 100)]:
+        with pytest.raises(ImageError, match="aspect ratio"):
+            decode_image(png(*size))
+    assert shape_problem(0, 10) == "no pixels: 0x10"
+
+
+def test_refusing_bombs_costs_little_memory_and_time() -> None:
+    """In a fresh process capped at 2 GB of address space, each bomb goes where ingest takes a picture
+    (decode, then an encoder's short-side resize to 224): all are refused, the peak RSS grows by less
+    than 64 MB, and the lot takes under a second."""
+    script = """
+import io, json, resource, sys, time
+resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+from PIL import Image
+from lookalike.errors import ImageError
+from lookalike.ingest.decode import decode_image
+bombs = []
+for size in json.loads(sys.argv[1]):
+    buffer = io.BytesIO()
+    Image.new("RGB", tuple(size)).save(buffer, format="PNG")
+    bombs.append(buffer.getvalue())
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+started = time.perf_counter()
+refused = 0
+for data in bombs * 3:
+    try:
+        image = decode_image(data).image
+    except ImageError:
+        refused += 1
+        continue
+    scale = 224 / min(image.size)
+    image.resize((round(image.width * scale), round(image.height * scale)))
+took = time.perf_counter() - started
+grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+print(json.dumps({"refused": refused, "took": took, "grown_kb": grown}))
+"""
+    ran = subprocess.run(
+        [sys.executable, "-c", script, json.dumps(BOMBS)], capture_output=True, text=True, timeout=120
+    )
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    measured = json.loads(ran.stdout)
+    assert measured["refused"] == 3 * len(BOMBS)
+    assert measured["grown_kb"] < 64 * 1024 and measured["took"] < 1.0, measured
+
+
+def test_a_detected_sliver_is_dropped_and_a_sliver_box_asked_for_is_refused() -> None:
+    raw = [((0.0, 0.0, 1000.0, 2.0), "belt", 0.9), ((0.0, 0.0, 400.0, 300.0), "bag", 0.8)]
+    kept = select_detections(raw, 1000, 1000, min_score=0.25, min_size=1)
+    assert [d.label for d in kept] == ["bag"]
+    image = Image.new("RGB", (1000, 1000))
+    with pytest.raises(ConfigError, match=r"The box 0,0,1000,1 cannot be searched: extreme aspect ratio"):
+        crop(image, (0, 0, 1000, 1))
+    assert crop(image, (0, 0, 1000, 10)).size == (1000, 10)
