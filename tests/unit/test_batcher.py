@@ -100,3 +100,54 @@ def test_nothing_hangs_closing_and_calls_after_closing_fail_clearly() -> None:
     with pytest.raises(RuntimeError, match="closed"):
         batching.embed_texts(["late"])
     assert batching.name == "fake-16" and batching.dim == 16
+
+
+def test_a_lone_request_is_encoded_at_once_without_waiting_for_batch_mates() -> None:
+    inner = Recording()
+    batching = BatchingEmbedder(inner, max_batch=64, max_wait_ms=3_600_000)  # a wait would last an hour
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            for text in ("red dress", "blue shoe", "white dog"):  # one client, one query after another
+                got = pool.submit(batching.embed_texts, [text]).result(timeout=60)
+                np.testing.assert_allclose(got, inner.embed_texts([text]), atol=1e-6)
+            image = make_image(3)
+            got = pool.submit(batching.embed_images, [image]).result(timeout=60)
+            np.testing.assert_allclose(got, inner.embed_images([image]), atol=1e-6)
+        assert batching.waits == 0
+    finally:
+        batching.close()
+
+
+class Preparing(Recording):
+    """The fake embedder, whose preparing of a black image waits until the test lets it go on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.go_on = threading.Event()
+
+    def prepare_image(self, image: Image.Image) -> Any:
+        if image.getextrema() == ((0, 0), (0, 0), (0, 0)):
+            assert self.go_on.wait(60)
+        return super().prepare_image(image)
+
+
+def test_the_encoder_waits_only_for_a_caller_still_on_its_way() -> None:
+    inner = Preparing()
+    batching = BatchingEmbedder(inner, max_batch=64, max_wait_ms=3_600_000)
+    black, other = Image.new("RGB", (32, 32)), make_image(5)
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            slow = pool.submit(batching.embed_images, [black])  # called, still preparing its image
+            while batching._callers < 1:  # noqa: SLF001 - the test waits until that call is counted
+                threading.Event().wait(0.001)
+            quick = pool.submit(batching.embed_images, [other])
+            while batching.waits < 1:  # the encoder holds the quick one for its batch-mate
+                threading.Event().wait(0.001)
+            assert not quick.done()
+            inner.go_on.set()
+            np.testing.assert_allclose(quick.result(timeout=60), inner.embed_images([other]), atol=1e-6)
+            np.testing.assert_allclose(slow.result(timeout=60), inner.embed_images([black]), atol=1e-6)
+        assert batching.largest_batch == 2 and batching.batches == 1  # one encoder call for both
+        assert batching._callers == 0  # noqa: SLF001 - every answered call is no longer counted
+    finally:
+        batching.close()

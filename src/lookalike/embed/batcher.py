@@ -1,9 +1,11 @@
 """Concurrent queries encoded together: a server's many one-text and one-image requests in small batches.
 
 Each request thread hands its texts or prepared images to one encoder thread and waits. The
-encoder takes what has arrived, waits a few milliseconds more for others (or until the batch
-is full), encodes all texts in one call and all images in another, and gives each request its
-own rows. The runtimes give an input the same vector alone or in any batch (the probe in
+encoder takes what has arrived and, while other callers are still on their way (one preparing
+its image), waits a few milliseconds more for them (or until the batch is full); it encodes all
+texts in one call and all images in another, and gives each request its own rows. A lone
+request never waits for batch-mates that are not coming: it costs what a call of the inner
+embedder costs, plus one hand-over between threads. The runtimes give an input the same vector alone or in any batch (the probe in
 ``runtimes.py`` refuses one that does not), so batching changes speed, never answers. A batch
 that fails is encoded again one request at a time, so that one bad request fails alone.
 """
@@ -38,7 +40,8 @@ class BatchingEmbedder(Embedder):
     Args:
         inner: the embedder that encodes; its ``prepare_image`` runs in the callers' threads.
         max_batch: inputs per batch; a batch is encoded as soon as it has this many.
-        max_wait_ms: how long the encoder waits for more requests after the first one arrives.
+        max_wait_ms: how long the encoder may wait for more requests after the first one arrives,
+            when other callers have called but not yet handed their inputs over.
     """
 
     def __init__(self, inner: Embedder, *, max_batch: int = 16, max_wait_ms: float = 3.0) -> None:
@@ -50,8 +53,11 @@ class BatchingEmbedder(Embedder):
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()  # guards starting the thread, closing, and queueing
         self._closed = False
+        self._callers = 0  # calls made and not yet answered (preparing, queued or being encoded)
+        self._callers_lock = threading.Lock()
         self.batches = 0  # encoder calls made, and the most requests one of them answered
         self.largest_batch = 0
+        self.waits = 0  # times the encoder waited for callers still on their way
 
     # What the inner embedder is, unchanged.
     @property
@@ -96,7 +102,13 @@ class BatchingEmbedder(Embedder):
         if not images:
             return np.zeros((0, self.dim), dtype=np.float32)
         self.load()
-        return self._submit("images", [self.inner.prepare_image(image) for image in images])
+        self._arrive()  # before preparing: the encoder may wait for this caller's images
+        try:
+            prepared = [self.inner.prepare_image(image) for image in images]
+        except BaseException:
+            self._leave(1)
+            raise
+        return self._submit("images", prepared, arrived=True)
 
     def embed_prepared(self, prepared: Sequence[Any]) -> Vectors:
         if not prepared:
@@ -127,11 +139,23 @@ class BatchingEmbedder(Embedder):
             self._queue.put(None)  # after every request already queued; none can follow it
         self._thread.join(timeout=60)
 
-    def _submit(self, kind: str, inputs: list[Any]) -> Vectors:
+    def _arrive(self) -> None:
+        with self._callers_lock:
+            self._callers += 1
+
+    def _leave(self, count: int) -> None:
+        with self._callers_lock:
+            self._callers -= count
+
+    def _submit(self, kind: str, inputs: list[Any], *, arrived: bool = False) -> Vectors:
         request = _Request(kind, inputs)
         with self._start_lock:
             if self._closed:
+                if arrived:
+                    self._leave(1)
                 raise RuntimeError("the batching embedder is closed")
+            if not arrived:
+                self._arrive()
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="lookalike-encoder", daemon=True)
                 self._thread.start()
@@ -152,19 +176,31 @@ class BatchingEmbedder(Embedder):
                 for request in batch:
                     if not request.future.done():
                         request.future.set_exception(RuntimeError("the encoder stopped"))
+                # Answered: no longer callers the next batch could wait for (counted here, not in
+                # the callers' threads, so that the count never lags behind the answers).
+                self._leave(len(batch))
             if stop:
                 return
 
     def _gather(self, first: _Request) -> tuple[list[_Request], bool]:
-        """The first request and those arriving within the wait, up to a full batch; and whether to stop."""
+        """The first request and those already queued, up to a full batch, and those arriving within the
+        wait while other callers are on their way; and whether to stop."""
         batch, size = [first], len(first.inputs)
         deadline = time.monotonic() + self.max_wait_s
         while size < self.max_batch:
-            left = deadline - time.monotonic()
             try:
-                more = self._queue.get(timeout=left) if left > 0 else self._queue.get_nowait()
+                more = self._queue.get_nowait()
             except queue.Empty:
-                break
+                with self._callers_lock:
+                    coming = self._callers > len(batch)  # called, not yet queued
+                left = deadline - time.monotonic()
+                if not coming or left <= 0:
+                    break
+                self.waits += 1
+                try:
+                    more = self._queue.get(timeout=left)
+                except queue.Empty:
+                    break
             if more is None:
                 return batch, True
             batch.append(more)
