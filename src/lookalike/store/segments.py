@@ -150,7 +150,7 @@ class Segment:
     ) -> Segment:
         """``floats``: a graph's float32 vectors (a matrix or a ``VectorFile``); ignored for a flat one."""
         table = table.combine_chunks()
-        ids = table.column("id").to_numpy().astype(np.int64)
+        ids = integers(table.column("id"), np.int64)
         encoded = table.column("source").combine_chunks().dictionary_encode()
         return cls(
             name=name,
@@ -158,8 +158,8 @@ class Segment:
             index=index,
             alive=np.ones(len(ids), dtype=bool) if alive is None else alive,
             ids=ids,
-            created=table.column("created_at").to_numpy().astype(np.int64),
-            codes=encoded.indices.to_numpy(zero_copy_only=False).astype(np.int32),
+            created=integers(table.column("created_at"), np.int64),
+            codes=integers(encoded.indices, np.int32),
             source_names=tuple(encoded.dictionary.to_pylist()),
             order=np.argsort(ids, kind="stable"),
             storage=_storage(index),
@@ -377,6 +377,16 @@ def _unfiltered(ef: int) -> Any:
     """Search parameters without a filter, made once per breadth: a search only reads them, and
     making them through faiss' Python wrapper cost about 10 µs a month's graph, twelve per query."""
     return faiss_module().SearchParametersHNSW(efSearch=ef)
+
+
+def integers(column: pa.Array | pa.ChunkedArray, dtype: type[np.signedinteger[Any]]) -> npt.NDArray[Any]:
+    """An integer column as a numpy copy, read from its buffer: pyarrow's ``to_numpy`` imports pandas,
+    a fifth of a command's start-up (one with nulls, or of another type, still goes through it)."""
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if array.null_count or not pa.types.is_signed_integer(array.type) or not len(array):
+        return np.asarray(array.to_numpy(zero_copy_only=False), dtype=dtype)
+    values = np.frombuffer(array.buffers()[1], dtype=f"<i{array.type.bit_width // 8}")
+    return values[array.offset : array.offset + len(array)].astype(dtype)
 
 
 def _storage(index: Any) -> Any:
