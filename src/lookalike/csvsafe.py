@@ -26,8 +26,6 @@ from typing import IO, Any
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n", "\0", "＝", "＋", "－", "＠")
 """A text cell starting with one of these is prefixed with a single quote."""
 
-QUOTING = csv.QUOTE_NONNUMERIC  # every text cell quoted; numbers bare
-
 
 def cell(value: object) -> object:
     """A value as a CSV cell that no spreadsheet evaluates: numbers as they are, text neutralised."""
@@ -43,7 +41,7 @@ class Writer:
     """``csv.writer`` whose every cell goes through :func:`cell`."""
 
     def __init__(self, handle: IO[str]) -> None:
-        self._writer = csv.writer(handle, quoting=QUOTING)
+        self._writer = csv.writer(handle, quoting=csv.QUOTE_NONNUMERIC)  # text quoted, numbers bare
 
     def writerow(self, row: Iterable[object]) -> None:
         self._writer.writerow([cell(value) for value in row])
