@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
+from fastapi import Path as PathParam
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.background import BackgroundTask
@@ -67,7 +68,7 @@ async def list_flags(
     since: Annotated[date | None, Query(description="Flagged on or after this day (UTC).")] = None,
     until: Annotated[date | None, Query(description="Flagged on or before this day (UTC).")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, lt=2**63)] = 0,  # SQLite's integers are 64-bit
 ) -> dict[str, Any]:
     """Flags raised by policies, oldest first; item ids are strings (they exceed a JavaScript number)."""
     total, page = await blocking(
@@ -101,7 +102,9 @@ async def list_flags(
 
 
 @router.post("/flags/{flag_id}/review")
-async def review_flag(request: Request, flag_id: int, body: ReviewRequest) -> dict[str, Any]:
+async def review_flag(
+    request: Request, flag_id: Annotated[int, PathParam(ge=0, lt=2**63)], body: ReviewRequest
+) -> dict[str, Any]:
     """Confirm or dismiss a flag; every decision is kept as an audit record."""
     decision = FlagStatus.CONFIRMED if body.decision == "confirm" else FlagStatus.DISMISSED
     records = await blocking(

@@ -81,15 +81,45 @@ _INDEX_DOC = _body_doc(
 
 
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+# No number the API takes needs more characters than this (an id has 19 digits); a longer one is
+# refused before it is converted: int() of 5,000 digits raises, of millions it costs seconds.
+MAX_NUMBER_CHARS = 40
+
+
+class _NumberTooLong(ValueError):
+    pass
+
+
+class _NotJson(ValueError):
+    pass
+
+
+def _number(convert: Callable[[str], Any]) -> Callable[[str], Any]:
+    def bounded(text: str) -> Any:
+        if len(text) > MAX_NUMBER_CHARS:
+            raise _NumberTooLong(
+                f"a number in the body has {len(text)} characters (at most {MAX_NUMBER_CHARS})"
+            )
+        return convert(text)
+
+    return bounded
+
+
+def _not_json(constant: str) -> Any:
+    raise _NotJson(f"{constant} is not a JSON number")
 
 
 async def _json(request: Request) -> Any:
     body = await request.body()
     try:
-        value = json.loads(body or b"null")
+        value = json.loads(
+            body or b"null", parse_int=_number(int), parse_float=_number(float), parse_constant=_not_json
+        )
         if _SURROGATE_ESCAPE.search(body):  # \ud800 alone decodes to a string no UTF-8 can hold
             json.dumps(value, ensure_ascii=False).encode("utf-8")
-    except (json.JSONDecodeError, UnicodeError) as exc:
+    except _NumberTooLong as exc:
+        raise HTTPException(422, str(exc)) from exc
+    except (json.JSONDecodeError, UnicodeError, _NotJson) as exc:
         raise HTTPException(400, f"the body is not valid JSON or not UTF-8: {str(exc)[:200]}") from exc
     except RecursionError as exc:
         raise HTTPException(400, "the body is nested too deeply") from exc
