@@ -141,7 +141,7 @@ def catalogs() -> list[Catalog]:
             _catalog("noimage.csv", _csv("picture,item_id\na.jpg,1\n")),
             "no 'image' column",
         ),
-        Catalog("an empty file", "empty.csv", _catalog("empty.csv", _csv("")), "no 'image' column"),
+        Catalog("an empty file", "empty.csv", _catalog("empty.csv", _csv("")), "empty.csv is empty"),
         Catalog(
             "random bytes as Parquet",
             "random.parquet",
@@ -160,7 +160,7 @@ def catalogs() -> list[Catalog]:
         Catalog(
             "Parquet with null images", "nulls.parquet", _parquet("nulls.parquet", [None, None]), None, 0
         ),
-        Catalog("a header only", "header.csv", _catalog("header.csv", _csv(header)), None, 0),
+        Catalog("a header only", "header.csv", _catalog("header.csv", _csv(header)), "has no rows"),
         Catalog("hostile rows", "hostile.csv", _catalog("hostile.csv", _hostile_rows), None, 4),
         Catalog(
             "a UTF-8 BOM and CRLF",

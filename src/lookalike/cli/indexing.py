@@ -94,7 +94,8 @@ def index(
     """Index images: embed every new image and store it; files already indexed are skipped.
 
     Catalog columns: image (path relative to the catalog, or http(s) URL), item_id, name,
-    source, created_at (ISO date or unix seconds; default: the file's modification time).
+    source, created_at (ISO date, YYYYMMDD, unix seconds or milliseconds; default: the file's
+    modification time).
     Unreadable or corrupt files are skipped and listed at the end.
     """
     from lookalike.queries import parse_index_params
@@ -103,6 +104,7 @@ def index(
     with errors(verbose):
         params = parse_index_params(index_params)  # before the model loads
         ingest.check_source(source)
+        ingest.check_path(path)  # a missing path, an empty or malformed catalog: before the model loads
     with (
         session(
             verbose,

@@ -66,6 +66,17 @@ def _lines(path: Path, read: list[int]) -> Iterator[str]:
 
 
 def check_columns(path: Path, names: Sequence[str]) -> None:
+    """Refuse a catalog without an 'image' column, or with a column lookalike reads given twice.
+
+    Two 'image' (or 'item_id', ...) columns leave no way to tell which one is meant, and a row
+    read as a mapping would silently keep the last; columns lookalike does not read may repeat.
+    """
+    for name in CATALOG_COLUMNS:
+        count = sum(1 for given in names if given == name)
+        if count > 1:
+            raise CatalogError(
+                f"The catalog {path.name} has {count} columns named '{name}': keep one, or rename the others."
+            )
     if "image" not in names:
         shown = ", ".join(str(name)[:80] for name in names[:20]) or "none"
         raise CatalogError(
@@ -78,7 +89,13 @@ def csv_rows(path: Path) -> Iterator[dict[str, Any]]:
     read = [0]
     reader = csv.DictReader(_lines(path, read))
     try:
-        check_columns(path, reader.fieldnames or [])
+        if not reader.fieldnames:
+            said = "is empty" if reader.fieldnames is None else "starts with a blank line"
+            raise CatalogError(
+                f"The catalog {path.name} {said}: its first line names the columns "
+                f"({', '.join(CATALOG_COLUMNS)}), then comes a row per image."
+            )
+        check_columns(path, reader.fieldnames)
         yield from reader
     except csv.Error as exc:
         reason = str(exc)

@@ -71,6 +71,27 @@ def _kind(mode: int) -> str | None:
     return None if stat.S_ISREG(mode) else "not a regular file"
 
 
+def file_problem(path: str) -> str | None:
+    """Why a local path is no regular file this process can read (saying what it is), or None.
+
+    A check before work starts (a model loads); :func:`read_file` checks again as it opens.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        if exc.errno == errno.ENOENT and os.path.islink(path):
+            return "a broken symbolic link (its target does not exist)"
+        return _os_reason(exc)
+    except (ValueError, RuntimeError) as exc:  # an embedded NUL; a symlink loop on some Pythons
+        return f"cannot read file: {exc}"
+    kind = _kind(mode)
+    if kind is not None:
+        return f"not a regular file: {kind}"
+    if not os.access(path, os.R_OK):
+        return "permission denied"
+    return None
+
+
 def read_file(path: str, *, max_bytes: int, timeout_s: float) -> Fetched:
     """The bytes of a regular file, at most ``max_bytes``, read within ``timeout_s``.
 

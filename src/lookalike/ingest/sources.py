@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from lookalike.errors import ConfigError
+from lookalike.errors import CatalogError, ConfigError
 from lookalike.ingest.catalog import CATALOG_COLUMNS, csv_rows, parquet_count, parquet_rows
 from lookalike.ingest.decode import HEIC_EXTENSIONS, IMAGE_EXTENSIONS, supported_extensions
 from lookalike.ingest.policy import has_scheme, is_url, printable_path
@@ -51,25 +51,42 @@ class Skipped:
     key: tuple[str, str] | None = None
 
 
-def parse_created_at(value: Any) -> int | None:
-    """ISO date or datetime (naive = UTC) or unix seconds → unix seconds; empty → None.
+# A number is read by its size: 8 digits are a date (YYYYMMDD), 9-10 digits unix seconds, 12-13
+# digits unix milliseconds, both from 1973-03-03 (where seconds reach 9 digits) to 2199-12-31.
+# Anything else is no plausible time: a YYYYMMDD read as seconds was a day in 1970, a year (2023)
+# 34 minutes after the epoch, microseconds the year 55000.
+MIN_SECONDS = 100_000_000
+MIN_MILLISECONDS = 100_000_000_000
 
-    A number too large for seconds but in range as milliseconds (``1700000000000``) is read as
-    milliseconds. Dates outside 1970-01-01 .. 2199-12-31 are refused: one row dated 9999 must
-    not create a partition nothing can name.
+
+def parse_created_at(value: Any) -> int | None:
+    """ISO date or datetime (naive = UTC), YYYYMMDD, unix seconds or milliseconds → unix seconds; empty → None.
+
+    Numbers are read by their size: eight digits (``20231119``) are a date; 9 or 10 digits unix
+    seconds; 12 or 13 digits (``1700000000000``) unix milliseconds; any other number (``2023``,
+    ``-5``, microseconds) is refused, as is text with non-ASCII characters (``٣``, full-width
+    digits). Dates outside 1970-01-01 .. 2199-12-31 are refused: one row dated 9999 must not
+    create a partition nothing can name.
 
     Raises:
-        ValueError: the value is neither, is not finite, or is out of range; the message says which.
+        ValueError: the value is none of these, is not finite, or is out of range; the message says which.
     """
     if value is None:
         return None
     if isinstance(value, datetime):
         return _in_range(int((value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()), value)
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return _seconds(float(value), value)
+        try:
+            return _seconds(float(value), value)
+        except OverflowError:  # an int too large for a float
+            raise ValueError(f"created_at {value!r} is outside 1970-01-01 .. 2199-12-31") from None
     text = str(value).strip()
     if not text:
         return None
+    if not text.isascii():  # float() and int() read ٣ or ３ as 3: a date is written in ASCII digits
+        raise ValueError(
+            f"created_at {value!r} has characters other than ASCII: write it with the digits 0-9"
+        )
     try:
         number = float(text)
     except ValueError:
@@ -91,9 +108,30 @@ def parse_created_at(value: Any) -> int | None:
 def _seconds(number: float, value: Any) -> int:
     if not math.isfinite(number):
         raise ValueError(f"created_at {value!r} is not a finite number")
-    if MAX_TIME <= number < MAX_TIME * 1000:
-        number /= 1000  # milliseconds since the epoch, as JavaScript and many exports write them
-    return _in_range(int(number), value)
+    if number.is_integer() and 10_000_000 <= number < 100_000_000:
+        return _yyyymmdd(int(number), value)
+    if MIN_SECONDS <= number < MAX_TIME:
+        return int(number)
+    if MIN_MILLISECONDS <= number < MAX_TIME * 1000:
+        return int(number / 1000)  # milliseconds since the epoch, as JavaScript and many exports write them
+    if number < 0:
+        raise ValueError(f"created_at {value!r} is outside 1970-01-01 .. 2199-12-31")
+    raise ValueError(
+        f"created_at {value!r} is no plausible time: numbers are read as YYYYMMDD (8 digits), unix seconds "
+        "(9-10 digits) or milliseconds (12-13 digits) from 1973-03-03 to 2199-12-31; write a date instead"
+    )
+
+
+def _yyyymmdd(number: int, value: Any) -> int:
+    year, month, day = number // 10_000, number // 100 % 100, number % 100
+    try:
+        parsed = datetime(year, month, day, tzinfo=UTC)
+    except ValueError:
+        raise ValueError(
+            f"created_at {value!r} has eight digits but is no date YYYYMMDD (year {year}, month {month}, "
+            f"day {day})"
+        ) from None
+    return _in_range(int(parsed.timestamp()), value)
 
 
 def _in_range(seconds: int, value: Any) -> int:
@@ -235,6 +273,18 @@ class Listing:
         else:
             yield _file_record(self.path, self.source)
 
+    def check_rows(self) -> None:
+        """Refuse now a catalog that has no rows, or whose columns are wrong (reads its first row only).
+
+        Raises:
+            CatalogError: empty, no 'image' column, a column given twice, unreadable.
+        """
+        if not self.is_catalog:
+            return
+        # The generator is dropped (and its file closed) as soon as the first row is read.
+        if next(self._rows(), None) is None:
+            raise CatalogError(f"The catalog {self.path.name} has no rows: nothing to index.")
+
     def _rows(self) -> Iterator[dict[str, Any]]:
         if self.path.suffix.lower() == ".parquet":
             return parquet_rows(self.path)
@@ -296,7 +346,9 @@ def open_listing(path: str | os.PathLike[str], source: str | None = None) -> Lis
         raise ConfigError(f"No such file or folder: {path}")
     if source is not None:
         check_source(source, "--source")
-    return Listing(resolved, source)
+    listing = Listing(resolved, source)
+    listing.check_rows()
+    return listing
 
 
 def check_source(source: str, label: str = "source") -> None:

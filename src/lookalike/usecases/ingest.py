@@ -55,6 +55,17 @@ def check_source(source: str | None, label: str = "--source") -> None:
         check(source, label)
 
 
+def check_path(path: str, source: str | None = None) -> None:
+    """Refuse now a path that cannot be listed: missing, an empty catalog, a catalog without its columns.
+
+    Raises:
+        ConfigError: before a model or a database opens.
+    """
+    from lookalike.ingest import open_listing
+
+    open_listing(path, source)
+
+
 def check_inputs(
     ctx: Context, inputs: Sequence[str], source: str | None = None, policy: FetchPolicy | None = None
 ) -> None:

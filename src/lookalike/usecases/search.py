@@ -51,11 +51,22 @@ def read_image(ctx: Context, location: str, *, public_only: bool) -> bytes:
     if public_only:
         return FetchPolicy.from_settings(ctx.settings, server=True).read(location).data
     if "://" not in location:
-        path = Path(location).expanduser()
-        if not path.is_file():
-            raise ConfigError(f"Query image not found: {location}")
-        location = str(path)
+        location = str(Path(location).expanduser())
+        check_image_file(location)
     return ctx.fetch(location)
+
+
+def check_image_file(location: str, label: str = "--image") -> None:
+    """Refuse a query image path that is no regular readable file, saying what it is instead.
+
+    Raises:
+        ConfigError: missing, a folder, a FIFO, a device, a socket, a symbolic link loop, unreadable.
+    """
+    from lookalike.ingest.policy import file_problem, printable_path
+
+    problem = file_problem(str(Path(location).expanduser()))
+    if problem is not None:
+        raise ConfigError(f"{label} {printable_path(location)} cannot be read: {problem}.")
 
 
 def validate(query: Query) -> None:
@@ -86,6 +97,8 @@ def validate(query: Query) -> None:
     if query.box is not None and query.image is None and query.image_bytes is None:
         raise ConfigError(query.names.box_needs_image)
     day_window(query.since, query.until, query.names)
+    if query.image is not None and not query.public_only and "://" not in query.image:
+        check_image_file(query.image, query.names.image)  # a local file: before a model loads
 
 
 def stored_vector(ctx: Context, query: Query) -> tuple[np.ndarray, list[int]]:

@@ -1,0 +1,83 @@
+"""Options are checked before a model loads: a query image that is no regular readable file says what it
+is, and an empty or ambiguous catalog is refused, with exit 2 and no model built (the factory fails if
+called) and no database created. In-process with Typer's CliRunner."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from tests.helpers import make_image
+
+
+@pytest.fixture()
+def cli(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Callable[..., Result]:
+    import lookalike.embed
+    from lookalike.cli import app
+
+    def no_model(settings: Any) -> Any:
+        raise AssertionError("a model was built before the options were checked")
+
+    monkeypatch.setattr(lookalike.embed, "create_embedder", no_model)
+    monkeypatch.setenv("COLUMNS", "300")
+    runner = CliRunner()
+    db = str(tmp_path / "never.db")
+    return lambda *args: runner.invoke(app, [*args, "--db", db])
+
+
+def refused(result: Result, *words: str) -> None:
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    for word in words:
+        assert word in result.output, result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_query_image_that_is_no_regular_file_says_what_it_is(
+    tmp_path: Path, cli: Callable[..., Result]
+) -> None:
+    os.mkfifo(tmp_path / "fifo.jpg")
+    (tmp_path / "folder.jpg").mkdir()
+    os.symlink(tmp_path / "loop-b.jpg", tmp_path / "loop-a.jpg")
+    os.symlink(tmp_path / "loop-a.jpg", tmp_path / "loop-b.jpg")
+    os.symlink(tmp_path / "gone.jpg", tmp_path / "dangling.jpg")
+    cases = {
+        str(tmp_path / "fifo.jpg"): "not a regular file: a FIFO (named pipe)",
+        str(tmp_path / "folder.jpg"): "not a regular file: a folder",
+        "/dev/zero": "not a regular file: a character device",
+        str(tmp_path / "loop-a.jpg"): "symbolic link loop",
+        str(tmp_path / "dangling.jpg"): "a broken symbolic link",
+        str(tmp_path / "missing.jpg"): "file not found",
+    }
+    for path, what in cases.items():
+        refused(cli("search", "--image", path), f"--image {path} cannot be read: {what}")
+    assert not (tmp_path / "never.db").exists()
+
+
+def test_a_readable_query_image_passes_the_check(tmp_path: Path, cli: Callable[..., Result]) -> None:
+    make_image(1).save(tmp_path / "ok.jpg")
+    result = cli("search", "--image", str(tmp_path / "ok.jpg"))
+    # Past the checks, the search opens the (missing) collection: it says so, still without a model.
+    assert result.exit_code == 4 and "lookalike index" in result.output, result.output
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        ("", ("empty.csv is empty",)),
+        ("image,item_id,name\n", ("empty.csv has no rows: nothing to index",)),
+        ("image,image\na.jpg,b.jpg\n", ("has 2 columns named 'image'",)),
+        ("item_id\nA\n", ("has no 'image' column",)),
+    ],
+)
+def test_an_empty_or_ambiguous_catalog_is_refused_before_a_model_loads(
+    tmp_path: Path, cli: Callable[..., Result], content: str, words: tuple[str, ...]
+) -> None:
+    (tmp_path / "empty.csv").write_text(content, encoding="utf-8")
+    refused(cli("index", str(tmp_path / "empty.csv")), *words)
+    assert not (tmp_path / "never.db").exists()
