@@ -229,7 +229,8 @@ def test_image_url_on_loopback_is_refused_unless_allowed(tmp_path: Path, served:
 def test_non_public_addresses_are_refused(host: str) -> None:
     from lookalike.errors import ImageError
 
-    with pytest.raises(ImageError, match="non-public"):
+    # link-local and metadata addresses have their own, sharper refusal
+    with pytest.raises(ImageError, match="non-public|link-local"):
         fetch_module.check_public_host(host, 80)
 
 
