@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.seeds import describe as describe_seed  # reads LOOKALIKE_TEST_SEED before it is cleared below
+
 # No test may reach a model hub: fail fast instead of retrying the network.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
@@ -17,6 +19,17 @@ for key in list(os.environ):
 os.environ["LOOKALIKE_CACHE_DIR"] = tempfile.mkdtemp(prefix="lookalike-test-cache-")
 # Workflow databases of server collections (per user) go to a temporary folder too.
 os.environ["LOOKALIKE_DATA_DIR"] = tempfile.mkdtemp(prefix="lookalike-test-data-")
+
+
+def pytest_report_header() -> list[str]:
+    line = describe_seed()
+    return [line] if line else []
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    line = describe_seed()  # again at the end, beside any failure it replays
+    if line:
+        terminalreporter.write_sep("-", line)
 
 
 @pytest.fixture(scope="session")

@@ -13,14 +13,24 @@ from typing import Any
 
 @contextmanager
 def serving(app: Any) -> Iterator[str]:
-    """The app's base URL while it is served; stopped afterwards."""
+    """The app's base URL while it is served, the way `lookalike serve` serves it (read timeouts
+    from the app's settings included); stopped afterwards."""
     import uvicorn
+
+    from lookalike.api.server import uvicorn_options
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            lifespan="on",
+            **uvicorn_options(app.state.context.settings),
+        )
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -99,10 +99,17 @@ class Settings(BaseSettings):
     job_time_limit_s: float = Field(default=3600.0, gt=0)
     jobs_keep: int = Field(default=100, ge=1)
     jobs_keep_s: float = Field(default=86400.0, gt=0)
+    # Connections to `lookalike serve`, as a reverse proxy would time them: a request's headers
+    # must be complete this long after the connection (or the next request's first byte), a body
+    # may pause this long between two reads, and a kept-alive connection may idle this long.
+    header_timeout_s: float = Field(default=60.0, gt=0)
+    body_timeout_s: float = Field(default=60.0, gt=0)
+    keep_alive_timeout_s: float = Field(default=5.0, gt=0)
     # Downloads the API runs at once for image_url searches (apart from the searches themselves).
     fetch_concurrency: int = Field(default=8, ge=1, le=256)
     # The API encodes concurrent queries together: up to this many inputs a batch (1: one at a time),
-    # waiting at most this long after the first for others to join it.
+    # waiting at most this long after the first for others to join it, and only while other callers
+    # are on their way (a lone query never waits).
     serve_batch: int = Field(default=16, ge=1, le=1024)
     serve_batch_wait_ms: float = Field(default=3.0, ge=0, le=1000)
     # Threads of the text tower on a CPU (ONNX Runtime, OpenVINO); 0: two for a single query (the

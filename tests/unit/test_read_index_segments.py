@@ -3,7 +3,8 @@
 Thresholds are lowered so that a few hundred rows exercise every path (a flat tail, a graph
 built from it, a copy of the graph grown by the next tail, a rebuild once a quarter is dead,
 saved and memory-mapped segments grown again) and searched with a breadth past the row count,
-so that the graph's answer is the exact one.
+so that the graph's answer is the exact one. The stateful test is derandomized unless
+LOOKALIKE_TEST_SEED gives a seed or asks for a random one (tests/seeds.py).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from lookalike.store.models import IndexType
 from lookalike.store.partitions import partition_for
 from lookalike.store.readindex import ReadIndex
 from lookalike.store.vectorfile import VectorFile
+from tests.seeds import seeded
 from tests.store_model import DIM, Model, make_item, vector
 
 SEAL, GRAPH_FROM = 40, 16
@@ -201,7 +203,7 @@ class ShardMachine(RuleBasedStateMachine):
 @pytest.mark.parametrize("run", [0])
 def test_shards_answer_what_the_model_holds(tmp_path: Path, run: int) -> None:
     ShardMachine._tmp = str(tmp_path)  # type: ignore[attr-defined]
-    case = ShardMachine.TestCase
+    case = seeded(ShardMachine).TestCase
     case.settings = settings(
         max_examples=40,
         stateful_step_count=30,

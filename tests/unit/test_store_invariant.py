@@ -4,37 +4,39 @@ Random sequences of inserts, upserts (moving items between months and sources), 
 partition drops, clean reopenings, crashes (the store abandoned without saving), writes that
 fail half-way, and writes by another pymilvus client are run against the Lite store and a
 plain-Python model. After every step, Milvus itself, and every read of the store (count with
-and without filters, get, iteration, search with random filters) must equal the model.
+and without filters, get, iteration, search with random filters) must equal the model. The
+rules and checks shared with the server's run (tests/server/test_store_invariant_server.py) are
+in tests/store_machine.py; the crashes, half-way failures and foreign writes are Lite's own.
 
-STORE_EXAMPLES raises the number of examples (CI runs a bounded, seeded set).
+STORE_EXAMPLES raises the number of examples (CI runs a bounded, derandomized set);
+LOOKALIKE_TEST_SEED=random explores new sequences and prints the seed, LOOKALIKE_TEST_SEED=<n>
+replays them (tests/seeds.py).
 """
 
 from __future__ import annotations
 
-import itertools
 import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import precondition, rule
 
 from lookalike.errors import StoreError
 from lookalike.store import LiteStore, readindex, segments
 from lookalike.store.partitions import partition_for
-from tests.store_model import DIM, JAN_2024, SOURCES, Model, foreign_row, make_item, milvus_rows, same, vector
+from tests.seeds import seeded
+from tests.store_machine import StoreMachine, months, specs
+from tests.store_model import foreign_row, make_item, milvus_rows, vector
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 EXAMPLES = int(os.environ.get("STORE_EXAMPLES", "12"))
 ROOT = Path(tempfile.mkdtemp(prefix="lookalike-invariant-"))
 DB = ROOT / "invariant.db"  # one Milvus Lite server for the whole run; a collection per example
-NAMES = itertools.count()
-DAY = 86_400
 
 
 @pytest.fixture(autouse=True)
@@ -45,65 +47,12 @@ def _graphs_from_a_few_rows(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(segments, "GRAPH_FROM", 3)
 
 
-ids = st.integers(min_value=1, max_value=40)
-months = st.integers(min_value=0, max_value=3)
-specs = st.lists(
-    st.tuples(ids, months, st.integers(0, len(SOURCES) - 1)),
-    min_size=1,
-    max_size=12,
-    unique_by=lambda t: t[0],
-)
-windows = st.fixed_dictionaries(
-    {},
-    optional={
-        "sources": st.lists(st.sampled_from([*SOURCES, "nobody"]), max_size=2),
-        "since": st.integers(0, 120).map(lambda d: JAN_2024 + d * DAY),
-        "until": st.integers(0, 130).map(lambda d: JAN_2024 + d * DAY),
-    },
-)
+class LiteStoreMachine(StoreMachine):
+    def open(self) -> LiteStore:
+        return LiteStore(str(DB), self.name)
 
-
-class LiteStoreMachine(RuleBasedStateMachine):
-    def __init__(self) -> None:
-        super().__init__()
-        self.name = f"c{next(NAMES)}"
-        self.store = LiteStore(str(DB), self.name)
-        self.store.create(DIM, index="HNSW")
-        self.model = Model()
-        self.version = 0
-
-    def _items(self, spec: list[tuple[int, int, int]]) -> list[Any]:
-        self.version += 1
-        return [make_item(i, month=m, source=s, version=self.version) for i, m, s in spec]
-
-    def _reopen(self) -> None:
-        self.store = LiteStore(str(DB), self.name)
-
-    @rule(spec=specs)
-    def insert(self, spec: list[tuple[int, int, int]]) -> None:
-        items = self._items(spec)
-        self.store.insert(items)
-        self.model.upsert(items)
-
-    @rule(data=st.data())
-    @precondition(lambda self: self.model.rows)
-    def delete(self, data: st.DataObject) -> None:
-        chosen = data.draw(st.lists(st.sampled_from(sorted(self.model.rows)), min_size=1, max_size=5))
-        absent = data.draw(st.lists(st.integers(100, 110), max_size=2))
-        assert self.store.delete([*chosen, *absent]) == len(set(chosen))
-        self.model.delete(chosen)
-
-    @rule(month=months)
-    def drop_partition(self, month: int) -> None:
-        name = partition_for(JAN_2024 + month * 31 * DAY + 1)
-        if name in self.store.partitions():
-            self.store.drop_partitions([name])
-        self.model.drop(name)
-
-    @rule()
-    def reopen(self) -> None:
-        self.store.close()
-        self._reopen()
+    def milvus_ids(self) -> set[int]:
+        return set(milvus_rows(DB, self.name))
 
     @rule(spec=specs)
     def crash_after_a_write(self, spec: list[tuple[int, int, int]]) -> None:
@@ -111,7 +60,7 @@ class LiteStoreMachine(RuleBasedStateMachine):
         items = self._items(spec)
         self.store.insert(items)
         self.model.upsert(items)
-        self._reopen()  # the old store is abandoned: nothing of it is saved
+        self.store = self.open()  # the old store is abandoned: nothing of it is saved
 
     @rule(spec=specs)
     def write_fails_half_way(self, spec: list[tuple[int, int, int]]) -> None:
@@ -165,50 +114,6 @@ class LiteStoreMachine(RuleBasedStateMachine):
         self.model.delete([victim.id])
         self.model.upsert([newcomer])
 
-    # -- after every step --------------------------------------------------------------------------
-
-    @invariant()
-    def a_milvus_holds_the_model(self) -> None:
-        assert set(milvus_rows(DB, self.name)) == set(self.model.rows)
-
-    @invariant()
-    def counts_gets_and_iteration_equal_the_model(self) -> None:
-        store, model = self.store, self.model
-        seen = [item.id for batch in store.iter_items(batch_size=7) for item in batch]
-        assert sorted(seen) == sorted(model.rows)
-        assert store.count() == len(model.rows)
-        assert store.count(sources=[SOURCES[0]]) == len(model.window([SOURCES[0]], None, None))
-        got = store.get([*model.rows, 999], with_vector=True)
-        assert len(got) == len(model.rows)
-        assert all(same(item, model.rows[item.id]) for item in got)
-        seen = [item for batch in store.iter_items(batch_size=7) for item in batch]
-        assert sorted(item.id for item in seen) == sorted(model.rows)
-        assert store.existing_ids([*model.rows, 999]) == set(model.rows)
-
-    @invariant()
-    def searches_equal_the_model(self) -> None:
-        query = vector(7)
-        for window in (
-            {},
-            {"sources": [SOURCES[2]]},
-            {"since": JAN_2024 + 31 * DAY, "until": JAN_2024 + 70 * DAY},
-        ):
-            hits = self.store.search(query[None], k=5, **window)[0]
-            assert [hit.item.id for hit in hits] == self.model.top(query, 5, **window)
-
-    @rule(window=windows, k=st.integers(1, 12))
-    def search_any_window(self, window: dict[str, Any], k: int) -> None:
-        query = vector(k)
-        hits = self.store.search(query[None], k=k, **window)[0]
-        assert [hit.item.id for hit in hits] == self.model.top(query, k, **window)
-        for hit in hits:
-            assert same(hit.item, self.model.rows[hit.item.id])
-            assert abs(hit.score - float(np.dot(self.model.rows[hit.item.id].vector, query))) < 1e-5
-
-    def teardown(self) -> None:
-        self.store.drop()
-        self.store.close()
-
 
 LiteStoreMachine.TestCase.settings = settings(
     max_examples=EXAMPLES,
@@ -218,4 +123,4 @@ LiteStoreMachine.TestCase.settings = settings(
     phases=[Phase.explicit, Phase.reuse, Phase.generate],
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
-test_lite_store_answers_what_milvus_holds = LiteStoreMachine.TestCase
+test_lite_store_answers_what_milvus_holds = seeded(LiteStoreMachine).TestCase

@@ -1,4 +1,7 @@
-"""The workflow database against a plain-Python model: flags, reviews, reopening, hashes (Hypothesis)."""
+"""The workflow database against a plain-Python model: flags, reviews, reopening, hashes (Hypothesis).
+
+Derandomized unless LOOKALIKE_TEST_SEED gives a seed or asks for a random one (tests/seeds.py).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from lookalike.workflow import FlagStatus, NewFlag, Workflow
+from tests.seeds import seeded
 
 ITEMS = st.integers(min_value=1, max_value=12)
 LABELS = st.sampled_from(["gun", "drug", "logo"])
@@ -93,8 +97,10 @@ class WorkflowModel(RuleBasedStateMachine):
         self.db.close()
 
 
-WorkflowModel.TestCase.settings = settings(max_examples=25, stateful_step_count=20, deadline=None)
-test_workflow_matches_its_model = WorkflowModel.TestCase
+WorkflowModel.TestCase.settings = settings(
+    max_examples=25, stateful_step_count=20, deadline=None, derandomize=True
+)
+test_workflow_matches_its_model = seeded(WorkflowModel).TestCase
 
 
 def test_an_old_workflow_database_opens_and_gains_missing_tables(tmp_path: Path) -> None:

@@ -1,0 +1,113 @@
+"""How uvicorn serves the app: its httptools protocol with the read timeouts of a reverse proxy.
+
+uvicorn closes a kept-alive connection that stays idle between requests (``timeout_keep_alive``),
+but waits for ever on a connection that sends nothing, drips its headers a byte at a time
+(slowloris) or stops in the middle of a body: a few thousand such clients hold a server's sockets
+and tasks. ``TimedHttpTools`` adds the two timeouts nginx has:
+
+- headers: a request's headers must be complete within ``header_timeout_s`` of the connection
+  (or of the first byte of the next request on a kept-alive connection); otherwise the client is
+  answered 408 (or, if it sent nothing at all, simply closed);
+- body: a body in progress may pause at most ``body_timeout_s`` between two reads; otherwise the
+  connection is closed and the app sees the client disconnect (logged as one 499 line).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+log = logging.getLogger(__name__)
+_TIMEOUT_408 = (
+    b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
+    b"content-length: 15\r\nconnection: close\r\n\r\nRequest Timeout"
+)
+
+
+class TimedHttpTools(HttpToolsProtocol):
+    """uvicorn's httptools protocol with header and body read timeouts (the class attributes)."""
+
+    header_timeout_s = 60.0
+    body_timeout_s = 60.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._read_timer: asyncio.TimerHandle | None = None
+        self._begun = False  # a byte of the request now awaited has come
+
+    def _arm(self, seconds: float, handler: Any) -> None:
+        self._disarm()
+        self._read_timer = self.loop.call_later(seconds, handler)
+
+    def _disarm(self) -> None:
+        if self._read_timer is not None:
+            self._read_timer.cancel()
+            self._read_timer = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm(self.header_timeout_s, self._headers_too_slow)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._begun = True
+        if self._read_timer is None:  # the next request on a kept-alive connection
+            self._arm(self.header_timeout_s, self._headers_too_slow)
+
+    def on_headers_complete(self) -> None:
+        self._arm(self.body_timeout_s, self._body_too_slow)  # cancelled at once when there is no body
+        super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        self._arm(self.body_timeout_s, self._body_too_slow)
+        super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        self._disarm()
+        self._begun = False
+        super().on_message_complete()
+
+    def _peer(self) -> str:
+        return "{}:{}".format(*self.client) if self.client else "a client"
+
+    def _headers_too_slow(self) -> None:
+        self._read_timer = None
+        if self.transport.is_closing():
+            return
+        client = self._peer()
+        if self._begun:
+            log.info(
+                "%s sent no complete request headers in %g s: 408, closed", client, self.header_timeout_s
+            )
+            self.transport.write(_TIMEOUT_408)
+        else:
+            log.info("%s sent nothing in %g s: closed", client, self.header_timeout_s)
+        self.transport.close()
+
+    def _body_too_slow(self) -> None:
+        self._read_timer = None
+        if self.transport.is_closing():
+            return
+        if self.flow.read_paused:  # the server stopped reading (its buffer is full), not the client
+            self._arm(self.body_timeout_s, self._body_too_slow)
+            return
+        client = self._peer()
+        log.info("%s sent no more of its request body in %g s: closed", client, self.body_timeout_s)
+        self.transport.close()
+
+
+def uvicorn_options(settings: Any) -> dict[str, Any]:
+    """uvicorn.Config's keyword arguments for the timeouts in ``settings`` (LOOKALIKE_*_TIMEOUT_S)."""
+    protocol = type(
+        "TimedHttpTools",
+        (TimedHttpTools,),
+        {"header_timeout_s": settings.header_timeout_s, "body_timeout_s": settings.body_timeout_s},
+    )
+    return {"http": protocol, "timeout_keep_alive": settings.keep_alive_timeout_s}
