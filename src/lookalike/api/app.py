@@ -45,7 +45,7 @@ from lookalike.ingest import FetchPolicy
 from lookalike.usecases.context import Context
 
 log = logging.getLogger(__name__)
-OPEN_PATHS = ("/health", "/", "/static/", "/favicon.ico")
+OPEN_PATHS = ("/health", "/", "/static/", "/favicon.ico", "/review")  # pages ask for the key; data needs it
 DOCS_ASSETS = "/static/docs"  # under /static/, so open like the page
 CLIENT_GONE = 499  # nginx's status for a client that closed the connection before the answer
 

@@ -46,6 +46,7 @@ def serve(
     import uvicorn
 
     from lookalike.api import create_app
+    from lookalike.api.server import uvicorn_options
     from lookalike.store.readindex import use_one_blas_thread
 
     with session(verbose, db, collection, model, pretrained, runtime=runtime) as ctx:
@@ -56,4 +57,10 @@ def serve(
         server_logging(verbose)
         application = create_app(ctx)
         err.print(f"lookalike serving {ctx.settings.db} on http://{host}:{port} (API docs at /docs)")
-        uvicorn.run(application, host=host, port=port, log_level="info" if verbose else "warning")
+        uvicorn.run(
+            application,
+            host=host,
+            port=port,
+            log_level="info" if verbose else "warning",
+            **uvicorn_options(ctx.settings),  # header, body and keep-alive timeouts
+        )
