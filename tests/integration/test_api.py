@@ -152,17 +152,23 @@ def test_items_and_their_images_are_served_only_by_stored_id(client: tuple[TestC
     assert api.get("/static/../../../etc/passwd").status_code == 404
 
 
-def test_api_key_guards_every_route_but_health_and_the_page(tmp_path: Path) -> None:
+def test_api_key_guards_every_route_but_health_and_the_pages(tmp_path: Path) -> None:
     service, _ = build(tmp_path, api_key="s3cret")
     with TestClient(create_app(service)) as api:
         assert api.get("/health").status_code == 200
         assert api.get("/").status_code == 200
+        assert api.get("/review").status_code == 200  # a page; it asks for the key like the search page
         assert api.get("/static/app.js").status_code == 200
         for method, path in (
             ("GET", "/stats"),
             ("GET", "/metrics"),
             ("POST", "/search"),
             ("GET", "/openapi.json"),
+            ("GET", "/flags"),
+            ("GET", "/policies"),
+            ("GET", "/audit"),
+            ("GET", "/review/"),
+            ("POST", "/flags/1/review"),
         ):
             assert api.request(method, path).status_code == 401
             assert api.request(method, path, headers={"X-API-Key": "wrong"}).status_code == 401

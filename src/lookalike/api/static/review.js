@@ -26,6 +26,18 @@ async function call(url, options = {}) {
   return response;
 }
 
+async function picture(img, url) {
+  // An <img> sends no X-API-Key: with a key, the picture is fetched with it and shown from a blob.
+  if (!apiKey) {
+    img.src = url;
+    return;
+  }
+  const response = await call(url);
+  if (!response.ok) return;
+  if (img.src.startsWith("blob:")) URL.revokeObjectURL(img.src);
+  img.src = URL.createObjectURL(await response.blob());
+}
+
 function setStatus(text, isError = false) {
   $("status").textContent = text;
   $("status").className = isError ? "error" : "";
@@ -87,7 +99,7 @@ function card(flag, index) {
     const img = document.createElement("img");
     img.loading = "lazy";
     img.alt = flag.item_id || "";
-    img.src = `/items/${flag.item}/image?size=256`;
+    picture(img, `/items/${flag.item}/image?size=256`);
     thumb.append(img);
   } else {
     thumb.textContent = "taken down";
@@ -130,7 +142,7 @@ function render() {
 function enlarge() {
   const flag = flags[selected];
   if (!flag || !flag.stored) return;
-  $("large").src = `/items/${flag.item}/image`;
+  picture($("large"), `/items/${flag.item}/image`);
   $("viewer-meta").textContent = `#${flag.id} ${flag.policy} · ${flag.label} · ${flag.score.toFixed(3)} · ${flag.uri || ""}`;
   $("viewer").hidden = false;
 }
