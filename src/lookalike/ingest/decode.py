@@ -1,8 +1,9 @@
 """Bytes → an RGB PIL image, or an ImageError that says why not.
 
 Pure functions: EXIF orientation applied; CMYK, 16-bit, palette, alpha and animated
-images become 8-bit RGB (first frame); decompression bombs (too many pixels) and pictures too
-elongated for a model's resize (``shape_problem``) are refused from the header, before decoding.
+images become 8-bit RGB (first frame); decompression bombs (too many pixels declared, or too many
+to decode whole: ``MAX_DECODED_PIXELS``) and pictures too elongated for a model's resize
+(``shape_problem``) are refused from the header, before decoding.
 """
 
 from __future__ import annotations
@@ -19,6 +20,16 @@ from lookalike.errors import ImageError
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
 HEIC_EXTENSIONS = frozenset({".heic", ".heif"})
+
+MAX_DECODED_PIXELS = 50_000_000
+"""The most pixels decode_image decodes whole (about 200 MB as PIL holds RGB, and a second).
+
+A header may declare up to ``max_pixels`` (100 Mpx by default): a JPEG that large is decoded at a
+reduced scale (``draft``) by callers that need only a model's input or a thumbnail. A PNG, WebP,
+GIF or TIFF cannot be decoded at a reduced scale, and a flat 10,000 x 10,000 PNG of 300 KB cost
+760 MB and seconds to decode whole: such a file over this budget is refused as a bomb, from its
+header, as is a JPEG that its caller needs whole.
+"""
 
 # decode_image checks the pixel count itself, before decoding; PIL's warning is noise here.
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
@@ -97,7 +108,14 @@ def decode_image(data: bytes, *, max_pixels: int = 100_000_000, draft: int | Non
         if getattr(image, "is_animated", False):
             image.seek(0)
         if draft and image.format == "JPEG":
-            image.draft("RGB", (draft, draft))
+            image.draft("RGB", (draft, draft))  # the size it will decode at is known at once
+        decoded = image.size[0] * image.size[1]
+        if decoded > min(max_pixels, MAX_DECODED_PIXELS):
+            raise ImageError(
+                f"decompression bomb: a {image.format or 'picture'} of {width}x{height} pixels would be "
+                f"decoded whole ({decoded / 1e6:.0f} Mpx), over the {MAX_DECODED_PIXELS // 1_000_000} Mpx "
+                "lookalike decodes at once"
+            )
         image.load()
         loaded = image.size
         image = ImageOps.exif_transpose(image) or image
@@ -132,7 +150,7 @@ def shrink(data: bytes, size: int, *, max_pixels: int = 100_000_000) -> Image.Im
     Raises:
         ImageError: as decode_image.
     """
-    image = decode_image(data, max_pixels=max_pixels).image
+    image = decode_image(data, max_pixels=max_pixels, draft=size).image  # a JPEG decodes at 1/2..1/8
     image.thumbnail((size, size))
     return image
 

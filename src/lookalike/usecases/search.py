@@ -130,7 +130,9 @@ def query_vector(ctx: Context, query: Query) -> tuple[np.ndarray, list[int], Box
     if data is None:
         assert query.image is not None
         data = read_image(ctx, query.image, public_only=query.public_only)
-    image = decode_image(data, max_pixels=ctx.settings.max_image_pixels).image
+    whole = query.box is not None or query.detect  # a box is in the stored picture's pixels
+    draft = None if whole else ctx.embedder.input_size  # else a large JPEG decodes at a reduced scale
+    image = decode_image(data, max_pixels=ctx.settings.max_image_pixels, draft=draft).image
     box = query.box
     if box is None and query.detect:
         found_box = largest(ctx.detector.detect(image))
