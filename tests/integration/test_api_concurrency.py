@@ -108,12 +108,12 @@ def _job(client: httpx.Client, job_id: str, seconds: float = 30) -> dict[str, An
     raise AssertionError(f"job {job_id} still {job['status']} after {seconds} s")
 
 
-def test_searches_never_fail_or_leave_their_filter_while_the_api_indexes_deletes_drops_and_erases(
+def test_searches_never_fail_or_leave_their_filter_while_the_api_indexes_deletes_drops_erases_and_compacts(
     tmp_path: Path, tiny_model: tuple[Path, Path]
 ) -> None:
     began = time.monotonic()
     products = _seed(_context(tmp_path, tiny_model), tmp_path)
-    deleted, erased = products[0], products[1]
+    deleted, erased, hidden = products[0], products[1], products[2]
     ctx = _context(tmp_path, tiny_model)  # the server's: nothing opened yet when the clients start
     key = (str((tmp_path / "busy.db").resolve()), "images")
     answers: list[Answer] = []
@@ -147,6 +147,11 @@ def test_searches_never_fail_or_leave_their_filter_while_the_api_indexes_deletes
             purged = writer.delete(f"/items/{erased}", params={"purge": "true"})
             assert purged.status_code == 200, purged.text
             events["erased"] = time.monotonic()
+            time.sleep(0.3)
+            assert writer.delete(f"/items/{hidden}").status_code == 200  # deleted, its bytes left for:
+            compacted = writer.post("/compact")
+            assert compacted.status_code == 200, compacted.text
+            assert compacted.json()["partitions_rewritten"] >= 1  # the deleted item's month
             time.sleep(0.5)  # searches after the last write
         finally:
             stop.set()
@@ -171,7 +176,7 @@ def test_searches_never_fail_or_leave_their_filter_while_the_api_indexes_deletes
             assert all(hit["source"] != "archive" for hit in answer.hits)
     after = [a for a in answers if a.started > events["indexed"] and a.sources == ["new"]]
     assert after and all(len(a.hits) == 10 for a in after)  # the job's items are searchable at once
-    assert final["rows"] == 12 - 2 + 10
+    assert final["rows"] == 12 - 3 + 10
     # The server's close was the last hold: the database is free for another process.
     assert holders(key) == 0 and lock_holder(tmp_path / "busy.db") is None
     print(f"{len(answers)} searches by {CLIENTS} clients, 0 failed, 1 index job done, {took:.1f} s in all")

@@ -248,6 +248,16 @@ async def delete_item(
     return {"deleted": deleted, "id": int(item_id), "purged": purge}
 
 
+@router.post("/compact", tags=["items"])
+async def compact(request: Request) -> dict[str, Any]:
+    """Rewrite storage so that deleted items' bytes leave every file (`lookalike compact`).
+
+    Searches go on while it runs; it returns how many monthly partitions were rewritten.
+    """
+    rewritten = await blocking(items.compact, context_of(request))
+    return {"partitions_rewritten": rewritten}
+
+
 @router.get(
     "/items/{item_id}/image",
     tags=["items"],
