@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -105,7 +106,29 @@ def test_calibrate_and_pdq_duplicates_from_the_command_line(tmp_path: Path, env:
     assert ran.returncode == 0, ran.stderr
     (result,) = json.loads(ran.stdout)
     assert (result["label"], result["positives"], result["negatives"]) == ("first", 2, 4)
+    # A random tiny model ranks the pictures anyhow: at 0.95 a threshold may or may not exist.
     assert result["threshold"] is None or result["precision"] >= 0.95
+    # At 0.3 one always does (keeping all six is 2/6 precise), and the sweep keeps the most recall:
+    # every positive, at the precision of the cut, written into the label file.
+    ran = lookalike(
+        env,
+        "calibrate",
+        "--labels",
+        str(labels),
+        "--examples",
+        str(tmp_path / "examples.csv"),
+        "--precision",
+        "0.3",
+        "--write",
+        "--json",
+    )
+    assert ran.returncode == 0, ran.stderr
+    (result,) = json.loads(ran.stdout.splitlines()[0])
+    assert result["threshold"] is not None and result["recall"] == 1.0
+    assert 1 / 3 - 1e-9 <= result["precision"] <= 1.0
+    written = tomllib.loads(labels.read_text(encoding="utf-8"))["labels"]["first"]
+    assert written["threshold"] == pytest.approx(result["threshold"], abs=1e-6)
+    assert written["prompts"] == ["a picture"]
     bad = tmp_path / "bad.csv"
     bad.write_text("image,label\nphotos/img_0000.jpg,second\n", encoding="utf-8")
     refused = lookalike(env, "calibrate", "--labels", str(labels), "--examples", str(bad))

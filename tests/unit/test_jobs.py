@@ -21,6 +21,14 @@ def finished(job: Job, seconds: float = 10) -> Job:
     return job
 
 
+def settled(job: Job, seconds: float = 10) -> None:
+    """Wait until the job's own thread has returned (a job stopped early may still be running)."""
+    for thread in threading.enumerate():
+        if thread.name == f"job-{job.id[:8]}":
+            thread.join(seconds)
+            assert not thread.is_alive(), f"job {job.id}'s work still runs after {seconds} s"
+
+
 def quick(on_start: Progress, progress: Progress) -> IngestReport:
     on_start(1)
     progress(1)
@@ -42,8 +50,8 @@ def test_a_stuck_job_is_stopped_at_its_time_limit_and_the_queue_moves_on() -> No
     assert time.monotonic() - started < 5
     assert first.status == "failed" and "time limit" in (first.error or "")
     release.set()
-    time.sleep(0.1)
-    assert first.status == "failed"  # its late result does not count
+    settled(first)  # its work has returned a report...
+    assert first.status == "failed"  # ...which does not count
 
 
 def test_a_running_job_is_cancelled_and_stops_at_its_next_step() -> None:
@@ -66,8 +74,8 @@ def test_a_running_job_is_cancelled_and_stops_at_its_next_step() -> None:
     assert job.status == "cancelled"
     assert finished(queued).status == "done"
     count = len(steps)
-    time.sleep(0.2)
-    assert len(steps) <= count + 1  # the work stopped at its next progress call
+    settled(job)  # the work returns (1000 steps would take 10 s)...
+    assert len(steps) <= count + 1  # ...at its next progress call
     assert jobs.cancel("no-such-job") is None
 
 
@@ -86,10 +94,11 @@ def test_a_queued_job_cancelled_never_runs() -> None:
 
     first = jobs.submit(blocker)
     second = jobs.submit(never)
+    third = jobs.submit(quick)
     jobs.cancel(second.id)
     gate.set()
     finished(first)
-    time.sleep(0.2)
+    finished(third)  # the queue runs in order: the cancelled job's turn has passed
     assert second.status == "cancelled" and ran == []
 
 
@@ -123,8 +132,7 @@ def test_a_failed_job_logs_its_traceback() -> None:
         raise KeyError("the missing piece")
 
     with captured_logs("lookalike.api.jobs") as records:
-        job = finished(jobs.submit(broken))
-        time.sleep(0.05)
+        job = finished(jobs.submit(broken))  # the traceback is logged before the job ends
     assert job.status == "failed" and "KeyError" in (job.error or "")
     (record,) = [r for r in records if r.levelno == logging.ERROR]
     assert record.exc_info is not None and "the missing piece" in str(record.exc_info[1])
