@@ -10,6 +10,8 @@ from typing import Any
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from lookalike.backend import Backend
+
 DEFAULT_MODEL = "ViT-B-32"
 DEFAULT_PRETRAINED = "laion2b_s34b_b79k"
 
@@ -61,7 +63,9 @@ class Settings(BaseSettings):
 
     def store_timeout_s(self, uri: str) -> float:
         """The limit for a database: a server's timeout, or Milvus Lite's readiness limit."""
-        return self.timeout_s if "://" in uri else max(self.timeout_s, self.lite_timeout_s)
+        if Backend.of(uri) is Backend.SERVER:
+            return self.timeout_s
+        return max(self.timeout_s, self.lite_timeout_s)
 
     def tls(self) -> dict[str, str]:
         """pymilvus' TLS arguments for the options that are set."""
@@ -140,11 +144,15 @@ class Settings(BaseSettings):
         """The folders POST /index may read."""
         return [os.path.expanduser(root) for root in self.index_roots.split(os.pathsep) if root.strip()]
 
+    @property
+    def backend(self) -> Backend:
+        return Backend.of(self.db)
+
     def workflow_path(self) -> str:
         """The SQLite file of the collection's policies, flags, reviews and perceptual hashes."""
         if self.workflow_db:
             return self.workflow_db
-        if "://" in self.db:  # a server: per user, one file per server and collection
+        if self.backend is Backend.SERVER:  # per user, one file per server and collection
             server = re.sub(r"[^A-Za-z0-9.-]+", "_", self.db.split("://", 1)[1]).strip("_")
             return os.path.join(self.data_dir, "workflow", f"{server}-{self.collection}.sqlite")
         return f"{self.db}.{self.collection}.workflow.sqlite"
@@ -153,7 +161,7 @@ class Settings(BaseSettings):
         """The folder for images uploaded through the API."""
         if self.upload_dir:
             return self.upload_dir
-        return f"{self.db}.uploads" if "://" not in self.db else "./lookalike-uploads"
+        return f"{self.db}.uploads" if self.backend is Backend.LITE else "./lookalike-uploads"
 
 
 def _networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:

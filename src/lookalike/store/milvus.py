@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from lookalike.backend import Backend
 from lookalike.errors import ConfigError, StoreError
 from lookalike.store.models import IndexType
 
@@ -29,7 +30,7 @@ DEFAULT_BUILD_PARAMS: dict[IndexType, dict[str, Any]] = {
 
 
 def is_server_uri(uri: str) -> bool:
-    return "://" in uri
+    return Backend.of(uri) is Backend.SERVER
 
 
 @contextmanager

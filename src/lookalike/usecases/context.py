@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING
 
+from lookalike.backend import Backend
 from lookalike.config import Settings
 
 if TYPE_CHECKING:
@@ -86,7 +87,7 @@ class Context:
             from lookalike.workflow import Workflow
 
             path = self.settings.workflow_path()
-            if "://" in self.settings.db and not self.settings.workflow_db:
+            if self.settings.backend is Backend.SERVER and not self.settings.workflow_db:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)  # the per-user data folder
             self._workflow = Workflow(path)
         return self._workflow

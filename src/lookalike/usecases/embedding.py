@@ -11,6 +11,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from lookalike.backend import Backend
 from lookalike.config import Settings
 from lookalike.errors import CollectionNotFoundError, ConfigError, ModelMismatchError
 from lookalike.usecases.context import Context
@@ -76,7 +77,7 @@ def of_settings(settings: Settings, label: str = "") -> Embedding:
 def _record_text(ctx: Context) -> str | None:
     """The collection's model property; None where there is no collection (no database is created)."""
     db = ctx.settings.db
-    if "://" not in db and not Path(db).expanduser().exists():
+    if Backend.of(db) is Backend.LITE and not Path(db).expanduser().exists():
         return None
     try:
         ctx.store.require()  # no round trip once the collection is known in this process
