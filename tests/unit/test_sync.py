@@ -190,3 +190,35 @@ def test_a_year_9999_partition_can_be_listed_and_dropped_from_the_cli(cli: CliRu
     dropped = cli.invoke(app, ["partitions", "drop", "--name", "m9999_12", "--yes"])
     assert dropped.exit_code == 0 and "dropped 1 partitions, 1 items" in dropped.output
     assert "m9999_12" not in cli.invoke(app, ["partitions", "list"]).output
+
+
+def test_sync_keeps_what_lies_under_a_subfolder_it_could_not_list(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    photos = tmp_path / "photos"
+    write_images(photos, 2)
+    inner = write_images(photos / "season" / "spring", 3)
+    service = make_service(tmp_path)
+    ingesting.index(service, str(photos), source="shop", sync=True)
+    assert service.store.count() == 5
+    (photos / "b-gone.jpg").write_bytes(b"")  # noise: a bad file beside
+    inner_folder = str((photos / "season").resolve())
+    real_scandir = os.scandir
+
+    def denied(path: Any = ".") -> Any:  # the subfolder's permissions changed (we run as root here)
+        if os.fspath(path) in (inner_folder, str(photos / "season")):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", denied)
+    report = ingesting.index(service, str(photos), source="shop", sync=True)
+    monkeypatch.undo()
+    assert report.deleted == 0 and report.kept == 3, report
+    assert any("cannot read folder" in s.reason for s in report.skipped)
+    assert sorted(_by_uri(service)) == sorted(
+        str(p.resolve()) for p in [*sorted(photos.glob("img_*.jpg")), *inner]
+    )
+    # Once it reads again, a picture really gone from it is swept as before.
+    inner[0].unlink()
+    again = ingesting.index(service, str(photos), source="shop", sync=True)
+    assert again.deleted == 1 and service.store.count() == 4

@@ -49,6 +49,8 @@ class Skipped:
     # (source, key) of a listed catalog row that could not become a Record: index --sync keeps
     # the stored item of that key (its row is still listed, only unreadable this time).
     key: tuple[str, str] | None = None
+    # A folder that could not be listed: index --sync keeps every stored item under it.
+    folder: bool = False
 
 
 # A number is read by its size: 8 digits are a date (YYYYMMDD), 9-10 digits unix seconds, 12-13
@@ -194,7 +196,11 @@ def _walk_images(root: Path) -> Iterator[Path | Skipped]:
 
     def unreadable(exc: OSError) -> None:
         problems.append(
-            Skipped(printable_path(exc.filename or root), f"cannot read folder: {exc.strerror or exc}")
+            Skipped(
+                printable_path(exc.filename or root),
+                f"cannot read folder: {exc.strerror or exc}",
+                folder=True,
+            )
         )
 
     for folder, dirs, files in os.walk(root, onerror=unreadable):
@@ -206,7 +212,9 @@ def _walk_images(root: Path) -> Iterator[Path | Skipped]:
             try:
                 linked = (here / name).is_symlink()
             except OSError as exc:  # a path over PATH_MAX
-                yield Skipped(printable_path(here / name), f"cannot read folder: {exc.strerror or exc}")
+                yield Skipped(
+                    printable_path(here / name), f"cannot read folder: {exc.strerror or exc}", folder=True
+                )
                 continue
             if linked:
                 yield Skipped(printable_path(here / name), "a symbolic link to a folder: not followed")

@@ -6,9 +6,10 @@ A listed item whose image is unchanged but whose name or date changed is *update
 with its stored vector (no re-embedding).
 
 Nothing is lost on bad input: an item whose record was listed but could not be read this
-time (a missing file, a failed download, a picture that does not decode, a bad date) is
-*kept*. It is matched by the record's key, not only its uri: a catalog row whose image moved
-to a URL that fails this time still names its item id, and the item stays. A listing that
+time (a missing file, a failed download, a picture that does not decode, a bad date), or that
+lies under a subfolder that could not be listed (permissions, an I/O error), is *kept*. It is
+matched by the record's key, not only its uri: a catalog row whose image moved to a URL that
+fails this time still names its item id, and the item stays. A listing that
 lists nothing sweeps nothing.
 
 The counts add up. Per key (the uri in a folder, the item id in a catalog), each new picture
@@ -76,6 +77,7 @@ class Marks:
     keys: set[tuple[str, str]] = field(default_factory=set)
     unread: set[str] = field(default_factory=set)  # uris listed but not read this time
     unread_keys: set[tuple[str, str]] = field(default_factory=set)  # (source, key) of those
+    unread_folders: set[str] = field(default_factory=set)  # folders that could not be listed (a/ b/)
     pictures: set[tuple[str, str, str]] = field(default_factory=set)  # (source, uri, sha256)
     new: Counter[tuple[str, str]] = field(default_factory=Counter)  # new pictures per (source, key)
     sources: set[str] = field(default_factory=set)
@@ -97,6 +99,8 @@ class Marks:
     def not_read(self, listed: Record | Skipped) -> None:
         """A listed record (or catalog row) that could not be read this time: its stored items stay."""
         self.unread.add(listed.uri)
+        if isinstance(listed, Skipped) and listed.folder:  # nothing under it was listed: all stays
+            self.unread_folders.add(os.path.realpath(listed.uri).rstrip(os.sep) + os.sep)
         key = (listed.source, listed.key) if isinstance(listed, Record) else listed.key
         if key is not None:
             self.unread_keys.add(key)
@@ -152,7 +156,9 @@ def _with_its_picture(item: Item, marks: Marks) -> bool:
 
 def _unread(item: Item, marks: Marks) -> bool:
     keys = marks.unread_keys
-    return item.uri in marks.unread or (item.source, item.item_id) in keys or (item.source, item.uri) in keys
+    if item.uri in marks.unread or (item.source, item.item_id) in keys or (item.source, item.uri) in keys:
+        return True
+    return any(item.uri.startswith(folder) for folder in marks.unread_folders)
 
 
 def _listed_key(item: Item, marks: Marks) -> tuple[str, str] | None:
