@@ -120,6 +120,35 @@ def test_a_takedown_closes_the_items_other_flags_in_the_same_step(tmp_path: Path
     assert review.flags(ctx, status=FlagStatus.OPEN)[0] == 0
 
 
+def test_a_takedown_takes_the_picture_and_every_object_cut_from_it(tmp_path: Path) -> None:
+    from lookalike.workflow import NewFlag
+    from tests.integration.test_detect_api import build_with_crops
+
+    ctx, _ = build_with_crops(tmp_path)
+    stored = [item for batch in ctx.store.iter_items(with_vector=False) for item in batch]
+    assert len(stored) == 6 * 3  # six photos, each whole and as two detected objects
+    crop = next(i for i in stored if i.box)
+    family = sorted(i.id for i in stored if i.uri == crop.uri)
+    assert len(family) == 3 and items.picture_and_crops(ctx, crop.id) == family
+    picture = next(i.id for i in stored if i.uri == crop.uri and not i.box)
+    assert items.picture_and_crops(ctx, picture) == family
+    ctx.workflow.add_flags(
+        [NewFlag(crop.id, "prohibited", "weapon", 0.9), NewFlag(picture, "prohibited", "weapon", 0.4)]
+    )
+    on_crop, on_picture = (row.flag for row in review.flags(ctx)[1])
+    assert on_crop.item == crop.id
+
+    review.review(ctx, on_crop.id, FlagStatus.CONFIRMED, reviewer="ana", take_down=True)
+    left = [item for batch in ctx.store.iter_items(with_vector=False) for item in batch]
+    assert len(left) == 15 and not {i.id for i in left} & set(family)  # nothing of that photo stays
+    assert all(i.uri != crop.uri for i in left)
+    assert ctx.workflow.flag(on_picture.id).status is FlagStatus.CLOSED
+    assert any(
+        d.flag == on_picture.id and d.note == f"taken down with flag {on_crop.id}"
+        for d in ctx.workflow.decisions()
+    )
+
+
 # -- the command line and its audit ----------------------------------------------------------------
 
 

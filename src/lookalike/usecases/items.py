@@ -102,6 +102,26 @@ def select(
     return found
 
 
+def picture_and_crops(ctx: Context, item_id: int) -> list[int]:
+    """The ids of a stored picture and of every object detected in it, from any one of them.
+
+    A take-down must take them all: a crop's vector and uri are the picture's too. One pass over
+    the item's source without vectors (take-downs are rare); an unknown id is returned alone.
+    """
+    found = ctx.store.get([item_id])
+    if not found:
+        return [item_id]
+    item = found[0]
+    picture = item.parent_sha256 if item.box else item.sha256
+    family = {item_id}
+    for batch in ctx.store.iter_items(with_vector=False, sources=[item.source]):
+        for other in batch:
+            of = other.parent_sha256 if other.box else other.sha256  # the picture it was cut from
+            if other.uri == item.uri and of == picture:
+                family.add(other.id)
+    return sorted(family)
+
+
 def delete(
     ctx: Context, ids: Sequence[int], *, purge: bool = False, reason: str | None = "item deleted"
 ) -> int:

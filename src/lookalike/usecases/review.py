@@ -114,7 +114,11 @@ def review(
     # the audit says was taken down. The decision, the item's other open flags closed
     # ("taken down with flag N") and its hash forgotten are then one transaction; should the
     # process die before it, the next listing closes them as "item no longer stored" (settle).
-    items_usecase.delete(ctx, [flag.item], purge=True, reason=None)
+    family = items_usecase.picture_and_crops(ctx, flag.item)  # the picture and its crops, all of them
+    items_usecase.delete(ctx, family, purge=True, reason=None)
+    others = [i for i in family if i != flag.item]
+    if others:  # their open flags close with the same reason the item's own get
+        workflow.items_gone(others, f"taken down with flag {flag.id}")
     return workflow.take_down(flag.id, decision, reviewer=reviewer, note=note)
 
 
