@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -222,3 +223,37 @@ def test_sync_keeps_what_lies_under_a_subfolder_it_could_not_list(
     inner[0].unlink()
     again = ingesting.index(service, str(photos), source="shop", sync=True)
     assert again.deleted == 1 and service.store.count() == 4
+
+
+class _Overflowing(FakeEmbedder):
+    """A model that overflows (NaN) on a pure blue picture."""
+
+    def _encode_images(self, images: Any) -> Any:
+        import numpy as np
+
+        rows = super()._encode_images(images)
+        for row, image in zip(rows, images, strict=True):
+            red, green, blue = (float(c) for c in np.asarray(image.convert("RGB")).mean(axis=(0, 1)))
+            if blue > 200 and red < 50 and green < 50:
+                row[:] = np.nan
+        return rows
+
+
+def test_a_picture_the_model_gives_no_vector_for_is_skipped_never_stored_and_kept_by_sync(
+    tmp_path: Path,
+) -> None:
+    from PIL import Image
+
+    photos = tmp_path / "photos"
+    write_images(photos, 3)
+    service = make_service(tmp_path, _Overflowing())
+    first = ingesting.index(service, str(photos), source="shop", sync=True)
+    assert first.indexed == 3
+    Image.new("RGB", (64, 64), (10, 20, 240)).save(photos / "img_0001.jpg")  # replaced by a blue one
+    report = ingesting.index(service, str(photos), source="shop", sync=True)
+    assert [s.reason for s in report.skipped] == ["the model gave no usable vector (not finite): not stored"]
+    assert report.indexed == 0 and report.deleted == 0 and report.kept == 1
+    stored = [i for batch in service.store.iter_items(with_vector=True) for i in batch]
+    assert len(stored) == 3 and all(
+        np.isfinite(i.vector).all() and abs(np.linalg.norm(i.vector) - 1) < 1e-3 for i in stored
+    )

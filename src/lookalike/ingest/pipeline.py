@@ -10,6 +10,8 @@ from dataclasses import dataclass, field, replace
 from itertools import islice
 from typing import Any
 
+import numpy as np
+
 from lookalike.embed import Detection, Detector, Embedder
 from lookalike.embed.detect import crop
 from lookalike.errors import ConfigError, ImageError
@@ -324,7 +326,18 @@ class Ingestor:
         if not prepared.decoded:
             return []
         vectors = self.embedder.embed_prepared([unit.inputs for unit in prepared.decoded])
-        return [self._item(unit, vector) for unit, vector in zip(prepared.decoded, vectors, strict=True)]
+        # A model that overflows (NaN, infinity: normalised to a zero row) gives no vector to store.
+        usable = np.isfinite(vectors).all(axis=1) & (np.linalg.norm(vectors, axis=1) > 0.5)
+        items = []
+        for unit, vector, ok in zip(prepared.decoded, vectors, usable, strict=True):
+            if ok:
+                items.append(self._item(unit, vector))
+            elif unit.detection is None:  # a crop without a vector is simply left out
+                prepared.skipped.append(
+                    Skipped(unit.read.record.shown, "the model gave no usable vector (not finite): not stored")
+                )
+                self.marks.not_read(unit.read.record)  # --sync keeps what it had of it
+        return items
 
     @staticmethod
     def _crop_id(read: _Read, index: int) -> int:
