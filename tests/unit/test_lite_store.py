@@ -336,3 +336,29 @@ def test_a_flush_leaves_a_month_one_graph_when_its_tail_is_a_sixteenth_of_it(
     assert [(s.is_graph, s.live) for s in shard] == [(True, 24)]
     store.close()
     assert _ids(_store(tmp_path, create=False)) == list(range(1, 25))
+
+
+def test_rows_milvus_lite_replays_twice_after_a_kill_are_one_item_each_in_the_read_index(
+    tmp_path: Path,
+) -> None:
+    """Killed during Milvus Lite's flush, its first reopen can answer each row twice (segment file
+    and write-ahead log both replayed); the next reopen answers it once. The read index rebuilt
+    from the first must hold every item once, or every hit is doubled for good."""
+    import shutil
+
+    store = _store(tmp_path)
+    store.insert(_two_months(30))
+    store.close()
+    shutil.rmtree(tmp_path / "t.db" / "lookalike-index")  # rebuilt from Milvus on the next open
+    reopened = _store(tmp_path, create=False)
+    replay = reopened._milvus_items
+
+    def doubled(**kwargs: object) -> object:
+        for offset, batch in replay(**kwargs):  # type: ignore[arg-type]
+            yield offset, batch
+            yield offset, batch
+
+    reopened._milvus_items = doubled  # type: ignore[method-assign,assignment]
+    assert _ids(reopened) == list(range(1, 31)) and reopened.count() == 30
+    hits = reopened.search(vector(3)[None], k=6)[0]
+    assert len({h.item.id for h in hits}) == 6

@@ -267,9 +267,13 @@ class LiteStore(BaseStore):
         names = list(self.partitions() if partitions is None else partitions)
         total = 0
         for name in names:
-            items: list[Item] = []
+            # One row per id: the first open of Milvus Lite after a kill during its flush can
+            # replay a row from both its segment file and its write-ahead log (the next open
+            # answers each once). A doubled row must not become a doubled hit for good.
+            rows: dict[int, Item] = {}
             for _, batch in self._milvus_items(batch_size=REBUILD_BATCH, with_vector=True, partitions=[name]):
-                items.extend(batch)
+                rows.update((item.id, item) for item in batch)
+            items = list(rows.values())
             read.replace_shard(name, items, read.snapshot.generation)
             total += len(items)
         if total or partitions is not None:
