@@ -362,3 +362,30 @@ def test_rows_milvus_lite_replays_twice_after_a_kill_are_one_item_each_in_the_re
     assert _ids(reopened) == list(range(1, 31)) and reopened.count() == 30
     hits = reopened.search(vector(3)[None], k=6)[0]
     assert len({h.item.id for h in hits}) == 6
+
+
+def test_a_purge_writes_milvus_from_milvus_never_from_a_damaged_read_index_file(tmp_path: Path) -> None:
+    """Read-index files are memory-mapped, not checksummed: junk written into one in place is not seen.
+    A purge rewrites its partition from what Milvus holds, so the damage never reaches Milvus."""
+    import shutil
+
+    store = _store(tmp_path)
+    items = [make_item(i) for i in range(1, 21)]
+    store.insert(items)
+    store.close()
+    damaged = 0
+    for path in (tmp_path / "t.db" / "lookalike-index" / "images").glob("*.npy"):
+        vectors = np.load(path, mmap_mode="r+")
+        vectors[0], vectors[1] = np.nan, 0.0
+        vectors.flush()
+        damaged += 1
+    assert damaged
+    reopened = _store(tmp_path, create=False)
+    reopened.delete([20], erase=True)
+    reopened.close()
+    shutil.rmtree(tmp_path / "t.db" / "lookalike-index")  # what Milvus holds, read again
+    fresh = _store(tmp_path, create=False)
+    stored = {item.id: item for batch in fresh.iter_items(with_vector=True) for item in batch}
+    assert sorted(stored) == list(range(1, 20))
+    for item in items[:19]:
+        np.testing.assert_allclose(stored[item.id].vector, item.vector, atol=1e-6)

@@ -23,8 +23,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from lookalike import durable
 from lookalike.durable import crash_point
 from lookalike.store.base import milvus_errors
@@ -90,8 +88,12 @@ def _rewrite(store: LiteStore, name: str) -> None:
     import pyarrow.parquet as pq
 
     read = store.read_index()
-    shard = read.snapshot.shards.get(name, ())
-    items = [item for s in shard for item in s.items(np.flatnonzero(s.alive), with_vector=True)]
+    # The rows come from Milvus, the system of record, not from the read index: a read-index file
+    # damaged in place (it is memory-mapped, not checksummed) must never be written into Milvus.
+    rows: dict[int, Item] = {}  # one per id (see LiteStore._rebuild)
+    for _, batch in store._milvus_items(batch_size=REBUILD_BATCH, with_vector=True, partitions=[name]):
+        rows.update((item.id, item) for item in batch)
+    items = list(rows.values())
     schema = arrow_schema(pa.list_(pa.float32(), store.dim()))
     table = to_arrow(items, schema) if items else schema.empty_table()
     durable.write_with(_saved(store, name), lambda path: pq.write_table(table, path), step="erase.saved")
