@@ -18,7 +18,7 @@ from PIL import Image, ImageFile
 from lookalike.embed.base import MAX_ASPECT_RATIO, shape_problem
 from lookalike.embed.detect import crop, select_detections
 from lookalike.errors import ConfigError, ImageError
-from lookalike.ingest.decode import MAX_DECODED_PIXELS, decode_image, shrink
+from lookalike.ingest.decode import MAX_DECODED_PIXELS, MODE_COST, decode_image, shrink
 
 BOMBS = [(1_000_000, 1), (200_000, 1), (1, 200_000)]
 
@@ -103,9 +103,11 @@ print(json.dumps({"refused": refused, "took": took, "grown_kb": grown}))
     assert measured["grown_kb"] < 64 * 1024 and measured["took"] < 10.0, measured
 
 
-def declared(width: int, height: int) -> bytes:
+def declared(width: int, height: int, mode: str = "RGB") -> bytes:
     """A small PNG whose header declares width x height (its pixels never come: decoding would fail)."""
-    data = bytearray(png(1, 1))
+    buffer = io.BytesIO()
+    Image.new(mode, (1, 1)).save(buffer, format="PNG")
+    data = bytearray(buffer.getvalue())
     ihdr = data.index(b"IHDR")
     data[ihdr + 4 : ihdr + 12] = struct.pack(">II", width, height)
     data[ihdr + 17 : ihdr + 21] = struct.pack(">I", zlib.crc32(bytes(data[ihdr : ihdr + 17])))
@@ -125,9 +127,51 @@ def test_a_picture_too_large_to_decode_whole_is_refused_from_its_header(
         raise AssertionError("pixels were decoded")
 
     monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)
-    for attempt in (lambda: decode_image(data), lambda: decode_image(data, draft=224), lambda: shrink(data, 64)):
+    for attempt in (
+        lambda: decode_image(data),
+        lambda: decode_image(data, draft=224),
+        lambda: shrink(data, 64),
+    ):
         with pytest.raises(ImageError, match=rf"decompression bomb: a PNG of {size[0]}x{size[1]} .* 50 Mpx"):
             attempt()
+
+
+@pytest.mark.parametrize(
+    ("mode", "size", "cost"),
+    [("RGBA", (7_000, 7_000), 3), ("LA", (5_000, 4_000), 3), ("I;16", (6_000, 5_000), 2)],
+)
+def test_modes_that_must_be_converted_count_their_extra_work(
+    mode: str, size: tuple[int, int], cost: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 7,000 x 7,000 RGBA PNG of 381 KB took 1.9 GB to decode and composite (a float TIFF 3 GB):
+    under 50 Mpx, but not under 50 Mpx of RGB's work."""
+    data = declared(*size, mode=mode)
+    opened = Image.open(io.BytesIO(data))
+    assert (
+        opened.size == size and MODE_COST.get(opened.mode, 2 if opened.mode.startswith("I;16") else 1) == cost
+    )
+    monkeypatch.setattr(
+        ImageFile.ImageFile, "load", lambda self: (_ for _ in ()).throw(AssertionError("decoded"))
+    )
+    with pytest.raises(ImageError, match=rf"{cost} times the work of RGB"):
+        decode_image(data)
+
+
+def test_transparency_and_deep_greys_still_decode_to_rgb_within_the_budget() -> None:
+    rgba = Image.new("RGBA", (300, 200), (200, 0, 0, 0))
+    rgba.paste((0, 0, 255, 255), (0, 0, 150, 200))
+    buffer = io.BytesIO()
+    rgba.save(buffer, format="PNG")
+    rgb = decode_image(buffer.getvalue()).image
+    assert (
+        rgb.mode == "RGB"
+        and rgb.getpixel((10, 10)) == (0, 0, 255)
+        and rgb.getpixel((250, 10)) == (255, 255, 255)
+    )
+    grey = Image.new("I;16", (64, 64), 65535)
+    buffer = io.BytesIO()
+    grey.save(buffer, format="PNG")
+    assert decode_image(buffer.getvalue()).image.getpixel((3, 3)) == (255, 255, 255)
 
 
 def test_a_large_jpeg_decodes_at_a_reduced_scale_where_its_caller_allows_it() -> None:

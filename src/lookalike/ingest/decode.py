@@ -22,14 +22,19 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", 
 HEIC_EXTENSIONS = frozenset({".heic", ".heif"})
 
 MAX_DECODED_PIXELS = 50_000_000
-"""The most pixels decode_image decodes whole (about 200 MB as PIL holds RGB, and a second).
+"""The most pixel work decode_image does on one picture: about 200 MB as PIL holds RGB, and a second.
 
 A header may declare up to ``max_pixels`` (100 Mpx by default): a JPEG that large is decoded at a
 reduced scale (``draft``) by callers that need only a model's input or a thumbnail. A PNG, WebP,
 GIF or TIFF cannot be decoded at a reduced scale, and a flat 10,000 x 10,000 PNG of 300 KB cost
-760 MB and seconds to decode whole: such a file over this budget is refused as a bomb, from its
-header, as is a JPEG that its caller needs whole.
+760 MB and seconds to decode whole. Modes that must be converted cost more than their pixels
+(``MODE_COST``): a 7,000 x 7,000 RGBA PNG of 381 KB took 1.9 GB, a float TIFF of that size 3 GB.
+A picture whose pixels times its mode's cost exceed this budget is refused as a bomb, from its
+header, before a pixel is decoded.
 """
+
+MODE_COST = {"RGBA": 3, "LA": 3, "PA": 3, "RGBa": 3, "La": 3, "I": 4, "F": 4, "I;16": 2, "I;16B": 2}
+"""How many RGB images' worth of memory decoding and converting one of these modes takes (else 1)."""
 
 # decode_image checks the pixel count itself, before decoding; PIL's warning is noise here.
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
@@ -60,11 +65,12 @@ class DecodedImage:
 
 def _to_8bit(image: Image.Image) -> Image.Image:
     """16- and 32-bit greyscale scaled to 8 bits (a plain convert would clip everything to white)."""
-    array = np.asarray(image, dtype=np.float64)
+    array = np.array(image, dtype=np.float32)  # a copy: scaled in place below
     high = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
     if image.mode == "F":
         high = max(float(array.max()), 1.0)
-    scaled = np.clip(array / high * 255.0, 0, 255).astype(np.uint8)
+    array *= 255.0 / high
+    scaled = np.clip(array, 0, 255, out=array).astype(np.uint8)
     return Image.fromarray(scaled, mode="L")
 
 
@@ -77,9 +83,11 @@ def to_rgb(image: Image.Image) -> Image.Image:
     if image.mode == "P":
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        # Onto white through the alpha as a mask: one RGB canvas, not three RGBA copies.
         rgba = image.convert("RGBA")
-        canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(canvas, rgba).convert("RGB")
+        canvas = Image.new("RGB", rgba.size, (255, 255, 255))
+        canvas.paste(rgba.convert("RGB"), mask=rgba.getchannel("A"))
+        return canvas
     return image.convert("RGB")
 
 
@@ -110,11 +118,14 @@ def decode_image(data: bytes, *, max_pixels: int = 100_000_000, draft: int | Non
         if draft and image.format == "JPEG":
             image.draft("RGB", (draft, draft))  # the size it will decode at is known at once
         decoded = image.size[0] * image.size[1]
-        if decoded > min(max_pixels, MAX_DECODED_PIXELS):
+        cost = MODE_COST.get(image.mode, 2 if image.mode.startswith("I;16") else 1)
+        if decoded * cost > min(max_pixels, MAX_DECODED_PIXELS):
+            mode = f" {image.mode}" if cost > 1 else ""
             raise ImageError(
-                f"decompression bomb: a {image.format or 'picture'} of {width}x{height} pixels would be "
-                f"decoded whole ({decoded / 1e6:.0f} Mpx), over the {MAX_DECODED_PIXELS // 1_000_000} Mpx "
-                "lookalike decodes at once"
+                f"decompression bomb: a{mode} {image.format or 'picture'} of {width}x{height} pixels would "
+                f"be decoded whole ({decoded / 1e6:.0f} Mpx"
+                + (f", {cost} times the work of RGB" if cost > 1 else "")
+                + f"), over the {MAX_DECODED_PIXELS // 1_000_000} Mpx lookalike decodes at once"
             )
         image.load()
         loaded = image.size
