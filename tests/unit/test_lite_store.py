@@ -389,3 +389,18 @@ def test_a_purge_writes_milvus_from_milvus_never_from_a_damaged_read_index_file(
     assert sorted(stored) == list(range(1, 20))
     for item in items[:19]:
         np.testing.assert_allclose(stored[item.id].vector, item.vector, atol=1e-6)
+
+
+@pytest.mark.parametrize("damage", ["empty", "header only", "junk"])
+def test_a_damaged_vector_file_of_the_read_index_is_rebuilt_from_milvus(
+    tmp_path: Path, damage: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = _store(tmp_path)
+    store.insert([make_item(i) for i in range(1, 21)])
+    store.close()
+    (victim, *_) = sorted((tmp_path / "t.db" / "lookalike-index" / "images").glob("*.npy"))
+    content = {"empty": b"", "header only": victim.read_bytes()[:64], "junk": b"\x93NUMPY" + b"\xff" * 50}
+    victim.write_bytes(content[damage])
+    reopened = _store(tmp_path, create=False)
+    assert _ids(reopened) == list(range(1, 21)) and reopened.count() == 20
+    assert "rebuilt" in caplog.text

@@ -464,8 +464,8 @@ class ReadIndex:
                 name: tuple(Segment.load(self.folder, seg, int(dead)) for seg, dead in segs.items())
                 for name, segs in state["shards"].items()
             }
-        except (OSError, ValueError, KeyError, RuntimeError, TypeError):
-            return None
+        except (OSError, ValueError, KeyError, RuntimeError, TypeError, EOFError, IndexError, AttributeError):
+            return None  # a damaged file of the cache (an empty .npy is an EOFError): rebuilt from Milvus
         self.publish(shards, int(state["generation"]))
         self._saved_files = {"state.json", "journal.jsonl"} | {
             f for segs in shards.values() for s in segs for f in s.files()
