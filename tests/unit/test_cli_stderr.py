@@ -23,3 +23,33 @@ def test_grpc_goaway_lines_are_dropped_and_the_rest_kept() -> None:
     assert "GOAWAY" not in done.stderr and "chttp2" not in done.stderr and "too_many_pings" not in done.stderr
     assert "error: the collection 'images' does not exist" in done.stderr
     assert done.stderr.endswith("last words without a newline")
+
+
+def test_the_stores_recovery_is_one_line_on_stderr_without_verbose(tmp_path: object) -> None:
+    """A damaged read-index file is rebuilt from Milvus; a user of the command line is told so in one
+    line (the root logger stays at CRITICAL for libraries), with no traceback."""
+    import os
+    from pathlib import Path
+
+    from lookalike.store import LiteStore
+    from tests.store_model import DIM, make_item
+
+    db = Path(str(tmp_path)) / "shop.db"
+    store = LiteStore(str(db), "images")
+    store.create(DIM, index="HNSW")
+    store.insert([make_item(i) for i in range(1, 11)])
+    store.close()
+    for vectors in (db / "lookalike-index" / "images").glob("*.npy"):
+        vectors.write_bytes(b"")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOOKALIKE_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "lookalike", "stats", "--db", str(db)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    notes = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(notes) == 1 and notes[0].startswith("note:") and "rebuilt" in notes[0], done.stderr
+    assert "Traceback" not in done.stderr and "10" in done.stdout

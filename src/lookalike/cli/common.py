@@ -197,15 +197,18 @@ def setup_logging(verbose: bool) -> None:
     if not verbose:
         for name in ("huggingface_hub", "open_clip"):
             logging.getLogger(name).setLevel(logging.CRITICAL)
-        notes = logging.getLogger("lookalike.embed.runtimes")
-        notes.setLevel(logging.WARNING)  # the root logger stays at CRITICAL for everything else
-        notes.propagate = False
-        if not any(isinstance(h, _Notes) for h in notes.handlers):
-            notes.addHandler(_Notes())
+        # The runtimes' first-use notes, and the store's recovery lines (a read index rebuilt, an
+        # interrupted compaction finished, a damaged file set aside): one line each, no traceback.
+        for name in ("lookalike.embed.runtimes", "lookalike.store"):
+            notes = logging.getLogger(name)
+            notes.setLevel(logging.WARNING)  # the root logger stays at CRITICAL for everything else
+            notes.propagate = False
+            if not any(isinstance(h, _Notes) for h in notes.handlers):
+                notes.addHandler(_Notes())
 
 
 class _Notes(logging.Handler):
-    """lookalike's first-use notes (WARNING and up from the runtimes) as plain lines on stderr."""
+    """lookalike's notes (WARNING and up from the runtimes and the store) as plain lines on stderr."""
 
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
