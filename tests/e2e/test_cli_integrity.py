@@ -179,3 +179,50 @@ def test_import_leaves_out_rows_that_are_no_embeddings_and_says_why(
     assert "1 with NaN or infinite values in the vector" in imported.output
     help_text = cli("import", "--help").output
     assert "left out" in help_text and "normalised" in help_text
+
+
+def test_import_refuses_a_file_whose_columns_are_not_an_exports_before_creating_anything(
+    tmp_path: Path, cli: Callable[..., Result]
+) -> None:
+    catalog = write_catalog(tmp_path / "a", [(f"a{i}.jpg", f"A{i}", "shop") for i in range(3)])
+    assert cli("index", str(catalog)).exit_code == 0
+    backup = tmp_path / "backup.parquet"
+    assert cli("export", str(backup)).exit_code == 0
+    table = pq.read_table(backup)
+    meta = table.schema.metadata
+
+    def variant(name: str, column: str, values: pa.Array) -> Path:
+        changed = table.set_column(table.schema.get_field_index(column), column, values)
+        path = tmp_path / f"{name}.parquet"
+        pq.write_table(changed.replace_schema_metadata(meta), path)
+        return path
+
+    rows = table.num_rows
+    cases = {
+        "dates as text": (
+            variant("text", "created_at", pa.array(["2024-01-01"] * rows)),
+            "created_at column",
+        ),
+        "dates as floats": (
+            variant("floats", "created_at", pa.array([float("nan")] * rows)),
+            "created_at column",
+        ),
+        "binary uris": (variant("binary", "uri", pa.array([b"\xff\xfe"] * rows)), "uri column"),
+    }
+    for name, (path, said) in cases.items():
+        refused = cli("import", str(path), "--collection", "restored")
+        assert refused.exit_code == 2 and said in refused.output and "Traceback" not in refused.output, name
+    huge = tmp_path / "huge.parquet"
+    pq.write_table(table.replace_schema_metadata({**meta, b"lookalike.dim": b"100000"}), huge)
+    refused = cli("import", str(huge), "--collection", "restored")
+    assert refused.exit_code == 2 and "over Milvus' limit" in refused.output
+    from lookalike.store import LiteStore
+
+    untouched = LiteStore(str(tmp_path / "cli.db"), "restored")
+    try:
+        assert not untouched.exists()  # each was refused before a collection was created
+    finally:
+        untouched.close()
+    nul = variant("nul", "source", pa.array(["nul\x00shop"] * rows))  # rows refused one by one
+    refused = cli("import", str(nul), "--collection", "restored")
+    assert refused.exit_code == 2 and "holding NUL" in refused.output

@@ -67,7 +67,7 @@ def test_bad_vectors_and_ids_are_left_out_with_their_reasons_and_the_rest_import
         "1 with an all-zero vector (ids 5)",
         f"1 with a vector of the wrong size (not {DIM} values) (ids 6)",
         f"2 with an id outside 0 .. 2^63-1 (ids -7, {-(2**63)})",
-        "1 with a source over 256 bytes or not UTF-8 (an identity is never cut) (ids 9)",
+        "1 with a source over 256 bytes, not UTF-8 or holding NUL (an identity is never cut) (ids 9)",
     ):
         assert reason in message, message
     held = stored(store)

@@ -32,6 +32,8 @@ from lookalike.store.rows import (
 )
 from lookalike.store.server import ServerStore
 
+MAX_DIM = 32_768  # Milvus' largest FLOAT_VECTOR dimension
+
 Progress = Callable[[int], None]
 EXPORT_BATCH = 2000
 MAX_ID = 2**63 - 1
@@ -152,8 +154,25 @@ def _export_layout(schema: Any, path: str) -> tuple[int, dict[str, str]]:
     dim = int(declared or size)
     if dim <= 0:
         raise ConfigError(f"{path}: cannot tell the vector size.")
+    if dim > MAX_DIM:
+        raise ConfigError(f"{path}: {dim}-dimensional vectors are over Milvus' limit of {MAX_DIM}.")
     if size and size != dim:
         raise ConfigError(f"{path}: its vectors have {size} values but the file says lookalike.dim {dim}.")
+    # Every other column lookalike reads must have its export's type: checked before anything is
+    # created, so a file of dates as text (or binary uris) is refused whole, with its column named.
+    expected = arrow_schema()
+    for name in set(schema.names) & set(expected.names) - {"id"}:
+        wanted, found = expected.field(name).type, schema.field(name).type
+        same_kind = (
+            (pa.types.is_integer(wanted) and pa.types.is_integer(found))
+            or (pa.types.is_floating(wanted) and (pa.types.is_floating(found) or pa.types.is_integer(found)))
+            or (pa.types.is_string(wanted) and (pa.types.is_string(found) or pa.types.is_large_string(found)))
+            or pa.types.is_null(found)
+        )
+        if not same_kind:
+            raise ConfigError(
+                f"{path} is not a lookalike export: its {name} column holds {found}, not {wanted}."
+            )
     return dim, meta
 
 
@@ -232,7 +251,8 @@ def _row_problem(item: Item) -> str | None:
         return "dated outside 1970-01-01 .. 2199-12-31"
     for name in IDENTITY_FIELDS:
         if identity_problem(name, getattr(item, name)) is not None:
-            return f"with a {name} over {VARCHAR_BYTES[name]} bytes or not UTF-8 (an identity is never cut)"
+            limit = VARCHAR_BYTES[name]
+            return f"with a {name} over {limit} bytes, not UTF-8 or holding NUL (an identity is never cut)"
     return None
 
 

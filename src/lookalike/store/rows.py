@@ -50,6 +50,8 @@ def identity_problem(name: str, value: str, label: str | None = None) -> str | N
         size = len(value.encode("utf-8"))
     except UnicodeEncodeError:
         return f"{label or name} is not valid UTF-8 text (it holds an undecodable character)"
+    if "\x00" in value:  # C strings end there: a filter, a log line or a shop's backend would cut it
+        return f"{label or name} holds a NUL character"
     limit = VARCHAR_BYTES[name]
     if size > limit:
         return (
