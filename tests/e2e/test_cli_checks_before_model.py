@@ -81,3 +81,22 @@ def test_an_empty_or_ambiguous_catalog_is_refused_before_a_model_loads(
     (tmp_path / "empty.csv").write_text(content, encoding="utf-8")
     refused(cli("index", str(tmp_path / "empty.csv")), *words)
     assert not (tmp_path / "never.db").exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["delete", "--source", "S" * 257, "--yes"],
+        ["delete", "--item-id", "I" * 1100, "--yes"],
+        ["delete", "--source", "nul\x00shop", "--yes"],
+        ["scan", "--labels", "labels.toml", "--source", "S" * 257],
+    ],
+)
+def test_a_filter_no_stored_item_can_hold_is_refused_not_answered_with_nothing(
+    args: list[str], cli: Callable[..., Result], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "labels.toml").write_text('[labels.x]\nprompts = ["x"]\n', encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    result = cli(*args)
+    refused(result, "no stored item can match it")
+    assert not (tmp_path / "never.db").exists()

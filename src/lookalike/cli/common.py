@@ -30,7 +30,7 @@ from rich.text import Text
 
 from lookalike.cli.stderr import filter_grpc_chatter, is_chatter
 from lookalike.config import DEFAULT_MODEL, DEFAULT_PRETRAINED, load_settings
-from lookalike.errors import LookalikeError
+from lookalike.errors import ConfigError, LookalikeError
 from lookalike.usecases.context import Context
 
 app = typer.Typer(
@@ -338,3 +338,19 @@ def counted(description: str, run: Callable[[Callable[[int], None]], Any], total
     with progress_bar() as bar:
         task = bar.add_task(description, total=total, rate="")
         return run(lambda n: bar.update(task, advance=n))
+
+
+def identities(field: str, label: str) -> Callable[[list[str] | None], list[str] | None]:
+    """A Typer callback refusing, as the command line is parsed, a --source or --item-id value
+    that no stored item can hold: before a model or a database opens, not "nothing matches" after."""
+
+    def check(values: list[str] | None) -> list[str] | None:
+        from lookalike.usecases.items import check_filter
+
+        try:
+            check_filter(field, values or [], label)
+        except ConfigError as exc:
+            raise typer.BadParameter(str(exc)) from None
+        return values
+
+    return check

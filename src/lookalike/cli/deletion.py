@@ -7,7 +7,19 @@ from typing import Annotated
 
 import typer
 
-from lookalike.cli.common import Collection, Db, Verbose, app, day, err, out, parse_day, session, table
+from lookalike.cli.common import (
+    Collection,
+    Db,
+    Verbose,
+    app,
+    day,
+    err,
+    identities,
+    out,
+    parse_day,
+    session,
+    table,
+)
 
 SHOWN = 20
 """Items listed before asking; the rest are counted."""
@@ -17,10 +29,18 @@ SHOWN = 20
 def delete(
     ids: Annotated[list[int] | None, typer.Option("--id", help="A stored item's id (repeatable).")] = None,
     item_ids: Annotated[
-        list[str] | None, typer.Option("--item-id", help="A catalog item id / file stem (repeatable).")
+        list[str] | None,
+        typer.Option(
+            "--item-id",
+            help="A catalog item id / file stem (repeatable).",
+            callback=identities("item_id", "--item-id"),
+        ),
     ] = None,
     sources: Annotated[
-        list[str] | None, typer.Option("--source", help="Every item of this source (repeatable).")
+        list[str] | None,
+        typer.Option(
+            "--source", help="Every item of this source (repeatable).", callback=identities("source", "--source")
+        ),
     ] = None,
     since: Annotated[
         str | None, typer.Option(help="Items created on or after this day (YYYY-MM-DD, UTC).")

@@ -21,6 +21,7 @@ from lookalike.cli.common import (
     counted,
     day,
     err,
+    identities,
     out,
     parse_day,
     print_json,
@@ -42,7 +43,10 @@ Labels = Annotated[
         help="TOML label set: [labels.NAME] with prompts = [...], optional threshold and negative_prompts.",
     ),
 ]
-Sources = Annotated[list[str] | None, typer.Option("--source", help="Only these sources (repeatable).")]
+Sources = Annotated[
+    list[str] | None,
+    typer.Option("--source", help="Only these sources (repeatable).", callback=identities("source", "--source")),
+]
 
 
 @app.command()

@@ -102,6 +102,20 @@ def select(
     return found
 
 
+def check_filter(field: str, values: Sequence[str], label: str) -> None:
+    """Refuse a filter value no stored item can hold (over its byte limit, not UTF-8, a NUL).
+
+    Raises:
+        ConfigError: an answer of "nothing matches" would mislead; the message names ``label``.
+    """
+    from lookalike.store.rows import identity_problem
+
+    for value in values:
+        problem = identity_problem(field, value, label)
+        if problem is not None:
+            raise ConfigError(f"{problem}: no stored item can match it.")
+
+
 def picture_and_crops(ctx: Context, item_id: int) -> list[int]:
     """The ids of a stored picture and of every object detected in it, from any one of them.
 
