@@ -51,7 +51,11 @@ def test_unix_seconds_and_milliseconds_are_read_by_their_size(value: object, exp
         (1_700_000_000_000_000, "no plausible time"),  # microseconds
         ("20231119.5", "no plausible time"),
         ("-5", "outside 1970-01-01"),
-        ("inf", "not a finite number"),
+        ("inf", "not a plain number"),
+        ("1e9", "not a plain number"),  # float() reads it as 2001-09-09; the README reads by digits
+        ("1_700_000_000", "not a plain number"),
+        ("0x6553F100", "not a date or unix time"),
+        (float("nan"), "not a finite number"),
         (10**400, "outside 1970-01-01"),
     ],
 )

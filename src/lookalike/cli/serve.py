@@ -41,7 +41,8 @@ def serve(
 ) -> None:
     """Serve the HTTP API (OpenAPI at /docs) and the search page at /.
 
-    Set LOOKALIKE_API_KEY to require an X-API-Key header on every route but /health and the two pages (/ and /review, which ask for the key).
+    Set LOOKALIKE_API_KEY to require an X-API-Key header on every route but /health and the two
+    pages (/ and /review, which ask for the key).
     """
     import uvicorn
 

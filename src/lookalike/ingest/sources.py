@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -61,6 +62,9 @@ MIN_SECONDS = 100_000_000
 MIN_MILLISECONDS = 100_000_000_000
 
 
+_PLAIN_NUMBER = re.compile(r"[+-]?[0-9]+(\.[0-9]+)?")
+
+
 def parse_created_at(value: Any) -> int | None:
     """ISO date or datetime (naive = UTC), YYYYMMDD, unix seconds or milliseconds → unix seconds; empty → None.
 
@@ -94,6 +98,10 @@ def parse_created_at(value: Any) -> int | None:
     except ValueError:
         number = None
     if number is not None:
+        if not _PLAIN_NUMBER.fullmatch(text):  # 1e9, 1_000_000_000, inf: float() reads them
+            raise ValueError(
+                f"created_at {value!r} is not a plain number: write unix time with the digits 0-9, or a date"
+            )
         return _seconds(number, value)
     try:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
