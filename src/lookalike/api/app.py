@@ -31,6 +31,7 @@ from lookalike.api.limits import BodyLimit
 from lookalike.api.metrics import Metrics
 from lookalike.api.routes import router
 from lookalike.errors import (
+    ClaimedError,
     CollectionNotFoundError,
     ConfigError,
     ImageError,
@@ -58,6 +59,8 @@ def status_for(exc: LookalikeError) -> int:
         return 403
     if isinstance(exc, ImageError):
         return 422
+    if isinstance(exc, ClaimedError):
+        return 409  # another reviewer holds the flag
     if isinstance(exc, ModelMismatchError):
         return 409  # the collection's vectors come from another model than this server runs
     if isinstance(exc, ConfigError):

@@ -17,6 +17,7 @@ from lookalike.errors import ConfigError
 from lookalike.usecases.context import Context
 from lookalike.usecases.embedding import bind
 from lookalike.workflow import NewFlag, Policy
+from lookalike.workflow.waves import POLICY as WAVES
 
 if TYPE_CHECKING:
     from lookalike.ingest.pipeline import Hashes, Stored
@@ -37,6 +38,10 @@ def add(ctx: Context, labels_path: str, name: str | None = None, *, replace: boo
     if not _NAME.match(name):
         raise ConfigError(
             f"A policy name is 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit; got {name!r}."
+        )
+    if name == WAVES:
+        raise ConfigError(
+            f"{WAVES!r} names the flags of near-duplicate waves (lookalike waves); choose another --name."
         )
     return ctx.workflow.add_policy(name, path.read_text(encoding="utf-8"), replace=replace)
 
