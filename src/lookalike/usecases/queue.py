@@ -55,10 +55,9 @@ def items_of(ctx: Context, ids: Sequence[int]) -> dict[int, Item]:
 
 def details_of(items: dict[int, Item]) -> Details:
     """What webhook events say of each item."""
-    return {
-        item.id: {"item_id": item.item_id, "source": item.source, "uri": item.uri, "sha256": item.sha256}
-        for item in items.values()
-    }
+    from lookalike.usecases.policies import item_details
+
+    return item_details(list(items.values()))
 
 
 def next_flag(
