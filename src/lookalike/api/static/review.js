@@ -13,6 +13,7 @@ let selected = 0;
 let current = null; // the flag under review, as GET /flags/{id} shows it
 let revealed = false; // the current flag's pictures shown unblurred
 let lease = 300;
+let showing = Promise.resolve(); // the flag being fetched and claimed; a decision waits for it
 
 function headers(extra = {}) {
   return apiKey ? { ...extra, "X-API-Key": apiKey } : extra;
@@ -115,8 +116,11 @@ async function load({ quiet = false } = {}) {
     return;
   }
   const body = await response.json();
+  // A quiet refresh that finds nothing new leaves the grid (and its pictures) as they are.
+  const same = quiet && body.total === total && JSON.stringify(body.flags) === JSON.stringify(flags);
   flags = body.flags;
   total = body.total;
+  if (same) return;
   if (!flags.length && offset > 0 && total > 0) {
     offset = Math.max(0, offset - PAGE);
     return load({ quiet });
@@ -174,13 +178,20 @@ async function select(index, scroll = "") {
   const flag = flags[index];
   if (!flag) return;
   selected = index;
+  // Outlined at once (the key or tap answered), then shown and claimed.
+  for (const node of $("flags").children) node.classList.toggle("selected", Number(node.dataset.flag) === flag.id);
   await show(flag.id);
   if (scroll === "panel" && window.innerWidth < 760) $("current").scrollIntoView({ block: "start" });
   const chosen = $("flags").querySelector(".card.selected");
   if (chosen && scroll === "card") chosen.scrollIntoView({ block: "nearest" });
 }
 
-async function show(id) {
+function show(id) {
+  showing = showing.catch(() => {}).then(() => fetchFlag(id));
+  return showing;
+}
+
+async function fetchFlag(id) {
   // An open flag is claimed as it is shown, if the reviewer has said who they are; one another
   // reviewer holds is shown with their name, and cannot be decided here.
   let response = null;
@@ -225,8 +236,13 @@ function setCurrent(flag) {
   current = flag;
   const index = flag ? flags.findIndex((f) => f.id === flag.id) : -1;
   if (index >= 0) selected = index;
-  render();
+  markSelected();
   renderCurrent();
+}
+
+function markSelected() {
+  // The card of the flag on screen is outlined; the cards themselves (and their pictures) stay.
+  for (const node of $("flags").children) node.classList.toggle("selected", Boolean(current) && Number(node.dataset.flag) === current.id);
 }
 
 function fact(list, name, value) {
@@ -243,27 +259,11 @@ function renderCurrent() {
   panel.hidden = false;
   const flag = current;
   $("current-title").textContent = `#${flag.id} · ${flag.policy} · ${flag.label}`;
-  const mine = flag.claim && flag.claim.by === me();
-  const held = flag.claim && !mine;
-  const badge = $("current-claim");
-  badge.className = "claim" + (held ? " theirs" : mine ? " mine" : "");
-  badge.textContent = held
-    ? `${flag.claim.by} is reviewing this (until ${clock(flag.claim.expires_at)})`
-    : mine
-      ? `Yours until ${clock(flag.claim.expires_at)}`
-      : flag.status !== "open"
-        ? `${flag.status}`
-        : me() ? "Not claimed" : "Enter your name to claim flags";
-  for (const id of ["confirm", "dismiss"]) $(id).disabled = Boolean(held);
+  renderClaim();
   const wave = flag.match && flag.match.kind === "wave";
-  $("takedown").disabled = Boolean(held) || !flag.stored || wave;
   $("takedown").parentElement.title = wave
     ? "A wave is confirmed as a whole; take its items down one by one"
     : "Confirming deletes the item and erases its bytes; you are asked each time";
-
-  const frame = $("upload-frame");
-  frame.classList.toggle("revealed", revealed);
-  $("reveal").textContent = revealed ? "Enlarge" : "Reveal";
   $("upload-gone").hidden = flag.stored;
   $("upload-img").hidden = !flag.stored;
   $("reveal").hidden = !flag.stored;
@@ -285,6 +285,32 @@ function renderCurrent() {
   $("score").textContent = flag.score.toFixed(3);
   $("score-kind").textContent = wave ? "lowest cosine to the first" : "cosine";
   renderMatch(flag.match || { kind: "unknown" });
+  showRevealed();
+}
+
+function renderClaim() {
+  // Who holds the flag on screen, and whether this reviewer may decide it.
+  const flag = current;
+  const mine = flag.claim && flag.claim.by === me();
+  const held = flag.claim && !mine;
+  const badge = $("current-claim");
+  badge.className = "claim" + (held ? " theirs" : mine ? " mine" : "");
+  badge.textContent = held
+    ? `${flag.claim.by} is reviewing this (until ${clock(flag.claim.expires_at)})`
+    : mine
+      ? `Yours until ${clock(flag.claim.expires_at)}`
+      : flag.status !== "open"
+        ? `${flag.status}`
+        : me() ? "Not claimed" : "Enter your name to claim flags";
+  for (const id of ["confirm", "dismiss"]) $(id).disabled = Boolean(held);
+  const wave = flag.match && flag.match.kind === "wave";
+  $("takedown").disabled = Boolean(held) || !flag.stored || wave;
+}
+
+function showRevealed() {
+  // The upload and what it matched, blurred or not (the pictures themselves are not fetched again).
+  for (const frame of document.querySelectorAll("#current .frame")) frame.classList.toggle("revealed", revealed);
+  $("reveal").textContent = revealed ? "Enlarge" : "Reveal";
 }
 
 function renderMatch(match) {
@@ -298,7 +324,7 @@ function renderMatch(match) {
     box.append(facts);
     const members = element("div", "members");
     for (const member of match.items) {
-      const node = element("div", "member frame" + (revealed ? " revealed" : ""));
+      const node = element("div", "member frame");
       if (member.stored) {
         const img = document.createElement("img");
         img.loading = "lazy";
@@ -340,20 +366,21 @@ function renderMatch(match) {
 function reveal() {
   if (!current) return;
   revealed = !revealed;
-  renderCurrent();
+  showRevealed();
 }
 
 function enlarge() {
   const flag = current;
   if (!flag || !flag.stored) return;
   revealed = true; // enlarging is asking to see it
-  renderCurrent();
+  showRevealed();
   picture($("large"), `/items/${flag.item}/image`);
   $("viewer-meta").textContent = `#${flag.id} ${flag.policy} · ${flag.label} · ${flag.score.toFixed(3)} · ${flag.source || ""} · ${flag.item_id || ""} · ${flag.uri || ""}`;
   $("viewer").hidden = false;
 }
 
 async function decide(decision) {
+  await showing.catch(() => {}); // a key pressed just after an arrow decides the flag the arrow chose
   const flag = current;
   if (!flag) return;
   const by = me();
@@ -396,7 +423,7 @@ async function renew() {
     const renewed = await response.json();
     if (current && current.id === renewed.id) {
       current.claim = renewed.claim;
-      renderCurrent();
+      renderClaim();
     }
   } else if (response.status === 409) {
     await show(flag.id);
