@@ -184,3 +184,12 @@ def test_the_queue_hands_out_items_and_shows_what_a_flag_matched(tmp_path: Path)
     assert queue.release(ctx, second.flag.id, "bo") is True
     with pytest.raises(ItemNotFoundError):
         queue.release(ctx, 10**9, "bo")
+
+
+def test_an_event_with_a_broken_score_is_still_written_with_its_flag(tmp_path: Path) -> None:
+    import json
+
+    db = Workflow(str(tmp_path / "w.sqlite"), webhooks=("http://127.0.0.1:9/h",))
+    assert db.add_flags([NewFlag(1, "p", "gun", float("nan"))]) == 1  # the flag is kept
+    _, (delivery,) = db.outbox.deliveries()
+    assert json.loads(delivery.body)["flag"]["score"] is None

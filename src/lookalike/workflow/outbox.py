@@ -16,6 +16,7 @@ at least once, so receivers deduplicate by the ``X-Lookalike-Delivery`` event id
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 import threading
 import time
@@ -124,6 +125,18 @@ def decision_event(
     }
 
 
+def _finite(value: Any) -> Any:
+    """A NaN or infinite number (a broken stored vector's score) as null: the event stays valid JSON,
+    and writing it can never fail the flag or decision it belongs to."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
+
+
 class Outbox:
     """The events and deliveries of one workflow database (its connection and lock, shared)."""
 
@@ -145,7 +158,7 @@ class Outbox:
             "INSERT INTO events (type, body, created_at) VALUES (?, '', ?)", (type_, int(at))
         )
         event = int(cursor.lastrowid or 0)
-        body = {"id": event, "type": type_, "created_at": iso(at), **data}
+        body = _finite({"id": event, "type": type_, "created_at": iso(at), **data})
         self._db.execute(
             "UPDATE events SET body = ? WHERE id = ?",
             (json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":")), event),
