@@ -190,6 +190,6 @@ def test_an_event_with_a_broken_score_is_still_written_with_its_flag(tmp_path: P
     import json
 
     db = Workflow(str(tmp_path / "w.sqlite"), webhooks=("http://127.0.0.1:9/h",))
-    assert db.add_flags([NewFlag(1, "p", "gun", float("nan"))]) == 1  # the flag is kept
+    assert db.add_flags([NewFlag(1, "p", "gun", float("inf"))]) == 1  # the flag is kept
     _, (delivery,) = db.outbox.deliveries()
     assert json.loads(delivery.body)["flag"]["score"] is None
