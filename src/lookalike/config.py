@@ -130,6 +130,36 @@ class Settings(BaseSettings):
         )
     )
 
+    # The review queue: a reviewer's claim on a flag lasts this long unless renewed (the review page
+    # renews it while the flag is on screen); pictures are blurred until revealed unless turned off.
+    review_lease_s: float = Field(default=300.0, ge=1, le=86400)
+    review_blur: bool = True
+    # Webhooks: every flag raised and every decision is POSTed, signed with the secret, to each URL
+    # (separated by commas or spaces), retried with backoff; see lookalike.webhooks.
+    webhook_urls: str = ""
+    webhook_secret: str = ""
+    webhook_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    webhook_attempts: int = Field(default=10, ge=1, le=100)  # then the delivery is listed as failed
+    webhook_backoff_s: float = Field(default=5.0, gt=0, le=3600)  # doubled after each failure, to an hour
+    webhook_keep_days: float = Field(default=7.0, gt=0)  # delivered events kept this long
+    # Waves: `lookalike serve` looks every waves_every_s (0: never) for near-duplicate clusters that
+    # appeared across waves_min_sellers sources within the last waves_window_s.
+    waves_every_s: float = Field(default=0.0, ge=0)
+    waves_window_s: float = Field(default=86400.0, gt=0)
+    waves_min_sellers: int = Field(default=3, ge=2, le=10_000)
+    waves_threshold: float = Field(default=0.95, ge=-1.0, le=1.0)
+
+    def webhook_targets(self) -> tuple[str, ...]:
+        """The webhook URLs, checked (http or https, a host, a secret to sign with); ConfigError if not."""
+        from lookalike.errors import ConfigError
+        from lookalike.webhooks.signing import check_targets
+
+        urls = tuple(part for part in re.split(r"[\s,]+", self.webhook_urls) if part)
+        try:
+            return check_targets(urls, self.webhook_secret)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+
     @field_validator("allow_networks")
     @classmethod
     def _networks_parse(cls, value: str) -> str:

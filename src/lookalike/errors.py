@@ -63,3 +63,9 @@ class CatalogError(ConfigError):
 
 class PathRefusedError(ImageError):
     """A path the caller may not have read (outside the allowed folders); says nothing of its existence."""
+
+
+class ClaimedError(LookalikeError):
+    """Another reviewer holds the flag (its lease has not expired): deciding it now would race them."""
+
+    exit_code = 6

@@ -35,7 +35,7 @@ def test_the_review_screen_confirms_and_dismisses_with_the_keyboard(
         assert page.locator(".card.flag").count() == 3
         assert "3 open flags" in page.inner_text("#status")
         assert "prohibited · contraband" in page.inner_text(".card.flag.selected .name")
-        assert page.locator("#policy option").all_inner_texts() == ["all", "prohibited"]
+        assert page.locator("#policy option").all_inner_texts() == ["all", "prohibited", "waves"]
         page.wait_for_function(
             "Array.from(document.querySelectorAll('.card img')).every(i => i.complete && i.naturalWidth > 0)"
         )

@@ -24,13 +24,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lookalike import __version__
-from lookalike.api import review, risk
+from lookalike.api import queue, review, risk, waves, webhooks
+from lookalike.api.background import Background
 from lookalike.api.deps import STATIC
 from lookalike.api.jobs import Jobs
 from lookalike.api.limits import BodyLimit
 from lookalike.api.metrics import Metrics
 from lookalike.api.routes import router
 from lookalike.errors import (
+    ClaimedError,
     CollectionNotFoundError,
     ConfigError,
     ImageError,
@@ -58,6 +60,8 @@ def status_for(exc: LookalikeError) -> int:
         return 403
     if isinstance(exc, ImageError):
         return 422
+    if isinstance(exc, ClaimedError):
+        return 409  # another reviewer holds the flag
     if isinstance(exc, ModelMismatchError):
         return 409  # the collection's vectors come from another model than this server runs
     if isinstance(exc, ConfigError):
@@ -82,7 +86,10 @@ def create_app(ctx: Context) -> FastAPI:
         app.state.downloads = ThreadPoolExecutor(
             settings.fetch_concurrency, thread_name_prefix="lookalike-fetch"
         )
+        background = Background(ctx)  # webhook delivery, the scheduled wave check: when configured
+        await run_in_threadpool(background.start)
         yield
+        await run_in_threadpool(background.close)
         app.state.downloads.shutdown(wait=False, cancel_futures=True)
         ctx.close()
         shutil.rmtree(app.state.reports, ignore_errors=True)
@@ -107,7 +114,10 @@ def create_app(ctx: Context) -> FastAPI:
     app.state.reports = Path(tempfile.mkdtemp(prefix="lookalike-reports-"))
     app.include_router(router)
     app.include_router(risk.router)
+    app.include_router(queue.router)  # before review's: /flags/next is no flag id
     app.include_router(review.router)
+    app.include_router(webhooks.router)
+    app.include_router(waves.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     # Counted while the body streams in, so a chunked body (no Content-Length) is capped too.
     too_large = f"request body over the {settings.max_upload_mb:g} MB limit"

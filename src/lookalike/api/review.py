@@ -14,7 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.background import BackgroundTask
 
 from lookalike.api.deps import STATIC, blocking, context_of
-from lookalike.usecases import policies, review
+from lookalike.api.queue import claim_json
+from lookalike.usecases import policies, queue, review
 from lookalike.workflow import Decision, FlagStatus
 
 router = APIRouter(tags=["review"])
@@ -81,6 +82,7 @@ async def list_flags(
         limit=limit,
         offset=offset,
     )
+    held = await blocking(queue.holders, context_of(request), [row.flag.id for row in page])
     return {
         "total": total,
         "flags": [
@@ -94,7 +96,9 @@ async def list_flags(
                 "flagged_at": _iso(row.flag.created_at),
                 "stored": row.item is not None,
                 "item_id": row.item.item_id if row.item else None,
+                "source": row.item.source if row.item else None,
                 "uri": row.item.uri if row.item else None,
+                "claim": claim_json(held.get(row.flag.id)),
             }
             for row in page
         ],
@@ -105,7 +109,11 @@ async def list_flags(
 async def review_flag(
     request: Request, flag_id: Annotated[int, PathParam(ge=0, lt=2**63)], body: ReviewRequest
 ) -> dict[str, Any]:
-    """Confirm or dismiss a flag; every decision is kept as an audit record."""
+    """Confirm or dismiss a flag; every decision is kept as an audit record.
+
+    409 while another reviewer holds the flag (`GET /flags/next`, `POST /flags/{id}/claim`) and
+    their lease has not expired.
+    """
     decision = FlagStatus.CONFIRMED if body.decision == "confirm" else FlagStatus.DISMISSED
     records = await blocking(
         review.review,

@@ -43,6 +43,8 @@ def serve(
 
     Set LOOKALIKE_API_KEY to require an X-API-Key header on every route but /health and the two
     pages (/ and /review, which ask for the key).
+    With LOOKALIKE_WEBHOOK_URLS set, flags and decisions are delivered as signed webhooks; with
+    LOOKALIKE_WAVES_EVERY_S above 0, the server looks for waves on that schedule.
     """
     import uvicorn
 
@@ -53,6 +55,7 @@ def serve(
     with session(verbose, db, collection, model, pretrained, runtime=runtime) as ctx:
         if ctx.settings.text_threads == 0:  # see Settings.text_threads
             ctx.settings = ctx.settings.model_copy(update={"text_threads": 1})
+        ctx.settings.webhook_targets()  # a webhook URL without a secret, say: refused before anything loads
         ctx.embedder.load()  # fail here, with a clear message, rather than inside the server
         use_one_blas_thread()  # concurrent requests keep the cores busy; BLAS threads only wait
         server_logging(verbose)

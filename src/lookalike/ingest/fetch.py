@@ -296,3 +296,10 @@ def download(
 def fetch_public_url(url: str, *, max_bytes: int, timeout_s: float) -> Fetched:
     """Fetch an http(s) URL given by an untrusted caller: public addresses only."""
     return download(url, max_bytes=max_bytes, timeout_s=timeout_s)
+
+
+# What other outgoing requests (webhooks) share with downloads: a connection to the address checked,
+# and the deadline's watchdog.
+PinnedHTTPConnection = _PinnedHTTPConnection
+PinnedHTTPSConnection = _PinnedHTTPSConnection
+Watchdog = _Watchdog

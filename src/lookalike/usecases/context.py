@@ -80,7 +80,8 @@ class Context:
 
     @property
     def workflow(self) -> Workflow:
-        """The collection's side store of policies, flags, reviews and hashes (SQLite), opened on first use."""
+        """The collection's side store of policies, flags, reviews, hashes, claims, webhook events and waves
+        (SQLite), opened on first use."""
         if self._workflow is None:
             from pathlib import Path
 
@@ -89,7 +90,8 @@ class Context:
             path = self.settings.workflow_path()
             if self.settings.backend is Backend.SERVER and not self.settings.workflow_db:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)  # the per-user data folder
-            self._workflow = Workflow(path)
+            # Events are written for the webhook URLs configured here (a bad setting fails now).
+            self._workflow = Workflow(path, webhooks=self.settings.webhook_targets())
         return self._workflow
 
     @property

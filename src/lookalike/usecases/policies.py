@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 from lookalike.errors import ConfigError
 from lookalike.usecases.context import Context
 from lookalike.usecases.embedding import bind
-from lookalike.workflow import NewFlag, Policy
+from lookalike.workflow import Details, NewFlag, Policy
+from lookalike.workflow.waves import POLICY as WAVES
 
 if TYPE_CHECKING:
     from lookalike.ingest.pipeline import Hashes, Stored
@@ -37,6 +38,10 @@ def add(ctx: Context, labels_path: str, name: str | None = None, *, replace: boo
     if not _NAME.match(name):
         raise ConfigError(
             f"A policy name is 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit; got {name!r}."
+        )
+    if name == WAVES:
+        raise ConfigError(
+            f"{WAVES!r} names the flags of near-duplicate waves (lookalike waves); choose another --name."
         )
     return ctx.workflow.add_policy(name, path.read_text(encoding="utf-8"), replace=replace)
 
@@ -88,7 +93,7 @@ def on_stored(ctx: Context) -> Stored:
             workflow.put_hashes(hashes)
         found = [flag for name, labels in active for flag in flags_of(name, labels, items)]
         if found:
-            workflow.add_flags(found)
+            workflow.add_flags(found, details=item_details(items))  # the details: for webhook events
 
     return stored
 
@@ -113,10 +118,20 @@ def scan_and_flag(
     )
     added = 0
     batch: list[NewFlag] = []
+    matched: list[Item] = []
     for row in rows:
         batch.extend(NewFlag(row.item.id, name, label, row.scores[label]) for label in row.matched)
+        matched += [row.item] if row.matched else []
         if len(batch) >= 1000:
-            added += ctx.workflow.add_flags(batch)
-            batch = []
-    added += ctx.workflow.add_flags(batch) if batch else 0
+            added += ctx.workflow.add_flags(batch, details=item_details(matched))
+            batch, matched = [], []
+    added += ctx.workflow.add_flags(batch, details=item_details(matched)) if batch else 0
     return total, added
+
+
+def item_details(items: Sequence[Item]) -> Details:
+    """What a webhook event says of each item: its catalog id, source, uri and hash."""
+    return {
+        item.id: {"item_id": item.item_id, "source": item.source, "uri": item.uri, "sha256": item.sha256}
+        for item in items
+    }

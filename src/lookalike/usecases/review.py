@@ -105,10 +105,23 @@ def review(
         raise ConfigError("Only a confirmed flag can take its item down.")
     if not reviewer.strip():
         raise ConfigError("A review needs the reviewer's name (--by NAME).")
+    from lookalike.usecases import queue
+    from lookalike.workflow.waves import POLICY as WAVES
+
     workflow = ctx.workflow
     flag = workflow.flag(flag_id)
+    details = queue.details_of(queue.items_of(ctx, [flag.item]))  # for the webhook event
     if not take_down:
-        return workflow.review([flag.id], decision, reviewer=reviewer, note=note)
+        # Refused (ClaimedError) while another reviewer holds the flag: see usecases/queue.py.
+        return workflow.review([flag.id], decision, reviewer=reviewer, note=note, details=details)
+    if flag.policy == WAVES:
+        raise ConfigError(
+            "A wave's flag is confirmed as a whole and its items taken down one by one"
+            " (lookalike delete --purge ID...): its members are not all the same picture."
+        )
+    # The reviewer holds the flag first (refused if another does), so nobody can decide it
+    # between the delete below and the decision.
+    workflow.claims.claim(flag.id, reviewer, lease_s=ctx.settings.review_lease_s, open_only=False)
     # Delete first: if recording then fails the flag stays open and the review can simply be
     # repeated (deleting a deleted item is a no-op); the reverse could leave an item up that
     # the audit says was taken down. The decision, the item's other open flags closed
@@ -119,7 +132,7 @@ def review(
     others = [i for i in family if i != flag.item]
     if others:  # their open flags close with the same reason the item's own get
         workflow.items_gone(others, f"taken down with flag {flag.id}")
-    return workflow.take_down(flag.id, decision, reviewer=reviewer, note=note)
+    return workflow.take_down(flag.id, decision, reviewer=reviewer, note=note, details=details)
 
 
 def _iso(ts: int) -> str:

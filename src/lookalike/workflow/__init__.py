@@ -1,4 +1,5 @@
-"""Workflow state beside the collection: risk policies, flags, review decisions (the audit) and PDQ hashes.
+"""Workflow state beside the collection: risk policies, flags, review decisions (the audit), PDQ hashes,
+the review queue's claims, the webhook outbox and waves.
 
 Relational, not vectors, so it lives in SQLite next to the Milvus database rather than in Milvus.
 Milvus stays the system of record for which items exist: every reader here checks item ids
@@ -7,14 +8,32 @@ against the store before it reports them.
 
 from __future__ import annotations
 
+from lookalike.workflow.claims import Claim
 from lookalike.workflow.db import (
     SYSTEM,
     Decision,
+    Details,
     Flag,
     FlagStatus,
     NewFlag,
     Policy,
     Workflow,
 )
+from lookalike.workflow.outbox import Delivery, DeliveryStatus
+from lookalike.workflow.waves import Member, Wave
 
-__all__ = ["SYSTEM", "Decision", "Flag", "FlagStatus", "NewFlag", "Policy", "Workflow"]
+__all__ = [
+    "SYSTEM",
+    "Claim",
+    "Decision",
+    "Delivery",
+    "DeliveryStatus",
+    "Details",
+    "Flag",
+    "FlagStatus",
+    "Member",
+    "NewFlag",
+    "Policy",
+    "Wave",
+    "Workflow",
+]

@@ -8,6 +8,11 @@ version (no side store yet, or fewer tables) opens as it is: missing tables are 
 An item that goes away (deleted, swept by ``index --sync``, taken down) takes its open flags
 with it: they are *closed* with the reason, and each close is an audit record like a review,
 all in one transaction with forgetting the item's hash (``items_gone``, ``take_down``).
+
+Beside them (their own modules, tables created the same way): ``claims`` (the review queue's
+leases, claims.py), ``events`` and ``deliveries`` (the webhook outbox, outbox.py) and ``waves``
+(grouped flags of near-duplicate clusters, waves.py). Every flag raised and every decision writes
+its webhook event in its own transaction, and every decision checks and lets go of claims there.
 """
 
 from __future__ import annotations
@@ -15,13 +20,17 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from lookalike.errors import ConfigError, ItemNotFoundError, StoreError
+from lookalike.workflow import claims, outbox, waves
+
+Details = Mapping[int, Mapping[str, object]]
+"""What a webhook event says of an item beyond its id (item_id, source, uri, sha256), by item id."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS policies (
@@ -115,7 +124,7 @@ class Decision:
 class Workflow:
     """The side store of one collection; safe to share between threads (one connection, one lock)."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, webhooks: Sequence[str] = ()) -> None:
         self.path = path
         folder = Path(path).expanduser().resolve().parent
         if not folder.is_dir():
@@ -124,10 +133,13 @@ class Workflow:
             self._db = sqlite3.connect(path, check_same_thread=False, timeout=30.0, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")  # a decision acknowledged is a decision kept
-            self._db.executescript(SCHEMA)
+            self._db.executescript(SCHEMA + claims.SCHEMA + outbox.SCHEMA + waves.SCHEMA)
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"Cannot open the workflow database {path}: {exc}") from exc
         self._lock = threading.Lock()
+        self.claims = claims.Claims(self._db, self._lock)
+        self.outbox = outbox.Outbox(self._db, self._lock, webhooks)
+        self.waves = waves.Waves(self._db, self._lock)
 
     def close(self) -> None:
         with self._lock:
@@ -173,29 +185,43 @@ class Workflow:
 
     # flags
 
-    def add_flags(self, flags: Sequence[NewFlag], *, at: int | None = None) -> int:
+    def add_flags(
+        self, flags: Sequence[NewFlag], *, at: int | None = None, details: Details | None = None
+    ) -> int:
         """Record matches; an item already flagged for the same policy and label keeps its flag.
 
         A flag closed because its item went away opens again when the item is stored and
-        flagged again (the same picture indexed anew): nobody has reviewed it yet.
+        flagged again (the same picture indexed anew): nobody has reviewed it yet. Each flag
+        raised (new or opened again) writes a ``flag.created`` webhook event in the same
+        transaction; ``details`` are what the event says of each item.
         """
         when = int(time.time()) if at is None else at
-        rows = [(f.item, f.policy, f.label, float(f.score), when) for f in flags]
         with self._lock:
-            before = self._db.total_changes
             self._db.execute("BEGIN")
             try:
-                self._db.executemany(
-                    "INSERT INTO flags (item, policy, label, score, created_at) VALUES (?,?,?,?,?)"
-                    " ON CONFLICT (item, policy, label) DO UPDATE SET status = 'open',"
-                    " score = excluded.score, created_at = excluded.created_at WHERE status = 'closed'",
-                    rows,
-                )
+                raised = [flag for flag in map(self._raise, flags, [when] * len(flags)) if flag is not None]
+                for flag in raised:
+                    self.outbox.enqueue("flag.created", outbox.flag_event(flag, details), when=when)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-            return self._db.total_changes - before
+        if raised:
+            self.outbox.notify()
+        return len(raised)
+
+    def _raise(self, flag: NewFlag, when: int) -> Flag | None:
+        """Insert a flag, or open a closed one again; None when it is there already (lock held)."""
+        row = self._db.execute(
+            "INSERT INTO flags (item, policy, label, score, created_at) VALUES (?,?,?,?,?)"
+            " ON CONFLICT (item, policy, label) DO UPDATE SET status = 'open',"
+            " score = excluded.score, created_at = excluded.created_at WHERE status = 'closed'"
+            " RETURNING id",
+            (flag.item, flag.policy, flag.label, float(flag.score), when),
+        ).fetchone()
+        if row is None:
+            return None
+        return Flag(int(row[0]), flag.item, flag.policy, flag.label, float(flag.score), when, FlagStatus.OPEN)
 
     def flags(
         self,
@@ -287,8 +313,13 @@ class Workflow:
         note: str = "",
         took_down: bool = False,
         at: int | None = None,
+        details: Details | None = None,
     ) -> list[Decision]:
-        """Set the flags' status and append one audit record each, in one transaction."""
+        """Set the flags' status and append one audit record each, in one transaction.
+
+        Raises:
+            ClaimedError: another reviewer holds one of the flags (claims.py); nothing is decided.
+        """
         if decision not in (FlagStatus.CONFIRMED, FlagStatus.DISMISSED):
             raise ConfigError("A review confirms or dismisses a flag.")
         when = int(time.time()) if at is None else at
@@ -299,11 +330,13 @@ class Workflow:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                records = self._decide(flags, decision, reviewer, note, when, took_down)
+                self.claims.check([f.id for f in flags], reviewer, time.time())
+                records = self._decide(flags, decision, reviewer, note, when, took_down, details)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+        self.outbox.notify()
         return records
 
     def items_gone(
@@ -324,10 +357,19 @@ class Workflow:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+        if records:
+            self.outbox.notify()
         return records
 
     def take_down(
-        self, flag_id: int, decision: FlagStatus, *, reviewer: str, note: str = "", at: int | None = None
+        self,
+        flag_id: int,
+        decision: FlagStatus,
+        *,
+        reviewer: str,
+        note: str = "",
+        at: int | None = None,
+        details: Details | None = None,
     ) -> list[Decision]:
         """Record a takedown once its item is deleted: the flag decided, the item's other open
         flags closed ("taken down with flag N"), its hash forgotten; one transaction."""
@@ -338,15 +380,17 @@ class Workflow:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                records = self._decide([flag], decision, reviewer, note, when, True)
+                self.claims.check([flag.id], reviewer, time.time())
+                records = self._decide([flag], decision, reviewer, note, when, True, details)
                 others = [f for f in self._open_flags([flag.item]) if f.id != flag.id]
                 closing = f"taken down with flag {flag.id}"
-                records += self._decide(others, FlagStatus.CLOSED, reviewer, closing, when, True)
+                records += self._decide(others, FlagStatus.CLOSED, reviewer, closing, when, True, details)
                 self._forget_hashes([flag.item])
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+        self.outbox.notify()
         return records
 
     def _open_flags(self, items: Sequence[int]) -> list[Flag]:
@@ -372,8 +416,10 @@ class Workflow:
         note: str,
         when: int,
         took_down: bool,
+        details: Details | None = None,
     ) -> list[Decision]:
-        """Set the flags' status and append one audit record each (lock held, inside a transaction)."""
+        """Set the flags' status and append one audit record each (lock held, inside a transaction);
+        their claims go, and each decision writes its ``flag.decided`` webhook event."""
         ids = []
         for flag in flags:
             self._db.execute("UPDATE flags SET status = ? WHERE id = ?", (str(decision), flag.id))
@@ -393,10 +439,36 @@ class Workflow:
                 ),
             )
             ids.append(int(cursor.lastrowid or 0))
-        return [
+        records = [
             Decision(i, f.id, f.item, f.policy, f.label, decision, reviewer, note, when, took_down)
             for i, f in zip(ids, flags, strict=True)
         ]
+        self.claims.drop([f.id for f in flags])
+        for flag, record in zip(flags, records, strict=True):
+            self.outbox.enqueue("flag.decided", outbox.decision_event(flag, record, details), when=when)
+        return records
+
+    def raise_wave(
+        self,
+        representative: int,
+        score: float,
+        when: int,
+        details: Details | None = None,
+        *,
+        extra: Mapping[str, object] | None = None,
+    ) -> int:
+        """The flag of a new wave, on its representative item, with its ``flag.created`` event
+        (lock held, inside waves.py's transaction); its id."""
+        new = NewFlag(representative, waves.POLICY, waves.LABEL, score)
+        flag = self._raise(new, when)
+        if flag is None:  # the item's earlier wave flag, decided: a new wave gets a flag of its own
+            row = self._db.execute(
+                "SELECT id FROM flags WHERE item = ? AND policy = ? AND label = ?",
+                (representative, waves.POLICY, waves.LABEL),
+            ).fetchone()
+            raise ConfigError(f"Item {representative} already has wave flag {row[0] if row else '?'}.")
+        self.outbox.enqueue("flag.created", {**outbox.flag_event(flag, details), **(extra or {})}, when=when)
+        return flag.id
 
     def decisions(self, *, since: int | None = None, until: int | None = None) -> Iterator[Decision]:
         clauses: list[str] = []

@@ -1,4 +1,6 @@
-// lookalike review screen: open flags as a paged grid, decided with the keyboard. Plain JS, no build.
+// lookalike review screen: a team's queue of flags. Each reviewer is handed a flag nobody else holds
+// (GET /flags/next), sees the upload beside what it matched, and decides with buttons or keys.
+// Plain JS, no build.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -8,6 +10,10 @@ let flags = [];
 let total = 0;
 let offset = 0;
 let selected = 0;
+let current = null; // the flag under review, as GET /flags/{id} shows it
+let revealed = false; // the current flag's pictures shown unblurred
+let lease = 300;
+let showing = Promise.resolve(); // the flag being fetched and claimed; a decision waits for it
 
 function headers(extra = {}) {
   return apiKey ? { ...extra, "X-API-Key": apiKey } : extra;
@@ -24,6 +30,10 @@ async function call(url, options = {}) {
     }
   }
   return response;
+}
+
+function post(url, body) {
+  return call(url, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
 }
 
 async function picture(img, url) {
@@ -52,6 +62,27 @@ async function detail(response) {
   }
 }
 
+const me = () => $("by").value.trim();
+const queueing = () => $("status-filter").value === "open";
+const clock = (iso) => new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+
+function element(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+async function loadConfig() {
+  const response = await call("/review/config");
+  if (!response.ok) return;
+  const config = await response.json();
+  lease = config.lease_s;
+  const chosen = localStorage.getItem("lookalike-blur");
+  $("blur").checked = chosen === null ? config.blur : chosen === "1";
+  document.body.classList.toggle("blur", $("blur").checked);
+}
+
 async function loadPolicies() {
   const response = await call("/policies");
   if (!response.ok) return;
@@ -60,41 +91,54 @@ async function loadPolicies() {
     option.value = option.textContent = policy.name;
     $("policy").append(option);
   }
+  const waves = document.createElement("option");
+  waves.value = waves.textContent = "waves";
+  $("policy").append(waves);
 }
 
-function query() {
-  const params = new URLSearchParams({ status: $("status-filter").value, limit: PAGE, offset });
+function filters() {
+  const params = new URLSearchParams();
   if ($("policy").value) params.set("policy", $("policy").value);
   if ($("since").value) params.set("since", $("since").value);
   if ($("until").value) params.set("until", $("until").value);
   return params;
 }
 
-async function load(keepSelection = false) {
-  setStatus("Loading flags…");
-  const response = await call(`/flags?${query()}`);
+async function load({ quiet = false } = {}) {
+  if (!quiet) setStatus("Loading flags…");
+  const params = filters();
+  params.set("status", $("status-filter").value);
+  params.set("limit", PAGE);
+  params.set("offset", offset);
+  const response = await call(`/flags?${params}`);
   if (!response.ok) {
-    setStatus(await detail(response), true);
+    if (!quiet) setStatus(await detail(response), true);
     return;
   }
   const body = await response.json();
+  // A quiet refresh that finds nothing new leaves the grid (and its pictures) as they are.
+  const same = quiet && body.total === total && JSON.stringify(body.flags) === JSON.stringify(flags);
   flags = body.flags;
   total = body.total;
+  if (same) return;
   if (!flags.length && offset > 0 && total > 0) {
     offset = Math.max(0, offset - PAGE);
-    return load();
+    return load({ quiet });
   }
-  selected = keepSelection ? Math.min(selected, Math.max(0, flags.length - 1)) : 0;
+  const held = current ? flags.findIndex((f) => f.id === current.id) : -1;
+  selected = held >= 0 ? held : Math.min(selected, Math.max(0, flags.length - 1));
   render();
-  setStatus(total ? `${total} ${$("status-filter").value} flags` : `No ${$("status-filter").value} flags.`);
+  const status = $("status-filter").value;
+  if (!quiet) setStatus(total ? `${total} ${status} flags` : `No ${status} flags.`);
 }
 
 function card(flag, index) {
-  const node = document.createElement("article");
-  node.className = "card flag" + (index === selected ? " selected" : "");
+  const node = element("article", "card flag");
   node.dataset.flag = flag.id;
-  const thumb = document.createElement("div");
-  thumb.className = "thumb";
+  if (current && current.id === flag.id) node.classList.add("selected");
+  const holder = flag.claim && flag.claim.by !== me() ? flag.claim.by : "";
+  if (holder) node.classList.add("held");
+  const thumb = element("div", "thumb");
   if (flag.stored) {
     const img = document.createElement("img");
     img.loading = "lazy";
@@ -102,75 +146,288 @@ function card(flag, index) {
     picture(img, `/items/${flag.item}/image?size=256`);
     thumb.append(img);
   } else {
-    thumb.textContent = "taken down";
+    thumb.textContent = "no longer stored";
   }
-  const meta = document.createElement("div");
-  meta.className = "meta";
-  const name = document.createElement("div");
-  name.className = "name";
-  name.textContent = `${flag.policy} · ${flag.label}`;
-  const sub = document.createElement("div");
-  sub.className = "sub";
-  const score = document.createElement("span");
-  score.className = "score";
-  score.textContent = flag.score.toFixed(3);
-  const when = document.createElement("span");
-  when.className = "rank";
-  when.textContent = `#${flag.id} · ${flag.flagged_at.slice(0, 10)} · ${flag.item_id || ""}`;
-  sub.append(score, when);
-  meta.append(name, sub);
+  const meta = element("div", "meta");
+  meta.append(element("div", "name", `${flag.policy} · ${flag.label}`));
+  const sub = element("div", "sub");
+  sub.append(element("span", "score", flag.score.toFixed(3)), element("span", "rank", `#${flag.id} · ${flag.flagged_at.slice(0, 10)}`));
+  meta.append(sub);
+  if (flag.stored) meta.append(element("div", "who", `${flag.source} · ${flag.item_id}`));
+  if (holder) meta.append(element("div", "held-by", `${holder} is reviewing`));
   node.append(thumb, meta);
-  node.addEventListener("click", () => {
-    selected = index;
-    render();
-    enlarge();
-  });
+  // A tap or click selects (and claims) the flag; deciding is the buttons' job, enlarging Enter's.
+  node.addEventListener("click", () => select(index, "panel"));
   return node;
 }
 
 function render() {
   const grid = $("flags");
   grid.replaceChildren(...flags.map(card));
+  const status = $("status-filter").value;
+  $("heading").textContent = `${status[0].toUpperCase()}${status.slice(1)} flags`;
+  $("count").textContent = total ? `${total}` : "";
   const pages = Math.max(1, Math.ceil(total / PAGE));
   $("page").textContent = `page ${Math.floor(offset / PAGE) + 1} of ${pages}`;
   $("prev").disabled = offset === 0;
   $("next").disabled = offset + PAGE >= total;
-  const chosen = grid.children[selected];
-  if (chosen) chosen.scrollIntoView({ block: "nearest" });
+}
+
+async function select(index, scroll = "") {
+  // scroll: "panel" after a tap (on a phone the panel is above the grid), "card" after a key.
+  const flag = flags[index];
+  if (!flag) return;
+  selected = index;
+  // Outlined at once (the key or tap answered), then shown and claimed.
+  for (const node of $("flags").children) node.classList.toggle("selected", Number(node.dataset.flag) === flag.id);
+  await show(flag.id);
+  if (scroll === "panel" && window.innerWidth < 760) $("current").scrollIntoView({ block: "start" });
+  const chosen = $("flags").querySelector(".card.selected");
+  if (chosen && scroll === "card") chosen.scrollIntoView({ block: "nearest" });
+}
+
+function show(id) {
+  showing = showing.catch(() => {}).then(() => fetchFlag(id));
+  return showing;
+}
+
+async function fetchFlag(id) {
+  // An open flag is claimed as it is shown, if the reviewer has said who they are; one another
+  // reviewer holds is shown with their name, and cannot be decided here.
+  let response = null;
+  if (queueing() && me()) {
+    response = await post(`/flags/${id}/claim`, { by: me(), lease_s: lease });
+    if (response.status === 409 || response.status === 400) response = null;
+  }
+  if (!response) response = await call(`/flags/${id}`);
+  if (!response.ok) {
+    setStatus(await detail(response), true);
+    return;
+  }
+  setCurrent(await response.json());
+}
+
+async function next(after = null) {
+  // The next flag nobody else holds; without a name (or off the open queue), the next card.
+  if (!queueing() || !me()) {
+    if (flags.length) await select(Math.min(after === null ? selected : selected + 1, flags.length - 1));
+    else setCurrent(null);
+    return;
+  }
+  const params = filters();
+  params.set("by", me());
+  params.set("lease_s", lease);
+  if (after !== null) params.set("after", after);
+  const response = await call(`/flags/next?${params}`);
+  if (!response.ok) {
+    setStatus(await detail(response), true);
+    return;
+  }
+  const body = await response.json();
+  setCurrent(body.flag);
+  if (!body.flag) setStatus("No open flag left that nobody else is reviewing.");
+}
+
+function setCurrent(flag) {
+  if (!flag || !current || current.id !== flag.id) {
+    revealed = false;
+    $("takedown").checked = false; // a take-down is chosen for one flag, never carried to the next
+  }
+  current = flag;
+  const index = flag ? flags.findIndex((f) => f.id === flag.id) : -1;
+  if (index >= 0) selected = index;
+  markSelected();
+  renderCurrent();
+}
+
+function markSelected() {
+  // The card of the flag on screen is outlined; the cards themselves (and their pictures) stay.
+  for (const node of $("flags").children) node.classList.toggle("selected", Boolean(current) && Number(node.dataset.flag) === current.id);
+}
+
+function fact(list, name, value) {
+  if (value === null || value === undefined || value === "") return;
+  list.append(element("dt", "", name), element("dd", "", String(value)));
+}
+
+function renderCurrent() {
+  const panel = $("current");
+  if (!current) {
+    panel.hidden = true;
+    return;
+  }
+  panel.hidden = false;
+  const flag = current;
+  $("current-title").textContent = `#${flag.id} · ${flag.policy} · ${flag.label}`;
+  renderClaim();
+  const wave = flag.match && flag.match.kind === "wave";
+  $("takedown").parentElement.title = wave
+    ? "A wave is confirmed as a whole; take its items down one by one"
+    : "Confirming deletes the item and erases its bytes; you are asked each time";
+  $("upload-gone").hidden = flag.stored;
+  $("upload-img").hidden = !flag.stored;
+  $("reveal").hidden = !flag.stored;
+  if (flag.stored && $("upload-img").dataset.item !== flag.item) {
+    $("upload-img").dataset.item = flag.item;
+    $("upload-img").removeAttribute("src");
+    $("upload-img").alt = flag.item_id || "";
+    picture($("upload-img"), `/items/${flag.item}/image?size=512`);
+  }
+  const facts = $("upload-meta");
+  facts.replaceChildren();
+  fact(facts, "Source", flag.source);
+  fact(facts, "Item id", flag.item_id);
+  fact(facts, "Name", flag.name);
+  fact(facts, "Uri", flag.uri);
+  fact(facts, "Created", flag.created_at && flag.created_at.slice(0, 10));
+  fact(facts, "Flagged", flag.flagged_at.slice(0, 10));
+  fact(facts, "Status", flag.status);
+  $("score").textContent = flag.score.toFixed(3);
+  $("score-kind").textContent = wave ? "lowest cosine to the first" : "cosine";
+  renderMatch(flag.match || { kind: "unknown" });
+  showRevealed();
+}
+
+function renderClaim() {
+  // Who holds the flag on screen, and whether this reviewer may decide it.
+  const flag = current;
+  const mine = flag.claim && flag.claim.by === me();
+  const held = flag.claim && !mine;
+  const badge = $("current-claim");
+  badge.className = "claim" + (held ? " theirs" : mine ? " mine" : "");
+  badge.textContent = held
+    ? `${flag.claim.by} is reviewing this (until ${clock(flag.claim.expires_at)})`
+    : mine
+      ? `Yours until ${clock(flag.claim.expires_at)}`
+      : flag.status !== "open"
+        ? `${flag.status}`
+        : me() ? "Not claimed" : "Enter your name to claim flags";
+  for (const id of ["confirm", "dismiss"]) $(id).disabled = Boolean(held);
+  const wave = flag.match && flag.match.kind === "wave";
+  $("takedown").disabled = Boolean(held) || !flag.stored || wave;
+}
+
+function showRevealed() {
+  // The upload and what it matched, blurred or not (the pictures themselves are not fetched again).
+  for (const frame of document.querySelectorAll("#current .frame")) frame.classList.toggle("revealed", revealed);
+  $("reveal").textContent = revealed ? "Enlarge" : "Reveal";
+}
+
+function renderMatch(match) {
+  const box = $("match");
+  box.replaceChildren();
+  const facts = element("dl", "facts");
+  if (match.kind === "wave") {
+    box.append(element("p", "match-title", `Near-duplicate wave: ${match.sellers} sellers, ${match.items.length} items`));
+    fact(facts, "Window", `${match.since.slice(0, 16).replace("T", " ")} – ${match.until.slice(0, 16).replace("T", " ")} UTC`);
+    fact(facts, "Threshold", match.threshold);
+    box.append(facts);
+    const members = element("div", "members");
+    for (const member of match.items) {
+      const node = element("div", "member frame");
+      if (member.stored) {
+        const img = document.createElement("img");
+        img.loading = "lazy";
+        img.alt = member.item_id;
+        picture(img, `/items/${member.item}/image?size=128`);
+        node.append(img);
+      } else {
+        node.append(element("span", "gone", "gone"));
+      }
+      const caption = element("div", "member-meta");
+      caption.append(element("div", "who", `${member.source} · ${member.item_id}`), element("div", "rank", member.score.toFixed(3)));
+      const wrap = element("div", "member-card");
+      wrap.append(node, caption);
+      members.append(wrap);
+    }
+    box.append(members);
+    return;
+  }
+  if (match.kind === "label") {
+    box.append(element("p", "match-title", `Label “${match.label}” of policy ${match.policy}`));
+    if (match.prompts) {
+      const prompts = element("ul", "prompts");
+      for (const text of match.prompts) prompts.append(element("li", "", text));
+      facts.append(element("dt", "", "Prompts"), element("dd", "", ""));
+      facts.lastChild.append(prompts);
+      if (match.negative_prompts && match.negative_prompts.length) fact(facts, "Not", match.negative_prompts.join(" · "));
+      fact(facts, "Threshold", match.threshold);
+    } else {
+      fact(facts, "Prompts", "the policy was removed since");
+    }
+    box.append(facts);
+    return;
+  }
+  box.append(element("p", "match-title", `${current.policy} · ${current.label}`));
+  for (const [key, value] of Object.entries(match)) if (key !== "kind") fact(facts, key, typeof value === "object" ? JSON.stringify(value) : value);
+  box.append(facts);
+}
+
+function reveal() {
+  if (!current) return;
+  revealed = !revealed;
+  showRevealed();
 }
 
 function enlarge() {
-  const flag = flags[selected];
+  const flag = current;
   if (!flag || !flag.stored) return;
+  revealed = true; // enlarging is asking to see it
+  showRevealed();
   picture($("large"), `/items/${flag.item}/image`);
-  $("viewer-meta").textContent = `#${flag.id} ${flag.policy} · ${flag.label} · ${flag.score.toFixed(3)} · ${flag.uri || ""}`;
+  $("viewer-meta").textContent = `#${flag.id} ${flag.policy} · ${flag.label} · ${flag.score.toFixed(3)} · ${flag.source || ""} · ${flag.item_id || ""} · ${flag.uri || ""}`;
   $("viewer").hidden = false;
 }
 
 async function decide(decision) {
-  const flag = flags[selected];
+  await showing.catch(() => {}); // a key pressed just after an arrow decides the flag the arrow chose
+  const flag = current;
   if (!flag) return;
-  const by = $("by").value.trim();
+  const by = me();
   if (!by) {
     setStatus("Enter your name as reviewer first.", true);
     $("by").focus();
     return;
   }
   localStorage.setItem("lookalike-reviewer", by);
-  const body = { decision, by, note: $("note").value, take_down: decision === "confirm" && $("takedown").checked };
-  const response = await call(`/flags/${flag.id}/review`, {
-    method: "POST",
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify(body),
-  });
+  const takeDown = decision === "confirm" && $("takedown").checked && !$("takedown").disabled;
+  if (takeDown) {
+    const what = `${flag.item_id || flag.item}${flag.source ? ` from ${flag.source}` : ""}`;
+    // Asked every time: a take-down deletes the item and erases its bytes.
+    if (!confirm(`Take down ${what}?\n\nThe item is deleted from the collection and its kept bytes erased. This cannot be undone.`)) {
+      setStatus("Take-down cancelled; nothing was decided.");
+      return;
+    }
+  }
+  const body = { decision, by, note: $("note").value, take_down: takeDown };
+  const response = await post(`/flags/${flag.id}/review`, body);
+  $("takedown").checked = false; // never stays ticked
   if (!response.ok) {
     setStatus(await detail(response), true);
+    if (response.status === 409) await show(flag.id); // who holds it now
     return;
   }
   $("viewer").hidden = true;
   $("note").value = "";
-  await load(true);
-  setStatus(`Flag #${flag.id} ${decision === "confirm" ? "confirmed" : "dismissed"}${body.take_down ? ", item taken down" : ""}.`);
+  await load({ quiet: true });
+  await next();
+  setStatus(`Flag #${flag.id} ${decision === "confirm" ? "confirmed" : "dismissed"}${takeDown ? ", item taken down" : ""}.`);
+}
+
+async function renew() {
+  // Hold the flag on screen while the page is open; a lapsed claim is shown as whoever took it.
+  const flag = current;
+  if (!flag || !flag.claim || flag.claim.by !== me() || flag.status !== "open" || document.hidden) return;
+  const response = await post(`/flags/${flag.id}/claim`, { by: me(), lease_s: lease });
+  if (response.ok) {
+    const renewed = await response.json();
+    if (current && current.id === renewed.id) {
+      current.claim = renewed.claim;
+      renderClaim();
+    }
+  } else if (response.status === 409) {
+    await show(flag.id);
+  }
 }
 
 document.addEventListener("keydown", (event) => {
@@ -178,12 +435,13 @@ document.addEventListener("keydown", (event) => {
     if (event.key === "Escape") event.target.blur();
     return;
   }
+  if (event.target instanceof HTMLButtonElement && (event.key === "Enter" || event.key === " ")) return;
   const columns = Math.max(1, Math.round($("flags").clientWidth / 196));
   const moves = { ArrowRight: 1, ArrowLeft: -1, ArrowDown: columns, ArrowUp: -columns, j: 1, k: -1 };
   if (event.key in moves) {
-    selected = Math.max(0, Math.min(flags.length - 1, selected + moves[event.key]));
-    render();
-    if (!$("viewer").hidden) enlarge();
+    select(Math.max(0, Math.min(flags.length - 1, selected + moves[event.key])), "card").then(() => {
+      if (!$("viewer").hidden) enlarge();
+    });
   } else if (event.key === "Enter" || event.key === " ") {
     enlarge();
   } else if (event.key === "Escape") {
@@ -192,6 +450,10 @@ document.addEventListener("keydown", (event) => {
     decide("confirm");
   } else if (event.key === "d") {
     decide("dismiss");
+  } else if (event.key === "r") {
+    reveal();
+  } else if (event.key === "n") {
+    next(current ? current.id : null);
   } else {
     return;
   }
@@ -199,10 +461,35 @@ document.addEventListener("keydown", (event) => {
 });
 
 $("viewer").addEventListener("click", () => ($("viewer").hidden = true));
+$("upload-frame").addEventListener("click", () => (revealed ? enlarge() : reveal()));
+$("confirm").addEventListener("click", () => decide("confirm"));
+$("dismiss").addEventListener("click", () => decide("dismiss"));
+$("skip").addEventListener("click", () => next(current ? current.id : null));
 $("prev").addEventListener("click", () => { offset = Math.max(0, offset - PAGE); load(); });
 $("next").addEventListener("click", () => { offset += PAGE; load(); });
+$("filter").addEventListener("submit", (event) => event.preventDefault());
 for (const id of ["policy", "status-filter", "since", "until"]) {
-  $(id).addEventListener("change", () => { offset = 0; load(); });
+  $(id).addEventListener("change", async () => {
+    offset = 0;
+    current = null;
+    await load();
+    await next();
+  });
 }
+$("blur").addEventListener("change", () => {
+  localStorage.setItem("lookalike-blur", $("blur").checked ? "1" : "0");
+  document.body.classList.toggle("blur", $("blur").checked);
+});
+$("by").addEventListener("input", () => localStorage.setItem("lookalike-reviewer", me()));
+$("by").addEventListener("change", async () => {
+  // A name given: the flag on screen is claimed for it (or shown as someone else's).
+  if (current && queueing() && me()) await show(current.id);
+  else if (!current && me()) await next();
+});
 $("by").value = localStorage.getItem("lookalike-reviewer") || "";
-loadPolicies().then(() => load());
+setInterval(() => { if (!document.hidden && $("viewer").hidden) load({ quiet: true }); }, 20000);
+loadConfig()
+  .then(() => setInterval(renew, Math.max(5, lease / 3) * 1000))
+  .then(loadPolicies)
+  .then(() => load())
+  .then(() => next());

@@ -1,0 +1,149 @@
+"""The review queue for a team over HTTP: claim the next flag, hold or let go of one, see one whole."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, date, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi import Path as PathParam
+from pydantic import BaseModel, ConfigDict, Field
+
+from lookalike.api.deps import blocking, context_of
+from lookalike.usecases import queue
+from lookalike.workflow import Claim
+
+router = APIRouter(tags=["review"])
+FlagId = Annotated[int, PathParam(ge=0, lt=2**63)]  # SQLite's integers are 64-bit
+Reviewer = Annotated[
+    str, Query(min_length=1, max_length=200, description="The reviewer's name, as in the audit.")
+]
+Lease = Annotated[
+    float | None,
+    Query(
+        gt=0,
+        le=86400,
+        description="Seconds the claim lasts unless renewed (default LOOKALIKE_REVIEW_LEASE_S).",
+    ),
+]
+
+
+class ClaimRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    by: str = Field(min_length=1, max_length=200, description="The reviewer's name, as in the audit.")
+    lease_s: float | None = Field(default=None, gt=0, le=86400, description="Seconds the claim lasts.")
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(int(ts), UTC).isoformat().replace("+00:00", "Z")
+
+
+def claim_json(claim: Claim | None) -> dict[str, Any] | None:
+    if claim is None:
+        return None
+    return {
+        "by": claim.reviewer,
+        "claimed_at": _iso(claim.claimed_at),
+        "expires_at": _iso(claim.expires_at),
+        "expires_in_s": max(0, round(claim.expires_at - time.time())),
+    }
+
+
+def _match(match: dict[str, Any]) -> dict[str, Any]:
+    """Item ids as strings (they exceed a JavaScript number), times as ISO text."""
+    shown = dict(match)
+    if "items" in shown:
+        shown["items"] = [
+            {**member, "item": str(member["item"]), "created_at": _iso(member["created_at"])}
+            for member in shown["items"]
+        ]
+    for key in ("since", "until"):
+        if isinstance(shown.get(key), int):
+            shown[key] = _iso(shown[key])
+    return shown
+
+
+def detail_json(shown: queue.Detail) -> dict[str, Any]:
+    flag, item = shown.flag, shown.item
+    return {
+        "id": flag.id,
+        "item": str(flag.item),
+        "policy": flag.policy,
+        "label": flag.label,
+        "score": round(flag.score, 6),
+        "status": flag.status.value,
+        "flagged_at": _iso(flag.created_at),
+        "stored": item is not None,
+        "item_id": item.item_id if item else None,
+        "source": item.source if item else None,
+        "name": item.name if item else None,
+        "uri": item.uri if item else None,
+        "created_at": _iso(item.created_at) if item else None,
+        "claim": claim_json(shown.claim),
+        "match": _match(shown.match),
+    }
+
+
+@router.get("/flags/next")
+async def next_flag(
+    request: Request,
+    response: Response,
+    by: Reviewer,
+    policy: Annotated[str | None, Query(max_length=64)] = None,
+    since: Annotated[date | None, Query(description="Flagged on or after this day (UTC).")] = None,
+    until: Annotated[date | None, Query(description="Flagged on or before this day (UTC).")] = None,
+    after: Annotated[int | None, Query(ge=0, lt=2**63, description="Skip to a flag after this one.")] = None,
+    lease_s: Lease = None,
+) -> dict[str, Any]:
+    """Claim the next open flag for a reviewer: the one they hold already, else the oldest nobody holds.
+
+    Two reviewers asking at once never get the same flag. `flag` is null when every open flag is
+    decided or held by someone else. Deciding a flag another reviewer holds answers 409.
+    """
+    response.headers["Cache-Control"] = "no-store"
+    ctx = context_of(request)
+
+    def work() -> dict[str, Any]:
+        found = queue.next_flag(
+            ctx, by, policy=policy, since=since, until=until, after=after, lease_s=lease_s
+        )
+        if found is None:
+            return {"flag": None}
+        return {"flag": detail_json(queue.detail(ctx, found.flag.id))}
+
+    return await blocking(work)
+
+
+@router.get("/flags/{flag_id}")
+async def flag_detail(request: Request, flag_id: FlagId) -> dict[str, Any]:
+    """One flag whole: its item, who holds it, and what it matched (a policy's label and prompts, a
+    wave's items)."""
+    return detail_json(await blocking(queue.detail, context_of(request), flag_id))
+
+
+@router.post("/flags/{flag_id}/claim")
+async def claim_flag(request: Request, flag_id: FlagId, body: ClaimRequest) -> dict[str, Any]:
+    """Claim an open flag, or renew the claim (409 while another reviewer holds it)."""
+    ctx = context_of(request)
+
+    def work() -> dict[str, Any]:
+        queue.claim(ctx, flag_id, body.by, lease_s=body.lease_s)
+        return detail_json(queue.detail(ctx, flag_id))
+
+    return await blocking(work)
+
+
+@router.delete("/flags/{flag_id}/claim")
+async def release_flag(request: Request, flag_id: FlagId, by: Reviewer) -> dict[str, Any]:
+    """Let a claim go (409 if another reviewer holds it); `released` is false when none was held."""
+    released = await blocking(queue.release, context_of(request), flag_id, by)
+    return {"released": released}
+
+
+@router.get("/review/config")
+async def review_config(request: Request) -> dict[str, Any]:
+    """What the review page starts with: whether pictures are blurred until revealed, the lease."""
+    settings = context_of(request).settings
+    return {"blur": settings.review_blur, "lease_s": settings.review_lease_s}

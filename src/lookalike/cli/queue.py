@@ -1,0 +1,345 @@
+"""The team's side of review: `claim` a flag, `webhooks` (list, replay, deliver, ping), and `waves`."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+import typer
+
+from lookalike.cli.common import (
+    AsJson,
+    Collection,
+    Db,
+    Model,
+    Pretrained,
+    Verbose,
+    app,
+    counted,
+    err,
+    out,
+    print_json,
+    session,
+    table,
+    tagged,
+)
+from lookalike.cli.risk import Sources
+
+webhooks_app = typer.Typer(
+    help="Signed webhooks of every flag and decision: deliveries listed, failed ones replayed.",
+    no_args_is_help=True,
+)
+app.add_typer(webhooks_app, name="webhooks")
+
+By = Annotated[str | None, typer.Option("--by", help="Reviewer's name (default: $USER).")]
+
+
+def _reviewer(by: str | None) -> str:
+    import getpass
+
+    try:
+        return by if by is not None else getpass.getuser()
+    except (KeyError, OSError):  # no login name to be found: the reviewer must say who they are
+        raise typer.BadParameter("give the reviewer's name with --by NAME.") from None
+
+
+def _clock(ts: float) -> str:
+    return time.strftime("%H:%M:%S UTC", time.gmtime(ts))
+
+
+@app.command()
+def claim(
+    flag_id: Annotated[
+        int | None, typer.Argument(help="The flag to claim or renew (default: the next open one).")
+    ] = None,
+    by: By = None,
+    policy: Annotated[str | None, typer.Option(help="The next flag of this policy only.")] = None,
+    lease: Annotated[
+        float | None,
+        typer.Option(min=1, max=86400, help="Seconds the claim lasts. (env LOOKALIKE_REVIEW_LEASE_S, 300)"),
+    ] = None,
+    release: Annotated[bool, typer.Option("--release", help="Let the claim on FLAG_ID go.")] = False,
+    as_json: AsJson = False,
+    db: Db = None,
+    collection: Collection = None,
+    verbose: Verbose = False,
+) -> None:
+    """Claim a flag to review, so no other reviewer gets it or decides it while the lease lasts.
+
+    Without FLAG_ID: the flag this reviewer holds already, else the oldest open flag nobody holds.
+    Decide it with `lookalike review FLAG_ID --confirm|--dismiss --by NAME`.
+    """
+    from lookalike.usecases import queue
+
+    reviewer = _reviewer(by)
+    if release and flag_id is None:
+        raise typer.BadParameter("--release needs the FLAG_ID to let go.")
+    with session(verbose, db, collection, None, None) as ctx:
+        if release:
+            assert flag_id is not None
+            released = queue.release(ctx, flag_id, reviewer)
+            out.print(
+                f"flag {flag_id} released by {reviewer}"
+                if released
+                else f"{reviewer} held no claim on flag {flag_id}"
+            )
+            return
+        if flag_id is None:
+            found = queue.next_flag(ctx, reviewer, policy=policy, lease_s=lease)
+        else:
+            found = queue.claim(ctx, flag_id, reviewer, lease_s=lease)
+    if found is None:
+        if as_json:
+            print_json({"flag": None})
+        else:
+            out.print("no open flag left that nobody holds")
+        return
+    flag, held, item = found.flag, found.claim, found.item
+    payload = {
+        "id": flag.id,
+        "item": flag.item,
+        "policy": flag.policy,
+        "label": flag.label,
+        "score": round(flag.score, 6),
+        "item_id": item.item_id if item else None,
+        "source": item.source if item else None,
+        "uri": item.uri if item else None,
+        "by": held.reviewer,
+        "expires_at": int(held.expires_at),
+    }
+    if as_json:
+        print_json(payload)
+        return
+    where = f"{item.source} · {item.item_id} · {item.uri}" if item else f"item {flag.item} (no longer stored)"
+    out.print(
+        f"flag {flag.id} claimed by {held.reviewer} until {_clock(held.expires_at)}: "
+        f"{flag.policy} · {flag.label} ({flag.score:.4f}) — {where}"
+    )
+
+
+@webhooks_app.command("list")
+def webhooks_list(
+    status: Annotated[str | None, typer.Option(help="pending, delivered or failed.")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many.")] = 100,
+    offset: Annotated[int, typer.Option(min=0, help="Skip this many first.")] = 0,
+    as_json: AsJson = False,
+    db: Db = None,
+    collection: Collection = None,
+    verbose: Verbose = False,
+) -> None:
+    """Webhook deliveries, oldest first: pending (and when they are next tried), delivered, failed."""
+    from lookalike.usecases import webhooks
+    from lookalike.workflow import DeliveryStatus
+
+    try:
+        state = DeliveryStatus(status) if status is not None else None
+    except ValueError:
+        raise typer.BadParameter("must be pending, delivered or failed.", param_hint="--status") from None
+    with session(verbose, db, collection, None, None) as ctx:
+        total, page = webhooks.deliveries(ctx, status=state, limit=limit, offset=offset)
+    payload = [
+        {
+            "id": d.id,
+            "event": d.event,
+            "type": d.type,
+            "url": d.url,
+            "status": d.status.value,
+            "attempts": d.attempts,
+            "next_attempt_at": int(d.next_at) if d.status is DeliveryStatus.PENDING else None,
+            "last_error": d.last_error or None,
+        }
+        for d in page
+    ]
+    if as_json:
+        print_json({"total": total, "deliveries": payload})
+        return
+    columns = [("delivery", "right"), ("event", "right"), ("type", "left"), ("status", "left")]
+    columns += [("attempts", "right"), ("url", "left"), ("last error", "left")]
+    rows = [
+        [
+            str(p["id"]),
+            str(p["event"]),
+            str(p["type"]),
+            str(p["status"]),
+            str(p["attempts"]),
+            str(p["url"]),
+            str(p["last_error"] or ""),
+        ]
+        for p in payload
+    ]
+    table(None, columns, rows, caption=f"{len(rows)} of {total} deliveries")
+
+
+@webhooks_app.command("replay")
+def webhooks_replay(
+    ids: Annotated[list[int] | None, typer.Argument(help="Failed deliveries to send again.")] = None,
+    all_failed: Annotated[bool, typer.Option("--all", help="Every failed delivery.")] = False,
+    db: Db = None,
+    collection: Collection = None,
+    verbose: Verbose = False,
+) -> None:
+    """Send failed deliveries again: pending now, their attempts counted afresh.
+
+    With LOOKALIKE_WEBHOOK_URLS set here they are attempted at once; otherwise the server's
+    worker (or `lookalike webhooks deliver`) sends them.
+    """
+    from lookalike.usecases import webhooks
+
+    if bool(ids) == all_failed:
+        raise typer.BadParameter("give delivery ids, or --all for every failed delivery.")
+    with session(verbose, db, collection, None, None) as ctx:
+        replayed = webhooks.replay(ctx, None if all_failed else ids)
+        done = webhooks.deliver(ctx, ids=replayed) if replayed and webhooks.targets(ctx) else None
+    out.print(f"{len(replayed)} deliveries to send again")
+    if done is not None:
+        out.print(f"{done.delivered} delivered, {done.retrying} to retry, {done.failed} failed")
+
+
+@webhooks_app.command("deliver")
+def webhooks_deliver(
+    watch: Annotated[
+        bool, typer.Option("--watch", help="Keep delivering, as `lookalike serve` does, until interrupted.")
+    ] = False,
+    db: Db = None,
+    collection: Collection = None,
+    verbose: Verbose = False,
+) -> None:
+    """Deliver every pending webhook that is due (for a setup without `lookalike serve`, from cron)."""
+    import threading
+
+    from lookalike.usecases import webhooks
+
+    with session(verbose, db, collection, None, None) as ctx:
+        if watch:
+            err.print(f"delivering webhooks to {', '.join(webhooks.targets(ctx))}; Ctrl-C stops")
+            webhooks.run(ctx, threading.Event(), threading.Event(), poll_s=5.0)
+            return
+        done = webhooks.deliver_all_due(ctx)
+        waiting = ctx.workflow.outbox.next_due()
+    line = f"{done.delivered} delivered, {done.retrying} to retry, {done.failed} failed"
+    if waiting is not None:
+        line += f"; the next retry is due at {_clock(waiting)}"
+    out.print(line)
+    if done.failed:
+        err.print(
+            tagged(
+                "warning:", "yellow", "see `lookalike webhooks list --status failed`; replay them once fixed"
+            )
+        )
+
+
+@webhooks_app.command("ping")
+def webhooks_ping(db: Db = None, collection: Collection = None, verbose: Verbose = False) -> None:
+    """Send a `ping` event to every configured URL (to check a receiver and its secret)."""
+    from lookalike.usecases import webhooks
+
+    with session(verbose, db, collection, None, None) as ctx:
+        event = webhooks.ping(ctx)
+        done = webhooks.deliver_all_due(ctx) if event is not None else None
+    if done is None:
+        raise typer.BadParameter("LOOKALIKE_WEBHOOK_URLS is not set: there is nowhere to send a ping.")
+    out.print(
+        f"ping event {event}: {done.delivered} delivered, {done.retrying} to retry, {done.failed} failed"
+    )
+    if done.delivered == 0:
+        raise typer.Exit(1)
+
+
+@app.command()
+def waves(
+    since: Annotated[
+        str,
+        typer.Option(
+            help="Window start: a day (2023-11-19), a UTC time (2023-11-19T08:00) or a span ago (6h, 2d)."
+        ),
+    ],
+    until: Annotated[
+        str | None, typer.Option(help="Window end, as --since (a day: its end); default now.")
+    ] = None,
+    min_sellers: Annotated[
+        int, typer.Option(min=2, help="Distinct sources (sellers) a cluster must span to be a wave.")
+    ] = 3,
+    threshold: Annotated[
+        float, typer.Option(help="Cosine at which two pictures count as near-duplicates.")
+    ] = 0.95,
+    source: Sources = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the clusters; flag nothing.")] = False,
+    as_json: AsJson = False,
+    db: Db = None,
+    collection: Collection = None,
+    model: Model = None,
+    pretrained: Pretrained = None,
+    verbose: Verbose = False,
+) -> None:
+    """Find near-duplicate clusters created within a window across several sources: counterfeit or
+    spam waves. Each new wave is one grouped flag (policy `waves`), never raised twice.
+
+    Reads the stored vectors of the window (nothing is embedded). See `lookalike flags --policy waves`.
+    """
+    from lookalike.usecases import waves as finding
+
+    with session(verbose, db, collection, model, pretrained) as ctx:
+        start = finding.moment(since, option="--since")
+        end = finding.moment(until, end=True, option="--until") if until else None
+        found = counted(
+            "reading the window",
+            lambda progress: finding.find(
+                ctx,
+                since=start,
+                until=end,
+                min_sellers=min_sellers,
+                threshold=threshold,
+                sources=source or (),
+                dry_run=dry_run,
+                progress=progress,
+            ),
+        )
+    payload = [
+        {
+            "wave": f.wave.id if f.wave else None,
+            "flag": f.wave.flag if f.wave else None,
+            "new": f.new,
+            "added": f.added,
+            "sellers": f.sellers,
+            "items": [
+                {"id": m.item, "item_id": m.item_id, "source": m.source, "score": round(m.score, 6)}
+                for m in f.members
+            ],
+        }
+        for f in found
+    ]
+    if as_json:
+        print_json({"clusters": len(found), "new_waves": sum(1 for f in found if f.new), "waves": payload})
+        return
+
+    def state(p: dict[str, object]) -> str:
+        if dry_run:
+            return "found (dry run)"
+        if p["new"]:
+            return "new wave"
+        return f"grew by {p['added']}" if p["added"] else "known"
+
+    rows = [
+        [
+            str(p["flag"] or ""),
+            state(p),
+            str(p["sellers"]),
+            str(len(p["items"])),
+            ", ".join(sorted({str(m["source"]) for m in p["items"]})),
+        ]
+        for p in payload
+    ]
+    columns = [
+        ("flag", "right"),
+        ("wave", "left"),
+        ("sellers", "right"),
+        ("items", "right"),
+        ("sources", "left"),
+    ]
+    new = sum(1 for f in found if f.new)
+    table(
+        None,
+        columns,
+        rows,
+        caption=f"{len(found)} clusters across {min_sellers}+ sources; {new} new waves flagged",
+    )
