@@ -146,6 +146,9 @@ def main(argv: list[str]) -> int:
     job, files = Job(**json.loads(argv[0])), Files.of(json.loads(argv[0])["cache_dir"], argv[1])
     with contextlib.suppress(OSError):
         os.nice(NICENESS)  # the user's commands come first
+    # The libraries' own notes (open_clip's "initialized randomly") stay out of the log: a root
+    # handler keeps logging from configuring one that prints them.
+    logging.getLogger().addHandler(logging.NullHandler())
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
     log.addHandler(handler)

@@ -19,28 +19,49 @@ from typing import TextIO
 log = logging.getLogger("lookalike.embed.runtimes")
 
 HEARTBEAT_S = 3.0
-_THREAD = "lookalike-progress"
+_speaking = threading.local()  # set while a note is written, so that only_notes_on_stderr lets it through
+_running: list[object] = []  # the steps under way, innermost last: only the innermost keeps talking
+
+
+def _say(message: str, *args: object) -> None:
+    _speaking.on = True
+    try:
+        log.warning(message, *args)
+    finally:
+        _speaking.on = False
 
 
 @contextlib.contextmanager
-def step(what: str, every_s: float = HEARTBEAT_S) -> Iterator[None]:
-    """Say ``what`` now, that it is still going every ``every_s`` seconds, and how long it took."""
+def step(what: str, every_s: float = HEARTBEAT_S, *, quiet: bool = False) -> Iterator[None]:
+    """Say ``what`` now, that it is still going every ``every_s`` seconds, and how long it took.
+
+    ``quiet``: a step that is usually short (loading a model) says nothing unless it lasts longer
+    than ``every_s``; then it too says that it is still going, and when it is done.
+    """
     started = time.perf_counter()
-    log.warning("%s …", what)
+    if not quiet:
+        _say("%s …", what)
     stop = threading.Event()
+    said = threading.Event()
+    me = object()
 
     def beat() -> None:
         while not stop.wait(every_s):
-            log.warning("… %s (%.0f s)", what, time.perf_counter() - started)
+            if _running and _running[-1] is me:
+                _say("… %s (%.0f s)", what, time.perf_counter() - started)
+                said.set()
 
-    thread = threading.Thread(target=beat, name=_THREAD, daemon=True)
+    _running.append(me)
+    thread = threading.Thread(target=beat, name="lookalike-progress", daemon=True)
     thread.start()
     try:
         yield
     finally:
         stop.set()
         thread.join()
-    log.warning("%s: done in %.1f s", what, time.perf_counter() - started)
+        _running.remove(me)
+    if not quiet or said.is_set():
+        _say("%s: done in %.1f s", what, time.perf_counter() - started)
 
 
 @contextlib.contextmanager
@@ -65,7 +86,7 @@ def quiet_libraries() -> Iterator[None]:
 
 
 class _NotesOnly(io.TextIOBase):
-    """A stderr that lets through only what the progress thread writes."""
+    """A stderr that lets through only the progress notes."""
 
     def __init__(self, target: TextIO) -> None:
         super().__init__()
@@ -75,7 +96,7 @@ class _NotesOnly(io.TextIOBase):
         return True
 
     def write(self, text: str) -> int:
-        if threading.current_thread().name == _THREAD:
+        if getattr(_speaking, "on", False):
             self._target.write(text)
             self._target.flush()
         return len(text)
