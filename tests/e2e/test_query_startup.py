@@ -102,6 +102,9 @@ def test_a_query_of_an_exported_model_loads_neither_torch_nor_the_other_tower(
         for (_, mine), (_, theirs) in zip(_scores(fast_out), _scores(full_out), strict=True):
             assert abs(mine - theirs) < 1e-4
     assert _scores(fast[1][2])[0][1] > 0.999  # the stored picture finds itself
+    write_images(tmp_path / "more", 2, start=10)
+    ((_, code, _, loaded),) = _run(env, [["index", str(tmp_path / "more")]])  # the image tower alone too
+    assert code == 0 and loaded == []
 
 
 def _log_gaps(log: Path) -> list[float]:
