@@ -114,7 +114,7 @@ def lookalike_env(work: Path) -> dict[str, str]:
     }
 
 
-def lookalike(work: Path, *args: str) -> list[str]:
+def lookalike(*args: str) -> list[str]:
     return [sys.executable, "-m", "lookalike", *args]
 
 
@@ -130,9 +130,7 @@ def setup_collection(work: Path, images: int, model: str, pretrained: str) -> Pa
     if not db.exists():
         print("indexing them (the first use exports and probes the model) …", file=sys.stderr, flush=True)
         subprocess.run(
-            lookalike(
-                work, "index", str(photos), "--db", str(db), "--model", model, "--pretrained", pretrained
-            ),
+            lookalike("index", str(photos), "--db", str(db), "--model", model, "--pretrained", pretrained),
             env={**os.environ, **lookalike_env(work)},
             check=True,
         )
@@ -226,7 +224,7 @@ class Image(torch.nn.Module):
 
 torch.manual_seed(0)
 image_model = open_clip.create_model("ViT-B-32-256", pretrained=None).eval()  # rclip's 256 px input
-with torch.no_grad():
+with torch.enable_grad():  # without gradients the attention takes a fused path ONNX cannot express
     torch.onnx.export(Text(text_model), (torch.zeros(1, 77, dtype=torch.int64),), str(folder / "textual.onnx"),
         input_names=["input"], output_names=["output"], dynamic_axes={"input": {0: "b"}, "output": {0: "b"}},
         opset_version=17, dynamo=False)
@@ -242,7 +240,7 @@ shutil.copy(vocab, data / "tokenizer" / vocab.name)
 def setup_rclip(work: Path, rclip: str, photos: Path, model: str, pretrained: str) -> dict[str, str]:
     data = work / "rclip-data"
     env = {"RCLIP_DATADIR": str(data), "HF_HUB_OFFLINE": "1"}
-    if not (data / "ViT-B-32-256-datacomp_s34b_b86k" / "textual.onnx").is_file():
+    if not (data / "tokenizer" / "bpe_simple_vocab_16e6.txt.gz").is_file():  # written last
         print("exporting the random ViT-B-32 towers for rclip …", file=sys.stderr, flush=True)
         subprocess.run(
             [sys.executable, "-c", RCLIP_EXPORT, str(data), model, pretrained],
@@ -270,9 +268,9 @@ def summary(command: Command) -> dict[str, float]:
     }
 
 
-def print_table(commands: list[Command], pairs: dict[str, str]) -> None:
+def print_table(commands: list[Command], pairs: dict[str, list[str]]) -> None:
     by_label = {c.label: c for c in commands}
-    header = ["command", "wall median s", "min–max s", "peak MB", "target", "meets", "reference", "ratio"]
+    header = ["command", "wall median s", "min–max s", "peak MB", "target", "meets", "against (wall, memory)"]
     rows = []
     for command in commands:
         figures = summary(command)
@@ -282,12 +280,12 @@ def print_table(commands: list[Command], pairs: dict[str, str]) -> None:
             wall_ok = figures["wall_median_s"] <= target[0]
             mem_ok = target[1] is None or figures["peak_median_mb"] <= target[1]
             meets = "yes" if wall_ok and mem_ok else "NO"
-        reference, ratio = pairs.get(command.label, ""), ""
-        if reference in by_label:
+        ratios = []
+        for reference in pairs.get(command.label, []):
             ref = summary(by_label[reference])
-            ratio = (
-                f"×{figures['wall_median_s'] / ref['wall_median_s']:.2f} wall, "
-                f"×{figures['peak_median_mb'] / ref['peak_median_mb']:.2f} memory"
+            ratios.append(
+                f"{reference}: ×{figures['wall_median_s'] / ref['wall_median_s']:.2f}, "
+                f"×{figures['peak_median_mb'] / ref['peak_median_mb']:.2f}"
             )
         failed = [code for code in command.codes if code != 0]
         rows.append(
@@ -298,8 +296,7 @@ def print_table(commands: list[Command], pairs: dict[str, str]) -> None:
                 f"{figures['peak_median_mb']:.0f}",
                 (f"≤ {target[0]} s" + (f", ≤ {target[1]:.0f} MB" if target[1] else "")) if target else "",
                 meets,
-                reference,
-                ratio,
+                "; ".join(ratios),
             ]
         )
     print("| " + " | ".join(header) + " |")
@@ -329,22 +326,18 @@ def main() -> None:
     env = lookalike_env(work)
     query_photo = str(sorted(photos.glob("*.jpg"))[3])
     commands = [
-        Command("search --text (1K)", lookalike(work, "search", "--text", TEXT, "--db", db1k), env=env),
-        Command(
-            "search --image (1K)", lookalike(work, "search", "--image", query_photo, "--db", db1k), env=env
-        ),
-        Command("stats (1K)", lookalike(work, "stats", "--db", db1k), env=env),
-        Command("show (1K)", lookalike(work, "show", "--item-id", "00003", "--db", db1k), env=env),
-        Command("flags (1K)", lookalike(work, "flags", "--db", db1k), env=env),
-        Command("--help", lookalike(work, "--help"), env=env),
+        Command("search --text (1K)", lookalike("search", "--text", TEXT, "--db", db1k), env=env),
+        Command("search --image (1K)", lookalike("search", "--image", query_photo, "--db", db1k), env=env),
+        Command("stats (1K)", lookalike("stats", "--db", db1k), env=env),
+        Command("show (1K)", lookalike("show", "--item-id", "00003", "--db", db1k), env=env),
+        Command("flags (1K)", lookalike("flags", "--db", db1k), env=env),
+        Command("--help", lookalike("--help"), env=env),
     ]
     if args.vectors:
         db_large = str(setup_large(work, args.vectors, args.model, args.pretrained))
         label = f"search --text ({args.vectors // 1000}K)"
-        commands.insert(
-            1, Command(label, lookalike(work, "search", "--text", TEXT, "--db", db_large), env=env)
-        )
-    pairs: dict[str, str] = {}
+        commands.insert(1, Command(label, lookalike("search", "--text", TEXT, "--db", db_large), env=env))
+    pairs: dict[str, list[str]] = {}
     commands.append(
         Command(
             "plain ONNX Runtime text encode",
@@ -358,7 +351,7 @@ def main() -> None:
             ],
         )
     )
-    pairs["search --text (1K)"] = "plain ONNX Runtime text encode"
+    pairs["search --text (1K)"] = ["plain ONNX Runtime text encode"]
     if args.rclip:
         rclip_env = setup_rclip(work, args.rclip, photos, args.model, args.pretrained)
         commands += [
@@ -366,13 +359,9 @@ def main() -> None:
             Command("rclip image query (1K)", [args.rclip, "--no-indexing", query_photo], photos, rclip_env),
             Command("rclip --help", [args.rclip, "--help"], photos, rclip_env),
         ]
-        pairs.update(
-            {
-                "search --text (1K)": "rclip text query (1K)",
-                "search --image (1K)": "rclip image query (1K)",
-                "--help": "rclip --help",
-            }
-        )
+        pairs["search --text (1K)"].insert(0, "rclip text query (1K)")
+        pairs["search --image (1K)"] = ["rclip image query (1K)"]
+        pairs["--help"] = ["rclip --help"]
     before = load_average()
     print(
         f"timing {len(commands)} commands, {args.runs} runs each after a warm-up …",

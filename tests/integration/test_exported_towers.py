@@ -173,3 +173,29 @@ def test_the_torch_runtime_writes_no_manifest(tiny_model: tuple[Path, Path], tmp
     embedder = _embedder(tiny_model, tmp_path, "torch")
     embedder.embed_texts(TEXTS[:1])
     assert embedder._loaded
+
+
+def test_a_process_started_before_the_probe_moves_to_the_chosen_runtimes_once_it_is_done(
+    tiny_model: tuple[Path, Path], tmp_path: Path, images: list, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lookalike.embed import background, openclip, runtimes
+
+    monkeypatch.setattr(runtimes, "auto_candidates", lambda: [runtimes.RuntimeName.ONNX_INT8_STATIC])
+    started: list[background.Job] = []
+    monkeypatch.setattr(background, "start", lambda job, key, label: started.append(job) or 1234)
+    config, checkpoint = tiny_model
+    first = OpenClipEmbedder(str(config), str(checkpoint), cache_dir=tmp_path, probe="background")
+    before = first.embed_images(images)
+    assert first.runtime == "torch-fp32" and len(started) == 1  # the probe went to the background
+    # The background worker does what a process with probe="now" does.
+    worker = OpenClipEmbedder(str(config), str(checkpoint), cache_dir=tmp_path, probe="now")
+    worker.load()
+    assert worker.runtime == "onnx-int8-static"
+    monkeypatch.setattr(openclip, "SWITCH_CHECK_S", 0.0)
+    first._switch_due = 0.0  # as if ten seconds had passed
+    after = first.embed_images(images)
+    assert first._switch_due is None and first._encode_image is not first._runtime.images
+    np.testing.assert_allclose(after, worker.embed_images(images), atol=1e-5)
+    assert np.sum(before * after, axis=1).min() >= 0.99  # torch fp32 then static int8: the probe's bar
+    texts = first.embed_texts(TEXTS)
+    assert np.sum(texts * worker.embed_texts(TEXTS), axis=1).min() >= 0.9999

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,8 @@ from lookalike.embed.tokenizer import tokenizer_for, trim_tokens
 __all__ = ["OpenClipEmbedder", "OpenClipModel", "load_open_clip"]
 
 log = logging.getLogger(__name__)
+
+SWITCH_CHECK_S = 10.0
 
 
 class OpenClipEmbedder(Embedder):
@@ -67,6 +70,7 @@ class OpenClipEmbedder(Embedder):
         self._encode_image: Callable[[npt.NDArray[np.float32]], npt.NDArray[Any]] | None = None
         self._manifest: exported.Exported | None = None
         self._looked_for_manifest = False
+        self._switch_due: float | None = None  # when to look whether a background probe is done
         self.device = "cpu"
 
     @property
@@ -143,30 +147,61 @@ class OpenClipEmbedder(Embedder):
             if self._loaded or (self._encode_text if tower == "text" else self._encode_image) is not None:
                 return True
             found = self._exported()
-            if found is None:
-                return False
-            try:
-                if tower == "text":
-                    tokenizer = tokenizer_for(self._arch, self._cfg)
-                    encode = None
-                    if tokenizer is not None:
-                        encode = exported.text_alone(found, tokenizer, text_threads(self._text_threads))
-                    if encode is not None:
-                        self._tokenizer, self._trim, self._encode_text = tokenizer, found.trim, encode
-                else:
-                    encode = exported.image_alone(found)
-                    if encode is not None:
-                        self._prepare, self._encode_image = found.prep, encode
-            except Exception as exc:  # a runtime fails to load in many ways: the full load then decides
-                log.info("the exported %s tower did not load (%s); loading the model", tower, exc)
-                return False
-            if encode is None:
-                log.info(
-                    "the exported %s tower of %s cannot be vouched for; loading the model", tower, self.name
-                )
+            if found is None or not self._from_export(found, tower):
                 return False
             log.info("loaded the %s tower of %s alone", tower, self.name)
             return True
+
+    def _from_export(self, found: exported.Exported, tower: str) -> bool:
+        """Run this tower from its export in ``found``, if it gives its check vector; whether it does."""
+        encode: Callable[[npt.NDArray[Any]], npt.NDArray[Any]] | None = None
+        try:
+            if tower == "text":
+                tokenizer = tokenizer_for(self._arch, self._cfg)
+                if tokenizer is not None:
+                    encode = exported.text_alone(found, tokenizer, text_threads(self._text_threads))
+                if encode is not None:
+                    self._tokenizer, self._trim, self._encode_text = tokenizer, found.trim, encode
+            else:
+                encode = exported.image_alone(found)
+                if encode is not None:
+                    self._prepare, self._encode_image = found.prep, encode
+        except Exception as exc:  # a runtime fails to load in many ways: the full load then decides
+            log.info("the exported %s tower of %s did not load (%s)", tower, self.name, exc)
+            return False
+        if encode is None:
+            log.info("the exported %s tower of %s cannot be vouched for", tower, self.name)
+        return encode is not None
+
+    def _switch_when_probed(self) -> None:
+        """While a first use's probe runs in the background, this process runs on PyTorch fp32; once the
+        probe is done (looked at every ``SWITCH_CHECK_S``), the towers move to the runtimes it chose,
+        vouched for like a tower loaded alone. A long ``index`` or a server started on the first use
+        then runs at the chosen runtime's speed for the rest of its life."""
+        from lookalike.embed import background
+
+        due = self._switch_due
+        if due is None or time.monotonic() < due:
+            return
+        with self._load_lock:
+            key = self._identity() if self._switch_due is not None else None
+            if key is None:
+                self._switch_due = None
+                return
+            if background.running(self._cache_dir, key):
+                self._switch_due = time.monotonic() + SWITCH_CHECK_S
+                return
+            self._switch_due = None  # done, one way or the other
+            found = exported.read(self._cache_dir, key)
+            moved = [t for t in ("image", "text") if found is not None and self._from_export(found, t)]
+            if found is not None and moved:
+                runtimes = {"image": found.image, "text": found.text}
+                log.warning(
+                    "the runtime probe of %s is done: %s now on %s",
+                    self.name,
+                    " and ".join(f"{t}s" for t in moved),
+                    " and ".join(str(getattr(runtimes[t], "runtime", "?")) for t in moved),
+                )
 
     def _load(self) -> None:
         # Loading takes a few seconds, and a first use here also exports and probes: the user is told
@@ -204,12 +239,15 @@ class OpenClipEmbedder(Embedder):
         log.info("loaded %s on %s with %s", self.name, loaded.device, runtime.label)
         self._keep_manifest(runtime, preprocess, self._trim)
 
-    def _probe_in_background(self) -> None:
+    def _probe_in_background(self) -> bool:
+        """Leave the export and the probe to a background process; False where it could not find this
+        model again (one known only to open_clip): then they run now."""
         from lookalike.embed import background
 
         key = self._identity()
         if key is None:
-            return  # the model cannot be known without open_clip: the probe would not be found later
+            return False
+        self._switch_due = time.monotonic() + SWITCH_CHECK_S
         background.start(
             background.Job(
                 self.model_spec,
@@ -222,6 +260,7 @@ class OpenClipEmbedder(Embedder):
             key,
             self.name,
         )
+        return True
 
     def _keep_manifest(self, runtime: Any, preprocess: Any, trim: tuple[str, int | None] | None) -> None:
         """Record what each tower runs on, so that a later process can run one tower alone."""
@@ -266,12 +305,14 @@ class OpenClipEmbedder(Embedder):
         if not prepared:
             return np.zeros((0, self.dim), dtype=np.float32)
         self.load_image()
+        self._switch_when_probed()
         assert self._encode_image is not None
         encode = self._encode_image
         parts = [encode(np.stack(batch)) for batch in batched(prepared, self.batch_size)]
         return l2_normalise(np.concatenate(parts))
 
     def _encode_images(self, images: Sequence[Image.Image]) -> npt.NDArray[np.floating]:
+        self._switch_when_probed()
         assert self._encode_image is not None and self._prepare is not None
         return self._encode_image(np.stack([self._prepare(image) for image in images]))
 
@@ -283,5 +324,6 @@ class OpenClipEmbedder(Embedder):
         return trim_tokens(tokens, *self._trim) if self._trim is not None else tokens
 
     def _encode_texts(self, texts: Sequence[str]) -> npt.NDArray[np.floating]:
+        self._switch_when_probed()
         assert self._encode_text is not None
         return self._encode_text(self._tokens(texts))

@@ -246,7 +246,7 @@ def choose_runtime(
     probe_pixels: Array,
     probe_tokens: Array,
     text_threads_wanted: int = 0,
-    probe_later: Callable[[], None] | None = None,
+    probe_later: Callable[[], bool] | None = None,
 ) -> Runtime:
     """Build the runtime asked for (its text tower on ``text_threads(text_threads_wanted)`` threads).
 
@@ -255,8 +255,8 @@ def choose_runtime(
     whose vectors agree with PyTorch fp32 to the bar; on a GPU it is PyTorch. The probe
     inputs (photographs, mirrored, and texts) also calibrate static int8. With ``probe_later``,
     a model not yet probed here runs on PyTorch fp32 (the reference: right by definition, and
-    nothing to export) and ``probe_later`` is called to export and probe it elsewhere (a
-    background process), so that the first command answers at once.
+    nothing to export) where ``probe_later`` takes the export and the probe elsewhere (a background
+    process; it returns whether it did), so that the first command answers at once.
     """
     name = _resolve(requested)
     texts_on = text_threads(text_threads_wanted)
@@ -269,8 +269,8 @@ def choose_runtime(
     key = weights_key(model, config)
     if name == RuntimeName.AUTO and probe_later is not None:
         probes = cached_probes(_probes_path(cache_dir, key))
-        if not all(complete(probes.get(c.value, {})) for c in [RuntimeName.TORCH, *candidates]):
-            probe_later()
+        probed = all(complete(probes.get(c.value, {})) for c in [RuntimeName.TORCH, *candidates])
+        if not probed and probe_later():
             return torch_runtime
     folder: Path | None = None
     not_exported: list[RuntimeName] = []
