@@ -17,6 +17,9 @@ for key in list(os.environ):
         del os.environ[key]
 # ONNX exports of the tiny model are shared by every test and CLI subprocess of the session.
 os.environ["LOOKALIKE_CACHE_DIR"] = tempfile.mkdtemp(prefix="lookalike-test-cache-")
+# A model's first use probes its runtimes in the process that needs it (the tests that check the
+# background probe ask for it): no background process outlives a test.
+os.environ["LOOKALIKE_PROBE"] = "now"
 # Workflow databases of server collections (per user) go to a temporary folder too.
 os.environ["LOOKALIKE_DATA_DIR"] = tempfile.mkdtemp(prefix="lookalike-test-data-")
 

@@ -185,7 +185,7 @@ def bench_ingest(ctx: Context, config: BenchConfig, work: Path, say: Say) -> tup
     if base:
         for entry in runtimes.values():
             entry["speedup_vs_torch"] = round(entry["images_per_s"] / base, 2)
-    chosen = create_embedder(settings)
+    chosen = create_embedder(settings.model_copy(update={"probe": "now"}))  # the choice it reports
     chosen.load()
     choice = chosen.runtime_choice
     say(f"--runtime {settings.runtime} chose {choice['image']} (image tower), {choice['text']} (text tower)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -32,6 +32,10 @@ class Settings(BaseSettings):
     device: str = "auto"
     # auto: on a CPU, the fastest ONNX Runtime export that agrees with PyTorch; else PyTorch.
     runtime: str = "auto"
+    # When `auto` meets a model not yet exported and probed on this machine: "background" runs on
+    # PyTorch fp32 while a background process exports and probes (the first command answers at
+    # once); "now" exports and probes before the command goes on (minutes for ViT-B-32 on 2 cores).
+    probe: Literal["background", "now"] = "background"
     cache_dir: str = Field(
         default_factory=lambda: os.path.join(
             os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "lookalike"

@@ -297,7 +297,7 @@ def test_the_text_tower_runs_on_the_threads_asked_and_on_two_at_most_by_default(
             str(config), str(checkpoint), runtime="onnx-int8-static", cache_dir=tmp_path, text_threads=asked
         )
         embedder.load()
-        session = embedder._runtime._text  # type: ignore[union-attr]
+        session = embedder._runtime._text._session  # type: ignore[union-attr]
         assert session.get_session_options().intra_op_num_threads == expected
         np.testing.assert_allclose(
             embedder.embed_texts(TEXTS),

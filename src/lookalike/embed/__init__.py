@@ -65,4 +65,5 @@ def create_embedder(settings: Settings) -> Embedder:
         runtime=settings.runtime,
         cache_dir=settings.cache_dir,
         text_threads=settings.text_threads,
+        probe=settings.probe,
     )

@@ -17,7 +17,6 @@ import os
 import shutil
 import time
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +24,13 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from lookalike.embed import progress
+from lookalike.embed.exported import EXPORT_VERSION
 from lookalike.embed.towers import ImageTower, text_tower
 
 # The first-use notes (export, quantisation) go out under the runtimes logger the CLI shows on stderr.
 log = logging.getLogger("lookalike.embed.runtimes")
 
-EXPORT_VERSION = 2  # 2: static int8 quantises the attention output projections (Gemm) too
 # Tower file suffixes: fp32, dynamic int8, static int8.
 FP32, DYNAMIC_INT8, STATIC_INT8 = "", "-int8", "-int8s"
 
@@ -80,62 +80,54 @@ def _export_towers(model: Any, staging: Path, image_size: int, context_length: i
     tokens[:, 0], tokens[:, 5] = 1, 2  # an end-of-text token inside the sequence
     tower = text_tower(model)
     # The exporter prints its progress (and whole graphs on failure); a CLI's stdout carries
-    # JSON and must stay clean. Gradients stay on: with them off, PyTorch's attention takes a
-    # fused fast path that ONNX cannot express.
+    # JSON and must stay clean, and its stderr gets only lookalike's progress notes. Gradients
+    # stay on: with them off, PyTorch's attention takes a fused fast path that ONNX cannot express.
     with (
         warnings.catch_warnings(),
         contextlib.redirect_stdout(io.StringIO()),
-        contextlib.redirect_stderr(io.StringIO()),
+        progress.only_notes_on_stderr(),
         torch.inference_mode(False),
         torch.enable_grad(),
     ):
         warnings.simplefilter("ignore")  # the exporter's tracer warnings are about code we do not own
-        torch.onnx.export(
-            ImageTower(model),
-            (pixels,),
-            str(staging / "image.onnx"),
-            input_names=["pixels"],
-            output_names=["features"],
-            dynamic_axes={"pixels": {0: "batch"}, "features": {0: "batch"}},
-            opset_version=17,
-            dynamo=False,
-        )
-        if tower is not None:
-            # The tracing exporter bakes the sequence length into the attention reshapes;
-            # torch.export keeps it symbolic, so the trimmed queries run.
-            batch = torch.export.Dim("batch", min=1, max=4096)
-            length = torch.export.Dim("length", min=2, max=context_length)
+        with progress.step("exporting the image tower to ONNX"):
             torch.onnx.export(
-                tower,
-                (tokens,),
-                str(staging / "text.onnx"),
-                input_names=["tokens"],
+                ImageTower(model),
+                (pixels,),
+                str(staging / "image.onnx"),
+                input_names=["pixels"],
                 output_names=["features"],
-                dynamic_shapes={"tokens": {0: batch, 1: length}},
-                opset_version=18,
-                dynamo=True,
-            )
-        else:
-            torch.onnx.export(
-                _FullText(model),
-                (tokens,),
-                str(staging / "text.onnx"),
-                input_names=["tokens"],
-                output_names=["features"],
-                dynamic_axes={"tokens": {0: "batch"}, "features": {0: "batch"}},
+                dynamic_axes={"pixels": {0: "batch"}, "features": {0: "batch"}},
                 opset_version=17,
                 dynamo=False,
             )
-
-
-@contextlib.contextmanager
-def quiet_logs() -> Iterator[None]:
-    """The exporter and the quantiser log pages of notes at INFO and WARNING through the root logger."""
-    logging.disable(logging.WARNING)
-    try:
-        yield
-    finally:
-        logging.disable(logging.NOTSET)
+        with progress.step("exporting the text tower to ONNX"):
+            if tower is not None:
+                # The tracing exporter bakes the sequence length into the attention reshapes;
+                # torch.export keeps it symbolic, so the trimmed queries run.
+                batch = torch.export.Dim("batch", min=1, max=4096)
+                length = torch.export.Dim("length", min=2, max=context_length)
+                torch.onnx.export(
+                    tower,
+                    (tokens,),
+                    str(staging / "text.onnx"),
+                    input_names=["tokens"],
+                    output_names=["features"],
+                    dynamic_shapes={"tokens": {0: batch, 1: length}},
+                    opset_version=18,
+                    dynamo=True,
+                )
+            else:
+                torch.onnx.export(
+                    _FullText(model),
+                    (tokens,),
+                    str(staging / "text.onnx"),
+                    input_names=["tokens"],
+                    output_names=["features"],
+                    dynamic_axes={"tokens": {0: "batch"}, "features": {0: "batch"}},
+                    opset_version=17,
+                    dynamo=False,
+                )
 
 
 def quantize_dynamic_int8(folder: Path) -> None:
@@ -147,9 +139,13 @@ def quantize_dynamic_int8(folder: Path) -> None:
             continue
         staging = folder / f"{tower}-int8.{os.getpid()}.tmp"
         # Only the weight MatMuls: int8 convolutions and embeddings cost agreement for no speed.
-        quantize_dynamic(
-            folder / f"{tower}.onnx", staging, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"]
-        )
+        with progress.step(f"quantising the {tower} tower to int8 (dynamic)"):
+            quantize_dynamic(
+                folder / f"{tower}.onnx",
+                staging,
+                weight_type=QuantType.QInt8,
+                op_types_to_quantize=["MatMul"],
+            )
         os.replace(staging, target)
 
 
@@ -180,18 +176,19 @@ def quantize_static_int8(
         if target.exists():
             continue
         staging = folder / f"{tower}{STATIC_INT8}.{os.getpid()}.tmp"
-        quantize_static(
-            folder / f"{tower}.onnx",
-            staging,
-            _Inputs(name, rows),  # a duck-typed CalibrationDataReader
-            quant_format=QuantFormat.QDQ,
-            op_types_to_quantize=["MatMul", "Gemm"],
-            per_channel=True,
-            reduce_range=True,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            calibrate_method=CalibrationMethod.MinMax,
-        )
+        with progress.step(f"calibrating and quantising the {tower} tower to int8 (static)"):
+            quantize_static(
+                folder / f"{tower}.onnx",
+                staging,
+                _Inputs(name, rows),  # a duck-typed CalibrationDataReader
+                quant_format=QuantFormat.QDQ,
+                op_types_to_quantize=["MatMul", "Gemm"],
+                per_channel=True,
+                reduce_range=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                calibrate_method=CalibrationMethod.MinMax,
+            )
         os.replace(staging, target)
 
 
@@ -201,16 +198,19 @@ def onnx_folder(
     cache_dir: Path,
     suffixes: tuple[str, ...],
     calibration: tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]] | None = None,
+    *,
+    key: str | None = None,
 ) -> Path:
     """The cached export for these weights, exported (and quantised to the suffixes asked) on first use.
 
-    ``calibration`` (pixels and tokens) is what static int8 is calibrated on.
+    ``calibration`` (pixels and tokens) is what static int8 is calibrated on; ``key``: the weights'
+    ``weights_key``, where the caller has it (it reads every weight).
     """
     vision = config.get("vision_cfg", {})
     image_size = vision.get("image_size", 224)
     image_size = int(image_size[0] if isinstance(image_size, (list, tuple)) else image_size)
     context_length = int(config.get("text_cfg", {}).get("context_length", 77))
-    folder = cache_dir / "onnx" / weights_key(model, config)
+    folder = cache_dir / "onnx" / (key or weights_key(model, config))
     export = not (folder / "text.onnx").exists()
     quantize = [s for s in suffixes if s != FP32 and not (folder / f"text{s}.onnx").exists()]
     if not (export or quantize):
@@ -220,7 +220,7 @@ def onnx_folder(
         s for s, due in (("exporting the model to ONNX", export), ("quantising it to int8", quantize)) if due
     )
     log.warning("%s in %s (once per model and weights)", steps, folder)
-    with quiet_logs():
+    with progress.quiet_libraries():
         if export:
             export_model(model, folder, image_size, context_length)
         if DYNAMIC_INT8 in quantize:

@@ -61,10 +61,11 @@ def _photo_paths() -> list[Any]:
     return sorted((p for p in folder.iterdir() if p.name.endswith(".jpg")), key=lambda p: p.name)
 
 
-def probe_photos() -> list[Image.Image]:
-    """The natural photographs the package ships (``embed/photos``), in a fixed order."""
+def probe_photos(limit: int | None = None) -> list[Image.Image]:
+    """The natural photographs the package ships (``embed/photos``), in a fixed order (the first
+    ``limit`` of them)."""
     photos = []
-    for path in _photo_paths():
+    for path in _photo_paths()[:limit]:
         with path.open("rb") as handle:
             photos.append(Image.open(handle).convert("RGB"))
     return photos

@@ -15,14 +15,12 @@ export (its calibrated scales) for OpenVINO's int8 kernels. On a GPU ``auto`` st
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import importlib.util
 import logging
-import os
-import threading
 import time
-from collections.abc import Sequence
-from enum import StrEnum
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -30,6 +28,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from lookalike.embed import progress
 from lookalike.embed.export import DYNAMIC_INT8, FP32, STATIC_INT8, onnx_folder, weights_key
 from lookalike.embed.probe import (
     BATCH_STABILITY_BAR,
@@ -41,21 +40,19 @@ from lookalike.embed.probe import (
     measure,
     write_probes,
 )
+from lookalike.embed.sessions import (
+    LABELS,
+    NAME_OF_LABEL,
+    OnnxTower,
+    OpenVinoTower,
+    RuntimeName,
+    openvino_core,
+    text_threads,
+)
 from lookalike.embed.towers import ImageTower, text_tower
 from lookalike.errors import ConfigError, ModelUnavailableError
 
 log = logging.getLogger(__name__)
-
-
-class RuntimeName(StrEnum):
-    AUTO = "auto"
-    TORCH = "torch"
-    ONNX = "onnx"
-    ONNX_INT8 = "onnx-int8"
-    ONNX_INT8_STATIC = "onnx-int8-static"
-    TORCH_BF16 = "torch-bf16"
-    OPENVINO = "openvino"
-    OPENVINO_INT8 = "openvino-int8"
 
 
 # The export each runtime reads (OpenVINO compiles the fp32 and the static int8 ones itself).
@@ -76,17 +73,6 @@ AGREEMENT_BAR = {
     RuntimeName.OPENVINO: 0.99,  # bfloat16 where the CPU has it
     RuntimeName.OPENVINO_INT8: 0.99,
 }
-LABELS = {
-    RuntimeName.TORCH: "torch-fp32",
-    RuntimeName.ONNX: "onnx-fp32",
-    RuntimeName.ONNX_INT8: "onnx-int8",
-    RuntimeName.ONNX_INT8_STATIC: "onnx-int8-static",
-    RuntimeName.TORCH_BF16: "torch-bf16",
-    RuntimeName.OPENVINO: "openvino",
-    RuntimeName.OPENVINO_INT8: "openvino-int8",
-}
-NAME_OF_LABEL = {label: name.value for name, label in LABELS.items()}
-
 Array = npt.NDArray[Any]
 
 
@@ -121,51 +107,22 @@ class TorchRuntime:
         return features.float().cpu().numpy()
 
 
-def text_threads(requested: int = 0) -> int:
-    """Threads for the text tower: as asked, else two where there are two cores.
-
-    A query is a handful of tokens, but the tower reads its 38 MB of int8 weights (ViT-B-32) for
-    each; on two threads that stop spinning when a call ends, a four-token query took 3.9 ms
-    against 4.8 on one, beside searches at 100K (2-core Xeon with AMX). A server sets one
-    (``lookalike serve``): its concurrent requests already keep the cores busy, and there a
-    second thread cost more than it saved (a shared 2-core AVX2 EPYC: 13.6 ms on one, 27.7 on two).
-    """
-    if requested > 0:
-        return requested
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(2, cores))
-
-
 class OnnxRuntime:
-    """Two ONNX Runtime sessions on the CPU: images on every thread, texts on ``text_threads``.
-
-    Worker threads stop spinning when a call ends, so that the cores go straight to what runs
-    between calls (a search, decoding the next images) instead of waiting for work that is not
-    coming.
-    """
+    """Two ONNX Runtime sessions on the CPU: images on every thread, texts on ``text_threads``
+    (see ``sessions.OnnxTower``)."""
 
     def __init__(self, image_path: Path, text_path: Path, label: str, texts_on: int = 1) -> None:
-        import onnxruntime as ort
-
-        def options(threads: int) -> Any:
-            chosen = ort.SessionOptions()
-            chosen.intra_op_num_threads = threads
-            chosen.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            chosen.add_session_config_entry("session.force_spinning_stop", "1")
-            return chosen
-
-        providers = ["CPUExecutionProvider"]
         self.label = label
-        self._image = ort.InferenceSession(
-            str(image_path), options(torch.get_num_threads()), providers=providers
-        )
-        self._text = ort.InferenceSession(str(text_path), options(texts_on), providers=providers)
+        self.paths = {"image": image_path, "text": text_path}
+        self.threads = {"image": torch.get_num_threads(), "text": texts_on}
+        self._image = OnnxTower(image_path, "image", self.threads["image"])
+        self._text = OnnxTower(text_path, "text", texts_on)
 
     def images(self, pixels: npt.NDArray[np.float32]) -> Array:
-        return self._image.run(None, {"pixels": np.ascontiguousarray(pixels, dtype=np.float32)})[0]
+        return self._image.run(pixels)
 
     def texts(self, tokens: npt.NDArray[np.int64]) -> Array:
-        return self._text.run(None, {"tokens": np.ascontiguousarray(tokens, dtype=np.int64)})[0]
+        return self._text.run(tokens)
 
 
 class OpenVinoRuntime:
@@ -174,36 +131,22 @@ class OpenVinoRuntime:
     On a CPU with AMX or AVX512-BF16 that is bfloat16 on the matrix units (ViT-B-32's image tower
     at batch 32 on a 2-core Xeon with AMX: 114 images/s against PyTorch fp32's 26, cosine 0.99996).
     Compiled models are cached in ``cache`` so that a later process compiles in a fraction of the
-    time. An infer request serves one call at a time, so each thread gets its own.
+    time (see ``sessions.OpenVinoTower``).
     """
 
     def __init__(self, image_path: Path, text_path: Path, cache: Path, label: str, texts_on: int = 1) -> None:
-        import openvino as ov
-
-        core = ov.Core()
-        core.set_property({"CACHE_DIR": str(cache)})
-
-        def compiled(path: Path, threads: int) -> Any:
-            config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads}
-            return core.compile_model(core.read_model(str(path)), "CPU", config)
-
+        core = openvino_core(cache)
         self.label = label
-        self._image = compiled(image_path, torch.get_num_threads())
-        self._text = compiled(text_path, texts_on)  # see text_threads
-        self._requests = threading.local()
-
-    def _run(self, tower: str, inputs: Array) -> Array:
-        request = getattr(self._requests, tower, None)
-        if request is None:
-            request = (self._image if tower == "image" else self._text).create_infer_request()
-            setattr(self._requests, tower, request)
-        return np.array(request.infer({0: inputs})[0], dtype=np.float32, copy=True)
+        self.paths = {"image": image_path, "text": text_path}
+        self.threads = {"image": torch.get_num_threads(), "text": texts_on}
+        self._image = OpenVinoTower(core, image_path, "image", self.threads["image"])
+        self._text = OpenVinoTower(core, text_path, "text", texts_on)  # see text_threads
 
     def images(self, pixels: npt.NDArray[np.float32]) -> Array:
-        return self._run("image", np.ascontiguousarray(pixels, dtype=np.float32))
+        return self._image.run(pixels)
 
     def texts(self, tokens: npt.NDArray[np.int64]) -> Array:
-        return self._run("text", np.ascontiguousarray(tokens, dtype=np.int64))
+        return self._text.run(tokens)
 
 
 def openvino_installed() -> bool:
@@ -241,6 +184,7 @@ class SplitRuntime:
 
     def __init__(self, image: Runtime, text: Runtime, probes: dict[str, dict[str, float]]) -> None:
         self._image, self._text = image, text
+        self.image_part, self.text_part = image, text
         self.label = image.label if image.label == text.label else f"{image.label}+{text.label}"
         self.image_label, self.text_label = image.label, text.label
         self.probes = probes  # what the choice was made on, for `lookalike bench` to report
@@ -250,6 +194,18 @@ class SplitRuntime:
 
     def texts(self, tokens: npt.NDArray[np.int64]) -> Array:
         return self._text.texts(tokens)
+
+
+def exported_towers(runtime: Runtime) -> dict[str, tuple[RuntimeName, Path, int]]:
+    """For each tower that runs from an export: its runtime, its export file and its threads."""
+    parts: dict[str, Any] = {"image": runtime, "text": runtime}
+    if isinstance(runtime, SplitRuntime):
+        parts = {"image": runtime.image_part, "text": runtime.text_part}
+    found = {}
+    for tower, part in parts.items():
+        if isinstance(part, OnnxRuntime | OpenVinoRuntime):
+            found[tower] = (RuntimeName(NAME_OF_LABEL[part.label]), part.paths[tower], part.threads[tower])
+    return found
 
 
 def _resolve(requested: str) -> RuntimeName:
@@ -290,13 +246,17 @@ def choose_runtime(
     probe_pixels: Array,
     probe_tokens: Array,
     text_threads_wanted: int = 0,
+    probe_later: Callable[[], bool] | None = None,
 ) -> Runtime:
     """Build the runtime asked for (its text tower on ``text_threads(text_threads_wanted)`` threads).
 
     ``auto`` on a CPU probes every runtime that can run here once per model and machine
     (the result is cached beside the export) and takes, for each tower, the fastest one
     whose vectors agree with PyTorch fp32 to the bar; on a GPU it is PyTorch. The probe
-    inputs (photographs, mirrored, and texts) also calibrate static int8.
+    inputs (photographs, mirrored, and texts) also calibrate static int8. With ``probe_later``,
+    a model not yet probed here runs on PyTorch fp32 (the reference: right by definition, and
+    nothing to export) where ``probe_later`` takes the export and the probe elsewhere (a background
+    process; it returns whether it did), so that the first command answers at once.
     """
     name = _resolve(requested)
     texts_on = text_threads(text_threads_wanted)
@@ -306,20 +266,28 @@ def choose_runtime(
     if device != "cpu":
         raise ConfigError(f"The {name.value} runtime runs on the CPU; use --device cpu or --runtime torch.")
     candidates = auto_candidates() if name == RuntimeName.AUTO else [name]
+    key = weights_key(model, config)
+    if name == RuntimeName.AUTO and probe_later is not None:
+        probes = cached_probes(_probes_path(cache_dir, key))
+        probed = all(complete(probes.get(c.value, {})) for c in [RuntimeName.TORCH, *candidates])
+        if not probed and probe_later():
+            return torch_runtime
     folder: Path | None = None
+    not_exported: list[RuntimeName] = []
     suffixes = tuple(ONNX_SUFFIX[c] for c in candidates if c in ONNX_SUFFIX)
     if suffixes:
         try:
             # Calibrated on the photographs mirrored: the probe then measures int8 on inputs it was
             # not calibrated on.
             calibration = (np.ascontiguousarray(probe_pixels[..., ::-1]), probe_tokens)
-            folder = onnx_folder(model, config, cache_dir, suffixes, calibration)
+            folder = onnx_folder(model, config, cache_dir, suffixes, calibration, key=key)
         except Exception as exc:  # an architecture the exporter cannot trace fails in many ways
             if name != RuntimeName.AUTO:
                 raise ModelUnavailableError(
                     f"Cannot export the model to ONNX for --runtime {name.value}: {exc}"
                 ) from exc
             log.warning("ONNX export failed (%s); trying the PyTorch runtimes only", exc)
+            not_exported = [c for c in candidates if c in ONNX_SUFFIX]
             candidates = [c for c in candidates if c not in ONNX_SUFFIX]
     if name != RuntimeName.AUTO:
         try:
@@ -332,14 +300,14 @@ def choose_runtime(
                 "fastest one that can."
             ) from exc
 
-    folder_of_probes = folder or cache_dir / "probes" / weights_key(model, config)
-    probes_path = folder_of_probes / f"probes-{machine_key()}.json"
+    probes_path = _probes_path(cache_dir, key)
     everyone = [RuntimeName.TORCH, *candidates]
     probes = cached_probes(probes_path)
     built: dict[RuntimeName, Runtime] = {RuntimeName.TORCH: torch_runtime}
     if not all(complete(probes.get(c.value, {})) for c in everyone):
-        built.update(_build_each(candidates, model, folder, device, texts_on))
-        unavailable = [c for c in candidates if c not in built]
+        built.update(_build_each(candidates, model, folder, device, texts_on, announce=True))
+        # Those that did not build (or export) are recorded too, so that no later process tries again.
+        unavailable = [c for c in candidates if c not in built] + not_exported
         probes = _probed(built, unavailable, probes, probes_path, probe_pixels, probe_tokens)
     everyone = [c for c in everyone if not probes[c.value].get(UNAVAILABLE)]
 
@@ -362,15 +330,32 @@ def choose_runtime(
     return runtime
 
 
+def _probes_path(cache_dir: Path, key: str) -> Path:
+    """Where the probe of these weights on this machine is kept: beside the export, or (for a model
+    that could not be exported) in a folder of its own."""
+    exported = cache_dir / "onnx" / key
+    folder = exported if exported.is_dir() else cache_dir / "probes" / key
+    return folder / f"probes-{machine_key()}.json"
+
+
 def _build_each(
-    names: Sequence[RuntimeName], model: Any, folder: Path | None, device: str, texts_on: int
+    names: Sequence[RuntimeName],
+    model: Any,
+    folder: Path | None,
+    device: str,
+    texts_on: int,
+    *,
+    announce: bool = False,
 ) -> dict[RuntimeName, Runtime]:
     """The runtimes that build here; one that cannot (an operator it lacks, a CPU it does not
-    support, a cache it cannot write) is left out with a warning, so ``auto`` still answers."""
+    support, a cache it cannot write) is left out with a warning, so ``auto`` still answers.
+    ``announce``: say what is being built (the probe builds every runtime; OpenVINO compiles)."""
     built: dict[RuntimeName, Runtime] = {}
     for name in names:
+        saying = progress.step(f"preparing {LABELS[name]}") if announce else contextlib.nullcontext()
         try:
-            built[name] = _build(name, model, folder, device, texts_on)
+            with saying:
+                built[name] = _build(name, model, folder, device, texts_on)
         except Exception as exc:  # runtimes fail to load in many ways; auto then does without one
             log.warning("the %s runtime cannot run here, leaving it out: %s", LABELS[name], exc)
     return built
@@ -399,8 +384,11 @@ def _probed(
         ", ".join(LABELS[c] for c in missing),
     )
     reference = built[RuntimeName.TORCH]
-    for candidate in missing:
-        probes[candidate.value] = measure(reference, built[candidate], pixels, tokens)
+    for i, candidate in enumerate(missing, start=1):
+        with progress.step(
+            f"measuring {LABELS[candidate]} ({i}/{len(missing)}): agreement, batch stability, speed"
+        ):
+            probes[candidate.value] = measure(reference, built[candidate], pixels, tokens)
     write_probes(path, probes)
     refused = [
         f"{LABELS[c]} ({tower})"

@@ -171,3 +171,13 @@ def tokenizer_for(arch: str, config: dict[str, Any]) -> ClipTokenizer | None:
     if vocab is None:
         return None
     return _tokenizer(vocab, int(text_cfg.get("context_length", 77)))
+
+
+def trim_tokens(
+    tokens: npt.NDArray[np.int64], pool_type: str, eos_token_id: int | None
+) -> npt.NDArray[np.int64]:
+    """Cut the padding after the last end-of-text token of the batch."""
+    # CLIP's end-of-text token has the highest id; other tokenizers name theirs.
+    ends = (tokens == eos_token_id) if pool_type == "eos" and eos_token_id is not None else tokens
+    ends = ends.argmax(axis=1)
+    return np.ascontiguousarray(tokens[:, : int(ends.max()) + 1])

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
 import torch
 from open_clip.transformer import text_global_pool
 from torch import nn
@@ -63,13 +61,3 @@ def text_tower(model: Any) -> nn.Module | None:
     if getattr(model, "text_pool_type", None) not in ("argmax", "eos"):
         return None
     return TextTower(model)
-
-
-def trim_tokens(
-    tokens: npt.NDArray[np.int64], pool_type: str, eos_token_id: int | None
-) -> npt.NDArray[np.int64]:
-    """Cut the padding after the last end-of-text token of the batch."""
-    # CLIP's end-of-text token has the highest id; other tokenizers name theirs.
-    ends = (tokens == eos_token_id) if pool_type == "eos" and eos_token_id is not None else tokens
-    ends = ends.argmax(axis=1)
-    return np.ascontiguousarray(tokens[:, : int(ends.max()) + 1])

@@ -120,8 +120,9 @@ def ingest(
     if detector is not None:
         detector.load()  # missing weights stop the run here, before anything is written
     # Load before creating anything: a model that cannot load must not leave behind an
-    # empty collection of its dimension.
-    embedder.load()
+    # empty collection of its dimension. Only the image tower (without torch where it was exported
+    # before); a policy that scores texts loads the text tower itself.
+    embedder.load_image()
     # Policies are scored as each chunk is stored; a policy this model cannot score stops the run here.
     stored = policies.on_stored(ctx)
     store.ensure(

@@ -155,7 +155,12 @@ def _prepare(ctx: Context, query: Query) -> None:
         raise ConfigError(problem)
     if query.by_text_or_image:
         ctx.store.check_dim(ctx.embedder.dim)
-        ctx.embedder.load()
+        # Only the tower the query needs (a text query: the text tower alone, without torch where
+        # it was exported before).
+        if query.text is not None:
+            ctx.embedder.load_text()
+        else:
+            ctx.embedder.load_image()
     if query.detect and query.box is None:
         ctx.detector.load()  # like the model: loading once per process is not the query's time
 
