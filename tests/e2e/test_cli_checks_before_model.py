@@ -1,6 +1,7 @@
 """Options are checked before a model loads: a query image that is no regular readable file says what it
-is, and an empty or ambiguous catalog is refused, with exit 2 and no model built (the factory fails if
-called) and no database created. In-process with Typer's CliRunner."""
+is; an empty or ambiguous catalog, or one none of whose rows can be indexed, is refused; a date window
+that is none (a day that does not exist, --since after --until) is refused: each with exit 2, no model
+built (the factory fails if called) and no database created. In-process with Typer's CliRunner."""
 
 from __future__ import annotations
 
@@ -81,3 +82,36 @@ def test_an_empty_or_ambiguous_catalog_is_refused_before_a_model_loads(
     (tmp_path / "empty.csv").write_text(content, encoding="utf-8")
     refused(cli("index", str(tmp_path / "empty.csv")), *words)
     assert not (tmp_path / "never.db").exists()
+
+
+def test_a_catalog_none_of_whose_rows_can_be_indexed_is_refused_before_a_model_loads(
+    tmp_path: Path, cli: Callable[..., Result]
+) -> None:
+    (tmp_path / "bad.csv").write_text(
+        "image,item_id,created_at\n"
+        "missing.jpg,A,2024-01-01\n"  # no such file
+        ",B,2024-01-01\n"  # no image at all
+        "ftp://host/c.jpg,C,2024-01-01\n"  # a scheme lookalike does not read
+        "d.jpg,D,yesterday\n",  # a date that is none
+        encoding="utf-8",
+    )
+    make_image(4).save(tmp_path / "d.jpg")
+    refused(
+        cli("index", str(tmp_path / "bad.csv")),
+        "bad.csv has no row that can be indexed (4 rows, every one bad)",
+        f"row 2: {tmp_path / 'missing.jpg'}: file not found",
+        "row 3: no image in this row",
+        "row 4: ftp://host/c.jpg: only http(s) URLs and file paths can be indexed",
+    )
+    assert not (tmp_path / "never.db").exists()
+
+
+def test_one_good_row_is_enough_for_a_catalog_to_pass_the_check(
+    tmp_path: Path, cli: Callable[..., Result]
+) -> None:
+    make_image(5).save(tmp_path / "good.jpg")
+    (tmp_path / "mixed.csv").write_text("image,item_id\nmissing.jpg,A\ngood.jpg,B\n", encoding="utf-8")
+    result = cli("index", str(tmp_path / "mixed.csv"))
+    # Past the checks, the run builds its model: the factory that fails if called says so.
+    assert result.exit_code == 70 and "a model was built before the options were checked" in result.output
+
