@@ -115,3 +115,31 @@ def test_one_good_row_is_enough_for_a_catalog_to_pass_the_check(
     # Past the checks, the run builds its model: the factory that fails if called says so.
     assert result.exit_code == 70 and "a model was built before the options were checked" in result.output
 
+
+WINDOWS = [
+    ["search", "--text", "red dress"],
+    ["flags"],
+    ["audit", "--out", "audit.json"],
+    ["delete", "--yes"],
+    ["scan", "--labels", "labels.toml", "--out", "report.csv"],
+]
+
+
+@pytest.mark.parametrize("command", WINDOWS, ids=lambda c: c[0])
+def test_a_reversed_date_window_is_refused_before_a_model_or_database_opens(
+    tmp_path: Path, cli: Callable[..., Result], command: list[str]
+) -> None:
+    refused(
+        cli(*command, "--since", "2024-05-02", "--until", "2024-05-01"),
+        "--since 2024-05-02 is after --until 2024-05-01",
+    )
+    assert not (tmp_path / "never.db").exists()
+
+
+@pytest.mark.parametrize("command", WINDOWS, ids=lambda c: c[0])
+@pytest.mark.parametrize("day", ["yesterday", "2024-13-01", "2024-02-30", "01/05/2024"])
+def test_a_date_that_is_none_is_refused_before_a_model_or_database_opens(
+    tmp_path: Path, cli: Callable[..., Result], command: list[str], day: str
+) -> None:
+    refused(cli(*command, "--until", day), f"'{day}' is not a date like 2023-11-19")
+    assert not (tmp_path / "never.db").exists()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,6 +21,7 @@ from lookalike.cli.common import (
     err,
     out,
     parse_day,
+    parse_window,
     print_json,
     progress_bar,
     session,
@@ -61,6 +60,8 @@ def classify(
     with session(verbose, None, None, model, pretrained, runtime=runtime) as ctx:
         label_set, results = risk.classify(ctx, images, str(labels))
     payload: list[dict[str, Any]] = []
+    columns = [("label", "left"), ("cosine", "right"), ("probability", "right"), ("decision", "left")]
+    piped: list[list[str]] = []  # in a pipe, one TSV table with the image in its first column
     for result in results:
         if result.scores is None:
             err.print(tagged("skipped", "yellow", f"{result.uri}: {result.error}"))
@@ -77,7 +78,6 @@ def classify(
         ]
         payload.append({"image": result.uri, "labels": rows})
         if not as_json:
-            columns = [("label", "left"), ("cosine", "right"), ("probability", "right"), ("decision", "left")]
             cells = [
                 [
                     str(row["label"]),
@@ -87,9 +87,14 @@ def classify(
                 ]
                 for row in sorted(rows, key=lambda r: -float(r["score"]))
             ]
-            table(result.uri, columns, cells)
+            if out.is_terminal:
+                table(result.uri, columns, cells)
+            else:
+                piped += [[result.uri, *cell] for cell in cells]
     if as_json:
         print_json(payload)
+    elif piped:
+        table(None, [("image", "left"), *columns], piped)
     if all(result.scores is None for result in results):
         raise typer.Exit(1)
 
@@ -151,7 +156,7 @@ def scan(
         )
     if not flag and report is None:
         raise typer.BadParameter("give --out REPORT, or --policy NAME --flag.")
-    first, last = parse_day(since, "--since"), parse_day(until, "--until")
+    first, last = parse_window(since, until)
     with (
         session(verbose, db, collection, model, pretrained, runtime=runtime) as ctx,
         progress_bar() as bar,
@@ -200,10 +205,10 @@ def partitions_list(
         first = day(partition.start) if partition.start is not None else ""
         last = day(partition.end - 1) if partition.end is not None else ""
         rows.append([partition.name, str(partition.rows), first, last])
-    if as_json:
-        keys = ("partition", "items", "from", "to")
+    if as_json:  # as GET /partitions answers
+        keys = ("name", "rows", "first_day", "last_day")
         payload = [dict(zip(keys, [r[0], int(r[1]), r[2] or None, r[3] or None], strict=True)) for r in rows]
-        sys.stdout.write(json.dumps(payload) + "\n")
+        print_json(payload)
         return
     table(None, [("partition", "left"), ("items", "right"), ("from", "left"), ("to", "left")], rows)
 
