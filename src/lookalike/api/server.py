@@ -144,7 +144,14 @@ class Announcing(uvicorn.Server):
         await super().startup(sockets=sockets)
         if self.started and not self.should_exit:
             port = self.servers[0].sockets[0].getsockname()[1] if self.servers else self.config.port
-            self.record = announce(self.db, self.collection, reachable(self.config.host, port))
+            try:
+                self.record = announce(self.db, self.collection, reachable(self.config.host, port))
+            except OSError as exc:  # a read-only folder: serve all the same, commands get the lock's message
+                log.warning(
+                    "cannot record this server's address beside %s (%s): commands will not find it",
+                    self.db,
+                    exc,
+                )
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         self.withdraw()  # first: a command starting now no longer sends its request to a server going away
