@@ -143,3 +143,33 @@ def test_a_date_that_is_none_is_refused_before_a_model_or_database_opens(
 ) -> None:
     refused(cli(*command, "--until", day), f"'{day}' is not a date like 2023-11-19")
     assert not (tmp_path / "never.db").exists()
+
+
+def test_classify_refuses_images_none_of_which_can_be_read_and_a_missing_label_file(
+    tmp_path: Path, cli: Callable[..., Result]
+) -> None:
+    from lookalike.cli import app
+
+    labels = tmp_path / "labels.toml"
+    labels.write_text('[labels.anything]\nprompts = ["a picture"]\n', encoding="utf-8")
+    (tmp_path / "folder.jpg").mkdir()
+    runner = CliRunner()  # classify takes no --db
+    gone, folder = tmp_path / "gone.jpg", tmp_path / "folder.jpg"
+    refused(
+        runner.invoke(app, ["classify", str(gone), str(folder), "--labels", str(labels)]),
+        f"No image to classify can be read: {gone}: file not found; {folder}: not a regular file: a folder.",
+    )
+    make_image(6).save(tmp_path / "ok.jpg")
+    refused(
+        runner.invoke(app, ["classify", str(tmp_path / "ok.jpg"), "--labels", str(tmp_path / "none.toml")]),
+        "Label file not found",
+    )
+    one_good = runner.invoke(app, ["classify", str(gone), str(tmp_path / "ok.jpg"), "--labels", str(labels)])
+    assert one_good.exit_code == 70 and "a model was built" in one_good.output  # past the checks
+
+
+def test_scan_refuses_a_missing_label_file_before_the_database_opens(
+    tmp_path: Path, cli: Callable[..., Result]
+) -> None:
+    refused(cli("scan", "--labels", str(tmp_path / "none.toml"), "--out", "r.csv"), "Label file not found")
+    assert not (tmp_path / "never.db").exists()

@@ -19,6 +19,7 @@ from lookalike.cli.common import (
     counted,
     day,
     err,
+    errors,
     out,
     parse_day,
     parse_window,
@@ -57,8 +58,11 @@ def classify(
     """Zero-shot classify images: each label's cosine, softmax probability and whether it matches."""
     from lookalike.usecases import risk
 
+    with errors(verbose):  # before a model loads
+        specs = risk.load_labels(str(labels))
+        risk.check_images(images)
     with session(verbose, None, None, model, pretrained, runtime=runtime) as ctx:
-        label_set, results = risk.classify(ctx, images, str(labels))
+        label_set, results = risk.classify(ctx, images, specs)
     payload: list[dict[str, Any]] = []
     columns = [("label", "left"), ("cosine", "right"), ("probability", "right"), ("decision", "left")]
     piped: list[list[str]] = []  # in a pipe, one TSV table with the image in its first column
@@ -157,6 +161,8 @@ def scan(
     if not flag and report is None:
         raise typer.BadParameter("give --out REPORT, or --policy NAME --flag.")
     first, last = parse_window(since, until)
+    with errors(verbose):  # before a model loads
+        specs = risk.load_labels(str(labels)) if labels is not None else None
     with (
         session(verbose, db, collection, model, pretrained, runtime=runtime) as ctx,
         progress_bar() as bar,
@@ -176,7 +182,7 @@ def scan(
             out.print(f"scanned {total} items; {added} new flags for policy {policy}")
             return
         assert report is not None
-        chosen = str(labels) if labels is not None else policies.specs(ctx.workflow.policy(str(policy)))
+        chosen = specs if specs is not None else policies.specs(ctx.workflow.policy(str(policy)))
         total, written = risk.scan_report(
             ctx,
             chosen,
