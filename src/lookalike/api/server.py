@@ -160,3 +160,16 @@ class Announcing(uvicorn.Server):
     def withdraw(self) -> None:
         withdraw(self.record)
         self.record = None
+
+
+def run(app: Any, settings: Any, *, host: str, port: int, log_level: str) -> bool:
+    """Serve ``app`` until stopped, as ``lookalike serve`` does: the read timeouts of ``settings``, and
+    the address recorded beside a Milvus Lite database while it listens. False when it never listened
+    (uvicorn said why: the port is taken, say)."""
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, **uvicorn_options(settings))
+    server = Announcing(config, db=settings.db, collection=settings.collection)
+    try:
+        server.run()
+    finally:
+        server.withdraw()  # also when uvicorn stops without its shutdown (a second Ctrl-C)
+    return bool(server.started)

@@ -43,10 +43,7 @@ def serve(
 
     Set LOOKALIKE_API_KEY to require an X-API-Key header on every route but /health and the page.
     """
-    import uvicorn
-
-    from lookalike.api import create_app
-    from lookalike.api.server import Announcing, uvicorn_options
+    from lookalike.api import create_app, server
     from lookalike.store.readindex import use_one_blas_thread
 
     with session(verbose, db, collection, model, pretrained, runtime=runtime) as ctx:
@@ -57,19 +54,8 @@ def serve(
         server_logging(verbose)
         application = create_app(ctx)
         err.print(f"lookalike serving {ctx.settings.db} on http://{host}:{port} (API docs at /docs)")
-        config = uvicorn.Config(
-            application,
-            host=host,
-            port=port,
-            log_level="info" if verbose else "warning",
-            **uvicorn_options(ctx.settings),  # header, body and keep-alive timeouts
-        )
         # On a Milvus Lite file, the server records its address beside it while it listens: commands
         # on that database then go through it (lookalike/remote/).
-        server = Announcing(config, db=ctx.settings.db, collection=ctx.settings.collection)
-        try:
-            server.run()
-        finally:
-            server.withdraw()  # also when uvicorn stops without its shutdown (a second Ctrl-C)
-        if not server.started:
+        log_level = "info" if verbose else "warning"
+        if not server.run(application, ctx.settings, host=host, port=port, log_level=log_level):
             raise typer.Exit(1)  # uvicorn said why (the port is taken, say)

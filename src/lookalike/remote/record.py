@@ -10,6 +10,7 @@ Nothing here imports httpx unless a record exists.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 from dataclasses import dataclass
@@ -44,6 +45,9 @@ def announce(db: str, collection: str, url: str) -> Path | None:
     if path is None:
         return None
     record = {"url": url, "pid": os.getpid(), "collection": collection, "db": str(Path(db).expanduser())}
+    killed_mid_write = f".{glob.escape(path.name)}.*{durable.TEMPORARY_SUFFIX}"
+    for debris in path.parent.glob(killed_mid_write):
+        debris.unlink(missing_ok=True)
     durable.write_text(path, json.dumps(record) + "\n", step="serve-record")
     return path
 
