@@ -16,7 +16,9 @@ class Catalog:
     """An abusive catalog: its file name, how it is written, and what the run must say.
 
     ``error`` set: the run stops before anything is indexed, exit 2, and the message holds these
-    words. Otherwise the run completes: ``good`` rows indexed, every other row reported.
+    words (``{folder}``: the folder the catalog is written in). A catalog none of whose rows can be
+    indexed is such an error: refused before a model loads. Otherwise the run completes: ``good``
+    rows indexed, every other row reported.
     """
 
     name: str
@@ -134,7 +136,12 @@ def catalogs() -> list[Catalog]:
             _catalog("mac.csv", _csv("image,item_id\ra.jpg,1\rb.jpg,2\r")),
             "line",
         ),
-        Catalog("a NUL byte", "nul.csv", _catalog("nul.csv", _csv(header + "a.jpg,1,x\x00y\n")), None, 0),
+        Catalog(  # read past the NUL byte; its one row names a missing file: nothing to index
+            "a NUL byte",
+            "nul.csv",
+            _catalog("nul.csv", _csv(header + "a.jpg,1,x\x00y\n")),
+            "row 2: " + "{folder}/a.jpg: file not found",
+        ),
         Catalog(
             "no image column",
             "noimage.csv",
@@ -156,9 +163,17 @@ def catalogs() -> list[Catalog]:
             _parquet_columns("cols.parquet"),
             "no 'image' column",
         ),
-        Catalog("Parquet with integer images", "ints.parquet", _parquet("ints.parquet", [1, 2, 3]), None, 0),
         Catalog(
-            "Parquet with null images", "nulls.parquet", _parquet("nulls.parquet", [None, None]), None, 0
+            "Parquet with integer images",
+            "ints.parquet",
+            _parquet("ints.parquet", [1, 2, 3]),
+            "no row that can be indexed (3 rows, every one bad): row 2: {folder}/1: file not found",
+        ),
+        Catalog(
+            "Parquet with null images",
+            "nulls.parquet",
+            _parquet("nulls.parquet", [None, None]),
+            "no row that can be indexed (2 rows, every one bad): row 2: no image in this row; row 3: no image",
         ),
         Catalog("a header only", "header.csv", _catalog("header.csv", _csv(header)), "has no rows"),
         Catalog("hostile rows", "hostile.csv", _catalog("hostile.csv", _hostile_rows), None, 4),

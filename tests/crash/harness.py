@@ -583,7 +583,7 @@ def _flag_checks(env: dict[str, str], ids: set[int]) -> list[str]:
     listed = lookalike(env, "flags", "--status", "open", "--json", "--limit", "1000")
     if listed.returncode != 0:
         return [f"flags exits {listed.returncode}: {listed.stderr[-500:]}"]
-    dangling = [f["id"] for f in json.loads(listed.stdout)["flags"] if f["item"] not in ids]
+    dangling = [f["id"] for f in json.loads(listed.stdout)["flags"] if int(f["item"]) not in ids]
     return [f"open flags point at missing items: {dangling}"] if dangling else []
 
 

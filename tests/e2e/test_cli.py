@@ -63,14 +63,14 @@ def test_index_search_stats_export_import(tmp_path: Path, env: dict[str, str]) -
 
     grid = tmp_path / "results.png"
     table = lookalike(env, "search", "--text", "floral top", "--k", "4", "--grid", str(grid))
-    assert table.returncode == 0 and "hits in" in table.stdout and "img_" in table.stdout
+    assert table.returncode == 0 and "hits in" in table.stderr and "img_" in table.stdout  # stdout: TSV
     from PIL import Image
 
     with Image.open(grid) as sheet:
         assert sheet.format == "PNG" and sheet.width > 4 * 190
 
     stats = lookalike(env, "stats")
-    assert stats.returncode == 0 and "12 items" in stats.stdout and "product" in stats.stdout
+    assert stats.returncode == 0 and "12 items" in stats.stderr and "product" in stats.stdout
 
     backup = tmp_path / "backup.parquet"
     assert lookalike(env, "export", str(backup)).returncode == 0

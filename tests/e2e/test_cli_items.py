@@ -106,10 +106,10 @@ def test_tables_in_a_pipe_are_one_line_per_row_with_names_whole(
     assert len(lines) == 1 and lines[0].split("\t")[0] == str(long_name)
     table = lookalike(env, "search", "--text", "red dress", "--k", "3").stdout.splitlines()
     assert table[0].split("\t") == ["rank", "score", "item_id", "name", "source", "date", "id", "uri"]
-    assert len(table) == 1 + 3 + 1 and all(len(row.split("\t")) == 8 for row in table[1:4])
+    assert len(table) == 1 + 3 and all(len(row.split("\t")) == 8 for row in table[1:4])  # pure TSV
     listed = json.loads(lookalike(env, "partitions", "list", "--json").stdout)
-    assert {"partition": "m2023_11", "items": 11, "from": "2023-11-01", "to": "2023-11-30"} in listed
-    assert sum(p["items"] for p in listed) == 22  # the folder's 11 pictures are items of their own source
+    assert {"name": "m2023_11", "rows": 11, "first_day": "2023-11-01", "last_day": "2023-11-30"} in listed
+    assert sum(p["rows"] for p in listed) == 22  # the folder's 11 pictures are items of their own source
 
 
 def test_the_first_use_of_a_model_says_what_it_prepares_and_how_long(

@@ -30,12 +30,11 @@ def _env(tmp_path: Path) -> dict[str, str]:
 @pytest.fixture()
 def served(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     """The apps `lookalike serve` hands to uvicorn (uvicorn itself is not started)."""
-    import uvicorn
-
+    from lookalike.api import server
     from lookalike.store import readindex
 
     apps: list[Any] = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **options: apps.append(app))
+    monkeypatch.setattr(server, "run", lambda app, settings, **options: apps.append(app) or True)
     monkeypatch.setattr(readindex, "use_one_blas_thread", lambda: None)  # this process is no server
     return apps
 

@@ -309,9 +309,9 @@ def test_the_text_tower_runs_on_the_threads_asked_and_on_two_at_most_by_default(
 
 
 def test_serve_runs_the_text_tower_on_one_thread_unless_told(monkeypatch: pytest.MonkeyPatch) -> None:
-    import uvicorn
     from typer.testing import CliRunner
 
+    from lookalike.api import server
     from lookalike.cli import app as cli_app
     from lookalike.usecases import context
 
@@ -325,7 +325,7 @@ def test_serve_runs_the_text_tower_on_one_thread_unless_told(monkeypatch: pytest
         raise Loaded
 
     monkeypatch.setattr(context.Context, "embedder", property(stop_at_load))
-    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: None)
+    monkeypatch.setattr(server, "run", lambda *a, **k: True)
     runner = CliRunner()
     runner.invoke(cli_app, ["serve", "--db", "unused.db"])
     monkeypatch.setenv("LOOKALIKE_TEXT_THREADS", "2")

@@ -225,7 +225,9 @@ def _error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(LookalikeError)
     async def domain_error(request: Request, exc: LookalikeError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=status_for(exc))
+        # "error" names the domain error, so that a command going through this server (remote/client.py)
+        # raises what it would have raised itself, with the same exit code.
+        return JSONResponse({"detail": str(exc), "error": type(exc).__name__}, status_code=status_for(exc))
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tempfile
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -16,7 +16,7 @@ from starlette.background import BackgroundTask
 from lookalike.api.deps import STATIC, blocking, context_of
 from lookalike.api.queue import claim_json
 from lookalike.usecases import policies, queue, review
-from lookalike.workflow import Decision, FlagStatus
+from lookalike.workflow import FlagStatus
 
 router = APIRouter(tags=["review"])
 
@@ -30,23 +30,6 @@ class ReviewRequest(BaseModel):
     take_down: bool = Field(default=False, description="With confirm: delete the item and erase its bytes.")
 
 
-def _iso(ts: int) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
-
-
-def _decision(d: Decision) -> dict[str, Any]:
-    return {
-        "id": d.id,
-        "flag": d.flag,
-        "item": str(d.item),
-        "decision": d.decision.value,
-        "by": d.reviewer,
-        "note": d.note,
-        "at": _iso(d.at),
-        "took_down": d.took_down,
-    }
-
-
 @router.get("/policies")
 async def list_policies(request: Request) -> list[dict[str, Any]]:
     """The collection's policies and their labels."""
@@ -54,7 +37,7 @@ async def list_policies(request: Request) -> list[dict[str, Any]]:
     return [
         {
             "name": p.name,
-            "added": _iso(p.created_at),
+            "added": review.timestamp(p.created_at),
             "labels": [{"label": s.name, "threshold": s.threshold} for s in policies.specs(p)],
         }
         for p in found
@@ -85,23 +68,7 @@ async def list_flags(
     held = await blocking(queue.holders, context_of(request), [row.flag.id for row in page])
     return {
         "total": total,
-        "flags": [
-            {
-                "id": row.flag.id,
-                "item": str(row.flag.item),
-                "policy": row.flag.policy,
-                "label": row.flag.label,
-                "score": round(row.flag.score, 6),
-                "status": row.flag.status.value,
-                "flagged_at": _iso(row.flag.created_at),
-                "stored": row.item is not None,
-                "item_id": row.item.item_id if row.item else None,
-                "source": row.item.source if row.item else None,
-                "uri": row.item.uri if row.item else None,
-                "claim": claim_json(held.get(row.flag.id)),
-            }
-            for row in page
-        ],
+        "flags": [{**review.flag_row(row), "claim": claim_json(held.get(row.flag.id))} for row in page],
     }
 
 
@@ -124,7 +91,7 @@ async def review_flag(
         note=body.note,
         take_down=body.take_down,
     )
-    return {"decisions": [_decision(d) for d in records]}
+    return {"decisions": [review.decision_row(d) for d in records]}
 
 
 @router.get("/audit", response_class=FileResponse)

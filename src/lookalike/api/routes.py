@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import uuid
 from collections.abc import Callable
-from dataclasses import asdict
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.responses import FileResponse, PlainTextResponse, Response
 from prometheus_client import generate_latest
 from pydantic import BaseModel, ValidationError
+from starlette.background import BackgroundTask
 from starlette.datastructures import FormData, UploadFile
 
 from lookalike.api.deps import STATIC, blocking, context_of
@@ -25,7 +26,7 @@ from lookalike.queries import API_NAMES
 from lookalike.queries import Query as SearchQuery
 from lookalike.store.models import parse_box
 from lookalike.store.rows import identity_problem
-from lookalike.usecases import embedding, ingest, items
+from lookalike.usecases import backup, embedding, ingest, items
 from lookalike.usecases import search as searching
 
 router = APIRouter()
@@ -235,6 +236,41 @@ async def item(request: Request, item_id: str = ItemId) -> dict[str, Any]:
     return found.metadata()
 
 
+@router.get("/items", response_model=list[ItemOut], tags=["items"])
+async def items_of(
+    request: Request,
+    item_id: str = Query(min_length=1, max_length=1024, description="A catalog item id (SKU, user id)."),
+) -> list[dict[str, Any]]:
+    """Every stored picture (and detected crop) of a catalog item id."""
+    problem = identity_problem("item_id", item_id)
+    if problem is not None:
+        raise HTTPException(422, problem)
+    found = await blocking(items.by_item_id, context_of(request), item_id)
+    return [i.metadata() for i in found]
+
+
+@router.get(
+    "/export",
+    tags=["items"],
+    response_class=FileResponse,
+    responses={200: {"content": {"application/vnd.apache.parquet": {}}}},
+)
+async def export(request: Request) -> FileResponse:
+    """The whole collection, vectors included, as the Parquet file `lookalike export` writes."""
+    path = request.app.state.reports / f"export-{uuid.uuid4().hex}.parquet"
+    try:
+        await blocking(backup.export, context_of(request), str(path))
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return FileResponse(
+        path,
+        media_type="application/vnd.apache.parquet",
+        filename="lookalike-export.parquet",
+        background=BackgroundTask(path.unlink, missing_ok=True),
+    )
+
+
 @router.delete("/items/{item_id}", tags=["items"])
 async def delete_item(
     request: Request,
@@ -369,9 +405,7 @@ async def cancel_job(request: Request, job_id: str) -> dict[str, Any]:
 async def stats(request: Request) -> dict[str, Any]:
     info = await blocking(items.stats, context_of(request))
     request.app.state.metrics.items.set(info.rows)
-    data = asdict(info)
-    data["partitions"] = [{"name": p.name, "rows": p.rows} for p in info.partitions]
-    return data
+    return items.stats_row(info)
 
 
 @router.get("/metrics", response_class=PlainTextResponse, tags=["service"])

@@ -1,4 +1,4 @@
-"""How uvicorn serves the app: its httptools protocol with the read timeouts of a reverse proxy.
+"""How uvicorn serves the app: read timeouts of a reverse proxy, and an address the command line finds.
 
 uvicorn closes a kept-alive connection that stays idle between requests (``timeout_keep_alive``),
 but waits for ever on a connection that sends nothing, drips its headers a byte at a time
@@ -10,15 +10,23 @@ and tasks. ``TimedHttpTools`` adds the two timeouts nginx has:
   answered 408 (or, if it sent nothing at all, simply closed);
 - body: a body in progress may pause at most ``body_timeout_s`` between two reads; otherwise the
   connection is closed and the app sees the client disconnect (logged as one 499 line).
+
+``Announcing`` records the server's address beside the Milvus Lite database it holds while it
+listens, so that commands on that database go through it (lookalike/remote/).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+from pathlib import Path
 from typing import Any
 
+import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from lookalike.remote.record import announce, withdraw
 
 log = logging.getLogger(__name__)
 _TIMEOUT_408 = (
@@ -111,3 +119,57 @@ def uvicorn_options(settings: Any) -> dict[str, Any]:
         {"header_timeout_s": settings.header_timeout_s, "body_timeout_s": settings.body_timeout_s},
     )
     return {"http": protocol, "timeout_keep_alive": settings.keep_alive_timeout_s}
+
+
+def reachable(host: str, port: int) -> str:
+    """The address a command on this machine reaches the server at (an any-address host: loopback)."""
+    if host in ("", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+class Announcing(uvicorn.Server):
+    """uvicorn's server, which records its address beside the Milvus Lite database it holds once it
+    listens, and removes the record when it stops listening: commands then go through it
+    (lookalike/remote/) instead of failing on the database's lock."""
+
+    def __init__(self, config: uvicorn.Config, *, db: str, collection: str) -> None:
+        super().__init__(config)
+        self.db, self.collection = db, collection
+        self.record: Path | None = None
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started and not self.should_exit:
+            port = self.servers[0].sockets[0].getsockname()[1] if self.servers else self.config.port
+            try:
+                self.record = announce(self.db, self.collection, reachable(self.config.host, port))
+            except OSError as exc:  # a read-only folder: serve all the same, commands get the lock's message
+                log.warning(
+                    "cannot record this server's address beside %s (%s): commands will not find it",
+                    self.db,
+                    exc,
+                )
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self.withdraw()  # first: a command starting now no longer sends its request to a server going away
+        await super().shutdown(sockets=sockets)
+
+    def withdraw(self) -> None:
+        withdraw(self.record)
+        self.record = None
+
+
+def run(app: Any, settings: Any, *, host: str, port: int, log_level: str) -> bool:
+    """Serve ``app`` until stopped, as ``lookalike serve`` does: the read timeouts of ``settings``, and
+    the address recorded beside a Milvus Lite database while it listens. False when it never listened
+    (uvicorn said why: the port is taken, say)."""
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, **uvicorn_options(settings))
+    server = Announcing(config, db=settings.db, collection=settings.collection)
+    try:
+        server.run()
+    finally:
+        server.withdraw()  # also when uvicorn stops without its shutdown (a second Ctrl-C)
+    return bool(server.started)

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -30,8 +30,11 @@ from rich.text import Text
 
 from lookalike.cli.stderr import filter_grpc_chatter, is_chatter
 from lookalike.config import DEFAULT_MODEL, DEFAULT_PRETRAINED, load_settings
-from lookalike.errors import ConfigError, LookalikeError
+from lookalike.errors import ConfigError, DatabaseInUseError, LookalikeError
 from lookalike.usecases.context import Context
+
+if TYPE_CHECKING:
+    from lookalike.remote.client import Client
 
 app = typer.Typer(
     name="lookalike",
@@ -171,8 +174,62 @@ def session(
         ctx = context_for(db, collection, model, pretrained, **extra)
         try:
             yield ctx
+        except _HeldByServer:
+            raise
+        except DatabaseInUseError as exc:
+            raise _held(ctx, exc) from None
         finally:
             ctx.close()
+
+
+@contextmanager
+def served(ctx: Context) -> Iterator[Client | None]:
+    """The `lookalike serve` holding this context's Milvus Lite database (said on stderr), else None.
+
+    Milvus Lite lets one process open a database; while a server holds it, the commands its API
+    offers ask the server instead (lookalike/remote/) and print its answers as their own.
+
+    Raises:
+        DatabaseInUseError: a live server holds the database but serves another collection.
+    """
+    from lookalike.remote.record import live
+
+    record = live(ctx.settings.db)
+    if record is None:
+        yield None
+        return
+    if record.collection != ctx.settings.collection:
+        raise _HeldByServer(
+            f"The database {ctx.settings.db} is in use by `lookalike serve` at {record.url} (pid {record.pid}), "
+            f"which serves the collection {record.collection!r}, not {ctx.settings.collection!r}: Milvus Lite "
+            "lets one process open a database at a time. Stop the server, or serve this collection."
+        )
+    from lookalike.remote.client import Client
+
+    err.print(f"via lookalike serve at {record.url}")
+    with Client(
+        record.url, api_key=ctx.settings.api_key, timeout_s=max(60.0, ctx.settings.timeout_s)
+    ) as client:
+        yield client
+
+
+class _HeldByServer(DatabaseInUseError):
+    """A live `lookalike serve` holds the database, and this command cannot go through it."""
+
+
+def _held(ctx: Context, exc: DatabaseInUseError) -> DatabaseInUseError:
+    """The lock's message, naming the server when a live `lookalike serve` holds the database."""
+    from lookalike.remote.record import live
+
+    record = live(ctx.settings.db)
+    if record is None:
+        return exc
+    return _HeldByServer(
+        f"The database {ctx.settings.db} is in use by `lookalike serve` at {record.url} (pid {record.pid}): "
+        "Milvus Lite lets one process open it at a time, and this command does not go through the "
+        "server (search, show, stats, flags, review, audit, export, delete and index do). Stop the server "
+        "and run this command again."
+    )
 
 
 class _NoGrpcChatter(logging.Filter):
@@ -226,19 +283,20 @@ def table(
 ) -> None:
     """A table: boxed for a terminal; for a pipe or a file, one tab-separated line per row, never wrapped.
 
-    ``columns`` are (name, justify). Names and paths are printed whole either way.
+    ``columns`` are (name, justify). Names and paths are printed whole either way. In a pipe the
+    title and caption (``# 5 hits in 12 ms``) go to stderr, so that stdout holds only the rows.
     """
     console = console or out
     if not console.is_terminal:
         stream = sys.stderr if console.stderr else sys.stdout
         if title:
-            stream.write(f"# {title}\n")
+            note(f"# {title}")
         stream.write("\t".join(name for name, _ in columns) + "\n")
         for row in rows:
             stream.write("\t".join(_one_line(cell) for cell in row) + "\n")
-        if caption:
-            stream.write(f"# {caption}\n")
         stream.flush()
+        if caption:
+            note(f"# {caption}")
         return
     boxed = Table(title=title, title_justify="left", caption=caption, caption_justify="left")
     for name, justify in columns:
@@ -250,6 +308,22 @@ def table(
 
 def _one_line(cell: str) -> str:
     return printable(cell.replace("\t", " ").replace("\r", " ").replace("\n", " "))
+
+
+def note(line: str) -> None:
+    """A line about the output, on stderr, after what stdout already holds."""
+    sys.stdout.flush()
+    sys.stderr.write(printable(line) + "\n")
+    sys.stderr.flush()
+
+
+def summary(line: str) -> None:
+    """A line about the output (a count, a heading): on stdout in a terminal, where it reads with the
+    table; on stderr in a pipe, so that stdout holds only the table's rows."""
+    if out.is_terminal:
+        out.print(line, highlight=False, markup=False)
+    else:
+        note(line)
 
 
 @contextmanager
@@ -288,14 +362,22 @@ def _finite(value: Any) -> Any:
     return value
 
 
+# JSON leaves these unescaped, but line readers (Python's splitlines, editors, some log shippers)
+# break lines at them: a product name holding one must not split the one line --json promises.
+_LINE_BREAKS = {"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+_LINE_BREAK = re.compile("[\x85\u2028\u2029]")
+
+
 def json_text(value: Any, **options: Any) -> str:
     """``value`` as valid JSON: a NaN or infinite number (a broken stored vector's score) is null, never NaN."""
-    return json.dumps(_finite(value), ensure_ascii=False, allow_nan=False, **options)
+    text = json.dumps(_finite(value), ensure_ascii=False, allow_nan=False, **options)
+    return _LINE_BREAK.sub(lambda match: _LINE_BREAKS[match.group()], text)
 
 
 def print_json(value: Any, **options: Any) -> None:
-    """One line of valid JSON on stdout (``options``: json.dumps's, e.g. ``default=str``)."""
+    """Exactly one line of valid JSON on stdout (``options``: json.dumps's, e.g. ``default=str``)."""
     sys.stdout.write(json_text(value, **options) + "\n")
+    sys.stdout.flush()
 
 
 def parse_day(value: str | None, flag: str) -> date | None:
@@ -305,6 +387,18 @@ def parse_day(value: str | None, flag: str) -> date | None:
         return date.fromisoformat(value)
     except ValueError:
         raise typer.BadParameter(f"{value!r} is not a date like 2023-11-19.", param_hint=flag) from None
+
+
+def parse_window(
+    since: str | None, until: str | None, flags: tuple[str, str] = ("--since", "--until")
+) -> tuple[date | None, date | None]:
+    """A window of whole days, checked before any model or database opens: each a date, in order."""
+    first, last = parse_day(since, flags[0]), parse_day(until, flags[1])
+    if first and last and first > last:
+        raise typer.BadParameter(
+            f"{flags[0]} {first} is after {flags[1]} {last}: the window holds no day.", param_hint=flags[0]
+        )
+    return first, last
 
 
 def progress_bar() -> Progress:

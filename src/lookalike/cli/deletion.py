@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import functools
 from typing import Annotated
 
 import typer
@@ -16,7 +16,9 @@ from lookalike.cli.common import (
     err,
     identities,
     out,
-    parse_day,
+    parse_window,
+    print_json,
+    served,
     session,
     table,
 )
@@ -68,18 +70,19 @@ def delete(
     from every search, export and scan at once; --purge (or `lookalike compact` later) also
     erases their bytes from the database files, for requests such as GDPR erasure.
     """
-    first, last = parse_day(since, "--since"), parse_day(until, "--until")
+    first, last = parse_window(since, until)
     if not (ids or item_ids or sources or first or last):
         raise typer.BadParameter("say what to delete: --id, --item-id, --source, --since or --until.")
     from lookalike.usecases import items
 
-    with session(verbose, db, collection, None, None) as ctx:
-        doomed = items.select(
-            ctx, ids=ids or [], item_ids=item_ids or [], sources=sources or [], since=first, until=last
+    with session(verbose, db, collection, None, None) as ctx, served(ctx) as server:
+        select = server.select if server is not None else functools.partial(items.select, ctx)
+        doomed = select(
+            ids=ids or [], item_ids=item_ids or [], sources=sources or [], since=first, until=last
         )
         if not doomed:
             if as_json:
-                out.print_json(json.dumps({"deleted": 0, "ids": []}))
+                print_json({"deleted": 0, "ids": [], "purged": purge})
             else:
                 out.print("no stored item matches; nothing deleted")
             return
@@ -88,9 +91,11 @@ def delete(
         if not yes and not _confirm(f"Delete these {len(doomed)} items?"):
             err.print("nothing deleted (pass --yes to delete without being asked)")
             raise typer.Exit(1)
-        deleted = items.delete(ctx, [item.id for item in doomed], purge=purge)
+        picked = [item.id for item in doomed]
+        remove = server.delete if server is not None else functools.partial(items.delete, ctx)
+        deleted = remove(picked, purge=purge)
     if as_json:
-        out.print_json(json.dumps({"deleted": deleted, "ids": [item.id for item in doomed], "purged": purge}))
+        print_json({"deleted": deleted, "ids": picked, "purged": purge})
     else:
         out.print(
             f"deleted {deleted} items" + ("; their bytes are erased from the database files" if purge else "")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -27,9 +26,12 @@ from lookalike.cli.common import (
     out,
     print_json,
     progress_bar,
+    served,
     session,
+    summary,
     table,
 )
+from lookalike.errors import ConfigError
 
 if TYPE_CHECKING:
     from lookalike.ingest import IngestReport
@@ -117,6 +119,7 @@ def index(
             detector_weights=detector_weights,
             detect_min_score=detect_min_score,
         ) as ctx,
+        served(ctx) as server,
         progress_bar() as bar,
     ):
         task = bar.add_task("loading model", total=None, rate="")
@@ -132,23 +135,40 @@ def index(
             done = bar.tasks[0].completed + n
             bar.update(task, advance=n, rate=f"{done / elapsed:.1f} img/s")
 
-        report = ingest.index(
-            ctx,
-            path,
-            source=source,
-            index=index_type,
-            index_params=params,
-            on_start=on_start,
-            progress=advance,
-            detect=detect,
-            sync=sync,
-        )
+        if server is not None:
+            through = _through_server(path, index_type, params, sync)
+            report = server.index(
+                [through], source=source, detect=detect, on_start=on_start, progress=advance
+            )
+        else:
+            report = ingest.index(
+                ctx,
+                path,
+                source=source,
+                index=index_type,
+                index_params=params,
+                on_start=on_start,
+                progress=advance,
+                detect=detect,
+                sync=sync,
+            )
     if as_json:
         print_json(report_dict(report))
     else:
         print_report(report, detect, sync)
     if report.indexed == 0 and report.already_indexed == 0 and report.skipped:
         raise typer.Exit(1)
+
+
+def _through_server(path: str, index_type: str, params: dict[str, Any] | None, sync: bool) -> str:
+    """What POST /index is asked to read: the path as the server sees it (absolute), or the URL."""
+    if sync or params or index_type.upper() != "HNSW":
+        given = "--sync" if sync else "--index-params" if params else "--index"
+        raise ConfigError(
+            f"{given} is not offered by the API of `lookalike serve`, which holds this database: index "
+            "without it, or stop the server and run this command again."
+        )
+    return path if "://" in path else str(Path(path).expanduser().resolve())
 
 
 def print_report(report: IngestReport, detect: bool, sync: bool) -> None:
@@ -197,22 +217,25 @@ def stats(
     """Show the collection: model, index, and item counts per partition (month) and per source."""
     from lookalike.usecases import items
 
-    with session(verbose, db, collection, None, None) as ctx:
-        info = items.stats(ctx)
+    with session(verbose, db, collection, None, None) as ctx, served(ctx) as server:
+        info = server.stats() if server is not None else items.stats_row(items.stats(ctx))
+    info["db"] = ctx.settings.db
     if as_json:
-        payload = {**asdict(info), "db": ctx.settings.db}
-        print_json(payload, default=str)
+        print_json(info, default=str)  # as GET /stats answers, and where the database is
         return
-    out.print(
-        f"collection {info.name} in {ctx.settings.db}: {info.rows} items, dim {info.dim}, "
-        f"index {info.index_type} {json.dumps(info.index_params) if info.index_params else ''}, "
-        f"model {info.model or 'unknown'}",
-        highlight=False,
-        markup=False,
+    params = info["index_params"]
+    summary(
+        f"collection {info['name']} in {info['db']}: {info['rows']} items, dim {info['dim']}, "
+        f"index {info['index_type']} {json.dumps(params) if params else ''}, model {info['model'] or 'unknown'}"
     )
-    rows = [[p.name, str(p.rows)] for p in info.partitions]
-    table("partitions", [("partition", "left"), ("items", "right")], rows)
-    table("sources", [("source", "left"), ("items", "right")], [[n, str(c)] for n, c in info.sources.items()])
+    partitions = [[p["name"], str(p["rows"])] for p in info["partitions"]]
+    sources = [[name, str(count)] for name, count in info["sources"].items()]
+    if not out.is_terminal:  # for scripts: one table, each row saying what it counts
+        rows = [["partition", *row] for row in partitions] + [["source", *row] for row in sources]
+        table(None, [("of", "left"), ("name", "left"), ("items", "right")], rows)
+        return
+    table("partitions", [("partition", "left"), ("items", "right")], partitions)
+    table("sources", [("source", "left"), ("items", "right")], sources)
 
 
 @app.command()
@@ -225,8 +248,11 @@ def export(
     """Write the whole collection, vectors included, to a Parquet file."""
     from lookalike.usecases import backup
 
-    with session(verbose, db, collection, None, None) as ctx:
-        rows = counted("exporting", lambda progress: backup.export(ctx, str(file), progress))
+    with session(verbose, db, collection, None, None) as ctx, served(ctx) as server:
+        if server is not None:
+            rows = server.export(file)
+        else:
+            rows = counted("exporting", lambda progress: backup.export(ctx, str(file), progress))
     out.print(f"exported {rows} items to {file}")
 
 

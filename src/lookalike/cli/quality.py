@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from lookalike.cli.common import (
     Collection,
@@ -25,6 +24,7 @@ from lookalike.cli.common import (
     session,
     setup_logging,
     short_uri,
+    table,
     tagged,
 )
 
@@ -34,18 +34,16 @@ METRIC_HELP = (
 )
 
 
-def _metrics_table(title: str, sections: dict[str, dict[str, float] | None], counts: dict[str, int]) -> Table:
+def _print_metrics(title: str, sections: dict[str, dict[str, float] | None], counts: dict[str, int]) -> None:
+    """The metrics: boxed in a terminal; in a pipe TSV on stdout, the title and legend on stderr."""
     from lookalike.quality import METRICS
 
-    table = Table(title=title, caption=METRIC_HELP, caption_justify="left")
-    table.add_column("direction")
-    table.add_column("queries", justify="right")
-    for name in METRICS:
-        table.add_column(name, justify="right")
+    columns = [("direction", "left"), ("queries", "right"), *((name, "right") for name in METRICS)]
+    rows = []
     for direction, metrics in sections.items():
         cells = [f"{metrics[name]:.3f}" for name in METRICS] if metrics else ["–"] * len(METRICS)
-        table.add_row(direction.replace("_", " "), str(counts.get(direction, "")), *cells)
-    return table
+        rows.append([direction.replace("_", " "), str(counts.get(direction, "")), *cells])
+    table(title, columns, rows, caption=METRIC_HELP)
 
 
 @app.command("eval")
@@ -99,7 +97,7 @@ def eval_(
     if as_json:
         print_json(report.to_dict())
         return
-    out.print(_metrics_table(f"lookalike eval: {queries}", report.metrics, report.counts))
+    _print_metrics(f"lookalike eval: {queries}", report.metrics, report.counts)
 
 
 @app.command("demo-data")
@@ -216,7 +214,7 @@ def finetune(
         f"held-out text → image ({result.train_pairs} training pairs, {result.held_out_pairs} held out; "
         f"{result.epochs_run} epochs, best {result.best_epoch}, stopped by {result.stopped}, {result.seconds:.0f} s)"
     )
-    out.print(_metrics_table(title, {"before": result.before, "after": result.after}, counts))
+    _print_metrics(title, {"before": result.before, "after": result.after}, counts)
     if not result.improved:
         out.print(
             f"No epoch beat the starting model on the held-out pairs (best epoch 0 of {result.epochs_run}), "

@@ -18,10 +18,13 @@ from lookalike.cli.common import (
     counted,
     day,
     err,
+    errors,
     out,
-    parse_day,
+    parse_window,
     print_json,
+    served,
     session,
+    summary,
     table,
     tagged,
 )
@@ -66,15 +69,15 @@ def policy_list(
     as_json: AsJson = False, db: Db = None, collection: Collection = None, verbose: Verbose = False
 ) -> None:
     """The collection's policies with their labels and thresholds."""
-    from lookalike.usecases import policies
+    from lookalike.usecases import policies, review
 
     with session(verbose, db, collection, None, None) as ctx:
         found = [(p, policies.specs(p)) for p in policies.listed(ctx)]
     if as_json:
-        payload = [
+        payload = [  # as GET /policies answers, with each label's prompts
             {
                 "name": p.name,
-                "added": day(p.created_at),
+                "added": review.timestamp(p.created_at),
                 "labels": [
                     {"label": s.name, "threshold": s.threshold, "prompts": list(s.prompts)} for s in specs
                 ],
@@ -121,34 +124,28 @@ def flags(
     """The review queue: flags raised by policies, oldest first, filtered by policy, status and day."""
     from lookalike.usecases import review
 
-    first, last = parse_day(since, "--since"), parse_day(until, "--until")
-    with session(verbose, db, collection, None, None) as ctx:
-        total, page = review.flags(
-            ctx,
-            policy=policy,
-            status=review.status_of(status),
-            since=first,
-            until=last,
-            limit=limit,
-            offset=offset,
-        )
-    payload = [
-        {
-            "id": row.flag.id,
-            "item": row.flag.item,
-            "policy": row.flag.policy,
-            "label": row.flag.label,
-            "score": round(row.flag.score, 6),
-            "flagged": day(row.flag.created_at),
-            "status": row.flag.status.value,
-            "uri": row.item.uri if row.item else None,
-            "item_id": row.item.item_id if row.item else None,
-        }
-        for row in page
-    ]
+    first, last = parse_window(since, until)
+    with errors(verbose):
+        wanted = review.status_of(status)  # before the database opens
+    with session(verbose, db, collection, None, None) as ctx, served(ctx) as server:
+        if server is not None:
+            listed = server.flags(
+                policy=policy,
+                status=wanted.value if wanted else None,
+                since=first,
+                until=last,
+                limit=limit,
+                offset=offset,
+            )
+        else:
+            total, page = review.flags(
+                ctx, policy=policy, status=wanted, since=first, until=last, limit=limit, offset=offset
+            )
+            listed = {"total": total, "flags": [review.flag_row(row) for row in page]}
     if as_json:
-        print_json({"total": total, "flags": payload})
+        print_json(listed)  # as GET /flags answers
         return
+    total, payload = listed["total"], listed["flags"]
     columns = [("flag", "right"), ("policy", "left"), ("label", "left"), ("score", "right")]
     columns += [("status", "left"), ("flagged", "left"), ("item", "left")]
     rows = [
@@ -158,7 +155,7 @@ def flags(
             str(p["label"]),
             f"{p['score']:.4f}",
             str(p["status"]),
-            str(p["flagged"]),
+            str(p["flagged_at"])[:10],
             str(p["uri"] or f"{p['item']} (no longer stored)"),
         ]
         for p in payload
@@ -193,11 +190,16 @@ def review_flag(
     except (KeyError, OSError):  # no login name to be found: the reviewer must say who they are
         raise typer.BadParameter("give the reviewer's name with --by NAME.") from None
     decision = FlagStatus.CONFIRMED if confirm else FlagStatus.DISMISSED
-    with session(verbose, db, collection, None, None) as ctx:
-        records = review.review(ctx, flag_id, decision, reviewer=reviewer, note=note, take_down=take_down)
+    with session(verbose, db, collection, None, None) as ctx, served(ctx) as server:
+        if server is not None:
+            said = "confirm" if confirm else "dismiss"
+            records = server.review(flag_id, decision=said, by=reviewer, note=note, take_down=take_down)
+        else:
+            decided = review.review(ctx, flag_id, decision, reviewer=reviewer, note=note, take_down=take_down)
+            records = [review.decision_row(d) for d in decided]
     done = f"flag {flag_id} {decision.value} by {reviewer}"
     if take_down:
-        done += f"; item {records[0].item} taken down"
+        done += f"; item {records[0]['item']} taken down"
         if len(records) > 1:
             done += f" (and {len(records) - 1} other open flags of it closed)"
     out.print(done)
@@ -215,9 +217,12 @@ def audit(
     """Export every review decision (who, when, what, note, taken down) to CSV or JSON."""
     from lookalike.usecases import review
 
-    first, last = parse_day(since, "--since"), parse_day(until, "--until")
-    with session(verbose, db, collection, None, None) as ctx:
-        written = review.export_audit(ctx, str(report), since=first, until=last)
+    first, last = parse_window(since, until)
+    with session(verbose, db, collection, None, None) as ctx, served(ctx) as server:
+        if server is not None:
+            written = server.audit(report, since=first, until=last)
+        else:
+            written = review.export_audit(ctx, str(report), since=first, until=last)
     out.print(f"{written} decisions written to {report}")
 
 
@@ -345,4 +350,8 @@ def calibrate(
         table(None, columns, rows, caption=f"target precision {precision:g}")
     if write:
         written = sum(1 for c in found if c.threshold is not None)
-        out.print(f"{written} thresholds written to {labels}")
+        done = f"{written} thresholds written to {labels}"
+        if as_json:
+            err.print(done)  # stdout holds the JSON line alone
+        else:
+            summary(done)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,9 +19,11 @@ from lookalike.cli.common import (
     counted,
     day,
     err,
+    errors,
     identities,
     out,
     parse_day,
+    parse_window,
     print_json,
     progress_bar,
     session,
@@ -62,9 +62,14 @@ def classify(
     """Zero-shot classify images: each label's cosine, softmax probability and whether it matches."""
     from lookalike.usecases import risk
 
+    with errors(verbose):  # before a model loads
+        specs = risk.load_labels(str(labels))
+        risk.check_images(images)
     with session(verbose, None, None, model, pretrained, runtime=runtime) as ctx:
-        label_set, results = risk.classify(ctx, images, str(labels))
+        label_set, results = risk.classify(ctx, images, specs)
     payload: list[dict[str, Any]] = []
+    columns = [("label", "left"), ("cosine", "right"), ("probability", "right"), ("decision", "left")]
+    piped: list[list[str]] = []  # in a pipe, one TSV table with the image in its first column
     for result in results:
         if result.scores is None:
             err.print(tagged("skipped", "yellow", f"{result.uri}: {result.error}"))
@@ -81,7 +86,6 @@ def classify(
         ]
         payload.append({"image": result.uri, "labels": rows})
         if not as_json:
-            columns = [("label", "left"), ("cosine", "right"), ("probability", "right"), ("decision", "left")]
             cells = [
                 [
                     str(row["label"]),
@@ -91,9 +95,14 @@ def classify(
                 ]
                 for row in sorted(rows, key=lambda r: -float(r["score"]))
             ]
-            table(result.uri, columns, cells)
+            if out.is_terminal:
+                table(result.uri, columns, cells)
+            else:
+                piped += [[result.uri, *cell] for cell in cells]
     if as_json:
         print_json(payload)
+    elif piped:
+        table(None, [("image", "left"), *columns], piped)
     if all(result.scores is None for result in results):
         raise typer.Exit(1)
 
@@ -155,7 +164,9 @@ def scan(
         )
     if not flag and report is None:
         raise typer.BadParameter("give --out REPORT, or --policy NAME --flag.")
-    first, last = parse_day(since, "--since"), parse_day(until, "--until")
+    first, last = parse_window(since, until)
+    with errors(verbose):  # before a model loads
+        specs = risk.load_labels(str(labels)) if labels is not None else None
     with (
         session(verbose, db, collection, model, pretrained, runtime=runtime) as ctx,
         progress_bar() as bar,
@@ -175,7 +186,7 @@ def scan(
             out.print(f"scanned {total} items; {added} new flags for policy {policy}")
             return
         assert report is not None
-        chosen = str(labels) if labels is not None else policies.specs(ctx.workflow.policy(str(policy)))
+        chosen = specs if specs is not None else policies.specs(ctx.workflow.policy(str(policy)))
         total, written = risk.scan_report(
             ctx,
             chosen,
@@ -204,10 +215,10 @@ def partitions_list(
         first = day(partition.start) if partition.start is not None else ""
         last = day(partition.end - 1) if partition.end is not None else ""
         rows.append([partition.name, str(partition.rows), first, last])
-    if as_json:
-        keys = ("partition", "items", "from", "to")
+    if as_json:  # as GET /partitions answers
+        keys = ("name", "rows", "first_day", "last_day")
         payload = [dict(zip(keys, [r[0], int(r[1]), r[2] or None, r[3] or None], strict=True)) for r in rows]
-        sys.stdout.write(json.dumps(payload) + "\n")
+        print_json(payload)
         return
     table(None, [("partition", "left"), ("items", "right"), ("from", "left"), ("to", "left")], rows)
 

@@ -22,10 +22,12 @@ from lookalike.cli.common import (
     err,
     errors,
     out,
-    parse_day,
+    parse_window,
     print_json,
+    served,
     session,
     short_uri,
+    summary,
     table,
     tagged,
 )
@@ -114,6 +116,7 @@ def search(
     from lookalike.usecases import search as searching
 
     with errors(verbose):
+        first, last = parse_window(since, until)
         query = Query(
             text=text,
             image=image,
@@ -123,8 +126,8 @@ def search(
             offset=offset,
             min_score=min_score,
             sources=tuple(source or ()),
-            since=parse_day(since, "--since"),
-            until=parse_day(until, "--until"),
+            since=first,
+            until=last,
             search_params=tuple(sorted((parse_index_params(search_params, "--search-params") or {}).items())),
             detect=detect,
             box=parse_box_option(box),
@@ -140,7 +143,12 @@ def search(
         detector_weights=detector_weights,
         detect_min_score=detect_min_score,
     ) as ctx:
-        result = searching.search(ctx, query)
+        with served(ctx) as server:
+            if server is None:
+                result = searching.search(ctx, query)
+            else:  # a local query image is read here, under this command's policy, and uploaded
+                upload = searching.read_image(ctx, query.image, public_only=False) if query.image else None
+                result = server.search(query, upload)
         if grid is not None:
             searching.write_grid(result, str(grid), f"lookalike: {_label(query)}")
     for warning in result.warnings:
@@ -196,15 +204,24 @@ def show(
     with errors(verbose):
         if (id is None) == (item_id is None):
             raise typer.BadParameter("give exactly one: an ID argument or --item-id")
-    with session(verbose, db, collection, None, None) as ctx:
-        found = [items.item(ctx, id)] if id is not None else items.by_item_id(ctx, item_id or "")
+    with session(verbose, db, collection, None, None) as ctx, served(ctx) as server:
+        if server is not None:
+            found = [server.item(id)] if id is not None else server.by_item_id(item_id or "")
+        else:
+            found = [items.item(ctx, id)] if id is not None else items.by_item_id(ctx, item_id or "")
     if as_json:
-        print_json([i.metadata() for i in found])
+        print_json([i.metadata() for i in found])  # as GET /items/{id} (and GET /items) answer
         return
-    for item in found:
-        fields = item.metadata()
-        fields["created_at"] = f"{item.created_at} ({day(item.created_at)})"
-        rows = [[name, str(value)] for name, value in fields.items() if value not in ("", None)]
-        table(f"item {item.id}", [("field", "left"), ("value", "left")], rows)
+    if not out.is_terminal:  # for scripts: one row per item, a column per field
+        names = list(found[0].metadata()) if found else []
+        table(
+            None, [(name, "left") for name in names], [[str(v) for v in i.metadata().values()] for i in found]
+        )
+    else:
+        for item in found:
+            fields = item.metadata()
+            fields["created_at"] = f"{item.created_at} ({day(item.created_at)})"
+            rows = [[name, str(value)] for name, value in fields.items() if value not in ("", None)]
+            table(f"item {item.id}", [("field", "left"), ("value", "left")], rows)
     if len(found) > 1:
-        out.print(f"{len(found)} stored items have the item id {item_id}")
+        summary(f"{len(found)} stored items have the item id {item_id}")

@@ -46,10 +46,7 @@ def serve(
     With LOOKALIKE_WEBHOOK_URLS set, flags and decisions are delivered as signed webhooks; with
     LOOKALIKE_WAVES_EVERY_S above 0, the server looks for waves on that schedule.
     """
-    import uvicorn
-
-    from lookalike.api import create_app
-    from lookalike.api.server import uvicorn_options
+    from lookalike.api import create_app, server
     from lookalike.store.readindex import use_one_blas_thread
 
     with session(verbose, db, collection, model, pretrained, runtime=runtime) as ctx:
@@ -61,10 +58,8 @@ def serve(
         server_logging(verbose)
         application = create_app(ctx)
         err.print(f"lookalike serving {ctx.settings.db} on http://{host}:{port} (API docs at /docs)")
-        uvicorn.run(
-            application,
-            host=host,
-            port=port,
-            log_level="info" if verbose else "warning",
-            **uvicorn_options(ctx.settings),  # header, body and keep-alive timeouts
-        )
+        # On a Milvus Lite file, the server records its address beside it while it listens: commands
+        # on that database then go through it (lookalike/remote/).
+        log_level = "info" if verbose else "warning"
+        if not server.run(application, ctx.settings, host=host, port=port, log_level=log_level):
+            raise typer.Exit(1)  # uvicorn said why (the port is taken, say)

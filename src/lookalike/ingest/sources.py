@@ -15,7 +15,7 @@ from typing import Any
 from lookalike.errors import CatalogError, ConfigError
 from lookalike.ingest.catalog import CATALOG_COLUMNS, csv_rows, parquet_count, parquet_rows
 from lookalike.ingest.decode import HEIC_EXTENSIONS, IMAGE_EXTENSIONS, supported_extensions
-from lookalike.ingest.policy import has_scheme, is_url, printable_path
+from lookalike.ingest.policy import file_problem, has_scheme, is_url, printable_path
 from lookalike.store.partitions import MAX_TIME, MIN_TIME
 from lookalike.store.rows import check_identity, identity_problem
 
@@ -301,6 +301,41 @@ class Listing:
         if next(self._rows(), None) is None:
             raise CatalogError(f"The catalog {self.path.name} has no rows: nothing to index.")
 
+    def check_indexable(self) -> None:
+        """Refuse now a catalog none of whose rows can be indexed, before a model loads for nothing.
+
+        Rows are read up to the first that can be (a URL, or a local file that is a regular readable
+        file): one row for a sound catalog, every row only when none can be. A run that indexes some
+        rows reports the others as skipped, as ever.
+
+        Raises:
+            CatalogError: no row can be indexed; the message counts them and gives the first reasons.
+        """
+        if not self.is_catalog:
+            return
+        reasons: list[str] = []  # the first few; the rest are counted
+        rows = 0
+        for rows, entry in enumerate(self._catalog_records(), start=1):  # one entry a row
+            number = rows + 1  # the header is line 1
+            if isinstance(entry, Skipped):
+                where = f"{self.path.name} row {number}"
+                subject = entry.uri.removeprefix(where).removeprefix(": ")
+                reason = entry.reason.removeprefix(f"{where}: ")
+                problem = f"{subject}: {reason}" if subject else reason
+            else:
+                found = _local_problem(entry.uri)
+                if found is None:
+                    return
+                problem = f"{printable_path(entry.uri)}: {found}"
+            if len(reasons) < BAD_ROWS_SHOWN:
+                reasons.append(f"row {number}: {problem}")
+        more = "; …" if rows > len(reasons) else ""
+        raise CatalogError(
+            f"The catalog {self.path.name} has no row that can be indexed ({rows} rows, every one bad): "
+            + "; ".join(reasons)
+            + more
+        )
+
     def _rows(self) -> Iterator[dict[str, Any]]:
         if self.path.suffix.lower() == ".parquet":
             return parquet_rows(self.path)
@@ -336,6 +371,15 @@ class Listing:
                 yield Skipped(uri, f"{where}: {problem}")
                 continue
             yield Record(uri, item_id or stem, str(row.get("name") or ""), source, created_at, item_id or uri)
+
+
+BAD_ROWS_SHOWN = 3
+"""Reasons quoted when a catalog has no good row; the others are counted."""
+
+
+def _local_problem(uri: str) -> str | None:
+    """Why a catalog row's local image cannot be read now (a URL is read only when indexed)."""
+    return None if is_url(uri) else file_problem(uri)
 
 
 def _row_uri(image: str, base: Path, where: str) -> str | Skipped:
@@ -390,6 +434,11 @@ class Inputs:
 
     def count(self) -> int:
         return len(self.urls) + sum(listing.count() for listing in self.listings)
+
+    def check_indexable(self) -> None:
+        """Refuse now a catalog among them none of whose rows can be indexed (``Listing.check_indexable``)."""
+        for listing in self.listings:
+            listing.check_indexable()
 
     def __iter__(self) -> Iterator[Record | Skipped]:
         for url in self.urls:

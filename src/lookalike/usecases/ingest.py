@@ -56,14 +56,15 @@ def check_source(source: str | None, label: str = "--source") -> None:
 
 
 def check_path(path: str, source: str | None = None) -> None:
-    """Refuse now a path that cannot be listed: missing, an empty catalog, a catalog without its columns.
+    """Refuse now a path that cannot be listed: missing, an empty catalog, a catalog without its columns,
+    a catalog none of whose rows can be indexed.
 
     Raises:
         ConfigError: before a model or a database opens.
     """
     from lookalike.ingest import open_listing
 
-    open_listing(path, source)
+    open_listing(path, source).check_indexable()
 
 
 def check_inputs(
@@ -73,7 +74,7 @@ def check_inputs(
     from lookalike.ingest.sources import Inputs
 
     (policy or ctx.policy).check_inputs(inputs)
-    Inputs(inputs, source)
+    Inputs(inputs, source).check_indexable()
 
 
 def index_inputs(

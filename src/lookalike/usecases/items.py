@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from lookalike.errors import ConfigError, ItemNotFoundError
 from lookalike.usecases.context import Context
@@ -65,6 +65,15 @@ def stats(ctx: Context) -> CollectionInfo:
 
     info = ctx.store.info()
     return replace(info, model=label_of(info.model))
+
+
+def stats_row(info: CollectionInfo) -> dict[str, Any]:
+    """The figures as the API answers them (``GET /stats``) and ``lookalike stats --json`` prints them."""
+    from dataclasses import asdict
+
+    data = asdict(info)
+    data["partitions"] = [{"name": p.name, "rows": p.rows} for p in info.partitions]
+    return data
 
 
 def select(

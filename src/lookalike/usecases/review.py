@@ -139,6 +139,45 @@ def _iso(ts: int) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
 
 
+def timestamp(ts: int) -> str:
+    """Unix seconds as the API writes a moment: ISO 8601 in UTC, ``2024-05-01T12:00:00Z``."""
+    return _iso(ts)
+
+
+def flag_row(row: Listed) -> dict[str, object]:
+    """A listed flag as the API answers it (``GET /flags``) and ``lookalike flags --json`` prints it.
+
+    Item ids are strings: they exceed a JavaScript number.
+    """
+    return {
+        "id": row.flag.id,
+        "item": str(row.flag.item),
+        "policy": row.flag.policy,
+        "label": row.flag.label,
+        "score": round(row.flag.score, 6),
+        "status": row.flag.status.value,
+        "flagged_at": _iso(row.flag.created_at),
+        "stored": row.item is not None,
+        "item_id": row.item.item_id if row.item else None,
+        "source": row.item.source if row.item else None,
+        "uri": row.item.uri if row.item else None,
+    }
+
+
+def decision_row(d: Decision) -> dict[str, object]:
+    """An audit record as the API answers a review (``POST /flags/{id}/review``)."""
+    return {
+        "id": d.id,
+        "flag": d.flag,
+        "item": str(d.item),
+        "decision": d.decision.value,
+        "by": d.reviewer,
+        "note": d.note,
+        "at": _iso(d.at),
+        "took_down": d.took_down,
+    }
+
+
 def audit_rows(decisions: Sequence[Decision]) -> list[dict[str, object]]:
     return [
         {

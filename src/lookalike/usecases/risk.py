@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from datetime import date
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lookalike import durable
@@ -25,6 +26,33 @@ def parse_labels(text: str) -> list[LabelSpec]:
     from lookalike.scan import parse_labels as parse
 
     return parse(text)
+
+
+def load_labels(path: str) -> list[LabelSpec]:
+    """Label tables from a TOML file, read before any model loads; raises ConfigError with the reason."""
+    from lookalike.scan import load_labels as load
+
+    return load(path)
+
+
+def check_images(images: Sequence[str]) -> None:
+    """Refuse now a list of images none of which can be read: each a local path that is no regular
+    readable file (a URL is read only when classified). One readable image is enough: the others are
+    reported as skipped, as ever.
+
+    Raises:
+        ConfigError: before a model loads, naming each image and what it is.
+    """
+    from lookalike.ingest.policy import file_problem, is_url, printable_path
+
+    problems = []
+    for image in images:
+        problem = None if is_url(image) else file_problem(str(Path(image).expanduser()))
+        if problem is None:
+            return
+        problems.append(f"{printable_path(image)}: {problem}")
+    if problems:
+        raise ConfigError("No image to classify can be read: " + "; ".join(problems) + ".")
 
 
 def label_set(ctx: Context, labels: str | Sequence[LabelSpec]) -> LabelSet:
