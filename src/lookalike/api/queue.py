@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
@@ -12,7 +11,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lookalike.api.deps import blocking, context_of
 from lookalike.usecases import queue
-from lookalike.workflow import Claim
 
 router = APIRouter(tags=["review"])
 FlagId = Annotated[int, PathParam(ge=0, lt=2**63)]  # SQLite's integers are 64-bit
@@ -40,15 +38,7 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(int(ts), UTC).isoformat().replace("+00:00", "Z")
 
 
-def claim_json(claim: Claim | None) -> dict[str, Any] | None:
-    if claim is None:
-        return None
-    return {
-        "by": claim.reviewer,
-        "claimed_at": _iso(claim.claimed_at),
-        "expires_at": _iso(claim.expires_at),
-        "expires_in_s": max(0, round(claim.expires_at - time.time())),
-    }
+claim_json = queue.claim_row  # one shape for the API and the command line
 
 
 def _match(match: dict[str, Any]) -> dict[str, Any]:

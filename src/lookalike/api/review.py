@@ -14,8 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.background import BackgroundTask
 
 from lookalike.api.deps import STATIC, blocking, context_of
-from lookalike.api.queue import claim_json
-from lookalike.usecases import policies, queue, review
+from lookalike.usecases import policies, review
 from lookalike.workflow import FlagStatus
 
 router = APIRouter(tags=["review"])
@@ -65,11 +64,7 @@ async def list_flags(
         limit=limit,
         offset=offset,
     )
-    held = await blocking(queue.holders, context_of(request), [row.flag.id for row in page])
-    return {
-        "total": total,
-        "flags": [{**review.flag_row(row), "claim": claim_json(held.get(row.flag.id))} for row in page],
-    }
+    return {"total": total, "flags": await blocking(review.flag_rows, context_of(request), page)}
 
 
 @router.post("/flags/{flag_id}/review")

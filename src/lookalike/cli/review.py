@@ -141,7 +141,7 @@ def flags(
             total, page = review.flags(
                 ctx, policy=policy, status=wanted, since=first, until=last, limit=limit, offset=offset
             )
-            listed = {"total": total, "flags": [review.flag_row(row) for row in page]}
+            listed = {"total": total, "flags": review.flag_rows(ctx, page)}
     if as_json:
         print_json(listed)  # as GET /flags answers
         return

@@ -98,6 +98,24 @@ def release(ctx: Context, flag_id: int, reviewer: str) -> bool:
     return ctx.workflow.claims.release(flag_id, reviewer)
 
 
+def claim_row(claim: Claim | None) -> dict[str, Any] | None:
+    """A claim as the API answers it and ``flags --json`` prints it (times as ISO moments)."""
+    import time
+    from datetime import UTC, datetime
+
+    def iso(ts: float) -> str:
+        return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+
+    if claim is None:
+        return None
+    return {
+        "by": claim.reviewer,
+        "claimed_at": iso(claim.claimed_at),
+        "expires_at": iso(claim.expires_at),
+        "expires_in_s": max(0, round(claim.expires_at - time.time())),
+    }
+
+
 def holders(ctx: Context, flag_ids: Sequence[int]) -> dict[int, Claim]:
     return ctx.workflow.claims.holders(flag_ids)
 

@@ -164,6 +164,14 @@ def flag_row(row: Listed) -> dict[str, object]:
     }
 
 
+def flag_rows(ctx: Context, page: Sequence[Listed]) -> list[dict[str, object]]:
+    """Listed flags with who holds each (``claim``), as ``GET /flags`` and ``flags --json`` give them."""
+    from lookalike.usecases import queue
+
+    held = queue.holders(ctx, [row.flag.id for row in page])
+    return [{**flag_row(row), "claim": queue.claim_row(held.get(row.flag.id))} for row in page]
+
+
 def decision_row(d: Decision) -> dict[str, object]:
     """An audit record as the API answers a review (``POST /flags/{id}/review``)."""
     return {
