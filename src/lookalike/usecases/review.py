@@ -22,7 +22,8 @@ from lookalike.errors import ConfigError
 from lookalike.queries import day_window
 from lookalike.usecases import items as items_usecase
 from lookalike.usecases.context import Context
-from lookalike.workflow import Decision, Flag, FlagStatus
+from lookalike.usecases.policies import subjects_of
+from lookalike.workflow import Decision, Flag, FlagStatus, Subject
 
 if TYPE_CHECKING:
     from lookalike.store import Item
@@ -107,15 +108,47 @@ def review(
         raise ConfigError("A review needs the reviewer's name (--by NAME).")
     workflow = ctx.workflow
     flag = workflow.flag(flag_id)
+    stored = ctx.store.get([flag.item]) if ctx.store.exists() else []
+    if stored:  # the audit keeps what the item is now, whatever happens to it later
+        workflow.put_subjects(subjects_of(stored, workflow.hashes_of([flag.item])))
     if not take_down:
         return workflow.review([flag.id], decision, reviewer=reviewer, note=note)
+    block = _block_of(ctx, flag.item, stored[0] if stored else None)
     # Delete first: if recording then fails the flag stays open and the review can simply be
     # repeated (deleting a deleted item is a no-op); the reverse could leave an item up that
     # the audit says was taken down. The decision, the item's other open flags closed
-    # ("taken down with flag N") and its hash forgotten are then one transaction; should the
-    # process die before it, the next listing closes them as "item no longer stored" (settle).
+    # ("taken down with flag N"), the picture put on the block list and its hash forgotten are
+    # then one transaction; should the process die before it, the next listing closes them as
+    # "item no longer stored" (settle), and confirming the flag again blocks the picture.
     items_usecase.delete(ctx, [flag.item], purge=True, reason=None)
-    return workflow.take_down(flag.id, decision, reviewer=reviewer, note=note)
+    return workflow.take_down(flag.id, decision, reviewer=reviewer, note=note, block=block)
+
+
+def _block_of(ctx: Context, item: int, found: Item | None) -> Subject | None:
+    """What goes on the block list for a taken-down item: its SHA-256 and PDQ hash (quality 50 or more).
+
+    The hash is the one ingest kept; an item stored before hashes existed is hashed from its
+    bytes now, before they are erased. A detected crop is no picture anyone uploads: not blocked.
+    An item already gone (a repeated review) is blocked by what the audit kept of it.
+    """
+    from lookalike.workflow.banks import MIN_QUALITY
+
+    if found is None:
+        kept = ctx.workflow.subjects([item]).get(item)
+        return kept if kept is not None and kept.sha256 else None
+    if found.box:
+        return None
+    hashed = ctx.workflow.hashes_of([item]).get(item)
+    if hashed is None:
+        from lookalike.errors import ImageError
+        from lookalike.usecases import banks
+
+        try:
+            hashed = banks.hash_bytes(ctx, items_usecase.item_image(ctx, item)[0])
+        except ImageError:
+            hashed = None
+    pdq = hashed[0] if hashed is not None and hashed[1] >= MIN_QUALITY else ""
+    return Subject(found.item_id, found.source, found.uri, found.sha256, pdq)
 
 
 def _iso(ts: int) -> str:

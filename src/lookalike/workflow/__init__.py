@@ -14,7 +14,8 @@ from lookalike.workflow.db import (
     FlagStatus,
     NewFlag,
     Policy,
+    Subject,
     Workflow,
 )
 
-__all__ = ["SYSTEM", "Decision", "Flag", "FlagStatus", "NewFlag", "Policy", "Workflow"]
+__all__ = ["SYSTEM", "Decision", "Flag", "FlagStatus", "NewFlag", "Policy", "Subject", "Workflow"]

@@ -1,0 +1,429 @@
+"""Hash banks: PDQ hashes of files, banks kept and exchanged, lookups, and the screen at ingest.
+
+Banks live in the collection's workflow database (workflow/banks.py); their hashes are matched
+in memory by the one matcher of the process (workflow/matcher.py). At ingest every new whole
+picture passes the screen (``Screen``) before it is embedded or stored: its SHA-256 against the
+take-down block list, its PDQ hash (quality 50 or more) against every enabled bank at the bank's
+own distance. A match in a ``refuse`` bank (the block list is one) keeps it out: it is reported
+as skipped ("blocked: taken down on DATE by X, flag N") and its attempt raises a flag. A match
+in a ``flag`` bank is flagged once the picture is stored, like a policy's match.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from lookalike.errors import ConfigError, ImageError
+from lookalike.usecases.context import Context
+from lookalike.workflow import NewFlag, Subject
+from lookalike.workflow.banks import (
+    MIN_QUALITY,
+    TAKEDOWNS,
+    Alert,
+    Bank,
+    BankAction,
+    BankKind,
+    Entry,
+    NewEntry,
+    Refused,
+    check_labels,
+)
+
+if TYPE_CHECKING:
+    from lookalike.ingest.pipeline import Upload
+    from lookalike.store import Item
+    from lookalike.workflow.matcher import Verdict
+
+__all__ = ["TAKEDOWNS", "BankAction", "BankKind"]
+
+
+@dataclass(frozen=True)
+class Hashed:
+    """A file's PDQ hash and quality, or why it could not be hashed."""
+
+    uri: str
+    pdq: str = ""
+    quality: int = 0
+    error: str = ""
+
+
+def hash_bytes(ctx: Context, data: bytes) -> tuple[str, int]:
+    """The PDQ hash (reference bit order, as pdqhash and threatexchange write it) and quality of an image.
+
+    The whole picture is decoded at full size, upright (EXIF orientation applied), so the hash is
+    the one other PDQ tools compute for the same pixels.
+    """
+    from lookalike.ingest import decode_image
+    from lookalike.ingest.phash import pdq
+
+    return pdq(decode_image(data, max_pixels=ctx.settings.max_image_pixels).image)
+
+
+def hash_files(ctx: Context, uris: Sequence[str]) -> list[Hashed]:
+    """The PDQ hash of each file or URL (under the fetch policy); an unreadable one carries its reason."""
+    found = []
+    for uri in uris:
+        try:
+            value, quality = hash_bytes(ctx, ctx.fetch(uri))
+        except ImageError as exc:
+            found.append(Hashed(uri, error=str(exc)))
+            continue
+        found.append(Hashed(uri, value, quality))
+    return found
+
+
+# managing banks
+
+
+def create(
+    ctx: Context,
+    name: str,
+    *,
+    kind: str = "block",
+    action: str | None = None,
+    max_distance: int = 31,
+    labels: Sequence[str] = (),
+    by: str,
+) -> Bank:
+    chosen_kind = _kind(kind)
+    chosen = _action(action) if action is not None else BankAction.FLAG
+    if chosen_kind is BankKind.ALLOW and chosen is BankAction.REFUSE:
+        raise ConfigError("An allow bank suppresses matches; it cannot refuse uploads (--action).")
+    return ctx.workflow.banks.create(
+        name, kind=chosen_kind, action=chosen, max_distance=max_distance, labels=labels, by=_who(by)
+    )
+
+
+def _kind(text: str) -> BankKind:
+    try:
+        return BankKind(text)
+    except ValueError:
+        raise ConfigError(f"--kind is block or allow, not {text!r}.") from None
+
+
+def _action(text: str) -> BankAction:
+    try:
+        return BankAction(text)
+    except ValueError:
+        raise ConfigError(f"--action is flag or refuse, not {text!r}.") from None
+
+
+def _who(by: str) -> str:
+    if not by.strip():
+        raise ConfigError("A change to a bank needs the name of who makes it (--by NAME).")
+    return by
+
+
+@dataclass(frozen=True)
+class Listed:
+    bank: Bank
+    entries: int
+    paused: int
+
+
+def listed(ctx: Context) -> list[Listed]:
+    banks = ctx.workflow.banks
+    sizes = banks.sizes()
+    return [Listed(b, *sizes.get(b.name, (0, 0))) for b in banks.banks()]
+
+
+def switch(ctx: Context, name: str, *, enabled: bool, by: str, note: str = "") -> Bank:
+    return ctx.workflow.banks.update(name, enabled=enabled, by=_who(by), note=note)
+
+
+def configure(
+    ctx: Context,
+    name: str,
+    *,
+    by: str,
+    max_distance: int | None = None,
+    action: str | None = None,
+    labels: Sequence[str] | None = None,
+    note: str = "",
+) -> Bank:
+    if max_distance is None and action is None and labels is None:
+        raise ConfigError("Say what to change: --max-distance, --action or --label.")
+    return ctx.workflow.banks.update(
+        name,
+        by=_who(by),
+        max_distance=max_distance,
+        action=_action(action) if action is not None else None,
+        labels=labels,
+        note=note,
+    )
+
+
+@dataclass
+class Added:
+    added: int = 0
+    already: int = 0
+    skipped: list[Hashed] = field(default_factory=list)  # files that could not be hashed
+    low_quality: list[Hashed] = field(default_factory=list)  # hashed, but below PDQ's quality 50: left out
+
+
+def add(
+    ctx: Context,
+    name: str,
+    values: Sequence[str],
+    *,
+    labels: Sequence[str] = (),
+    note: str = "",
+    by: str,
+) -> Added:
+    """Put hashes in a bank: each value a PDQ hash (64 hex digits) or an image file or URL to hash."""
+    from lookalike.scan.signals import _HEX
+
+    banks = ctx.workflow.banks
+    banks.bank(name)  # an unknown bank is refused before any file is read
+    labels = check_labels(labels)
+    result = Added()
+    entries = []
+    for value in values:
+        if _HEX.match(value.strip()):
+            entries.append(NewEntry(value.strip().lower(), labels=labels, note=note))
+            continue
+        hashed = hash_files(ctx, [value])[0]
+        if hashed.error:
+            result.skipped.append(hashed)
+        elif hashed.quality < MIN_QUALITY:
+            result.low_quality.append(hashed)
+        else:
+            entries.append(NewEntry(hashed.pdq, labels=labels, note=note or f"hashed from {value}"))
+    if entries:
+        result.added, result.already = banks.add(name, entries, by=_who(by))
+    return result
+
+
+def remove(ctx: Context, name: str, targets: Sequence[str], *, by: str, note: str = "") -> list[Entry]:
+    """Take entries out of a bank (by entry id, PDQ hash or SHA-256); lifting a take-down's block is
+    removing its entry from ``takedowns``. Every removal is an audit record."""
+    if not targets:
+        raise ConfigError("Say which entries to remove: entry ids, PDQ hashes or SHA-256 digests.")
+    return ctx.workflow.banks.remove(name, targets, by=_who(by), note=note)
+
+
+@dataclass(frozen=True)
+class Imported:
+    added: int
+    already: int
+    other_types: dict[str, int]  # signals of other types in the file, left out
+    contrary: int  # csv rows whose category contradicts the bank's kind, left out
+
+
+def import_(ctx: Context, name: str, path: str, *, fmt: str | None = None, by: str) -> Imported:
+    """Import a threatexchange hash file (tx signal file, tx dataset CSV, .te) into a bank.
+
+    The whole file is read and checked first; a bad line refuses it with nothing imported. Rows
+    of a dataset CSV marked NEGATIVE_CLASS (false positives) are left out of a block bank, and
+    POSITIVE_CLASS ones out of an allow bank.
+    """
+    from lookalike.scan.signals import NEGATIVE, POSITIVE, read_signals
+
+    banks = ctx.workflow.banks
+    bank = banks.bank(name)
+    parsed = read_signals(path, fmt)
+    contrary = NEGATIVE if bank.kind is BankKind.BLOCK else POSITIVE
+    kept = [s for s in parsed.signals if s.category != contrary]
+    try:
+        entries = [NewEntry(s.pdq, labels=check_labels(s.labels)) for s in kept]
+    except ConfigError as exc:
+        raise ConfigError(f"{Path(path).name}: {exc}") from None
+    added, already = banks.add(name, entries, by=_who(by), action="import") if entries else (0, 0)
+    return Imported(added, already, dict(parsed.other_types), len(parsed.signals) - len(kept))
+
+
+def export(ctx: Context, name: str, path: str, *, fmt: str | None = None) -> int:
+    """Write a bank's PDQ hashes in a threatexchange format; entries with only a SHA-256 are left out."""
+    from lookalike.scan.signals import Exported, format_of, write_signals
+
+    banks = ctx.workflow.banks
+    bank = banks.bank(name)
+    chosen = format_of(path, fmt)
+    rows = (
+        Exported(e.pdq, e.labels or bank.labels, e.id, time.strftime("%Y-%m-%d", time.gmtime(e.added_at)))
+        for batch in banks.entries(name)
+        for e in batch
+        if e.pdq
+    )
+    return write_signals(path, chosen, rows, collab=name, negative=bank.kind is BankKind.ALLOW)
+
+
+def entries(ctx: Context, name: str, *, limit: int = 100, offset: int = 0) -> tuple[int, list[Entry]]:
+    banks = ctx.workflow.banks
+    total = banks.sizes().get(banks.bank(name).name, (0, 0))[0]
+    shown: list[Entry] = []
+    seen = 0
+    for batch in banks.entries(name, batch=max(limit, 1000)):
+        for entry in batch:
+            if seen >= offset and len(shown) < limit:
+                shown.append(entry)
+            seen += 1
+        if len(shown) >= limit:
+            break
+    return total, shown
+
+
+def alerts(ctx: Context, *, open_only: bool = False) -> list[Alert]:
+    return ctx.workflow.banks.alerts(open_only=open_only)
+
+
+def resume(ctx: Context, name: str, entry: int, *, by: str, note: str = "") -> Entry:
+    return ctx.workflow.banks.resume(name, entry, by=_who(by), note=note)
+
+
+# lookups
+
+
+def lookup(ctx: Context, hashes: Sequence[str], *, banks: Sequence[str] | None = None) -> list[Verdict]:
+    """What each PDQ hash matches in the enabled banks (``banks``: only these), each bank at its distance."""
+    from lookalike.scan.hashes import to_bits
+    from lookalike.workflow.banks import pdq_bytes
+
+    for value in hashes:
+        pdq_bytes(value)  # a bad hash is refused with its reason
+    known = {b.name for b in ctx.workflow.banks.banks()}
+    unknown = sorted(set(banks or ()) - known)
+    if unknown:
+        raise ConfigError(
+            f"No bank named {', '.join(map(repr, unknown))} (banks: {', '.join(sorted(known)) or 'none'})."
+        )
+    snapshot = ctx.workflow.banks.matcher.snapshot()
+    return snapshot.lookup(to_bits([h.lower() for h in hashes]), only=set(banks) if banks else None)
+
+
+# the screen at ingest
+
+
+class Screen:
+    """What the ingestor asks about each chunk's new pictures, and tells once they are stored."""
+
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+        self._banks = ctx.workflow.banks
+        self._lock = threading.Lock()
+        self._pending: dict[int, list[NewFlag]] = {}  # flags for pictures about to be stored
+        self._subjects: dict[int, Subject] = {}
+        self.alerts: list[Alert] = []
+        self.refused = 0
+
+    def check(self, uploads: Sequence[Upload]) -> dict[int, str]:
+        """Refusals, by id, of new pictures matching a refuse bank; the flags of flag-bank matches are
+        kept until the pictures are stored (``stored``)."""
+        from lookalike.scan.hashes import to_bits
+
+        if not uploads or not self._banks.banks():
+            return {}
+        snapshot = self._banks.matcher.snapshot()
+        exact = self._banks.by_sha256([u.sha256 for u in uploads])
+        hashed = [u for u in uploads if u.pdq is not None and u.pdq[1] >= MIN_QUALITY]
+        verdicts = snapshot.lookup(to_bits([u.pdq[0] for u in hashed if u.pdq])) if hashed else []
+        near = {u.id: v for u, v in zip(hashed, verdicts, strict=True)}
+        settings = self._ctx.settings
+        flood = [(m.entry, u.id, m.distance) for u in hashed for m in near[u.id].matches]
+        flood += [(e.id, u.id, 0) for u in uploads for e in exact.get(u.sha256, [])]
+        over: set[tuple[int, int]] = set()
+        if flood:
+            raised, over = self._banks.note_matches(
+                flood, limit=settings.bank_flood_matches, window_s=settings.bank_flood_window_s
+            )
+            self.alerts += raised
+        paused = snapshot.paused  # as they were before this chunk's matches
+        banks = {b.name: b for b in snapshot.banks.values()}
+        refusals: list[Refused] = []
+        reasons: dict[int, str] = {}
+        for upload in uploads:
+            subject = Subject(
+                upload.item_id, upload.source, upload.uri, upload.sha256, upload.pdq[0] if upload.pdq else ""
+            )
+            held = paused | {entry for entry, item in over if item == upload.id}
+            hit = self._refusal(
+                upload, subject, exact.get(upload.sha256, []), near.get(upload.id), held, banks
+            )
+            if hit is not None:
+                refusals.append(hit)
+                reasons[upload.id] = hit.reason
+                continue
+            flags = [
+                NewFlag(upload.id, f"bank:{e.bank}", self._label(e), 0.0)
+                for e in exact.get(upload.sha256, [])
+            ]
+            verdict = near.get(upload.id)
+            flags += [
+                NewFlag(upload.id, f"bank:{m.bank.name}", self._label_of(m.entry, m.bank), float(m.distance))
+                for m in (verdict.matches if verdict else ())
+            ]
+            if flags:
+                with self._lock:
+                    self._pending[upload.id] = _unique(flags)
+                    self._subjects[upload.id] = subject
+        if refusals:
+            self._banks.refuse(refusals)
+            self.refused += len(refusals)
+        return reasons
+
+    def _refusal(
+        self,
+        upload: Upload,
+        subject: Subject,
+        exact: Sequence[Entry],
+        verdict: Verdict | None,
+        paused: frozenset[int],
+        banks: dict[str, Bank],
+    ) -> Refused | None:
+        for entry in exact:  # the same bytes: never suppressed, never paused
+            bank = banks.get(entry.bank)
+            if bank is not None and bank.action is BankAction.REFUSE:
+                reason = f"blocked: {entry.describe()}"
+                return Refused(
+                    upload.id, subject, entry.id, 0, reason, f"bank:{entry.bank}", self._label(entry)
+                )
+        for match in verdict.matches if verdict else ():
+            if match.bank.action is BankAction.REFUSE and match.entry not in paused:
+                near = self._banks.entries_by_id([match.entry]).get(match.entry)
+                if near is None:
+                    continue  # removed a moment ago
+                entry = near
+                reason = f"blocked: {entry.describe()} (a near copy: PDQ distance {match.distance})"
+                return Refused(
+                    upload.id,
+                    subject,
+                    entry.id,
+                    match.distance,
+                    reason,
+                    f"bank:{entry.bank}",
+                    self._label(entry),
+                )
+        return None
+
+    @staticmethod
+    def _label(entry: Entry) -> str:
+        if entry.flag is not None:
+            return "taken down"
+        return entry.labels[0] if entry.labels else "match"
+
+    def _label_of(self, entry_id: int, bank: Bank) -> str:
+        entry = self._banks.entries_by_id([entry_id]).get(entry_id)
+        if entry is not None:
+            return self._label(entry)
+        return bank.labels[0] if bank.labels else "match"
+
+    def stored(self, items: Sequence[Item]) -> None:
+        """Flag the stored pictures that matched a flag bank (or a paused refuse entry)."""
+        with self._lock:
+            flags = [f for item in items for f in self._pending.pop(item.id, [])]
+            subjects = {item.id: self._subjects.pop(item.id) for item in items if item.id in self._subjects}
+        if flags:
+            self._ctx.workflow.add_flags(flags, subjects=subjects)
+
+
+def _unique(flags: list[NewFlag]) -> list[NewFlag]:
+    # One flag an (item, policy, label): the nearest match's.
+    best: dict[tuple[str, str], NewFlag] = {}
+    for flag in sorted(flags, key=lambda f: f.score):
+        best.setdefault((flag.policy, flag.label), flag)
+    return list(best.values())
