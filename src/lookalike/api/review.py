@@ -93,8 +93,9 @@ async def list_flags(
                 "status": row.flag.status.value,
                 "flagged_at": _iso(row.flag.created_at),
                 "stored": row.item is not None,
-                "item_id": row.item.item_id if row.item else None,
-                "uri": row.item.uri if row.item else None,
+                "item_id": row.item.item_id if row.item else (row.refused[0].item_id if row.refused else None),
+                "uri": row.item.uri if row.item else (row.refused[0].uri if row.refused else None),
+                "refused": row.refused[1] if row.refused else None,
             }
             for row in page
         ],
@@ -126,7 +127,9 @@ async def audit(
     since: date | None = None,
     until: date | None = None,
 ) -> FileResponse:
-    """Every review decision (who, when, what, note, taken down) as CSV or JSON."""
+    """The audit as CSV or JSON: every review decision (who, when, what, note, taken down) with the item it
+    was about (item id, source, uri, SHA-256, PDQ hash), the policy or bank and the score, and every change
+    to a hash bank (`record`: review or bank)."""
     folder = Path(tempfile.mkdtemp(prefix="lookalike-audit-"))
     path = folder / f"audit.{format}"
     await blocking(review.export_audit, context_of(request), str(path), since=since, until=until)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -143,6 +143,11 @@ def flags(
             "status": row.flag.status.value,
             "uri": row.item.uri if row.item else None,
             "item_id": row.item.item_id if row.item else None,
+            "refused": (
+                {"uri": row.refused[0].uri, "source": row.refused[0].source, "reason": row.refused[1]}
+                if row.refused
+                else None
+            ),
         }
         for row in page
     ]
@@ -159,11 +164,20 @@ def flags(
             f"{p['score']:.4f}",
             str(p["status"]),
             str(p["flagged"]),
-            str(p["uri"] or f"{p['item']} (no longer stored)"),
+            _shown(p),
         ]
         for p in payload
     ]
     table(None, columns, rows, caption=f"{len(rows)} of {total} flags")
+
+
+def _shown(flag: dict[str, Any]) -> str:
+    if flag["uri"]:
+        return str(flag["uri"])
+    refused = flag["refused"]
+    if refused:
+        return f"refused upload from {refused['source']}: {refused['uri']}"
+    return f"{flag['item']} (no longer stored)"
 
 
 @app.command("review")
@@ -212,13 +226,15 @@ def audit(
     collection: Collection = None,
     verbose: Verbose = False,
 ) -> None:
-    """Export every review decision (who, when, what, note, taken down) to CSV or JSON."""
+    """Export the audit to CSV or JSON: every review decision (who, when, what, note, taken down) with the
+    item it was about (item id, source, uri, SHA-256, PDQ hash), the policy or bank and the score, and
+    every change to a hash bank (who lifted which block, and why)."""
     from lookalike.usecases import review
 
     first, last = parse_day(since, "--since"), parse_day(until, "--until")
     with session(verbose, db, collection, None, None) as ctx:
         written = review.export_audit(ctx, str(report), since=first, until=last)
-    out.print(f"{written} decisions written to {report}")
+    out.print(f"{written} audit records written to {report}")
 
 
 @app.command("match-hashes")
@@ -243,6 +259,7 @@ def match_hashes(
         {
             "id": m.item.id,
             "item_id": m.item.item_id,
+            "source": m.item.source,
             "uri": m.item.uri,
             "pdq": m.pdq,
             "distance": m.distance,
@@ -256,13 +273,14 @@ def match_hashes(
         print_json(payload)
         return
     rows = [
-        [str(p["distance"]), str(p["line"]), str(p["label"]), str(p["item_id"]), str(p["uri"])]
+        [str(p["distance"]), str(p["line"]), str(p["label"]), str(p["source"]), str(p["item_id"]), str(p["uri"])]
         for p in payload
     ]
     columns = [
         ("distance", "right"),
         ("line", "right"),
         ("label", "left"),
+        ("source", "left"),
         ("item_id", "left"),
         ("uri", "left"),
     ]

@@ -198,12 +198,21 @@ def show(
             raise typer.BadParameter("give exactly one: an ID argument or --item-id")
     with session(verbose, db, collection, None, None) as ctx:
         found = [items.item(ctx, id)] if id is not None else items.by_item_id(ctx, item_id or "")
+        hashes = items.hashes(ctx, [i.id for i in found])
     if as_json:
-        print_json([i.metadata() for i in found])
+        unhashed: tuple[str | None, int | None] = (None, None)
+        print_json(
+            [
+                {**i.metadata(), "pdq": hashes.get(i.id, unhashed)[0], "pdq_quality": hashes.get(i.id, unhashed)[1]}
+                for i in found
+            ]
+        )
         return
     for item in found:
         fields = item.metadata()
         fields["created_at"] = f"{item.created_at} ({day(item.created_at)})"
+        if item.id in hashes:
+            fields["pdq"] = f"{hashes[item.id][0]} (quality {hashes[item.id][1]})"
         rows = [[name, str(value)] for name, value in fields.items() if value not in ("", None)]
         table(f"item {item.id}", [("field", "left"), ("value", "left")], rows)
     if len(found) > 1:

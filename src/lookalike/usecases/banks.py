@@ -349,7 +349,7 @@ class Screen:
                 reasons[upload.id] = hit.reason
                 continue
             flags = [
-                NewFlag(upload.id, f"bank:{e.bank}", self._label(e), 0.0)
+                NewFlag(upload.id, f"bank:{e.bank}", self._label(e, banks.get(e.bank)), 0.0)
                 for e in exact.get(upload.sha256, [])
             ]
             verdict = near.get(upload.id)
@@ -380,7 +380,7 @@ class Screen:
             if bank is not None and bank.action is BankAction.REFUSE:
                 reason = f"blocked: {entry.describe()}"
                 return Refused(
-                    upload.id, subject, entry.id, 0, reason, f"bank:{entry.bank}", self._label(entry)
+                    upload.id, subject, entry.id, 0, reason, f"bank:{entry.bank}", self._label(entry, bank)
                 )
         for match in verdict.matches if verdict else ():
             if match.bank.action is BankAction.REFUSE and match.entry not in paused:
@@ -396,21 +396,21 @@ class Screen:
                     match.distance,
                     reason,
                     f"bank:{entry.bank}",
-                    self._label(entry),
+                    self._label(entry, match.bank),
                 )
         return None
 
     @staticmethod
-    def _label(entry: Entry) -> str:
-        if entry.flag is not None:
+    def _label(entry: Entry | None, bank: Bank | None) -> str:
+        """A flag's label: a take-down's, else the entry's first label, else its bank's, else "match"."""
+        if entry is not None and entry.flag is not None:
             return "taken down"
-        return entry.labels[0] if entry.labels else "match"
+        if entry is not None and entry.labels:
+            return entry.labels[0]
+        return bank.labels[0] if bank is not None and bank.labels else "match"
 
     def _label_of(self, entry_id: int, bank: Bank) -> str:
-        entry = self._banks.entries_by_id([entry_id]).get(entry_id)
-        if entry is not None:
-            return self._label(entry)
-        return bank.labels[0] if bank.labels else "match"
+        return self._label(self._banks.entries_by_id([entry_id]).get(entry_id), bank)
 
     def stored(self, items: Sequence[Item]) -> None:
         """Flag the stored pictures that matched a flag bank (or a paused refuse entry)."""

@@ -27,14 +27,35 @@ from lookalike.workflow import Decision, Flag, FlagStatus, Subject
 
 if TYPE_CHECKING:
     from lookalike.store import Item
+    from lookalike.workflow.banks import BankChange
 
-AUDIT_FIELDS = ("id", "flag", "item", "policy", "label", "decision", "reviewer", "note", "at", "took_down")
+AUDIT_FIELDS = (
+    "record",  # review: a decision on a flag; bank: a change to a hash bank (lifting a block, ...)
+    "id",
+    "at",
+    "decision",
+    "reviewer",
+    "note",
+    "took_down",
+    "flag",
+    "item",
+    "item_id",
+    "source",
+    "uri",
+    "sha256",
+    "pdq",
+    "policy",
+    "bank",
+    "label",
+    "score",  # a policy's cosine, or a bank match's PDQ distance in bits
+)
 
 
 @dataclass(frozen=True)
 class Listed:
     flag: Flag
-    item: Item | None  # None: the item is no longer stored
+    item: Item | None  # None: the item is no longer stored (or, refused, never was)
+    refused: tuple[Subject, str] | None = None  # an upload a hash bank refused: what it was, and why
 
 
 def status_of(text: str | None) -> FlagStatus | None:
@@ -68,7 +89,8 @@ def flags(
     page = workflow.flags(policy=policy, status=status, since=start, until=end, limit=limit, offset=offset)
     present = page and ctx.store.exists()
     stored = {item.id: item for item in ctx.store.get(sorted({f.item for f in page}))} if present else {}
-    return total, [Listed(flag, stored.get(flag.item)) for flag in page]
+    refused = workflow.banks.refusals_of([f.id for f in page if f.item not in stored])
+    return total, [Listed(flag, stored.get(flag.item), refused.get(flag.id)) for flag in page]
 
 
 def settle(ctx: Context) -> int:
@@ -155,32 +177,96 @@ def _iso(ts: int) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
 
 
-def audit_rows(decisions: Sequence[Decision]) -> list[dict[str, object]]:
-    return [
-        {
+def _policy_and_bank(policy: str) -> tuple[str, str]:
+    return ("", policy.removeprefix("bank:")) if policy.startswith("bank:") else (policy, "")
+
+
+def audit_rows(decisions: Sequence[Decision], changes: Sequence[BankChange] = ()) -> list[dict[str, object]]:
+    """The audit, oldest first: review decisions with the item they were about, and changes to banks."""
+    rows: list[tuple[int, int, dict[str, object]]] = []
+    for d in decisions:
+        policy, bank = _policy_and_bank(d.policy)
+        s = d.subject or Subject("", "", "", "")
+        row: dict[str, object] = {
+            "record": "review",
             "id": d.id,
-            "flag": d.flag,
-            "item": d.item,
-            "policy": d.policy,
-            "label": d.label,
+            "at": _iso(d.at),
             "decision": d.decision.value,
             "reviewer": d.reviewer,
             "note": d.note,
-            "at": _iso(d.at),
             "took_down": d.took_down,
+            "flag": d.flag,
+            "item": d.item,
+            "item_id": s.item_id,
+            "source": s.source,
+            "uri": s.uri,
+            "sha256": s.sha256,
+            "pdq": s.pdq,
+            "policy": policy,
+            "bank": bank,
+            "label": d.label,
+            "score": round(d.score, 6) if d.score is not None else None,
         }
-        for d in decisions
-    ]
+        rows.append((d.at, 0, row))
+    for c in changes:
+        s = c.subject or Subject("", "", "", c.sha256, c.pdq)
+        row = {
+            "record": "bank",
+            "id": c.id,
+            "at": _iso(c.at),
+            "decision": c.action,
+            "reviewer": c.who,
+            "note": c.note,
+            "took_down": False,
+            "flag": c.flag,
+            "item": c.item,
+            "item_id": s.item_id,
+            "source": s.source,
+            "uri": s.uri,
+            "sha256": c.sha256,
+            "pdq": c.pdq,
+            "policy": "",
+            "bank": c.bank,
+            "label": "",
+            "score": None,
+        }
+        rows.append((c.at, 1, row))
+    rows.sort(key=lambda r: (r[0], r[1], int(str(r[2]["id"]))))
+    return [row for _, _, row in rows]
+
+
+def _with_subjects(ctx: Context, decisions: list[Decision]) -> list[Decision]:
+    """Decisions recorded before subjects were kept get them from the store, if their item is still there."""
+    from dataclasses import replace
+
+    from lookalike.errors import StoreError
+
+    missing = sorted({d.item for d in decisions if d.subject is None})
+    if not missing:
+        return decisions
+    found = ctx.workflow.subjects(missing)
+    try:
+        if ctx.store.exists():
+            stored = ctx.store.get(missing)
+            found.update(subjects_of(stored, ctx.workflow.hashes_of(missing)))
+    except StoreError:
+        pass  # the collection cannot be opened now: what the workflow database knows is written
+    return [replace(d, subject=found.get(d.item)) if d.subject is None else d for d in decisions]
 
 
 def export_audit(ctx: Context, out: str, *, since: date | None = None, until: date | None = None) -> int:
-    """Write every review decision in the window to ``out`` (.csv or .json); returns how many."""
+    """Write the audit records of the window to ``out`` (.csv or .json); returns how many.
+
+    A review carries the item it was about as it was when flagged or reviewed (item id, source,
+    uri, SHA-256, PDQ hash), so a taken-down item stays described after it is gone.
+    """
     path = Path(out)
     fmt = path.suffix.lower().lstrip(".")
     if fmt not in ("csv", "json"):
         raise ConfigError(f"The audit export is .csv or .json, not {path.name!r}.")
     start, end = day_window(since, until)
-    rows = audit_rows(list(ctx.workflow.decisions(since=start, until=end)))
+    decisions = _with_subjects(ctx, list(ctx.workflow.decisions(since=start, until=end)))
+    rows = audit_rows(decisions, ctx.workflow.banks.changes(since=start, until=end))
     try:
         with durable.replacing_file(path, "w", newline="") as handle:
             if fmt == "json":

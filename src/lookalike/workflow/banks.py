@@ -576,11 +576,10 @@ class Banks:
     ) -> None:
         """Put a taken-down picture on the block list (inside the take-down's own transaction)."""
         row = self._bank_row(db, TAKEDOWNS)
-        if row is None:
+        if row is None:  # created by the first take-down, whose decision is the audit record
             bank = self._insert_bank(
                 db, TAKEDOWNS, BankKind.BLOCK, BankAction.REFUSE, DEFAULT_DISTANCE, (), at
             )
-            self._log(db, at, by, "create", TAKEDOWNS, note="the block list of take-downs")
         else:
             bank = int(row[0])
         db.execute(
