@@ -144,3 +144,15 @@ def test_deleting_without_a_take_down_blocks_nothing(tmp_path: Path) -> None:
     items.delete(ctx, doomed)
     assert banks.listed(ctx) == []
     assert ingest.index(ctx, str(tmp_path / "photos")).indexed == 1
+
+
+def test_a_synced_folder_that_still_lists_a_taken_down_picture_reports_it_and_loses_nothing(
+    tmp_path: Path,
+) -> None:
+    ctx = flagged(tmp_path, sync=True)
+    before = uris(ctx)
+    take_down_planted(ctx)
+    synced = ingest.index(ctx, str(tmp_path / "photos"), sync=True)
+    assert (synced.indexed, synced.blocked, synced.deleted, synced.kept) == (0, 1, 0, 0)
+    assert uris(ctx) == before - {"planted_a.png"}
+    assert synced.skipped[0].reason.startswith("blocked: taken down on ")

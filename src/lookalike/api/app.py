@@ -24,7 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lookalike import __version__
-from lookalike.api import review, risk
+from lookalike.api import matching, review, risk
 from lookalike.api.deps import STATIC
 from lookalike.api.jobs import Jobs
 from lookalike.api.limits import BodyLimit
@@ -108,6 +108,7 @@ def create_app(ctx: Context) -> FastAPI:
     app.include_router(router)
     app.include_router(risk.router)
     app.include_router(review.router)
+    app.include_router(matching.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     # Counted while the body streams in, so a chunked body (no Content-Length) is capped too.
     too_large = f"request body over the {settings.max_upload_mb:g} MB limit"

@@ -284,6 +284,7 @@ def lookup(ctx: Context, hashes: Sequence[str], *, banks: Sequence[str] | None =
     from lookalike.scan.hashes import to_bits
     from lookalike.workflow.banks import pdq_bytes
 
+    hashes = [h.lower() for h in hashes]
     for value in hashes:
         pdq_bytes(value)  # a bad hash is refused with its reason
     known = {b.name for b in ctx.workflow.banks.banks()}
