@@ -156,3 +156,28 @@ def test_a_synced_folder_that_still_lists_a_taken_down_picture_reports_it_and_lo
     assert (synced.indexed, synced.blocked, synced.deleted, synced.kept) == (0, 1, 0, 0)
     assert uris(ctx) == before - {"planted_a.png"}
     assert synced.skipped[0].reason.startswith("blocked: taken down on ")
+
+
+def test_a_take_down_that_fails_half_way_has_blocked_the_picture_and_can_be_repeated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lookalike.errors import StoreError
+
+    ctx = flagged(tmp_path)
+    doomed = next(r for r in review.flags(ctx)[1] if r.item and r.item.uri.endswith("planted_a.png"))
+
+    def broken(*args: object, **kwargs: object) -> int:
+        raise StoreError("the store went away")
+
+    monkeypatch.setattr(items, "delete", broken)
+    with pytest.raises(StoreError):
+        review.review(ctx, doomed.flag.id, FlagStatus.CONFIRMED, reviewer="bo", take_down=True)
+    # Blocked already: a copy elsewhere cannot come in while the take-down is unfinished.
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    shutil.copy(tmp_path / "photos" / "planted_a.png", other / "again.png")
+    assert ingest.index(ctx, str(other)).blocked == 1
+    assert ctx.workflow.flag(doomed.flag.id).status is FlagStatus.OPEN  # the review can be repeated
+    monkeypatch.undo()
+    review.review(ctx, doomed.flag.id, FlagStatus.CONFIRMED, reviewer="bo", take_down=True)
+    assert "planted_a.png" not in uris(ctx) and banks.entries(ctx, TAKEDOWNS)[0] == 1

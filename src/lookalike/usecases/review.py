@@ -130,20 +130,26 @@ def review(
         raise ConfigError("A review needs the reviewer's name (--by NAME).")
     workflow = ctx.workflow
     flag = workflow.flag(flag_id)
-    stored = ctx.store.get([flag.item]) if ctx.store.exists() else []
-    if stored:  # the audit keeps what the item is now, whatever happens to it later
-        workflow.put_subjects(subjects_of(stored, workflow.hashes_of([flag.item])))
+    known = workflow.subjects([flag.item]).get(flag.item)
+    stored: list[Item] = []
+    if take_down or known is None or not known.uri:  # an item flagged before subjects were kept
+        stored = ctx.store.get([flag.item]) if ctx.store.exists() else []
+        if stored:  # the audit keeps what the item is now, whatever happens to it later
+            workflow.put_subjects(subjects_of(stored, workflow.hashes_of([flag.item])))
     if not take_down:
         return workflow.review([flag.id], decision, reviewer=reviewer, note=note)
+    # Block, then delete, then record. Blocked first: from then on the picture cannot come back,
+    # whatever happens next. Deleted before the decision is recorded: if recording then fails
+    # the flag stays open and the review can simply be repeated (blocking and deleting again are
+    # no-ops); the reverse could leave an item up that the audit says was taken down. The
+    # decision, the item's other open flags closed ("taken down with flag N") and its hash
+    # forgotten are one transaction; should the process die before it, the next listing closes
+    # them as "item no longer stored" (settle).
     block = _block_of(ctx, flag.item, stored[0] if stored else None)
-    # Delete first: if recording then fails the flag stays open and the review can simply be
-    # repeated (deleting a deleted item is a no-op); the reverse could leave an item up that
-    # the audit says was taken down. The decision, the item's other open flags closed
-    # ("taken down with flag N"), the picture put on the block list and its hash forgotten are
-    # then one transaction; should the process die before it, the next listing closes them as
-    # "item no longer stored" (settle), and confirming the flag again blocks the picture.
+    if block is not None:
+        workflow.banks.block(flag=flag.id, item=flag.item, subject=block, by=reviewer)
     items_usecase.delete(ctx, [flag.item], purge=True, reason=None)
-    return workflow.take_down(flag.id, decision, reviewer=reviewer, note=note, block=block)
+    return workflow.take_down(flag.id, decision, reviewer=reviewer, note=note)
 
 
 def _block_of(ctx: Context, item: int, found: Item | None) -> Subject | None:

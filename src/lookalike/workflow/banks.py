@@ -563,18 +563,17 @@ class Banks:
 
     # the take-down block list
 
-    def block(
-        self,
-        db: sqlite3.Connection,
-        *,
-        flag: int,
-        item: int,
-        subject: Subject,
-        pdq: str,
-        by: str,
-        at: int,
+    def block(self, *, flag: int, item: int, subject: Subject, by: str, at: int | None = None) -> None:
+        """Put a picture about to be taken down on the block list (its SHA-256 and its PDQ hash, if
+        any); a picture blocked already is left as it is."""
+        when = int(time.time()) if at is None else at
+        with self._workflow.transaction() as db:
+            self._block(db, flag=flag, item=item, subject=subject, by=by, at=when)
+
+    def _block(
+        self, db: sqlite3.Connection, *, flag: int, item: int, subject: Subject, by: str, at: int
     ) -> None:
-        """Put a taken-down picture on the block list (inside the take-down's own transaction)."""
+        pdq = subject.pdq
         row = self._bank_row(db, TAKEDOWNS)
         if row is None:  # created by the first take-down, whose decision is the audit record
             bank = self._insert_bank(

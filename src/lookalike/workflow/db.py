@@ -457,22 +457,19 @@ class Workflow:
         reviewer: str,
         note: str = "",
         at: int | None = None,
-        block: Subject | None = None,
     ) -> list[Decision]:
         """Record a takedown once its item is deleted: the flag decided, the item's other open
-        flags closed ("taken down with flag N"), the picture put on the block list (``block``: its
-        SHA-256 and PDQ hash, if known), its hash forgotten; one transaction."""
+        flags closed ("taken down with flag N"), its hash forgotten; one transaction. (The picture
+        went on the block list before the item was deleted: ``Banks.block``.)"""
         if decision is not FlagStatus.CONFIRMED:
             raise ConfigError("Only a confirmed flag can take its item down.")
         when = int(time.time()) if at is None else at
         flag = self.flag(flag_id)
-        with self.transaction() as db:
+        with self.transaction():
             records = self._decide([flag], decision, reviewer, note, when, True)
             others = [f for f in self._open_flags([flag.item]) if f.id != flag.id]
             closing = f"taken down with flag {flag.id}"
             records += self._decide(others, FlagStatus.CLOSED, reviewer, closing, when, True)
-            if block is not None and (block.sha256 or block.pdq):
-                self.banks.block(db, flag=flag.id, item=flag.item, subject=block, pdq=block.pdq, by=reviewer, at=when)
             self._forget_hashes([flag.item])
         return records
 
