@@ -7,6 +7,7 @@ import hmac
 import logging
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -42,6 +43,7 @@ from lookalike.errors import (
     StoreError,
 )
 from lookalike.ingest import FetchPolicy
+from lookalike.usecases import banks
 from lookalike.usecases.context import Context
 
 log = logging.getLogger(__name__)
@@ -82,6 +84,9 @@ def create_app(ctx: Context) -> FastAPI:
         app.state.downloads = ThreadPoolExecutor(
             settings.fetch_concurrency, thread_name_prefix="lookalike-fetch"
         )
+        # The hash banks' index is built in the background: at millions of hashes that takes minutes,
+        # which the first lookup would otherwise wait for (lookups meanwhile wait for it, then answer).
+        threading.Thread(target=banks.warm, args=(ctx,), name="lookalike-banks", daemon=True).start()
         yield
         app.state.downloads.shutdown(wait=False, cancel_futures=True)
         ctx.close()

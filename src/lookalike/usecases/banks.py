@@ -2,16 +2,11 @@
 
 Banks live in the collection's workflow database (workflow/banks.py); their hashes are matched
 in memory by the one matcher of the process (workflow/matcher.py). At ingest every new whole
-picture passes the screen (``Screen``) before it is embedded or stored: its SHA-256 against the
-take-down block list, its PDQ hash (quality 50 or more) against every enabled bank at the bank's
-own distance. A match in a ``refuse`` bank (the block list is one) keeps it out: it is reported
-as skipped ("blocked: taken down on DATE by X, flag N") and its attempt raises a flag. A match
-in a ``flag`` bank is flagged once the picture is stored, like a policy's match.
+picture passes the screen (screening.py) before it is embedded or stored.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,23 +15,19 @@ from typing import TYPE_CHECKING
 
 from lookalike.errors import ConfigError, ImageError
 from lookalike.usecases.context import Context
-from lookalike.workflow import NewFlag, Subject
 from lookalike.workflow.banks import (
     MIN_QUALITY,
     TAKEDOWNS,
-    Alert,
     Bank,
     BankAction,
     BankKind,
     Entry,
     NewEntry,
-    Refused,
     check_labels,
 )
+from lookalike.workflow.matches import Alert
 
 if TYPE_CHECKING:
-    from lookalike.ingest.pipeline import Upload
-    from lookalike.store import Item
     from lookalike.workflow.matcher import Verdict
 
 __all__ = ["TAKEDOWNS", "BankAction", "BankKind"]
@@ -269,11 +260,11 @@ def entries(ctx: Context, name: str, *, limit: int = 100, offset: int = 0) -> tu
 
 
 def alerts(ctx: Context, *, open_only: bool = False) -> list[Alert]:
-    return ctx.workflow.banks.alerts(open_only=open_only)
+    return ctx.workflow.banks.matches.alerts(open_only=open_only)
 
 
 def resume(ctx: Context, name: str, entry: int, *, by: str, note: str = "") -> Entry:
-    return ctx.workflow.banks.resume(name, entry, by=_who(by), note=note)
+    return ctx.workflow.banks.matches.resume(name, entry, by=_who(by), note=note)
 
 
 # lookups
@@ -297,134 +288,12 @@ def lookup(ctx: Context, hashes: Sequence[str], *, banks: Sequence[str] | None =
     return snapshot.lookup(to_bits([h.lower() for h in hashes]), only=set(banks) if banks else None)
 
 
-# the screen at ingest
+def warm(ctx: Context) -> None:
+    """Build the banks' index now, if the collection has banks with entries (a server's start)."""
+    import logging
 
-
-class Screen:
-    """What the ingestor asks about each chunk's new pictures, and tells once they are stored."""
-
-    def __init__(self, ctx: Context) -> None:
-        self._ctx = ctx
-        self._banks = ctx.workflow.banks
-        self._lock = threading.Lock()
-        self._pending: dict[int, list[NewFlag]] = {}  # flags for pictures about to be stored
-        self._subjects: dict[int, Subject] = {}
-        self.alerts: list[Alert] = []
-        self.refused = 0
-
-    def check(self, uploads: Sequence[Upload]) -> dict[int, str]:
-        """Refusals, by id, of new pictures matching a refuse bank; the flags of flag-bank matches are
-        kept until the pictures are stored (``stored``)."""
-        from lookalike.scan.hashes import to_bits
-
-        if not uploads or not self._banks.banks():
-            return {}
-        snapshot = self._banks.matcher.snapshot()
-        exact = self._banks.by_sha256([u.sha256 for u in uploads])
-        hashed = [u for u in uploads if u.pdq is not None and u.pdq[1] >= MIN_QUALITY]
-        verdicts = snapshot.lookup(to_bits([u.pdq[0] for u in hashed if u.pdq])) if hashed else []
-        near = {u.id: v for u, v in zip(hashed, verdicts, strict=True)}
-        settings = self._ctx.settings
-        flood = [(m.entry, u.id, m.distance) for u in hashed for m in near[u.id].matches]
-        flood += [(e.id, u.id, 0) for u in uploads for e in exact.get(u.sha256, [])]
-        over: set[tuple[int, int]] = set()
-        if flood:
-            raised, over = self._banks.note_matches(
-                flood, limit=settings.bank_flood_matches, window_s=settings.bank_flood_window_s
-            )
-            self.alerts += raised
-        paused = snapshot.paused  # as they were before this chunk's matches
-        banks = {b.name: b for b in snapshot.banks.values()}
-        refusals: list[Refused] = []
-        reasons: dict[int, str] = {}
-        for upload in uploads:
-            subject = Subject(
-                upload.item_id, upload.source, upload.uri, upload.sha256, upload.pdq[0] if upload.pdq else ""
-            )
-            held = paused | {entry for entry, item in over if item == upload.id}
-            hit = self._refusal(
-                upload, subject, exact.get(upload.sha256, []), near.get(upload.id), held, banks
-            )
-            if hit is not None:
-                refusals.append(hit)
-                reasons[upload.id] = hit.reason
-                continue
-            flags = [
-                NewFlag(upload.id, f"bank:{e.bank}", self._label(e, banks.get(e.bank)), 0.0)
-                for e in exact.get(upload.sha256, [])
-            ]
-            verdict = near.get(upload.id)
-            flags += [
-                NewFlag(upload.id, f"bank:{m.bank.name}", self._label_of(m.entry, m.bank), float(m.distance))
-                for m in (verdict.matches if verdict else ())
-            ]
-            if flags:
-                with self._lock:
-                    self._pending[upload.id] = _unique(flags)
-                    self._subjects[upload.id] = subject
-        if refusals:
-            self._banks.refuse(refusals)
-            self.refused += len(refusals)
-        return reasons
-
-    def _refusal(
-        self,
-        upload: Upload,
-        subject: Subject,
-        exact: Sequence[Entry],
-        verdict: Verdict | None,
-        paused: frozenset[int],
-        banks: dict[str, Bank],
-    ) -> Refused | None:
-        for entry in exact:  # the same bytes: never suppressed, never paused
-            bank = banks.get(entry.bank)
-            if bank is not None and bank.action is BankAction.REFUSE:
-                reason = f"blocked: {entry.describe()}"
-                return Refused(
-                    upload.id, subject, entry.id, 0, reason, f"bank:{entry.bank}", self._label(entry, bank)
-                )
-        for match in verdict.matches if verdict else ():
-            if match.bank.action is BankAction.REFUSE and match.entry not in paused:
-                near = self._banks.entries_by_id([match.entry]).get(match.entry)
-                if near is None:
-                    continue  # removed a moment ago
-                entry = near
-                reason = f"blocked: {entry.describe()} (a near copy: PDQ distance {match.distance})"
-                return Refused(
-                    upload.id,
-                    subject,
-                    entry.id,
-                    match.distance,
-                    reason,
-                    f"bank:{entry.bank}",
-                    self._label(entry, match.bank),
-                )
-        return None
-
-    @staticmethod
-    def _label(entry: Entry | None, bank: Bank | None) -> str:
-        """A flag's label: a take-down's, else the entry's first label, else its bank's, else "match"."""
-        if entry is not None and entry.flag is not None:
-            return "taken down"
-        if entry is not None and entry.labels:
-            return entry.labels[0]
-        return bank.labels[0] if bank is not None and bank.labels else "match"
-
-    def _label_of(self, entry_id: int, bank: Bank) -> str:
-        return self._label(self._banks.entries_by_id([entry_id]).get(entry_id), bank)
-
-    def stored(self, items: Sequence[Item]) -> None:
-        """Flag the stored pictures that matched a flag bank (or a paused refuse entry)."""
-        with self._lock:
-            flags = [f for item in items for f in self._pending.pop(item.id, [])]
-            subjects = {item.id: self._subjects.pop(item.id) for item in items if item.id in self._subjects}
-        if flags:
-            self._ctx.workflow.add_flags(flags, subjects=subjects)
-
-
-def _unique(flags: list[NewFlag]) -> list[NewFlag]:
-    # One flag an (item, policy, label): the nearest match's.
-    best: dict[tuple[str, str], NewFlag] = {}
-    for flag in sorted(flags, key=lambda f: f.score):
-        best.setdefault((flag.policy, flag.label), flag)
-    return list(best.values())
+    try:
+        if Path(ctx.settings.workflow_path()).exists() and any(b.entries for b in listed(ctx)):
+            ctx.workflow.banks.matcher.snapshot()
+    except Exception:  # the server runs on; the first lookup builds it, or says why it cannot
+        logging.getLogger(__name__).warning("building the hash banks' index failed", exc_info=True)

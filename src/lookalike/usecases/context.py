@@ -85,10 +85,12 @@ class Context:
 
             from lookalike.workflow import Workflow
 
-            path = self.settings.workflow_path()
-            if "://" in self.settings.db and not self.settings.workflow_db:
-                Path(path).parent.mkdir(parents=True, exist_ok=True)  # the per-user data folder
-            self._workflow = Workflow(path)
+            with self._building:  # one per context: it owns the banks' index (a server builds it in a thread)
+                if self._workflow is None:
+                    path = self.settings.workflow_path()
+                    if "://" in self.settings.db and not self.settings.workflow_db:
+                        Path(path).parent.mkdir(parents=True, exist_ok=True)  # the per-user data folder
+                    self._workflow = Workflow(path)
         return self._workflow
 
     @property

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from lookalike import durable
 from lookalike.store.models import IndexType
-from lookalike.usecases import banks, embedding, hashes, items, policies
+from lookalike.usecases import embedding, hashes, items, policies, screening
 from lookalike.usecases.context import Context
 
 if TYPE_CHECKING:
@@ -126,7 +126,7 @@ def ingest(
     # Policies are scored as each chunk is stored; a policy this model cannot score stops the run here.
     scored = policies.on_stored(ctx)
     # New pictures are screened against the hash banks before they are embedded (take-downs stay down).
-    screen = banks.Screen(ctx)
+    screen = screening.Screen(ctx)
 
     def stored(chunk: list[Item], chunk_hashes: dict[int, tuple[str, int]]) -> None:
         scored(chunk, chunk_hashes)

@@ -89,7 +89,7 @@ def flags(
     page = workflow.flags(policy=policy, status=status, since=start, until=end, limit=limit, offset=offset)
     present = page and ctx.store.exists()
     stored = {item.id: item for item in ctx.store.get(sorted({f.item for f in page}))} if present else {}
-    refused = workflow.banks.refusals_of([f.id for f in page if f.item not in stored])
+    refused = workflow.banks.matches.refusals_of([f.id for f in page if f.item not in stored])
     return total, [Listed(flag, stored.get(flag.item), refused.get(flag.id)) for flag in page]
 
 
