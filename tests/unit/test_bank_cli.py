@@ -175,7 +175,9 @@ def csv_limit() -> Any:
     csv.field_size_limit(before)
 
 
-def test_bank_files_round_trip_through_threatexchange(cli: CliRunner, tmp_path: Path, csv_limit: None) -> None:
+def test_bank_files_round_trip_through_threatexchange(
+    cli: CliRunner, tmp_path: Path, csv_limit: None
+) -> None:
     from threatexchange.cli.dataset.simple_serialization import CliIndicatorSerialization, HMASerialization
     from threatexchange.cli.dataset_cmd import DatasetCommand
     from threatexchange.exchanges.clients.fb_threatexchange.descriptor import SimpleDescriptorRollup
@@ -361,3 +363,26 @@ def test_match_hashes_shows_each_match_source(cli: CliRunner, tmp_path: Path) ->
     found = json.loads(run(cli, "match-hashes", str(listing), "--max-distance", "256", "--json"))
     assert {m["source"] for m in found} == {"shop-9"}
     assert "shop-9" in run(cli, "match-hashes", str(listing), "--max-distance", "256")
+
+
+def test_a_large_import_is_checked_whole_then_written_in_batches_and_can_be_run_again(
+    cli: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lookalike.usecases import banks
+
+    monkeypatch.setattr(banks, "IMPORT_BATCH", 7)
+    listed = hashes_of(50)
+    run(cli, "bank", "create", "big", "--by", "ana")
+    late = tmp_path / "late.txt"
+    late.write_text("".join(f"pdq {h}\n" for h in listed) + "pdq 123\n", encoding="utf-8")
+    refused = cli.invoke(app, ["bank", "import", "big", str(late), "--by", "ana"])
+    assert refused.exit_code == 2 and "line 51" in refused.stderr
+    assert json.loads(run(cli, "bank", "show", "big", "--json"))["total"] == 0  # nothing of the first 50
+    good = tmp_path / "good.txt"
+    good.write_text("".join(f"pdq {h}\n" for h in listed), encoding="utf-8")
+    assert "imported 50 hashes into bank big, 0 already there" in run(
+        cli, "bank", "import", "big", str(good), "--by", "ana"
+    )
+    assert "imported 0 hashes into bank big, 50 already there" in run(
+        cli, "bank", "import", "big", str(good), "--by", "ana"
+    )

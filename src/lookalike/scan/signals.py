@@ -17,10 +17,9 @@ are counted and left out.
 from __future__ import annotations
 
 import csv
-import io
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -67,20 +66,35 @@ def format_of(path: str | Path, given: str | None = None) -> SignalFormat:
 
 def read_signals(path: str | Path, fmt: str | None = None) -> Parsed:
     """The PDQ signals of a file in one of the formats; raises ConfigError naming the bad line."""
+    parsed = Parsed()
+    for signal in iter_signals(path, fmt, parsed.other_types):
+        parsed.signals.append(signal)
+    return parsed
+
+
+def iter_signals(
+    path: str | Path, fmt: str | None = None, other_types: Counter[str] | None = None
+) -> Iterator[Signal]:
+    """The PDQ signals of a file, one at a time (a list of millions is read, not held), counting
+    the signals of other types into ``other_types``; raises ConfigError at a bad line."""
     file = Path(path).expanduser()
+    chosen = format_of(file, fmt)
+    others: Counter[str] = other_types if other_types is not None else Counter()
+    found = 0
     try:
         if file.stat().st_size > MAX_BYTES:
             raise ConfigError(f"{file} is over 2 GB: not a hash list.")
-        text = file.read_text(encoding="utf-8-sig")
+        with file.open(encoding="utf-8-sig", newline="") as handle:
+            reader = {SignalFormat.TX: _tx, SignalFormat.CSV: _csv, SignalFormat.TE: _te}[chosen]
+            for signal in reader(handle, file.name, others):
+                found += 1
+                yield signal
     except FileNotFoundError as exc:
         raise ConfigError(f"Hash file not found: {file}") from exc
-    except (OSError, UnicodeDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise ConfigError(f"Cannot read the hash file {file}: {exc}") from exc
-    chosen = format_of(file, fmt)
-    parsed = {SignalFormat.TX: _tx, SignalFormat.CSV: _csv, SignalFormat.TE: _te}[chosen](text, file.name)
-    if not parsed.signals and not parsed.other_types:
+    if not found and not others:
         raise ConfigError(f"{file.name} holds no signals (read as {chosen}).")
-    return parsed
 
 
 def _hash(value: str, name: str, line: int) -> str:
@@ -90,28 +104,24 @@ def _hash(value: str, name: str, line: int) -> str:
     return value.lower()
 
 
-def _tx(text: str, name: str) -> Parsed:
-    parsed = Parsed()
-    for number, raw in enumerate(text.splitlines(), start=1):
+def _tx(lines: Iterable[str], name: str, others: Counter[str]) -> Iterator[Signal]:
+    for number, raw in enumerate(lines, start=1):
         line = raw.split("#", 1)[0].strip()
         if not line:
             continue
         first, _, rest = line.partition(" ")
         if _HEX.match(first):  # a bare hash, labels after it
-            labels = rest.replace(",", " ").split()
-            parsed.signals.append(Signal(first.lower(), tuple(labels), line=number))
+            yield Signal(first.lower(), tuple(rest.replace(",", " ").split()), line=number)
         elif first.lower() in PDQ_TYPES:
-            parsed.signals.append(Signal(_hash(rest, name, number), line=number))
+            yield Signal(_hash(rest, name, number), line=number)
         elif re.fullmatch(r"[a-z0-9_]{1,40}", first) and rest.strip():
-            parsed.other_types[first] += 1
+            others[first] += 1
         else:
             raise ConfigError(f"{name}, line {number}: {line[:80]!r} is neither 'pdq HASH' nor a PDQ hash.")
-    return parsed
 
 
-def _csv(text: str, name: str) -> Parsed:
-    parsed = Parsed()
-    reader = csv.DictReader(io.StringIO(text))
+def _csv(lines: Iterable[str], name: str, others: Counter[str]) -> Iterator[Signal]:
+    reader = csv.DictReader(lines)
     missing = [f for f in ("signal_type", "signal_str") if f not in (reader.fieldnames or ())]
     if missing:
         raise ConfigError(
@@ -121,26 +131,22 @@ def _csv(text: str, name: str) -> Parsed:
         number = reader.line_num
         kind = (row.get("signal_type") or "").strip().lower()
         if kind not in PDQ_TYPES:
-            parsed.other_types[kind or "(empty)"] += 1
+            others[kind or "(empty)"] += 1
             continue
         tags = tuple((row.get("tags") or "").split())
         category = (row.get("category") or "").strip().upper()
-        parsed.signals.append(
-            Signal(_hash(row.get("signal_str") or "", name, number), tags, category, number)
-        )
-    return parsed
+        yield Signal(_hash(row.get("signal_str") or "", name, number), tags, category, number)
 
 
-def _te(text: str, name: str) -> Parsed:
-    parsed = Parsed()
-    for number, row in enumerate(csv.reader(io.StringIO(text)), start=1):
+def _te(lines: Iterable[str], name: str, others: Counter[str]) -> Iterator[Signal]:
+    reader = csv.reader(lines)
+    for row in reader:
+        number = reader.line_num
         if not row or not any(cell.strip() for cell in row):
             continue
         if len(row) not in (4, 5):
             raise ConfigError(f"{name}, line {number}: a .te row has 4 or 5 columns, this one {len(row)}.")
-        labels = tuple(row[-1].split())
-        parsed.signals.append(Signal(_hash(row[0], name, number), labels, line=number))
-    return parsed
+        yield Signal(_hash(row[0], name, number), tuple(row[-1].split()), line=number)
 
 
 @dataclass(frozen=True)

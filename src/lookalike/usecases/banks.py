@@ -198,6 +198,9 @@ def remove(ctx: Context, name: str, targets: Sequence[str], *, by: str, note: st
     return ctx.workflow.banks.remove(name, targets, by=_who(by), note=note)
 
 
+IMPORT_BATCH = 50_000
+
+
 @dataclass(frozen=True)
 class Imported:
     added: int
@@ -209,23 +212,40 @@ class Imported:
 def import_(ctx: Context, name: str, path: str, *, fmt: str | None = None, by: str) -> Imported:
     """Import a threatexchange hash file (tx signal file, tx dataset CSV, .te) into a bank.
 
-    The whole file is read and checked first; a bad line refuses it with nothing imported. Rows
-    of a dataset CSV marked NEGATIVE_CLASS (false positives) are left out of a block bank, and
-    POSITIVE_CLASS ones out of an allow bank.
+    The file is read twice, a line at a time: first checked whole (a bad line refuses it with
+    nothing imported), then imported in batches, each one transaction (a run cut short is finished
+    by running it again: hashes there already are counted, not added twice). Rows of a dataset
+    CSV marked NEGATIVE_CLASS (false positives) are left out of a block bank, and POSITIVE_CLASS
+    ones out of an allow bank.
     """
-    from lookalike.scan.signals import NEGATIVE, POSITIVE, read_signals
+    from collections import Counter
+
+    from lookalike.scan.signals import NEGATIVE, POSITIVE, iter_signals
 
     banks = ctx.workflow.banks
     bank = banks.bank(name)
-    parsed = read_signals(path, fmt)
+    who = _who(by)
     contrary = NEGATIVE if bank.kind is BankKind.BLOCK else POSITIVE
-    kept = [s for s in parsed.signals if s.category != contrary]
-    try:
-        entries = [NewEntry(s.pdq, labels=check_labels(s.labels)) for s in kept]
-    except ConfigError as exc:
-        raise ConfigError(f"{Path(path).name}: {exc}") from None
-    added, already = banks.add(name, entries, by=_who(by), action="import") if entries else (0, 0)
-    return Imported(added, already, dict(parsed.other_types), len(parsed.signals) - len(kept))
+    others: Counter[str] = Counter()
+    skipped = 0
+    for signal in iter_signals(path, fmt, others):  # the check: nothing written yet
+        try:
+            check_labels(signal.labels)
+        except ConfigError as exc:
+            raise ConfigError(f"{Path(path).name}, line {signal.line}: {exc}") from None
+        skipped += signal.category == contrary
+    added = already = 0
+    batch: list[NewEntry] = []
+    for signal in iter_signals(path, fmt):
+        if signal.category != contrary:
+            batch.append(NewEntry(signal.pdq, labels=signal.labels))
+        if len(batch) >= IMPORT_BATCH:
+            done = banks.add(name, batch, by=who, action="import")
+            added, already, batch = added + done[0], already + done[1], []
+    if batch:
+        done = banks.add(name, batch, by=who, action="import")
+        added, already = added + done[0], already + done[1]
+    return Imported(added, already, dict(others), skipped)
 
 
 def export(ctx: Context, name: str, path: str, *, fmt: str | None = None) -> int:
