@@ -155,3 +155,23 @@ def test_get_audit_carries_the_taken_down_item(api: TestClient) -> None:
     assert row["uri"] == doomed["uri"] and len(row["sha256"]) == 64 and len(row["pdq"]) == 64
     [record] = [r for r in api.get("/audit").json()["decisions"] if r["record"] == "review"]
     assert record["pdq"] == row["pdq"] and record["score"] >= 0.95 and record["record"] == "review"
+
+
+def test_an_upload_of_a_taken_down_picture_is_refused_by_post_index(api: TestClient, tmp_path: Path) -> None:
+    import time
+
+    flags = api.get("/flags", params={"status": "open"}).json()["flags"]
+    doomed = next(f for f in flags if f["uri"].endswith("planted_a.png"))
+    api.post(f"/flags/{doomed['id']}/review", json={"decision": "confirm", "by": "bo", "take_down": True})
+    picture = (tmp_path / "photos" / "planted_a.png").read_bytes()
+    job = api.post("/index", files={"files": ("again.png", picture, "image/png")}, data={"source": "shop-2"})
+    assert job.status_code == 202
+    for _ in range(200):
+        state = api.get(f"/jobs/{job.json()['job_id']}").json()
+        if state["status"] in ("done", "failed"):
+            break
+        time.sleep(0.05)
+    assert state["status"] == "done" and state["indexed"] == 0 and state["blocked"] == 1
+    assert state["skipped"][0]["reason"].startswith("blocked: taken down on ") and state["alerts"] == []
+    attempt = [f for f in api.get("/flags", params={"policy": "bank:takedowns"}).json()["flags"]]
+    assert len(attempt) == 1 and not attempt[0]["stored"] and attempt[0]["refused"].startswith("blocked:")
