@@ -52,6 +52,6 @@ def test_substrings_read_the_hex_from_its_first_bit() -> None:
 
 def test_the_index_grows_with_its_hashes_well_under_8_gb_at_ten_million() -> None:
     codes = np.random.default_rng(1).integers(0, 256, size=(200_000, 32), dtype=np.uint8)
-    # 32 bytes the hash, 44 its positions in the tables, 176 the tables' halves, and the offsets.
+    # 32 bytes the hash, 44 its positions in the tables, and the offsets (about one a hash a table).
     per_hash = HashIndex(codes).nbytes / len(codes)
-    assert per_hash < 330 and per_hash * 10_000_000 < 4e9
+    assert per_hash < 150 and per_hash * 10_000_000 < 1.5e9

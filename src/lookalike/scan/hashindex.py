@@ -8,13 +8,11 @@ candidate found is then checked against the whole 256 bits. For PDQ's usual radi
 2: 3,119 probes a query, and at 10M random hashes about 3,000 candidates to check, instead of
 10M. Nothing is approximate: the answer is the brute-force answer (tests/unit/test_hash_index.py).
 
-A table is the positions of the hashes sorted by their substring (int32), the offsets of each
-value of the substring's leading ``log2(n)`` bits (CSR: one lookup a probe, no search), and the
-first 128 bits of each hash in the table's order, so that candidates are ruled out by reading
-memory next to the probe instead of a hash at a random place (that read was two thirds of a
-lookup's time at 10M). The memory grows with the hashes: about 300 bytes a hash, 3.0 GB at 10M
-(scripts/bench_hash_index.py). Radii where the probes would cost more than a scan (over 43 bits)
-are answered by a scan.
+A table is the positions of the hashes sorted by their substring (int32) and the offsets of each
+value of the substring's leading ``log2(n)`` bits (CSR: one lookup a probe, no search), so the
+memory grows with the hashes: 4 bytes a hash a table for the positions, about as much for the
+offsets, 32 bytes a hash for the hashes; about 1.2 GB at 10M (scripts/bench_hash_index.py).
+Radii where the probes would cost more than a scan (over 43 bits) are answered by a scan.
 
 Pure numpy; one ``HashIndex`` is immutable once built (``build``), so readers share it freely.
 """
@@ -107,7 +105,6 @@ class HashIndex:
         self._base = np.concatenate(([0], np.cumsum(sizes)[:-1])).astype(np.int64)
         self._order: npt.NDArray[np.int32] = np.zeros(0, dtype=np.int32)
         self._offsets: npt.NDArray[np.signedinteger] = np.zeros(0, dtype=np.int64)
-        self._halves: npt.NDArray[np.uint64] = np.zeros((0, 2), dtype=np.uint64)
         if self.size < SMALL:
             return
         order = np.empty(CHUNKS * self.size, dtype=np.int32)
@@ -124,20 +121,12 @@ class HashIndex:
             table = offsets[self._base[t] : self._base[t] + sizes[t]]
             table[0] = 0
             np.cumsum(counts, out=table[1:])
-        # Each table also keeps the first 128 bits of its hashes in its own order: the candidates of
-        # neighbouring probes lie side by side, so most are ruled out without reading a hash at a
-        # random place (more than 31 bits apart in half the hash: at least as far in the whole).
-        halves = np.empty((CHUNKS * self.size, 2), dtype=np.uint64)
-        for t in range(CHUNKS):
-            halves[t * self.size : (t + 1) * self.size] = self._words[
-                order[t * self.size : (t + 1) * self.size], :2
-            ]
-        self._order, self._offsets, self._halves = order, offsets, halves
+        self._order, self._offsets = order, offsets
 
     @property
     def nbytes(self) -> int:
         """The memory the index holds (the hashes included)."""
-        return int(self._words.nbytes + self._order.nbytes + self._offsets.nbytes + self._halves.nbytes)
+        return int(self._words.nbytes + self._order.nbytes + self._offsets.nbytes)
 
     def within(self, queries: Codes, radius: int) -> Found:
         """Every indexed hash within ``radius`` bits of each query (exact)."""
@@ -193,14 +182,16 @@ class HashIndex:
             row = np.zeros(total, dtype=np.int64)
         else:
             row = np.repeat(np.repeat(np.arange(len(queries), dtype=np.int64), len(masks)), counts)
-        near = _distances(self._halves[slots], words[0, :2] if single else words[row, :2]) <= radius
-        slots, row = slots[near], row[near]
         position = self._order[slots].astype(np.int64)
-        keep = _distances(self._words[position], words[0] if single else words[row]) <= radius
+        # np.take, not [rows]: numpy's fancy indexing of 2-d rows is several times slower.
+        found = np.take(self._words, position, axis=0)
+        keep = _distances(found, words[0] if single else np.take(words, row, axis=0)) <= radius
         # A hash near the query in several substrings was found once per substring: keep it once.
         pair = np.unique(row[keep] << 32 | position[keep])
         row, position = pair >> 32, pair & 0xFFFFFFFF
-        return Found(row, position, _distances(self._words[position], words[row]))
+        return Found(
+            row, position, _distances(np.take(self._words, position, axis=0), np.take(words, row, axis=0))
+        )
 
 
 _EMPTY = Found(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
