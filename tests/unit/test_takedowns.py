@@ -181,3 +181,17 @@ def test_a_take_down_that_fails_half_way_has_blocked_the_picture_and_can_be_repe
     monkeypatch.undo()
     review.review(ctx, doomed.flag.id, FlagStatus.CONFIRMED, reviewer="bo", take_down=True)
     assert "planted_a.png" not in uris(ctx) and banks.entries(ctx, TAKEDOWNS)[0] == 1
+
+
+def test_the_block_list_can_be_made_ahead_but_always_refuses(tmp_path: Path) -> None:
+    ctx = flagged(tmp_path)
+    with pytest.raises(ConfigError, match="block list"):
+        banks.create(ctx, TAKEDOWNS, action="flag", by="cy")
+    made = banks.create(
+        ctx, TAKEDOWNS, max_distance=12, by="cy"
+    )  # a stricter distance before the first take-down
+    assert (made.action.value, made.max_distance) == ("refuse", 12)
+    with pytest.raises(ConfigError, match="refuses"):
+        banks.configure(ctx, TAKEDOWNS, action="flag", by="cy")
+    take_down_planted(ctx)
+    assert [(b.bank.max_distance, b.entries) for b in banks.listed(ctx)] == [(12, 1)]

@@ -82,7 +82,8 @@ def create(
     by: str,
 ) -> Bank:
     chosen_kind = _kind(kind)
-    chosen = _action(action) if action is not None else BankAction.FLAG
+    default = BankAction.REFUSE if name == TAKEDOWNS else BankAction.FLAG  # the block list refuses
+    chosen = _action(action) if action is not None else default
     if chosen_kind is BankKind.ALLOW and chosen is BankAction.REFUSE:
         raise ConfigError("An allow bank suppresses matches; it cannot refuse uploads (--action).")
     return ctx.workflow.banks.create(

@@ -277,6 +277,10 @@ class Banks:
         check_name(name)
         check_distance(max_distance)
         labels = check_labels(labels)
+        if name == TAKEDOWNS and (kind, action) != (BankKind.BLOCK, BankAction.REFUSE):
+            raise ConfigError(
+                f"The bank {TAKEDOWNS} is the block list of take-downs: kind block, action refuse."
+            )
         when = int(time.time()) if at is None else at
         with self._workflow.transaction() as db:
             if self._bank_row(db, name) is not None:
@@ -370,6 +374,10 @@ class Banks:
             bank = self._bank(row)
             if action is not None and bank.kind is BankKind.ALLOW and action is BankAction.REFUSE:
                 raise ConfigError("An allow bank suppresses matches; it cannot refuse uploads.")
+            if action is not None and name == TAKEDOWNS and action is not BankAction.REFUSE:
+                raise ConfigError(
+                    f"The bank {TAKEDOWNS} refuses what was taken down; lift a block with bank remove."
+                )
             changes: list[tuple[str, str, object]] = []
             if enabled is not None and enabled != bank.enabled:
                 changes.append(("enable" if enabled else "disable", "enabled", int(enabled)))
