@@ -63,7 +63,7 @@ async def list_policies(request: Request) -> list[dict[str, Any]]:
 @router.get("/flags")
 async def list_flags(
     request: Request,
-    policy: Annotated[str | None, Query(max_length=64)] = None,
+    policy: Annotated[str | None, Query(max_length=70, description="A policy, or bank:NAME.")] = None,
     status: Annotated[FlagStatus | None, Query()] = None,
     since: Annotated[date | None, Query(description="Flagged on or after this day (UTC).")] = None,
     until: Annotated[date | None, Query(description="Flagged on or before this day (UTC).")] = None,
