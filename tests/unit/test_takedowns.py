@@ -70,6 +70,10 @@ def test_a_taken_down_picture_cannot_return_by_any_path_source_or_near_copy(tmp_
     assert attempts[0] == 3 and all(row.item is None for row in attempts[1])
     assert {row.flag.label for row in attempts[1]} == {"taken down"}
     assert item in {row.flag.item for row in attempts[1]}  # the same path and source: the same id
+    # What each attempt matched (the review page's side-by-side): the take-down's entry and the distance.
+    for row in attempts[1]:
+        [(entry, distance)] = ctx.workflow.banks.matches.matched(row.flag.item)
+        assert entry.flag == flag and entry.bank == TAKEDOWNS and 0 <= distance <= 31
     # Indexing the same folders again raises no second flag for the same attempts.
     ingest.index(ctx, str(other.parent), source="another-shop")
     assert review.flags(ctx, policy=f"bank:{TAKEDOWNS}")[0] == 3

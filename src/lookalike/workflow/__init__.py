@@ -1,4 +1,4 @@
-"""Workflow state beside the collection: risk policies, flags, review decisions (the audit) and PDQ hashes.
+"""Workflow state beside the collection: risk policies, flags, review decisions (the audit), PDQ hashes and hash banks.
 
 Relational, not vectors, so it lives in SQLite next to the Milvus database rather than in Milvus.
 Milvus stays the system of record for which items exist: every reader here checks item ids
