@@ -124,6 +124,11 @@ class Settings(BaseSettings):
     # CLI), one in `lookalike serve`, whose concurrent requests keep the cores busy.
     text_threads: int = Field(default=0, ge=0, le=256)
 
+    # Hash banks: one entry matching more than this many uploads within the window (seconds) is a
+    # flood; its refusals are paused (its matches flagged for review instead) and one alert kept.
+    bank_flood_matches: int = Field(default=100, ge=1)
+    bank_flood_window_s: float = Field(default=3600.0, gt=0)
+
     # The collection's workflow database (policies, flags, reviews, PDQ hashes); empty: beside
     # a Lite database file, or DATA_DIR/workflow/SERVER-COLLECTION.sqlite for a server.
     workflow_db: str = ""

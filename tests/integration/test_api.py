@@ -167,6 +167,10 @@ def test_api_key_guards_every_route_but_health_and_the_pages(tmp_path: Path) -> 
             ("GET", "/flags"),
             ("GET", "/policies"),
             ("GET", "/audit"),
+            ("GET", "/banks"),
+            ("GET", "/m/lookup"),
+            ("POST", "/m/lookup"),
+            ("POST", "/h/hash"),
             ("GET", "/review/"),
             ("POST", "/flags/1/review"),
         ):

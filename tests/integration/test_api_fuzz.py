@@ -29,7 +29,7 @@ from schemathesis import GenerationMode
 
 from lookalike.api import create_app
 from lookalike.config import load_settings
-from lookalike.usecases import Context, ingest, policies
+from lookalike.usecases import Context, banks, ingest, policies
 from tests.helpers import FakeDetector, FakeEmbedder, jpeg_bytes, make_image, write_images
 from tests.unit.test_policies import PLANTED, plant, write_policy
 
@@ -69,6 +69,8 @@ def build(folder: Path) -> Context:
     settings = load_settings(db=str(folder / "fuzz.db"), workers=2, index_roots=str(folder / "roots"))
     ctx = Context(settings, embedder=embedder, detector=FakeDetector())
     policies.add(ctx, str(write_policy(folder)))
+    banks.create(ctx, "known", action="refuse", by="fuzz")
+    banks.add(ctx, "known", ["a" * 64, str(folder / "roots" / "img_0000.jpg")], by="fuzz")
     write_images(folder / "photos", 12)
     plant(folder / "photos")
     ingest.index(ctx, str(folder / "photos"))
@@ -171,6 +173,9 @@ ROUTES: list[tuple[str, str, dict[str, str]]] = [
     ("POST", "/webhooks/deliveries/{}/replay", {}), ("POST", "/webhooks/replay", {}), ("POST", "/webhooks/ping", {}),
     ("POST", "/waves", {"since": '"2d"', "until": '"2030-01-01"', "min_sellers": "2", "threshold": "0.9", "dry_run": "true"}),
     ("GET", "/waves", {"limit": "10", "offset": "0"}),
+    ("GET", "/h/hash", {"url": "http://203.0.113.9/a.jpg"}), ("POST", "/h/hash", {}), ("GET", "/banks", {}),
+    ("GET", "/m/lookup", {"signal_type": "pdq", "signal": "a" * 64, "bank": "known"}),
+    ("POST", "/m/lookup", {"signal_type": '"pdq"', "signals": '["' + "a" * 64 + '"]', "banks": '["known"]'}),
     ("GET", "/static/{}", {}), ("GET", "/static/docs/{}", {}),
 ]  # fmt: skip
 HEADER_NAMES = [

@@ -7,6 +7,7 @@ import hmac
 import logging
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lookalike import __version__
-from lookalike.api import queue, review, risk, waves, webhooks
+from lookalike.api import matching, queue, review, risk, waves, webhooks
 from lookalike.api.background import Background
 from lookalike.api.deps import STATIC
 from lookalike.api.jobs import Jobs
@@ -44,6 +45,7 @@ from lookalike.errors import (
     StoreError,
 )
 from lookalike.ingest import FetchPolicy
+from lookalike.usecases import banks
 from lookalike.usecases.context import Context
 
 log = logging.getLogger(__name__)
@@ -88,6 +90,9 @@ def create_app(ctx: Context) -> FastAPI:
         )
         background = Background(ctx)  # webhook delivery, the scheduled wave check: when configured
         await run_in_threadpool(background.start)
+        # The hash banks' index is built in the background: at millions of hashes that takes minutes,
+        # which the first lookup would otherwise wait for (lookups meanwhile wait for it, then answer).
+        threading.Thread(target=banks.warm, args=(ctx,), name="lookalike-banks", daemon=True).start()
         yield
         await run_in_threadpool(background.close)
         app.state.downloads.shutdown(wait=False, cancel_futures=True)
@@ -118,6 +123,7 @@ def create_app(ctx: Context) -> FastAPI:
     app.include_router(review.router)
     app.include_router(webhooks.router)
     app.include_router(waves.router)
+    app.include_router(matching.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     # Counted while the body streams in, so a chunked body (no Content-Length) is capped too.
     too_large = f"request body over the {settings.max_upload_mb:g} MB limit"

@@ -41,6 +41,8 @@ class Job:
     indexed: int = 0
     already_indexed: int = 0
     crops: int = 0  # detected objects stored as items (index with detect)
+    blocked: int = 0  # refused by a hash bank (among the skipped, with their reasons)
+    alerts: list[str] = field(default_factory=list)  # hash banks' floods noticed
     skipped: list[Skipped] = field(default_factory=list)
     error: str | None = None
     kind: str = "index"
@@ -164,7 +166,7 @@ class Jobs:
                 return
             if isinstance(report, IngestReport):
                 job.indexed, job.already_indexed = report.indexed, report.already_indexed
-                job.crops = report.crops
+                job.crops, job.blocked, job.alerts = report.crops, report.blocked, report.alerts
                 job.skipped.extend(report.skipped)
             else:
                 job.result = report

@@ -46,7 +46,7 @@ async def list_policies(request: Request) -> list[dict[str, Any]]:
 @router.get("/flags")
 async def list_flags(
     request: Request,
-    policy: Annotated[str | None, Query(max_length=64)] = None,
+    policy: Annotated[str | None, Query(max_length=70, description="A policy, or bank:NAME.")] = None,
     status: Annotated[FlagStatus | None, Query()] = None,
     since: Annotated[date | None, Query(description="Flagged on or after this day (UTC).")] = None,
     until: Annotated[date | None, Query(description="Flagged on or before this day (UTC).")] = None,
@@ -96,7 +96,9 @@ async def audit(
     since: date | None = None,
     until: date | None = None,
 ) -> FileResponse:
-    """Every review decision (who, when, what, note, taken down) as CSV or JSON."""
+    """The audit as CSV or JSON: every review decision (who, when, what, note, taken down) with the item it
+    was about (item id, source, uri, SHA-256, PDQ hash), the policy or bank and the score, and every change
+    to a hash bank (`record`: review or bank)."""
     folder = Path(tempfile.mkdtemp(prefix="lookalike-audit-"))
     path = folder / f"audit.{format}"
     await blocking(review.export_audit, context_of(request), str(path), since=since, until=until)

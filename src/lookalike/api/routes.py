@@ -384,6 +384,8 @@ async def job(request: Request, job_id: str) -> dict[str, Any]:
         "indexed": found.indexed,
         "already_indexed": found.already_indexed,
         "crops": found.crops,
+        "blocked": found.blocked,
+        "alerts": found.alerts,
         "skipped": [SkippedOut(uri=s.uri, reason=s.reason) for s in found.skipped],
         "error": found.error,
         "elapsed_s": round(found.elapsed_s, 3),

@@ -30,6 +30,7 @@ from lookalike.cli.common import (
     session,
     summary,
     table,
+    tagged,
 )
 from lookalike.errors import ConfigError
 
@@ -173,21 +174,24 @@ def _through_server(path: str, index_type: str, params: dict[str, Any] | None, s
 
 def print_report(report: IngestReport, detect: bool, sync: bool) -> None:
     crops = f", {report.crops} detected objects" if detect else ""
+    blocked = f" ({report.blocked} blocked)" if report.blocked else ""
     if sync:
         line = (
             f"synced: {report.added} added, {report.updated} updated, {report.replaced} replaced, "
             f"{report.deleted} deleted, {report.left} left as they were, {report.kept} kept: could not read"
-            f"{crops}, {len(report.skipped)} skipped, in {report.elapsed_s:.1f} s"
+            f"{crops}, {len(report.skipped)} skipped{blocked}, in {report.elapsed_s:.1f} s"
         )
     else:
         line = (
             f"indexed {report.indexed} new images{crops}, {report.already_indexed} already indexed, "
-            f"{len(report.skipped)} skipped, in {report.elapsed_s:.1f} s ({report.images_per_s:.1f} img/s)"
+            f"{len(report.skipped)} skipped{blocked}, in {report.elapsed_s:.1f} s ({report.images_per_s:.1f} img/s)"
         )
     out.print(line, highlight=False, markup=False)
     if report.skipped:
         rows = [[skipped.uri, skipped.reason] for skipped in report.skipped]
         table("skipped files", [("file", "left"), ("reason", "left")], rows, console=err)
+    for alert in report.alerts:
+        err.print(tagged("alert:", "bold yellow", alert))
 
 
 def report_dict(report: IngestReport) -> dict[str, Any]:
@@ -201,7 +205,9 @@ def report_dict(report: IngestReport) -> dict[str, Any]:
         "deleted": report.deleted,
         "left": report.left,
         "kept": report.kept,
+        "blocked": report.blocked,
         "skipped": [{"uri": s.uri, "reason": s.reason} for s in report.skipped],
+        "alerts": report.alerts,
         "elapsed_s": round(report.elapsed_s, 3),
         "images_per_s": round(report.images_per_s, 3),
     }

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -156,11 +156,19 @@ def flags(
             f"{p['score']:.4f}",
             str(p["status"]),
             str(p["flagged_at"])[:10],
-            str(p["uri"] or f"{p['item']} (no longer stored)"),
+            _shown(p),
         ]
         for p in payload
     ]
     table(None, columns, rows, caption=f"{len(rows)} of {total} flags")
+
+
+def _shown(flag: dict[str, Any]) -> str:
+    if flag["uri"]:
+        return str(flag["uri"])
+    if flag.get("refused"):
+        return f"refused upload from {flag['source']}: {flag['refused']}"
+    return f"{flag['item']} (no longer stored)"
 
 
 @app.command("review")
@@ -214,7 +222,9 @@ def audit(
     collection: Collection = None,
     verbose: Verbose = False,
 ) -> None:
-    """Export every review decision (who, when, what, note, taken down) to CSV or JSON."""
+    """Export the audit to CSV or JSON: every review decision (who, when, what, note, taken down) with the
+    item it was about (item id, source, uri, SHA-256, PDQ hash), the policy or bank and the score, and
+    every change to a hash bank (who lifted which block, and why)."""
     from lookalike.usecases import review
 
     first, last = parse_window(since, until)
@@ -248,6 +258,7 @@ def match_hashes(
         {
             "id": m.item.id,
             "item_id": m.item.item_id,
+            "source": m.item.source,
             "uri": m.item.uri,
             "pdq": m.pdq,
             "distance": m.distance,
@@ -261,13 +272,14 @@ def match_hashes(
         print_json(payload)
         return
     rows = [
-        [str(p["distance"]), str(p["line"]), str(p["label"]), str(p["item_id"]), str(p["uri"])]
+        [str(p["distance"]), str(p["line"]), str(p["label"]), str(p["source"]), str(p["item_id"]), str(p["uri"])]
         for p in payload
     ]
     columns = [
         ("distance", "right"),
         ("line", "right"),
         ("label", "left"),
+        ("source", "left"),
         ("item_id", "left"),
         ("uri", "left"),
     ]

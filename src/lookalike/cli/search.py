@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -207,20 +207,28 @@ def show(
     with session(verbose, db, collection, None, None) as ctx, served(ctx) as server:
         if server is not None:
             found = [server.item(id)] if id is not None else server.by_item_id(item_id or "")
+            hashes: dict[int, tuple[str, int]] = {}  # GET /items/{id} answers the stored fields
         else:
             found = [items.item(ctx, id)] if id is not None else items.by_item_id(ctx, item_id or "")
+            hashes = items.hashes(ctx, [i.id for i in found])
+    unhashed: tuple[str | None, int | None] = (None, None)
+
+    def fields_of(item: Any) -> dict[str, Any]:
+        pdq, quality = hashes.get(item.id, unhashed)
+        return {**item.metadata(), "pdq": pdq, "pdq_quality": quality}
+
     if as_json:
-        print_json([i.metadata() for i in found])  # as GET /items/{id} (and GET /items) answer
+        print_json([fields_of(i) for i in found])  # as GET /items/{id} (and GET /items) answer, with the hash
         return
     if not out.is_terminal:  # for scripts: one row per item, a column per field
-        names = list(found[0].metadata()) if found else []
-        table(
-            None, [(name, "left") for name in names], [[str(v) for v in i.metadata().values()] for i in found]
-        )
+        names = list(fields_of(found[0])) if found else []
+        table(None, [(name, "left") for name in names], [[str(v) for v in fields_of(i).values()] for i in found])
     else:
         for item in found:
             fields = item.metadata()
             fields["created_at"] = f"{item.created_at} ({day(item.created_at)})"
+            if item.id in hashes:
+                fields["pdq"] = f"{hashes[item.id][0]} (quality {hashes[item.id][1]})"
             rows = [[name, str(value)] for name, value in fields.items() if value not in ("", None)]
             table(f"item {item.id}", [("field", "left"), ("value", "left")], rows)
     if len(found) > 1:

@@ -33,6 +33,22 @@ Deleted = Callable[[list[int]], object]
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Upload:
+    """A new picture, decoded and hashed, before it is embedded or stored: what a screen judges."""
+
+    id: int
+    sha256: str
+    pdq: tuple[str, int] | None  # PDQ hash and quality, when hashes are kept
+    source: str
+    item_id: str
+    uri: str
+
+
+Screen = Callable[[list[Upload]], dict[int, str]]
+"""Returns, by id, the uploads refused and why (the hash banks' block list); the rest are stored."""
+
+
 @dataclass
 class IngestReport:
     """What an ingest did: counts, every skipped input with its reason, and the time taken.
@@ -49,12 +65,14 @@ class IngestReport:
     seen: int = 0
     indexed: int = 0
     already_indexed: int = 0
+    blocked: int = 0  # refused by a hash bank (a take-down's block list); counted among the skipped too
     crops: int = 0  # detected objects stored as their own items (--detect)
     updated: int = 0  # --sync: name or date changed, image the same (no re-embedding)
     replaced: int = 0  # --sync: a new image for a listed item, in place of an old one deleted
     deleted: int = 0  # --sync: stored pictures gone with nothing in their place (no longer listed)
     kept: int = 0  # --sync: stored pictures kept because their record could not be read this time
     skipped: list[Skipped] = field(default_factory=list)
+    alerts: list[str] = field(default_factory=list)  # hash banks' floods noticed during the run
     elapsed_s: float = 0.0
 
     @property
@@ -102,6 +120,7 @@ class _Prepared:
     decoded: list[_Unit] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     already_indexed: int = 0
+    blocked: int = 0
     updates: list[Item] = field(default_factory=list)
 
 
@@ -131,6 +150,7 @@ class Ingestor:
         on_stored: Stored | None = None,
         perceptual_hashes: bool = False,
         on_deleted: Deleted | None = None,
+        screen: Screen | None = None,
     ) -> None:
         self.embedder = embedder
         self.detector = detector
@@ -149,6 +169,8 @@ class Ingestor:
         self._hashes = perceptual_hashes
         # --sync: called with the ids a sweep deleted, once the deletion is flushed (their flags close).
         self._on_deleted = on_deleted
+        # Judges each chunk's new pictures before they are embedded: a refused one is skipped with its reason.
+        self._screen = screen
 
     def run(self, records: Iterable[Record | Skipped], progress: Progress | None = None) -> IngestReport:
         """Index every record; three stages overlap so that the encoder never waits.
@@ -189,6 +211,7 @@ class Ingestor:
                 report.indexed += sum(1 for item in items if not item.box)
                 report.seen += prepared.size
                 report.already_indexed += prepared.already_indexed
+                report.blocked += prepared.blocked
                 report.skipped.extend(prepared.skipped)
                 report.elapsed_s = time.perf_counter() - started
                 if progress:
@@ -295,9 +318,15 @@ class Ingestor:
             detected |= {first_crop[i] for i in self.store.existing_ids(list(first_crop))}
             fresh += [replace(r, whole=False) for r in reads if r.id in stored and r.id not in detected]
         # Each unit carries its read, so a failed decode drops only its own picture.
-        for read, outcome in zip(fresh, pool.map(self._decode, fresh), strict=True):
+        outcomes = list(zip(fresh, pool.map(self._decode, fresh), strict=True))
+        refused = self._screened(outcomes)
+        for read, outcome in outcomes:
             if isinstance(outcome, Skipped):
                 prepared.skipped.append(outcome)
+                self.marks.not_read(read.record)
+            elif read.id in refused:  # kept out; --sync keeps what the record had, as for an unread one
+                prepared.skipped.append(Skipped(read.record.shown, refused[read.id]))
+                prepared.blocked += 1
                 self.marks.not_read(read.record)
             else:
                 prepared.decoded.extend(outcome)
@@ -307,6 +336,17 @@ class Ingestor:
             if isinstance(entry, Skipped):  # a catalog row listed but unusable (a bad date…)
                 self.marks.not_read(entry)
         return prepared
+
+    def _screened(self, outcomes: list[tuple[_Read, list[_Unit] | Skipped]]) -> dict[int, str]:
+        """The screen's refusals of this chunk's new whole pictures (none without a screen)."""
+        if self._screen is None:
+            return {}
+        uploads = [
+            Upload(read.id, read.sha256, units[0].pdq, read.record.source, read.record.item_id, read.record.uri)
+            for read, units in outcomes
+            if read.whole and not isinstance(units, Skipped) and units
+        ]
+        return self._screen(uploads) if uploads else {}
 
     def _metadata_updates(self, reads: list[_Read]) -> list[Item]:
         """Stored pictures whose listing now gives another name, item id or date (vectors kept)."""

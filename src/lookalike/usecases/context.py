@@ -87,11 +87,13 @@ class Context:
 
             from lookalike.workflow import Workflow
 
-            path = self.settings.workflow_path()
-            if self.settings.backend is Backend.SERVER and not self.settings.workflow_db:
-                Path(path).parent.mkdir(parents=True, exist_ok=True)  # the per-user data folder
-            # Events are written for the webhook URLs configured here (a bad setting fails now).
-            self._workflow = Workflow(path, webhooks=self.settings.webhook_targets())
+            with self._building:  # one per context: it owns the banks' index (a server builds it in a thread)
+                if self._workflow is None:
+                    path = self.settings.workflow_path()
+                    if self.settings.backend is Backend.SERVER and not self.settings.workflow_db:
+                        Path(path).parent.mkdir(parents=True, exist_ok=True)  # the per-user data folder
+                    # Events are written for the webhook URLs configured here (a bad setting fails now).
+                    self._workflow = Workflow(path, webhooks=self.settings.webhook_targets())
         return self._workflow
 
     @property

@@ -8,12 +8,13 @@ from typing import TYPE_CHECKING, Any
 
 from lookalike import durable
 from lookalike.store.models import IndexType
-from lookalike.usecases import embedding, hashes, items, policies
+from lookalike.usecases import embedding, hashes, items, policies, screening
 from lookalike.usecases.context import Context
 
 if TYPE_CHECKING:
     from lookalike.ingest import FetchPolicy, IngestReport
     from lookalike.ingest.sources import Inputs, Listing
+    from lookalike.store import Item
 
 Progress = Callable[[int], None]
 
@@ -125,7 +126,14 @@ def ingest(
     # before); a policy that scores texts loads the text tower itself.
     embedder.load_image()
     # Policies are scored as each chunk is stored; a policy this model cannot score stops the run here.
-    stored = policies.on_stored(ctx)
+    scored = policies.on_stored(ctx)
+    # New pictures are screened against the hash banks before they are embedded (take-downs stay down).
+    screen = screening.Screen(ctx)
+
+    def stored(chunk: list[Item], chunk_hashes: dict[int, tuple[str, int]]) -> None:
+        scored(chunk, chunk_hashes)
+        screen.stored(chunk)
+
     store.ensure(
         embedder.dim, index=index, index_params=index_params, model=embedding.for_new_collection(ctx)
     )
@@ -144,11 +152,13 @@ def ingest(
         fetcher=(policy or ctx.policy).read,
         keep=lambda sha, data: keep(ctx.settings.uploads_path(), sha, data),
         on_stored=stored,
+        screen=screen.check,
         perceptual_hashes=True,
         # The sweep's deleted items close their open flags once the deletion is flushed.
         on_deleted=lambda ids: items.gone(ctx, ids, "deleted by index --sync"),
     )
     report = ingestor.run(listing, progress)
+    report.alerts += [alert.message for alert in screen.alerts]
     if sync:
         # Pictures stored before hashes existed get theirs now (read again, not re-embedded).
         hashes.backfill(ctx, policy=policy)

@@ -23,6 +23,13 @@ def item(ctx: Context, item_id: int) -> Item:
     return found[0]
 
 
+def hashes(ctx: Context, ids: Sequence[int]) -> dict[int, tuple[str, int]]:
+    """The stored PDQ hash and quality of these items (whole pictures hashed at ingest or by backfill)."""
+    if not ids or not Path(ctx.settings.workflow_path()).exists():
+        return {}  # no workflow database yet: nothing was hashed
+    return ctx.workflow.hashes_of(list(ids))
+
+
 def by_item_id(ctx: Context, item_id: str, *, with_vector: bool = False) -> list[Item]:
     """Every stored item (picture or crop) of one catalog item id; raises if there is none.
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from lookalike.errors import ConfigError
 from lookalike.usecases.context import Context
 from lookalike.usecases.embedding import bind
-from lookalike.workflow import Details, NewFlag, Policy
+from lookalike.workflow import Details, NewFlag, Policy, Subject
 from lookalike.workflow.waves import POLICY as WAVES
 
 if TYPE_CHECKING:
@@ -93,9 +93,18 @@ def on_stored(ctx: Context) -> Stored:
             workflow.put_hashes(hashes)
         found = [flag for name, labels in active for flag in flags_of(name, labels, items)]
         if found:
-            workflow.add_flags(found, details=item_details(items))  # the details: for webhook events
+            workflow.add_flags(found, details=item_details(items), subjects=subjects_of(items, hashes))
 
     return stored
+
+
+def subjects_of(items: Sequence[Item], hashes: Hashes | None = None) -> dict[int, Subject]:
+    """What the audit keeps of each item should it go: item id, source, uri, SHA-256, PDQ hash."""
+    hashes = hashes or {}
+    return {
+        item.id: Subject(item.item_id, item.source, item.uri, item.sha256, hashes.get(item.id, ("", 0))[0])
+        for item in items
+    }
 
 
 def scan_and_flag(
@@ -119,13 +128,16 @@ def scan_and_flag(
     added = 0
     batch: list[NewFlag] = []
     matched: list[Item] = []
+    about: dict[int, Subject] = {}
     for row in rows:
         batch.extend(NewFlag(row.item.id, name, label, row.scores[label]) for label in row.matched)
-        matched += [row.item] if row.matched else []
+        if row.matched:
+            matched.append(row.item)
+            about.update(subjects_of([row.item]))
         if len(batch) >= 1000:
-            added += ctx.workflow.add_flags(batch, details=item_details(matched))
-            batch, matched = [], []
-    added += ctx.workflow.add_flags(batch, details=item_details(matched)) if batch else 0
+            added += ctx.workflow.add_flags(batch, details=item_details(matched), subjects=about)
+            batch, matched, about = [], [], {}
+    added += ctx.workflow.add_flags(batch, details=item_details(matched), subjects=about) if batch else 0
     return total, added
 
 

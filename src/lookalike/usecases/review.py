@@ -22,18 +22,40 @@ from lookalike.errors import ConfigError
 from lookalike.queries import day_window
 from lookalike.usecases import items as items_usecase
 from lookalike.usecases.context import Context
-from lookalike.workflow import Decision, Flag, FlagStatus
+from lookalike.usecases.policies import subjects_of
+from lookalike.workflow import Decision, Flag, FlagStatus, Subject
 
 if TYPE_CHECKING:
     from lookalike.store import Item
+    from lookalike.workflow.banks import BankChange
 
-AUDIT_FIELDS = ("id", "flag", "item", "policy", "label", "decision", "reviewer", "note", "at", "took_down")
+AUDIT_FIELDS = (
+    "record",  # review: a decision on a flag; bank: a change to a hash bank (lifting a block, ...)
+    "id",
+    "at",
+    "decision",
+    "reviewer",
+    "note",
+    "took_down",
+    "flag",
+    "item",
+    "item_id",
+    "source",
+    "uri",
+    "sha256",
+    "pdq",
+    "policy",
+    "bank",
+    "label",
+    "score",  # a policy's cosine, or a bank match's PDQ distance in bits
+)
 
 
 @dataclass(frozen=True)
 class Listed:
     flag: Flag
-    item: Item | None  # None: the item is no longer stored
+    item: Item | None  # None: the item is no longer stored (or, refused, never was)
+    refused: tuple[Subject, str] | None = None  # an upload a hash bank refused: what it was, and why
 
 
 def status_of(text: str | None) -> FlagStatus | None:
@@ -67,7 +89,8 @@ def flags(
     page = workflow.flags(policy=policy, status=status, since=start, until=end, limit=limit, offset=offset)
     present = page and ctx.store.exists()
     stored = {item.id: item for item in ctx.store.get(sorted({f.item for f in page}))} if present else {}
-    return total, [Listed(flag, stored.get(flag.item)) for flag in page]
+    refused = workflow.banks.matches.refusals_of([f.id for f in page if f.item not in stored])
+    return total, [Listed(flag, stored.get(flag.item), refused.get(flag.id)) for flag in page]
 
 
 def settle(ctx: Context) -> int:
@@ -111,6 +134,12 @@ def review(
     workflow = ctx.workflow
     flag = workflow.flag(flag_id)
     details = queue.details_of(queue.items_of(ctx, [flag.item]))  # for the webhook event
+    known = workflow.subjects([flag.item]).get(flag.item)
+    stored: list[Item] = []
+    if take_down or known is None or not known.uri:  # an item flagged before subjects were kept
+        stored = ctx.store.get([flag.item]) if ctx.store.exists() else []
+        if stored:  # the audit keeps what the item is now, whatever happens to it later
+            workflow.put_subjects(subjects_of(stored, workflow.hashes_of([flag.item])))
     if not take_down:
         # Refused (ClaimedError) while another reviewer holds the flag: see usecases/queue.py.
         return workflow.review([flag.id], decision, reviewer=reviewer, note=note, details=details)
@@ -120,19 +149,51 @@ def review(
             " (lookalike delete --purge ID...): its members are not all the same picture."
         )
     # The reviewer holds the flag first (refused if another does), so nobody can decide it
-    # between the delete below and the decision.
+    # between the block, the delete and the decision.
     workflow.claims.claim(flag.id, reviewer, lease_s=ctx.settings.review_lease_s, open_only=False)
-    # Delete first: if recording then fails the flag stays open and the review can simply be
-    # repeated (deleting a deleted item is a no-op); the reverse could leave an item up that
-    # the audit says was taken down. The decision, the item's other open flags closed
-    # ("taken down with flag N") and its hash forgotten are then one transaction; should the
-    # process die before it, the next listing closes them as "item no longer stored" (settle).
+    # Block, then delete, then record. Blocked first: from then on the picture cannot come back,
+    # whatever happens next. Deleted before the decision is recorded: if recording then fails
+    # the flag stays open and the review can simply be repeated (blocking and deleting again are
+    # no-ops); the reverse could leave an item up that the audit says was taken down. The
+    # decision, the item's other open flags closed ("taken down with flag N") and its hash
+    # forgotten are one transaction; should the process die before it, the next listing closes
+    # them as "item no longer stored" (settle).
+    block = _block_of(ctx, flag.item, stored[0] if stored else None)
+    if block is not None:
+        workflow.banks.block(flag=flag.id, item=flag.item, subject=block, by=reviewer)
     family = items_usecase.picture_and_crops(ctx, flag.item)  # the picture and its crops, all of them
     items_usecase.delete(ctx, family, purge=True, reason=None)
     others = [i for i in family if i != flag.item]
     if others:  # their open flags close with the same reason the item's own get
         workflow.items_gone(others, f"taken down with flag {flag.id}")
     return workflow.take_down(flag.id, decision, reviewer=reviewer, note=note, details=details)
+
+
+def _block_of(ctx: Context, item: int, found: Item | None) -> Subject | None:
+    """What goes on the block list for a taken-down item: its SHA-256 and PDQ hash (quality 50 or more).
+
+    The hash is the one ingest kept; an item stored before hashes existed is hashed from its
+    bytes now, before they are erased. A detected crop is no picture anyone uploads: not blocked.
+    An item already gone (a repeated review) is blocked by what the audit kept of it.
+    """
+    from lookalike.workflow.banks import MIN_QUALITY
+
+    if found is None:
+        kept = ctx.workflow.subjects([item]).get(item)
+        return kept if kept is not None and kept.sha256 else None
+    if found.box:
+        return None
+    hashed = ctx.workflow.hashes_of([item]).get(item)
+    if hashed is None:
+        from lookalike.errors import ImageError
+        from lookalike.usecases import banks
+
+        try:
+            hashed = banks.hash_bytes(ctx, items_usecase.item_image(ctx, item)[0])
+        except ImageError:
+            hashed = None
+    pdq = hashed[0] if hashed is not None and hashed[1] >= MIN_QUALITY else ""
+    return Subject(found.item_id, found.source, found.uri, found.sha256, pdq)
 
 
 def _iso(ts: int) -> str:
@@ -158,9 +219,10 @@ def flag_row(row: Listed) -> dict[str, object]:
         "status": row.flag.status.value,
         "flagged_at": _iso(row.flag.created_at),
         "stored": row.item is not None,
-        "item_id": row.item.item_id if row.item else None,
-        "source": row.item.source if row.item else None,
-        "uri": row.item.uri if row.item else None,
+        "item_id": row.item.item_id if row.item else (row.refused[0].item_id if row.refused else None),
+        "source": row.item.source if row.item else (row.refused[0].source if row.refused else None),
+        "uri": row.item.uri if row.item else (row.refused[0].uri if row.refused else None),
+        "refused": row.refused[1] if row.refused else None,  # an upload refused as blocked: why
     }
 
 
@@ -186,32 +248,96 @@ def decision_row(d: Decision) -> dict[str, object]:
     }
 
 
-def audit_rows(decisions: Sequence[Decision]) -> list[dict[str, object]]:
-    return [
-        {
+def _policy_and_bank(policy: str) -> tuple[str, str]:
+    return ("", policy.removeprefix("bank:")) if policy.startswith("bank:") else (policy, "")
+
+
+def audit_rows(decisions: Sequence[Decision], changes: Sequence[BankChange] = ()) -> list[dict[str, object]]:
+    """The audit, oldest first: review decisions with the item they were about, and changes to banks."""
+    rows: list[tuple[int, int, dict[str, object]]] = []
+    for d in decisions:
+        policy, bank = _policy_and_bank(d.policy)
+        s = d.subject or Subject("", "", "", "")
+        row: dict[str, object] = {
+            "record": "review",
             "id": d.id,
-            "flag": d.flag,
-            "item": d.item,
-            "policy": d.policy,
-            "label": d.label,
+            "at": _iso(d.at),
             "decision": d.decision.value,
             "reviewer": d.reviewer,
             "note": d.note,
-            "at": _iso(d.at),
             "took_down": d.took_down,
+            "flag": d.flag,
+            "item": d.item,
+            "item_id": s.item_id,
+            "source": s.source,
+            "uri": s.uri,
+            "sha256": s.sha256,
+            "pdq": s.pdq,
+            "policy": policy,
+            "bank": bank,
+            "label": d.label,
+            "score": round(d.score, 6) if d.score is not None else None,
         }
-        for d in decisions
-    ]
+        rows.append((d.at, 0, row))
+    for c in changes:
+        s = c.subject or Subject("", "", "", c.sha256, c.pdq)
+        row = {
+            "record": "bank",
+            "id": c.id,
+            "at": _iso(c.at),
+            "decision": c.action,
+            "reviewer": c.who,
+            "note": c.note,
+            "took_down": False,
+            "flag": c.flag,
+            "item": c.item,
+            "item_id": s.item_id,
+            "source": s.source,
+            "uri": s.uri,
+            "sha256": c.sha256,
+            "pdq": c.pdq,
+            "policy": "",
+            "bank": c.bank,
+            "label": "",
+            "score": None,
+        }
+        rows.append((c.at, 1, row))
+    rows.sort(key=lambda r: (r[0], r[1], int(str(r[2]["id"]))))
+    return [row for _, _, row in rows]
+
+
+def _with_subjects(ctx: Context, decisions: list[Decision]) -> list[Decision]:
+    """Decisions recorded before subjects were kept get them from the store, if their item is still there."""
+    from dataclasses import replace
+
+    from lookalike.errors import StoreError
+
+    missing = sorted({d.item for d in decisions if d.subject is None})
+    if not missing:
+        return decisions
+    found = ctx.workflow.subjects(missing)
+    try:
+        if ctx.store.exists():
+            stored = ctx.store.get(missing)
+            found.update(subjects_of(stored, ctx.workflow.hashes_of(missing)))
+    except StoreError:
+        pass  # the collection cannot be opened now: what the workflow database knows is written
+    return [replace(d, subject=found.get(d.item)) if d.subject is None else d for d in decisions]
 
 
 def export_audit(ctx: Context, out: str, *, since: date | None = None, until: date | None = None) -> int:
-    """Write every review decision in the window to ``out`` (.csv or .json); returns how many."""
+    """Write the audit records of the window to ``out`` (.csv or .json); returns how many.
+
+    A review carries the item it was about as it was when flagged or reviewed (item id, source,
+    uri, SHA-256, PDQ hash), so a taken-down item stays described after it is gone.
+    """
     path = Path(out)
     fmt = path.suffix.lower().lstrip(".")
     if fmt not in ("csv", "json"):
         raise ConfigError(f"The audit export is .csv or .json, not {path.name!r}.")
     start, end = day_window(since, until)
-    rows = audit_rows(list(ctx.workflow.decisions(since=start, until=end)))
+    decisions = _with_subjects(ctx, list(ctx.workflow.decisions(since=start, until=end)))
+    rows = audit_rows(decisions, ctx.workflow.banks.changes(since=start, until=end))
     try:
         with durable.replacing_file(path, "w", newline="") as handle:
             if fmt == "json":

@@ -1,5 +1,5 @@
 """Workflow state beside the collection: risk policies, flags, review decisions (the audit), PDQ hashes,
-the review queue's claims, the webhook outbox and waves.
+hash banks, the review queue's claims, the webhook outbox and waves.
 
 Relational, not vectors, so it lives in SQLite next to the Milvus database rather than in Milvus.
 Milvus stays the system of record for which items exist: every reader here checks item ids
@@ -17,6 +17,7 @@ from lookalike.workflow.db import (
     FlagStatus,
     NewFlag,
     Policy,
+    Subject,
     Workflow,
 )
 from lookalike.workflow.outbox import Delivery, DeliveryStatus
@@ -34,6 +35,7 @@ __all__ = [
     "Member",
     "NewFlag",
     "Policy",
+    "Subject",
     "Wave",
     "Workflow",
 ]

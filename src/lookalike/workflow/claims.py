@@ -63,7 +63,7 @@ def check_reviewer(reviewer: str) -> str:
 class Claims:
     """Claims on the flags of one workflow database (its connection and lock, shared)."""
 
-    def __init__(self, db: sqlite3.Connection, lock: threading.Lock) -> None:
+    def __init__(self, db: sqlite3.Connection, lock: threading.RLock) -> None:
         self._db = db
         self._lock = lock
 

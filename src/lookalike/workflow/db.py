@@ -1,9 +1,13 @@
 """The SQLite side store: one file per collection, opened by every process that uses the collection.
 
-Tables: ``policies`` (label sets scored at ingest), ``flags`` (item matched a policy's label),
-``decisions`` (every review: who, when, what, note; never updated, never deleted) and ``hashes``
-(the PDQ perceptual hash of each whole picture, keyed by item id). A database from an older
-version (no side store yet, or fewer tables) opens as it is: missing tables are created.
+Tables: ``policies`` (label sets scored at ingest), ``flags`` (item matched a policy's label or a
+bank's hash), ``subjects`` (what a flag is about as it was when flagged: item id, source, uri,
+sha256, PDQ hash; kept after the item is gone, for the audit), ``decisions`` (every review: who,
+when, what, note, and the subject and score it was about; never updated, never deleted) and
+``hashes`` (the PDQ perceptual hash of each whole picture, keyed by item id); the hash banks'
+tables are in banks.py. A database from an older version (no side store yet, fewer tables or
+columns) opens as it is: missing tables are created and missing columns added (``MIGRATIONS``),
+in one transaction, whichever process opens it first.
 
 An item that goes away (deleted, swept by ``index --sync``, taken down) takes its open flags
 with it: they are *closed* with the reason, and each close is an audit record like a review,
@@ -21,16 +25,20 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lookalike.errors import ConfigError, ItemNotFoundError, StoreError
 from lookalike.workflow import claims, outbox, waves
 
 Details = Mapping[int, Mapping[str, object]]
 """What a webhook event says of an item beyond its id (item_id, source, uri, sha256), by item id."""
+
+if TYPE_CHECKING:
+    from lookalike.workflow.banks import Banks
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS policies (
@@ -66,7 +74,26 @@ CREATE TABLE IF NOT EXISTS hashes (
     pdq TEXT NOT NULL,
     quality INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS subjects (
+    item INTEGER PRIMARY KEY,
+    item_id TEXT NOT NULL,
+    source TEXT NOT NULL,
+    uri TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    pdq TEXT NOT NULL
+);
 """
+
+# Columns added since a table was first created: (table, column, declaration), applied in order
+# to a database that lacks them. Only ever appended to.
+MIGRATIONS: tuple[tuple[str, str, str], ...] = (
+    ("decisions", "item_id", "TEXT NOT NULL DEFAULT ''"),
+    ("decisions", "source", "TEXT NOT NULL DEFAULT ''"),
+    ("decisions", "uri", "TEXT NOT NULL DEFAULT ''"),
+    ("decisions", "sha256", "TEXT NOT NULL DEFAULT ''"),
+    ("decisions", "pdq", "TEXT NOT NULL DEFAULT ''"),
+    ("decisions", "score", "REAL"),
+)
 
 
 class FlagStatus(StrEnum):
@@ -89,9 +116,20 @@ class Policy:
 @dataclass(frozen=True)
 class NewFlag:
     item: int
-    policy: str
+    policy: str  # a policy's name, or "bank:NAME" for a match in a hash bank
     label: str
-    score: float
+    score: float  # a policy's cosine, or a bank match's PDQ distance in bits
+
+
+@dataclass(frozen=True)
+class Subject:
+    """What a flag is about, as it was when flagged; the audit keeps it after the item is gone."""
+
+    item_id: str
+    source: str
+    uri: str
+    sha256: str
+    pdq: str = ""
 
 
 @dataclass(frozen=True)
@@ -107,7 +145,7 @@ class Flag:
 
 @dataclass(frozen=True)
 class Decision:
-    """One review of one flag: the audit record."""
+    """One review of one flag: the audit record, with what the flag was about at the time."""
 
     id: int
     flag: int
@@ -119,6 +157,8 @@ class Decision:
     note: str
     at: int
     took_down: bool
+    subject: Subject | None = None  # None: decided before subjects were kept (or never known)
+    score: float | None = None
 
 
 class Workflow:
@@ -134,12 +174,53 @@ class Workflow:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")  # a decision acknowledged is a decision kept
             self._db.executescript(SCHEMA + claims.SCHEMA + outbox.SCHEMA + waves.SCHEMA)
+            from lookalike.workflow.banks import SCHEMA as BANK_SCHEMA
+
+            self._db.executescript(BANK_SCHEMA)
+            self._migrate()
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"Cannot open the workflow database {path}: {exc}") from exc
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self.claims = claims.Claims(self._db, self._lock)
         self.outbox = outbox.Outbox(self._db, self._lock, webhooks)
         self.waves = waves.Waves(self._db, self._lock)
+        self._banks: Banks | None = None
+
+    def _migrate(self) -> None:
+        """Add the columns an older database lacks, in one transaction (two processes may open it at once)."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            for table, column, declaration in MIGRATIONS:
+                present = {str(row[1]) for row in self._db.execute(f"PRAGMA table_info({table})")}
+                if column not in present:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+    @property
+    def banks(self) -> Banks:
+        """The hash banks and block list kept in this database (banks.py)."""
+        if self._banks is None:
+            from lookalike.workflow.banks import Banks
+
+            with self._lock:
+                if self._banks is None:
+                    self._banks = Banks(self)
+        return self._banks
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """The connection inside one write transaction, lock held: committed on exit, rolled back on error."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
 
     def close(self) -> None:
         with self._lock:
@@ -186,14 +267,20 @@ class Workflow:
     # flags
 
     def add_flags(
-        self, flags: Sequence[NewFlag], *, at: int | None = None, details: Details | None = None
+        self,
+        flags: Sequence[NewFlag],
+        *,
+        at: int | None = None,
+        details: Details | None = None,
+        subjects: Mapping[int, Subject] | None = None,
     ) -> int:
         """Record matches; an item already flagged for the same policy and label keeps its flag.
 
         A flag closed because its item went away opens again when the item is stored and
         flagged again (the same picture indexed anew): nobody has reviewed it yet. Each flag
         raised (new or opened again) writes a ``flag.created`` webhook event in the same
-        transaction; ``details`` are what the event says of each item.
+        transaction; ``details`` are what the event says of each item. ``subjects`` (by item)
+        are what the audit shows of each item once it is gone.
         """
         when = int(time.time()) if at is None else at
         with self._lock:
@@ -202,6 +289,7 @@ class Workflow:
                 raised = [flag for flag in map(self._raise, flags, [when] * len(flags)) if flag is not None]
                 for flag in raised:
                     self.outbox.enqueue("flag.created", outbox.flag_event(flag, details), when=when)
+                self._put_subjects({f.item: subjects[f.item] for f in flags if subjects and f.item in subjects})
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -222,6 +310,36 @@ class Workflow:
         if row is None:
             return None
         return Flag(int(row[0]), flag.item, flag.policy, flag.label, float(flag.score), when, FlagStatus.OPEN)
+
+    def put_subjects(self, subjects: Mapping[int, Subject]) -> None:
+        """Remember what items are (a review refreshes them just before it decides)."""
+        with self._lock:
+            self._put_subjects(subjects)
+
+    def _put_subjects(self, subjects: Mapping[int, Subject]) -> None:
+        self._db.executemany(
+            "INSERT OR REPLACE INTO subjects (item, item_id, source, uri, sha256, pdq) VALUES (?,?,?,?,?,?)",
+            [(i, s.item_id, s.source, s.uri, s.sha256, s.pdq) for i, s in subjects.items()],
+        )
+
+    def subjects(self, items: Sequence[int]) -> dict[int, Subject]:
+        """What these items were when last flagged or reviewed; an item never described has only its
+        PDQ hash (if one is kept), and an item with neither is left out."""
+        found: dict[int, Subject] = {}
+        unique = sorted(set(items))
+        for start in range(0, len(unique), 500):
+            batch = unique[start : start + 500]
+            marks = ",".join("?" * len(batch))
+            rows = self._query(
+                "SELECT s.item, s.item_id, s.source, s.uri, s.sha256, COALESCE(NULLIF(s.pdq, ''), h.pdq, '')"
+                f" FROM subjects s LEFT JOIN hashes h ON h.item = s.item WHERE s.item IN ({marks})",
+                batch,
+            )
+            found.update({int(r[0]): Subject(*(str(v) for v in r[1:])) for r in rows})
+            hashed = self._query(f"SELECT item, pdq FROM hashes WHERE item IN ({marks})", batch)
+            for item, pdq in hashed:
+                found.setdefault(int(item), Subject("", "", "", "", str(pdq)))
+        return found
 
     def flags(
         self,
@@ -284,8 +402,11 @@ class Workflow:
         )
 
     def open_items(self) -> list[int]:
-        """The items that have an open flag."""
-        return [int(row[0]) for row in self._query("SELECT DISTINCT item FROM flags WHERE status = 'open'")]
+        """The items that have an open flag (a refused upload's flag is about an item never stored: left out)."""
+        rows = self._query(
+            "SELECT DISTINCT item FROM flags WHERE status = 'open' AND id NOT IN (SELECT flag FROM refusals)"
+        )
+        return [int(row[0]) for row in rows]
 
     def flag(self, flag_id: int) -> Flag:
         found = self.flags_by_id([flag_id])
@@ -372,7 +493,8 @@ class Workflow:
         details: Details | None = None,
     ) -> list[Decision]:
         """Record a takedown once its item is deleted: the flag decided, the item's other open
-        flags closed ("taken down with flag N"), its hash forgotten; one transaction."""
+        flags closed ("taken down with flag N"), its hash forgotten; one transaction. (The picture
+        went on the block list before the item was deleted: ``Banks.block``.)"""
         if decision is not FlagStatus.CONFIRMED:
             raise ConfigError("Only a confirmed flag can take its item down.")
         when = int(time.time()) if at is None else at
@@ -418,14 +540,17 @@ class Workflow:
         took_down: bool,
         details: Details | None = None,
     ) -> list[Decision]:
-        """Set the flags' status and append one audit record each (lock held, inside a transaction);
+        """Set the flags' status and append one audit record each, with the subject it was about
+        (read here, before a takedown forgets the item's hash; lock held, inside a transaction);
         their claims go, and each decision writes its ``flag.decided`` webhook event."""
         ids = []
+        subjects = self.subjects([f.item for f in flags])
         for flag in flags:
+            subject = subjects.get(flag.item) or Subject("", "", "", "")
             self._db.execute("UPDATE flags SET status = ? WHERE id = ?", (str(decision), flag.id))
             cursor = self._db.execute(
                 "INSERT INTO decisions (flag, item, policy, label, decision, reviewer, note, at,"
-                " took_down) VALUES (?,?,?,?,?,?,?,?,?)",
+                " took_down, item_id, source, uri, sha256, pdq, score) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     flag.id,
                     flag.item,
@@ -436,11 +561,30 @@ class Workflow:
                     note,
                     when,
                     int(took_down),
+                    subject.item_id,
+                    subject.source,
+                    subject.uri,
+                    subject.sha256,
+                    subject.pdq,
+                    float(flag.score),
                 ),
             )
             ids.append(int(cursor.lastrowid or 0))
         records = [
-            Decision(i, f.id, f.item, f.policy, f.label, decision, reviewer, note, when, took_down)
+            Decision(
+                i,
+                f.id,
+                f.item,
+                f.policy,
+                f.label,
+                decision,
+                reviewer,
+                note,
+                when,
+                took_down,
+                subjects.get(f.item),
+                float(f.score),
+            )
             for i, f in zip(ids, flags, strict=True)
         ]
         self.claims.drop([f.id for f in flags])
@@ -481,11 +625,13 @@ class Workflow:
             args.append(until)
         where = " WHERE " + " AND ".join(clauses) if clauses else ""
         sql = (
-            "SELECT id, flag, item, policy, label, decision, reviewer, note, at, took_down"
-            f" FROM decisions{where} ORDER BY id"
+            "SELECT id, flag, item, policy, label, decision, reviewer, note, at, took_down,"
+            f" item_id, source, uri, sha256, pdq, score FROM decisions{where} ORDER BY id"
         )
         for row in self._query(sql, args):
-            id_, flag, item, policy, label, decision, reviewer, note, at, took = row
+            id_, flag, item, policy, label, decision, reviewer, note, at, took = row[:10]
+            item_id, source, uri, sha256, pdq, score = row[10:]
+            known = any((item_id, source, uri, sha256, pdq))
             yield Decision(
                 int(id_),
                 int(flag),
@@ -497,6 +643,8 @@ class Workflow:
                 str(note),
                 int(at),
                 bool(took),
+                Subject(str(item_id), str(source), str(uri), str(sha256), str(pdq)) if known else None,
+                float(score) if score is not None else None,
             )
 
     # perceptual hashes
@@ -517,6 +665,17 @@ class Workflow:
     def hashes(self) -> dict[int, tuple[str, int]]:
         rows = self._query("SELECT item, pdq, quality FROM hashes")
         return {int(i): (str(p), int(q)) for i, p, q in rows}
+
+    def hashes_of(self, items: Sequence[int]) -> dict[int, tuple[str, int]]:
+        """The PDQ hash and quality of these items (those that have one)."""
+        found: dict[int, tuple[str, int]] = {}
+        unique = sorted(set(items))
+        for start in range(0, len(unique), 500):
+            batch = unique[start : start + 500]
+            marks = ",".join("?" * len(batch))
+            rows = self._query(f"SELECT item, pdq, quality FROM hashes WHERE item IN ({marks})", batch)
+            found.update({int(i): (str(p), int(q)) for i, p, q in rows})
+        return found
 
     def forget_hashes(self, items: Sequence[int]) -> None:
         with self._lock:

@@ -140,7 +140,7 @@ def _finite(value: Any) -> Any:
 class Outbox:
     """The events and deliveries of one workflow database (its connection and lock, shared)."""
 
-    def __init__(self, db: sqlite3.Connection, lock: threading.Lock, urls: Sequence[str] = ()) -> None:
+    def __init__(self, db: sqlite3.Connection, lock: threading.RLock, urls: Sequence[str] = ()) -> None:
         self._db = db
         self._lock = lock
         self.urls = tuple(urls)

@@ -76,7 +76,7 @@ class Outcome:
 class Waves:
     """The waves of one workflow database (its connection and lock, shared)."""
 
-    def __init__(self, db: sqlite3.Connection, lock: threading.Lock) -> None:
+    def __init__(self, db: sqlite3.Connection, lock: threading.RLock) -> None:
         self._db = db
         self._lock = lock
 
