@@ -181,7 +181,7 @@ def test_the_command_line_goes_through_the_server_holding_the_database(
         assert decided.returncode == 0 and f"flag {flag} dismissed by ana" in decided.stdout, decided.stderr
         audit = tmp_path / "audit.json"
         written = lookalike(env, "audit", "--out", str(audit))
-        assert written.returncode == 0 and "1 decisions written" in written.stdout, written.stderr
+        assert written.returncode == 0 and "1 audit records written" in written.stdout, written.stderr
         assert json.loads(audit.read_text()) == api.get("/audit", params={"format": "json"}).json()
 
         exported = lookalike(env, "export", str(tmp_path / "all.parquet"))

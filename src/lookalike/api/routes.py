@@ -233,7 +233,8 @@ def _box(text: str | None) -> tuple[int, int, int, int] | None:
 @router.get("/items/{item_id}", response_model=ItemOut, tags=["items"])
 async def item(request: Request, item_id: str = ItemId) -> dict[str, Any]:
     found = await blocking(items.item, context_of(request), _item_id(item_id))
-    return found.metadata()
+    (shown,) = await blocking(items.shown, context_of(request), [found])
+    return shown
 
 
 @router.get("/items", response_model=list[ItemOut], tags=["items"])
@@ -246,7 +247,7 @@ async def items_of(
     if problem is not None:
         raise HTTPException(422, problem)
     found = await blocking(items.by_item_id, context_of(request), item_id)
-    return [i.metadata() for i in found]
+    return await blocking(items.shown, context_of(request), found)
 
 
 @router.get(

@@ -96,6 +96,8 @@ class ItemOut(BaseModel):
     box: str = ""
     label: str = ""
     det_score: float = 0.0
+    pdq: str | None = Field(default=None, description="The picture's PDQ hash (hex), if it was hashed.")
+    pdq_quality: int | None = Field(default=None, description="The PDQ hash's quality (0-100).")
 
 
 class IndexRequest(BaseModel):

@@ -233,7 +233,7 @@ def audit(
             written = server.audit(report, since=first, until=last)
         else:
             written = review.export_audit(ctx, str(report), since=first, until=last)
-    out.print(f"{written} decisions written to {report}")
+    out.print(f"{written} audit records written to {report}")
 
 
 @app.command("match-hashes")

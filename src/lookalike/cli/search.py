@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -204,31 +204,31 @@ def show(
     with errors(verbose):
         if (id is None) == (item_id is None):
             raise typer.BadParameter("give exactly one: an ID argument or --item-id")
+    from lookalike.remote.client import item_of
+
     with session(verbose, db, collection, None, None) as ctx, served(ctx) as server:
         if server is not None:
-            found = [server.item(id)] if id is not None else server.by_item_id(item_id or "")
-            hashes: dict[int, tuple[str, int]] = {}  # GET /items/{id} answers the stored fields
+            shown = server.shown(id, item_id)
+            found = [item_of(fields) for fields in shown]
         else:
             found = [items.item(ctx, id)] if id is not None else items.by_item_id(ctx, item_id or "")
-            hashes = items.hashes(ctx, [i.id for i in found])
-    unhashed: tuple[str | None, int | None] = (None, None)
-
-    def fields_of(item: Any) -> dict[str, Any]:
-        pdq, quality = hashes.get(item.id, unhashed)
-        return {**item.metadata(), "pdq": pdq, "pdq_quality": quality}
-
+            shown = items.shown(ctx, found)  # the stored fields and the PDQ hash
     if as_json:
-        print_json([fields_of(i) for i in found])  # as GET /items/{id} (and GET /items) answer, with the hash
+        print_json(shown)  # as GET /items/{id} (and GET /items) answer
         return
     if not out.is_terminal:  # for scripts: one row per item, a column per field
-        names = list(fields_of(found[0])) if found else []
-        table(None, [(name, "left") for name in names], [[str(v) for v in fields_of(i).values()] for i in found])
+        names = list(shown[0]) if shown else []
+        table(
+            None,
+            [(name, "left") for name in names],
+            [["" if v is None else str(v) for v in f.values()] for f in shown],
+        )
     else:
-        for item in found:
-            fields = item.metadata()
+        for item, fields in zip(found, shown, strict=True):
+            fields = dict(fields)
             fields["created_at"] = f"{item.created_at} ({day(item.created_at)})"
-            if item.id in hashes:
-                fields["pdq"] = f"{hashes[item.id][0]} (quality {hashes[item.id][1]})"
+            if fields.get("pdq"):
+                fields["pdq"] = f"{fields.pop('pdq')} (quality {fields.pop('pdq_quality')})"
             rows = [[name, str(value)] for name, value in fields.items() if value not in ("", None)]
             table(f"item {item.id}", [("field", "left"), ("value", "left")], rows)
     if len(found) > 1:

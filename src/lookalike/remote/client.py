@@ -92,6 +92,12 @@ class Client:
         """GET /items/{id}."""
         return item_of(self._json("GET", f"/items/{item_id}"))
 
+    def shown(self, item_id: int | None, catalog_id: str | None) -> list[dict[str, Any]]:
+        """GET /items/{id} or GET /items?item_id=…, as answered (the PDQ hash included)."""
+        if item_id is not None:
+            return [self._json("GET", f"/items/{item_id}")]
+        return list(self._json("GET", "/items", params={"item_id": catalog_id or ""}))
+
     def by_item_id(self, item_id: str) -> list[Item]:
         """GET /items?item_id=…: every stored picture (and crop) of a catalog item."""
         return [item_of(found) for found in self._json("GET", "/items", params={"item_id": item_id})]

@@ -30,6 +30,20 @@ def hashes(ctx: Context, ids: Sequence[int]) -> dict[int, tuple[str, int]]:
     return ctx.workflow.hashes_of(list(ids))
 
 
+def shown(ctx: Context, found: Sequence[Item]) -> list[dict[str, object]]:
+    """Items as ``GET /items/{id}`` answers and ``show --json`` prints them: the stored fields and
+    the PDQ hash and its quality (None where the picture was not hashed)."""
+    known = hashes(ctx, [i.id for i in found])
+    return [
+        {
+            **i.metadata(),
+            "pdq": known[i.id][0] if i.id in known else None,
+            "pdq_quality": known[i.id][1] if i.id in known else None,
+        }
+        for i in found
+    ]
+
+
 def by_item_id(ctx: Context, item_id: str, *, with_vector: bool = False) -> list[Item]:
     """Every stored item (picture or crop) of one catalog item id; raises if there is none.
 
