@@ -21,7 +21,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 
 from lookalike.store import readindex, segments
 from lookalike.store.models import IndexType
-from lookalike.store.partitions import partition_for
+from lookalike.store.partitions import month_start, next_month, partition_for
 from lookalike.store.readindex import ReadIndex
 from lookalike.store.vectorfile import VectorFile
 from tests.seeds import seeded
@@ -107,22 +107,31 @@ def test_a_flat_store_never_grows_graphs_at_a_flush(tmp_path: Path) -> None:
     assert not any(s.is_graph for s in index.snapshot.shards["m2024_01"])
 
 
-def test_months_searched_on_several_cores_answer_as_one_after_another(
+def test_months_share_one_graph_and_a_window_walks_only_its_months_rows(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     index = ReadIndex(tmp_path / "idx", DIM, IndexType.HNSW, {"M": 8, "efConstruction": 40})
-    items = [make_item(i, month=i % 5) for i in range(1, 301)]  # five graphs of 60 rows
+    items = [make_item(i, month=i % 5) for i in range(1, 301)]  # five months of 60 rows
+    tails = [make_item(i, month=i % 5) for i in range(301, 311)]
     _apply(index, items, [], 1)
-    _apply(index, [make_item(i, month=i % 5) for i in range(301, 311)], [4, 9], 2)  # and flat tails
-    assert sum(s.is_graph for _, s in index.snapshot.segments()) == 5
-    monkeypatch.setattr(readindex.os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
+    _apply(index, tails, [4, 9], 2)  # and flat tails
+    views = [s for _, s in index.snapshot.segments() if s.is_graph]
+    assert len(views) == 5 and len({s.name for s in views}) == 1  # one graph, a view of it per month
+    assert [s.members for s in views] == [60] * 5 and sum(s.live for s in views) == 298
+    model = Model()
+    model.upsert([*items, *tails])
+    model.delete([4, 9])
+    march = month_start(partition_for(make_item(1, month=2).created_at))
+    assert march is not None
+    window = {"since": march, "until": next_month(march)}
     queries = [vector(i * 1000 + 1) for i in (1, 57, 123, 299, 305)]
-    shared = [[(h.score, h.item) for h in index.search(q[None, :], 7)[0]] for q in queries]
-    assert readindex._POOL is not None  # the months were shared between threads
-    monkeypatch.setattr(readindex, "_ONE_BLAS_THREAD", True)  # a server: one after another
-    alone = [[(h.score, h.item) for h in index.search(q[None, :], 7)[0]] for q in queries]
-    assert shared == alone and all(len(hits) == 7 for hits in shared)
-    assert {h[1].id for hits in shared for h in hits}.isdisjoint({4, 9})
+    for query in queries:
+        assert [h.item.id for h in index.search(query[None, :], 7, ef=500)[0]] == _exact(model, query, 7)
+        hits = index.search(query[None, :], 7, ef=500, **window)[0]
+        assert [h.item.id for h in hits] == model.top(query, 7, **window)
+    monkeypatch.setattr(readindex, "_ONE_BLAS_THREAD", True)  # a server: the same answers
+    for query in queries:
+        assert [h.item.id for h in index.search(query[None, :], 7, ef=500)[0]] == _exact(model, query, 7)
 
 
 class ShardMachine(RuleBasedStateMachine):

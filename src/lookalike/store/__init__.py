@@ -29,13 +29,15 @@ def open_store(
     password: str = "",
     timeout_s: float = 30.0,
     tls: dict[str, str] | None = None,
+    read_files: bool = False,
 ) -> LiteStore | ServerStore:
     """The store for a Milvus Lite path or a Milvus server URI (nothing is opened yet).
 
     Milvus Lite lets one process hold a database, and its read index has one owner: every caller
     in this process that opens the same Lite database and collection (the command, the server,
     its jobs) gets the same ``LiteStore``, and each ``close()`` lets go of it once; the last one
-    closes it.
+    closes it. ``read_files``: a Lite store made now reads Milvus Lite's files until the first write
+    or doubt instead of starting it (``LiteStore``); for a process with no other client of the database.
     """
     if is_server_uri(uri):
         return ServerStore(
@@ -44,7 +46,7 @@ def open_store(
     if not uri.endswith(".db"):
         return LiteStore(uri, collection, timeout_s=timeout_s)  # refuses it, with the reason
     key = (os.path.abspath(lite_path(uri)), collection)
-    return shared(key, lambda: LiteStore(uri, collection, timeout_s=timeout_s))
+    return shared(key, lambda: LiteStore(uri, collection, timeout_s=timeout_s, read_files=read_files))
 
 
 __all__ = [

@@ -333,6 +333,9 @@ class BaseStore:
     def info(self) -> CollectionInfo:
         """Counts per partition and per source."""
         self._ensure_loaded()
+        return self._info()
+
+    def _info(self) -> CollectionInfo:
         parts = self.partition_stats()
         index_type, params = self.index()
         return CollectionInfo(

@@ -11,6 +11,9 @@ Every rule that keeps the two equal lives here:
   a change nothing explains (a foreign program) rebuilds the partitions whose counts differ,
   or all of them. Either way one log line says so.
 - Writes are serialised; reads run on an immutable snapshot, so a search sees one state.
+- A process that only reads does not start Milvus Lite: holding the database's lock shared, it
+  reads the generation and partitions from Milvus Lite's own files (``litefiles.py``) where they
+  prove the saved read index current, and Milvus Lite opens on the first write or the first doubt.
 """
 
 from __future__ import annotations
@@ -27,7 +30,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from lookalike import durable
 from lookalike.errors import ConfigError, DatabaseInUseError, StoreError
+from lookalike.store import litefiles, liteprocess
 from lookalike.store.base import (
     ID_BATCH,
     INDEX_PROPERTY,
@@ -38,7 +43,7 @@ from lookalike.store.base import (
 )
 from lookalike.store.journal import Journal, chained
 from lookalike.store.liteprocess import connect, let_go, lock_holder, release, return_free_memory
-from lookalike.store.models import Hit, IndexType, Item, PartitionStats
+from lookalike.store.models import CollectionInfo, Hit, IndexType, Item, PartitionStats
 from lookalike.store.partitions import month_name, month_start, next_month
 from lookalike.store.readindex import ReadIndex
 
@@ -58,7 +63,12 @@ class LiteStore(BaseStore):
 
     is_lite = True
 
-    def __init__(self, uri: str, collection: str, *, timeout_s: float = 30.0) -> None:
+    def __init__(
+        self, uri: str, collection: str, *, timeout_s: float = 30.0, read_files: bool = False
+    ) -> None:
+        """``read_files``: until the first write or doubt, read Milvus Lite's files instead of starting it,
+        holding the database's lock shared (a pymilvus client opened in the same process meanwhile
+        would find the database locked, so a process with other clients of it leaves this off)."""
         if not uri.endswith(".db"):
             raise ConfigError(
                 f"--db {uri!r} is neither a Milvus Lite file (a path ending in .db, e.g. ./lookalike.db) "
@@ -74,6 +84,9 @@ class LiteStore(BaseStore):
         self._unflushed = 0
         self._writing = 0
         self._purge: set[str] = set()
+        self._files: litefiles.LiteFiles | None = None
+        self._files_hold: liteprocess.Files | None = None
+        self._files_tried = not read_files
 
     """Partitions whose Milvus files may still hold deleted rows (rewritten by compact)."""
 
@@ -112,8 +125,71 @@ class LiteStore(BaseStore):
 
     def generation(self) -> tuple[int, tuple[str, ...]]:
         """Milvus' next sequence number and its partitions: any write changes one of them."""
+        files = self._on_files()
+        if files is not None:
+            return files.generation, files.partitions
         engine = self._engine()
         return int(engine._next_seq), tuple(engine.list_partitions())
+
+    def _on_files(self) -> litefiles.LiteFiles | None:
+        """Milvus Lite's state as its files hold it, while this process reads them without having started
+        Milvus Lite (tried once per store); None once it has (its collection answers from then on)."""
+        if self._client is not None:
+            return None
+        hold = self._files_hold
+        if hold is not None:
+            if liteprocess.held(hold):
+                return self._files
+            self._leave_files()  # Milvus Lite started here for another store of this database
+            return None
+        with self._lock:
+            if self._files_tried or self._client is not None:
+                return self._files
+            self._files_tried = True
+            hold = liteprocess.hold_files(self._path)
+            if hold is None:
+                return None
+            files = litefiles.read(self._path, self.collection)
+            if files is None:
+                liteprocess.let_go_files(self._path, hold)
+                return None
+            self._files, self._files_hold = files, hold
+            return files
+
+    def _leave_files(self) -> None:
+        with self._lock:
+            hold, self._files_hold, self._files = self._files_hold, None, None
+            if hold is not None:
+                liteprocess.let_go_files(self._path, hold)
+
+    def _writable(self) -> ReadIndex:
+        """The read index, checked against Milvus Lite's own collection: a process that had only read
+        its files starts Milvus Lite now (a write needs it), and any difference is repaired first."""
+        if self._client is None:
+            self._leave_files()
+            self.client  # noqa: B018 - starts Milvus Lite
+        return self.read_index()
+
+    def require(self) -> None:
+        if self._on_files() is None:
+            super().require()
+
+    def _describe(self) -> dict[str, Any]:
+        if self._description is None:
+            files = self._on_files()
+            if files is not None:
+                self._description = dict(files.description)
+        return super()._describe()
+
+    def partitions(self) -> list[str]:
+        files = self._on_files()
+        if files is not None:
+            return list(files.partitions)
+        return super().partitions()
+
+    def info(self) -> CollectionInfo:
+        """Counts per partition and per source, from the read index (nothing to load in Milvus Lite)."""
+        return self._info()
 
     @property
     def key(self) -> tuple[str, str]:
@@ -134,6 +210,7 @@ class LiteStore(BaseStore):
             if self._read is not None:
                 self._read.release()  # now, not in a timer: the files of what it replaced go too
             self._read = None
+            self._leave_files()
             super().close()
             if opened:
                 release(self._path)
@@ -188,10 +265,14 @@ class LiteStore(BaseStore):
         with self._lock:
             opening = self._read is None
             if self._read is None:
-                self._ensure_loaded()
+                if self._on_files() is None:
+                    self._ensure_loaded()
                 index_type, params = self.index()
                 read = ReadIndex(self._folder(), self.dim(), index_type, params)
                 state = read.load()
+                if self._on_files() is not None and not self._proven(read, state):
+                    self._leave_files()
+                    self._ensure_loaded()  # Milvus Lite opens, and decides what the read index lacks
                 self._read = read
                 self._purge = set((state or {}).get("purge", []))
                 self._finish_purges()
@@ -202,6 +283,28 @@ class LiteStore(BaseStore):
             if opening:
                 self._finish_erasure()
             return self._read
+
+    def _proven(self, read: ReadIndex, state: dict[str, Any] | None) -> bool:
+        """Whether Milvus Lite's files alone prove the saved read index current: its generation and
+        partitions, and nothing of lookalike's own left unfinished (a journaled write, an erasure, a
+        temporary file). Anything else is decided with Milvus Lite open."""
+        from lookalike.store.erasure import PLAN
+
+        files = self._on_files()
+        if files is None or state is None:
+            return False
+        snapshot = read.snapshot
+        if snapshot.generation != files.generation or not set(snapshot.shards) <= set(files.partitions):
+            return False
+        if self._journal.since(snapshot.generation):
+            return False
+        folder = self._folder()
+        leftovers = [
+            p.name
+            for p in folder.iterdir()
+            if p.name.startswith("purge-") or p.name == PLAN or p.name.endswith(durable.TEMPORARY_SUFFIX)
+        ]
+        return not leftovers
 
     @contextmanager
     def writing(self) -> Iterator[None]:
@@ -299,7 +402,7 @@ class LiteStore(BaseStore):
         self.require()
         prepared = list({item.id: item for item in self._prepare(items)}.values())
         with self._lock:
-            read = self.read_index()
+            read = self._writable()
             where = read.locate([item.id for item in prepared])
             by_partition = group_by_partition(prepared)
             moved: dict[str, list[int]] = {}
@@ -342,7 +445,7 @@ class LiteStore(BaseStore):
             return 0
         self.require()
         with self._lock:
-            read = self.read_index()
+            read = self._writable()
             where = read.locate(ids)
             if not where:
                 return 0
@@ -397,7 +500,7 @@ class LiteStore(BaseStore):
         """Drop whole partitions and their items: one shard each leaves the read index."""
         self.require()
         with self._lock:
-            read = self.read_index()
+            read = self._writable()
             with self.writing():
                 for name in names:
                     self._drop_milvus_partition(name)

@@ -7,6 +7,13 @@ beside the ``.db`` folder, one shard per monthly partition, each shard a few imm
 segments with tombstones. ``LiteStore`` alone writes it; it is stamped with the Milvus
 generation it matches and can always be rebuilt from Milvus. Deleting its folder is safe.
 
+A shard's segments are views of bodies of rows (see ``segments``): new rows sit in flat bodies of
+their month, and are moved into one HNSW graph shared by every month, so that a search walks one
+graph however many months it covers (a second, smaller graph of recent rows saves copying the large
+one for every few thousand rows). A window of whole months selects their rows of that graph; a
+narrow one is scored row by row. Each graph is walked as broadly as its measured breadth says
+(``breadth``): the recall@10 promised, default 0.99, holds for the data it holds.
+
 Readers take a snapshot (an immutable mapping of shards) and never lock; writers build new
 segments and publish a new snapshot in one assignment.
 """
@@ -14,29 +21,43 @@ segments and publish a new snapshot in one assignment.
 from __future__ import annotations
 
 import json
-import os
+import logging
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import pyarrow as pa
 
 from lookalike import durable
 from lookalike.durable import crash_point
 from lookalike.store import segments as segment_tiers
+from lookalike.store.breadth import K, Tune, measure
 from lookalike.store.models import Hit, IndexType, Item
 from lookalike.store.partitions import month_start, next_month
-from lookalike.store.rows import from_arrow
-from lookalike.store.segments import SEAL_ROWS, Segment, candidates, extend, merge
+from lookalike.store.segments import (
+    FP16_ERROR,
+    SEAL_ROWS,
+    Mask,
+    Segment,
+    candidates,
+    extend,
+    merge,
+    scrub,
+)
+
+log = logging.getLogger(__name__)
 
 KEPT_BY_STORE = ("purge-", "erase-")
 """Files of the store's erasure beside the segments, which a save leaves alone."""
-FORMAT_VERSION = 4  # 3: shards of segments with tombstones; 4: graphs over fp16, float32 beside
+FORMAT_VERSION = 5
+"""3: shards of segments with tombstones; 4: graphs over fp16, float32 beside; 5: one graph shared by
+the months (views), with its measured breadth."""
+DEFAULT_RECALL = 0.99
+MAX_GRAPHS = 2
+"""Graphs in a snapshot: the large one and one of recent rows (a third is folded into the large one)."""
 MAX_SEGMENTS = 8
 """Segments per shard before the smallest are merged (each merge rebuilds only what it merges)."""
 MERGE_FACTOR = 4
@@ -51,13 +72,18 @@ an ingest kept its tail flat, and at 100K over twelve months the tails were half
 SEAL_LEAST = 256
 MAX_FLAT = 1
 """Flat segments of new rows per HNSW shard: a second one is concatenated with the first (a copy of
-fewer than ``SEAL_ROWS`` rows), so a search walks at most one graph and one matrix per month."""
+fewer than ``SEAL_ROWS`` rows), so a search scores at most one matrix per month beside the graphs."""
+
+Bits = tuple[Mask | None, int, Any]
+"""Rows a search may answer (None: every row of the body), their count, and their packed bits."""
 
 
 @dataclass(frozen=True)
 class Snapshot:
     shards: Mapping[str, tuple[Segment, ...]]
     generation: int
+    cache: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
+    """What searches of this snapshot derive from it once (it never changes): masks and their bits."""
 
     def segments(self, partitions: Sequence[str] | None = None) -> Iterator[tuple[str, Segment]]:
         for name in sorted(self.shards) if partitions is None else partitions:
@@ -66,6 +92,30 @@ class Snapshot:
 
     def rows(self) -> dict[str, int]:
         return {name: sum(s.live for s in segs) for name, segs in self.shards.items()}
+
+    def bodies(self) -> dict[str, list[Segment]]:
+        """Every view of each body, by the body's name, bodies in shard order."""
+        found = self.cache.get("bodies")
+        if found is None:
+            found = {}
+            for _, segment in self.segments():
+                found.setdefault(segment.name, []).append(segment)
+            self.cache["bodies"] = found
+        return found
+
+    def bits(self, views: Sequence[Segment]) -> Bits:
+        """The live rows of these views of one body, made once per snapshot and set of views."""
+        key = (views[0].name, *(view.shard for view in views))
+        found = self.cache.get(key)
+        if found is None:
+            alive = views[0].alive.copy() if len(views) > 1 else views[0].alive
+            for view in views[1:]:
+                alive |= view.alive
+            kept = sum(view.live for view in views)
+            whole = kept == len(views[0])
+            bits = None if whole else np.packbits(alive, bitorder="little")
+            found = self.cache[key] = (None if whole else alive, kept, bits)
+        return found
 
 
 FEW_QUERIES = 16
@@ -89,41 +139,8 @@ def use_one_blas_thread() -> Any:
     return limit
 
 
-_POOL: ThreadPoolExecutor | None = None
-_POOL_LOCK = threading.Lock()
-
 Part = tuple[npt.NDArray[np.float32], npt.NDArray[np.int64], Segment]
-
-
-def _each(search: Callable[[Segment], Part], segments: list[Segment], queries: int) -> list[Part]:
-    """``search`` over each segment, in order: split between the cores for a single query on a
-    process of its own (a CLI command), one after another in a server or for a batch of queries.
-
-    FAISS lets go of the GIL while it walks a graph, and a month's graph is walked for every query
-    over all months: twelve walks at 100K took 4.5 ms on one core and 2.6 ms on two.
-    """
-    graphs = sum(s.is_graph for s in segments)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    if _ONE_BLAS_THREAD or queries > 1 or cores < 2 or graphs < 2:
-        return [search(segment) for segment in segments]
-    global _POOL
-    with _POOL_LOCK:
-        if _POOL is None:
-            _POOL = ThreadPoolExecutor(min(cores, 4) - 1, thread_name_prefix="lookalike-shards")
-        pool = _POOL
-    shares = min(cores, 4)
-    # Graphs dealt round-robin (they cost alike), flat segments stay with this thread.
-    work = [s for s in segments if s.is_graph]
-    mine = work[0::shares] + [s for s in segments if not s.is_graph]
-
-    def run(part: list[Segment]) -> list[Part]:
-        return [search(segment) for segment in part]
-
-    theirs = [pool.submit(run, work[i::shares]) for i in range(1, shares)]
-    found = {id(part[2]): part for part in run(mine)}
-    for future in theirs:
-        found.update((id(part[2]), part) for part in future.result())
-    return [found[id(segment)] for segment in segments]
+"""A body's answer to a search: scores, rows (-1 pads) and one of its views (for its columns)."""
 
 
 def _blas() -> Any:
@@ -135,14 +152,90 @@ def _blas() -> Any:
     return _CONTROLLER
 
 
-def _hits(best: list[tuple[float, int, int, Segment]]) -> list[Hit]:
-    """Hits in score order: one row sliced out of each hit's segment, all converted at once
-    (a take and a conversion per segment cost 110 µs each, most of a search's own time)."""
-    if not best:
-        return []
-    rows = pa.concat_tables([segment.table.slice(row, 1) for _, _, row, segment in best])
-    items = from_arrow(rows.to_pydict())
-    return [Hit(score, item) for (score, _, _, _), item in zip(best, items, strict=True)]
+def _hits(best: list[tuple[float, int, Segment]]) -> list[Hit]:
+    """Hits in score order, each body's rows taken and converted at once (one take and one
+    conversion cost tens of microseconds, most of a search's own time)."""
+    by_body: dict[str, list[int]] = {}
+    for position, (_, _, segment) in enumerate(best):
+        by_body.setdefault(segment.name, []).append(position)
+    items: list[Item | None] = [None] * len(best)
+    for positions in by_body.values():
+        segment = best[positions[0]][2]
+        rows = np.asarray([best[i][1] for i in positions], dtype=np.int64)
+        for i, item in zip(positions, segment.items(rows, with_vector=False), strict=True):
+            items[i] = item
+    return [Hit(score, item) for (score, _, _), item in zip(best, items, strict=True) if item is not None]
+
+
+def _best(queries: npt.NDArray[np.float32], k: int, parts: list[Part]) -> list[list[Hit]]:
+    """The k best hits per query of the bodies' answers, in exact float32 scores.
+
+    A graph's scores are fp16's, off by at most ``FP16_ERROR`` per unit of query and vector norm:
+    only its candidates that could still reach the k best are read back in float32 and re-scored
+    (about k of them, not all). Ties go by body, then row, so that an answer never depends on timing.
+    """
+    if not parts:
+        return [[] for _ in queries]
+    scores = np.concatenate([p[0] for p in parts], axis=1)
+    rows = np.concatenate([p[1] for p in parts], axis=1)
+    part = np.concatenate([np.full(p[0].shape[1], i) for i, p in enumerate(parts)])
+    error = np.concatenate(
+        [np.full(p[0].shape[1], FP16_ERROR * p[2].norm if p[2].is_graph else 0.0) for p in parts]
+    )
+    found = []
+    for q in range(len(queries)):
+        valid = np.flatnonzero(rows[q] >= 0)
+        score = scores[q, valid]
+        margin = error[valid] * float(np.linalg.norm(queries[q])) if error.any() else None
+        if margin is not None and len(valid) > k:
+            # Candidates whose best possible score is below the k-th best worst possible one drop out.
+            least = np.partition(score - margin, len(valid) - k)[len(valid) - k]
+            near = score + margin >= least
+            valid, score, margin = valid[near], score[near], margin[near]
+        exact = score.copy()
+        if margin is not None:
+            for i in np.unique(part[valid]):
+                if parts[i][2].is_graph:
+                    picked = part[valid] == i
+                    exact[picked] = parts[i][2].rescore(queries[q], rows[q, valid[picked]])
+        order = np.lexsort((rows[q, valid], part[valid], -exact))[:k]
+        found.append(
+            _hits([(float(exact[j]), int(rows[q, valid[j]]), parts[part[valid[j]]][2]) for j in order])
+        )
+    return found
+
+
+def _graphs(shards: Mapping[str, tuple[Segment, ...]]) -> list[list[Segment]]:
+    """Every view of each graph body, largest body first."""
+    found: dict[str, list[Segment]] = {}
+    for name in sorted(shards):
+        for segment in shards[name]:
+            if segment.is_graph:
+                found.setdefault(segment.name, []).append(segment)
+    return sorted(found.values(), key=lambda views: -len(views[0]))
+
+
+def _swap(
+    shards: Mapping[str, tuple[Segment, ...]], old: Sequence[Segment], new: Mapping[str, Segment]
+) -> dict[str, tuple[Segment, ...]]:
+    """Shards with the views ``old`` replaced by ``new`` (one per shard; those with no live row left out)."""
+    gone = {id(view) for view in old}
+    out = {name: tuple(s for s in segments if id(s) not in gone) for name, segments in shards.items()}
+    for shard, view in new.items():
+        if view.live:
+            out[shard] = (*out.get(shard, ()), view)
+    return out
+
+
+def _ordered(segments: Sequence[Segment]) -> tuple[Segment, ...]:
+    """A shard's segments: graphs first, the largest first, then flat ones."""
+    return tuple(sorted(segments, key=lambda s: (not s.is_graph, -len(s) if s.is_graph else 0)))
+
+
+def _covers(segment: Segment, since: int | None, until: int | None) -> bool:
+    """Whether every live row of the view lies inside [since, until)."""
+    first, last = segment.span
+    return (since is None or since <= first) and (until is None or last < until)
 
 
 def in_window(partition: str, since: int | None, until: int | None) -> bool:
@@ -156,11 +249,20 @@ def in_window(partition: str, since: int | None, until: int | None) -> bool:
 class ReadIndex:
     """Shards of segments, the Milvus generation they match, and their files."""
 
-    def __init__(self, folder: Path, dim: int, index_type: str, params: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        dim: int,
+        index_type: str,
+        params: dict[str, Any],
+        recall: float = DEFAULT_RECALL,
+    ) -> None:
+        """``recall``: the recall@10 each graph is walked broadly enough to meet (measured)."""
         self.folder = folder
         self.dim = dim
         self.index_type = IndexType.FLAT if index_type == IndexType.FLAT else IndexType.HNSW
         self.params = dict(params)
+        self.recall = recall
         self.snapshot = Snapshot({}, -1)
         self._save_lock = threading.Lock()
         self._retired: list[list[Segment]] = []
@@ -200,56 +302,64 @@ class ReadIndex:
     ) -> list[list[Hit]]:
         """Top-k by inner product per query row among the items in the window, from one snapshot."""
         queries = np.ascontiguousarray(queries, dtype=np.float32)
-        if len(queries) > FEW_QUERIES or _ONE_BLAS_THREAD:
-            return self._search(queries, k, sources, since, until, exclude_ids, ef)
-        # A few queries against many small matrices: BLAS threads only add their start-up and
-        # spin-waits (20× slower on a busy 2-core machine); searches run in parallel instead.
+        plan = self._plan(sources, since, until, exclude_ids)
+        if len(queries) > FEW_QUERIES or _ONE_BLAS_THREAD or all(body.is_graph for body, *_ in plan):
+            return self._search(queries, k, plan, ef)
+        # A few queries against small matrices: BLAS threads only add their start-up and spin-waits
+        # (20× slower on a busy 2-core machine). A graph needs no BLAS: no limit to set (10 µs).
         with _blas().limit(limits=1):
-            return self._search(queries, k, sources, since, until, exclude_ids, ef)
+            return self._search(queries, k, plan, ef)
+
+    def _plan(
+        self,
+        sources: Sequence[str] | None,
+        since: int | None,
+        until: int | None,
+        exclude_ids: Sequence[int] | None,
+    ) -> list[tuple[Segment, Mask | None, int, Any]]:
+        """Per body of the snapshot: the rows a search in this window may answer (see ``Bits``).
+
+        The months of the window are chosen by name; a body whose chosen months lie wholly inside
+        the window (the usual case: whole months, no other filter) uses masks made once per snapshot.
+        """
+        snap = self.snapshot
+        excluded = np.asarray(list(exclude_ids), dtype=np.int64) if exclude_ids else None
+        rowwise = sources is not None or excluded is not None
+        chosen: dict[str, list[Segment]] = {}
+        whole: dict[str, bool] = {}
+        for name, segment in snap.segments():
+            if segment.live and in_window(name, since, until):
+                chosen.setdefault(segment.name, []).append(segment)
+                inside = not rowwise and _covers(segment, since, until)
+                whole[segment.name] = whole.get(segment.name, True) and inside
+        plan = []
+        bodies = snap.bodies()
+        for name, views in chosen.items():
+            if whole[name] and (len(views) == 1 or len(views) == sum(1 for v in bodies[name] if v.live)):
+                keep, kept, bits = snap.bits(views)
+            else:
+                base = views[0].alive.copy() if len(views) > 1 else views[0].alive
+                for view in views[1:]:
+                    base |= view.alive
+                keep = views[0].mask(sources, since, until, excluded, base=base)
+                kept, bits = int(keep.sum()), None
+            if kept:
+                plan.append((views[0], keep, kept, bits))
+        return plan
 
     def _search(
         self,
         queries: npt.NDArray[np.float32],
         k: int,
-        sources: Sequence[str] | None,
-        since: int | None,
-        until: int | None,
-        exclude_ids: Sequence[int] | None,
+        plan: list[tuple[Segment, Mask | None, int, Any]],
         ef: int | None,
     ) -> list[list[Hit]]:
-        snap = self.snapshot
-        excluded = np.asarray(list(exclude_ids), dtype=np.int64) if exclude_ids else None
-        chosen = [segment for name, segment in snap.segments() if in_window(name, since, until)]
-
-        def search(segment: Segment) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64], Segment]:
-            scores, rows = segment.search(queries, k, segment.mask(sources, since, until, excluded), ef)
-            return scores, rows, segment
-
-        parts = [part for part in _each(search, chosen, len(queries)) if part[0].shape[1]]
-        if not parts:
-            return [[] for _ in queries]
-        scores = np.concatenate([p[0] for p in parts], axis=1)
-        rows = np.concatenate([p[1] for p in parts], axis=1)
-        part = np.concatenate([np.full(p[0].shape[1], i) for i, p in enumerate(parts)])
-        graphs = any(p[2].is_graph for p in parts)
-        found = []
-        for q in range(len(queries)):
-            best = scores[q]
-            # Best score first; ties by segment, then row, so that an answer never depends on timing.
-            order = np.lexsort((rows[q], part, -best))
-            order = order[rows[q][order] >= 0]
-            if graphs:  # graphs scored in fp16: re-score the best candidates in float32, then pick k
-                order = order[: candidates(k)]
-                best = best.copy()
-                for i in np.unique(part[order]):
-                    if parts[i][2].is_graph:
-                        picked = order[part[order] == i]
-                        best[picked] = parts[i][2].rescore(queries[q], rows[q, picked])
-                order = order[np.lexsort((rows[q, order], part[order], -best[order]))]
-            found.append(
-                _hits([(float(best[j]), int(part[j]), int(rows[q, j]), parts[part[j]][2]) for j in order[:k]])
-            )
-        return found
+        parts = []
+        for body, keep, kept, bits in plan:
+            scores, rows = body.search(queries, k, keep, ef, kept=kept, bitmap=bits)
+            if scores.shape[1]:
+                parts.append((scores, rows, body))
+        return _best(queries, k, parts)
 
     def iter_items(
         self,
@@ -273,10 +383,11 @@ class ReadIndex:
     ) -> int:
         snap = self.snapshot
         return sum(
+            segment.live if sources is None and _covers(segment, since, until) else
             int(segment.mask(sources, since, until, None).sum())
             for name, segment in snap.segments()
             if in_window(name, since, until)
-        )
+        )  # fmt: skip
 
     def sources(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -341,94 +452,180 @@ class ReadIndex:
             for name, segs in self.snapshot.shards.items()
         }
         for name, items in by_partition.items():
-            if items:
-                added = Segment.build(items, IndexType.FLAT, self.params)  # _tiered moves it into the graph
-                shards[name] = self._tiered(shards.get(name, ()) + (added,))
-        self.publish(shards, generation)
+            if items:  # flat at first: _tiered moves rows into the graph
+                shards[name] = shards.get(name, ()) + (
+                    Segment.build(items, IndexType.FLAT, self.params, name),
+                )
+        self.publish(self._tiered(shards), generation)
 
     def seal(self) -> bool:
-        """Move each month's flat rows into its graph where they are many enough (see
-        ``SEAL_SHARE``); returns whether anything moved. Called at a flush, not per write."""
+        """Move flat rows into the graphs where they are many enough (``SEAL_LEAST``, and see
+        ``_fold``); returns whether anything moved. Called at a flush, not per write."""
         if self.index_type != IndexType.HNSW:
             return False
-        shards = dict(self.snapshot.shards)
-        changed = False
-        for name, segments in shards.items():
-            flat = sum(s.live for s in segments if not s.is_graph)
-            graph = sum(len(s) for s in segments if s.is_graph)
-            least = max(SEAL_LEAST, graph // SEAL_SHARE) if graph else segment_tiers.GRAPH_FROM
-            if flat >= least:
-                shards[name] = self._tiered(segments, seal_at=least)
-                changed = True
+        before = self.snapshot.shards
+        shards = self._tiered(before, seal_at=SEAL_LEAST)
+        changed = {id(s) for segs in shards.values() for s in segs} != {
+            id(s) for segs in before.values() for s in segs
+        }
         if changed:
             self.publish(shards, self.snapshot.generation)
         return changed
 
-    def _tiered(self, segments: tuple[Segment, ...], seal_at: int | None = None) -> tuple[Segment, ...]:
-        """Keep a shard to a few segments.
+    def _tiered(
+        self, shards: Mapping[str, tuple[Segment, ...]], seal_at: int | None = None
+    ) -> dict[str, tuple[Segment, ...]]:
+        """Keep the index to a few segments.
 
-        HNSW: one graph plus a few flat segments of new rows. Once those reach ``seal_at`` rows
-        (``SEAL_ROWS`` on a write, fewer at a flush: see ``seal``) they are inserted into a copy of
-        the graph, so a search walks one graph per month; the graph is rebuilt instead when a
-        quarter of it is dead. FLAT, and any shard still over ``MAX_SEGMENTS``: the smallest segments merge
-        (Lucene-style tiers).
+        HNSW: at most one flat segment of new rows per month; once the months' flat rows reach
+        ``seal_at`` (``SEAL_ROWS`` on a write, fewer at a flush: see ``seal``) they move into a graph
+        shared by every month (``_fold``), and a graph of recent rows joins the large one once it is a
+        sixteenth of it (``_settle``). FLAT, and any shard still over ``MAX_SEGMENTS``: the smallest
+        segments of a month merge (Lucene-style tiers).
         """
-        graphs = [s for s in segments if s.is_graph]
-        flat = [s for s in segments if not s.is_graph and s.live]
-        if self.index_type == IndexType.HNSW and sum(s.live for s in flat) >= (seal_at or SEAL_ROWS):
-            if len(graphs) == 1 and graphs[0].dead * 4 <= len(graphs[0]):
-                segments = (extend(graphs[0], flat),)
-            else:
-                live = [s for s in (*graphs, *flat) if s.live]
-                segments = (merge(live, self.index_type, self.params),)
-        elif self.index_type == IndexType.HNSW and len(flat) > MAX_FLAT:
-            segments = (*graphs, merge(flat, IndexType.FLAT, self.params))
-        while len(segments) > MAX_SEGMENTS:
-            ordered = sorted(segments, key=lambda s: s.live)
-            small, rest = ordered[:MERGE_FACTOR], ordered[MERGE_FACTOR:]
-            live = [s for s in small if s.live]
-            segments = tuple(rest) + ((merge(live, self.index_type, self.params),) if live else ())
-        return segments
+        shards = dict(shards)
+        for name, segments in shards.items():
+            flat = [s for s in segments if not s.is_graph and s.live]
+            if self.index_type == IndexType.HNSW and len(flat) > MAX_FLAT:
+                merged = merge(flat, IndexType.FLAT, self.params)
+                segments = (*(s for s in segments if s.is_graph), *merged.values())
+            while len(segments) > MAX_SEGMENTS:
+                ordered = sorted(segments, key=lambda s: s.live)
+                small, rest = ordered[:MERGE_FACTOR], ordered[MERGE_FACTOR:]
+                live = [s for s in small if s.live]
+                segments = (*rest, *(merge(live, IndexType.FLAT, self.params).values() if live else ()))
+            shards[name] = segments
+        if self.index_type == IndexType.HNSW:
+            shards = self._settle(self._fold(shards, SEAL_ROWS if seal_at is None else seal_at))
+        return {name: _ordered(segments) for name, segments in shards.items()}
+
+    def _fold(self, shards: dict[str, tuple[Segment, ...]], least: int) -> dict[str, tuple[Segment, ...]]:
+        """Move the months' flat rows into a graph once there are ``least`` of them: into the graph of
+        recent rows if there is one, else into the large graph if they are a sixteenth of it (each
+        row is then copied at most 16 times over), else into a new graph of their own."""
+        flats = [s for segs in shards.values() for s in segs if not s.is_graph and s.live]
+        rows = sum(s.live for s in flats)
+        if not flats or rows < least:
+            return shards
+        graphs = _graphs(shards)
+        if not graphs or (len(graphs) == 1 and rows * SEAL_SHARE < len(graphs[0][0])):
+            if rows < segment_tiers.GRAPH_FROM:
+                return shards  # too few for a graph of their own, and copying the large one is not worth it
+            return _swap(shards, flats, merge(flats, IndexType.HNSW, self.params, self.recall))
+        target = graphs[-1]  # the graph of recent rows, else the only one
+        return _swap(shards, [*target, *flats], self._grow(target, flats))
+
+    def _settle(self, shards: dict[str, tuple[Segment, ...]]) -> dict[str, tuple[Segment, ...]]:
+        """Fold the smallest graph into the large one once it is a sixteenth of it, or when there are
+        more than ``MAX_GRAPHS`` (a month rebuilt on its own)."""
+        while True:
+            graphs = _graphs(shards)
+            if len(graphs) < 2:
+                return shards
+            large, small = graphs[0], graphs[-1]
+            if sum(s.live for s in small) * SEAL_SHARE < len(large[0]) and len(graphs) <= MAX_GRAPHS:
+                return shards
+            shards = _swap(shards, [*large, *small], self._grow(large, small))
+
+    def _grow(self, views: list[Segment], others: list[Segment]) -> dict[str, Segment]:
+        """The graph of ``views`` with the live rows of ``others`` added: into a copy of it, or a new
+        graph of the live rows of both when a quarter of it is dead."""
+        dead = len(views[0]) - sum(view.live for view in views)
+        if dead * 4 <= len(views[0]):
+            return extend(views, others, self.recall)
+        return merge([*views, *others], IndexType.HNSW, self.params, self.recall)
 
     def replace_shard(self, name: str, items: Sequence[Item] | None, generation: int) -> None:
-        """Set one partition's rows (None: the partition is gone)."""
+        """Set one partition's rows (None: the partition is gone, its rows in a shared graph become
+        tombstones: see ``purge``)."""
         shards = dict(self.snapshot.shards)
         shards.pop(name, None)
         if items is not None:
-            shards[name] = (Segment.build(items, self.index_type, self.params),) if items else ()
-        self.publish(shards, generation)
+            shards[name] = (Segment.build(items, IndexType.FLAT, self.params, name),) if items else ()
+        self.publish(self._tiered(shards) if items else shards, generation)
 
     def purge(self, name: str) -> None:
-        """Rewrite a shard without its dead rows (their bytes leave the files at the next save)."""
+        """Rewrite the bodies holding a shard's rows without their dead rows' bytes (they leave the
+        files at the next save): a month's flat body without its tombstones, a graph shared by months
+        scrubbed in place (its dead rows, of any month, emptied and kept as tombstones)."""
         shards = dict(self.snapshot.shards)
-        segments = shards.get(name, ())
-        if not any(s.dead for s in segments):
-            return
-        live = [s for s in segments if s.live]
-        shards[name] = (merge(live, self.index_type, self.params),) if live else ()
+        bodies = self.snapshot.bodies()
+        for body in dict.fromkeys(s.name for s in shards.get(name, ())):
+            views = bodies[body]
+            if len(views[0]) == sum(v.live for v in views):
+                continue
+            if views[0].is_graph:
+                shards = _swap(shards, views, scrub(views))
+            else:
+                shards = _swap(shards, views, merge(views, IndexType.FLAT, self.params))
+        shards = {shard: _ordered(segments) for shard, segments in shards.items()}
         self.publish(shards, self.snapshot.generation)
+
+    def recall_summary(self) -> dict[str, Any]:
+        """The recall promised and what was measured, for ``stats``: per graph its rows, breadth and
+        measured recall@10; rows scored exactly (flat segments, or every row of a FLAT index)."""
+        graphs = []
+        exact = 0
+        for views in self.snapshot.bodies().values():
+            live = sum(view.live for view in views)
+            tune = views[0].tune
+            if not views[0].is_graph:
+                exact += live
+                continue
+            graphs.append(
+                {
+                    "rows": len(views[0]),
+                    "live": live,
+                    "ef": tune.ef if tune else views[0].breadth,
+                    "recall_at_10": round(tune.recall, 4) if tune else None,
+                    "sample": tune.queries if tune else 0,
+                    "measured_rows": tune.rows if tune else 0,
+                    "measured_at": tune.measured_at if tune else None,
+                    "scanned": views[0].scanned,
+                }
+            )
+        return {
+            "target_recall_at_10": self.recall,
+            "exact": self.index_type == IndexType.FLAT,
+            "graphs": sorted(graphs, key=lambda g: -g["rows"]),
+            "exact_rows": exact,
+        }
 
     # -- files ----------------------------------------------------------------------------------
 
     def save(self, extra: Mapping[str, Any] | None = None) -> None:
-        """Write new segments and tombstones, then the state file, atomically; old files go last."""
+        """Write new bodies and tombstones, then the state file, atomically; old files go last."""
         with self._save_lock:
             snap = self.snapshot
             self.folder.mkdir(parents=True, exist_ok=True)
-            shards = {name: tuple(s.save(self.folder) for s in segs) for name, segs in snap.shards.items()}
+            written: set[str] = set()
+            shards: dict[str, tuple[Segment, ...]] = {}
+            for name, segs in snap.shards.items():
+                saved = []
+                for segment in segs:  # a body shared by months is written once, by its first view
+                    saved.append(segment.save(self.folder, body=segment.name not in written))
+                    written.add(segment.name)
+                shards[name] = tuple(saved)
+            graphs = {
+                body: {"norm": views[0].norm, "tune": views[0].tune.to_json() if views[0].tune else None}
+                for body, views in snap.bodies().items()
+                if views[0].is_graph
+            }
             state = {
                 "version": FORMAT_VERSION,
                 "dim": self.dim,
                 "index_type": self.index_type.value,
                 "generation": snap.generation,
                 "shards": {name: {s.name: s.saved_dead for s in segs} for name, segs in shards.items()},
+                "graphs": graphs,
                 **(extra or {}),
             }
             crash_point("index.segments_saved")
             durable.write_text(self.folder / "state.json", json.dumps(state, indent=1), step="index.state")
             if self.snapshot is snap:  # no writer published meanwhile: keep the mapped copies
+                mapped: dict[str, Segment] = {}
                 self.publish(
-                    {name: tuple(self._mapped(s) for s in segs) for name, segs in shards.items()},
+                    {name: tuple(self._mapped(s, mapped) for s in segs) for name, segs in shards.items()},
                     snap.generation,
                 )
             keep = {"state.json", "journal.jsonl"} | {
@@ -441,12 +638,15 @@ class ReadIndex:
                 if path.name not in keep and path.is_file() and not path.name.startswith(KEPT_BY_STORE):
                     path.unlink(missing_ok=True)
 
-    def _mapped(self, segment: Segment) -> Segment:
-        # A freshly built segment lives on the heap; its saved copy is memory-mapped instead. One
-        # already mapped is kept as it is (a drop or a delete then saves without reloading anything).
+    def _mapped(self, segment: Segment, bodies: dict[str, Segment]) -> Segment:
+        # A freshly built segment lives on the heap; its saved copy is memory-mapped instead (each
+        # body once, in ``bodies``). One already mapped is kept as it is (a drop or a delete then
+        # saves without reloading anything).
         if segment.mapped:
             return segment
-        return Segment.load(self.folder, segment.name, segment.saved_dead)
+        if segment.name not in bodies:
+            bodies[segment.name] = Segment.load(self.folder, segment.name, segment.tune, segment.norm)
+        return bodies[segment.name].view(segment.shard, segment.alive, segment.saved_dead)
 
     def load(self) -> dict[str, Any] | None:
         """The saved state, with the shards published; None when there is none usable."""
@@ -460,14 +660,54 @@ class ReadIndex:
                 self.index_type.value,
             ):
                 return None
-            shards = {
-                name: tuple(Segment.load(self.folder, seg, int(dead)) for seg, dead in segs.items())
-                for name, segs in state["shards"].items()
-            }
+            bodies: dict[str, Segment] = {}
+            shards: dict[str, tuple[Segment, ...]] = {}
+            for name, segs in state["shards"].items():
+                views = []
+                for body, dead in segs.items():
+                    if body not in bodies:
+                        graph = state["graphs"].get(body) or {}
+                        tune = Tune.from_json(graph["tune"]) if graph.get("tune") else None
+                        bodies[body] = Segment.load(self.folder, body, tune, float(graph.get("norm", 1.0)))
+                    views.append(bodies[body].load_view(self.folder, name, int(dead)))
+                shards[name] = tuple(views)
         except (OSError, ValueError, KeyError, RuntimeError, TypeError):
             return None
         self.publish(shards, int(state["generation"]))
         self._saved_files = {"state.json", "journal.jsonl"} | {
             f for segs in shards.values() for s in segs for f in s.files()
         }
+        self._measure_again()
         return dict(state)
+
+    def _measure_again(self) -> None:
+        """Measure the graphs again whose breadth was chosen for another recall than the one promised
+        now (the setting changed); the next save records it."""
+        bodies = self.snapshot.bodies()
+        stale = [
+            views
+            for views in bodies.values()
+            if views[0].tune is not None and views[0].tune.target != self.recall
+        ]
+        if not stale:
+            return
+        shards = dict(self.snapshot.shards)
+        for views in stale:
+            body = views[0]
+            floats = body.floats.all() if hasattr(body.floats, "all") else np.asarray(body.floats)
+            live = np.zeros(len(body), dtype=bool)
+            for view in views:
+                live |= view.alive
+            tune = measure(body.index, floats, live, self.recall, want=candidates(K))
+            measured = replace(body, tune=tune)
+            shards = _swap(
+                shards, views, {v.shard: measured.view(v.shard, v.alive, v.saved_dead) for v in views}
+            )
+            log.warning(
+                "read index: a graph of %d rows measured again for recall@10 %s: breadth %d, measured %.4f",
+                len(body),
+                self.recall,
+                tune.ef,
+                tune.recall,
+            )
+        self.publish({name: _ordered(segs) for name, segs in shards.items()}, self.snapshot.generation)

@@ -9,6 +9,13 @@ back a few more candidates than asked; the read index re-scores the best of them
 vectors, read from disk by position (``VectorFile``). The graph and its fp16 codes are
 memory-mapped once saved: at 1M vectors they are 1.1 GB resident instead of the 2.2 GB a graph over
 float32 vectors made resident, and Milvus Lite already holds a float32 copy of every vector.
+
+A segment is a view: the rows of one partition (month) in a **body** of rows that several months
+can share. Each row of a body carries its partition (a column of its table); each month's view has
+its own ``alive`` mask, true only for its live rows. Flat bodies (new rows) belong to one month; a
+graph body holds the rows of any months, so that a search walks one graph for all months instead
+of one per month (twelve walks at 100K cost twelve times one), while a month is still dropped,
+counted, rebuilt and erased on its own.
 """
 
 from __future__ import annotations
@@ -25,14 +32,18 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.feather as feather
 
 from lookalike import durable
+from lookalike.store.breadth import WALK_WHOLE, Tune, measure
 from lookalike.store.models import IndexType, Item
 from lookalike.store.rows import arrow_schema, from_arrow, to_arrow
 from lookalike.store.vectorfile import VectorFile
 
 SCHEMA = arrow_schema()
+PARTITION = "partition"
+"""The column of a segment's table naming each row's partition (not a field of an item)."""
 EXACT_BELOW = 20_000
 """A filter that keeps fewer rows of a graph segment than this (and under half of them) is answered
 exactly over just those rows."""
@@ -48,6 +59,10 @@ PREFETCH_WINDOW = 8 << 20
 RESCORED = 10
 """Candidates a graph hands back beyond twice the k asked for, to be re-scored in float32 (fp16 scores
 are off by about 1e-4, so the true top k is among them)."""
+FP16_ERROR = 6e-4
+"""A bound on |fp16 score - float32 score| per unit of query norm, for unit stored vectors: each
+component is rounded by at most 2^-11 of itself (4.9e-4 over the whole product, by Cauchy-Schwarz),
+plus float32 accumulation. Only candidates within twice this of the k-th are re-scored."""
 
 Mask = npt.NDArray[np.bool_]
 Rows = npt.NDArray[np.int64]
@@ -101,34 +116,58 @@ def build_index(vectors: npt.NDArray[np.float32], index_type: str, params: dict[
 
 @dataclass(frozen=True, eq=False)
 class Segment:
-    """Rows of one partition: columns, vectors and which rows are still alive."""
+    """One partition's rows in a body: columns, vectors and which of the rows are its live ones."""
 
     name: str
+    """The body's name (its files); every view of one body has it."""
     table: pa.Table
     index: Any
     alive: Mask
+    """This view's live rows: rows of its partition that are not deleted."""
     ids: Rows = field(repr=False)
     created: Rows = field(repr=False)
     codes: npt.NDArray[np.int32] = field(repr=False)
     source_names: tuple[str, ...] = field(repr=False)
     order: Rows = field(repr=False)
+    sorted_ids: Rows = field(repr=False)
+    parts: npt.NDArray[np.int32] = field(repr=False)
+    """Each row's partition, as a position in ``part_names``."""
+    part_names: tuple[str, ...] = field(repr=False)
     storage: Any = field(repr=False)
     """A graph's fp16 codes in FAISS, searched exactly under a narrow filter (None for a flat segment,
     whose ``index`` is its matrix)."""
     floats: Any = field(repr=False)
     """A graph's float32 vectors: a matrix until saved, then a ``VectorFile`` (None for a flat segment)."""
+    shard: str = ""
+    """The partition this view holds the rows of ("" for a body not yet cut into views)."""
+    members: int = 0
+    """Rows of the body in this view's partition, live or dead."""
+    tune: Tune | None = field(default=None, repr=False)
+    """A graph's measured search breadth (None for a flat segment)."""
+    norm: float = 1.0
+    """The largest norm of a graph's vectors (its fp16 scores are off by at most FP16_ERROR times it)."""
     saved_dead: int = -1
     """How many dead rows the saved tombstone file holds (-1: the segment is not saved)."""
     folder: Path | None = None
     """Where the columns and vectors are memory-mapped from (None: they are on the heap)."""
 
     @classmethod
-    def build(cls, items: Sequence[Item], index_type: str, params: dict[str, Any]) -> Segment:
-        """A segment of new rows; a graph is built only for many rows at once (when segments merge)."""
+    def build(
+        cls,
+        items: Sequence[Item],
+        index_type: str,
+        params: dict[str, Any],
+        shard: str,
+        target: float | None = None,
+    ) -> Segment:
+        """A view of new rows of one partition; a graph is built only for many rows at once."""
         vectors = np.stack([np.asarray(item.vector, dtype=np.float32) for item in items])
         kind = index_type if len(items) >= SEAL_ROWS else IndexType.FLAT
         index = build_index(vectors, kind, params)
-        return cls.of(f"s{uuid.uuid4().hex[:16]}", to_arrow(items, SCHEMA), index, vectors)
+        table = to_arrow(items, SCHEMA)
+        table = table.append_column(PARTITION, pa.array([shard] * len(items), pa.string()))
+        body = cls.of(f"s{uuid.uuid4().hex[:16]}", table, index, vectors)
+        return _tuned(body, vectors, target).view(shard)
 
     @property
     def mapped(self) -> bool:
@@ -145,27 +184,60 @@ class Segment:
         table: pa.Table,
         index: Any,
         floats: Any,
-        alive: Mask | None = None,
-        saved_dead: int = -1,
+        tune: Tune | None = None,
+        norm: float | None = None,
     ) -> Segment:
-        """``floats``: a graph's float32 vectors (a matrix or a ``VectorFile``); ignored for a flat one."""
+        """A body (every row alive, no partition of its own yet: see ``view``); ``floats``: a graph's
+        float32 vectors (a matrix or a ``VectorFile``), ignored for a flat one; ``norm``: their
+        largest norm (measured when not given and ``floats`` is a matrix)."""
+        graph = not isinstance(index, np.ndarray)
+        if norm is None:
+            norm = max_norm(floats) if graph and isinstance(floats, np.ndarray) else 1.0
         table = table.combine_chunks()
         ids = integers(table.column("id"), np.int64)
         encoded = table.column("source").combine_chunks().dictionary_encode()
+        parts = table.column(PARTITION).combine_chunks().dictionary_encode()
+        order = np.argsort(ids, kind="stable")
         return cls(
             name=name,
             table=table,
             index=index,
-            alive=np.ones(len(ids), dtype=bool) if alive is None else alive,
+            alive=np.ones(len(ids), dtype=bool),
             ids=ids,
             created=integers(table.column("created_at"), np.int64),
             codes=integers(encoded.indices, np.int32),
             source_names=tuple(encoded.dictionary.to_pylist()),
-            order=np.argsort(ids, kind="stable"),
+            order=order,
+            sorted_ids=ids[order],
+            parts=integers(parts.indices, np.int32),
+            part_names=tuple(parts.dictionary.to_pylist()),
             storage=_storage(index),
             floats=None if isinstance(index, np.ndarray) else floats,
+            members=len(ids),
+            tune=tune if graph else None,
+            norm=norm,
+        )
+
+    def member(self, shard: str) -> Mask:
+        """The body's rows of this partition, live or dead."""
+        if shard not in self.part_names:
+            return np.zeros(len(self), dtype=bool)
+        return self.parts == self.part_names.index(shard)
+
+    def view(self, shard: str, alive: Mask | None = None, saved_dead: int = -1) -> Segment:
+        """This body's rows of ``shard``: all of them, or those ``alive`` marks (a subset of them)."""
+        member = self.member(shard)
+        return replace(
+            self,
+            shard=shard,
+            alive=member if alive is None else alive,
+            members=int(member.sum()),
             saved_dead=saved_dead,
         )
+
+    def views(self) -> dict[str, Segment]:
+        """A view per partition the body holds rows of, every row alive."""
+        return {shard: self.view(shard) for shard in self.part_names}
 
     def __len__(self) -> int:
         return int(self.ids.shape[0])
@@ -176,7 +248,26 @@ class Segment:
 
     @property
     def dead(self) -> int:
-        return len(self) - self.live
+        """Rows of this view's partition in the body that are deleted."""
+        return self.members - self.live
+
+    @cached_property
+    def span(self) -> tuple[int, int]:
+        """The earliest and latest created_at of the live rows ((0, -1) when none)."""
+        created = self.created[self.alive]
+        return (int(created.min()), int(created.max())) if len(created) else (0, -1)
+
+    @property
+    def breadth(self) -> int:
+        """How broadly the graph is walked for k=10 unfiltered: measured, else by its size."""
+        if self.tune is not None and self.tune.ef:
+            return self.tune.ef
+        return default_ef(len(self))
+
+    @property
+    def scanned(self) -> bool:
+        """Whether the graph's rows are scored one by one (measured faster than walking it)."""
+        return self.tune is not None and self.tune.ef == 0
 
     # -- lookups -----------------------------------------------------------------------------------
 
@@ -184,7 +275,7 @@ class Segment:
         """Positions of the live rows holding these ids (ids absent or dead are left out)."""
         if not len(self) or not len(ids):
             return np.zeros(0, dtype=np.int64)
-        sorted_ids = self.ids[self.order]
+        sorted_ids = self.sorted_ids
         left = np.searchsorted(sorted_ids, ids, "left")
         counts = np.searchsorted(sorted_ids, ids, "right") - left
         # An id can sit in a grown graph twice: its dead old version and its live new one.
@@ -208,17 +299,21 @@ class Segment:
         since: int | None,
         until: int | None,
         exclude_ids: npt.NDArray[np.int64] | None,
+        base: Mask | None = None,
     ) -> Mask:
         """Live rows matching the window, as Milvus' filter expression would choose them (the
-        segment's own ``alive``, not a copy, when nothing filters: callers do not change it)."""
+        segment's own ``alive``, not a copy, when nothing filters: callers do not change it).
+
+        ``base``: the live rows of several views of the body, instead of this one's."""
+        alive = self.alive if base is None else base
         if (
             sources is None
             and since is None
             and until is None
             and (exclude_ids is None or not len(exclude_ids))
         ):
-            return self.alive
-        keep = self.alive.copy()
+            return alive
+        keep = alive.copy()
         if sources is not None:
             wanted = [code for code, name in enumerate(self.source_names) if name in set(sources)]
             keep &= np.isin(self.codes, np.asarray(wanted, dtype=np.int32))
@@ -248,75 +343,104 @@ class Segment:
     # -- search ------------------------------------------------------------------------------------
 
     def search(
-        self, queries: npt.NDArray[np.float32], k: int, keep: Mask, ef: int | None
+        self,
+        queries: npt.NDArray[np.float32],
+        k: int,
+        keep: Mask | None,
+        ef: int | None,
+        *,
+        kept: int | None = None,
+        bitmap: npt.NDArray[np.uint8] | None = None,
     ) -> tuple[npt.NDArray[np.float32], Rows]:
-        """Top-k (scores, rows) per query among the kept rows; rows -1 pad a short answer.
+        """Top-k (scores, rows) per query among the kept rows of the body; rows -1 pad a short answer.
 
-        A graph answers ``candidates(k)`` rows with fp16 scores, for the caller to ``rescore``."""
+        ``keep``: the rows a search may answer (None: every row of the body); ``kept``, ``bitmap``:
+        its count and packed bits, when the caller has them already. A graph answers
+        ``candidates(k)`` rows with fp16 scores, for the caller to ``rescore``."""
         faiss = faiss_module()
-        kept = self.live if keep is self.alive else int(keep.sum())
         n = len(self)
+        if kept is None:
+            kept = n if keep is None else int(keep.sum())
         if kept == 0:
             return np.full((len(queries), 0), -np.inf, np.float32), np.zeros((len(queries), 0), np.int64)
         if not self.is_graph:
             scores = queries @ self.index.T  # one BLAS product; filtered rows then drop out
-            if kept < n:
+            if keep is not None and kept < n:
                 scores[:, ~keep] = -np.inf
             return _top(scores, min(k, kept), np.arange(n, dtype=np.int64))
-        # The bitmap must outlive the search: the selector only points at it.
-        bitmap = np.packbits(keep, bitorder="little") if kept < n else None
-        selector = faiss.IDSelectorBitmap(n, faiss.swig_ptr(bitmap)) if bitmap is not None else None
+        selector = None
+        if keep is not None and kept < n:
+            # The bitmap must outlive the search: the selector only points at it.
+            bitmap = np.packbits(keep, bitorder="little") if bitmap is None else bitmap
+            selector = faiss.IDSelectorBitmap(n, faiss.swig_ptr(bitmap))
         want = min(candidates(k), kept)
-        if kept < min(EXACT_BELOW, n // 2):
-            # A narrow filter: scoring every kept row beats a filtered graph walk.
-            params: Any = faiss.SearchParameters(sel=selector) if selector is not None else None
-            scores, rows = self.storage.search(queries, want, params=params)
-        else:
-            # A filter hides rows the walk still passes through: widen it by the share hidden (at
-            # most twice, since narrower filters are answered exactly above), so that it meets as
-            # many kept rows as an unfiltered walk meets rows.
-            breadth = max(-(-(ef or default_ef(n)) * n // kept), want)
-            params = (
-                faiss.SearchParametersHNSW(sel=selector, efSearch=breadth)
-                if selector is not None
-                else _unfiltered(breadth)
-            )
-            scores, rows = self.index.search(queries, want, params=params)
-        return scores, rows.astype(np.int64)
+        # A filter hides rows the walk still passes through: widen it by the share hidden, so that it
+        # meets as many kept rows as an unfiltered walk meets rows.
+        breadth = max(-(-(ef or self.breadth) * n // kept), want)
+        # Score every kept row where that is exact and no dearer than the walk: a narrow filter, a graph
+        # measured slower to walk than to scan, or a breadth past the graph's size (a walk of a small
+        # graph need not reach every row either: HNSW's pruning can leave near-duplicates unlinked).
+        exact = (
+            (self.scanned and not ef) or kept < min(EXACT_BELOW, n // 2) or n <= WALK_WHOLE or breadth >= n
+        )
+        # fp16 scores are off by at most this: a candidate left out could still belong to the k
+        # best while the last one handed back is within twice of the k-th (near-ties): ask again.
+        margin = 2 * FP16_ERROR * self.norm * np.linalg.norm(queries, axis=1)
+        while True:
+            if exact:
+                params: Any = faiss.SearchParameters(sel=selector) if selector is not None else None
+                scores, rows = self.storage.search(queries, want, params=params)
+            else:
+                params = (
+                    faiss.SearchParametersHNSW(sel=selector, efSearch=breadth)
+                    if selector is not None
+                    else _unfiltered(breadth)
+                )
+                scores, rows = self.index.search(queries, want, params=params)
+            kth = scores[:, min(k, want) - 1]
+            if want >= kept or not bool(np.any((rows[:, -1] >= 0) & (scores[:, -1] >= kth - margin))):
+                return scores, rows.astype(np.int64)
+            want = min(2 * want, kept)
 
     # -- files -------------------------------------------------------------------------------------
 
-    def save(self, folder: Path) -> Segment:
-        """Write what is not on disk yet (columns and vectors once, tombstones when they changed).
+    def save(self, folder: Path, *, body: bool = True) -> Segment:
+        """Write what is not on disk yet: the body's columns and vectors once (``body``: the first
+        view of an unsaved body to be saved writes them), this view's tombstones when they changed.
 
         Each file is on the disk (fsync'd) when this returns; none is named by the saved state
         until the state file that names it is renamed into place, so a kill leaves only files
         that nothing names (swept by the next save).
         """
         faiss = faiss_module()
-        if self.saved_dead < 0:
+        if self.saved_dead < 0 and body:
             feather.write_feather(self.table, folder / f"{self.name}.arrow", compression="uncompressed")
             if self.is_graph:
                 faiss.write_index(self.index, str(folder / f"{self.name}.faiss"))
                 VectorFile.write(folder / f"{self.name}.f32", self.floats)
             else:
                 np.save(folder / f"{self.name}.npy", self.index)
-            for name in self.files():
+            for name in self.body_files():
                 durable.fsync_file(folder / name)
         if self.dead != max(self.saved_dead, 0):
-            tombstones = folder / f"{self.name}.dead-{self.dead}.npy"
+            tombstones = folder / self._tombstones(self.dead)
             with durable.replacing_file(tombstones, "wb", step="index.tombstones") as handle:
-                np.save(handle, np.flatnonzero(~self.alive))
+                np.save(handle, np.flatnonzero(self.member(self.shard) & ~self.alive))
         return replace(self, saved_dead=self.dead)
 
-    def files(self) -> list[str]:
+    def _tombstones(self, dead: int) -> str:
+        return f"{self.name}.{self.shard}.dead-{dead}.npy"
+
+    def body_files(self) -> list[str]:
         kept = [f"{self.name}.faiss", f"{self.name}.f32"] if self.is_graph else [f"{self.name}.npy"]
-        names = [f"{self.name}.arrow", *kept]
-        return names + ([f"{self.name}.dead-{self.saved_dead}.npy"] if self.saved_dead > 0 else [])
+        return [f"{self.name}.arrow", *kept]
+
+    def files(self) -> list[str]:
+        return self.body_files() + ([self._tombstones(self.saved_dead)] if self.saved_dead > 0 else [])
 
     @classmethod
-    def load(cls, folder: Path, name: str, dead: int) -> Segment:
-        """A saved segment, memory-mapped."""
+    def load(cls, folder: Path, name: str, tune: Tune | None = None, norm: float = 1.0) -> Segment:
+        """A saved body, memory-mapped (cut it into views with ``load_view``)."""
         faiss = faiss_module()
         graph = folder / f"{name}.faiss"
         is_graph = graph.exists()
@@ -324,7 +448,6 @@ class Segment:
             folder / f"{name}.arrow",
             *((graph, folder / f"{name}.f32") if is_graph else (folder / f"{name}.npy",)),
         ]
-        files += [folder / f"{name}.dead-{dead}.npy"] if dead else []
         for path in files:
             if not path.is_file():  # missing, or a FIFO or device put there: opening it could hang
                 raise ValueError(f"segment {name}: {path.name} is not a regular file")
@@ -339,12 +462,25 @@ class Segment:
         else:
             index = np.load(folder / f"{name}.npy", mmap_mode="r")
             rows = len(index)
-        alive = np.ones(table.num_rows, dtype=bool)
-        if dead:
-            alive[np.load(folder / f"{name}.dead-{dead}.npy")] = False
-        if rows != table.num_rows or int(alive.sum()) != table.num_rows - dead:
+        if rows != table.num_rows or PARTITION not in table.column_names:
             raise ValueError(f"segment {name} is inconsistent")
-        return replace(cls.of(name, table, index, floats, alive, saved_dead=dead), folder=folder)
+        return replace(cls.of(name, table, index, floats, tune, norm), folder=folder)
+
+    def load_view(self, folder: Path, shard: str, dead: int) -> Segment:
+        """This saved body's rows of ``shard``, less the ``dead`` ones its tombstone file lists."""
+        alive = self.member(shard)
+        if dead:
+            path = folder / f"{self.name}.{shard}.dead-{dead}.npy"
+            if not path.is_file():
+                raise ValueError(f"segment {self.name}: {path.name} is not a regular file")
+            rows = np.load(path)
+            if len(rows) != dead or not bool(alive[rows].all()):
+                raise ValueError(f"segment {self.name}: {path.name} is inconsistent")
+            alive = alive.copy()
+            alive[rows] = False
+        if not alive.any():
+            raise ValueError(f"segment {self.name} holds no live rows of {shard}")
+        return self.view(shard, alive, saved_dead=dead)
 
 
 def prefetch(path: Path) -> None:
@@ -389,6 +525,15 @@ def integers(column: pa.Array | pa.ChunkedArray, dtype: type[np.signedinteger[An
     return values[array.offset : array.offset + len(array)].astype(dtype)
 
 
+def max_norm(matrix: npt.NDArray[np.float32]) -> float:
+    """The largest row norm of a matrix (1.0 for none), in chunks."""
+    largest = 0.0
+    for start in range(0, len(matrix), 65_536):
+        block = np.asarray(matrix[start : start + 65_536], dtype=np.float32)
+        largest = max(largest, float(np.sqrt(np.einsum("ij,ij->i", block, block).max(initial=0.0))))
+    return largest or 1.0
+
+
 def _storage(index: Any) -> Any:
     return None if isinstance(index, np.ndarray) else faiss_module().downcast_index(index.storage)
 
@@ -403,7 +548,8 @@ def _top(scores: npt.NDArray[np.float32], k: int, rows: Rows) -> tuple[npt.NDArr
 
 
 def _live(segments: Sequence[Segment]) -> tuple[list[pa.Table], npt.NDArray[np.float32]]:
-    """The live rows of these segments: their column tables and one matrix of their vectors."""
+    """The live rows of these views: their column tables (partition included) and one matrix of
+    their vectors."""
     tables, vectors = [], []
     for segment in segments:
         rows = np.flatnonzero(segment.alive)
@@ -413,34 +559,116 @@ def _live(segments: Sequence[Segment]) -> tuple[list[pa.Table], npt.NDArray[np.f
     return tables, np.ascontiguousarray(matrix, dtype=np.float32)
 
 
-def extend(graph: Segment, segments: Sequence[Segment]) -> Segment:
-    """A new graph segment: ``graph``'s rows (its tombstones kept) followed by the live rows of
-    ``segments``, inserted into a copy of its HNSW graph instead of building one from scratch.
-
-    The copy is what keeps snapshots immutable: readers may still be walking the old graph.
-    """
+def _owned(graph: Segment) -> Any:
+    """A heap copy of a graph: FAISS cannot change a memory-mapped graph (nor a clone of one)."""
     faiss = faiss_module()
-    tables, matrix = _live(segments)
-    # An owned heap copy: FAISS cannot grow a memory-mapped graph (nor a clone of one) in place.
     if graph.folder is not None:
-        index = faiss.read_index(str(graph.folder / f"{graph.name}.faiss"))
-    else:
-        index = faiss.clone_index(graph.index)
-    for start in range(0, len(matrix), 50_000):
-        index.add(matrix[start : start + 50_000])
-    alive = np.concatenate([graph.alive, np.ones(len(matrix), dtype=bool)])
-    table = pa.concat_tables([graph.table, *tables]).combine_chunks()
-    floats = np.empty((len(graph) + len(matrix), matrix.shape[1]), dtype=np.float32)  # one copy, no more
+        return faiss.read_index(str(graph.folder / f"{graph.name}.faiss"))
+    return faiss.clone_index(graph.index)
+
+
+def _all_floats(graph: Segment, rows: int | None = None) -> npt.NDArray[np.float32]:
+    """A graph body's float32 vectors on the heap, in a matrix of ``rows`` rows (the rest left for
+    the caller to fill)."""
+    floats = np.empty((rows or len(graph), graph.storage.d), dtype=np.float32)
     if isinstance(graph.floats, VectorFile):
         graph.floats.read_into(floats[: len(graph)])
     else:
-        floats[: len(graph)] = graph.floats  # dead rows keep their place
+        floats[: len(graph)] = graph.floats
+    return floats
+
+
+def _union(views: Sequence[Segment]) -> Mask:
+    live = np.zeros(len(views[0]), dtype=bool)
+    for view in views:
+        live |= view.alive
+    return live
+
+
+def _tuned(
+    body: Segment,
+    floats: npt.NDArray[np.float32],
+    target: float | None,
+    live: Mask | None = None,
+    previous: Tune | None = None,
+) -> Segment:
+    """The body with its search breadth measured for ``target`` (kept from ``previous`` while that
+    still holds: see ``Tune.stale``). Flat bodies are exact and measure nothing."""
+    if not body.is_graph or target is None:
+        return replace(body, tune=previous) if body.is_graph else body
+    if previous is not None and not previous.stale(len(body), target):
+        return replace(body, tune=previous)
+    live = np.ones(len(body), dtype=bool) if live is None else live
+    return replace(body, tune=measure(body.index, floats, live, target, want=candidates(10)))
+
+
+def extend(
+    views: Sequence[Segment], others: Sequence[Segment], target: float | None = None
+) -> dict[str, Segment]:
+    """New views of a new graph body: the rows of ``views``' body (every view of it; its tombstones
+    kept) followed by the live rows of ``others``, inserted into a copy of its HNSW graph instead of
+    building one from scratch.
+
+    The copy is what keeps snapshots immutable: readers may still be walking the old graph.
+    """
+    graph = views[0]
+    tables, matrix = _live(others)
+    index = _owned(graph)
+    for start in range(0, len(matrix), 50_000):
+        index.add(matrix[start : start + 50_000])
+    table = pa.concat_tables([graph.table, *tables]).combine_chunks()
+    floats = _all_floats(graph, len(graph) + len(matrix))  # one copy, no more; dead rows keep their place
     floats[len(graph) :] = matrix
-    return Segment.of(f"s{uuid.uuid4().hex[:16]}", table, index, floats, alive)
+    body = Segment.of(
+        f"s{uuid.uuid4().hex[:16]}", table, index, floats, norm=max(graph.norm, max_norm(matrix))
+    )
+    added = np.zeros(len(body), dtype=bool)
+    added[len(graph) :] = True
+    alive = {view.shard: np.concatenate([view.alive, np.zeros(len(matrix), dtype=bool)]) for view in views}
+    for shard in dict.fromkeys(other.shard for other in others):
+        alive[shard] = alive.get(shard, np.zeros(len(body), dtype=bool)) | (added & body.member(shard))
+    body = _tuned(body, floats, target, _union([body.view(s, a) for s, a in alive.items()]), graph.tune)
+    return {shard: body.view(shard, mask) for shard, mask in alive.items()}
 
 
-def merge(segments: Sequence[Segment], index_type: str, params: dict[str, Any]) -> Segment:
-    """One segment holding the live rows of these (their tombstones purged)."""
+def merge(
+    segments: Sequence[Segment], index_type: str, params: dict[str, Any], target: float | None = None
+) -> dict[str, Segment]:
+    """Views of one new body holding the live rows of these (their tombstones purged)."""
     tables, matrix = _live(segments)
     table = pa.concat_tables(tables).combine_chunks()
-    return Segment.of(f"s{uuid.uuid4().hex[:16]}", table, build_index(matrix, index_type, params), matrix)
+    body = Segment.of(f"s{uuid.uuid4().hex[:16]}", table, build_index(matrix, index_type, params), matrix)
+    return _tuned(body, matrix, target).views()
+
+
+def scrub(views: Sequence[Segment]) -> dict[str, Segment]:
+    """Views of a copy of ``views``' body (every view of it) whose dead rows hold nothing any more:
+    vectors and fp16 codes zero, columns empty, the row kept in place as a tombstone.
+
+    The graph's links stay, so erasing a few rows of a large graph costs a copy, not a rebuild.
+    """
+    body = views[0]
+    gone = ~_union(views)
+    if not gone.any():
+        return {view.shard: view for view in views}
+    rows = np.flatnonzero(gone)
+    if body.is_graph:
+        index = _owned(body)
+        storage = faiss_module().downcast_index(index.storage)
+        codes = faiss_module().rev_swig_ptr(storage.codes.data(), storage.codes.size())
+        codes.reshape(len(body), -1)[rows] = 0
+        floats: Any = _all_floats(body)
+        floats[rows] = 0.0
+    else:
+        index = floats = np.array(body.index, dtype=np.float32)
+        index[rows] = 0.0
+    columns = {}
+    for name in body.table.column_names:
+        column = body.table.column(name).combine_chunks()
+        if name != PARTITION:  # the partition stays: it tells whose tombstone the row is
+            blank = pa.scalar("" if pa.types.is_string(column.type) else 0, column.type)
+            column = pc.if_else(pa.array(gone), blank, column)
+        columns[name] = column
+    table = pa.table(columns, schema=body.table.schema)
+    clean = Segment.of(f"s{uuid.uuid4().hex[:16]}", table, index, floats, body.tune, body.norm)
+    return {view.shard: clean.view(view.shard, view.alive) for view in views}
