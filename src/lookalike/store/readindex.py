@@ -34,7 +34,7 @@ import numpy.typing as npt
 from lookalike import durable
 from lookalike.durable import crash_point
 from lookalike.store import segments as segment_tiers
-from lookalike.store.breadth import K, Tune, measure
+from lookalike.store.breadth import Tune
 from lookalike.store.models import Hit, IndexType, Item
 from lookalike.store.partitions import month_start, next_month
 from lookalike.store.segments import (
@@ -42,7 +42,6 @@ from lookalike.store.segments import (
     SEAL_ROWS,
     Mask,
     Segment,
-    candidates,
     extend,
     merge,
     scrub,
@@ -70,6 +69,12 @@ each joining copies the graph, so a row is copied at most 16 times over, while a
 scores a month's tail of up to ``SEAL_ROWS`` rows one by one (a month closed in the middle of
 an ingest kept its tail flat, and at 100K over twelve months the tails were half a query's time)."""
 SEAL_LEAST = 256
+GROW_WHOLE = 131_072
+"""A graph of up to this many rows takes new rows into a copy of itself, however few: one graph to
+walk instead of two (at 100K, a second graph of 5,000 recent rows cost as much per search as the
+large one). A copy of it is about 460 MB of files at 512-d, written in about half a second, a tenth of
+the time Milvus Lite takes to write the 5,000 rows that start one; past it, a copy of the large graph
+waits for a sixteenth of its rows (``SEAL_SHARE``)."""
 MAX_FLAT = 1
 """Flat segments of new rows per HNSW shard: a second one is concatenated with the first (a copy of
 fewer than ``SEAL_ROWS`` rows), so a search scores at most one matrix per month beside the graphs."""
@@ -119,6 +124,8 @@ class Snapshot:
 
 
 FEW_QUERIES = 16
+PLANS_KEPT = 256
+"""Windows of whole months (the unfiltered search among them) whose plan a snapshot keeps."""
 _CONTROLLER: Any = None
 _ONE_BLAS_THREAD = False
 
@@ -203,6 +210,13 @@ def _best(queries: npt.NDArray[np.float32], k: int, parts: list[Part]) -> list[l
             _hits([(float(exact[j]), int(rows[q, valid[j]]), parts[part[valid[j]]][2]) for j in order])
         )
     return found
+
+
+def _joins(rows: int, graph: int) -> bool:
+    """Whether ``rows`` new rows go into a copy of a graph of ``graph`` rows rather than a graph of
+    their own: when they are a sixteenth of it, or it is small enough that copying it costs little
+    (``GROW_WHOLE``)."""
+    return rows * SEAL_SHARE >= graph or graph <= GROW_WHOLE
 
 
 def _graphs(shards: Mapping[str, tuple[Segment, ...]]) -> list[list[Segment]]:
@@ -325,6 +339,10 @@ class ReadIndex:
         snap = self.snapshot
         excluded = np.asarray(list(exclude_ids), dtype=np.int64) if exclude_ids else None
         rowwise = sources is not None or excluded is not None
+        key = ("plan", since, until)
+        if not rowwise and key in snap.cache:
+            cached: list[tuple[Segment, Mask | None, int, Any]] = snap.cache[key]
+            return cached
         chosen: dict[str, list[Segment]] = {}
         whole: dict[str, bool] = {}
         for name, segment in snap.segments():
@@ -345,6 +363,8 @@ class ReadIndex:
                 kept, bits = int(keep.sum()), None
             if kept:
                 plan.append((views[0], keep, kept, bits))
+        if not rowwise and all(whole.values()) and len(snap.cache) < PLANS_KEPT:
+            snap.cache[key] = plan  # its masks are the snapshot's own: nothing more is held
         return plan
 
     def _search(
@@ -508,7 +528,7 @@ class ReadIndex:
         if not flats or rows < least:
             return shards
         graphs = _graphs(shards)
-        if not graphs or (len(graphs) == 1 and rows * SEAL_SHARE < len(graphs[0][0])):
+        if not graphs or (len(graphs) == 1 and not _joins(rows, len(graphs[0][0]))):
             if rows < segment_tiers.GRAPH_FROM:
                 return shards  # too few for a graph of their own, and copying the large one is not worth it
             return _swap(shards, flats, merge(flats, IndexType.HNSW, self.params, self.recall))
@@ -523,7 +543,7 @@ class ReadIndex:
             if len(graphs) < 2:
                 return shards
             large, small = graphs[0], graphs[-1]
-            if sum(s.live for s in small) * SEAL_SHARE < len(large[0]) and len(graphs) <= MAX_GRAPHS:
+            if not _joins(sum(s.live for s in small), len(large[0])) and len(graphs) <= MAX_GRAPHS:
                 return shards
             shards = _swap(shards, [*large, *small], self._grow(large, small))
 
@@ -681,8 +701,8 @@ class ReadIndex:
         return dict(state)
 
     def _measure_again(self) -> None:
-        """Measure the graphs again whose breadth was chosen for another recall than the one promised
-        now (the setting changed); the next save records it."""
+        """Choose again the breadth of graphs measured for another recall than the one promised now
+        (the setting changed), from the curve measured with them; the next save records it."""
         bodies = self.snapshot.bodies()
         stale = [
             views
@@ -694,20 +714,17 @@ class ReadIndex:
         shards = dict(self.snapshot.shards)
         for views in stale:
             body = views[0]
-            floats = body.floats.all() if hasattr(body.floats, "all") else np.asarray(body.floats)
-            live = np.zeros(len(body), dtype=bool)
-            for view in views:
-                live |= view.alive
-            tune = measure(body.index, floats, live, self.recall, want=candidates(K))
-            measured = replace(body, tune=tune)
+            assert body.tune is not None
+            tune = body.tune.for_target(self.recall)
+            chosen = replace(body, tune=tune)
             shards = _swap(
-                shards, views, {v.shard: measured.view(v.shard, v.alive, v.saved_dead) for v in views}
+                shards, views, {v.shard: chosen.view(v.shard, v.alive, v.saved_dead) for v in views}
             )
             log.warning(
-                "read index: a graph of %d rows measured again for recall@10 %s: breadth %d, measured %.4f",
+                "read index: a graph of %d rows now walked for recall@10 %s: breadth %s (measured %.4f)",
                 len(body),
                 self.recall,
-                tune.ef,
+                tune.ef or "every row",
                 tune.recall,
             )
         self.publish({name: _ordered(segs) for name, segs in shards.items()}, self.snapshot.generation)

@@ -36,9 +36,10 @@ import pyarrow.compute as pc
 import pyarrow.feather as feather
 
 from lookalike import durable
-from lookalike.store.breadth import WALK_WHOLE, Tune, measure
-from lookalike.store.models import IndexType, Item
-from lookalike.store.rows import arrow_schema, from_arrow, to_arrow
+from lookalike.store import breadth
+from lookalike.store.breadth import LEAST_SAMPLE, SAMPLE, WALK_WHOLE, Tune
+from lookalike.store.models import SCALAR_FIELDS, IndexType, Item
+from lookalike.store.rows import ColumnReader, arrow_schema, from_arrow, to_arrow
 from lookalike.store.vectorfile import VectorFile
 
 SCHEMA = arrow_schema()
@@ -56,6 +57,8 @@ GRAPH_FROM = 4096
 SEAL_ROWS = 5_000
 """New rows stay in flat (exact) segments until a shard holds this many of them; then they join its graph."""
 PREFETCH_WINDOW = 8 << 20
+FEW_ROWS = 64
+"""Rows read out of the columns' buffers one by one (``ColumnReader``); more go through Arrow."""
 RESCORED = 10
 """Candidates a graph hands back beyond twice the k asked for, to be re-scored in float32 (fp16 scores
 are off by about 1e-4, so the true top k is among them)."""
@@ -98,19 +101,21 @@ def build_index(vectors: npt.NDArray[np.float32], index_type: str, params: dict[
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     if index_type == IndexType.FLAT or len(vectors) < GRAPH_FROM:
         return vectors
+    index = new_graph(int(vectors.shape[1]), params)
+    _add(index, vectors)
+    return index
+
+
+def new_graph(dim: int, params: dict[str, Any]) -> Any:
+    """An empty HNSW graph over fp16 codes. Every approximate Milvus index type is served by an HNSW
+    graph here: on one machine it is the fastest at high recall. fp16 needs no training data and has
+    no range to clip to."""
     faiss = faiss_module()
-    # Every approximate Milvus index type is served by an HNSW graph here: on one machine it is
-    # the fastest at high recall. fp16 needs no training data and has no range to clip to.
     index = faiss.IndexHNSWSQ(
-        int(vectors.shape[1]),
-        faiss.ScalarQuantizer.QT_fp16,
-        int(params.get("M", 16)),
-        faiss.METRIC_INNER_PRODUCT,
+        dim, faiss.ScalarQuantizer.QT_fp16, int(params.get("M", 16)), faiss.METRIC_INNER_PRODUCT
     )
     index.hnsw.efConstruction = int(params.get("efConstruction", 100))
-    index.train(vectors[:1])
-    for start in range(0, len(vectors), 50_000):
-        index.add(vectors[start : start + 50_000])
+    index.train(np.zeros((1, dim), dtype=np.float32))  # fp16 learns nothing
     return index
 
 
@@ -162,12 +167,11 @@ class Segment:
     ) -> Segment:
         """A view of new rows of one partition; a graph is built only for many rows at once."""
         vectors = np.stack([np.asarray(item.vector, dtype=np.float32) for item in items])
-        kind = index_type if len(items) >= SEAL_ROWS else IndexType.FLAT
-        index = build_index(vectors, kind, params)
         table = to_arrow(items, SCHEMA)
         table = table.append_column(PARTITION, pa.array([shard] * len(items), pa.string()))
-        body = cls.of(f"s{uuid.uuid4().hex[:16]}", table, index, vectors)
-        return _tuned(body, vectors, target).view(shard)
+        if index_type == IndexType.FLAT or len(items) < SEAL_ROWS:
+            return cls.of(f"s{uuid.uuid4().hex[:16]}", table, vectors, vectors).view(shard)
+        return _graph(table, vectors, params, target).view(shard)
 
     @property
     def mapped(self) -> bool:
@@ -326,8 +330,16 @@ class Segment:
         return keep
 
     def items(self, rows: Rows, *, with_vector: bool) -> list[Item]:
-        columns = self.table.take(pa.array(rows, type=pa.int64())).to_pydict()
+        rows = np.asarray(rows, dtype=np.int64)
+        if len(rows) <= FEW_ROWS:  # a search's hits: read from the buffers
+            columns = self.reader.read(rows)
+        else:  # a batch: Arrow converts many rows faster than a loop over them
+            columns = self.table.take(pa.array(rows, type=pa.int64())).to_pydict()
         return from_arrow(columns, self.vectors(rows) if with_vector else None)
+
+    @cached_property
+    def reader(self) -> ColumnReader:
+        return ColumnReader(self.table, SCALAR_FIELDS)
 
     def vectors(self, rows: Rows) -> npt.NDArray[np.float32]:
         """These rows' float32 vectors (a fresh array)."""
@@ -383,24 +395,17 @@ class Segment:
         exact = (
             (self.scanned and not ef) or kept < min(EXACT_BELOW, n // 2) or n <= WALK_WHOLE or breadth >= n
         )
-        # fp16 scores are off by at most this: a candidate left out could still belong to the k
-        # best while the last one handed back is within twice of the k-th (near-ties): ask again.
-        margin = 2 * FP16_ERROR * self.norm * np.linalg.norm(queries, axis=1)
-        while True:
-            if exact:
-                params: Any = faiss.SearchParameters(sel=selector) if selector is not None else None
-                scores, rows = self.storage.search(queries, want, params=params)
-            else:
-                params = (
-                    faiss.SearchParametersHNSW(sel=selector, efSearch=breadth)
-                    if selector is not None
-                    else _unfiltered(breadth)
-                )
-                scores, rows = self.index.search(queries, want, params=params)
-            kth = scores[:, min(k, want) - 1]
-            if want >= kept or not bool(np.any((rows[:, -1] >= 0) & (scores[:, -1] >= kth - margin))):
-                return scores, rows.astype(np.int64)
-            want = min(2 * want, kept)
+        if exact:
+            params: Any = faiss.SearchParameters(sel=selector) if selector is not None else None
+            scores, rows = self.storage.search(queries, want, params=params)
+        else:
+            params = (
+                faiss.SearchParametersHNSW(sel=selector, efSearch=breadth)
+                if selector is not None
+                else _unfiltered(breadth)
+            )
+            scores, rows = self.index.search(queries, want, params=params)
+        return scores, rows.astype(np.int64)
 
     # -- files -------------------------------------------------------------------------------------
 
@@ -585,21 +590,50 @@ def _union(views: Sequence[Segment]) -> Mask:
     return live
 
 
-def _tuned(
-    body: Segment,
-    floats: npt.NDArray[np.float32],
-    target: float | None,
-    live: Mask | None = None,
-    previous: Tune | None = None,
+def _hold_out(matrix: npt.NDArray[np.float32], held: int) -> npt.NDArray[np.int64]:
+    """Move a random sample of ``held`` rows of ``matrix`` to its end, in place, each swapped with a
+    row there (the others keep their places); returns the order of the rows now (for the columns)."""
+    count = len(matrix)
+    order = np.arange(count)
+    sample = np.random.default_rng(count).choice(count, held, replace=False)  # the same rows each time
+    tail = np.arange(count - held, count)
+    out, into = np.setdiff1d(sample, tail), np.setdiff1d(tail, sample)
+    order[out], order[into] = into, out
+    matrix[out], matrix[into] = matrix[into], matrix[out]
+    return order
+
+
+def _held(rows: int) -> int:
+    """Rows of ``rows`` new ones to hold out of a graph to measure it (0: too few to measure)."""
+    held = min(SAMPLE, rows // 8)
+    return held if held >= LEAST_SAMPLE else 0
+
+
+def _add(index: Any, matrix: npt.NDArray[np.float32]) -> None:
+    for start in range(0, len(matrix), 50_000):
+        index.add(matrix[start : start + 50_000])
+
+
+def _graph(
+    table: pa.Table, matrix: npt.NDArray[np.float32], params: dict[str, Any], target: float | None
 ) -> Segment:
-    """The body with its search breadth measured for ``target`` (kept from ``previous`` while that
-    still holds: see ``Tune.stale``). Flat bodies are exact and measure nothing."""
-    if not body.is_graph or target is None:
-        return replace(body, tune=previous) if body.is_graph else body
-    if previous is not None and not previous.stale(len(body), target):
-        return replace(body, tune=previous)
-    live = np.ones(len(body), dtype=bool) if live is None else live
-    return replace(body, tune=measure(body.index, floats, live, target, want=candidates(10)))
+    """A graph body of these rows (``matrix`` is its own: rows may move), measured for ``target``:
+    built without a held-out sample of them, searched with the sample, then the sample added."""
+    name = f"s{uuid.uuid4().hex[:16]}"
+    held = _held(len(matrix)) if target is not None and len(matrix) > WALK_WHOLE else 0
+    if not held:
+        index = build_index(matrix, IndexType.HNSW, params)
+        tune = breadth.exact(target, len(matrix)) if target is not None else None
+        return Segment.of(name, table, index, matrix, tune)
+    assert target is not None
+    table = table.take(pa.array(_hold_out(matrix, held), type=pa.int64()))
+    index = new_graph(int(matrix.shape[1]), params)
+    kept = len(matrix) - held
+    _add(index, matrix[:kept])
+    live = np.ones(kept, dtype=bool)
+    tune = breadth.measure(index, matrix[:kept], live, matrix[kept:], target, want=candidates(breadth.K))
+    _add(index, matrix[kept:])
+    return Segment.of(name, table, index, matrix, tune)
 
 
 def extend(
@@ -607,38 +641,56 @@ def extend(
 ) -> dict[str, Segment]:
     """New views of a new graph body: the rows of ``views``' body (every view of it; its tombstones
     kept) followed by the live rows of ``others``, inserted into a copy of its HNSW graph instead of
-    building one from scratch.
+    building one from scratch. The graph is measured again (``_graph``, the sample held out of the new
+    rows) once it has grown by a quarter since it last was; otherwise it keeps its breadth.
 
     The copy is what keeps snapshots immutable: readers may still be walking the old graph.
     """
     graph = views[0]
     tables, matrix = _live(others)
+    old, added = len(graph), len(matrix)
+    previous = graph.tune
+    held = 0
+    if target is not None and (previous is None or previous.stale(old + added)):
+        held = _held(added)
+    table = pa.concat_tables(tables).combine_chunks()
+    if held:
+        table = table.take(pa.array(_hold_out(matrix, held), type=pa.int64()))
+    table = pa.concat_tables([graph.table, table]).combine_chunks()
     index = _owned(graph)
-    for start in range(0, len(matrix), 50_000):
-        index.add(matrix[start : start + 50_000])
-    table = pa.concat_tables([graph.table, *tables]).combine_chunks()
-    floats = _all_floats(graph, len(graph) + len(matrix))  # one copy, no more; dead rows keep their place
-    floats[len(graph) :] = matrix
+    floats = _all_floats(graph, old + added)  # one copy, no more; dead rows keep their place
+    floats[old:] = matrix
+    kept = added - held
+    _add(index, matrix[:kept])
+    tune = previous.for_target(target) if previous is not None and target is not None else previous
+    if held:
+        assert target is not None
+        live = np.concatenate([_union(views), np.ones(kept, dtype=bool)])
+        tune = breadth.measure(
+            index, floats[: old + kept], live, matrix[kept:], target, want=candidates(breadth.K)
+        )
+    _add(index, matrix[kept:])
     body = Segment.of(
-        f"s{uuid.uuid4().hex[:16]}", table, index, floats, norm=max(graph.norm, max_norm(matrix))
+        f"s{uuid.uuid4().hex[:16]}", table, index, floats, tune, norm=max(graph.norm, max_norm(matrix))
     )
-    added = np.zeros(len(body), dtype=bool)
-    added[len(graph) :] = True
-    alive = {view.shard: np.concatenate([view.alive, np.zeros(len(matrix), dtype=bool)]) for view in views}
+    new = np.zeros(len(body), dtype=bool)
+    new[old:] = True
+    alive = {view.shard: np.concatenate([view.alive, np.zeros(added, dtype=bool)]) for view in views}
     for shard in dict.fromkeys(other.shard for other in others):
-        alive[shard] = alive.get(shard, np.zeros(len(body), dtype=bool)) | (added & body.member(shard))
-    body = _tuned(body, floats, target, _union([body.view(s, a) for s, a in alive.items()]), graph.tune)
+        alive[shard] = alive.get(shard, np.zeros(len(body), dtype=bool)) | (new & body.member(shard))
     return {shard: body.view(shard, mask) for shard, mask in alive.items()}
 
 
 def merge(
     segments: Sequence[Segment], index_type: str, params: dict[str, Any], target: float | None = None
 ) -> dict[str, Segment]:
-    """Views of one new body holding the live rows of these (their tombstones purged)."""
+    """Views of one new body holding the live rows of these (their tombstones purged); a graph is
+    measured for ``target`` (``_graph``)."""
     tables, matrix = _live(segments)
     table = pa.concat_tables(tables).combine_chunks()
-    body = Segment.of(f"s{uuid.uuid4().hex[:16]}", table, build_index(matrix, index_type, params), matrix)
-    return _tuned(body, matrix, target).views()
+    if index_type == IndexType.FLAT or len(matrix) < GRAPH_FROM:
+        return Segment.of(f"s{uuid.uuid4().hex[:16]}", table, matrix, matrix).views()
+    return _graph(table, matrix, params, target).views()
 
 
 def scrub(views: Sequence[Segment]) -> dict[str, Segment]:
