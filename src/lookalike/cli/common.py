@@ -149,11 +149,20 @@ AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of tabl
 
 
 def context_for(
-    db: str | None, collection: str | None, model: str | None, pretrained: str | None, **extra: Any
+    db: str | None,
+    collection: str | None,
+    model: str | None,
+    pretrained: str | None,
+    read_files: bool = True,
+    **extra: Any,
 ) -> Context:
-    """The use cases' context for these options; nothing is opened or loaded yet."""
+    """The use cases' context for these options; nothing is opened or loaded yet.
+
+    ``read_files``: a command that only reads a Milvus Lite database does not start Milvus Lite
+    (see ``Context``); ``serve`` turns it off.
+    """
     settings = load_settings(db=db, collection=collection, model=model, pretrained=pretrained, **extra)
-    return Context(settings)
+    return Context(settings, read_files=read_files)
 
 
 @contextmanager
@@ -163,12 +172,13 @@ def session(
     collection: str | None,
     model: str | None,
     pretrained: str | None,
+    read_files: bool = True,
     **extra: Any,
 ) -> Iterator[Context]:
     """What every command does around its work: logging, the context, error translation, closing."""
     setup_logging(verbose)
     with errors(verbose):
-        ctx = context_for(db, collection, model, pretrained, **extra)
+        ctx = context_for(db, collection, model, pretrained, read_files, **extra)
         try:
             yield ctx
         finally:

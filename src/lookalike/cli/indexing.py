@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -210,6 +211,8 @@ def stats(
         highlight=False,
         markup=False,
     )
+    if info.search is not None:
+        out.print(search_note(info.search), highlight=False, markup=False)
     rows = [[p.name, str(p.rows)] for p in info.partitions]
     table("partitions", [("partition", "left"), ("items", "right")], rows)
     table("sources", [("source", "left"), ("items", "right")], [[n, str(c)] for n, c in info.sources.items()])
@@ -293,3 +296,27 @@ def migrate(
             total=ctx.store.count(),
         )
     out.print(f"copied {copied} items to {to} ({already} were already there)")
+
+
+def search_note(search: dict[str, Any]) -> str:
+    """One line on how searches keep their recall promise (``ReadIndex.recall_summary``)."""
+    if search["exact"]:
+        return "search: exact (FLAT: every row scored)"
+    parts = []
+    for graph in search["graphs"]:
+        if not graph["sample"]:
+            how = "every row scored" if graph["scanned"] else f"breadth {graph['ef']}, not measured"
+        else:
+            when = datetime.fromtimestamp(graph["measured_at"], UTC).strftime("%Y-%m-%d %H:%M UTC")
+            walk = "every row scored" if graph["scanned"] else f"breadth {graph['ef']}"
+            how = (
+                f"{walk}: recall@10 measured {graph['recall_at_10']:.4f} (95% bound "
+                f"{graph['recall_at_10_bound']:.4f}) on {graph['sample']} held-out rows at "
+                f"{graph['measured_rows']} rows, {when}"
+            )
+        parts.append(f"graph of {graph['live']} items, {how}")
+    if search["exact_rows"]:
+        parts.append(f"{search['exact_rows']} recent items scored exactly")
+    return f"search: recall@10 >= {search['target_recall_at_10']} promised; " + "; ".join(
+        parts or ["no items"]
+    )

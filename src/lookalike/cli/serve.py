@@ -49,7 +49,8 @@ def serve(
     from lookalike.api.server import uvicorn_options
     from lookalike.store.readindex import use_one_blas_thread
 
-    with session(verbose, db, collection, model, pretrained, runtime=runtime) as ctx:
+    # A server writes while command lines may read: it holds Milvus Lite open from the start.
+    with session(verbose, db, collection, model, pretrained, read_files=False, runtime=runtime) as ctx:
         if ctx.settings.text_threads == 0:  # see Settings.text_threads
             ctx.settings = ctx.settings.model_copy(update={"text_threads": 1})
         ctx.embedder.load()  # fail here, with a clear message, rather than inside the server

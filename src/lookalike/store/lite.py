@@ -18,6 +18,7 @@ Every rule that keeps the two equal lives here:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -45,7 +46,7 @@ from lookalike.store.journal import Journal, chained
 from lookalike.store.liteprocess import connect, let_go, lock_holder, release, return_free_memory
 from lookalike.store.models import CollectionInfo, Hit, IndexType, Item, PartitionStats
 from lookalike.store.partitions import month_name, month_start, next_month
-from lookalike.store.readindex import ReadIndex
+from lookalike.store.readindex import DEFAULT_RECALL, ReadIndex
 
 log = logging.getLogger(__name__)
 
@@ -64,11 +65,18 @@ class LiteStore(BaseStore):
     is_lite = True
 
     def __init__(
-        self, uri: str, collection: str, *, timeout_s: float = 30.0, read_files: bool = False
+        self,
+        uri: str,
+        collection: str,
+        *,
+        timeout_s: float = 30.0,
+        read_files: bool = False,
+        recall: float = DEFAULT_RECALL,
     ) -> None:
         """``read_files``: until the first write or doubt, read Milvus Lite's files instead of starting it,
         holding the database's lock shared (a pymilvus client opened in the same process meanwhile
-        would find the database locked, so a process with other clients of it leaves this off)."""
+        would find the database locked, so a process with other clients of it leaves this off).
+        ``recall``: the recall@10 its searches promise (``ReadIndex``)."""
         if not uri.endswith(".db"):
             raise ConfigError(
                 f"--db {uri!r} is neither a Milvus Lite file (a path ending in .db, e.g. ./lookalike.db) "
@@ -87,6 +95,7 @@ class LiteStore(BaseStore):
         self._files: litefiles.LiteFiles | None = None
         self._files_hold: liteprocess.Files | None = None
         self._files_tried = not read_files
+        self.recall = recall
 
     """Partitions whose Milvus files may still hold deleted rows (rewritten by compact)."""
 
@@ -174,6 +183,9 @@ class LiteStore(BaseStore):
         if self._on_files() is None:
             super().require()
 
+    def exists(self) -> bool:
+        return self._on_files() is not None or super().exists()  # its files name only a collection there
+
     def _describe(self) -> dict[str, Any]:
         if self._description is None:
             files = self._on_files()
@@ -188,8 +200,10 @@ class LiteStore(BaseStore):
         return super().partitions()
 
     def info(self) -> CollectionInfo:
-        """Counts per partition and per source, from the read index (nothing to load in Milvus Lite)."""
-        return self._info()
+        """Counts per partition and per source, and the recall searches promise and were measured to
+        keep, from the read index (nothing to load in Milvus Lite)."""
+        info = self._info()
+        return dataclasses.replace(info, search=self.read_index().recall_summary())
 
     @property
     def key(self) -> tuple[str, str]:
@@ -268,7 +282,7 @@ class LiteStore(BaseStore):
                 if self._on_files() is None:
                     self._ensure_loaded()
                 index_type, params = self.index()
-                read = ReadIndex(self._folder(), self.dim(), index_type, params)
+                read = ReadIndex(self._folder(), self.dim(), index_type, params, self.recall)
                 state = read.load()
                 if self._on_files() is not None and not self._proven(read, state):
                     self._leave_files()

@@ -145,6 +145,19 @@ def let_go_files(path: Path, entry: Files) -> None:
                 del _FILES[str(path)]
 
 
+def end_file_holds(path: Path) -> None:
+    """End this process's hold on a database's files (its holders go to Milvus Lite from then on):
+    for a client that starts Milvus Lite without ``connect`` (pymilvus' own, on a .db path)."""
+    with _OPEN_LOCK:
+        _end_files(path)
+
+
+def _end_files(path: Path) -> None:
+    files = _FILES.pop(str(path), None)
+    if files is not None:
+        _unlock(files)
+
+
 def _unlock(entry: Files) -> None:
     import fcntl
 
@@ -162,9 +175,7 @@ def connect(path: Path, make: Callable[[], T]) -> T:
     A hold on its files (``hold_files``) ends first: Milvus Lite takes the lock itself.
     """
     with _OPEN_LOCK:
-        files = _FILES.pop(str(path), None)
-        if files is not None:
-            _unlock(files)
+        _end_files(path)
         client = make()
         _OPEN[str(path)] = _OPEN.get(str(path), 0) + 1
     return client

@@ -582,8 +582,9 @@ class ReadIndex:
         self.publish(shards, self.snapshot.generation)
 
     def recall_summary(self) -> dict[str, Any]:
-        """The recall promised and what was measured, for ``stats``: per graph its rows, breadth and
-        measured recall@10; rows scored exactly (flat segments, or every row of a FLAT index)."""
+        """The recall promised and what was measured, for ``stats``: per graph its rows, its breadth
+        (0: every row scored), the recall@10 measured there and its 95% lower bound, on how many
+        held-out rows, when; and the rows scored exactly (flat segments, or every row of FLAT)."""
         graphs = []
         exact = 0
         for views in self.snapshot.bodies().values():
@@ -598,6 +599,7 @@ class ReadIndex:
                     "live": live,
                     "ef": tune.ef if tune else views[0].breadth,
                     "recall_at_10": round(tune.recall, 4) if tune else None,
+                    "recall_at_10_bound": round(tune.bound, 4) if tune and tune.queries else None,
                     "sample": tune.queries if tune else 0,
                     "measured_rows": tune.rows if tune else 0,
                     "measured_at": tune.measured_at if tune else None,
