@@ -95,6 +95,8 @@ class LiteStore(BaseStore):
         self._files: litefiles.LiteFiles | None = None
         self._files_hold: liteprocess.Files | None = None
         self._files_tried = not read_files
+        self._fresh: tuple[Any, int, tuple[str, ...]] | None = None
+        """The last (snapshot, generation, partitions) found current by ``_stale``."""
         self.recall = recall
 
     """Partitions whose Milvus files may still hold deleted rows (rewritten by compact)."""
@@ -332,7 +334,13 @@ class LiteStore(BaseStore):
     def _stale(self) -> bool:
         assert self._read is not None
         seq, partitions = self.generation()
-        return self._read.snapshot.generation != seq or not set(self._read.snapshot.shards) <= set(partitions)
+        snapshot = self._read.snapshot
+        fresh = self._fresh
+        if fresh is not None and fresh[0] is snapshot and fresh[1] == seq and fresh[2] == partitions:
+            return False  # what every search asks: the same snapshot, generation and partitions as last time
+        stale = snapshot.generation != seq or not set(snapshot.shards) <= set(partitions)
+        self._fresh = None if stale else (snapshot, seq, partitions)
+        return stale
 
     def _repair(self) -> None:
         """Bring the read index to what Milvus holds; one log line says how."""

@@ -40,7 +40,7 @@ from lookalike.store.partitions import month_start, next_month
 from lookalike.store.segments import (
     FP16_ERROR,
     SEAL_ROWS,
-    Mask,
+    Kept,
     Segment,
     extend,
     merge,
@@ -79,9 +79,6 @@ MAX_FLAT = 1
 """Flat segments of new rows per HNSW shard: a second one is concatenated with the first (a copy of
 fewer than ``SEAL_ROWS`` rows), so a search scores at most one matrix per month beside the graphs."""
 
-Bits = tuple[Mask | None, int, Any]
-"""Rows a search may answer (None: every row of the body), their count, and their packed bits."""
-
 
 @dataclass(frozen=True)
 class Snapshot:
@@ -108,18 +105,17 @@ class Snapshot:
             self.cache["bodies"] = found
         return found
 
-    def bits(self, views: Sequence[Segment]) -> Bits:
-        """The live rows of these views of one body, made once per snapshot and set of views."""
+    def kept(self, views: Sequence[Segment]) -> Kept | None:
+        """The live rows of these views of one body (None: every row of it), made once per snapshot
+        and set of views, with their FAISS selector."""
         key = (views[0].name, *(view.shard for view in views))
-        found = self.cache.get(key)
-        if found is None:
+        if key not in self.cache:
             alive = views[0].alive.copy() if len(views) > 1 else views[0].alive
             for view in views[1:]:
                 alive |= view.alive
             kept = sum(view.live for view in views)
-            whole = kept == len(views[0])
-            bits = None if whole else np.packbits(alive, bitorder="little")
-            found = self.cache[key] = (None if whole else alive, kept, bits)
+            self.cache[key] = None if kept == len(views[0]) else Kept(alive, kept)
+        found: Kept | None = self.cache[key]
         return found
 
 
@@ -160,18 +156,21 @@ def _blas() -> Any:
 
 
 def _hits(best: list[tuple[float, int, Segment]]) -> list[Hit]:
-    """Hits in score order, each body's rows taken and converted at once (one take and one
-    conversion cost tens of microseconds, most of a search's own time)."""
+    """Hits in score order, each body's rows read and converted at once."""
+    if len({id(segment.table) for _, _, segment in best}) == 1:  # the usual case: one body
+        segment = best[0][2]
+        items = segment.items(np.asarray([row for _, row, _ in best], dtype=np.int64), with_vector=False)
+        return [Hit(score, item) for (score, _, _), item in zip(best, items, strict=True)]
     by_body: dict[str, list[int]] = {}
     for position, (_, _, segment) in enumerate(best):
         by_body.setdefault(segment.name, []).append(position)
-    items: list[Item | None] = [None] * len(best)
+    found: list[Item | None] = [None] * len(best)
     for positions in by_body.values():
         segment = best[positions[0]][2]
         rows = np.asarray([best[i][1] for i in positions], dtype=np.int64)
         for i, item in zip(positions, segment.items(rows, with_vector=False), strict=True):
-            items[i] = item
-    return [Hit(score, item) for (score, _, _), item in zip(best, items, strict=True) if item is not None]
+            found[i] = item
+    return [Hit(score, item) for (score, _, _), item in zip(best, found, strict=True) if item is not None]
 
 
 def _best(queries: npt.NDArray[np.float32], k: int, parts: list[Part]) -> list[list[Hit]]:
@@ -183,32 +182,37 @@ def _best(queries: npt.NDArray[np.float32], k: int, parts: list[Part]) -> list[l
     """
     if not parts:
         return [[] for _ in queries]
-    scores = np.concatenate([p[0] for p in parts], axis=1)
-    rows = np.concatenate([p[1] for p in parts], axis=1)
-    part = np.concatenate([np.full(p[0].shape[1], i) for i, p in enumerate(parts)])
-    error = np.concatenate(
-        [np.full(p[0].shape[1], FP16_ERROR * p[2].norm if p[2].is_graph else 0.0) for p in parts]
-    )
+    if len(parts) == 1:  # one body (one graph, or one month's rows): nothing to join
+        scores, rows, part = parts[0][0], parts[0][1], np.zeros(parts[0][0].shape[1], dtype=np.int64)
+    else:
+        scores = np.concatenate([p[0] for p in parts], axis=1)
+        rows = np.concatenate([p[1] for p in parts], axis=1)
+        part = np.concatenate([np.full(p[0].shape[1], i) for i, p in enumerate(parts)])
+    bounds = [FP16_ERROR * p[2].norm if p[2].is_graph else 0.0 for p in parts]
+    error = np.asarray(bounds)[part] if any(bounds) else None
+    norms = np.sqrt(np.einsum("ij,ij->i", queries, queries)) if error is not None else None
     found = []
     for q in range(len(queries)):
         valid = np.flatnonzero(rows[q] >= 0)
         score = scores[q, valid]
-        margin = error[valid] * float(np.linalg.norm(queries[q])) if error.any() else None
-        if margin is not None and len(valid) > k:
-            # Candidates whose best possible score is below the k-th best worst possible one drop out.
-            least = np.partition(score - margin, len(valid) - k)[len(valid) - k]
-            near = score + margin >= least
-            valid, score, margin = valid[near], score[near], margin[near]
-        exact = score.copy()
-        if margin is not None:
-            for i in np.unique(part[valid]):
+        exact = score
+        if error is not None and norms is not None:
+            margin = error[valid] * float(norms[q])
+            if len(valid) > k:
+                # Candidates whose best possible score is below the k-th best worst one drop out.
+                least = np.partition(score - margin, len(valid) - k)[len(valid) - k]
+                near = score + margin >= least
+                valid, score = valid[near], score[near]
+            exact = score.copy()
+            for i in np.unique(part[valid]).tolist():
                 if parts[i][2].is_graph:
                     picked = part[valid] == i
                     exact[picked] = parts[i][2].rescore(queries[q], rows[q, valid[picked]])
-        order = np.lexsort((rows[q, valid], part[valid], -exact))[:k]
-        found.append(
-            _hits([(float(exact[j]), int(rows[q, valid[j]]), parts[part[valid[j]]][2]) for j in order])
-        )
+        order = np.lexsort((rows[q, valid], part[valid], -exact))[:k].tolist()
+        picked_rows = rows[q, valid].tolist()
+        picked_parts = part[valid].tolist()
+        best = exact.tolist()
+        found.append(_hits([(best[j], picked_rows[j], parts[picked_parts[j]][2]) for j in order]))
     return found
 
 
@@ -330,18 +334,19 @@ class ReadIndex:
         since: int | None,
         until: int | None,
         exclude_ids: Sequence[int] | None,
-    ) -> list[tuple[Segment, Mask | None, int, Any]]:
-        """Per body of the snapshot: the rows a search in this window may answer (see ``Bits``).
+    ) -> list[tuple[Segment, Kept | None]]:
+        """Per body of the snapshot: the rows a search in this window may answer (None: all of them).
 
         The months of the window are chosen by name; a body whose chosen months lie wholly inside
-        the window (the usual case: whole months, no other filter) uses masks made once per snapshot.
+        the window (the usual case: whole months, no other filter) uses rows (and FAISS selectors)
+        made once per snapshot, and the plan itself is kept with the snapshot.
         """
         snap = self.snapshot
         excluded = np.asarray(list(exclude_ids), dtype=np.int64) if exclude_ids else None
         rowwise = sources is not None or excluded is not None
         key = ("plan", since, until)
         if not rowwise and key in snap.cache:
-            cached: list[tuple[Segment, Mask | None, int, Any]] = snap.cache[key]
+            cached: list[tuple[Segment, Kept | None]] = snap.cache[key]
             return cached
         chosen: dict[str, list[Segment]] = {}
         whole: dict[str, bool] = {}
@@ -350,33 +355,32 @@ class ReadIndex:
                 chosen.setdefault(segment.name, []).append(segment)
                 inside = not rowwise and _covers(segment, since, until)
                 whole[segment.name] = whole.get(segment.name, True) and inside
-        plan = []
+        plan: list[tuple[Segment, Kept | None]] = []
         bodies = snap.bodies()
         for name, views in chosen.items():
             if whole[name] and (len(views) == 1 or len(views) == sum(1 for v in bodies[name] if v.live)):
-                keep, kept, bits = snap.bits(views)
-            else:
-                base = views[0].alive.copy() if len(views) > 1 else views[0].alive
-                for view in views[1:]:
-                    base |= view.alive
-                keep = views[0].mask(sources, since, until, excluded, base=base)
-                kept, bits = int(keep.sum()), None
-            if kept:
-                plan.append((views[0], keep, kept, bits))
+                plan.append((views[0], snap.kept(views)))
+                continue
+            base = views[0].alive.copy() if len(views) > 1 else views[0].alive
+            for view in views[1:]:
+                base |= view.alive
+            keep = Kept(views[0].mask(sources, since, until, excluded, base=base))
+            if keep.count:
+                plan.append((views[0], keep))
         if not rowwise and all(whole.values()) and len(snap.cache) < PLANS_KEPT:
-            snap.cache[key] = plan  # its masks are the snapshot's own: nothing more is held
+            snap.cache[key] = plan  # its rows are the snapshot's own: nothing more is held
         return plan
 
     def _search(
         self,
         queries: npt.NDArray[np.float32],
         k: int,
-        plan: list[tuple[Segment, Mask | None, int, Any]],
+        plan: list[tuple[Segment, Kept | None]],
         ef: int | None,
     ) -> list[list[Hit]]:
         parts = []
-        for body, keep, kept, bits in plan:
-            scores, rows = body.search(queries, k, keep, ef, kept=kept, bitmap=bits)
+        for body, keep in plan:
+            scores, rows = body.search(queries, k, keep, ef)
             if scores.shape[1]:
                 parts.append((scores, rows, body))
         return _best(queries, k, parts)

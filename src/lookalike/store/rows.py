@@ -277,8 +277,12 @@ class ColumnReader:
     def read(self, rows: npt.NDArray[np.int64]) -> dict[str, list[Any]]:
         """These rows' values per column, as ``table.take(rows).to_pydict()`` gives them."""
         out: dict[str, list[Any]] = {}
+        after = rows + 1
         for name, (positions, data) in self._strings.items():
-            starts, ends = positions[rows].tolist(), positions[rows + 1].tolist()
+            if not len(data):  # every value of the column is empty (no names, no crops): nothing to read
+                out[name] = [""] * len(rows)
+                continue
+            starts, ends = positions[rows].tolist(), positions[after].tolist()
             out[name] = [str(data[start:end], "utf-8") for start, end in zip(starts, ends, strict=True)]
         for name, values in self._numbers.items():
             out[name] = values[rows].tolist()

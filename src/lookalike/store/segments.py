@@ -119,6 +119,39 @@ def new_graph(dim: int, params: dict[str, Any]) -> Any:
     return index
 
 
+class Kept:
+    """The rows of a body a search may answer, with FAISS's selector and search parameters over them,
+    made once (a snapshot keeps one per window of whole months: see ``Snapshot.kept``)."""
+
+    def __init__(self, mask: Mask, count: int | None = None) -> None:
+        self.mask = mask
+        self.count = int(mask.sum()) if count is None else count
+        self._selector: tuple[Any, Any] | None = None
+        self._params: dict[int, Any] = {}
+
+    def selector(self) -> Any:
+        found = self._selector
+        if found is None:
+            faiss = faiss_module()
+            bits = np.packbits(self.mask, bitorder="little")  # the selector only points at these bits
+            found = self._selector = (bits, faiss.IDSelectorBitmap(len(self.mask), faiss.swig_ptr(bits)))
+        return found[1]
+
+    def scan(self) -> Any:
+        return self._kept(0, lambda faiss: faiss.SearchParameters(sel=self.selector()))
+
+    def walk(self, breadth: int) -> Any:
+        return self._kept(
+            breadth, lambda faiss: faiss.SearchParametersHNSW(sel=self.selector(), efSearch=breadth)
+        )
+
+    def _kept(self, key: int, make: Any) -> Any:
+        found = self._params.get(key)
+        if found is None:
+            found = self._params[key] = make(faiss_module())
+        return found
+
+
 @dataclass(frozen=True, eq=False)
 class Segment:
     """One partition's rows in a body: columns, vectors and which of the rows are its live ones."""
@@ -355,36 +388,22 @@ class Segment:
     # -- search ------------------------------------------------------------------------------------
 
     def search(
-        self,
-        queries: npt.NDArray[np.float32],
-        k: int,
-        keep: Mask | None,
-        ef: int | None,
-        *,
-        kept: int | None = None,
-        bitmap: npt.NDArray[np.uint8] | None = None,
+        self, queries: npt.NDArray[np.float32], k: int, keep: Kept | None, ef: int | None
     ) -> tuple[npt.NDArray[np.float32], Rows]:
         """Top-k (scores, rows) per query among the kept rows of the body; rows -1 pad a short answer.
 
-        ``keep``: the rows a search may answer (None: every row of the body); ``kept``, ``bitmap``:
-        its count and packed bits, when the caller has them already. A graph answers
+        ``keep``: the rows a search may answer (None: every row of the body). A graph answers
         ``candidates(k)`` rows with fp16 scores, for the caller to ``rescore``."""
-        faiss = faiss_module()
         n = len(self)
-        if kept is None:
-            kept = n if keep is None else int(keep.sum())
+        kept = n if keep is None else keep.count
         if kept == 0:
             return np.full((len(queries), 0), -np.inf, np.float32), np.zeros((len(queries), 0), np.int64)
         if not self.is_graph:
             scores = queries @ self.index.T  # one BLAS product; filtered rows then drop out
             if keep is not None and kept < n:
-                scores[:, ~keep] = -np.inf
+                scores[:, ~keep.mask] = -np.inf
             return _top(scores, min(k, kept), np.arange(n, dtype=np.int64))
-        selector = None
-        if keep is not None and kept < n:
-            # The bitmap must outlive the search: the selector only points at it.
-            bitmap = np.packbits(keep, bitorder="little") if bitmap is None else bitmap
-            selector = faiss.IDSelectorBitmap(n, faiss.swig_ptr(bitmap))
+        filtered = keep if keep is not None and kept < n else None
         want = min(candidates(k), kept)
         # A filter hides rows the walk still passes through: widen it by the share hidden, so that it
         # meets as many kept rows as an unfiltered walk meets rows.
@@ -396,14 +415,10 @@ class Segment:
             (self.scanned and not ef) or kept < min(EXACT_BELOW, n // 2) or n <= WALK_WHOLE or breadth >= n
         )
         if exact:
-            params: Any = faiss.SearchParameters(sel=selector) if selector is not None else None
+            params = filtered.scan() if filtered is not None else None
             scores, rows = self.storage.search(queries, want, params=params)
         else:
-            params = (
-                faiss.SearchParametersHNSW(sel=selector, efSearch=breadth)
-                if selector is not None
-                else _unfiltered(breadth)
-            )
+            params = filtered.walk(breadth) if filtered is not None else _unfiltered(breadth)
             scores, rows = self.index.search(queries, want, params=params)
         return scores, rows.astype(np.int64)
 
