@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -25,7 +26,7 @@ from lookalike.store.partitions import month_start, next_month, partition_for
 from lookalike.store.readindex import ReadIndex
 from lookalike.store.vectorfile import VectorFile
 from tests.seeds import seeded
-from tests.store_model import DIM, Model, make_item, vector
+from tests.store_model import DIM, SOURCES, Model, make_item, vector
 
 SEAL, GRAPH_FROM = 40, 16
 
@@ -48,6 +49,12 @@ def _apply(index: ReadIndex, items: list, deletes: list[int], generation: int) -
 def _exact(model: Model, query: np.ndarray, k: int) -> list[int]:
     rows = sorted(model.rows.values(), key=lambda it: (-float(np.dot(it.vector, query)), it.id))
     return [it.id for it in rows[:k]]
+
+
+def _exact_in(model: Model, query: np.ndarray, k: int, **window: Any) -> list[int]:
+    rows = model.window(window.get("sources"), window.get("since"), window.get("until"))
+    ranked = sorted(rows, key=lambda it: (-float(np.dot(it.vector, query)), it.id))
+    return [it.id for it in ranked[:k]]
 
 
 def test_a_month_keeps_one_graph_grown_by_copies_and_old_snapshots_stay_as_they_were(tmp_path: Path) -> None:
@@ -207,6 +214,16 @@ class ShardMachine(RuleBasedStateMachine):
             query = vector(self.generation * 7 + 1)
             hits = self.index.search(query[None, :], 10, ef=1000)[0]
             assert [h.item.id for h in hits] == _exact(self.model, query, 10)
+            # A whole month of the shared graph (its rows' own mask), part of one (row by row), a source.
+            start = month_start(partition_for(make_item(1, month=self.generation % 3).created_at))
+            assert start is not None
+            for window in (
+                {"since": start, "until": next_month(start)},
+                {"since": start + 20, "until": next_month(start)},
+                {"sources": [SOURCES[0]]},
+            ):
+                hits = self.index.search(query[None, :], 10, ef=1000, **window)[0]
+                assert [h.item.id for h in hits] == _exact_in(self.model, query, 10, **window), window
 
 
 @pytest.mark.parametrize("run", [0])
