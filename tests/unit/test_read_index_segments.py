@@ -342,3 +342,31 @@ def test_near_ties_across_months_come_back_in_exact_float32_order(tmp_path: Path
     for k in (1, 5, 10, 20):
         hits = index.search(centre[None, :], k, ef=200)[0]
         assert [h.item.id for h in hits] == _exact(model, centre, k)
+
+
+def test_a_dropped_months_rows_leave_the_files_of_the_graph_it_shared(tmp_path: Path) -> None:
+    folder = tmp_path / "idx"
+    index = ReadIndex(folder, DIM, IndexType.HNSW, {"M": 8, "efConstruction": 40})
+    items = [replace(make_item(i, month=i % 3), name=f"MARK{i}X") for i in range(1, 121)]
+    _apply(index, items, [], 1)
+    index.save()
+    assert len({s.name for _, s in index.snapshot.segments() if s.is_graph}) == 1  # three months, one graph
+    february = partition_for(make_item(1, month=1).created_at)
+    index.drop([february], 2)
+    index.save()
+    index.release()  # what the old graph's readers held goes now, not two seconds later
+    kept = [it for it in items if partition_for(it.created_at) != february]
+    files = b"".join(p.read_bytes() for p in folder.iterdir())
+    for item in items:
+        assert (f"MARK{item.id}X".encode() in files) == (item in kept), item.id
+        assert (np.asarray(item.vector, dtype=np.float32).tobytes() in files) == (item in kept)
+    reloaded = ReadIndex(folder, DIM, IndexType.HNSW, {"M": 8, "efConstruction": 40})
+    assert (
+        reloaded.load() is not None
+        and reloaded.count() == len(kept)
+        and february not in reloaded.snapshot.shards
+    )
+    model = Model()
+    model.upsert(kept)
+    query = vector(4242)
+    assert [h.item.id for h in reloaded.search(query[None, :], 10, ef=500)[0]] == _exact(model, query, 10)

@@ -348,8 +348,8 @@ class LiteStore(BaseStore):
         read = self._read
         seq, partitions = self.generation()
         gone = [name for name in read.snapshot.shards if name not in partitions]
-        for name in gone:
-            read.replace_shard(name, None, read.snapshot.generation)
+        if gone:
+            read.drop(gone, read.snapshot.generation)
         pending = self._journal.since(read.snapshot.generation)
         ids = [i for entry in pending for i in entry["ids"]]
         if ids:
@@ -523,11 +523,15 @@ class LiteStore(BaseStore):
         self.require()
         with self._lock:
             read = self._writable()
+            dropped: list[str] = []
             with self.writing():
-                for name in names:
-                    self._drop_milvus_partition(name)
-                    read.replace_shard(name, None, read.snapshot.generation)
-                    self._purge.discard(name)
+                try:
+                    for name in names:
+                        self._drop_milvus_partition(name)
+                        dropped.append(name)
+                finally:  # what Milvus dropped leaves the read index, even if a later drop failed
+                    read.drop(dropped, read.snapshot.generation)
+                    self._purge -= set(dropped)
             self._save()
 
     def flush(self) -> None:

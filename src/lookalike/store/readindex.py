@@ -560,13 +560,27 @@ class ReadIndex:
         return merge([*views, *others], IndexType.HNSW, self.params, self.recall)
 
     def replace_shard(self, name: str, items: Sequence[Item] | None, generation: int) -> None:
-        """Set one partition's rows (None: the partition is gone, its rows in a shared graph become
-        tombstones: see ``purge``)."""
+        """Set one partition's rows (None: the partition is gone: see ``drop``)."""
+        if items is None:
+            self.drop([name], generation)
+            return
         shards = dict(self.snapshot.shards)
         shards.pop(name, None)
-        if items is not None:
-            shards[name] = (Segment.build(items, IndexType.FLAT, self.params, name),) if items else ()
+        shards[name] = (Segment.build(items, IndexType.FLAT, self.params, name),) if items else ()
         self.publish(self._tiered(shards) if items else shards, generation)
+
+    def drop(self, names: Sequence[str], generation: int) -> None:
+        """Forget these partitions. Their rows in a graph shared with other months leave its files too
+        (``scrub``: one copy of the graph for all of them, written at the next save): what a drop
+        removes is gone from the disk, as it was when each month had files of its own."""
+        shards = dict(self.snapshot.shards)
+        gone = [segment for name in names for segment in shards.pop(name, ())]
+        bodies = self.snapshot.bodies()
+        for body in dict.fromkeys(segment.name for segment in gone if segment.is_graph):
+            views = [view for view in bodies[body] if view.shard not in names]
+            if views:
+                shards = _swap(shards, views, scrub(views))
+        self.publish({name: _ordered(segments) for name, segments in shards.items()}, generation)
 
     def purge(self, name: str) -> None:
         """Rewrite the bodies holding a shard's rows without their dead rows' bytes (they leave the
