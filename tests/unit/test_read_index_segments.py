@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from lookalike.store import readindex, segments
+from lookalike.store import readindex, segments, tiers
 from lookalike.store.models import IndexType
 from lookalike.store.partitions import month_start, next_month, partition_for
 from lookalike.store.readindex import ReadIndex
@@ -33,10 +33,9 @@ SEAL, GRAPH_FROM = 40, 16
 
 @pytest.fixture(autouse=True)
 def _small_thresholds(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(segments, "SEAL_ROWS", SEAL)
-    monkeypatch.setattr(readindex, "SEAL_ROWS", SEAL)
+    monkeypatch.setattr(tiers, "SEAL_ROWS", SEAL)
     monkeypatch.setattr(segments, "GRAPH_FROM", GRAPH_FROM)
-    monkeypatch.setattr(readindex, "SEAL_LEAST", 4)
+    monkeypatch.setattr(tiers, "SEAL_LEAST", 4)
 
 
 def _apply(index: ReadIndex, items: list, deletes: list[int], generation: int) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lookalike.store import Item, LiteStore, breadth, readindex, segments
+from lookalike.store import Item, LiteStore, breadth, segments, tiers
 from lookalike.store.breadth import Tune, lower_bound
 from lookalike.store.models import IndexType
 from lookalike.store.partitions import partition_for
@@ -25,8 +25,7 @@ MONTH = 31 * 86_400
 
 @pytest.fixture(autouse=True)
 def _small_graphs(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(segments, "SEAL_ROWS", 2000)
-    monkeypatch.setattr(readindex, "SEAL_ROWS", 2000)
+    monkeypatch.setattr(tiers, "SEAL_ROWS", 2000)
     monkeypatch.setattr(segments, "GRAPH_FROM", 1000)
 
 

@@ -33,19 +33,14 @@ import numpy.typing as npt
 
 from lookalike import durable
 from lookalike.durable import crash_point
-from lookalike.store import segments as segment_tiers
+from lookalike.store import tiers
+from lookalike.store.bodies import merge, scrub
 from lookalike.store.breadth import Tune
 from lookalike.store.models import Hit, IndexType, Item
 from lookalike.store.partitions import month_start, next_month
-from lookalike.store.segments import (
-    FP16_ERROR,
-    SEAL_ROWS,
-    Kept,
-    Segment,
-    extend,
-    merge,
-    scrub,
-)
+from lookalike.store.ranking import best
+from lookalike.store.segments import Kept, Segment
+from lookalike.store.tiers import Tiers, ordered, swap
 
 log = logging.getLogger(__name__)
 
@@ -55,29 +50,9 @@ FORMAT_VERSION = 5
 """3: shards of segments with tombstones; 4: graphs over fp16, float32 beside; 5: one graph shared by
 the months (views), with its measured breadth."""
 DEFAULT_RECALL = 0.99
-MAX_GRAPHS = 2
-"""Graphs in a snapshot: the large one and one of recent rows (a third is folded into the large one)."""
-MAX_SEGMENTS = 8
-"""Segments per shard before the smallest are merged (each merge rebuilds only what it merges)."""
-MERGE_FACTOR = 4
 RETIRE_AFTER_S = 2.0
 """How long segments left out of a new snapshot are kept for readers of the old one (a search
 takes milliseconds; an export or a scan that holds a snapshot longer releases it itself)."""
-SEAL_SHARE = 16
-"""At a flush, flat rows of new items join their month's graph once they number a sixteenth of it:
-each joining copies the graph, so a row is copied at most 16 times over, while a search no longer
-scores a month's tail of up to ``SEAL_ROWS`` rows one by one (a month closed in the middle of
-an ingest kept its tail flat, and at 100K over twelve months the tails were half a query's time)."""
-SEAL_LEAST = 256
-GROW_WHOLE = 131_072
-"""A graph of up to this many rows takes new rows into a copy of itself, however few: one graph to
-walk instead of two (at 100K, a second graph of 5,000 recent rows cost as much per search as the
-large one). A copy of it is about 460 MB of files at 512-d, written in about half a second, a tenth of
-the time Milvus Lite takes to write the 5,000 rows that start one; past it, a copy of the large graph
-waits for a sixteenth of its rows (``SEAL_SHARE``)."""
-MAX_FLAT = 1
-"""Flat segments of new rows per HNSW shard: a second one is concatenated with the first (a copy of
-fewer than ``SEAL_ROWS`` rows), so a search scores at most one matrix per month beside the graphs."""
 
 
 @dataclass(frozen=True)
@@ -142,10 +117,6 @@ def use_one_blas_thread() -> Any:
     return limit
 
 
-Part = tuple[npt.NDArray[np.float32], npt.NDArray[np.int64], Segment]
-"""A body's answer to a search: scores, rows (-1 pads) and one of its views (for its columns)."""
-
-
 def _blas() -> Any:
     global _CONTROLLER
     if _CONTROLLER is None:
@@ -153,101 +124,6 @@ def _blas() -> Any:
 
         _CONTROLLER = ThreadpoolController()
     return _CONTROLLER
-
-
-def _hits(best: list[tuple[float, int, Segment]]) -> list[Hit]:
-    """Hits in score order, each body's rows read and converted at once."""
-    if len({id(segment.table) for _, _, segment in best}) == 1:  # the usual case: one body
-        segment = best[0][2]
-        items = segment.items(np.asarray([row for _, row, _ in best], dtype=np.int64), with_vector=False)
-        return [Hit(score, item) for (score, _, _), item in zip(best, items, strict=True)]
-    by_body: dict[str, list[int]] = {}
-    for position, (_, _, segment) in enumerate(best):
-        by_body.setdefault(segment.name, []).append(position)
-    found: list[Item | None] = [None] * len(best)
-    for positions in by_body.values():
-        segment = best[positions[0]][2]
-        rows = np.asarray([best[i][1] for i in positions], dtype=np.int64)
-        for i, item in zip(positions, segment.items(rows, with_vector=False), strict=True):
-            found[i] = item
-    return [Hit(score, item) for (score, _, _), item in zip(best, found, strict=True) if item is not None]
-
-
-def _best(queries: npt.NDArray[np.float32], k: int, parts: list[Part]) -> list[list[Hit]]:
-    """The k best hits per query of the bodies' answers, in exact float32 scores.
-
-    A graph's scores are fp16's, off by at most ``FP16_ERROR`` per unit of query and vector norm:
-    only its candidates that could still reach the k best are read back in float32 and re-scored
-    (about k of them, not all). Ties go by body, then row, so that an answer never depends on timing.
-    """
-    if not parts:
-        return [[] for _ in queries]
-    if len(parts) == 1:  # one body (one graph, or one month's rows): nothing to join
-        scores, rows, part = parts[0][0], parts[0][1], np.zeros(parts[0][0].shape[1], dtype=np.int64)
-    else:
-        scores = np.concatenate([p[0] for p in parts], axis=1)
-        rows = np.concatenate([p[1] for p in parts], axis=1)
-        part = np.concatenate([np.full(p[0].shape[1], i) for i, p in enumerate(parts)])
-    bounds = [FP16_ERROR * p[2].norm if p[2].is_graph else 0.0 for p in parts]
-    error = np.asarray(bounds)[part] if any(bounds) else None
-    norms = np.sqrt(np.einsum("ij,ij->i", queries, queries)) if error is not None else None
-    found = []
-    for q in range(len(queries)):
-        valid = np.flatnonzero(rows[q] >= 0)
-        score = scores[q, valid]
-        exact = score
-        if error is not None and norms is not None:
-            margin = error[valid] * float(norms[q])
-            if len(valid) > k:
-                # Candidates whose best possible score is below the k-th best worst one drop out.
-                least = np.partition(score - margin, len(valid) - k)[len(valid) - k]
-                near = score + margin >= least
-                valid, score = valid[near], score[near]
-            exact = score.copy()
-            for i in np.unique(part[valid]).tolist():
-                if parts[i][2].is_graph:
-                    picked = part[valid] == i
-                    exact[picked] = parts[i][2].rescore(queries[q], rows[q, valid[picked]])
-        order = np.lexsort((rows[q, valid], part[valid], -exact))[:k].tolist()
-        picked_rows = rows[q, valid].tolist()
-        picked_parts = part[valid].tolist()
-        best = exact.tolist()
-        found.append(_hits([(best[j], picked_rows[j], parts[picked_parts[j]][2]) for j in order]))
-    return found
-
-
-def _joins(rows: int, graph: int) -> bool:
-    """Whether ``rows`` new rows go into a copy of a graph of ``graph`` rows rather than a graph of
-    their own: when they are a sixteenth of it, or it is small enough that copying it costs little
-    (``GROW_WHOLE``)."""
-    return rows * SEAL_SHARE >= graph or graph <= GROW_WHOLE
-
-
-def _graphs(shards: Mapping[str, tuple[Segment, ...]]) -> list[list[Segment]]:
-    """Every view of each graph body, largest body first."""
-    found: dict[str, list[Segment]] = {}
-    for name in sorted(shards):
-        for segment in shards[name]:
-            if segment.is_graph:
-                found.setdefault(segment.name, []).append(segment)
-    return sorted(found.values(), key=lambda views: -len(views[0]))
-
-
-def _swap(
-    shards: Mapping[str, tuple[Segment, ...]], old: Sequence[Segment], new: Mapping[str, Segment]
-) -> dict[str, tuple[Segment, ...]]:
-    """Shards with the views ``old`` replaced by ``new`` (one per shard; those with no live row left out)."""
-    gone = {id(view) for view in old}
-    out = {name: tuple(s for s in segments if id(s) not in gone) for name, segments in shards.items()}
-    for shard, view in new.items():
-        if view.live:
-            out[shard] = (*out.get(shard, ()), view)
-    return out
-
-
-def _ordered(segments: Sequence[Segment]) -> tuple[Segment, ...]:
-    """A shard's segments: graphs first, the largest first, then flat ones."""
-    return tuple(sorted(segments, key=lambda s: (not s.is_graph, -len(s) if s.is_graph else 0)))
 
 
 def _covers(segment: Segment, since: int | None, until: int | None) -> bool:
@@ -281,6 +157,7 @@ class ReadIndex:
         self.index_type = IndexType.FLAT if index_type == IndexType.FLAT else IndexType.HNSW
         self.params = dict(params)
         self.recall = recall
+        self.tiers = Tiers(self.index_type, self.params, recall)
         self.snapshot = Snapshot({}, -1)
         self._save_lock = threading.Lock()
         self._retired: list[list[Segment]] = []
@@ -383,7 +260,7 @@ class ReadIndex:
             scores, rows = body.search(queries, k, keep, ef)
             if scores.shape[1]:
                 parts.append((scores, rows, body))
-        return _best(queries, k, parts)
+        return best(queries, k, parts)
 
     def iter_items(
         self,
@@ -477,87 +354,22 @@ class ReadIndex:
         }
         for name, items in by_partition.items():
             if items:  # flat at first: _tiered moves rows into the graph
-                shards[name] = shards.get(name, ()) + (
-                    Segment.build(items, IndexType.FLAT, self.params, name),
-                )
-        self.publish(self._tiered(shards), generation)
+                shards[name] = shards.get(name, ()) + (Segment.flat(items, name),)
+        self.publish(self.tiers.tiered(shards), generation)
 
     def seal(self) -> bool:
-        """Move flat rows into the graphs where they are many enough (``SEAL_LEAST``, and see
-        ``_fold``); returns whether anything moved. Called at a flush, not per write."""
+        """Move flat rows into the graphs where they are many enough (``tiers.SEAL_LEAST``, and see
+        ``Tiers.fold``); returns whether anything moved. Called at a flush, not per write."""
         if self.index_type != IndexType.HNSW:
             return False
         before = self.snapshot.shards
-        shards = self._tiered(before, seal_at=SEAL_LEAST)
+        shards = self.tiers.tiered(before, seal_at=tiers.SEAL_LEAST)
         changed = {id(s) for segs in shards.values() for s in segs} != {
             id(s) for segs in before.values() for s in segs
         }
         if changed:
             self.publish(shards, self.snapshot.generation)
         return changed
-
-    def _tiered(
-        self, shards: Mapping[str, tuple[Segment, ...]], seal_at: int | None = None
-    ) -> dict[str, tuple[Segment, ...]]:
-        """Keep the index to a few segments.
-
-        HNSW: at most one flat segment of new rows per month; once the months' flat rows reach
-        ``seal_at`` (``SEAL_ROWS`` on a write, fewer at a flush: see ``seal``) they move into a graph
-        shared by every month (``_fold``), and a graph of recent rows joins the large one once it is a
-        sixteenth of it (``_settle``). FLAT, and any shard still over ``MAX_SEGMENTS``: the smallest
-        segments of a month merge (Lucene-style tiers).
-        """
-        shards = dict(shards)
-        for name, segments in shards.items():
-            flat = [s for s in segments if not s.is_graph and s.live]
-            if self.index_type == IndexType.HNSW and len(flat) > MAX_FLAT:
-                merged = merge(flat, IndexType.FLAT, self.params)
-                segments = (*(s for s in segments if s.is_graph), *merged.values())
-            while len(segments) > MAX_SEGMENTS:
-                ordered = sorted(segments, key=lambda s: s.live)
-                small, rest = ordered[:MERGE_FACTOR], ordered[MERGE_FACTOR:]
-                live = [s for s in small if s.live]
-                segments = (*rest, *(merge(live, IndexType.FLAT, self.params).values() if live else ()))
-            shards[name] = segments
-        if self.index_type == IndexType.HNSW:
-            shards = self._settle(self._fold(shards, SEAL_ROWS if seal_at is None else seal_at))
-        return {name: _ordered(segments) for name, segments in shards.items()}
-
-    def _fold(self, shards: dict[str, tuple[Segment, ...]], least: int) -> dict[str, tuple[Segment, ...]]:
-        """Move the months' flat rows into a graph once there are ``least`` of them: into the graph of
-        recent rows if there is one, else into the large graph if they are a sixteenth of it (each
-        row is then copied at most 16 times over), else into a new graph of their own."""
-        flats = [s for segs in shards.values() for s in segs if not s.is_graph and s.live]
-        rows = sum(s.live for s in flats)
-        if not flats or rows < least:
-            return shards
-        graphs = _graphs(shards)
-        if not graphs or (len(graphs) == 1 and not _joins(rows, len(graphs[0][0]))):
-            if rows < segment_tiers.GRAPH_FROM:
-                return shards  # too few for a graph of their own, and copying the large one is not worth it
-            return _swap(shards, flats, merge(flats, IndexType.HNSW, self.params, self.recall))
-        target = graphs[-1]  # the graph of recent rows, else the only one
-        return _swap(shards, [*target, *flats], self._grow(target, flats))
-
-    def _settle(self, shards: dict[str, tuple[Segment, ...]]) -> dict[str, tuple[Segment, ...]]:
-        """Fold the smallest graph into the large one once it is a sixteenth of it, or when there are
-        more than ``MAX_GRAPHS`` (a month rebuilt on its own)."""
-        while True:
-            graphs = _graphs(shards)
-            if len(graphs) < 2:
-                return shards
-            large, small = graphs[0], graphs[-1]
-            if not _joins(sum(s.live for s in small), len(large[0])) and len(graphs) <= MAX_GRAPHS:
-                return shards
-            shards = _swap(shards, [*large, *small], self._grow(large, small))
-
-    def _grow(self, views: list[Segment], others: list[Segment]) -> dict[str, Segment]:
-        """The graph of ``views`` with the live rows of ``others`` added: into a copy of it, or a new
-        graph of the live rows of both when a quarter of it is dead."""
-        dead = len(views[0]) - sum(view.live for view in views)
-        if dead * 4 <= len(views[0]):
-            return extend(views, others, self.recall)
-        return merge([*views, *others], IndexType.HNSW, self.params, self.recall)
 
     def replace_shard(self, name: str, items: Sequence[Item] | None, generation: int) -> None:
         """Set one partition's rows (None: the partition is gone: see ``drop``)."""
@@ -566,8 +378,8 @@ class ReadIndex:
             return
         shards = dict(self.snapshot.shards)
         shards.pop(name, None)
-        shards[name] = (Segment.build(items, IndexType.FLAT, self.params, name),) if items else ()
-        self.publish(self._tiered(shards) if items else shards, generation)
+        shards[name] = (Segment.flat(items, name),) if items else ()
+        self.publish(self.tiers.tiered(shards) if items else shards, generation)
 
     def drop(self, names: Sequence[str], generation: int) -> None:
         """Forget these partitions. Their rows in a graph shared with other months leave its files too
@@ -579,8 +391,8 @@ class ReadIndex:
         for body in dict.fromkeys(segment.name for segment in gone if segment.is_graph):
             views = [view for view in bodies[body] if view.shard not in names]
             if views:
-                shards = _swap(shards, views, scrub(views))
-        self.publish({name: _ordered(segments) for name, segments in shards.items()}, generation)
+                shards = swap(shards, views, scrub(views))
+        self.publish({name: ordered(segments) for name, segments in shards.items()}, generation)
 
     def purge(self, name: str) -> None:
         """Rewrite the bodies holding a shard's rows without their dead rows' bytes (they leave the
@@ -593,10 +405,10 @@ class ReadIndex:
             if len(views[0]) == sum(v.live for v in views):
                 continue
             if views[0].is_graph:
-                shards = _swap(shards, views, scrub(views))
+                shards = swap(shards, views, scrub(views))
             else:
-                shards = _swap(shards, views, merge(views, IndexType.FLAT, self.params))
-        shards = {shard: _ordered(segments) for shard, segments in shards.items()}
+                shards = swap(shards, views, merge(views, IndexType.FLAT, self.params))
+        shards = {shard: ordered(segments) for shard, segments in shards.items()}
         self.publish(shards, self.snapshot.generation)
 
     def recall_summary(self) -> dict[str, Any]:
@@ -737,7 +549,7 @@ class ReadIndex:
             assert body.tune is not None
             tune = body.tune.for_target(self.recall)
             chosen = replace(body, tune=tune)
-            shards = _swap(
+            shards = swap(
                 shards, views, {v.shard: chosen.view(v.shard, v.alive, v.saved_dead) for v in views}
             )
             log.warning(
@@ -747,4 +559,4 @@ class ReadIndex:
                 tune.ef or "every row",
                 tune.recall,
             )
-        self.publish({name: _ordered(segs) for name, segs in shards.items()}, self.snapshot.generation)
+        self.publish({name: ordered(segs) for name, segs in shards.items()}, self.snapshot.generation)
