@@ -185,6 +185,10 @@ class LiteStore(BaseStore):
         if self._on_files() is None:
             super().require()
 
+    def ensure_partitions(self, names: Sequence[str]) -> None:
+        self._writable()  # a write: Milvus Lite opens (a reader of its files could not create them)
+        super().ensure_partitions(names)
+
     def exists(self) -> bool:
         return self._on_files() is not None or super().exists()  # its files name only a collection there
 
@@ -536,6 +540,8 @@ class LiteStore(BaseStore):
 
     def flush(self) -> None:
         with self._lock:
+            if self._read is not None and self._client is None:
+                self._writable()  # read from Milvus Lite's files so far: it opens, and checks the index first
             self._flush_milvus()  # hands freed memory back too
             if self._read is not None:
                 self._read.seal()
