@@ -149,20 +149,12 @@ AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of tabl
 
 
 def context_for(
-    db: str | None,
-    collection: str | None,
-    model: str | None,
-    pretrained: str | None,
-    read_files: bool = True,
-    **extra: Any,
+    db: str | None, collection: str | None, model: str | None, pretrained: str | None, **extra: Any
 ) -> Context:
-    """The use cases' context for these options; nothing is opened or loaded yet.
-
-    ``read_files``: a command that only reads a Milvus Lite database does not start Milvus Lite
-    (see ``Context``); ``serve`` turns it off.
-    """
+    """The use cases' context for these options; nothing is opened or loaded yet. A command that only
+    reads a Milvus Lite database does not start Milvus Lite (``Context.read_files``)."""
     settings = load_settings(db=db, collection=collection, model=model, pretrained=pretrained, **extra)
-    return Context(settings, read_files=read_files)
+    return Context(settings, read_files=True)
 
 
 @contextmanager
@@ -178,7 +170,9 @@ def session(
     """What every command does around its work: logging, the context, error translation, closing."""
     setup_logging(verbose)
     with errors(verbose):
-        ctx = context_for(db, collection, model, pretrained, read_files, **extra)
+        ctx = context_for(db, collection, model, pretrained, **extra)
+        if not read_files:  # serve: it writes while commands read
+            ctx.read_files = False
         try:
             yield ctx
         finally:
