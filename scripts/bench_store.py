@@ -3,12 +3,15 @@
     python scripts/bench_store.py --vectors 1000000          # the issue's 1M × 512-d HNSW figures
     python scripts/bench_store.py --vectors 20000 --dim 64   # a smoke run
     python scripts/bench_store.py --work /tmp/b --measure-only --drop m2023_04   # again, on a kept database
+    python scripts/bench_store.py --vectors 100000 --reference   # beside FAISS HNSWFlat, and one month
 
 Vectors are clustered unit vectors spread evenly over twelve months, inserted in time order in
 batches of 5,000 (as an ingest would), generated chunk by chunk so that the script itself
 holds no second copy of the collection. Recall@10 is against exact search over the same rows,
 computed on the fly. One thread searches while a month is dropped; its p99 is the figure the
-issue asks for. Prints a JSON line, the CPU model first.
+issue asks for. With --reference, FAISS's IndexHNSWFlat is built over the same vectors in the same
+process and tuned to recall@10 0.99, and both answer the same queries unfiltered and for one month
+(lookalike/bench_search.py). Prints a JSON line, the CPU model first.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from lookalike.bench_search import search_figures  # noqa: E402
 from lookalike.store import Item, LiteStore  # noqa: E402
 
 START = 1_672_531_200  # 2023-01-01
@@ -52,6 +56,17 @@ def chunk_vectors(rng: np.random.Generator, centres: np.ndarray, size: int) -> n
     chunk = centres[rng.integers(0, len(centres), size)] + 0.5 * rng.normal(size=(size, centres.shape[1]))
     chunk = chunk.astype(np.float32)
     return chunk / np.linalg.norm(chunk, axis=1, keepdims=True)
+
+
+def all_vectors(args: argparse.Namespace, centres: np.ndarray) -> np.ndarray:
+    """Every stored vector, as ``build`` made them (for the FAISS reference and its exact answers)."""
+    rng = np.random.default_rng(0)
+    return np.concatenate(
+        [
+            chunk_vectors(rng, centres, min(BATCH, args.vectors - first))
+            for first in range(0, args.vectors, BATCH)
+        ]
+    )
 
 
 def memory_mb() -> dict[str, float]:
@@ -157,6 +172,11 @@ def main() -> None:
         help="Reuse the database a run with --work left there: open, search and drop only.",
     )
     parser.add_argument("--drop", default="m2023_03", help="The month dropped while a thread searches.")
+    parser.add_argument(
+        "--reference",
+        action="store_true",
+        help="Also time FAISS IndexHNSWFlat beside it, and a one-month window.",
+    )
     args = parser.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="lookalike-bench-store-"))
     say = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
@@ -174,6 +194,10 @@ def main() -> None:
     open_s = time.perf_counter() - opened
     if best_ids is None:
         best_ids = exact_ids(store, queries)
+
+    reference = None
+    if args.reference:
+        reference = search_figures(store, all_vectors(args, centres), queries, say)
 
     stalls = Stalls()
     faults_before = stalls.major_faults()
@@ -229,6 +253,7 @@ def main() -> None:
         "search_ms_p99": round(percentile(latencies, 0.99), 2),
         "recall_at_10": round(recall, 4),
         "search_stalls": search_stalls,
+        "reference": reference,
         "drop_month_s": round(drop_s, 2),
         "search_during_drop_ms_p50": round(statistics.median(during), 2) if during else None,
         "search_during_drop_ms_p99": round(percentile(during, 0.99), 2),

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image, ImageDraw
 
+from lookalike.bench_search import created_at, search_figures
 from lookalike.embed import Embedder, create_embedder, l2_normalise
 from lookalike.ingest import Ingestor, open_listing
 from lookalike.store import Item, ServerStore, Store, is_server_uri
@@ -102,8 +103,7 @@ def clustered_vectors(n: int, dim: int, seed: int = 0, clusters: int = 1000) -> 
 
 def _fill(store: Store, vectors: np.ndarray) -> float:
     """Insert the vectors spread over twelve months; returns the seconds taken."""
-    start = 1_672_531_200
-    created = np.linspace(start, start + 365 * 86400 - 1, len(vectors)).astype(np.int64)
+    created = created_at(len(vectors))
     started = time.perf_counter()
     for first in range(0, len(vectors), 5000):
         batch = [
@@ -333,6 +333,8 @@ def run_bench(ctx: Context, config: BenchConfig, say: Say = lambda line: None) -
         insert_rates.append(len(vectors) / insert_s)
         search_rows.append(_search_row(store, "milvus-lite", vectors, queries, build_s, say))
         if index.upper() == "HNSW":
+            # FAISS's own HNSW beside lookalike's, same vectors and queries, unfiltered and one month.
+            result["search_reference"] = search_figures(store, vectors, queries, say)
             result["text_query"] = _text_query(embedder, store, config.queries)
             say(
                 f"text query ({embedder.runtime}): encode p50 {result['text_query']['encode_ms_p50']} ms, "

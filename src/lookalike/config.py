@@ -64,6 +64,10 @@ class Settings(BaseSettings):
     # Milvus Lite starts a server of its own on first use; on a loaded 2-core machine its channel
     # can take longer than 30 s to answer, so a Lite database gets a generous readiness limit.
     lite_timeout_s: float = Field(default=180.0, gt=0)
+    # The recall@10 a vector search of a Milvus Lite collection promises: each HNSW graph of its
+    # read index is walked as broadly as measured, on the data it holds, to meet it (1.0: every row
+    # scored); `lookalike stats` shows it and the last measurement. FLAT is exact anyway.
+    search_recall: float = Field(default=0.99, gt=0.0, le=1.0)
 
     def store_timeout_s(self, uri: str) -> float:
         """The limit for a database: a server's timeout, or Milvus Lite's readiness limit."""

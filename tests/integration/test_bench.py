@@ -19,7 +19,9 @@ def test_bench_reports_every_figure(tiny_model: tuple[Path, Path]) -> None:
     result = run_bench(
         Context(settings), BenchConfig(vectors=1500, images=3, image_size=128, queries=5), say=lines.append
     )
-    assert set(result) == {"machine", "ingest", "text_query", "search", "insert", "peak_rss_mb"}
+    assert set(result) == {
+        "machine", "ingest", "text_query", "search", "search_reference", "insert", "peak_rss_mb"
+    }  # fmt: skip
     ingest = result["ingest"]
     assert ingest["images"] == 3
     everywhere = {"torch-fp32", "onnx-fp32", "onnx-int8", "onnx-int8-static", "openvino", "openvino-int8"}
@@ -59,6 +61,15 @@ def test_bench_reports_every_figure(tiny_model: tuple[Path, Path]) -> None:
     for row in result["search"]:
         assert row["vectors"] == 1500 and row["dim"] == 32
         assert 0 < row["p50_ms"] <= row["p99_ms"] and 0 <= row["recall_at_10"] <= 1 and row["build_s"] >= 0
+    # FAISS's own HNSW beside lookalike's, tuned to recall@10 0.99 on the same queries.
+    reference = result["search_reference"]
+    assert reference["vectors"] == 1500 and 0 < reference["month_rows"] < 1500
+    whole, month = reference["unfiltered"], reference["one_month"]
+    assert whole["faiss"]["p50_ms"] > 0 and whole["ratio"] > 0 and whole["lookalike"]["recall_at_10"] >= 0.95
+    assert month["lookalike"]["recall_at_10"] >= 0.95
+    for faiss in (whole["faiss"], month["faiss_selector"], month["faiss_month_index"]):
+        assert faiss["recall_at_10"] >= 0.99 or faiss["ef"] == 4096
+    assert any("FAISS HNSWFlat" in line for line in lines)
     assert result["insert"]["vectors_per_s"] > 0 and result["peak_rss_mb"] > 0
     assert any("recall@10" in line for line in lines)
     json.dumps(result)  # JSON-ready

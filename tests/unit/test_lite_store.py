@@ -258,10 +258,9 @@ def test_an_import_leaves_out_rows_dated_out_of_range_and_says_so(tmp_path: Path
 
 @pytest.fixture
 def _graphs_from_a_few_rows(monkeypatch: pytest.MonkeyPatch) -> None:
-    from lookalike.store import readindex, segments
+    from lookalike.store import segments, tiers
 
-    monkeypatch.setattr(segments, "SEAL_ROWS", 8)
-    monkeypatch.setattr(readindex, "SEAL_ROWS", 8)
+    monkeypatch.setattr(tiers, "SEAL_ROWS", 8)
     monkeypatch.setattr(segments, "GRAPH_FROM", 8)
 
 
@@ -323,9 +322,9 @@ def test_a_fifo_in_place_of_a_read_index_file_is_rebuilt_around_not_waited_on(
 def test_a_flush_leaves_a_month_one_graph_when_its_tail_is_a_sixteenth_of_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from lookalike.store import readindex
+    from lookalike.store import tiers
 
-    monkeypatch.setattr(readindex, "SEAL_LEAST", 2)
+    monkeypatch.setattr(tiers, "SEAL_LEAST", 2)
     store = _store(tmp_path)
     store.insert([make_item(i) for i in range(1, 21)])  # a graph of 20
     store.insert([make_item(i) for i in range(21, 25)])  # a tail of 4 (< SEAL_ROWS: flat)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -19,23 +20,22 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from lookalike.store import readindex, segments
+from lookalike.store import readindex, segments, tiers
 from lookalike.store.models import IndexType
-from lookalike.store.partitions import partition_for
+from lookalike.store.partitions import month_start, next_month, partition_for
 from lookalike.store.readindex import ReadIndex
 from lookalike.store.vectorfile import VectorFile
 from tests.seeds import seeded
-from tests.store_model import DIM, Model, make_item, vector
+from tests.store_model import DIM, SOURCES, Model, make_item, vector
 
 SEAL, GRAPH_FROM = 40, 16
 
 
 @pytest.fixture(autouse=True)
 def _small_thresholds(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(segments, "SEAL_ROWS", SEAL)
-    monkeypatch.setattr(readindex, "SEAL_ROWS", SEAL)
+    monkeypatch.setattr(tiers, "SEAL_ROWS", SEAL)
     monkeypatch.setattr(segments, "GRAPH_FROM", GRAPH_FROM)
-    monkeypatch.setattr(readindex, "SEAL_LEAST", 4)
+    monkeypatch.setattr(tiers, "SEAL_LEAST", 4)
 
 
 def _apply(index: ReadIndex, items: list, deletes: list[int], generation: int) -> None:
@@ -48,6 +48,12 @@ def _apply(index: ReadIndex, items: list, deletes: list[int], generation: int) -
 def _exact(model: Model, query: np.ndarray, k: int) -> list[int]:
     rows = sorted(model.rows.values(), key=lambda it: (-float(np.dot(it.vector, query)), it.id))
     return [it.id for it in rows[:k]]
+
+
+def _exact_in(model: Model, query: np.ndarray, k: int, **window: Any) -> list[int]:
+    rows = model.window(window.get("sources"), window.get("since"), window.get("until"))
+    ranked = sorted(rows, key=lambda it: (-float(np.dot(it.vector, query)), it.id))
+    return [it.id for it in ranked[:k]]
 
 
 def test_a_month_keeps_one_graph_grown_by_copies_and_old_snapshots_stay_as_they_were(tmp_path: Path) -> None:
@@ -107,22 +113,31 @@ def test_a_flat_store_never_grows_graphs_at_a_flush(tmp_path: Path) -> None:
     assert not any(s.is_graph for s in index.snapshot.shards["m2024_01"])
 
 
-def test_months_searched_on_several_cores_answer_as_one_after_another(
+def test_months_share_one_graph_and_a_window_walks_only_its_months_rows(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     index = ReadIndex(tmp_path / "idx", DIM, IndexType.HNSW, {"M": 8, "efConstruction": 40})
-    items = [make_item(i, month=i % 5) for i in range(1, 301)]  # five graphs of 60 rows
+    items = [make_item(i, month=i % 5) for i in range(1, 301)]  # five months of 60 rows
+    tails = [make_item(i, month=i % 5) for i in range(301, 311)]
     _apply(index, items, [], 1)
-    _apply(index, [make_item(i, month=i % 5) for i in range(301, 311)], [4, 9], 2)  # and flat tails
-    assert sum(s.is_graph for _, s in index.snapshot.segments()) == 5
-    monkeypatch.setattr(readindex.os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
+    _apply(index, tails, [4, 9], 2)  # and flat tails
+    views = [s for _, s in index.snapshot.segments() if s.is_graph]
+    assert len(views) == 5 and len({s.name for s in views}) == 1  # one graph, a view of it per month
+    assert [s.members for s in views] == [60] * 5 and sum(s.live for s in views) == 298
+    model = Model()
+    model.upsert([*items, *tails])
+    model.delete([4, 9])
+    march = month_start(partition_for(make_item(1, month=2).created_at))
+    assert march is not None
+    window = {"since": march, "until": next_month(march)}
     queries = [vector(i * 1000 + 1) for i in (1, 57, 123, 299, 305)]
-    shared = [[(h.score, h.item) for h in index.search(q[None, :], 7)[0]] for q in queries]
-    assert readindex._POOL is not None  # the months were shared between threads
-    monkeypatch.setattr(readindex, "_ONE_BLAS_THREAD", True)  # a server: one after another
-    alone = [[(h.score, h.item) for h in index.search(q[None, :], 7)[0]] for q in queries]
-    assert shared == alone and all(len(hits) == 7 for hits in shared)
-    assert {h[1].id for hits in shared for h in hits}.isdisjoint({4, 9})
+    for query in queries:
+        assert [h.item.id for h in index.search(query[None, :], 7, ef=500)[0]] == _exact(model, query, 7)
+        hits = index.search(query[None, :], 7, ef=500, **window)[0]
+        assert [h.item.id for h in hits] == model.top(query, 7, **window)
+    monkeypatch.setattr(readindex, "_ONE_BLAS_THREAD", True)  # a server: the same answers
+    for query in queries:
+        assert [h.item.id for h in index.search(query[None, :], 7, ef=500)[0]] == _exact(model, query, 7)
 
 
 class ShardMachine(RuleBasedStateMachine):
@@ -198,6 +213,16 @@ class ShardMachine(RuleBasedStateMachine):
             query = vector(self.generation * 7 + 1)
             hits = self.index.search(query[None, :], 10, ef=1000)[0]
             assert [h.item.id for h in hits] == _exact(self.model, query, 10)
+            # A whole month of the shared graph (its rows' own mask), part of one (row by row), a source.
+            start = month_start(partition_for(make_item(1, month=self.generation % 3).created_at))
+            assert start is not None
+            for window in (
+                {"since": start, "until": next_month(start)},
+                {"since": start + 20, "until": next_month(start)},
+                {"sources": [SOURCES[0]]},
+            ):
+                hits = self.index.search(query[None, :], 10, ef=1000, **window)[0]
+                assert [h.item.id for h in hits] == _exact_in(self.model, query, 10, **window), window
 
 
 @pytest.mark.parametrize("run", [0])
@@ -316,3 +341,31 @@ def test_near_ties_across_months_come_back_in_exact_float32_order(tmp_path: Path
     for k in (1, 5, 10, 20):
         hits = index.search(centre[None, :], k, ef=200)[0]
         assert [h.item.id for h in hits] == _exact(model, centre, k)
+
+
+def test_a_dropped_months_rows_leave_the_files_of_the_graph_it_shared(tmp_path: Path) -> None:
+    folder = tmp_path / "idx"
+    index = ReadIndex(folder, DIM, IndexType.HNSW, {"M": 8, "efConstruction": 40})
+    items = [replace(make_item(i, month=i % 3), name=f"MARK{i}X") for i in range(1, 121)]
+    _apply(index, items, [], 1)
+    index.save()
+    assert len({s.name for _, s in index.snapshot.segments() if s.is_graph}) == 1  # three months, one graph
+    february = partition_for(make_item(1, month=1).created_at)
+    index.drop([february], 2)
+    index.save()
+    index.release()  # what the old graph's readers held goes now, not two seconds later
+    kept = [it for it in items if partition_for(it.created_at) != february]
+    files = b"".join(p.read_bytes() for p in folder.iterdir())
+    for item in items:
+        assert (f"MARK{item.id}X".encode() in files) == (item in kept), item.id
+        assert (np.asarray(item.vector, dtype=np.float32).tobytes() in files) == (item in kept)
+    reloaded = ReadIndex(folder, DIM, IndexType.HNSW, {"M": 8, "efConstruction": 40})
+    assert (
+        reloaded.load() is not None
+        and reloaded.count() == len(kept)
+        and february not in reloaded.snapshot.shards
+    )
+    model = Model()
+    model.upsert(kept)
+    query = vector(4242)
+    assert [h.item.id for h in reloaded.search(query[None, :], 10, ef=500)[0]] == _exact(model, query, 10)

@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import precondition, rule
 
 from lookalike.errors import StoreError
-from lookalike.store import LiteStore, readindex, segments
+from lookalike.store import LiteStore, segments, tiers
 from lookalike.store.partitions import partition_for
 from tests.seeds import seeded
 from tests.store_machine import StoreMachine, months, specs
@@ -42,8 +42,7 @@ DB = ROOT / "invariant.db"  # one Milvus Lite server for the whole run; a collec
 @pytest.fixture(autouse=True)
 def _graphs_from_a_few_rows(monkeypatch: pytest.MonkeyPatch) -> None:
     """Months of a few rows get HNSW graphs, grown and rebuilt, as months of thousands would."""
-    monkeypatch.setattr(segments, "SEAL_ROWS", 4)
-    monkeypatch.setattr(readindex, "SEAL_ROWS", 4)
+    monkeypatch.setattr(tiers, "SEAL_ROWS", 4)
     monkeypatch.setattr(segments, "GRAPH_FROM", 3)
 
 

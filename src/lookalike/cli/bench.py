@@ -100,6 +100,22 @@ def bench(
             f"search {row['backend']} {row['index']} p50 / p99 (ms), recall@10",
             f"{row['p50_ms']:.2f} / {row['p99_ms']:.2f}, {row['recall_at_10']:.3f}",
         )
+    reference = result.get("search_reference")
+    if reference:
+        whole, month = reference["unfiltered"], reference["one_month"]
+        table.add_row(
+            "search HNSW p50 (ms), recall@10: lookalike vs FAISS HNSWFlat (recall >= 0.99)",
+            f"{whole['lookalike']['p50_ms']:.3f}, {whole['lookalike']['recall_at_10']:.3f} vs "
+            f"{whole['faiss']['p50_ms']:.3f} (ef {whole['faiss']['ef']}), {whole['faiss']['recall_at_10']:.3f}: "
+            f"x{whole['ratio']}",
+        )
+        table.add_row(
+            f"one month ({reference['month_rows']} rows): lookalike vs FAISS with a selector / over the month alone",
+            f"{month['lookalike']['p50_ms']:.3f}, {month['lookalike']['recall_at_10']:.3f} vs "
+            f"{month['faiss_selector']['p50_ms']:.3f} (ef {month['faiss_selector']['ef']}): x{month['ratio_selector']}"
+            f" / {month['faiss_month_index']['p50_ms']:.3f} (ef {month['faiss_month_index']['ef']}): "
+            f"x{month['ratio_month_index']}",
+        )
     table.add_row("insert (vectors/s)", f"{result['insert']['vectors_per_s']:.0f}")
     table.add_row("peak RSS (MB)", f"{result['peak_rss_mb']:.0f}")
     out.print(table)

@@ -154,9 +154,10 @@ AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of tabl
 def context_for(
     db: str | None, collection: str | None, model: str | None, pretrained: str | None, **extra: Any
 ) -> Context:
-    """The use cases' context for these options; nothing is opened or loaded yet."""
+    """The use cases' context for these options; nothing is opened or loaded yet. A command that only
+    reads a Milvus Lite database does not start Milvus Lite (``Context.read_files``)."""
     settings = load_settings(db=db, collection=collection, model=model, pretrained=pretrained, **extra)
-    return Context(settings)
+    return Context(settings, read_files=True)
 
 
 @contextmanager
@@ -166,12 +167,15 @@ def session(
     collection: str | None,
     model: str | None,
     pretrained: str | None,
+    read_files: bool = True,
     **extra: Any,
 ) -> Iterator[Context]:
     """What every command does around its work: logging, the context, error translation, closing."""
     setup_logging(verbose)
     with errors(verbose):
         ctx = context_for(db, collection, model, pretrained, **extra)
+        if not read_files:  # serve: it writes while commands read
+            ctx.read_files = False
         try:
             yield ctx
         except _HeldByServer:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -234,6 +235,8 @@ def stats(
         f"collection {info['name']} in {info['db']}: {info['rows']} items, dim {info['dim']}, "
         f"index {info['index_type']} {json.dumps(params) if params else ''}, model {info['model'] or 'unknown'}"
     )
+    if info.get("search") is not None:
+        summary(search_note(info["search"]))  # the recall promise and its last measurement
     partitions = [[p["name"], str(p["rows"])] for p in info["partitions"]]
     sources = [[name, str(count)] for name, count in info["sources"].items()]
     if not out.is_terminal:  # for scripts: one table, each row saying what it counts
@@ -325,3 +328,27 @@ def migrate(
             total=ctx.store.count(),
         )
     out.print(f"copied {copied} items to {to} ({already} were already there)")
+
+
+def search_note(search: dict[str, Any]) -> str:
+    """One line on how searches keep their recall promise (``ReadIndex.recall_summary``)."""
+    if search["exact"]:
+        return "search: exact (FLAT: every row scored)"
+    parts = []
+    for graph in search["graphs"]:
+        if not graph["sample"]:
+            how = "every row scored" if graph["scanned"] else f"breadth {graph['ef']}, not measured"
+        else:
+            when = datetime.fromtimestamp(graph["measured_at"], UTC).strftime("%Y-%m-%d %H:%M UTC")
+            walk = "every row scored" if graph["scanned"] else f"breadth {graph['ef']}"
+            how = (
+                f"{walk}: recall@10 measured {graph['recall_at_10']:.4f} (95% bound "
+                f"{graph['recall_at_10_bound']:.4f}) on {graph['sample']} held-out rows at "
+                f"{graph['measured_rows']} rows, {when}"
+            )
+        parts.append(f"graph of {graph['live']} items, {how}")
+    if search["exact_rows"]:
+        parts.append(f"{search['exact_rows']} recent items scored exactly")
+    return f"search: recall@10 >= {search['target_recall_at_10']} promised; " + "; ".join(
+        parts or ["no items"]
+    )

@@ -49,7 +49,8 @@ def serve(
     from lookalike.api import create_app, server
     from lookalike.store.readindex import use_one_blas_thread
 
-    with session(verbose, db, collection, model, pretrained, runtime=runtime) as ctx:
+    # A server writes while command lines may read: it holds Milvus Lite open from the start.
+    with session(verbose, db, collection, model, pretrained, read_files=False, runtime=runtime) as ctx:
         if ctx.settings.text_threads == 0:  # see Settings.text_threads
             ctx.settings = ctx.settings.model_copy(update={"text_threads": 1})
         ctx.settings.webhook_targets()  # a webhook URL without a secret, say: refused before anything loads

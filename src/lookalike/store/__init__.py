@@ -17,6 +17,7 @@ from lookalike.store.milvus import is_server_uri
 from lookalike.store.models import CollectionInfo, Hit, IndexType, Item, PartitionStats
 from lookalike.store.partitions import partition_for, partitions_before, partitions_between
 from lookalike.store.protocol import Store
+from lookalike.store.readindex import DEFAULT_RECALL
 from lookalike.store.server import ServerStore
 
 
@@ -29,13 +30,17 @@ def open_store(
     password: str = "",
     timeout_s: float = 30.0,
     tls: dict[str, str] | None = None,
+    read_files: bool = False,
+    recall: float = DEFAULT_RECALL,
 ) -> LiteStore | ServerStore:
     """The store for a Milvus Lite path or a Milvus server URI (nothing is opened yet).
 
     Milvus Lite lets one process hold a database, and its read index has one owner: every caller
     in this process that opens the same Lite database and collection (the command, the server,
     its jobs) gets the same ``LiteStore``, and each ``close()`` lets go of it once; the last one
-    closes it.
+    closes it. ``read_files``: a Lite store made now reads Milvus Lite's files until the first write
+    or doubt instead of starting it (``LiteStore``); for a process with no other client of the database.
+    ``recall``: the recall@10 a Lite store's searches promise (``ReadIndex``); a server's index is its own.
     """
     if is_server_uri(uri):
         return ServerStore(
@@ -44,7 +49,9 @@ def open_store(
     if not uri.endswith(".db"):
         return LiteStore(uri, collection, timeout_s=timeout_s)  # refuses it, with the reason
     key = (os.path.abspath(lite_path(uri)), collection)
-    return shared(key, lambda: LiteStore(uri, collection, timeout_s=timeout_s))
+    return shared(
+        key, lambda: LiteStore(uri, collection, timeout_s=timeout_s, read_files=read_files, recall=recall)
+    )
 
 
 __all__ = [

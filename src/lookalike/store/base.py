@@ -285,8 +285,8 @@ class BaseStore:
                 # A partition made after the load must be loaded too; Milvus Lite only loads
                 # whole collections, and a server treats a repeated load as a refresh.
                 self.client.load_collection(self.collection)
-        assert self._partitions is not None
-        self._partitions.add(name)
+        if self._partitions is not None:  # (a Lite store reading Milvus Lite's files has not listed them)
+            self._partitions.add(name)
 
     def _drop_milvus_partition(self, name: str) -> None:
         if name == "_default":
@@ -333,6 +333,9 @@ class BaseStore:
     def info(self) -> CollectionInfo:
         """Counts per partition and per source."""
         self._ensure_loaded()
+        return self._info()
+
+    def _info(self) -> CollectionInfo:
         parts = self.partition_stats()
         index_type, params = self.index()
         return CollectionInfo(

@@ -68,7 +68,7 @@ def compact(store: LiteStore, names: Sequence[str] | None = None) -> int:
     """
     store.require()
     with store._lock:
-        read = store.read_index()  # fresh first, then readers keep their snapshot while this rewrites
+        read = store._writable()  # fresh first, then readers keep their snapshot while this rewrites
         with store.writing():
             wanted = store._purge if names is None else set(names)
             todo = sorted(wanted & set(store.partitions()))

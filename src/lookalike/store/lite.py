@@ -11,10 +11,14 @@ Every rule that keeps the two equal lives here:
   a change nothing explains (a foreign program) rebuilds the partitions whose counts differ,
   or all of them. Either way one log line says so.
 - Writes are serialised; reads run on an immutable snapshot, so a search sees one state.
+- A process that only reads does not start Milvus Lite: holding the database's lock shared, it
+  reads the generation and partitions from Milvus Lite's own files (``litefiles.py``) where they
+  prove the saved read index current, and Milvus Lite opens on the first write or the first doubt.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -27,7 +31,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from lookalike import durable
 from lookalike.errors import ConfigError, DatabaseInUseError, StoreError
+from lookalike.store import litefiles, liteprocess
 from lookalike.store.base import (
     ID_BATCH,
     INDEX_PROPERTY,
@@ -38,9 +44,9 @@ from lookalike.store.base import (
 )
 from lookalike.store.journal import Journal, chained
 from lookalike.store.liteprocess import connect, let_go, lock_holder, release, return_free_memory
-from lookalike.store.models import Hit, IndexType, Item, PartitionStats
+from lookalike.store.models import CollectionInfo, Hit, IndexType, Item, PartitionStats
 from lookalike.store.partitions import month_name, month_start, next_month
-from lookalike.store.readindex import ReadIndex
+from lookalike.store.readindex import DEFAULT_RECALL, ReadIndex
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +64,19 @@ class LiteStore(BaseStore):
 
     is_lite = True
 
-    def __init__(self, uri: str, collection: str, *, timeout_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        uri: str,
+        collection: str,
+        *,
+        timeout_s: float = 30.0,
+        read_files: bool = False,
+        recall: float = DEFAULT_RECALL,
+    ) -> None:
+        """``read_files``: until the first write or doubt, read Milvus Lite's files instead of starting it,
+        holding the database's lock shared (a pymilvus client opened in the same process meanwhile
+        would find the database locked, so a process with other clients of it leaves this off).
+        ``recall``: the recall@10 its searches promise (``ReadIndex``)."""
         if not uri.endswith(".db"):
             raise ConfigError(
                 f"--db {uri!r} is neither a Milvus Lite file (a path ending in .db, e.g. ./lookalike.db) "
@@ -74,6 +92,12 @@ class LiteStore(BaseStore):
         self._unflushed = 0
         self._writing = 0
         self._purge: set[str] = set()
+        self._files: litefiles.LiteFiles | None = None
+        self._files_hold: liteprocess.Files | None = None
+        self._files_tried = not read_files
+        self._fresh: tuple[Any, int, tuple[str, ...]] | None = None
+        """The last (snapshot, generation, partitions) found current by ``_stale``."""
+        self.recall = recall
 
     """Partitions whose Milvus files may still hold deleted rows (rewritten by compact)."""
 
@@ -112,8 +136,80 @@ class LiteStore(BaseStore):
 
     def generation(self) -> tuple[int, tuple[str, ...]]:
         """Milvus' next sequence number and its partitions: any write changes one of them."""
+        files = self._on_files()
+        if files is not None:
+            return files.generation, files.partitions
         engine = self._engine()
         return int(engine._next_seq), tuple(engine.list_partitions())
+
+    def _on_files(self) -> litefiles.LiteFiles | None:
+        """Milvus Lite's state as its files hold it, while this process reads them without having started
+        Milvus Lite (tried once per store); None once it has (its collection answers from then on)."""
+        if self._client is not None:
+            return None
+        hold = self._files_hold
+        if hold is not None:
+            if liteprocess.held(hold):
+                return self._files
+            self._leave_files()  # Milvus Lite started here for another store of this database
+            return None
+        with self._lock:
+            if self._files_tried or self._client is not None:
+                return self._files
+            self._files_tried = True
+            hold = liteprocess.hold_files(self._path)
+            if hold is None:
+                return None
+            files = litefiles.read(self._path, self.collection)
+            if files is None:
+                liteprocess.let_go_files(self._path, hold)
+                return None
+            self._files, self._files_hold = files, hold
+            return files
+
+    def _leave_files(self) -> None:
+        with self._lock:
+            hold, self._files_hold, self._files = self._files_hold, None, None
+            if hold is not None:
+                liteprocess.let_go_files(self._path, hold)
+
+    def _writable(self) -> ReadIndex:
+        """The read index, checked against Milvus Lite's own collection: a process that had only read
+        its files starts Milvus Lite now (a write needs it), and any difference is repaired first."""
+        if self._client is None:
+            self._leave_files()
+            self.client  # noqa: B018 - starts Milvus Lite
+        return self.read_index()
+
+    def require(self) -> None:
+        if self._on_files() is None:
+            super().require()
+
+    def ensure_partitions(self, names: Sequence[str]) -> None:
+        self._writable()  # a write: Milvus Lite opens (a reader of its files could not create them)
+        super().ensure_partitions(names)
+
+    def exists(self) -> bool:
+        return self._on_files() is not None or super().exists()  # its files name only a collection there
+
+    def _describe(self) -> dict[str, Any]:
+        if self._description is None:
+            files = self._on_files()
+            if files is not None:
+                self._description = dict(files.description)
+        return super()._describe()
+
+    def partitions(self) -> list[str]:
+        files = self._on_files()
+        if files is not None:
+            return list(files.partitions)
+        return super().partitions()
+
+    def info(self) -> CollectionInfo:
+        """Counts per partition and per source, and the recall searches promise and were measured to
+        keep, from the read index (nothing to load in Milvus Lite)."""
+        info = self._info()
+        return dataclasses.replace(info, search=self.read_index().recall_summary())
 
     @property
     def key(self) -> tuple[str, str]:
@@ -134,6 +230,7 @@ class LiteStore(BaseStore):
             if self._read is not None:
                 self._read.release()  # now, not in a timer: the files of what it replaced go too
             self._read = None
+            self._leave_files()
             super().close()
             if opened:
                 release(self._path)
@@ -188,10 +285,14 @@ class LiteStore(BaseStore):
         with self._lock:
             opening = self._read is None
             if self._read is None:
-                self._ensure_loaded()
+                if self._on_files() is None:
+                    self._ensure_loaded()
                 index_type, params = self.index()
-                read = ReadIndex(self._folder(), self.dim(), index_type, params)
+                read = ReadIndex(self._folder(), self.dim(), index_type, params, self.recall)
                 state = read.load()
+                if self._on_files() is not None and not self._proven(read, state):
+                    self._leave_files()
+                    self._ensure_loaded()  # Milvus Lite opens, and decides what the read index lacks
                 self._read = read
                 self._purge = set((state or {}).get("purge", []))
                 self._finish_purges()
@@ -202,6 +303,28 @@ class LiteStore(BaseStore):
             if opening:
                 self._finish_erasure()
             return self._read
+
+    def _proven(self, read: ReadIndex, state: dict[str, Any] | None) -> bool:
+        """Whether Milvus Lite's files alone prove the saved read index current: its generation and
+        partitions, and nothing of lookalike's own left unfinished (a journaled write, an erasure, a
+        temporary file). Anything else is decided with Milvus Lite open."""
+        from lookalike.store.erasure import PLAN
+
+        files = self._on_files()
+        if files is None or state is None:
+            return False
+        snapshot = read.snapshot
+        if snapshot.generation != files.generation or not set(snapshot.shards) <= set(files.partitions):
+            return False
+        if self._journal.since(snapshot.generation):
+            return False
+        folder = self._folder()
+        leftovers = [
+            p.name
+            for p in folder.iterdir()
+            if p.name.startswith("purge-") or p.name == PLAN or p.name.endswith(durable.TEMPORARY_SUFFIX)
+        ]
+        return not leftovers
 
     @contextmanager
     def writing(self) -> Iterator[None]:
@@ -215,7 +338,13 @@ class LiteStore(BaseStore):
     def _stale(self) -> bool:
         assert self._read is not None
         seq, partitions = self.generation()
-        return self._read.snapshot.generation != seq or not set(self._read.snapshot.shards) <= set(partitions)
+        snapshot = self._read.snapshot
+        fresh = self._fresh
+        if fresh is not None and fresh[0] is snapshot and fresh[1] == seq and fresh[2] == partitions:
+            return False  # what every search asks: the same snapshot, generation and partitions as last time
+        stale = snapshot.generation != seq or not set(snapshot.shards) <= set(partitions)
+        self._fresh = None if stale else (snapshot, seq, partitions)
+        return stale
 
     def _repair(self) -> None:
         """Bring the read index to what Milvus holds; one log line says how."""
@@ -223,8 +352,8 @@ class LiteStore(BaseStore):
         read = self._read
         seq, partitions = self.generation()
         gone = [name for name in read.snapshot.shards if name not in partitions]
-        for name in gone:
-            read.replace_shard(name, None, read.snapshot.generation)
+        if gone:
+            read.drop(gone, read.snapshot.generation)
         pending = self._journal.since(read.snapshot.generation)
         ids = [i for entry in pending for i in entry["ids"]]
         if ids:
@@ -303,7 +432,7 @@ class LiteStore(BaseStore):
         self.require()
         prepared = list({item.id: item for item in self._prepare(items)}.values())
         with self._lock:
-            read = self.read_index()
+            read = self._writable()
             where = read.locate([item.id for item in prepared])
             by_partition = group_by_partition(prepared)
             moved: dict[str, list[int]] = {}
@@ -346,7 +475,7 @@ class LiteStore(BaseStore):
             return 0
         self.require()
         with self._lock:
-            read = self.read_index()
+            read = self._writable()
             where = read.locate(ids)
             if not where:
                 return 0
@@ -401,16 +530,22 @@ class LiteStore(BaseStore):
         """Drop whole partitions and their items: one shard each leaves the read index."""
         self.require()
         with self._lock:
-            read = self.read_index()
+            read = self._writable()
+            dropped: list[str] = []
             with self.writing():
-                for name in names:
-                    self._drop_milvus_partition(name)
-                    read.replace_shard(name, None, read.snapshot.generation)
-                    self._purge.discard(name)
+                try:
+                    for name in names:
+                        self._drop_milvus_partition(name)
+                        dropped.append(name)
+                finally:  # what Milvus dropped leaves the read index, even if a later drop failed
+                    read.drop(dropped, read.snapshot.generation)
+                    self._purge -= set(dropped)
             self._save()
 
     def flush(self) -> None:
         with self._lock:
+            if self._read is not None and self._client is None:
+                self._writable()  # read from Milvus Lite's files so far: it opens, and checks the index first
             self._flush_milvus()  # hands freed memory back too
             if self._read is not None:
                 self._read.seal()

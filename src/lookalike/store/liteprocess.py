@@ -88,9 +88,94 @@ def holders(key: tuple[str, str]) -> int:
         return entry.holders if entry is not None else 0
 
 
-def connect(path: Path, make: Callable[[], T]) -> T:
-    """A new client of the database at ``path`` (``make`` connects it), counted."""
+@dataclass
+class Files:
+    """A shared hold on a database's lock, taken to read Milvus Lite's files without starting it."""
+
+    fd: int | None
+    holders: int = 0
+
+
+_FILES: dict[str, Files] = {}
+"""Per database path: the hold on its lock while this process reads its files (Milvus Lite not started)."""
+
+
+def hold_files(path: Path) -> Files | None:
+    """Hold the database's lock shared, so that no process can write it while this one reads its files;
+    None where Milvus Lite runs for it here (its collection answers then) or another process holds it.
+
+    Milvus Lite takes the same lock exclusively, so readers that hold it shared exclude every writer
+    and not each other. Each holder lets go once (``let_go_files``); a connect takes the hold away
+    from all of them first (``held`` then turns false), and they go to Milvus Lite from then on.
+    """
+    import fcntl
+
     with _OPEN_LOCK:
+        key = str(path)
+        if _OPEN.get(key):
+            return None
+        entry = _FILES.get(key)
+        if entry is None:
+            try:  # never created here: a database Milvus Lite has not opened is not read from files
+                fd = os.open(path / "LOCK", os.O_RDWR)
+            except OSError:
+                return None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                return None
+            entry = _FILES[key] = Files(fd)
+        entry.holders += 1
+        return entry
+
+
+def held(entry: Files) -> bool:
+    """Whether a hold still stands (a connect in this process ends it)."""
+    return entry.fd is not None
+
+
+def let_go_files(path: Path, entry: Files) -> None:
+    """One holder is done with the files; the last one lets go of the lock."""
+    with _OPEN_LOCK:
+        entry.holders -= 1
+        if entry.holders <= 0:
+            _unlock(entry)
+            if _FILES.get(str(path)) is entry:
+                del _FILES[str(path)]
+
+
+def end_file_holds(path: Path) -> None:
+    """End this process's hold on a database's files (its holders go to Milvus Lite from then on):
+    for a client that starts Milvus Lite without ``connect`` (pymilvus' own, on a .db path)."""
+    with _OPEN_LOCK:
+        _end_files(path)
+
+
+def _end_files(path: Path) -> None:
+    files = _FILES.pop(str(path), None)
+    if files is not None:
+        _unlock(files)
+
+
+def _unlock(entry: Files) -> None:
+    import fcntl
+
+    if entry.fd is not None:
+        fd, entry.fd = entry.fd, None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+
+def connect(path: Path, make: Callable[[], T]) -> T:
+    """A new client of the database at ``path`` (``make`` connects it), counted.
+
+    A hold on its files (``hold_files``) ends first: Milvus Lite takes the lock itself.
+    """
+    with _OPEN_LOCK:
+        _end_files(path)
         client = make()
         _OPEN[str(path)] = _OPEN.get(str(path), 0) + 1
     return client

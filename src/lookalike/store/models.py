@@ -141,3 +141,6 @@ class CollectionInfo:
     rows: int
     partitions: list[PartitionStats]
     sources: dict[str, int]
+    search: dict[str, Any] | None = None
+    """How a Lite collection's searches meet their recall promise (``ReadIndex.recall_summary``);
+    None for a server, whose index is its own."""

@@ -7,6 +7,13 @@ beside the ``.db`` folder, one shard per monthly partition, each shard a few imm
 segments with tombstones. ``LiteStore`` alone writes it; it is stamped with the Milvus
 generation it matches and can always be rebuilt from Milvus. Deleting its folder is safe.
 
+A shard's segments are views of bodies of rows (see ``segments``): new rows sit in flat bodies of
+their month, and are moved into one HNSW graph shared by every month, so that a search walks one
+graph however many months it covers (a second, smaller graph of recent rows saves copying the large
+one for every few thousand rows). A window of whole months selects their rows of that graph; a
+narrow one is scored row by row. Each graph is walked as broadly as its measured breadth says
+(``breadth``): the recall@10 promised, default 0.99, holds for the data it holds.
+
 Readers take a snapshot (an immutable mapping of shards) and never lock; writers build new
 segments and publish a new snapshot in one assignment.
 """
@@ -14,50 +21,46 @@ segments and publish a new snapshot in one assignment.
 from __future__ import annotations
 
 import json
-import os
+import logging
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import pyarrow as pa
 
 from lookalike import durable
 from lookalike.durable import crash_point
-from lookalike.store import segments as segment_tiers
+from lookalike.store import tiers
+from lookalike.store.bodies import merge, scrub
+from lookalike.store.breadth import Tune
 from lookalike.store.models import Hit, IndexType, Item
 from lookalike.store.partitions import month_start, next_month
-from lookalike.store.rows import from_arrow
-from lookalike.store.segments import SEAL_ROWS, Segment, candidates, extend, merge
+from lookalike.store.ranking import best
+from lookalike.store.segments import Kept, Segment
+from lookalike.store.tiers import Tiers, ordered, swap
+
+log = logging.getLogger(__name__)
 
 KEPT_BY_STORE = ("purge-", "erase-")
 """Files of the store's erasure beside the segments, which a save leaves alone."""
-FORMAT_VERSION = 4  # 3: shards of segments with tombstones; 4: graphs over fp16, float32 beside
-MAX_SEGMENTS = 8
-"""Segments per shard before the smallest are merged (each merge rebuilds only what it merges)."""
-MERGE_FACTOR = 4
+FORMAT_VERSION = 5
+"""3: shards of segments with tombstones; 4: graphs over fp16, float32 beside; 5: one graph shared by
+the months (views), with its measured breadth."""
+DEFAULT_RECALL = 0.99
 RETIRE_AFTER_S = 2.0
 """How long segments left out of a new snapshot are kept for readers of the old one (a search
 takes milliseconds; an export or a scan that holds a snapshot longer releases it itself)."""
-SEAL_SHARE = 16
-"""At a flush, flat rows of new items join their month's graph once they number a sixteenth of it:
-each joining copies the graph, so a row is copied at most 16 times over, while a search no longer
-scores a month's tail of up to ``SEAL_ROWS`` rows one by one (a month closed in the middle of
-an ingest kept its tail flat, and at 100K over twelve months the tails were half a query's time)."""
-SEAL_LEAST = 256
-MAX_FLAT = 1
-"""Flat segments of new rows per HNSW shard: a second one is concatenated with the first (a copy of
-fewer than ``SEAL_ROWS`` rows), so a search walks at most one graph and one matrix per month."""
 
 
 @dataclass(frozen=True)
 class Snapshot:
     shards: Mapping[str, tuple[Segment, ...]]
     generation: int
+    cache: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
+    """What searches of this snapshot derive from it once (it never changes): masks and their bits."""
 
     def segments(self, partitions: Sequence[str] | None = None) -> Iterator[tuple[str, Segment]]:
         for name in sorted(self.shards) if partitions is None else partitions:
@@ -67,8 +70,33 @@ class Snapshot:
     def rows(self) -> dict[str, int]:
         return {name: sum(s.live for s in segs) for name, segs in self.shards.items()}
 
+    def bodies(self) -> dict[str, list[Segment]]:
+        """Every view of each body, by the body's name, bodies in shard order."""
+        found = self.cache.get("bodies")
+        if found is None:
+            found = {}
+            for _, segment in self.segments():
+                found.setdefault(segment.name, []).append(segment)
+            self.cache["bodies"] = found
+        return found
+
+    def kept(self, views: Sequence[Segment]) -> Kept | None:
+        """The live rows of these views of one body (None: every row of it), made once per snapshot
+        and set of views, with their FAISS selector."""
+        key = (views[0].name, *(view.shard for view in views))
+        if key not in self.cache:
+            alive = views[0].alive.copy() if len(views) > 1 else views[0].alive
+            for view in views[1:]:
+                alive |= view.alive
+            kept = sum(view.live for view in views)
+            self.cache[key] = None if kept == len(views[0]) else Kept(alive, kept)
+        found: Kept | None = self.cache[key]
+        return found
+
 
 FEW_QUERIES = 16
+PLANS_KEPT = 256
+"""Windows of whole months (the unfiltered search among them) whose plan a snapshot keeps."""
 _CONTROLLER: Any = None
 _ONE_BLAS_THREAD = False
 
@@ -89,43 +117,6 @@ def use_one_blas_thread() -> Any:
     return limit
 
 
-_POOL: ThreadPoolExecutor | None = None
-_POOL_LOCK = threading.Lock()
-
-Part = tuple[npt.NDArray[np.float32], npt.NDArray[np.int64], Segment]
-
-
-def _each(search: Callable[[Segment], Part], segments: list[Segment], queries: int) -> list[Part]:
-    """``search`` over each segment, in order: split between the cores for a single query on a
-    process of its own (a CLI command), one after another in a server or for a batch of queries.
-
-    FAISS lets go of the GIL while it walks a graph, and a month's graph is walked for every query
-    over all months: twelve walks at 100K took 4.5 ms on one core and 2.6 ms on two.
-    """
-    graphs = sum(s.is_graph for s in segments)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    if _ONE_BLAS_THREAD or queries > 1 or cores < 2 or graphs < 2:
-        return [search(segment) for segment in segments]
-    global _POOL
-    with _POOL_LOCK:
-        if _POOL is None:
-            _POOL = ThreadPoolExecutor(min(cores, 4) - 1, thread_name_prefix="lookalike-shards")
-        pool = _POOL
-    shares = min(cores, 4)
-    # Graphs dealt round-robin (they cost alike), flat segments stay with this thread.
-    work = [s for s in segments if s.is_graph]
-    mine = work[0::shares] + [s for s in segments if not s.is_graph]
-
-    def run(part: list[Segment]) -> list[Part]:
-        return [search(segment) for segment in part]
-
-    theirs = [pool.submit(run, work[i::shares]) for i in range(1, shares)]
-    found = {id(part[2]): part for part in run(mine)}
-    for future in theirs:
-        found.update((id(part[2]), part) for part in future.result())
-    return [found[id(segment)] for segment in segments]
-
-
 def _blas() -> Any:
     global _CONTROLLER
     if _CONTROLLER is None:
@@ -135,14 +126,10 @@ def _blas() -> Any:
     return _CONTROLLER
 
 
-def _hits(best: list[tuple[float, int, int, Segment]]) -> list[Hit]:
-    """Hits in score order: one row sliced out of each hit's segment, all converted at once
-    (a take and a conversion per segment cost 110 µs each, most of a search's own time)."""
-    if not best:
-        return []
-    rows = pa.concat_tables([segment.table.slice(row, 1) for _, _, row, segment in best])
-    items = from_arrow(rows.to_pydict())
-    return [Hit(score, item) for (score, _, _, _), item in zip(best, items, strict=True)]
+def _covers(segment: Segment, since: int | None, until: int | None) -> bool:
+    """Whether every live row of the view lies inside [since, until)."""
+    first, last = segment.span
+    return (since is None or since <= first) and (until is None or last < until)
 
 
 def in_window(partition: str, since: int | None, until: int | None) -> bool:
@@ -156,11 +143,21 @@ def in_window(partition: str, since: int | None, until: int | None) -> bool:
 class ReadIndex:
     """Shards of segments, the Milvus generation they match, and their files."""
 
-    def __init__(self, folder: Path, dim: int, index_type: str, params: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        dim: int,
+        index_type: str,
+        params: dict[str, Any],
+        recall: float = DEFAULT_RECALL,
+    ) -> None:
+        """``recall``: the recall@10 each graph is walked broadly enough to meet (measured)."""
         self.folder = folder
         self.dim = dim
         self.index_type = IndexType.FLAT if index_type == IndexType.FLAT else IndexType.HNSW
         self.params = dict(params)
+        self.recall = recall
+        self.tiers = Tiers(self.index_type, self.params, recall)
         self.snapshot = Snapshot({}, -1)
         self._save_lock = threading.Lock()
         self._retired: list[list[Segment]] = []
@@ -200,56 +197,70 @@ class ReadIndex:
     ) -> list[list[Hit]]:
         """Top-k by inner product per query row among the items in the window, from one snapshot."""
         queries = np.ascontiguousarray(queries, dtype=np.float32)
-        if len(queries) > FEW_QUERIES or _ONE_BLAS_THREAD:
-            return self._search(queries, k, sources, since, until, exclude_ids, ef)
-        # A few queries against many small matrices: BLAS threads only add their start-up and
-        # spin-waits (20× slower on a busy 2-core machine); searches run in parallel instead.
+        plan = self._plan(sources, since, until, exclude_ids)
+        if len(queries) > FEW_QUERIES or _ONE_BLAS_THREAD or all(body.is_graph for body, *_ in plan):
+            return self._search(queries, k, plan, ef)
+        # A few queries against small matrices: BLAS threads only add their start-up and spin-waits
+        # (20× slower on a busy 2-core machine). A graph needs no BLAS: no limit to set (10 µs).
         with _blas().limit(limits=1):
-            return self._search(queries, k, sources, since, until, exclude_ids, ef)
+            return self._search(queries, k, plan, ef)
+
+    def _plan(
+        self,
+        sources: Sequence[str] | None,
+        since: int | None,
+        until: int | None,
+        exclude_ids: Sequence[int] | None,
+    ) -> list[tuple[Segment, Kept | None]]:
+        """Per body of the snapshot: the rows a search in this window may answer (None: all of them).
+
+        The months of the window are chosen by name; a body whose chosen months lie wholly inside
+        the window (the usual case: whole months, no other filter) uses rows (and FAISS selectors)
+        made once per snapshot, and the plan itself is kept with the snapshot.
+        """
+        snap = self.snapshot
+        excluded = np.asarray(list(exclude_ids), dtype=np.int64) if exclude_ids else None
+        rowwise = sources is not None or excluded is not None
+        key = ("plan", since, until)
+        if not rowwise and key in snap.cache:
+            cached: list[tuple[Segment, Kept | None]] = snap.cache[key]
+            return cached
+        chosen: dict[str, list[Segment]] = {}
+        whole: dict[str, bool] = {}
+        for name, segment in snap.segments():
+            if segment.live and in_window(name, since, until):
+                chosen.setdefault(segment.name, []).append(segment)
+                inside = not rowwise and _covers(segment, since, until)
+                whole[segment.name] = whole.get(segment.name, True) and inside
+        plan: list[tuple[Segment, Kept | None]] = []
+        bodies = snap.bodies()
+        for name, views in chosen.items():
+            if whole[name] and (len(views) == 1 or len(views) == sum(1 for v in bodies[name] if v.live)):
+                plan.append((views[0], snap.kept(views)))
+                continue
+            base = views[0].alive.copy() if len(views) > 1 else views[0].alive
+            for view in views[1:]:
+                base |= view.alive
+            keep = Kept(views[0].mask(sources, since, until, excluded, base=base))
+            if keep.count:
+                plan.append((views[0], keep))
+        if not rowwise and all(whole.values()) and len(snap.cache) < PLANS_KEPT:
+            snap.cache[key] = plan  # its rows are the snapshot's own: nothing more is held
+        return plan
 
     def _search(
         self,
         queries: npt.NDArray[np.float32],
         k: int,
-        sources: Sequence[str] | None,
-        since: int | None,
-        until: int | None,
-        exclude_ids: Sequence[int] | None,
+        plan: list[tuple[Segment, Kept | None]],
         ef: int | None,
     ) -> list[list[Hit]]:
-        snap = self.snapshot
-        excluded = np.asarray(list(exclude_ids), dtype=np.int64) if exclude_ids else None
-        chosen = [segment for name, segment in snap.segments() if in_window(name, since, until)]
-
-        def search(segment: Segment) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64], Segment]:
-            scores, rows = segment.search(queries, k, segment.mask(sources, since, until, excluded), ef)
-            return scores, rows, segment
-
-        parts = [part for part in _each(search, chosen, len(queries)) if part[0].shape[1]]
-        if not parts:
-            return [[] for _ in queries]
-        scores = np.concatenate([p[0] for p in parts], axis=1)
-        rows = np.concatenate([p[1] for p in parts], axis=1)
-        part = np.concatenate([np.full(p[0].shape[1], i) for i, p in enumerate(parts)])
-        graphs = any(p[2].is_graph for p in parts)
-        found = []
-        for q in range(len(queries)):
-            best = scores[q]
-            # Best score first; ties by segment, then row, so that an answer never depends on timing.
-            order = np.lexsort((rows[q], part, -best))
-            order = order[rows[q][order] >= 0]
-            if graphs:  # graphs scored in fp16: re-score the best candidates in float32, then pick k
-                order = order[: candidates(k)]
-                best = best.copy()
-                for i in np.unique(part[order]):
-                    if parts[i][2].is_graph:
-                        picked = order[part[order] == i]
-                        best[picked] = parts[i][2].rescore(queries[q], rows[q, picked])
-                order = order[np.lexsort((rows[q, order], part[order], -best[order]))]
-            found.append(
-                _hits([(float(best[j]), int(part[j]), int(rows[q, j]), parts[part[j]][2]) for j in order[:k]])
-            )
-        return found
+        parts = []
+        for body, keep in plan:
+            scores, rows = body.search(queries, k, keep, ef)
+            if scores.shape[1]:
+                parts.append((scores, rows, body))
+        return best(queries, k, parts)
 
     def iter_items(
         self,
@@ -273,10 +284,11 @@ class ReadIndex:
     ) -> int:
         snap = self.snapshot
         return sum(
+            segment.live if sources is None and _covers(segment, since, until) else
             int(segment.mask(sources, since, until, None).sum())
             for name, segment in snap.segments()
             if in_window(name, since, until)
-        )
+        )  # fmt: skip
 
     def sources(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -341,94 +353,131 @@ class ReadIndex:
             for name, segs in self.snapshot.shards.items()
         }
         for name, items in by_partition.items():
-            if items:
-                added = Segment.build(items, IndexType.FLAT, self.params)  # _tiered moves it into the graph
-                shards[name] = self._tiered(shards.get(name, ()) + (added,))
-        self.publish(shards, generation)
+            if items:  # flat at first: _tiered moves rows into the graph
+                shards[name] = shards.get(name, ()) + (Segment.flat(items, name),)
+        self.publish(self.tiers.tiered(shards), generation)
 
     def seal(self) -> bool:
-        """Move each month's flat rows into its graph where they are many enough (see
-        ``SEAL_SHARE``); returns whether anything moved. Called at a flush, not per write."""
+        """Move flat rows into the graphs where they are many enough (``tiers.SEAL_LEAST``, and see
+        ``Tiers.fold``); returns whether anything moved. Called at a flush, not per write."""
         if self.index_type != IndexType.HNSW:
             return False
-        shards = dict(self.snapshot.shards)
-        changed = False
-        for name, segments in shards.items():
-            flat = sum(s.live for s in segments if not s.is_graph)
-            graph = sum(len(s) for s in segments if s.is_graph)
-            least = max(SEAL_LEAST, graph // SEAL_SHARE) if graph else segment_tiers.GRAPH_FROM
-            if flat >= least:
-                shards[name] = self._tiered(segments, seal_at=least)
-                changed = True
+        before = self.snapshot.shards
+        shards = self.tiers.tiered(before, seal_at=tiers.SEAL_LEAST)
+        changed = {id(s) for segs in shards.values() for s in segs} != {
+            id(s) for segs in before.values() for s in segs
+        }
         if changed:
             self.publish(shards, self.snapshot.generation)
         return changed
 
-    def _tiered(self, segments: tuple[Segment, ...], seal_at: int | None = None) -> tuple[Segment, ...]:
-        """Keep a shard to a few segments.
-
-        HNSW: one graph plus a few flat segments of new rows. Once those reach ``seal_at`` rows
-        (``SEAL_ROWS`` on a write, fewer at a flush: see ``seal``) they are inserted into a copy of
-        the graph, so a search walks one graph per month; the graph is rebuilt instead when a
-        quarter of it is dead. FLAT, and any shard still over ``MAX_SEGMENTS``: the smallest segments merge
-        (Lucene-style tiers).
-        """
-        graphs = [s for s in segments if s.is_graph]
-        flat = [s for s in segments if not s.is_graph and s.live]
-        if self.index_type == IndexType.HNSW and sum(s.live for s in flat) >= (seal_at or SEAL_ROWS):
-            if len(graphs) == 1 and graphs[0].dead * 4 <= len(graphs[0]):
-                segments = (extend(graphs[0], flat),)
-            else:
-                live = [s for s in (*graphs, *flat) if s.live]
-                segments = (merge(live, self.index_type, self.params),)
-        elif self.index_type == IndexType.HNSW and len(flat) > MAX_FLAT:
-            segments = (*graphs, merge(flat, IndexType.FLAT, self.params))
-        while len(segments) > MAX_SEGMENTS:
-            ordered = sorted(segments, key=lambda s: s.live)
-            small, rest = ordered[:MERGE_FACTOR], ordered[MERGE_FACTOR:]
-            live = [s for s in small if s.live]
-            segments = tuple(rest) + ((merge(live, self.index_type, self.params),) if live else ())
-        return segments
-
     def replace_shard(self, name: str, items: Sequence[Item] | None, generation: int) -> None:
-        """Set one partition's rows (None: the partition is gone)."""
+        """Set one partition's rows (None: the partition is gone: see ``drop``)."""
+        if items is None:
+            self.drop([name], generation)
+            return
         shards = dict(self.snapshot.shards)
         shards.pop(name, None)
-        if items is not None:
-            shards[name] = (Segment.build(items, self.index_type, self.params),) if items else ()
-        self.publish(shards, generation)
+        shards[name] = (Segment.flat(items, name),) if items else ()
+        self.publish(self.tiers.tiered(shards) if items else shards, generation)
+
+    def drop(self, names: Sequence[str], generation: int) -> None:
+        """Forget these partitions. Their rows in a graph shared with other months leave its files too
+        (``scrub``: one copy of the graph for all of them, written at the next save): what a drop
+        removes is gone from the disk, as it was when each month had files of its own."""
+        shards = dict(self.snapshot.shards)
+        gone = [segment for name in names for segment in shards.pop(name, ())]
+        bodies = self.snapshot.bodies()
+        for body in dict.fromkeys(segment.name for segment in gone if segment.is_graph):
+            views = [view for view in bodies[body] if view.shard not in names]
+            if views:
+                shards = swap(shards, views, scrub(views))
+        self.publish({name: ordered(segments) for name, segments in shards.items()}, generation)
 
     def purge(self, name: str) -> None:
-        """Rewrite a shard without its dead rows (their bytes leave the files at the next save)."""
+        """Rewrite the bodies holding a shard's rows without their dead rows' bytes (they leave the
+        files at the next save): a month's flat body without its tombstones, a graph shared by months
+        scrubbed in place (its dead rows, of any month, emptied and kept as tombstones)."""
         shards = dict(self.snapshot.shards)
-        segments = shards.get(name, ())
-        if not any(s.dead for s in segments):
-            return
-        live = [s for s in segments if s.live]
-        shards[name] = (merge(live, self.index_type, self.params),) if live else ()
+        bodies = self.snapshot.bodies()
+        for body in dict.fromkeys(s.name for s in shards.get(name, ())):
+            views = bodies[body]
+            if len(views[0]) == sum(v.live for v in views):
+                continue
+            if views[0].is_graph:
+                shards = swap(shards, views, scrub(views))
+            else:
+                shards = swap(shards, views, merge(views, IndexType.FLAT, self.params))
+        shards = {shard: ordered(segments) for shard, segments in shards.items()}
         self.publish(shards, self.snapshot.generation)
+
+    def recall_summary(self) -> dict[str, Any]:
+        """The recall promised and what was measured, for ``stats``: per graph its rows, its breadth
+        (0: every row scored), the recall@10 measured there and its 95% lower bound, on how many
+        held-out rows, when; and the rows scored exactly (flat segments, or every row of FLAT)."""
+        graphs = []
+        exact = 0
+        for views in self.snapshot.bodies().values():
+            live = sum(view.live for view in views)
+            tune = views[0].tune
+            if not views[0].is_graph:
+                exact += live
+                continue
+            graphs.append(
+                {
+                    "rows": len(views[0]),
+                    "live": live,
+                    "ef": tune.ef if tune else views[0].breadth,
+                    "recall_at_10": round(tune.recall, 4) if tune else None,
+                    "recall_at_10_bound": round(tune.bound, 4) if tune and tune.queries else None,
+                    "sample": tune.queries if tune else 0,
+                    "measured_rows": tune.rows if tune else 0,
+                    "measured_at": tune.measured_at if tune else None,
+                    "scanned": views[0].scanned,
+                }
+            )
+        return {
+            "target_recall_at_10": self.recall,
+            "exact": self.index_type == IndexType.FLAT,
+            "graphs": sorted(graphs, key=lambda g: -g["rows"]),
+            "exact_rows": exact,
+        }
 
     # -- files ----------------------------------------------------------------------------------
 
     def save(self, extra: Mapping[str, Any] | None = None) -> None:
-        """Write new segments and tombstones, then the state file, atomically; old files go last."""
+        """Write new bodies and tombstones, then the state file, atomically; old files go last."""
         with self._save_lock:
             snap = self.snapshot
             self.folder.mkdir(parents=True, exist_ok=True)
-            shards = {name: tuple(s.save(self.folder) for s in segs) for name, segs in snap.shards.items()}
+            written: set[str] = set()
+            shards: dict[str, tuple[Segment, ...]] = {}
+            for name, segs in snap.shards.items():
+                saved = []
+                for segment in segs:  # a body shared by months is written once, by its first view
+                    saved.append(segment.save(self.folder, body=segment.name not in written))
+                    written.add(segment.name)
+                shards[name] = tuple(saved)
+            graphs = {
+                body: {"norm": views[0].norm, "tune": views[0].tune.to_json() if views[0].tune else None}
+                for body, views in snap.bodies().items()
+                if views[0].is_graph
+            }
             state = {
                 "version": FORMAT_VERSION,
                 "dim": self.dim,
                 "index_type": self.index_type.value,
                 "generation": snap.generation,
                 "shards": {name: {s.name: s.saved_dead for s in segs} for name, segs in shards.items()},
+                "graphs": graphs,
                 **(extra or {}),
             }
             crash_point("index.segments_saved")
             durable.write_text(self.folder / "state.json", json.dumps(state, indent=1), step="index.state")
             if self.snapshot is snap:  # no writer published meanwhile: keep the mapped copies
+                mapped: dict[str, Segment] = {}
                 self.publish(
-                    {name: tuple(self._mapped(s) for s in segs) for name, segs in shards.items()},
+                    {name: tuple(self._mapped(s, mapped) for s in segs) for name, segs in shards.items()},
                     snap.generation,
                 )
             keep = {"state.json", "journal.jsonl"} | {
@@ -441,12 +490,15 @@ class ReadIndex:
                 if path.name not in keep and path.is_file() and not path.name.startswith(KEPT_BY_STORE):
                     path.unlink(missing_ok=True)
 
-    def _mapped(self, segment: Segment) -> Segment:
-        # A freshly built segment lives on the heap; its saved copy is memory-mapped instead. One
-        # already mapped is kept as it is (a drop or a delete then saves without reloading anything).
+    def _mapped(self, segment: Segment, bodies: dict[str, Segment]) -> Segment:
+        # A freshly built segment lives on the heap; its saved copy is memory-mapped instead (each
+        # body once, in ``bodies``). One already mapped is kept as it is (a drop or a delete then
+        # saves without reloading anything).
         if segment.mapped:
             return segment
-        return Segment.load(self.folder, segment.name, segment.saved_dead)
+        if segment.name not in bodies:
+            bodies[segment.name] = Segment.load(self.folder, segment.name, segment.tune, segment.norm)
+        return bodies[segment.name].view(segment.shard, segment.alive, segment.saved_dead)
 
     def load(self) -> dict[str, Any] | None:
         """The saved state, with the shards published; None when there is none usable."""
@@ -460,14 +512,51 @@ class ReadIndex:
                 self.index_type.value,
             ):
                 return None
-            shards = {
-                name: tuple(Segment.load(self.folder, seg, int(dead)) for seg, dead in segs.items())
-                for name, segs in state["shards"].items()
-            }
+            bodies: dict[str, Segment] = {}
+            shards: dict[str, tuple[Segment, ...]] = {}
+            for name, segs in state["shards"].items():
+                views = []
+                for body, dead in segs.items():
+                    if body not in bodies:
+                        graph = state["graphs"].get(body) or {}
+                        tune = Tune.from_json(graph["tune"]) if graph.get("tune") else None
+                        bodies[body] = Segment.load(self.folder, body, tune, float(graph.get("norm", 1.0)))
+                    views.append(bodies[body].load_view(self.folder, name, int(dead)))
+                shards[name] = tuple(views)
         except (OSError, ValueError, KeyError, RuntimeError, TypeError, EOFError, IndexError, AttributeError):
             return None  # a damaged file of the cache (an empty .npy is an EOFError): rebuilt from Milvus
         self.publish(shards, int(state["generation"]))
         self._saved_files = {"state.json", "journal.jsonl"} | {
             f for segs in shards.values() for s in segs for f in s.files()
         }
+        self._measure_again()
         return dict(state)
+
+    def _measure_again(self) -> None:
+        """Choose again the breadth of graphs measured for another recall than the one promised now
+        (the setting changed), from the curve measured with them; the next save records it."""
+        bodies = self.snapshot.bodies()
+        stale = [
+            views
+            for views in bodies.values()
+            if views[0].tune is not None and views[0].tune.target != self.recall
+        ]
+        if not stale:
+            return
+        shards = dict(self.snapshot.shards)
+        for views in stale:
+            body = views[0]
+            assert body.tune is not None
+            tune = body.tune.for_target(self.recall)
+            chosen = replace(body, tune=tune)
+            shards = swap(
+                shards, views, {v.shard: chosen.view(v.shard, v.alive, v.saved_dead) for v in views}
+            )
+            log.warning(
+                "read index: a graph of %d rows now walked for recall@10 %s: breadth %s (measured %.4f)",
+                len(body),
+                self.recall,
+                tune.ef or "every row",
+                tune.recall,
+            )
+        self.publish({name: ordered(segs) for name, segs in shards.items()}, self.snapshot.generation)

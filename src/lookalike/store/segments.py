@@ -9,6 +9,13 @@ back a few more candidates than asked; the read index re-scores the best of them
 vectors, read from disk by position (``VectorFile``). The graph and its fp16 codes are
 memory-mapped once saved: at 1M vectors they are 1.1 GB resident instead of the 2.2 GB a graph over
 float32 vectors made resident, and Milvus Lite already holds a float32 copy of every vector.
+
+A segment is a view: the rows of one partition (month) in a **body** of rows that several months
+can share. Each row of a body carries its partition (a column of its table); each month's view has
+its own ``alive`` mask, true only for its live rows. Flat bodies (new rows) belong to one month; a
+graph body holds the rows of any months, so that a search walks one graph for all months instead
+of one per month (twelve walks at 100K cost twelve times one), while a month is still dropped,
+counted, rebuilt and erased on its own.
 """
 
 from __future__ import annotations
@@ -28,11 +35,14 @@ import pyarrow as pa
 import pyarrow.feather as feather
 
 from lookalike import durable
-from lookalike.store.models import IndexType, Item
-from lookalike.store.rows import arrow_schema, from_arrow, to_arrow
+from lookalike.store.breadth import WALK_WHOLE, Tune
+from lookalike.store.models import SCALAR_FIELDS, Item
+from lookalike.store.rows import ColumnReader, arrow_schema, from_arrow, to_arrow
 from lookalike.store.vectorfile import VectorFile
 
 SCHEMA = arrow_schema()
+PARTITION = "partition"
+"""The column of a segment's table naming each row's partition (not a field of an item)."""
 EXACT_BELOW = 20_000
 """A filter that keeps fewer rows of a graph segment than this (and under half of them) is answered
 exactly over just those rows."""
@@ -42,12 +52,16 @@ SMALL_GRAPH, SMALL_GRAPH_EF = 15_625, 40
 """A graph of up to this many vectors (a month of a 190K-a-year shop) is walked with this breadth."""
 GRAPH_FROM = 4096
 """Smaller HNSW segments are searched exactly: a graph pays off only past a few thousand rows."""
-SEAL_ROWS = 5_000
-"""New rows stay in flat (exact) segments until a shard holds this many of them; then they join its graph."""
 PREFETCH_WINDOW = 8 << 20
+FEW_ROWS = 64
+"""Rows read out of the columns' buffers one by one (``ColumnReader``); more go through Arrow."""
 RESCORED = 10
 """Candidates a graph hands back beyond twice the k asked for, to be re-scored in float32 (fp16 scores
 are off by about 1e-4, so the true top k is among them)."""
+FP16_ERROR = 6e-4
+"""A bound on |fp16 score - float32 score| per unit of query norm, for unit stored vectors: each
+component is rounded by at most 2^-11 of itself (4.9e-4 over the whole product, by Cauchy-Schwarz),
+plus float32 accumulation. Only candidates within twice this of the k-th are re-scored."""
 
 Mask = npt.NDArray[np.bool_]
 Rows = npt.NDArray[np.int64]
@@ -77,58 +91,84 @@ def candidates(k: int) -> int:
     return 2 * k + RESCORED
 
 
-def build_index(vectors: npt.NDArray[np.float32], index_type: str, params: dict[str, Any]) -> Any:
-    """A flat segment's vectors are a plain matrix (scored by one BLAS product); larger approximate
-    segments get an HNSW graph over fp16 codes."""
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    if index_type == IndexType.FLAT or len(vectors) < GRAPH_FROM:
-        return vectors
-    faiss = faiss_module()
-    # Every approximate Milvus index type is served by an HNSW graph here: on one machine it is
-    # the fastest at high recall. fp16 needs no training data and has no range to clip to.
-    index = faiss.IndexHNSWSQ(
-        int(vectors.shape[1]),
-        faiss.ScalarQuantizer.QT_fp16,
-        int(params.get("M", 16)),
-        faiss.METRIC_INNER_PRODUCT,
-    )
-    index.hnsw.efConstruction = int(params.get("efConstruction", 100))
-    index.train(vectors[:1])
-    for start in range(0, len(vectors), 50_000):
-        index.add(vectors[start : start + 50_000])
-    return index
+class Kept:
+    """The rows of a body a search may answer, with FAISS's selector and search parameters over them,
+    made once (a snapshot keeps one per window of whole months: see ``Snapshot.kept``)."""
+
+    def __init__(self, mask: Mask, count: int | None = None) -> None:
+        self.mask = mask
+        self.count = int(mask.sum()) if count is None else count
+        self._selector: tuple[Any, Any] | None = None
+        self._params: dict[int, Any] = {}
+
+    def selector(self) -> Any:
+        found = self._selector
+        if found is None:
+            faiss = faiss_module()
+            bits = np.packbits(self.mask, bitorder="little")  # the selector only points at these bits
+            found = self._selector = (bits, faiss.IDSelectorBitmap(len(self.mask), faiss.swig_ptr(bits)))
+        return found[1]
+
+    def scan(self) -> Any:
+        return self._kept(0, lambda faiss: faiss.SearchParameters(sel=self.selector()))
+
+    def walk(self, breadth: int) -> Any:
+        return self._kept(
+            breadth, lambda faiss: faiss.SearchParametersHNSW(sel=self.selector(), efSearch=breadth)
+        )
+
+    def _kept(self, key: int, make: Any) -> Any:
+        found = self._params.get(key)
+        if found is None:
+            found = self._params[key] = make(faiss_module())
+        return found
 
 
 @dataclass(frozen=True, eq=False)
 class Segment:
-    """Rows of one partition: columns, vectors and which rows are still alive."""
+    """One partition's rows in a body: columns, vectors and which of the rows are its live ones."""
 
     name: str
+    """The body's name (its files); every view of one body has it."""
     table: pa.Table
     index: Any
     alive: Mask
+    """This view's live rows: rows of its partition that are not deleted."""
     ids: Rows = field(repr=False)
     created: Rows = field(repr=False)
     codes: npt.NDArray[np.int32] = field(repr=False)
     source_names: tuple[str, ...] = field(repr=False)
     order: Rows = field(repr=False)
+    sorted_ids: Rows = field(repr=False)
+    parts: npt.NDArray[np.int32] = field(repr=False)
+    """Each row's partition, as a position in ``part_names``."""
+    part_names: tuple[str, ...] = field(repr=False)
     storage: Any = field(repr=False)
     """A graph's fp16 codes in FAISS, searched exactly under a narrow filter (None for a flat segment,
     whose ``index`` is its matrix)."""
     floats: Any = field(repr=False)
     """A graph's float32 vectors: a matrix until saved, then a ``VectorFile`` (None for a flat segment)."""
+    shard: str = ""
+    """The partition this view holds the rows of ("" for a body not yet cut into views)."""
+    members: int = 0
+    """Rows of the body in this view's partition, live or dead."""
+    tune: Tune | None = field(default=None, repr=False)
+    """A graph's measured search breadth (None for a flat segment)."""
+    norm: float = 1.0
+    """The largest norm of a graph's vectors (its fp16 scores are off by at most FP16_ERROR times it)."""
     saved_dead: int = -1
     """How many dead rows the saved tombstone file holds (-1: the segment is not saved)."""
     folder: Path | None = None
     """Where the columns and vectors are memory-mapped from (None: they are on the heap)."""
 
     @classmethod
-    def build(cls, items: Sequence[Item], index_type: str, params: dict[str, Any]) -> Segment:
-        """A segment of new rows; a graph is built only for many rows at once (when segments merge)."""
+    def flat(cls, items: Sequence[Item], shard: str) -> Segment:
+        """A view of new rows of one partition, in a flat body of their own (graphs are built from
+        flat rows as they gather: ``bodies``)."""
         vectors = np.stack([np.asarray(item.vector, dtype=np.float32) for item in items])
-        kind = index_type if len(items) >= SEAL_ROWS else IndexType.FLAT
-        index = build_index(vectors, kind, params)
-        return cls.of(f"s{uuid.uuid4().hex[:16]}", to_arrow(items, SCHEMA), index, vectors)
+        table = to_arrow(items, SCHEMA)
+        table = table.append_column(PARTITION, pa.array([shard] * len(items), pa.string()))
+        return cls.of(f"s{uuid.uuid4().hex[:16]}", table, vectors, vectors).view(shard)
 
     @property
     def mapped(self) -> bool:
@@ -145,27 +185,60 @@ class Segment:
         table: pa.Table,
         index: Any,
         floats: Any,
-        alive: Mask | None = None,
-        saved_dead: int = -1,
+        tune: Tune | None = None,
+        norm: float | None = None,
     ) -> Segment:
-        """``floats``: a graph's float32 vectors (a matrix or a ``VectorFile``); ignored for a flat one."""
+        """A body (every row alive, no partition of its own yet: see ``view``); ``floats``: a graph's
+        float32 vectors (a matrix or a ``VectorFile``), ignored for a flat one; ``norm``: their
+        largest norm (measured when not given and ``floats`` is a matrix)."""
+        graph = not isinstance(index, np.ndarray)
+        if norm is None:
+            norm = max_norm(floats) if graph and isinstance(floats, np.ndarray) else 1.0
         table = table.combine_chunks()
         ids = integers(table.column("id"), np.int64)
         encoded = table.column("source").combine_chunks().dictionary_encode()
+        parts = table.column(PARTITION).combine_chunks().dictionary_encode()
+        order = np.argsort(ids, kind="stable")
         return cls(
             name=name,
             table=table,
             index=index,
-            alive=np.ones(len(ids), dtype=bool) if alive is None else alive,
+            alive=np.ones(len(ids), dtype=bool),
             ids=ids,
             created=integers(table.column("created_at"), np.int64),
             codes=integers(encoded.indices, np.int32),
             source_names=tuple(encoded.dictionary.to_pylist()),
-            order=np.argsort(ids, kind="stable"),
+            order=order,
+            sorted_ids=ids[order],
+            parts=integers(parts.indices, np.int32),
+            part_names=tuple(parts.dictionary.to_pylist()),
             storage=_storage(index),
             floats=None if isinstance(index, np.ndarray) else floats,
+            members=len(ids),
+            tune=tune if graph else None,
+            norm=norm,
+        )
+
+    def member(self, shard: str) -> Mask:
+        """The body's rows of this partition, live or dead."""
+        if shard not in self.part_names:
+            return np.zeros(len(self), dtype=bool)
+        return self.parts == self.part_names.index(shard)
+
+    def view(self, shard: str, alive: Mask | None = None, saved_dead: int = -1) -> Segment:
+        """This body's rows of ``shard``: all of them, or those ``alive`` marks (a subset of them)."""
+        member = self.member(shard)
+        return replace(
+            self,
+            shard=shard,
+            alive=member if alive is None else alive,
+            members=int(member.sum()),
             saved_dead=saved_dead,
         )
+
+    def views(self) -> dict[str, Segment]:
+        """A view per partition the body holds rows of, every row alive."""
+        return {shard: self.view(shard) for shard in self.part_names}
 
     def __len__(self) -> int:
         return int(self.ids.shape[0])
@@ -176,7 +249,26 @@ class Segment:
 
     @property
     def dead(self) -> int:
-        return len(self) - self.live
+        """Rows of this view's partition in the body that are deleted."""
+        return self.members - self.live
+
+    @cached_property
+    def span(self) -> tuple[int, int]:
+        """The earliest and latest created_at of the live rows ((0, -1) when none)."""
+        created = self.created[self.alive]
+        return (int(created.min()), int(created.max())) if len(created) else (0, -1)
+
+    @property
+    def breadth(self) -> int:
+        """How broadly the graph is walked for k=10 unfiltered: measured, else by its size."""
+        if self.tune is not None and self.tune.ef:
+            return self.tune.ef
+        return default_ef(len(self))
+
+    @property
+    def scanned(self) -> bool:
+        """Whether the graph's rows are scored one by one (measured faster than walking it)."""
+        return self.tune is not None and self.tune.ef == 0
 
     # -- lookups -----------------------------------------------------------------------------------
 
@@ -184,7 +276,7 @@ class Segment:
         """Positions of the live rows holding these ids (ids absent or dead are left out)."""
         if not len(self) or not len(ids):
             return np.zeros(0, dtype=np.int64)
-        sorted_ids = self.ids[self.order]
+        sorted_ids = self.sorted_ids
         left = np.searchsorted(sorted_ids, ids, "left")
         counts = np.searchsorted(sorted_ids, ids, "right") - left
         # An id can sit in a grown graph twice: its dead old version and its live new one.
@@ -208,17 +300,21 @@ class Segment:
         since: int | None,
         until: int | None,
         exclude_ids: npt.NDArray[np.int64] | None,
+        base: Mask | None = None,
     ) -> Mask:
         """Live rows matching the window, as Milvus' filter expression would choose them (the
-        segment's own ``alive``, not a copy, when nothing filters: callers do not change it)."""
+        segment's own ``alive``, not a copy, when nothing filters: callers do not change it).
+
+        ``base``: the live rows of several views of the body, instead of this one's."""
+        alive = self.alive if base is None else base
         if (
             sources is None
             and since is None
             and until is None
             and (exclude_ids is None or not len(exclude_ids))
         ):
-            return self.alive
-        keep = self.alive.copy()
+            return alive
+        keep = alive.copy()
         if sources is not None:
             wanted = [code for code, name in enumerate(self.source_names) if name in set(sources)]
             keep &= np.isin(self.codes, np.asarray(wanted, dtype=np.int32))
@@ -231,8 +327,16 @@ class Segment:
         return keep
 
     def items(self, rows: Rows, *, with_vector: bool) -> list[Item]:
-        columns = self.table.take(pa.array(rows, type=pa.int64())).to_pydict()
+        rows = np.asarray(rows, dtype=np.int64)
+        if len(rows) <= FEW_ROWS:  # a search's hits: read from the buffers
+            columns = self.reader.read(rows)
+        else:  # a batch: Arrow converts many rows faster than a loop over them
+            columns = self.table.take(pa.array(rows, type=pa.int64())).to_pydict()
         return from_arrow(columns, self.vectors(rows) if with_vector else None)
+
+    @cached_property
+    def reader(self) -> ColumnReader:
+        return ColumnReader(self.table, SCALAR_FIELDS)
 
     def vectors(self, rows: Rows) -> npt.NDArray[np.float32]:
         """These rows' float32 vectors (a fresh array)."""
@@ -248,75 +352,79 @@ class Segment:
     # -- search ------------------------------------------------------------------------------------
 
     def search(
-        self, queries: npt.NDArray[np.float32], k: int, keep: Mask, ef: int | None
+        self, queries: npt.NDArray[np.float32], k: int, keep: Kept | None, ef: int | None
     ) -> tuple[npt.NDArray[np.float32], Rows]:
-        """Top-k (scores, rows) per query among the kept rows; rows -1 pad a short answer.
+        """Top-k (scores, rows) per query among the kept rows of the body; rows -1 pad a short answer.
 
-        A graph answers ``candidates(k)`` rows with fp16 scores, for the caller to ``rescore``."""
-        faiss = faiss_module()
-        kept = self.live if keep is self.alive else int(keep.sum())
+        ``keep``: the rows a search may answer (None: every row of the body). A graph answers
+        ``candidates(k)`` rows with fp16 scores, for the caller to ``rescore``."""
         n = len(self)
+        kept = n if keep is None else keep.count
         if kept == 0:
             return np.full((len(queries), 0), -np.inf, np.float32), np.zeros((len(queries), 0), np.int64)
         if not self.is_graph:
             scores = queries @ self.index.T  # one BLAS product; filtered rows then drop out
-            if kept < n:
-                scores[:, ~keep] = -np.inf
+            if keep is not None and kept < n:
+                scores[:, ~keep.mask] = -np.inf
             return _top(scores, min(k, kept), np.arange(n, dtype=np.int64))
-        # The bitmap must outlive the search: the selector only points at it.
-        bitmap = np.packbits(keep, bitorder="little") if kept < n else None
-        selector = faiss.IDSelectorBitmap(n, faiss.swig_ptr(bitmap)) if bitmap is not None else None
+        filtered = keep if keep is not None and kept < n else None
         want = min(candidates(k), kept)
-        if kept < min(EXACT_BELOW, n // 2):
-            # A narrow filter: scoring every kept row beats a filtered graph walk.
-            params: Any = faiss.SearchParameters(sel=selector) if selector is not None else None
+        # A filter hides rows the walk still passes through: widen it by the share hidden, so that it
+        # meets as many kept rows as an unfiltered walk meets rows.
+        breadth = max(-(-(ef or self.breadth) * n // kept), want)
+        # Score every kept row where that is exact and no dearer than the walk: a narrow filter, a graph
+        # measured slower to walk than to scan, or a breadth past the graph's size (a walk of a small
+        # graph need not reach every row either: HNSW's pruning can leave near-duplicates unlinked).
+        exact = (
+            (self.scanned and not ef) or kept < min(EXACT_BELOW, n // 2) or n <= WALK_WHOLE or breadth >= n
+        )
+        if exact:
+            params = filtered.scan() if filtered is not None else None
             scores, rows = self.storage.search(queries, want, params=params)
         else:
-            # A filter hides rows the walk still passes through: widen it by the share hidden (at
-            # most twice, since narrower filters are answered exactly above), so that it meets as
-            # many kept rows as an unfiltered walk meets rows.
-            breadth = max(-(-(ef or default_ef(n)) * n // kept), want)
-            params = (
-                faiss.SearchParametersHNSW(sel=selector, efSearch=breadth)
-                if selector is not None
-                else _unfiltered(breadth)
-            )
+            params = filtered.walk(breadth) if filtered is not None else _unfiltered(breadth)
             scores, rows = self.index.search(queries, want, params=params)
         return scores, rows.astype(np.int64)
 
     # -- files -------------------------------------------------------------------------------------
 
-    def save(self, folder: Path) -> Segment:
-        """Write what is not on disk yet (columns and vectors once, tombstones when they changed).
+    def save(self, folder: Path, *, body: bool = True) -> Segment:
+        """Write what is not on disk yet: the body's columns and vectors once (``body``: the first
+        view of an unsaved body to be saved writes them), this view's tombstones when they changed.
 
         Each file is on the disk (fsync'd) when this returns; none is named by the saved state
         until the state file that names it is renamed into place, so a kill leaves only files
         that nothing names (swept by the next save).
         """
         faiss = faiss_module()
-        if self.saved_dead < 0:
+        if self.saved_dead < 0 and body:
             feather.write_feather(self.table, folder / f"{self.name}.arrow", compression="uncompressed")
             if self.is_graph:
                 faiss.write_index(self.index, str(folder / f"{self.name}.faiss"))
                 VectorFile.write(folder / f"{self.name}.f32", self.floats)
             else:
                 np.save(folder / f"{self.name}.npy", self.index)
-            for name in self.files():
+            for name in self.body_files():
                 durable.fsync_file(folder / name)
         if self.dead != max(self.saved_dead, 0):
-            tombstones = folder / f"{self.name}.dead-{self.dead}.npy"
+            tombstones = folder / self._tombstones(self.dead)
             with durable.replacing_file(tombstones, "wb", step="index.tombstones") as handle:
-                np.save(handle, np.flatnonzero(~self.alive))
+                np.save(handle, np.flatnonzero(self.member(self.shard) & ~self.alive))
         return replace(self, saved_dead=self.dead)
 
-    def files(self) -> list[str]:
+    def _tombstones(self, dead: int) -> str:
+        return f"{self.name}.{self.shard}.dead-{dead}.npy"
+
+    def body_files(self) -> list[str]:
         kept = [f"{self.name}.faiss", f"{self.name}.f32"] if self.is_graph else [f"{self.name}.npy"]
-        names = [f"{self.name}.arrow", *kept]
-        return names + ([f"{self.name}.dead-{self.saved_dead}.npy"] if self.saved_dead > 0 else [])
+        return [f"{self.name}.arrow", *kept]
+
+    def files(self) -> list[str]:
+        return self.body_files() + ([self._tombstones(self.saved_dead)] if self.saved_dead > 0 else [])
 
     @classmethod
-    def load(cls, folder: Path, name: str, dead: int) -> Segment:
-        """A saved segment, memory-mapped."""
+    def load(cls, folder: Path, name: str, tune: Tune | None = None, norm: float = 1.0) -> Segment:
+        """A saved body, memory-mapped (cut it into views with ``load_view``)."""
         faiss = faiss_module()
         graph = folder / f"{name}.faiss"
         is_graph = graph.exists()
@@ -324,7 +432,6 @@ class Segment:
             folder / f"{name}.arrow",
             *((graph, folder / f"{name}.f32") if is_graph else (folder / f"{name}.npy",)),
         ]
-        files += [folder / f"{name}.dead-{dead}.npy"] if dead else []
         for path in files:
             if not path.is_file():  # missing, or a FIFO or device put there: opening it could hang
                 raise ValueError(f"segment {name}: {path.name} is not a regular file")
@@ -339,12 +446,25 @@ class Segment:
         else:
             index = np.load(folder / f"{name}.npy", mmap_mode="r")
             rows = len(index)
-        alive = np.ones(table.num_rows, dtype=bool)
-        if dead:
-            alive[np.load(folder / f"{name}.dead-{dead}.npy")] = False
-        if rows != table.num_rows or int(alive.sum()) != table.num_rows - dead:
+        if rows != table.num_rows or PARTITION not in table.column_names:
             raise ValueError(f"segment {name} is inconsistent")
-        return replace(cls.of(name, table, index, floats, alive, saved_dead=dead), folder=folder)
+        return replace(cls.of(name, table, index, floats, tune, norm), folder=folder)
+
+    def load_view(self, folder: Path, shard: str, dead: int) -> Segment:
+        """This saved body's rows of ``shard``, less the ``dead`` ones its tombstone file lists."""
+        alive = self.member(shard)
+        if dead:
+            path = folder / f"{self.name}.{shard}.dead-{dead}.npy"
+            if not path.is_file():
+                raise ValueError(f"segment {self.name}: {path.name} is not a regular file")
+            rows = np.load(path)
+            if len(rows) != dead or not bool(alive[rows].all()):
+                raise ValueError(f"segment {self.name}: {path.name} is inconsistent")
+            alive = alive.copy()
+            alive[rows] = False
+        if not alive.any():
+            raise ValueError(f"segment {self.name} holds no live rows of {shard}")
+        return self.view(shard, alive, saved_dead=dead)
 
 
 def prefetch(path: Path) -> None:
@@ -389,6 +509,15 @@ def integers(column: pa.Array | pa.ChunkedArray, dtype: type[np.signedinteger[An
     return values[array.offset : array.offset + len(array)].astype(dtype)
 
 
+def max_norm(matrix: npt.NDArray[np.float32]) -> float:
+    """The largest row norm of a matrix (1.0 for none), in chunks."""
+    largest = 0.0
+    for start in range(0, len(matrix), 65_536):
+        block = np.asarray(matrix[start : start + 65_536], dtype=np.float32)
+        largest = max(largest, float(np.sqrt(np.einsum("ij,ij->i", block, block).max(initial=0.0))))
+    return largest or 1.0
+
+
 def _storage(index: Any) -> Any:
     return None if isinstance(index, np.ndarray) else faiss_module().downcast_index(index.storage)
 
@@ -400,47 +529,3 @@ def _top(scores: npt.NDArray[np.float32], k: int, rows: Rows) -> tuple[npt.NDArr
     order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
     top = np.take_along_axis(top, order, axis=1)
     return np.take_along_axis(scores, top, axis=1), rows[top]
-
-
-def _live(segments: Sequence[Segment]) -> tuple[list[pa.Table], npt.NDArray[np.float32]]:
-    """The live rows of these segments: their column tables and one matrix of their vectors."""
-    tables, vectors = [], []
-    for segment in segments:
-        rows = np.flatnonzero(segment.alive)
-        tables.append(segment.table.take(pa.array(rows, type=pa.int64())))
-        vectors.append(segment.vectors(rows))
-    matrix = np.concatenate(vectors) if vectors else np.zeros((0, 1), np.float32)
-    return tables, np.ascontiguousarray(matrix, dtype=np.float32)
-
-
-def extend(graph: Segment, segments: Sequence[Segment]) -> Segment:
-    """A new graph segment: ``graph``'s rows (its tombstones kept) followed by the live rows of
-    ``segments``, inserted into a copy of its HNSW graph instead of building one from scratch.
-
-    The copy is what keeps snapshots immutable: readers may still be walking the old graph.
-    """
-    faiss = faiss_module()
-    tables, matrix = _live(segments)
-    # An owned heap copy: FAISS cannot grow a memory-mapped graph (nor a clone of one) in place.
-    if graph.folder is not None:
-        index = faiss.read_index(str(graph.folder / f"{graph.name}.faiss"))
-    else:
-        index = faiss.clone_index(graph.index)
-    for start in range(0, len(matrix), 50_000):
-        index.add(matrix[start : start + 50_000])
-    alive = np.concatenate([graph.alive, np.ones(len(matrix), dtype=bool)])
-    table = pa.concat_tables([graph.table, *tables]).combine_chunks()
-    floats = np.empty((len(graph) + len(matrix), matrix.shape[1]), dtype=np.float32)  # one copy, no more
-    if isinstance(graph.floats, VectorFile):
-        graph.floats.read_into(floats[: len(graph)])
-    else:
-        floats[: len(graph)] = graph.floats  # dead rows keep their place
-    floats[len(graph) :] = matrix
-    return Segment.of(f"s{uuid.uuid4().hex[:16]}", table, index, floats, alive)
-
-
-def merge(segments: Sequence[Segment], index_type: str, params: dict[str, Any]) -> Segment:
-    """One segment holding the live rows of these (their tombstones purged)."""
-    tables, matrix = _live(segments)
-    table = pa.concat_tables(tables).combine_chunks()
-    return Segment.of(f"s{uuid.uuid4().hex[:16]}", table, build_index(matrix, index_type, params), matrix)

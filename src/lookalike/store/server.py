@@ -89,6 +89,13 @@ class ServerStore(BaseStore):
         self._tls: dict[str, Any] = {k: (v == "true") if k == "secure" else v for k, v in (tls or {}).items()}
 
     def _connect(self, client_class: Any = None) -> Any:
+        if self.uri.endswith(
+            ".db"
+        ):  # pymilvus starts Milvus Lite itself, which a hold on its files locks out
+            from lookalike.store.base import lite_path
+            from lookalike.store.liteprocess import end_file_holds
+
+            end_file_holds(lite_path(self.uri))
         if client_class is None:
             from pymilvus import MilvusClient
 

@@ -30,6 +30,9 @@ class Context:
         store: injected in tests; otherwise opened from the settings on first use (the process's
             one store of that collection, shared with any other context that opens it).
         detector: injected in tests; otherwise built from the settings when --detect first asks.
+        read_files: a Milvus Lite store this context opens reads Milvus Lite's own files until its first
+            write, instead of starting Milvus Lite (a command's process, the database's only client in
+            it: ``LiteStore``). A server leaves it off: it writes while other processes may read.
     """
 
     def __init__(
@@ -39,8 +42,10 @@ class Context:
         embedder: Embedder | None = None,
         store: Store | None = None,
         detector: Detector | None = None,
+        read_files: bool = False,
     ) -> None:
         self.settings = settings
+        self.read_files = read_files
         self._embedder = embedder
         self.embedder_injected = embedder is not None
         self._detector = detector
@@ -68,6 +73,8 @@ class Context:
             password=settings.password,
             timeout_s=settings.store_timeout_s(uri),
             tls=settings.tls(),
+            read_files=self.read_files,
+            recall=settings.search_recall,
         )
 
     @property
