@@ -109,6 +109,9 @@ class BaseStore:
                 "Index some images first: `lookalike index PATH`."
             )
 
+    def _before_iterating(self) -> None:
+        """What a store does before a query iterator starts (nothing here; a server syncs)."""
+
     def _ensure_loaded(self) -> None:
         if self._loaded:
             return
@@ -432,6 +435,7 @@ class BaseStore:
         close to linear in the collection size.
         """
         self._ensure_loaded()
+        self._before_iterating()
         expr, window = self._window(sources, since, until)
         names = window if window is not None else self.partitions()
         fields = [*self.fields(), "vector"] if with_vector else self.fields()
