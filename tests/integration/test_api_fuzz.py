@@ -35,7 +35,7 @@ from tests.unit.test_policies import PLANTED, plant, write_policy
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "0"))
 FUZZ = settings(
-    max_examples=EXAMPLES or 150,
+    max_examples=EXAMPLES or 200,  # enough for every operation of the schema (26 now) to come up
     derandomize=not EXAMPLES,  # CI tries the same requests every run
     deadline=None,
     suppress_health_check=list(HealthCheck),
