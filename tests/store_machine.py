@@ -132,7 +132,8 @@ class StoreMachine(RuleBasedStateMachine):
         store, model = self.store, self.model
         # Straight after the step's writes: a read that lags them must show here.
         seen = [item for batch in store.iter_items(batch_size=7) for item in batch]
-        assert sorted(item.id for item in seen) == sorted(model.rows), (sorted(item.id for item in seen), sorted(model.rows), store.partitions())
+        ids = sorted(item.id for item in seen)
+        assert ids == sorted(model.rows), (ids, sorted(model.rows), store.partitions())
         assert all(same(item, model.rows[item.id]) for item in seen)
         assert store.count() == len(model.rows)
         assert store.count(sources=[SOURCES[0]]) == len(model.window([SOURCES[0]], None, None))
