@@ -354,4 +354,6 @@ def test_a_fifo_in_place_of_the_probe_cache_is_measured_around_not_waited_on(
     deadline = time.monotonic() + 120  # the probe's result may be written by a background worker
     while not path.is_file() and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert path.is_file() and json.loads(path.read_text())  # measured again, and a file again
+    written = sorted(p.name for p in path.parent.glob("probes-*"))
+    assert path.is_file(), f"the probe was not written where it is looked for: {written}"
+    assert json.loads(path.read_text())  # measured again, and a file again

@@ -12,6 +12,7 @@ import hashlib
 import importlib.metadata
 import io
 import json
+import os
 import platform
 import threading
 import time
@@ -184,7 +185,10 @@ def machine_key() -> str:
 
     model, flags = cpu_info()
     described = [platform.machine(), platform.processor(), model, " ".join(sorted(flags))]
-    described += [str(torch.get_num_threads()), torch.__version__]
+    # The cores this process may use, not torch.get_num_threads(): OpenMP keeps that per thread, so
+    # a loader on another thread (a server's worker) would look for a probe under another name.
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    described += [str(cores), torch.__version__]
     for package in ("onnxruntime", "openvino"):
         with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             described.append(f"{package} {importlib.metadata.version(package)}")
