@@ -90,7 +90,7 @@ def test_uniform_random_vectors_broke_a_breadth_chosen_by_size(tmp_path: Path) -
     vectors = _vectors("uniform", ROWS, seed=1)
     index = _filled(tmp_path, vectors)
     queries = _vectors("uniform", 300, seed=2)
-    assert _recall(index, vectors, queries, ef=segments.default_ef(ROWS)) < 0.97
+    assert _recall(index, vectors, queries, ef=segments.default_ef(ROWS)) < 0.99  # short of the promise
     assert _recall(index, vectors, queries) >= 0.99
 
 
