@@ -189,3 +189,19 @@ def test_the_promise_is_a_setting_and_stats_shows_it(tmp_path: Path, monkeypatch
     as_json = CliRunner().invoke(app, ["stats", "--json"])
     assert as_json.exit_code == 0, as_json.output
     assert json.loads(as_json.stdout)["search"]["target_recall_at_10"] == 0.95
+
+
+def test_a_graph_grown_a_flush_at_a_time_is_measured_again_once_a_quarter_larger(tmp_path: Path) -> None:
+    vectors = _vectors("clustered", 4000, seed=1)
+    index = _filled(tmp_path, vectors[:2400])
+    (first,) = _graphs(index)
+    for start in range(2400, 4000, 300):  # what an API client indexing 300 pictures at a time makes
+        items = [_item(row, vectors[row]) for row in range(start, min(start + 300, 4000))]
+        by_partition: dict[str, list[Item]] = {}
+        for item in items:
+            by_partition.setdefault(partition_for(item.created_at), []).append(item)
+        index.apply(items, [], by_partition, start)
+        index.seal()
+    (graph,) = _graphs(index)
+    assert index.count() == 4000 and graph["measured_rows"] > first["measured_rows"] * 1.25
+    assert graph["sample"] >= breadth.LEAST_SAMPLE and graph["measured_at"] > first["measured_at"]

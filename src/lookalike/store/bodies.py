@@ -106,9 +106,11 @@ def _hold_out(matrix: npt.NDArray[np.float32], held: int) -> npt.NDArray[np.int6
     return order
 
 
-def _held(rows: int) -> int:
-    """Rows of ``rows`` new ones to hold out of a graph to measure it (0: too few to measure)."""
-    held = min(SAMPLE, rows // 8)
+def _held(rows: int, share: int = 8) -> int:
+    """Rows of ``rows`` new ones to hold out of a graph to measure it (0: too few to measure): an
+    eighth of a new graph's rows, up to ``SAMPLE``; half of the rows added to a grown one (a flush adds
+    as few as 256)."""
+    held = min(SAMPLE, rows // share)
     return held if held >= LEAST_SAMPLE else 0
 
 
@@ -155,7 +157,7 @@ def extend(
     previous = graph.tune
     held = 0
     if target is not None and (previous is None or previous.stale(old + added)):
-        held = _held(added)
+        held = _held(added, share=2)
     table = pa.concat_tables(tables).combine_chunks()
     if held:
         table = table.take(pa.array(_hold_out(matrix, held), type=pa.int64()))
