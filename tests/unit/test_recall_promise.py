@@ -205,3 +205,25 @@ def test_a_graph_grown_a_flush_at_a_time_is_measured_again_once_a_quarter_larger
     (graph,) = _graphs(index)
     assert index.count() == 4000 and graph["measured_rows"] > first["measured_rows"] * 1.25
     assert graph["sample"] >= breadth.LEAST_SAMPLE and graph["measured_at"] > first["measured_at"]
+
+
+@pytest.mark.parametrize("kind", ["clustered", "uniform"])
+def test_a_months_window_is_walked_as_broadly_as_a_month_was_measured_to_need(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    monkeypatch.setattr(segments, "EXACT_BELOW", 100)  # walk windows of a few hundred rows, as at 1M
+    vectors = _vectors(kind, ROWS, seed=1)
+    index = _filled(tmp_path, vectors)
+    (graph,) = _graphs(index)
+    month = graph["month"]
+    assert month is not None and 0 < month["share"] <= 0.5
+    assert month["ef"] == 0 or month["recall_at_10_bound"] >= 0.99
+    rows = np.flatnonzero(np.arange(ROWS) * 12 // ROWS == 5)  # June's rows
+    since = JAN_2024 + 5 * MONTH
+    queries = _vectors(kind, 300, seed=2)
+    truth = rows[np.argsort(-(queries @ vectors[rows].T), axis=1)[:, :10]] + 1
+    found = 0
+    for query, expected in zip(queries, truth, strict=True):
+        hits = index.search(query[None, :], 10, since=since, until=since + MONTH)[0]
+        found += len({hit.item.id for hit in hits} & set(expected.tolist()))
+    assert found / (10 * len(queries)) >= 0.99

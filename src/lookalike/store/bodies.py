@@ -114,6 +114,15 @@ def _held(rows: int, share: int = 8) -> int:
     return held if held >= LEAST_SAMPLE else 0
 
 
+def _month(table: pa.Table, rows: int) -> Mask | None:
+    """The first ``rows`` rows' largest month holding at most half of them (measured as a window)."""
+    parts = table.column(PARTITION).slice(0, rows).combine_chunks().dictionary_encode()
+    codes = segments.integers(parts.indices, np.int32)
+    counts = np.bincount(codes, minlength=len(parts.dictionary))
+    counts[counts * 2 > rows] = 0
+    return codes == int(counts.argmax()) if counts.any() else None
+
+
 def _add(index: Any, matrix: npt.NDArray[np.float32]) -> None:
     for start in range(0, len(matrix), 50_000):
         index.add(matrix[start : start + 50_000])
@@ -136,7 +145,9 @@ def _graph(
     kept = len(matrix) - held
     _add(index, matrix[:kept])
     live = np.ones(kept, dtype=bool)
-    tune = breadth.measure(index, matrix[:kept], live, matrix[kept:], target, want=candidates(breadth.K))
+    window = _month(table, kept)
+    want = candidates(breadth.K)
+    tune = breadth.measure(index, matrix[:kept], live, matrix[kept:], target, want=want, window=window)
     _add(index, matrix[kept:])
     return Segment.of(name, table, index, matrix, tune)
 
@@ -171,8 +182,15 @@ def extend(
     if held:
         assert target is not None
         live = np.concatenate([_union(views), np.ones(kept, dtype=bool)])
+        window = _month(table, old + kept)
         tune = breadth.measure(
-            index, floats[: old + kept], live, matrix[kept:], target, want=candidates(breadth.K)
+            index,
+            floats[: old + kept],
+            live,
+            matrix[kept:],
+            target,
+            want=candidates(breadth.K),
+            window=window,
         )
     _add(index, matrix[kept:])
     body = Segment.of(
