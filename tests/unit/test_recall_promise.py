@@ -90,7 +90,7 @@ def test_uniform_random_vectors_broke_a_breadth_chosen_by_size(tmp_path: Path) -
     vectors = _vectors("uniform", ROWS, seed=1)
     index = _filled(tmp_path, vectors)
     queries = _vectors("uniform", 300, seed=2)
-    assert _recall(index, vectors, queries, ef=segments.default_ef(ROWS)) < 0.97
+    assert _recall(index, vectors, queries, ef=segments.default_ef(ROWS)) < 0.99  # short of the promise
     assert _recall(index, vectors, queries) >= 0.99
 
 
@@ -189,3 +189,41 @@ def test_the_promise_is_a_setting_and_stats_shows_it(tmp_path: Path, monkeypatch
     as_json = CliRunner().invoke(app, ["stats", "--json"])
     assert as_json.exit_code == 0, as_json.output
     assert json.loads(as_json.stdout)["search"]["target_recall_at_10"] == 0.95
+
+
+def test_a_graph_grown_a_flush_at_a_time_is_measured_again_once_a_quarter_larger(tmp_path: Path) -> None:
+    vectors = _vectors("clustered", 4000, seed=1)
+    index = _filled(tmp_path, vectors[:2400])
+    (first,) = _graphs(index)
+    for start in range(2400, 4000, 300):  # what an API client indexing 300 pictures at a time makes
+        items = [_item(row, vectors[row]) for row in range(start, min(start + 300, 4000))]
+        by_partition: dict[str, list[Item]] = {}
+        for item in items:
+            by_partition.setdefault(partition_for(item.created_at), []).append(item)
+        index.apply(items, [], by_partition, start)
+        index.seal()
+    (graph,) = _graphs(index)
+    assert index.count() == 4000 and graph["measured_rows"] > first["measured_rows"] * 1.25
+    assert graph["sample"] >= breadth.LEAST_SAMPLE and graph["measured_at"] > first["measured_at"]
+
+
+@pytest.mark.parametrize("kind", ["clustered", "uniform"])
+def test_a_months_window_is_walked_as_broadly_as_a_month_was_measured_to_need(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    monkeypatch.setattr(segments, "EXACT_BELOW", 100)  # walk windows of a few hundred rows, as at 1M
+    vectors = _vectors(kind, ROWS, seed=1)
+    index = _filled(tmp_path, vectors)
+    (graph,) = _graphs(index)
+    month = graph["month"]
+    assert month is not None and 0 < month["share"] <= 0.5
+    assert month["ef"] == 0 or month["recall_at_10_bound"] >= 0.99
+    rows = np.flatnonzero(np.arange(ROWS) * 12 // ROWS == 5)  # June's rows
+    since = JAN_2024 + 5 * MONTH
+    queries = _vectors(kind, 300, seed=2)
+    truth = rows[np.argsort(-(queries @ vectors[rows].T), axis=1)[:, :10]] + 1
+    found = 0
+    for query, expected in zip(queries, truth, strict=True):
+        hits = index.search(query[None, :], 10, since=since, until=since + MONTH)[0]
+        found += len({hit.item.id for hit in hits} & set(expected.tolist()))
+    assert found / (10 * len(queries)) >= 0.99

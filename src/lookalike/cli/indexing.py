@@ -346,6 +346,13 @@ def search_note(search: dict[str, Any]) -> str:
                 f"{graph['recall_at_10_bound']:.4f}) on {graph['sample']} held-out rows at "
                 f"{graph['measured_rows']} rows, {when}"
             )
+        month = graph.get("month")
+        if month:
+            walk = "every row scored" if month["ef"] == 0 else f"breadth {month['ef']}"
+            how += (
+                f"; a month ({month['share']:.0%} of it): {walk}, recall@10 {month['recall_at_10']:.4f} "
+                f"(bound {month['recall_at_10_bound']:.4f})"
+            )
         parts.append(f"graph of {graph['live']} items, {how}")
     if search["exact_rows"]:
         parts.append(f"{search['exact_rows']} recent items scored exactly")

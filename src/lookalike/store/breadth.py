@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -75,21 +75,35 @@ class Tune:
     scan_recall: float = 1.0
     """recall@10 of scoring every row (fp16 codes, the best re-scored in float32)."""
     measured_at: float = 0.0
+    window_share: float = 0.0
+    """The share of the graph's rows in the window (one month) also measured (0: none was)."""
+    window_curve: tuple[tuple[int, float, float], ...] = ()
+    """(breadth, recall@10, ms per query) of walks answering only the window's rows."""
+    window_scan_ms: float = 0.0
+    window_ef: int = -1
+    """The breadth chosen for a search of the window (0: score its rows one by one; -1: not measured)."""
+    window_recall: float = 0.0
 
     @property
     def bound(self) -> float:
         """The recall@10 promised with 95% confidence at ``ef`` (its measured value's lower bound)."""
         return lower_bound(self.recall, K * self.queries)
 
+    @property
+    def window_bound(self) -> float:
+        return lower_bound(self.window_recall, K * self.queries)
+
     def to_json(self) -> dict[str, Any]:
         data = {name: getattr(self, name) for name in self.__dataclass_fields__}
-        data["curve"] = [list(point) for point in self.curve]
+        for name in ("curve", "window_curve"):
+            data[name] = [list(point) for point in data[name]]
         return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Tune:
         fields = {name: data[name] for name in cls.__dataclass_fields__ if name in data}
-        fields["curve"] = tuple((int(ef), float(r), float(ms)) for ef, r, ms in data.get("curve", ()))
+        for name in ("curve", "window_curve"):
+            fields[name] = tuple((int(ef), float(r), float(ms)) for ef, r, ms in data.get(name, ()))
         return cls(**fields)
 
     def stale(self, rows: int) -> bool:
@@ -99,39 +113,49 @@ class Tune:
     def for_target(self, target: float) -> Tune:
         """This measurement's choice for another target (the same one for the same target)."""
         if target == self.target or not self.queries:
-            return self if target == self.target else _replace(self, target=target)
-        return choose(
-            self.curve, self.scan_ms, self.scan_recall, target, self.rows, self.queries, self.measured_at
+            return self if target == self.target else replace(self, target=target)
+        trials = K * self.queries
+        ef, recall = pick(self.curve, self.scan_ms, self.scan_recall, target, trials)
+        window_ef, window_recall = self.window_ef, self.window_recall
+        if self.window_share:
+            window_ef, window_recall = pick(self.window_curve, self.window_scan_ms, 1.0, target, trials)
+        return replace(
+            self, ef=ef, recall=recall, target=target, window_ef=window_ef, window_recall=window_recall
         )
 
+    def breadth(self, rows: int, kept: int) -> int | None:
+        """The breadth of a walk answering ``kept`` of the graph's ``rows`` rows (None: score them one
+        by one instead). A filter hides rows the walk still passes through. Where a window was
+        measured, a filter keeping under half the rows is walked as broadly as the window was
+        (widened by the share it hides beyond it); otherwise the unfiltered breadth is widened by the
+        share hidden."""
+        share = kept / rows
+        if self.window_ef < 0 or not self.window_share or share >= 0.5:
+            return -(-self.ef * rows // kept) if self.ef else None
+        if self.window_ef == 0:
+            return None
+        wider = self.window_share / share if share < self.window_share else 1.0
+        return max(math.ceil(self.window_ef * wider), self.ef)
 
-def _replace(tune: Tune, **changes: Any) -> Tune:
-    from dataclasses import replace
 
-    return replace(tune, **changes)
-
-
-def choose(
+def pick(
     curve: tuple[tuple[int, float, float], ...],
     scan_ms: float,
     scan_recall: float,
     target: float,
-    rows: int,
-    queries: int,
-    measured_at: float,
-) -> Tune:
-    """The narrowest measured breadth whose recall meets ``target`` with 95% confidence and whose
-    walk is faster than scoring every row; else every row is scored."""
-    trials = K * queries
+    trials: int,
+) -> tuple[int, float]:
+    """The narrowest measured breadth whose recall meets ``target`` with 95% confidence and whose walk
+    is faster than scoring every row, and its recall; else (0, the scan's recall): score every row."""
     for ef, recall, ms in curve:
         if ms <= scan_ms and lower_bound(recall, trials) >= target:
-            return Tune(ef, recall, target, rows, queries, curve, scan_ms, scan_recall, measured_at)
-    return Tune(0, scan_recall, target, rows, queries, curve, scan_ms, scan_recall, measured_at)
+            return ef, recall
+    return 0, scan_recall
 
 
 def exact(target: float, rows: int) -> Tune:
     """A graph scored row by row: nothing measured, exact."""
-    return Tune(0, 1.0, target, rows, 0, (), 0.0, 1.0, time.time())
+    return Tune(0, 1.0, target, rows, 0, measured_at=time.time())
 
 
 def measure(
@@ -142,27 +166,63 @@ def measure(
     target: float,
     *,
     want: int,
+    window: npt.NDArray[np.bool_] | None = None,
 ) -> Tune:
     """Measure ``index`` (an HNSW graph over ``base``'s rows, which ``queries`` are not among) and
     choose its breadth for ``target``.
 
     ``live``: the rows a search may answer (others are tombstones, skipped by a selector as a search
-    skips them); ``want``: the candidates a search of k=10 asks the graph for.
+    skips them); ``want``: the candidates a search of k=10 asks the graph for; ``window``: the rows of
+    one month, measured too as a search of that month walks (answering only them).
     """
-    from lookalike.store.segments import faiss_module
-
-    faiss = faiss_module()
     n = len(live)
     kept = int(live.sum())
     queries = np.ascontiguousarray(queries, dtype=np.float32)
-    truth = _exact(queries, base, live)
-    bitmap = np.packbits(live, bitorder="little") if kept < n else None
+    trials = K * len(queries)
+    curve, scan_ms, scan_recall = _curve(index, base, live, queries, want, widen=n / kept)
+    ef, recall = pick(curve, scan_ms, scan_recall, target, trials)
+    tune = Tune(ef, recall, target, n, len(queries), curve, scan_ms, scan_recall, time.time())
+    if window is None:
+        return tune
+    inside = window & live
+    share = float(inside.sum()) / n
+    if int(inside.sum()) < 10 * K or share > 0.5:
+        return tune  # too few rows to measure, or too many to be a window
+    curve, scan_ms, scan_recall = _curve(index, base, inside, queries, want, widen=1.0)
+    window_ef, window_recall = pick(curve, scan_ms, scan_recall, target, trials)
+    return replace(
+        tune,
+        window_share=round(share, 5),
+        window_curve=curve,
+        window_scan_ms=scan_ms,
+        window_ef=window_ef,
+        window_recall=window_recall,
+    )
+
+
+def _curve(
+    index: Any,
+    base: npt.NDArray[np.float32],
+    mask: npt.NDArray[np.bool_],
+    queries: npt.NDArray[np.float32],
+    want: int,
+    widen: float,
+) -> tuple[tuple[tuple[int, float, float], ...], float, float]:
+    """recall@10 and ms per query of walks answering ``mask``'s rows at increasing breadths (each
+    widened by ``widen``), up to ``CURVE_TO``, the graph's size, or the time of scoring those rows one
+    by one; and that time and its recall."""
+    from lookalike.store.segments import faiss_module
+
+    faiss = faiss_module()
+    n = len(mask)
+    truth = _exact(queries, base, mask)
+    bitmap = np.packbits(mask, bitorder="little") if not mask.all() else None
     selector = faiss.IDSelectorBitmap(n, faiss.swig_ptr(bitmap)) if bitmap is not None else None
     scanned, scan_ms = _scan(index, queries, want, selector)
     scan_recall = _recall(scanned, queries, base, truth)
     curve: list[tuple[int, float, float]] = []
     for ef in LADDER:
-        breadth = max(-(-ef * n // kept), want)  # widened for tombstones, as a search is
+        breadth = max(math.ceil(ef * widen), want)
         params = faiss.SearchParametersHNSW(efSearch=breadth, sel=selector)
         started = time.perf_counter()
         _, found = index.search(queries, want, params=params)
@@ -171,9 +231,7 @@ def measure(
         curve.append((ef, round(recall, 5), round(ms, 4)))
         if recall >= CURVE_TO or ms > scan_ms or breadth >= n:
             break
-    return choose(
-        tuple(curve), round(scan_ms, 4), round(scan_recall, 5), target, n, len(queries), time.time()
-    )
+    return tuple(curve), round(scan_ms, 4), round(scan_recall, 5)
 
 
 def _scan(index: Any, queries: npt.NDArray[np.float32], want: int, selector: Any) -> tuple[Any, float]:

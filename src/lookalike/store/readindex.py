@@ -434,6 +434,14 @@ class ReadIndex:
                     "measured_rows": tune.rows if tune else 0,
                     "measured_at": tune.measured_at if tune else None,
                     "scanned": views[0].scanned,
+                    "month": {
+                        "share": tune.window_share,
+                        "ef": tune.window_ef,
+                        "recall_at_10": round(tune.window_recall, 4),
+                        "recall_at_10_bound": round(tune.window_bound, 4),
+                    }
+                    if tune and tune.window_share
+                    else None,
                 }
             )
         return {

@@ -369,14 +369,21 @@ class Segment:
             return _top(scores, min(k, kept), np.arange(n, dtype=np.int64))
         filtered = keep if keep is not None and kept < n else None
         want = min(candidates(k), kept)
-        # A filter hides rows the walk still passes through: widen it by the share hidden, so that it
-        # meets as many kept rows as an unfiltered walk meets rows.
-        breadth = max(-(-(ef or self.breadth) * n // kept), want)
+        # A filter hides rows the walk still passes through: the walk is widened, as measured for a
+        # month (``Tune.breadth``), else by the share hidden (an ``ef`` asked for is widened so too).
+        tune = self.tune
+        if ef or tune is None or (not tune.queries and tune.ef):
+            walk: int | None = -(-(ef or self.breadth) * n // kept)
+        elif not tune.queries:
+            walk = None  # a graph scored row by row, nothing measured
+        else:
+            walk = tune.breadth(n, kept) if kept < n else (tune.ef or None)
+        breadth = max(walk or 0, want)
         # Score every kept row where that is exact and no dearer than the walk: a narrow filter, a graph
         # measured slower to walk than to scan, or a breadth past the graph's size (a walk of a small
         # graph need not reach every row either: HNSW's pruning can leave near-duplicates unlinked).
         exact = (
-            (self.scanned and not ef) or kept < min(EXACT_BELOW, n // 2) or n <= WALK_WHOLE or breadth >= n
+            (walk is None and not ef) or kept < min(EXACT_BELOW, n // 2) or n <= WALK_WHOLE or breadth >= n
         )
         if exact:
             params = filtered.scan() if filtered is not None else None
