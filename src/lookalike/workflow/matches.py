@@ -190,6 +190,20 @@ class Matches:
             found.update({int(r[0]): (Subject(*(str(v) for v in r[1:6])), str(r[6])) for r in rows})
         return found
 
+    def refused_match(self, flag: int) -> tuple[int, int, str] | None:
+        """The entry, PDQ distance and reason of a flag's latest refused upload; None if it has none."""
+        rows = self._query(
+            "SELECT entry, distance, reason FROM refusals WHERE flag = ? ORDER BY id DESC LIMIT 1", (flag,)
+        )
+        return (int(rows[0][0]), int(rows[0][1]), str(rows[0][2])) if rows else None
+
+    def matched_ids(self, item: int) -> list[tuple[int, int]]:
+        """(entry id, distance) of every entry an item matched, nearest first, removed entries too."""
+        rows = self._query(
+            "SELECT entry, distance FROM bank_matches WHERE item = ? ORDER BY distance, entry", (item,)
+        )
+        return [(int(e), int(d)) for e, d in rows]
+
     def matched(self, item: int) -> list[tuple[Entry, int]]:
         """The bank entries an item (stored or refused) matched, with the distance: what a flag is about."""
         rows = self._query(
