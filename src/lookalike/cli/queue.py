@@ -67,7 +67,8 @@ def claim(
     """Claim a flag to review, so no other reviewer gets it or decides it while the lease lasts.
 
     Without FLAG_ID: the flag this reviewer holds already, else the oldest open flag nobody holds.
-    Decide it with `lookalike review FLAG_ID --confirm|--dismiss --by NAME`.
+    Decide it with `lookalike review FLAG_ID --confirm|--dismiss --by NAME`. With --json: the flag
+    as the API's GET /flags/{id} shows it (its claim, what it matched), or {"flag": null}.
     """
     from lookalike.usecases import queue
 
@@ -88,32 +89,25 @@ def claim(
             found = queue.next_flag(ctx, reviewer, policy=policy, lease_s=lease)
         else:
             found = queue.claim(ctx, flag_id, reviewer, lease_s=lease)
-    if found is None:
+        # The flag whole, as the API shows it (GET /flags/{id}): item ids as strings, times ISO.
+        shown = queue.detail_row(queue.detail(ctx, found.flag.id)) if found else None
+    if found is None or shown is None:
         if as_json:
             print_json({"flag": None})
         else:
             out.print("no open flag left that nobody holds")
         return
-    flag, held, item = found.flag, found.claim, found.item
-    payload = {
-        "id": flag.id,
-        "item": flag.item,
-        "policy": flag.policy,
-        "label": flag.label,
-        "score": round(flag.score, 6),
-        "item_id": item.item_id if item else None,
-        "source": item.source if item else None,
-        "uri": item.uri if item else None,
-        "by": held.reviewer,
-        "expires_at": int(held.expires_at),
-    }
     if as_json:
-        print_json(payload)
+        print_json(shown)
         return
-    where = f"{item.source} · {item.item_id} · {item.uri}" if item else f"item {flag.item} (no longer stored)"
+    flag, held = found.flag, found.claim
+    where = " · ".join(str(shown[k]) for k in ("source", "item_id", "uri") if shown[k] is not None)
+    if not shown["stored"]:
+        where = f"{where or f'item {flag.item}'} ({'refused, never stored' if shown['refused'] else 'no longer stored'})"
+    score = f"PDQ distance {flag.score:.0f}" if flag.policy.startswith("bank:") else f"{flag.score:.4f}"
     out.print(
         f"flag {flag.id} claimed by {held.reviewer} until {_clock(held.expires_at)}: "
-        f"{flag.policy} · {flag.label} ({flag.score:.4f}) — {where}"
+        f"{flag.policy} · {flag.label} ({score}) — {where}"
     )
 
 
