@@ -342,7 +342,10 @@ def _report(job: Mapping[str, Any]) -> IngestReport:
         indexed=int(job["indexed"]),
         already_indexed=int(job["already_indexed"]),
         crops=int(job.get("crops") or 0),
+        blocked=int(job.get("blocked") or 0),
+        flagged=int(job.get("flagged") or 0),
         skipped=skipped,
+        alerts=[str(a) for a in job.get("alerts") or []],
         elapsed_s=float(job["elapsed_s"]),
     )
 

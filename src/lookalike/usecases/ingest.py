@@ -130,9 +130,10 @@ def ingest(
     # New pictures are screened against the hash banks before they are embedded (take-downs stay down).
     screen = screening.Screen(ctx)
 
+    raised: list[int] = []  # flags raised for stored pictures, a chunk at a time
+
     def stored(chunk: list[Item], chunk_hashes: dict[int, tuple[str, int]]) -> None:
-        scored(chunk, chunk_hashes)
-        screen.stored(chunk)
+        raised.append(scored(chunk, chunk_hashes) + screen.stored(chunk))
 
     store.ensure(
         embedder.dim, index=index, index_params=index_params, model=embedding.for_new_collection(ctx)
@@ -159,6 +160,7 @@ def ingest(
     )
     report = ingestor.run(listing, progress)
     report.alerts += [alert.message for alert in screen.alerts]
+    report.flagged += sum(raised)
     if sync:
         # Pictures stored before hashes existed get theirs now (read again, not re-embedded).
         hashes.backfill(ctx, policy=policy)

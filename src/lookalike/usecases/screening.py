@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from lookalike.usecases.context import Context
+from lookalike.usecases.policies import item_details
 from lookalike.workflow import NewFlag, Subject
 from lookalike.workflow.banks import MIN_QUALITY, Bank, BankAction, Entry
 from lookalike.workflow.matches import Alert, Refused
@@ -137,13 +138,14 @@ class Screen:
     def _label_of(self, entry_id: int, bank: Bank) -> str:
         return self._label(self._banks.entries_by_id([entry_id]).get(entry_id), bank)
 
-    def stored(self, items: Sequence[Item]) -> None:
-        """Flag the stored pictures that matched a flag bank (or a paused refuse entry)."""
+    def stored(self, items: Sequence[Item]) -> int:
+        """Flag the stored pictures that matched a flag bank (or a paused refuse entry); how many flags."""
         with self._lock:
             flags = [f for item in items for f in self._pending.pop(item.id, [])]
             subjects = {item.id: self._subjects.pop(item.id) for item in items if item.id in self._subjects}
-        if flags:
-            self._ctx.workflow.add_flags(flags, subjects=subjects)
+        if not flags:
+            return 0
+        return self._ctx.workflow.add_flags(flags, details=item_details(items), subjects=subjects)
 
 
 def _unique(flags: list[NewFlag]) -> list[NewFlag]:
