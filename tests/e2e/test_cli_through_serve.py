@@ -177,6 +177,17 @@ def test_the_command_line_goes_through_the_server_holding_the_database(
         assert listed == api.get("/flags", params={"limit": 100}).json() and listed["total"] == 6
         assert {"flagged_at", "stored", "item"} <= set(listed["flags"][0])
         flag = listed["flags"][0]["id"]
+        held = lookalike(env, "claim", "--by", "ana", "--json")
+        assert held.returncode == 0 and via in held.stderr, held.stderr
+        claimed = _one_json_line(held.stdout)
+        assert claimed["id"] == flag and claimed["claim"]["by"] == "ana"
+        assert {**claimed, "claim": None} == {**api.get(f"/flags/{flag}").json(), "claim": None}
+        taken = lookalike(env, "claim", str(flag), "--by", "bo")
+        assert taken.returncode == 6 and "being reviewed by 'ana'" in taken.stderr, taken.stderr
+        other = _one_json_line(lookalike(env, "claim", "--by", "bo", "--json").stdout)
+        assert other["id"] != flag and other["claim"]["by"] == "bo"
+        let_go = lookalike(env, "claim", str(other["id"]), "--by", "bo", "--release")
+        assert let_go.returncode == 0 and f"flag {other['id']} released by bo" in let_go.stdout
         decided = lookalike(env, "review", str(flag), "--dismiss", "--note", "fine", "--by", "ana")
         assert decided.returncode == 0 and f"flag {flag} dismissed by ana" in decided.stdout, decided.stderr
         audit = tmp_path / "audit.json"
@@ -199,6 +210,7 @@ def test_the_command_line_goes_through_the_server_holding_the_database(
 
         added = lookalike(env, "index", str(extra), "--source", "late")
         assert added.returncode == 0 and "indexed 1 new images" in added.stdout, added.stderr
+        assert "1 flagged for review" in added.stdout  # the match-everything policy's flag
         refused = lookalike(env, "index", str(tmp_path / "photos"))
         assert refused.returncode != 0 and "LOOKALIKE_INDEX_ROOTS" in refused.stderr
         assert api.get("/stats").json()["rows"] == 6

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -19,6 +19,7 @@ from lookalike.cli.common import (
     err,
     out,
     print_json,
+    served,
     session,
     table,
     tagged,
@@ -75,23 +76,27 @@ def claim(
     reviewer = _reviewer(by)
     if release and flag_id is None:
         raise typer.BadParameter("--release needs the FLAG_ID to let go.")
-    with session(verbose, db, collection, None, None) as ctx:
+    with session(verbose, db, collection, None, None) as ctx, served(ctx) as server:
         if release:
             assert flag_id is not None
-            released = queue.release(ctx, flag_id, reviewer)
+            mine = server.release(flag_id, by=reviewer) if server else queue.release(ctx, flag_id, reviewer)
             out.print(
                 f"flag {flag_id} released by {reviewer}"
-                if released
+                if mine
                 else f"{reviewer} held no claim on flag {flag_id}"
             )
             return
-        if flag_id is None:
-            found = queue.next_flag(ctx, reviewer, policy=policy, lease_s=lease)
-        else:
-            found = queue.claim(ctx, flag_id, reviewer, lease_s=lease)
         # The flag whole, as the API shows it (GET /flags/{id}): item ids as strings, times ISO.
-        shown = queue.detail_row(queue.detail(ctx, found.flag.id)) if found else None
-    if found is None or shown is None:
+        shown: dict[str, Any] | None
+        if server is not None:
+            shown = server.claim(flag_id, by=reviewer, policy=policy, lease_s=lease)
+        else:
+            if flag_id is None:
+                found = queue.next_flag(ctx, reviewer, policy=policy, lease_s=lease)
+            else:
+                found = queue.claim(ctx, flag_id, reviewer, lease_s=lease)
+            shown = queue.detail_row(queue.detail(ctx, found.flag.id)) if found else None
+    if shown is None:
         if as_json:
             print_json({"flag": None})
         else:
@@ -100,14 +105,16 @@ def claim(
     if as_json:
         print_json(shown)
         return
-    flag, held = found.flag, found.claim
     where = " · ".join(str(shown[k]) for k in ("source", "item_id", "uri") if shown[k] is not None)
     if not shown["stored"]:
-        where = f"{where or f'item {flag.item}'} ({'refused, never stored' if shown['refused'] else 'no longer stored'})"
-    score = f"PDQ distance {flag.score:.0f}" if flag.policy.startswith("bank:") else f"{flag.score:.4f}"
+        gone = "refused, never stored" if shown["refused"] else "no longer stored"
+        where = f"{where or 'item ' + shown['item']} ({gone})"
+    score = float(shown["score"])
+    said = f"PDQ distance {score:.0f}" if shown["policy"].startswith("bank:") else f"{score:.4f}"
+    until = str(shown["claim"]["expires_at"])[11:19]
     out.print(
-        f"flag {flag.id} claimed by {held.reviewer} until {_clock(held.expires_at)}: "
-        f"{flag.policy} · {flag.label} ({score}) — {where}"
+        f"flag {shown['id']} claimed by {shown['claim']['by']} until {until} UTC: "
+        f"{shown['policy']} · {shown['label']} ({said}) — {where}"
     )
 
 

@@ -205,6 +205,20 @@ class Client:
         ]
         return decisions
 
+    def claim(self, flag_id: int | None, *, by: str, policy: str | None, lease_s: float | None) -> Any:
+        """POST /flags/{id}/claim, or GET /flags/next without an id; the flag as the API shows it, or
+        None when no open flag is left that nobody holds."""
+        if flag_id is not None:
+            return self._json("POST", f"/flags/{flag_id}/claim", json={"by": by, "lease_s": lease_s})
+        params = {
+            key: str(value) for key, value in (("policy", policy), ("lease_s", lease_s)) if value is not None
+        }
+        return self._json("GET", "/flags/next", params={"by": by, **params})["flag"]
+
+    def release(self, flag_id: int, *, by: str) -> bool:
+        """DELETE /flags/{id}/claim; whether a claim was held."""
+        return bool(self._json("DELETE", f"/flags/{flag_id}/claim", params={"by": by})["released"])
+
     def index(
         self,
         inputs: list[str],

@@ -549,9 +549,12 @@ $("blur").addEventListener("change", () => {
 });
 $("by").addEventListener("input", () => localStorage.setItem("lookalike-reviewer", me()));
 $("by").addEventListener("change", async () => {
-  // A name given: the flag on screen is claimed for it (or shown as someone else's).
-  if (current && queueing() && me()) await show(current.id);
-  else if (!current && me()) await next();
+  // A name given: the flag on screen is claimed for it; one someone else holds gives way to the
+  // next flag this reviewer may take (their own held one first).
+  if (current && queueing() && me()) {
+    await show(current.id);
+    if (current && current.claim && current.claim.by !== me()) await next();
+  } else if (!current && me()) await next();
 });
 $("by").value = localStorage.getItem("lookalike-reviewer") || "";
 setInterval(() => { if (!document.hidden && $("viewer").hidden) load({ quiet: true }); }, 20000);
