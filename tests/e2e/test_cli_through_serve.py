@@ -215,6 +215,17 @@ def test_the_command_line_goes_through_the_server_holding_the_database(
         assert refused.returncode != 0 and "LOOKALIKE_INDEX_ROOTS" in refused.stderr
         assert api.get("/stats").json()["rows"] == 6
 
+        window = ("--since", "2000-01-01", "--min-sellers", "2", "--threshold", "-1", "--dry-run")
+        checked = lookalike(env, "waves", *window, "--json")
+        assert checked.returncode == 0 and via in checked.stderr, checked.stderr
+        job = api.post(
+            "/waves", json={"since": "2000-01-01", "min_sellers": 2, "threshold": -1, "dry_run": True}
+        )
+        while (state := api.get(f"/jobs/{job.json()['job_id']}").json())["status"] not in ("done", "failed"):
+            time.sleep(0.1)
+        assert _one_json_line(checked.stdout) == state["result"] and state["result"]["clusters"] == 1
+        assert {m["item_id"] for m in state["result"]["waves"][0]["items"]} >= {"SKU1", "SKU3"}
+
         keyless = lookalike({k: v for k, v in env.items() if k != "LOOKALIKE_API_KEY"}, "stats")
         assert keyless.returncode == 2 and "LOOKALIKE_API_KEY" in keyless.stderr
         other = lookalike(env, "stats", "--collection", "other")

@@ -280,38 +280,42 @@ def waves(
     from lookalike.usecases import waves as finding
 
     with session(verbose, db, collection, model, pretrained) as ctx:
-        start = finding.moment(since, option="--since")
+        start = finding.moment(since, option="--since")  # a bad time is refused here, server or not
         end = finding.moment(until, end=True, option="--until") if until else None
-        found = counted(
-            "reading the window",
-            lambda progress: finding.find(
-                ctx,
-                since=start,
-                until=end,
-                min_sellers=min_sellers,
-                threshold=threshold,
-                sources=source or (),
-                dry_run=dry_run,
-                progress=progress,
-            ),
-        )
-    payload = [
-        {
-            "wave": f.wave.id if f.wave else None,
-            "flag": f.wave.flag if f.wave else None,
-            "new": f.new,
-            "added": f.added,
-            "sellers": f.sellers,
-            "items": [
-                {"id": m.item, "item_id": m.item_id, "source": m.source, "score": round(m.score, 6)}
-                for m in f.members
-            ],
-        }
-        for f in found
-    ]
+        with served(ctx) as server:
+            if server is not None:
+                result = counted(
+                    "reading the window",
+                    lambda progress: server.waves(
+                        since=since,
+                        until=until,
+                        min_sellers=min_sellers,
+                        threshold=threshold,
+                        sources=source or (),
+                        dry_run=dry_run,
+                        on_start=lambda total: None,
+                        progress=progress,
+                    ),
+                )
+            else:
+                found = counted(
+                    "reading the window",
+                    lambda progress: finding.find(
+                        ctx,
+                        since=start,
+                        until=end,
+                        min_sellers=min_sellers,
+                        threshold=threshold,
+                        sources=source or (),
+                        dry_run=dry_run,
+                        progress=progress,
+                    ),
+                )
+                result = finding.found_json(found)
     if as_json:
-        print_json({"clusters": len(found), "new_waves": sum(1 for f in found if f.new), "waves": payload})
+        print_json(result)
         return
+    payload: list[dict[str, Any]] = result["waves"]
 
     def state(p: dict[str, object]) -> str:
         if dry_run:
@@ -337,10 +341,9 @@ def waves(
         ("items", "right"),
         ("sources", "left"),
     ]
-    new = sum(1 for f in found if f.new)
     table(
         None,
         columns,
         rows,
-        caption=f"{len(found)} clusters across {min_sellers}+ sources; {new} new waves flagged",
+        caption=f"{result['clusters']} clusters across {min_sellers}+ sources; {result['new_waves']} new waves flagged",
     )

@@ -215,6 +215,36 @@ class Client:
         }
         return self._json("GET", "/flags/next", params={"by": by, **params})["flag"]
 
+    def waves(
+        self,
+        *,
+        since: str,
+        until: str | None,
+        min_sellers: int,
+        threshold: float,
+        sources: Sequence[str],
+        dry_run: bool,
+        on_start: Callable[[int], None],
+        progress: Callable[[int], None],
+    ) -> dict[str, Any]:
+        """POST /waves, followed to its end; what the check found, as the job answers it."""
+        body = {
+            "since": since,
+            "until": until,
+            "min_sellers": min_sellers,
+            "threshold": threshold,
+            "sources": list(sources) or None,
+            "dry_run": dry_run,
+        }
+        job_id = self._json("POST", "/waves", json=body)["job_id"]
+        job = self._follow(job_id, on_start, progress)
+        if job["status"] != "done":
+            raise StoreError(
+                f"The waves job of `lookalike serve` at {self.url} ended {job['status']}: {job['error']}"
+            )
+        result: dict[str, Any] = job["result"]
+        return result
+
     def release(self, flag_id: int, *, by: str) -> bool:
         """DELETE /flags/{id}/claim; whether a claim was held."""
         return bool(self._json("DELETE", f"/flags/{flag_id}/claim", params={"by": by})["released"])
