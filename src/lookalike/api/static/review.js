@@ -555,6 +555,8 @@ $("by").addEventListener("change", async () => {
     await show(current.id);
     if (current && current.claim && current.claim.by !== me()) await next();
   } else if (!current && me()) await next();
+  await load({ quiet: true });
+  render(); // the cards say who is reviewing what as this reviewer sees it: their own are not "held"
 });
 $("by").value = localStorage.getItem("lookalike-reviewer") || "";
 setInterval(() => { if (!document.hidden && $("viewer").hidden) load({ quiet: true }); }, 20000);
