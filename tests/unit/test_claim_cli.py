@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from lookalike.api import create_app
+from lookalike.cli import app
 from lookalike.config import load_settings
 from lookalike.usecases import Context
 from tests.helpers import FakeEmbedder, write_images
@@ -37,3 +39,25 @@ def test_claim_json_is_the_flag_as_the_api_shows_it(cli: CliRunner, tmp_path: Pa
     text = run(cli, "claim", str(claimed["id"]), "--by", "ana")
     assert f"flag {claimed['id']} claimed by ana" in text and "PDQ distance" in text and "img_0002" in text
     assert json.loads(run(cli, "claim", "--by", "bo", "--json")) == {"flag": None}
+
+
+def test_flags_and_claim_name_a_refused_reupload_and_a_banks_distance(cli: CliRunner, tmp_path: Path) -> None:
+    [picture] = write_images(tmp_path / "photos", 1, start=2)
+    run(cli, "bank", "create", "known", "--by", "ana")
+    run(cli, "bank", "add", "known", str(picture), "--by", "ana")
+    run(cli, "index", str(tmp_path / "photos"))
+    [flag] = json.loads(run(cli, "flags", "--json"))["flags"]
+    run(cli, "review", str(flag["id"]), "--confirm", "--take-down", "--by", "ana")
+    again = tmp_path / "again"
+    again.mkdir()
+    shutil.copy(picture, again / "renamed.jpg")
+    refused = cli.invoke(app, ["index", str(again), "--source", "shop-2", "--json"])
+    assert refused.exit_code == 1  # nothing indexed, something skipped
+    report = json.loads(refused.stdout)
+    assert report["blocked"] == 1 and report["flagged"] == 0
+
+    listed = run(cli, "flags", "--status", "open")
+    [line] = [row for row in listed.splitlines() if "takedowns" in row]
+    assert "0 bits" in line and "renamed.jpg from shop-2 (refused, never stored)" in line
+    claimed = run(cli, "claim", "--by", "bo")
+    assert "shop-2 · renamed" in claimed and "(refused, never stored)" in claimed
