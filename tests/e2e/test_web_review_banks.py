@@ -115,4 +115,24 @@ def test_a_bank_match_and_a_refused_reupload_are_shown_beside_what_they_matched(
             page.wait_for_function("document.querySelectorAll('#flags .card.flag').length === 1")
             assert page.get_attribute("#flags .card.flag", "data-flag") == str(matched.flag.id)
             context.close()
+
+        # The block lifted since: the refused re-upload shows what it was and who lifted it, and why.
+        banks.remove(ctx, TAKEDOWNS, [str(block.id)], by="cy", note="appeal granted")
+        phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+        phone.add_init_script("localStorage.setItem('lookalike-reviewer', 'ana')")
+        page = phone.new_page()
+        page.goto(url + "/review")
+        _claimed(page)
+        page.tap(f".card.flag[data-flag='{refused.flag.id}']")
+        page.wait_for_function(
+            f"document.querySelector('#current-title').textContent.startsWith('#{refused.flag.id} ')"
+        )
+        shown = page.inner_text("#match")
+        assert f"Taken down with flag {block.flag} · block lifted" in shown and "planted_a" in shown
+        assert (
+            "by cy: appeal granted" in shown and taken_down.lower() in shown.lower()
+        )  # the refusal's reason
+        _whole(page, ".facts dd, .match-title")
+        page.eval_on_selector("#match", "n => n.scrollIntoView({block: 'start'})")
+        page.screenshot(path=str(SHOTS / "review-lifted-390-matched.png"))
         browser.close()

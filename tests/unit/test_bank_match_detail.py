@@ -65,7 +65,8 @@ def test_a_refused_reupload_shows_the_take_down_it_matched_and_then_the_lifted_b
     [entry] = banks.entries(ctx, TAKEDOWNS)[1]
     banks.remove(ctx, TAKEDOWNS, [str(entry.id)], by="cy", note="appeal granted")
     lifted = queue.detail_row(queue.detail(ctx, attempt.flag.id))["match"]["entry"]
-    assert lifted["id"] == entry.id and lifted["pdq"] == entry.pdq and lifted["taken_down"] is None
+    assert lifted["id"] == entry.id and lifted["pdq"] == entry.pdq
+    assert (lifted["taken_down"]["flag"], lifted["taken_down"]["item_id"]) == (taken, "planted_a")
     assert (lifted["removed"]["by"], lifted["removed"]["action"], lifted["removed"]["note"]) == (
         "cy",
         "unblock",

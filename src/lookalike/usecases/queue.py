@@ -226,11 +226,22 @@ def _bank_match(ctx: Context, flag: Flag) -> dict[str, Any] | None:
     entry = entries.get(entry_id)
     if entry is None:
         removal = gone.get(entry_id)
+        was = removal.subject if removal else None
         shown["entry"] = {
-            **dict.fromkeys(
-                ("labels", "note", "added_at", "added_by", "paused_at", "describe", "taken_down")
-            ),
+            **dict.fromkeys(("labels", "note", "added_at", "added_by", "paused_at", "describe")),
             "id": entry_id,
+            # A lifted block's log keeps the take-down's flag and item (who and when: in "reason").
+            "taken_down": {
+                "flag": removal.flag,
+                "by": None,
+                "at": None,
+                "item": str(removal.item) if removal.item is not None else None,
+                "item_id": was.item_id if was else None,
+                "source": was.source if was else None,
+                "uri": was.uri if was else None,
+            }
+            if removal is not None and removal.flag is not None
+            else None,
             "pdq": removal.pdq or None if removal else None,
             "sha256": removal.sha256 or None if removal else None,
             "removed": {

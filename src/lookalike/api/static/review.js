@@ -396,7 +396,9 @@ function renderBank(box, facts, match) {
   const entry = match.entry;
   const down = entry && entry.taken_down;
   const kind = match.bank_kind ? ` (${match.bank_kind} · ${match.action}${match.enabled === false ? " · disabled" : ""})` : " (removed since)";
-  box.append(element("p", "match-title", down ? `Taken down on ${day(down.at)} by ${down.by}, flag ${down.flag}` : `Entry of bank ${match.bank}`));
+  const lifted = entry && entry.removed ? ` · ${entry.removed.action === "unblock" ? "block lifted" : "removed from the bank"}` : "";
+  const title = !down ? `Entry of bank ${match.bank}` : down.at ? `Taken down on ${day(down.at)} by ${down.by}, flag ${down.flag}` : `Taken down with flag ${down.flag}`;
+  box.append(element("p", "match-title", title + lifted));
   const frame = element("div", "frame hashes");
   frame.append(element("span", "gone", down ? "taken down: its picture was erased" : "a bank keeps hashes, not pictures"));
   box.append(frame);
