@@ -160,6 +160,13 @@ def ingest(
     )
     report = ingestor.run(listing, progress)
     report.alerts += [alert.message for alert in screen.alerts]
+    if screen.refused:
+        # A refused picture's bytes are not kept: an API upload of it, or a URL's download kept as it
+        # was read, goes now (unless a stored item has the same bytes), so that a take-down's erased
+        # bytes never come back to disk by being uploaded again.
+        items.forget_unreferenced_images(
+            ctx, {s.uri for s in screen.refused} | {s.sha256 for s in screen.refused}
+        )
     report.flagged += sum(raised)
     if sync:
         # Pictures stored before hashes existed get theirs now (read again, not re-embedded).

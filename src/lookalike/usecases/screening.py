@@ -35,7 +35,7 @@ class Screen:
         self._pending: dict[int, list[NewFlag]] = {}  # flags for pictures about to be stored
         self._subjects: dict[int, Subject] = {}
         self.alerts: list[Alert] = []
-        self.refused = 0
+        self.refused: list[Subject] = []  # what was refused: its bytes must not stay kept (ingest.py)
 
     def check(self, uploads: Sequence[Upload]) -> dict[int, str]:
         """Refusals, by id, of new pictures matching a refuse bank; the flags of flag-bank matches are
@@ -89,7 +89,8 @@ class Screen:
                     self._subjects[upload.id] = subject
         if refusals:
             self._banks.matches.refuse(refusals)
-            self.refused += len(refusals)
+            with self._lock:
+                self.refused += [r.subject for r in refusals]
         return reasons
 
     def _refusal(
