@@ -1,5 +1,6 @@
-"""A taken-down picture uploaded again through the API is refused, and its bytes are not kept: the upload
-folder holds nothing of it once the job ends (an ordinary upload beside it is kept and stored)."""
+"""A taken-down picture uploaded again through the API, or listed by URL, is refused, and its bytes are not
+kept: the upload folder holds nothing of it once the run ends (an ordinary picture beside it is kept and
+stored)."""
 
 from __future__ import annotations
 
@@ -46,3 +47,44 @@ def test_a_blocked_upload_is_refused_and_its_bytes_are_not_kept(tmp_path: Path) 
         [stored] = [i for batch in ctx.store.iter_items(sources=["api-shop"]) for i in batch]
         assert kept == [Path(stored.uri).name]  # the ordinary upload only
         assert api.get(f"/items/{stored.id}/image").status_code == 200
+
+
+def test_a_blocked_picture_listed_by_url_is_refused_and_its_download_not_kept(tmp_path: Path) -> None:
+    import functools
+    import http.server
+    import threading
+
+    from lookalike.config import load_settings
+    from lookalike.usecases import Context, ingest, policies
+    from tests.helpers import FakeEmbedder, write_images
+    from tests.unit.test_policies import PLANTED, plant, write_policy
+
+    embedder = FakeEmbedder()
+    embedder.concepts["a prohibited thing"] = embedder.embed_images([make_image(PLANTED)])[0]
+    settings = load_settings(db=str(tmp_path / "lookalike.db"), workers=2, allow_private_urls=True)
+    ctx = Context(settings, embedder=embedder)
+    policies.add(ctx, str(write_policy(tmp_path)))
+    write_images(tmp_path / "photos", 3)
+    plant(tmp_path / "photos")
+    ingest.index(ctx, str(tmp_path / "photos"))
+    take_down_planted(ctx)
+    near_copy(tmp_path / "served" / "copy.jpg")
+    make_image(4242).save(tmp_path / "served" / "fine.jpg")
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    handler = functools.partial(Quiet, directory=str(tmp_path / "served"))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        report = ingest.index_inputs(ctx, [f"{base}/copy.jpg", f"{base}/fine.jpg"], source="web-shop")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert report.indexed == 1 and report.blocked == 1 and "near copy" in report.skipped[0].reason
+    kept = [p.stem for p in Path(ctx.settings.uploads_path()).rglob("*.img")]
+    [stored] = [i for batch in ctx.store.iter_items(sources=["web-shop"]) for i in batch]
+    assert kept == [stored.sha256]  # the stored picture's download only
