@@ -233,7 +233,7 @@ def _held(ctx: Context, exc: DatabaseInUseError) -> DatabaseInUseError:
     return _HeldByServer(
         f"The database {ctx.settings.db} is in use by `lookalike serve` at {record.url} (pid {record.pid}): "
         "Milvus Lite lets one process open it at a time, and this command does not go through the "
-        "server (search, show, stats, flags, review, audit, export, delete and index do). Stop the server "
+        "server (search, show, stats, flags, claim, review, audit, waves, export, delete and index do). Stop the server "
         "and run this command again."
     )
 

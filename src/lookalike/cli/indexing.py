@@ -176,6 +176,7 @@ def _through_server(path: str, index_type: str, params: dict[str, Any] | None, s
 def print_report(report: IngestReport, detect: bool, sync: bool) -> None:
     crops = f", {report.crops} detected objects" if detect else ""
     blocked = f" ({report.blocked} blocked)" if report.blocked else ""
+    blocked += f"; {report.flagged} flagged for review" if report.flagged else ""
     if sync:
         line = (
             f"synced: {report.added} added, {report.updated} updated, {report.replaced} replaced, "
@@ -207,6 +208,7 @@ def report_dict(report: IngestReport) -> dict[str, Any]:
         "left": report.left,
         "kept": report.kept,
         "blocked": report.blocked,
+        "flagged": report.flagged,
         "skipped": [{"uri": s.uri, "reason": s.reason} for s in report.skipped],
         "alerts": report.alerts,
         "elapsed_s": round(report.elapsed_s, 3),

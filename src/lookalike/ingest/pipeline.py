@@ -66,6 +66,7 @@ class IngestReport:
     indexed: int = 0
     already_indexed: int = 0
     blocked: int = 0  # refused by a hash bank (a take-down's block list); counted among the skipped too
+    flagged: int = 0  # flags raised for stored pictures by policies and hash banks (a refusal's: in blocked)
     crops: int = 0  # detected objects stored as their own items (--detect)
     updated: int = 0  # --sync: name or date changed, image the same (no re-embedding)
     replaced: int = 0  # --sync: a new image for a listed item, in place of an old one deleted

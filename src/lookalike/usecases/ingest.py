@@ -130,9 +130,10 @@ def ingest(
     # New pictures are screened against the hash banks before they are embedded (take-downs stay down).
     screen = screening.Screen(ctx)
 
+    raised: list[int] = []  # flags raised for stored pictures, a chunk at a time
+
     def stored(chunk: list[Item], chunk_hashes: dict[int, tuple[str, int]]) -> None:
-        scored(chunk, chunk_hashes)
-        screen.stored(chunk)
+        raised.append(scored(chunk, chunk_hashes) + screen.stored(chunk))
 
     store.ensure(
         embedder.dim, index=index, index_params=index_params, model=embedding.for_new_collection(ctx)
@@ -159,6 +160,14 @@ def ingest(
     )
     report = ingestor.run(listing, progress)
     report.alerts += [alert.message for alert in screen.alerts]
+    if screen.refused:
+        # A refused picture's bytes are not kept: an API upload of it, or a URL's download kept as it
+        # was read, goes now (unless a stored item has the same bytes), so that a take-down's erased
+        # bytes never come back to disk by being uploaded again.
+        items.forget_unreferenced_images(
+            ctx, {s.uri for s in screen.refused} | {s.sha256 for s in screen.refused}
+        )
+    report.flagged += sum(raised)
     if sync:
         # Pictures stored before hashes existed get theirs now (read again, not re-embedded).
         hashes.backfill(ctx, policy=policy)
