@@ -78,11 +78,6 @@ _INVERTED = {
 _BLOCK = re.compile(r"_blocks\.(\d+)\.(\w+)\.(\w+)")
 
 
-def is_image_only(model: str) -> bool:
-    """Whether a model name (or a collection's stored ``model:weights`` label) is an image-only CNN."""
-    return model.split(":", 1)[0].lower() in CNN_MODELS
-
-
 def timm_state_dict(state: dict[str, Any], stage_depths: Sequence[int]) -> dict[str, Any]:
     """Rename an EfficientNet-PyTorch state dict to timm's keys; a timm state dict passes unchanged."""
     if not any(key.startswith("_conv_stem") for key in state):
