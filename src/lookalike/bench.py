@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from lookalike.bench_search import created_at, search_figures
-from lookalike.embed import Embedder, l2_normalise
+from lookalike.embed import Embedder, family_of, l2_normalise
 from lookalike.store import Item, ServerStore, Store, is_server_uri
 
 if TYPE_CHECKING:
@@ -159,10 +159,12 @@ def bench_ingest(ctx: Context, config: BenchConfig, work: Path, say: Say) -> tup
     runtimes: dict[str, Any] = {}
     reference: tuple[str, np.ndarray] | None = None
     name = ""
-    for step, requested in enumerate(config.runtimes, start=1):
-        say(
-            f"[{step}/{len(config.runtimes)}] ingest with --runtime {requested}: {config.images} generated JPEGs …"
-        )
+    served = family_of(ctx.settings.model).runtimes
+    asked = [requested for requested in config.runtimes if requested in served]
+    if left_out := [requested for requested in config.runtimes if requested not in served]:
+        say(f"{ctx.settings.model} does not run on {', '.join(left_out)}: left out")
+    for step, requested in enumerate(asked, start=1):
+        say(f"[{step}/{len(asked)}] ingest with --runtime {requested}: {config.images} generated JPEGs …")
         run = runtime_context(ctx, work, requested)
         try:
             embedder = run.embedder
