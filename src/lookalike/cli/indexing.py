@@ -42,7 +42,11 @@ if TYPE_CHECKING:
 @app.command()
 def index(
     path: Annotated[
-        str, typer.Argument(help="A folder (recursive), an image file, or a .csv/.parquet catalog.")
+        str,
+        typer.Argument(
+            help="A folder (recursive), an image file, or a .csv/.parquet catalog; local, or in S3-compatible "
+            "storage as s3://bucket/prefix (credentials, region and AWS_ENDPOINT_URL from the AWS variables)."
+        ),
     ],
     source: Annotated[
         str | None,

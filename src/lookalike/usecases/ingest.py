@@ -13,6 +13,7 @@ from lookalike.usecases.context import Context
 
 if TYPE_CHECKING:
     from lookalike.ingest import FetchPolicy, IngestReport
+    from lookalike.ingest.objects import ObjectListing
     from lookalike.ingest.sources import Inputs, Listing
     from lookalike.store import Item
 
@@ -31,7 +32,7 @@ def index(
     detect: bool = False,
     sync: bool = False,
 ) -> IngestReport:
-    """Index a folder, an image file or a catalog; returns the report of what was done and skipped.
+    """Index a folder, an image file or a catalog (local or ``s3://``); returns what was done and skipped.
 
     With ``detect``, every object the detector finds also becomes an item of its own. With
     ``sync``, the collection mirrors the listing: items no longer listed are deleted, a new
@@ -97,7 +98,7 @@ def index_inputs(
 
 def ingest(
     ctx: Context,
-    listing: Listing | Inputs,
+    listing: Listing | ObjectListing | Inputs,
     index: str,
     index_params: dict[str, Any] | None,
     on_start: Callable[[int], None] | None,
