@@ -22,7 +22,7 @@ from PIL import Image, ImageDraw
 
 from lookalike.bench_search import created_at, search_figures
 from lookalike.embed import Embedder, create_embedder, l2_normalise
-from lookalike.ingest import Ingestor, open_listing
+from lookalike.ingest import IngestPlan, open_listing
 from lookalike.store import Item, ServerStore, Store, is_server_uri
 
 if TYPE_CHECKING:
@@ -160,10 +160,10 @@ def bench_ingest(ctx: Context, config: BenchConfig, work: Path, say: Say) -> tup
         embedder.embed_prepared(warm)
         store = ctx.open_store(str(work / f"ingest-{label}.db"), "images")
         store.create(embedder.dim, model=embedder.name)
-        ingestor = Ingestor(
-            embedder, store, chunk_size=max(embedder.batch_size, 16), workers=settings.workers
-        )
-        report = ingestor.run(open_listing(photos))
+        from lookalike.usecases import local_runner
+
+        plan = IngestPlan(chunk_size=max(embedder.batch_size, 16), workers=settings.workers)
+        report = local_runner.run(plan, open_listing(photos), embedder, store)
         store.close()
         entry: dict[str, Any] = {
             "images_per_s": round(report.images_per_s, 2),

@@ -1,11 +1,11 @@
-"""Ingestion: sources → read → hash → skip stored → decode → embed → store; bad files are reported."""
+"""Ingestion in stages (pipeline.py): list → read → hash → skip stored → decode → embed → store; bad files are reported."""
 
 from __future__ import annotations
 
 from lookalike.ingest.decode import DecodedImage, decode_image, encode_jpeg, image_media_type, shrink, to_rgb
 from lookalike.ingest.fetch import Fetched, fetch_public_url
 from lookalike.ingest.ids import content_hash, stable_id
-from lookalike.ingest.pipeline import Ingestor, IngestReport
+from lookalike.ingest.pipeline import IngestPlan, IngestReport
 from lookalike.ingest.policy import FetchPolicy, fetch
 from lookalike.ingest.sources import Listing, Record, Skipped, open_listing, parse_created_at
 
@@ -14,7 +14,7 @@ __all__ = [
     "FetchPolicy",
     "Fetched",
     "IngestReport",
-    "Ingestor",
+    "IngestPlan",
     "Listing",
     "Record",
     "Skipped",

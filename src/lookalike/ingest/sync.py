@@ -141,8 +141,8 @@ def sweep(store: Store, scope: Scope, marks: Marks) -> Swept:
     """Delete the scope's stored items that the run did not mark, and count what went and what stayed."""
     if not marks.listed:
         return Swept()  # an empty listing (an unmounted folder?) must not wipe the collection
-    if scope.catalog:
-        scope.sources |= marks.sources
+    if scope.catalog:  # a catalog's scope grows by the sources its rows name (the plan's scope stays)
+        scope = dataclasses.replace(scope, sources=scope.sources | marks.sources)
     doomed: list[Item] = []
     kept = 0
     for batch in store.iter_items(batch_size=SWEEP_BATCH, with_vector=False, sources=sorted(scope.sources)):

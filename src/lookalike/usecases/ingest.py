@@ -12,7 +12,7 @@ from lookalike.usecases import embedding, hashes, items, policies, screening
 from lookalike.usecases.context import Context
 
 if TYPE_CHECKING:
-    from lookalike.ingest import FetchPolicy, IngestReport
+    from lookalike.ingest import FetchPolicy, IngestPlan, IngestReport
     from lookalike.ingest.objects import ObjectListing
     from lookalike.ingest.sources import Inputs, Listing
     from lookalike.store import Item
@@ -42,7 +42,16 @@ def index(
 
     ctx.store.validate_index(index)  # before listing (or loading) anything
     listing = open_listing(path, source)
-    return ingest(ctx, listing, index, index_params, on_start, progress, detect, sync)
+    return ingest(
+        ctx,
+        listing,
+        index=index,
+        index_params=index_params,
+        on_start=on_start,
+        progress=progress,
+        detect=detect,
+        sync=sync,
+    )
 
 
 def check_source(source: str | None, label: str = "--source") -> None:
@@ -93,23 +102,50 @@ def index_inputs(
     from lookalike.ingest.sources import Inputs
 
     listing = Inputs(inputs, source)
-    return ingest(ctx, listing, IndexType.HNSW, None, on_start, progress, detect, policy=policy)
+    return ingest(ctx, listing, on_start=on_start, progress=progress, detect=detect, policy=policy)
+
+
+def plan(
+    ctx: Context,
+    listing: Listing | ObjectListing | Inputs,
+    *,
+    detect: bool = False,
+    sync: bool = False,
+    policy: FetchPolicy | None = None,
+) -> IngestPlan:
+    """The plan of one ingest by this context's settings (what any runner is handed)."""
+    from lookalike.ingest import IngestPlan
+    from lookalike.ingest.sync import Scope
+
+    return IngestPlan(
+        chunk_size=max(ctx.embedder.batch_size, 16),
+        workers=ctx.settings.workers,
+        max_pixels=ctx.settings.max_image_pixels,
+        fetch=(policy or ctx.policy).read,
+        detect=detect,
+        scope=Scope.of(listing) if sync else None,
+        perceptual_hashes=True,
+        keep=ctx.settings.uploads_path(),
+    )
 
 
 def ingest(
     ctx: Context,
     listing: Listing | ObjectListing | Inputs,
-    index: str,
-    index_params: dict[str, Any] | None,
-    on_start: Callable[[int], None] | None,
-    progress: Progress | None,
+    *,
+    index: str = IndexType.HNSW,
+    index_params: dict[str, Any] | None = None,
+    on_start: Callable[[int], None] | None = None,
+    progress: Progress | None = None,
     detect: bool = False,
     sync: bool = False,
     policy: FetchPolicy | None = None,
 ) -> IngestReport:
-    from lookalike.ingest import Ingestor
-    from lookalike.ingest.kept import keep
-    from lookalike.ingest.sync import Scope
+    """Index a listing into the context's collection by the local runner (``index`` and
+    ``index_inputs`` open the listing); the hooks: policies and hash banks at ingest, flags of swept items.
+    """
+    from lookalike.ingest.pipeline import Sinks
+    from lookalike.usecases import local_runner
 
     store = ctx.store
     store.validate_index(index)
@@ -138,27 +174,18 @@ def ingest(
     store.ensure(
         embedder.dim, index=index, index_params=index_params, model=embedding.for_new_collection(ctx)
     )
+    the_plan = plan(ctx, listing, detect=detect, sync=sync, policy=policy)
     if on_start:
         on_start(listing.count())
-    ingestor = Ingestor(
-        embedder,
-        store,
-        chunk_size=max(embedder.batch_size, 16),
-        workers=ctx.settings.workers,
-        max_pixels=ctx.settings.max_image_pixels,
-        max_bytes=ctx.max_bytes,
-        timeout_s=ctx.settings.fetch_timeout_s,
-        detector=detector,
-        scope=Scope.of(listing) if sync else None,
-        fetcher=(policy or ctx.policy).read,
-        keep=lambda sha, data: keep(ctx.settings.uploads_path(), sha, data),
+    sinks = Sinks(
         on_stored=stored,
         screen=screen.check,
-        perceptual_hashes=True,
         # The sweep's deleted items close their open flags once the deletion is flushed.
         on_deleted=lambda ids: items.gone(ctx, ids, "deleted by index --sync"),
     )
-    report = ingestor.run(listing, progress)
+    report = local_runner.run(
+        the_plan, listing, embedder, store, detector=detector, sinks=sinks, progress=progress
+    )
     report.alerts += [alert.message for alert in screen.alerts]
     if sync:
         # Pictures stored before hashes existed get theirs now (read again, not re-embedded).
