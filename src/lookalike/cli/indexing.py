@@ -91,6 +91,28 @@ def index(
             "its source under that folder; a catalog's, the sources its rows name (and --source).",
         ),
     ] = False,
+    ray: Annotated[
+        bool,
+        typer.Option(
+            "--ray",
+            help="Run the stages on Ray Data: read, hash and decode as tasks, the model in an actor pool "
+            "(one GPU per actor where the cluster has GPUs). Needs pip install 'lookalike[ray]'.",
+        ),
+    ] = False,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray-address",
+            help="With --ray: the cluster to join (auto, or ray://host:10001); default: $RAY_ADDRESS, else "
+            "a local Ray instance on this machine. Workers read the images themselves: give s3:// or URLs.",
+        ),
+    ] = None,
+    actors: Annotated[
+        int | None,
+        typer.Option(
+            "--actors", min=1, help="With --ray: model actors (default: one per GPU, else one per 4 CPUs)."
+        ),
+    ] = None,
     as_json: AsJson = False,
     db: Db = None,
     collection: Collection = None,
@@ -112,6 +134,7 @@ def index(
     with errors(verbose):
         params = parse_index_params(index_params)  # before the model loads
         ingest.check_source(source)
+        on_ray = _on_ray(ray, ray_address, actors, batch_size, detect)  # before the model loads
         ingest.check_path(path)  # a missing path, an empty or malformed catalog: before the model loads
     with (
         session(
@@ -142,6 +165,11 @@ def index(
             bar.update(task, advance=n, rate=f"{done / elapsed:.1f} img/s")
 
         if server is not None:
+            if on_ray is not None:
+                raise ConfigError(
+                    "--ray writes the database from this process, and `lookalike serve` holds it: "
+                    "stop the server, or index without --ray."
+                )
             through = _through_server(path, index_type, params, sync)
             report = server.index(
                 [through], source=source, detect=detect, on_start=on_start, progress=advance
@@ -157,6 +185,7 @@ def index(
                 progress=advance,
                 detect=detect,
                 sync=sync,
+                on_ray=on_ray,
             )
     if as_json:
         print_json(report_dict(report))
@@ -164,6 +193,22 @@ def index(
         print_report(report, detect, sync)
     if report.indexed == 0 and report.already_indexed == 0 and report.skipped:
         raise typer.Exit(1)
+
+
+def _on_ray(
+    ray: bool, address: str | None, actors: int | None, batch_size: int | None, detect: bool
+) -> Any:
+    """The --ray options as the use case takes them, or None; refused now where they cannot run."""
+    from lookalike.usecases import ingest
+
+    if not ray:
+        if address is not None or actors is not None:
+            raise ConfigError(f"{'--ray-address' if address is not None else '--actors'} goes with --ray.")
+        return None
+    if detect:
+        raise ConfigError("--detect is not offered with --ray: index without --ray to detect objects.")
+    ingest.check_ray()
+    return ingest.OnRay(address, actors, batch_size)
 
 
 def _through_server(path: str, index_type: str, params: dict[str, Any] | None, sync: bool) -> str:

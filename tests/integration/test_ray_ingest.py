@@ -1,0 +1,145 @@
+"""`lookalike index --ray` on a local Ray instance with 2 CPUs (one per module: Ray starts slowly),
+against the local runner on the same folder, with the tiny real model."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lookalike.config import load_settings
+from lookalike.store import Item
+from lookalike.usecases import Context
+from tests.cli import lookalike
+from tests.helpers import write_images
+
+ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray() -> Iterator[None]:
+    """One local Ray instance for the module; the runner joins it instead of starting its own."""
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture()
+def env(tmp_path: Path, tiny_model: tuple[Path, Path]) -> dict[str, str]:
+    config, checkpoint = tiny_model
+    return {
+        **os.environ,
+        "LOOKALIKE_MODEL": str(config),
+        "LOOKALIKE_PRETRAINED": str(checkpoint),
+        "LOOKALIKE_RUNTIME": "torch",  # the reference runtime on both sides; auto's probe is tested elsewhere
+        "HF_HUB_OFFLINE": "1",
+        "COLUMNS": "200",
+    }
+
+
+def _items(env: dict[str, str], db: Path) -> dict[int, Item]:
+    settings = load_settings(
+        db=str(db), model=env["LOOKALIKE_MODEL"], pretrained=env["LOOKALIKE_PRETRAINED"], runtime="torch"
+    )
+    ctx = Context(settings)
+    try:
+        return {i.id: i for batch in ctx.store.iter_items(with_vector=True) for i in batch}
+    finally:
+        ctx.close()
+
+
+def test_ray_gives_the_local_runs_ids_and_vectors_and_reports_the_same_skips(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    folder = tmp_path / "photos"
+    write_images(folder, 10)
+    write_images(folder / "sub", 3, start=20, suffix=".png")
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    (folder / "logo.svg").write_text("<svg/>")
+
+    local = lookalike({**env, "LOOKALIKE_DB": str(tmp_path / "local.db")}, "index", str(folder), "--json")
+    on_ray = lookalike(
+        {**env, "LOOKALIKE_DB": str(tmp_path / "ray.db")}, "index", str(folder), "--ray", "--json"
+    )
+
+    assert local.returncode == 0 and on_ray.returncode == 0, on_ray.stderr
+    expected, got = json.loads(local.stdout), json.loads(on_ray.stdout)
+    assert (got["indexed"], got["already_indexed"]) == (expected["indexed"], 0) == (13, 0)
+    skipped = sorted((s["uri"], s["reason"]) for s in got["skipped"])
+    assert skipped == sorted((s["uri"], s["reason"]) for s in expected["skipped"]) and len(skipped) == 2
+    ours, theirs = _items(env, tmp_path / "ray.db"), _items(env, tmp_path / "local.db")
+    assert set(ours) == set(theirs)
+    for item_id, item in ours.items():
+        other = theirs[item_id]
+        assert (item.sha256, item.uri, item.item_id, item.width, item.height, item.created_at) == (
+            other.sha256,
+            other.uri,
+            other.item_id,
+            other.width,
+            other.height,
+            other.created_at,
+        )
+        cosine = float(np.dot(item.vector, other.vector))
+        assert cosine >= 0.9999, (item.uri, cosine)
+
+    again = lookalike({**env, "LOOKALIKE_DB": str(tmp_path / "ray.db")}, "index", str(folder), "--ray", "--json")
+    assert (json.loads(again.stdout)["indexed"], json.loads(again.stdout)["already_indexed"]) == (0, 13)
+
+
+def test_a_killed_ray_run_resumes_with_nothing_missing_and_no_duplicates(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    folder = tmp_path / "photos"
+    write_images(folder, 40)
+    db = tmp_path / "ray.db"
+    run_env = {**env, "LOOKALIKE_DB": str(db), "LOOKALIKE_BATCH_SIZE": "2", "PYTHONPATH": _pythonpath()}
+    # Its own Ray (the driver owns it): killing the driver must not leave the next run a broken one.
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "lookalike", "index", str(folder), "--ray", "--actors", "1", "--verbose"],
+        env={k: v for k, v in run_env.items() if k != "RAY_ADDRESS"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        _wait_for_a_write(db, driver)
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait(timeout=60)
+
+    resumed = lookalike(run_env, "index", str(folder), "--ray", "--json")
+
+    assert resumed.returncode == 0, resumed.stderr
+    report = json.loads(resumed.stdout)
+    assert report["already_indexed"] > 0, "the driver was killed before it wrote anything"
+    assert report["indexed"] + report["already_indexed"] == 40
+    stored = _items(env, db)
+    assert len(stored) == 40 and len({i.uri for i in stored.values()}) == 40
+
+
+def _pythonpath() -> str:
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    return os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH", "")) if p)
+
+
+def _wait_for_a_write(db: Path, driver: subprocess.Popen[bytes], limit_s: float = 240) -> None:
+    """Until the driver's database holds written rows (its write-ahead log grows past its start)."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        if driver.poll() is not None:
+            output = driver.stdout.read().decode(errors="replace") if driver.stdout else ""
+            pytest.fail(f"the driver ended before it was killed ({driver.returncode}): {output[-2000:]}")
+        wal = [p for p in db.rglob("*") if p.is_file() and "wal" in p.name.lower()] if db.exists() else []
+        if any(p.stat().st_size > 4096 for p in wal):
+            return
+        time.sleep(0.05)
+    pytest.fail("the driver wrote nothing in time")
