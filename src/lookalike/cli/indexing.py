@@ -195,9 +195,7 @@ def index(
         raise typer.Exit(1)
 
 
-def _on_ray(
-    ray: bool, address: str | None, actors: int | None, batch_size: int | None, detect: bool
-) -> Any:
+def _on_ray(ray: bool, address: str | None, actors: int | None, batch_size: int | None, detect: bool) -> Any:
     """The --ray options as the use case takes them, or None; refused now where they cannot run."""
     from lookalike.usecases import ingest
 

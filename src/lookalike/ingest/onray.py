@@ -94,9 +94,13 @@ def _image(pixels: bytes) -> Image.Image:
 class EmbedActor:
     """One model per actor: built from the driver's settings (device and batch size chosen for the node)."""
 
-    def __init__(self, settings: Any) -> None:
+    def __init__(self, settings: Any, threads: int = 0) -> None:
         from lookalike.embed import create_embedder
 
+        if threads:  # Ray gives an actor of 1.5 CPUs one OpenMP thread; it may use the cores it holds
+            import torch
+
+            torch.set_num_threads(threads)
         self.embedder = create_embedder(settings)
         self.embedder.load_image()
         self.dim = self.embedder.dim

@@ -14,6 +14,7 @@ the screen judges a new picture after it is embedded, not before (it is still ne
 
 from __future__ import annotations
 
+import logging
 import pickle
 import time
 from collections.abc import Iterable, Mapping
@@ -54,6 +55,7 @@ from lookalike.ingest.sources import Record, Skipped
 from lookalike.ingest.sync import Marks, Swept, sweep
 from lookalike.store import Item, Store
 
+log = logging.getLogger(__name__)
 INSTALL_HINT = "--ray needs Ray Data: pip install 'lookalike[ray]'"
 STORED_IDS_BATCH = 10_000
 
@@ -191,9 +193,9 @@ def run(
             )
             .map_batches(
                 EmbedActor,
-                fn_constructor_kwargs={"settings": on_actor},
+                fn_constructor_kwargs={"settings": on_actor, "threads": max(1, round(shape.cpus))},
                 batch_size=shape.batch_size,
-                concurrency=shape.actors,
+                compute=ray.data.ActorPoolStrategy(size=shape.actors),
                 num_cpus=shape.cpus,
                 num_gpus=shape.gpus,
             )
@@ -202,6 +204,9 @@ def run(
             done = _write(batch, plan, store, sinks, seen, marks)
             _count(report, *done)
             report.elapsed_s = time.perf_counter() - started
+            log.info(
+                "stored %d new items; %d of %d listed entries done", len(done[1]), report.seen, len(rows)
+            )
             if progress:
                 progress(done[0].size)
     swept = sweep(store, plan.scope, marks) if plan.scope is not None else Swept()
