@@ -124,9 +124,7 @@ class JobOut(BaseModel):
     indexed: int
     already_indexed: int
     crops: int = 0
-    blocked: int = (
-        0  # refused by a hash bank (a take-down's block list); among the skipped with their reasons
-    )
+    blocked: int = 0  # refused by a hash bank (a take-down's block list); among the skipped with their reasons
     alerts: list[str] = []  # hash banks' floods noticed by this run
     skipped: list[SkippedOut]
     error: str | None
