@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 CHILD = """
-import json, sys
+import json, sys, time
 from lookalike.config import Settings
 from lookalike.usecases import ingest
 from lookalike.usecases.context import Context
@@ -35,11 +35,18 @@ from lookalike.usecases.context import Context
 folder, db, actors = sys.argv[1], sys.argv[2], int(sys.argv[3])
 ctx = Context(Settings(db=db))
 on_ray = ingest.OnRay(actors=actors) if actors else None
+marks = []  # (time, images done) at each batch written
+
+def progress(n):
+    marks.append((time.perf_counter(), (marks[-1][1] if marks else 0) + n))
+
 try:
-    report = ingest.index(ctx, folder, source="bench", on_ray=on_ray)
+    report = ingest.index(ctx, folder, source="bench", on_ray=on_ray, progress=progress)
 finally:
     ctx.close()
-print(json.dumps({"images_per_s": report.images_per_s, "indexed": report.indexed, "skipped": len(report.skipped)}))
+# Steady state: from the first batch written to the last (start-up, model loads and the first batch excluded).
+steady = (marks[-1][1] - marks[0][1]) / (marks[-1][0] - marks[0][0]) if len(marks) > 1 else 0.0
+print(json.dumps({"images_per_s": report.images_per_s, "steady_per_s": steady, "indexed": report.indexed}))
 """
 
 RUNS = (("local runner", 0), ("--ray, 1 actor", 1), ("--ray, 2 actors", 2))
@@ -95,14 +102,17 @@ def main() -> None:
             "HF_HUB_OFFLINE": "1",
         }
         rates: dict[str, list[float]] = {label: [] for label, _ in RUNS}
+        steady: dict[str, list[float]] = {label: [] for label, _ in RUNS}
         walls: dict[str, list[float]] = {label: [] for label, _ in RUNS}
         for round_ in range(1, args.rounds + 1):
             for label, actors in RUNS if round_ % 2 else RUNS[::-1]:
                 figures = run_once(folder, work, env, actors)
                 rates[label].append(figures["images_per_s"])
+                steady[label].append(figures["steady_per_s"])
                 walls[label].append(figures["wall_s"])
                 print(
                     f"round {round_} {label}: {figures['images_per_s']:.2f} images/s, "
+                    f"{figures['steady_per_s']:.2f} steady, "
                     f"{figures['wall_s']:.1f} s whole command ({figures['indexed']:.0f} indexed)",
                     flush=True,
                 )

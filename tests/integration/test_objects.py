@@ -20,8 +20,9 @@ from lookalike.ingest.objects import read_object
 from lookalike.ingest.sources import Record, Skipped
 from lookalike.usecases import Context
 from tests.helpers import FakeEmbedder, jpeg_bytes, make_image
+from tests.s3 import CLEARED, aws_environment, moto_endpoint
 
-moto_server = pytest.importorskip("moto.server")
+pytest.importorskip("moto.server")
 boto3 = pytest.importorskip("boto3")
 
 _buckets = itertools.count()
@@ -30,25 +31,16 @@ _buckets = itertools.count()
 @pytest.fixture(scope="module")
 def endpoint() -> Iterator[str]:
     """moto's S3 server in this process, on a free loopback port."""
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    with moto_endpoint() as url:
+        yield url
 
 
 @pytest.fixture()
 def bucket(endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Any:
     """A fresh bucket, with fake credentials and the endpoint in the AWS variables."""
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": endpoint,
-        "AWS_EC2_METADATA_DISABLED": "true",  # never ask 169.254.169.254 for credentials
-    }.items():
+    for key, value in aws_environment(endpoint).items():
         monkeypatch.setenv(key, value)
-    for key in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_S3", "AWS_REGION"):
+    for key in CLEARED:
         monkeypatch.delenv(key, raising=False)
     name = f"shop{next(_buckets)}"
     s3 = boto3.resource("s3", endpoint_url=endpoint)

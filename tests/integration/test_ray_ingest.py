@@ -22,7 +22,8 @@ from lookalike.config import load_settings
 from lookalike.store import Item
 from lookalike.usecases import Context
 from tests.cli import lookalike
-from tests.helpers import write_images
+from tests.helpers import jpeg_bytes, make_image, write_images
+from tests.s3 import CLEARED, aws_environment, moto_endpoint
 
 ray = pytest.importorskip("ray")
 pytestmark = [
@@ -31,12 +32,29 @@ pytestmark = [
 ]
 
 
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    """moto's S3 server on loopback, started before Ray so that its workers get the AWS variables."""
+    pytest.importorskip("moto.server")
+    with moto_endpoint() as url:
+        yield url
+
+
 @pytest.fixture(scope="module", autouse=True)
-def local_ray() -> Iterator[None]:
-    """One local Ray instance for the module; the runner joins it instead of starting its own."""
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
-    yield
-    ray.shutdown()
+def local_ray(s3_endpoint: str) -> Iterator[None]:
+    """One local Ray instance for the module; the runner joins it instead of starting its own.
+
+    Its workers inherit this process's environment: the AWS variables of the test's S3 server, as
+    a cluster's nodes would have their own.
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in aws_environment(s3_endpoint).items():
+            patch.setenv(key, value)
+        for key in CLEARED:
+            patch.delenv(key, raising=False)
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+        yield
+        ray.shutdown()
 
 
 @pytest.fixture()
@@ -101,6 +119,30 @@ def test_ray_gives_the_local_runs_ids_and_vectors_and_reports_the_same_skips(
         {**env, "LOOKALIKE_DB": str(tmp_path / "ray.db")}, "index", str(folder), "--ray", "--json"
     )
     assert (json.loads(again.stdout)["indexed"], json.loads(again.stdout)["already_indexed"]) == (0, 13)
+
+
+def test_ray_reads_a_prefix_in_s3_with_the_local_runs_ids(
+    tmp_path: Path, env: dict[str, str], s3_endpoint: str
+) -> None:
+    import boto3
+
+    bucket = boto3.resource("s3", endpoint_url=s3_endpoint).create_bucket(Bucket="ray-shop")
+    for i in range(5):
+        bucket.put_object(Key=f"p/{i}.jpg", Body=jpeg_bytes(make_image(50 + i)))
+    bucket.put_object(Key="p/torn.jpg", Body=b"\xff\xd8 torn")
+    prefix = "s3://ray-shop/p"
+
+    local = lookalike({**env, "LOOKALIKE_DB": str(tmp_path / "local.db")}, "index", prefix, "--json")
+    on_ray = lookalike({**env, "LOOKALIKE_DB": str(tmp_path / "ray.db")}, "index", prefix, "--ray", "--json")
+
+    assert on_ray.returncode == 0, on_ray.stderr
+    got = json.loads(on_ray.stdout)
+    assert got["indexed"] == json.loads(local.stdout)["indexed"] == 5
+    assert [s["uri"] for s in got["skipped"]] == [f"{prefix}/torn.jpg"]
+    ours, theirs = _items(env, tmp_path / "ray.db"), _items(env, tmp_path / "local.db")
+    assert set(ours) == set(theirs) and {i.uri for i in ours.values()} == {
+        f"{prefix}/{i}.jpg" for i in range(5)
+    }
 
 
 def test_a_killed_ray_run_resumes_with_nothing_missing_and_no_duplicates(
