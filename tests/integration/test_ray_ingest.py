@@ -145,6 +145,31 @@ def test_ray_reads_a_prefix_in_s3_with_the_local_runs_ids(
     }
 
 
+def test_sync_on_ray_deletes_what_is_gone_and_keeps_what_could_not_be_read(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    folder = tmp_path / "photos"
+    paths = write_images(folder, 4)
+    run_env = {**env, "LOOKALIKE_DB": str(tmp_path / "ray.db")}
+    first = lookalike(run_env, "index", str(folder), "--ray", "--sync", "--json")
+    assert json.loads(first.stdout)["indexed"] == 4, first.stderr
+    paths[0].unlink()  # gone: its item goes
+    paths[1].write_bytes(b"\xff\xd8 torn")  # listed but unreadable this time: its item stays
+
+    second = lookalike(run_env, "index", str(folder), "--ray", "--sync", "--json")
+
+    counts = json.loads(second.stdout)
+    assert {k: counts[k] for k in ("added", "deleted", "kept", "left")} == {
+        "added": 0,
+        "deleted": 1,
+        "kept": 1,
+        "left": 2,
+    }, second.stdout
+    assert {Path(i.uri).name for i in _items(env, tmp_path / "ray.db").values()} == {
+        p.name for p in paths[1:]
+    }
+
+
 def test_a_killed_ray_run_resumes_with_nothing_missing_and_no_duplicates(
     tmp_path: Path, env: dict[str, str]
 ) -> None:

@@ -123,7 +123,7 @@ def index(
 ) -> None:
     """Index images: embed every new image and store it; files already indexed are skipped.
 
-    Catalog columns: image (path relative to the catalog, or http(s) URL), item_id, name,
+    Catalog columns: image (path relative to the catalog, s3:// object or http(s) URL), item_id, name,
     source, created_at (ISO date, YYYYMMDD, unix seconds or milliseconds; default: the file's
     modification time).
     Unreadable or corrupt files are skipped and listed at the end.
