@@ -52,6 +52,7 @@ def local_ray(s3_endpoint: str) -> Iterator[None]:
             patch.setenv(key, value)
         for key in CLEARED:
             patch.delenv(key, raising=False)
+        patch.setenv("RAY_gcs_server_port_wait_time_s", "60")  # a busy CI machine starts Ray slowly
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
         yield
         ray.shutdown()

@@ -15,6 +15,7 @@ the screen judges a new picture after it is embedded, not before (it is still ne
 from __future__ import annotations
 
 import logging
+import os
 import pickle
 import time
 from collections.abc import Iterable, Mapping
@@ -121,8 +122,14 @@ def connect(address: str | None) -> bool:
         ConfigError: Ray is not installed, or cannot be reached.
     """
     ray = _ray()
+    # Ray Data's execution plans would bury the command's own report; --verbose shows ours.
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
     if ray.is_initialized():
         return False
+    # Ray Data's MapWorker warns at error level of its own constructor arguments in the object store.
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")  # read by the processes Ray starts here
+    # Ray waits a few seconds for its control store to start; on a busy machine that was too short.
+    os.environ.setdefault("RAY_gcs_server_port_wait_time_s", "60")
     try:
         ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -226,10 +233,13 @@ def _write(
     its reads and decodes, with the vectors already made."""
     metas: list[Meta] = [pickle.loads(raw) for raw in rows["meta"]]
     statuses = [str(status) for status in rows["status"]]
-    results = [meta.read for meta in metas if isinstance(meta.entry, Record)]
-    if any(result is None for result in results):
-        raise RuntimeError("a listed record came back from the tasks without its read")
-    reads, batch = admit([m.entry for m in metas], results, seen, marks)  # type: ignore[arg-type]
+    results: list[Read | Skipped] = []
+    for meta in metas:
+        if isinstance(meta.entry, Record):
+            if meta.read is None:
+                raise RuntimeError(f"{meta.entry.shown} came back from the tasks without its read")
+            results.append(meta.read)
+    reads, batch = admit([m.entry for m in metas], results, seen, marks)
     by_id: dict[int, tuple[str, Unit | Skipped | None, Any]] = {}
     for meta, status, vector, usable in zip(metas, statuses, rows["vector"], rows["usable"], strict=True):
         if isinstance(meta.read, Read):
