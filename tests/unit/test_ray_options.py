@@ -104,3 +104,26 @@ def test_ray_options_that_cannot_run_are_refused_before_the_model_loads(
     assert result.exit_code != 0
     assert message in " ".join(result.output.split())
     assert not (tmp_path / "x.db").exists()
+
+
+def test_a_ray_that_cannot_start_is_tried_twice_then_refused_clearly(monkeypatch: pytest.MonkeyPatch) -> None:
+    ray = pytest.importorskip("ray")
+    from lookalike.usecases import ray_runner
+
+    tries: list[object] = []
+
+    def init(**kwargs: object) -> None:
+        tries.append(kwargs.get("address"))
+        raise Exception("The current node timed out during startup.")  # what Ray raises, bare
+
+    for name in ("RAY_BACKEND_LOG_LEVEL", "RAY_gcs_server_port_wait_time_s"):
+        monkeypatch.delenv(name, raising=False)  # connect() sets them: they go again after the test
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", init)
+    monkeypatch.setattr(ray, "shutdown", lambda: None)
+    with pytest.raises(ConfigError, match="timed out during startup.*ray start --head"):
+        ray_runner.connect(None)
+    assert tries == [None, None]
+    with pytest.raises(ConfigError, match="Cannot start or join Ray at ray://head:10001"):
+        ray_runner.connect("ray://head:10001")  # a cluster's address is not retried
+    assert tries == [None, None, "ray://head:10001"]

@@ -173,6 +173,31 @@ def ingest(
     (``index`` and ``index_inputs`` open the listing); the hooks: policies and hash banks at ingest,
     flags of swept items.
     """
+    if on_ray is None:
+        return _ingest(ctx, listing, index, index_params, on_start, progress, detect, sync, policy, None)
+    from lookalike.usecases import ray_runner
+
+    # Ray first: one that cannot start stops the run before a model loads or a collection is made.
+    started = ray_runner.connect(on_ray.address)
+    try:
+        return _ingest(ctx, listing, index, index_params, on_start, progress, detect, sync, policy, on_ray)
+    finally:
+        if started:
+            ray_runner.disconnect()
+
+
+def _ingest(
+    ctx: Context,
+    listing: Listing | ObjectListing | Inputs,
+    index: str,
+    index_params: dict[str, Any] | None,
+    on_start: Callable[[int], None] | None,
+    progress: Progress | None,
+    detect: bool,
+    sync: bool,
+    policy: FetchPolicy | None,
+    on_ray: OnRay | None,
+) -> IngestReport:
     from lookalike.ingest.pipeline import Sinks
     from lookalike.usecases import local_runner
 
@@ -242,24 +267,17 @@ def _on_ray(
 ) -> IngestReport:
     from lookalike.usecases import ray_runner
 
-    started = ray_runner.connect(on_ray.address)
-    try:
-        return ray_runner.run(
-            the_plan,
-            listing,
-            _actor_settings(ctx),
-            ctx.store,
-            input_size=ctx.embedder.input_size,
-            actors=on_ray.actors,
-            batch_size=on_ray.batch_size,
-            sinks=sinks,
-            progress=progress,
-        )
-    finally:
-        if started:
-            import ray
-
-            ray.shutdown()
+    return ray_runner.run(
+        the_plan,
+        listing,
+        _actor_settings(ctx),
+        ctx.store,
+        input_size=ctx.embedder.input_size,
+        actors=on_ray.actors,
+        batch_size=on_ray.batch_size,
+        sinks=sinks,
+        progress=progress,
+    )
 
 
 def save_upload(ctx: Context, data: bytes) -> str:

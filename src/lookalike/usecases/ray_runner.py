@@ -130,11 +130,25 @@ def connect(address: str | None) -> bool:
     os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")  # read by the processes Ray starts here
     # Ray waits a few seconds for its control store to start; on a busy machine that was too short.
     os.environ.setdefault("RAY_gcs_server_port_wait_time_s", "60")
-    try:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise ConfigError(f"Cannot start or join Ray at {address or 'a local instance'}: {exc}") from None
+    for attempt in (1, 2):
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+            return True
+        except Exception as exc:  # Ray raises bare Exceptions too (a node that timed out starting)
+            ray.shutdown()  # what did start goes, before a second try or the error
+            if attempt == 2 or address is not None:
+                where = address or "a local instance"
+                raise ConfigError(
+                    f"Cannot start or join Ray at {where}: {exc} (on a busy machine, start Ray once with "
+                    "`ray start --head` and pass --ray-address auto)"
+                ) from None
+            log.warning("Ray did not start (%s): trying once more", exc)
     return True
+
+
+def disconnect() -> None:
+    """End the Ray instance ``connect`` started."""
+    _ray().shutdown()
 
 
 def stored_ids(store: Store) -> npt.NDArray[np.int64]:
