@@ -5,8 +5,9 @@ from __future__ import annotations
 from lookalike.ingest.decode import DecodedImage, decode_image, encode_jpeg, image_media_type, shrink, to_rgb
 from lookalike.ingest.fetch import Fetched, fetch_public_url
 from lookalike.ingest.ids import content_hash, stable_id
-from lookalike.ingest.pipeline import IngestPlan, IngestReport
+from lookalike.ingest.pipeline import IngestPlan
 from lookalike.ingest.policy import FetchPolicy, fetch
+from lookalike.ingest.report import IngestReport
 from lookalike.ingest.sources import Listing, Record, Skipped, open_listing, parse_created_at
 
 __all__ = [

@@ -205,6 +205,8 @@ def _ingest(
     store.validate_index(index)
     embedding.bind(ctx)  # the collection's own model, or a clear error for another one
     embedder = ctx.embedder
+    # A plan that cannot be made (--sync of a list of inputs) is refused before anything loads or is created.
+    the_plan = plan(ctx, listing, detect=detect, sync=sync, policy=policy)
     if store.exists():
         store.check_dim(embedder.dim)
         if detect:
@@ -228,7 +230,6 @@ def _ingest(
     store.ensure(
         embedder.dim, index=index, index_params=index_params, model=embedding.for_new_collection(ctx)
     )
-    the_plan = plan(ctx, listing, detect=detect, sync=sync, policy=policy)
     if on_start:
         on_start(listing.count())
     sinks = Sinks(
