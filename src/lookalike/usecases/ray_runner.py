@@ -39,7 +39,6 @@ from lookalike.ingest.onray import (
 from lookalike.ingest.pipeline import (
     Batch,
     IngestPlan,
-    IngestReport,
     Progress,
     Read,
     Sinks,
@@ -52,6 +51,7 @@ from lookalike.ingest.pipeline import (
     unusable,
     uploads,
 )
+from lookalike.ingest.report import IngestReport
 from lookalike.ingest.sources import Record, Skipped
 from lookalike.ingest.sync import Marks, Swept, sweep
 from lookalike.store import Item, Store
