@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lookalike import durable
+from lookalike.errors import ConfigError
 from lookalike.store.models import IndexType
 from lookalike.usecases import embedding, hashes, items, policies, screening
 from lookalike.usecases.context import Context
 
 if TYPE_CHECKING:
     from lookalike.ingest import FetchPolicy, IngestPlan, IngestReport
+    from lookalike.ingest.objects import ObjectListing
+    from lookalike.ingest.pipeline import Sinks
     from lookalike.ingest.sources import Inputs, Listing
     from lookalike.store import Item
 
@@ -30,12 +34,14 @@ def index(
     progress: Progress | None = None,
     detect: bool = False,
     sync: bool = False,
+    on_ray: OnRay | None = None,
 ) -> IngestReport:
-    """Index a folder, an image file or a catalog; returns the report of what was done and skipped.
+    """Index a folder, an image file or a catalog (local or ``s3://``); returns what was done and skipped.
 
     With ``detect``, every object the detector finds also becomes an item of its own. With
     ``sync``, the collection mirrors the listing: items no longer listed are deleted, a new
     image replaces the old one, and changed names or dates are updated without re-embedding.
+    With ``on_ray``, the stages run on Ray Data (usecases/ray_runner.py) instead of in this process.
     """
     from lookalike.ingest import open_listing
 
@@ -50,7 +56,29 @@ def index(
         progress=progress,
         detect=detect,
         sync=sync,
+        on_ray=on_ray,
     )
+
+
+@dataclass(frozen=True)
+class OnRay:
+    """``index --ray``: where the Ray cluster is (None: start a local instance), how many model actors
+    (None: one per GPU, else one per four cores), and the batch size asked for (None: chosen per device)."""
+
+    address: str | None = None
+    actors: int | None = None
+    batch_size: int | None = None
+
+
+def check_ray() -> None:
+    """Refuse ``--ray`` now, before a model loads, where Ray Data is not installed.
+
+    Raises:
+        ConfigError: with the command that installs it.
+    """
+    from lookalike.usecases.ray_runner import _ray
+
+    _ray()
 
 
 def check_source(source: str | None, label: str = "--source") -> None:
@@ -106,7 +134,7 @@ def index_inputs(
 
 def plan(
     ctx: Context,
-    listing: Listing | Inputs,
+    listing: Listing | ObjectListing | Inputs,
     *,
     detect: bool = False,
     sync: bool = False,
@@ -130,7 +158,7 @@ def plan(
 
 def ingest(
     ctx: Context,
-    listing: Listing | Inputs,
+    listing: Listing | ObjectListing | Inputs,
     *,
     index: str = IndexType.HNSW,
     index_params: dict[str, Any] | None = None,
@@ -139,10 +167,37 @@ def ingest(
     detect: bool = False,
     sync: bool = False,
     policy: FetchPolicy | None = None,
+    on_ray: OnRay | None = None,
 ) -> IngestReport:
-    """Index a listing into the context's collection by the local runner (``index`` and
-    ``index_inputs`` open the listing); the hooks: policies and hash banks at ingest, flags of swept items.
+    """Index a listing into the context's collection by the local runner, or on Ray with ``on_ray``
+    (``index`` and ``index_inputs`` open the listing); the hooks: policies and hash banks at ingest,
+    flags of swept items.
     """
+    if on_ray is None:
+        return _ingest(ctx, listing, index, index_params, on_start, progress, detect, sync, policy, None)
+    from lookalike.usecases import ray_runner
+
+    # Ray first: one that cannot start stops the run before a model loads or a collection is made.
+    started = ray_runner.connect(on_ray.address)
+    try:
+        return _ingest(ctx, listing, index, index_params, on_start, progress, detect, sync, policy, on_ray)
+    finally:
+        if started:
+            ray_runner.disconnect()
+
+
+def _ingest(
+    ctx: Context,
+    listing: Listing | ObjectListing | Inputs,
+    index: str,
+    index_params: dict[str, Any] | None,
+    on_start: Callable[[int], None] | None,
+    progress: Progress | None,
+    detect: bool,
+    sync: bool,
+    policy: FetchPolicy | None,
+    on_ray: OnRay | None,
+) -> IngestReport:
     from lookalike.ingest.pipeline import Sinks
     from lookalike.usecases import local_runner
 
@@ -184,9 +239,12 @@ def ingest(
         # The sweep's deleted items close their open flags once the deletion is flushed.
         on_deleted=lambda ids: items.gone(ctx, ids, "deleted by index --sync"),
     )
-    report = local_runner.run(
-        the_plan, listing, embedder, store, detector=detector, sinks=sinks, progress=progress
-    )
+    if on_ray is not None:
+        report = _on_ray(ctx, on_ray, the_plan, listing, sinks, progress)
+    else:
+        report = local_runner.run(
+            the_plan, listing, embedder, store, detector=detector, sinks=sinks, progress=progress
+        )
     report.alerts += [alert.message for alert in screen.alerts]
     if screen.refused:
         # A refused picture's bytes are not kept: an API upload of it, or a URL's download kept as it
@@ -200,6 +258,36 @@ def ingest(
         # Pictures stored before hashes existed get theirs now (read again, not re-embedded).
         hashes.backfill(ctx, policy=policy)
     return report
+
+
+def _actor_settings(ctx: Context) -> Any:
+    """The settings each Ray actor builds its model from: those this process built its own from."""
+    if ctx.embedder_injected:
+        raise ConfigError("--ray builds its model on each actor from the settings; this embedder was given.")
+    return ctx.embedded_with or ctx.settings
+
+
+def _on_ray(
+    ctx: Context,
+    on_ray: OnRay,
+    the_plan: IngestPlan,
+    listing: Listing | ObjectListing | Inputs,
+    sinks: Sinks,
+    progress: Progress | None,
+) -> IngestReport:
+    from lookalike.usecases import ray_runner
+
+    return ray_runner.run(
+        the_plan,
+        listing,
+        _actor_settings(ctx),
+        ctx.store,
+        input_size=ctx.embedder.input_size,
+        actors=on_ray.actors,
+        batch_size=on_ray.batch_size,
+        sinks=sinks,
+        progress=progress,
+    )
 
 
 def save_upload(ctx: Context, data: bytes) -> str:
