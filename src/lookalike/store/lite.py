@@ -179,6 +179,7 @@ class LiteStore(BaseStore):
         if self._client is None:
             self._leave_files()
             self.client  # noqa: B018 - starts Milvus Lite
+        self._upgrade()
         return self.read_index()
 
     def require(self) -> None:
@@ -250,6 +251,13 @@ class LiteStore(BaseStore):
         with self._lock:
             super().drop()
             self._reset_folder()
+
+    def _upgraded(self) -> None:
+        # The collection is a new one (its copy): its read index is rebuilt from it.
+        super()._upgraded()
+        if self._read is not None:
+            self._read.release()
+        self._reset_folder()
 
     def _reset_folder(self) -> None:
         import shutil

@@ -13,34 +13,25 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from lookalike.errors import ConfigError
-from lookalike.store.models import SCALAR_FIELDS, Item
+from lookalike.store.fields import (
+    DISPLAY_FIELDS,
+    FIELDS,
+    IDENTITY_FIELDS,
+    VARCHAR_BYTES,
+    Field,
+    Kind,
+)
+from lookalike.store.models import Item
 from lookalike.store.partitions import check_time
 
 log = logging.getLogger(__name__)
-
-VARCHAR_BYTES = {
-    "sha256": 64,
-    "item_id": 1024,
-    "name": 2048,
-    "source": 256,
-    "uri": 4096,
-    "parent_sha256": 64,
-    "box": 64,
-    "label": 256,
-}
-"""The VARCHAR fields and their limits in UTF-8 bytes."""
-IDENTITY_FIELDS = ("sha256", "item_id", "source", "parent_sha256")
-"""VARCHARs that name an item or a picture: refused whole when they do not fit, never cut."""
-DISPLAY_FIELDS = tuple(name for name in VARCHAR_BYTES if name not in IDENTITY_FIELDS)
-"""VARCHARs shown to people: cut to their limit on a character boundary, with a warning."""
-
 
 def identity_problem(name: str, value: str, label: str | None = None) -> str | None:
     """Why ``value`` cannot be stored whole as the identity field ``name``; None when it can.
@@ -108,44 +99,34 @@ def normalise(item: Item) -> Item:
 
 def to_row(item: Item, fields: Iterable[str]) -> dict[str, Any]:
     """A Milvus row of a normalised item, holding only the collection's ``fields`` and the vector."""
-    meta = item.metadata()
-    row = {name: meta[name] for name in fields if name in meta}
+    row = {name: getattr(item, name) for name in fields}
+    for name in fields:
+        if isinstance(row[name], tuple):  # a list of texts: Milvus takes a list
+            row[name] = list(row[name])
     row["vector"] = item.vector
     return row
 
 
 def from_row(row: Mapping[str, Any], with_vector: bool = False) -> Item:
-    """An item from a Milvus query or search row (an older collection may lack the crop fields)."""
+    """An item from a Milvus query or search row (an older collection may lack the newer fields)."""
     entity = row.get("entity", row)
     vector = None
     if with_vector and entity.get("vector") is not None:
         vector = np.asarray(entity["vector"], dtype=np.float32)
-    return _item(lambda name: entity.get(name, row.get(name)), vector)
+    values = {spec.name: _value(spec, entity.get(spec.name, row.get(spec.name))) for spec in FIELDS}
+    return Item(**values, vector=vector)
 
 
-def _item(value: Any, vector: Any) -> Item:
-    def text(name: str) -> str:
-        return str(value(name) or "")
-
-    def number(name: str) -> int:
-        return int(value(name) or 0)
-
-    return Item(
-        id=number("id"),
-        sha256=text("sha256"),
-        item_id=text("item_id"),
-        name=text("name"),
-        source=text("source"),
-        created_at=number("created_at"),
-        uri=text("uri"),
-        width=number("width"),
-        height=number("height"),
-        parent_sha256=text("parent_sha256"),
-        box=text("box"),
-        label=text("label"),
-        det_score=_finite(value("det_score")),
-        vector=vector,
-    )
+def _value(spec: Field, value: Any) -> Any:
+    """A stored value as ``Item`` holds it; a missing one (None) as the field's empty value."""
+    kind = spec.kind
+    if kind is Kind.TEXT:
+        return str(value or "")
+    if kind is Kind.INT64 or kind is Kind.INT32:
+        return int(value or 0)
+    if kind is Kind.FLOAT:
+        return _finite(value)
+    return tuple(str(text) for text in value) if value else ()
 
 
 def _finite(value: Any) -> float:
@@ -158,9 +139,7 @@ def arrow_schema(vector: Any = None, metadata: dict[str, str] | None = None) -> 
     """The Arrow schema of stored items; ``vector`` (an Arrow list type) adds the vector after the id."""
     import pyarrow as pa
 
-    types = {"id": pa.int64(), "created_at": pa.int64(), "width": pa.int32(), "height": pa.int32()}
-    types["det_score"] = pa.float32()
-    fields = [(name, types.get(name, pa.string())) for name in SCALAR_FIELDS]
+    fields = [(spec.name, spec.arrow()) for spec in FIELDS]
     if vector is not None:
         fields.insert(1, ("vector", vector))
     return pa.schema(fields, metadata=metadata)
@@ -189,43 +168,44 @@ def from_arrow(columns: Mapping[str, Sequence[Any]], vectors: Any = None) -> lis
     """Items from Arrow columns (``to_pydict()``); ``vectors``: a matrix aligned with the rows.
 
     Columns an older export lacks read as empty; ``vectors`` defaults to a ``vector`` column.
-    Each row is built in one expression (the same conversions as ``_item``): a search's hits are
-    converted here, and a call per value cost more than the search itself.
+    Each row is built in one expression written out from the field table (``_builder``): a
+    search's hits are converted here, and a call per value cost more than the search itself.
     """
     count = len(columns["id"])
     if vectors is None and "vector" in columns:
         vectors = [np.asarray(v, dtype=np.float32) for v in columns["vector"]]
     none = [None] * count
-
-    def column(name: str) -> Sequence[Any]:
-        values = columns.get(name)
-        return values if values is not None else none
-
+    given = (columns.get(spec.name) for spec in FIELDS)
     rows = zip(
-        *(column(name) for name in ("id", "sha256", "item_id", "name", "source", "created_at", "uri")),
-        *(column(name) for name in ("width", "height", "parent_sha256", "box", "label", "det_score")),
+        *(values if values is not None else none for values in given),
         vectors if vectors is not None else none,
         strict=True,
     )
-    return [
-        Item(
-            int(i or 0),
-            str(sha or ""),
-            str(item_id or ""),
-            str(name or ""),
-            str(source or ""),
-            int(created or 0),
-            str(uri or ""),
-            int(width or 0),
-            int(height or 0),
-            vector,
-            parent_sha256=str(parent or ""),
-            box=str(box or ""),
-            label=str(label or ""),
-            det_score=_finite(score),
-        )
-        for i, sha, item_id, name, source, created, uri, width, height, parent, box, label, score, vector in rows
-    ]
+    return _build(rows)
+
+
+def _builder() -> Callable[[Iterable[tuple[Any, ...]]], list[Item]]:
+    """``from_arrow``'s loop, written out from the field table once: one expression per row, each
+    value converted inline as ``_value`` converts it (a call per value doubled a search's cost)."""
+    inline = {
+        Kind.TEXT: 'str({0} or "")',
+        Kind.INT64: "int({0} or 0)",
+        Kind.INT32: "int({0} or 0)",
+        Kind.FLOAT: "_finite({0})",
+        Kind.TEXTS: "(tuple(str(t) for t in {0}) if {0} else ())",
+    }
+    names = [f"v{position}" for position in range(len(FIELDS))]
+    values = ", ".join(
+        f"{spec.name}={inline[spec.kind].format(name)}" for spec, name in zip(FIELDS, names, strict=True)
+    )
+    source = f"def build(rows):\n    return [Item({values}, vector=vector) for {', '.join(names)}, vector in rows]\n"
+    scope: dict[str, Any] = {"Item": Item, "_finite": _finite}
+    exec(compile(source, "<lookalike.store.rows.from_arrow>", "exec"), scope)  # noqa: S102 - the table's own names
+    built: Callable[[Iterable[tuple[Any, ...]]], list[Item]] = scope["build"]
+    return built
+
+
+_build = _builder()
 
 
 _NUMPY = {
