@@ -15,6 +15,7 @@ import pytest
 
 from lookalike.bench import clustered_vectors
 from lookalike.store import Item, Store, open_store
+from lookalike.store.window import Window
 from tests.cli import Ran, lookalike  # in-process; the kill test below runs a real process
 from tests.helpers import write_images
 from tests.server.harness import MilvusServer
@@ -387,7 +388,7 @@ def test_long_cjk_names_are_cut_by_bytes_like_lite_and_deletes_work_on_a_server(
     for store in (server, lite):
         got = store.get([1])[0]
         assert got.source == source and got.name == cut_utf8(name, 2048)
-        assert len(store.search(items[0].vector[None], k=5, sources=[source])[0]) == 5
+        assert len(store.search(items[0].vector[None], k=5, window=Window.of(sources=[source]))[0]) == 5
         assert store.delete([1, 2, 99]) == 2 and store.count() == 3
         assert sorted(i.id for b in store.iter_items(with_vector=False) for i in b) == [3, 4, 5]
     moved = Item(

@@ -7,6 +7,7 @@ A kill at each step of the upgrade (a real SIGKILL, in a child process) is finis
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import subprocess
@@ -16,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lookalike.store import LiteStore
+from lookalike.store import Item, LiteStore, Window
 from lookalike.store.fields import SCALAR_FIELDS, SCHEMA_PROPERTY, SCHEMA_VERSION
 from lookalike.store.upgrade import temporary
-from tests.store_model import DIM, make_item, milvus_rows, vector
+from tests.store_model import DIM, make_item, milvus_rows
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -27,28 +28,52 @@ OLD_ROWS = 7
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def build_version_1(db: Path, collection: str = "images") -> list[int]:
-    """The first layout: no crop fields, 256-byte texts, a FLAT index in Milvus; rows in two months."""
+VERSION_1 = SCALAR_FIELDS[:9]
+VERSION_2 = SCALAR_FIELDS[:13]
+
+
+def old_item(i: int) -> Item:
+    """What an old layout held of ``make_item(i)``: no category, no tags."""
+    return dataclasses.replace(make_item(i, month=i % 2), category="", tags=())
+
+
+def build_old(db: Path, version: int, collection: str = "images") -> list[int]:
+    """A collection as an older lookalike made it, rows in two months, no version recorded.
+
+    1: no crop fields, 256-byte texts, a FLAT index kept by Milvus Lite. 2 (the layout before category
+    and tags): the crop fields, today's byte limits, no index in Milvus Lite, the index asked for in a
+    property (the read index builds it).
+    """
     from pymilvus import DataType, MilvusClient
 
     client = MilvusClient(str(db))
     schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
     schema.add_field("id", DataType.INT64, is_primary=True)
     schema.add_field("vector", DataType.FLOAT_VECTOR, dim=DIM)
+    limits = {"sha256": 64, "item_id": 1024, "name": 2048, "source": 256} if version == 2 else {}
     for name in ("sha256", "item_id", "name", "source"):
-        schema.add_field(name, DataType.VARCHAR, max_length=256)
+        schema.add_field(name, DataType.VARCHAR, max_length=limits.get(name, 256))
     schema.add_field("created_at", DataType.INT64)
     schema.add_field("uri", DataType.VARCHAR, max_length=4096)
     schema.add_field("width", DataType.INT32)
     schema.add_field("height", DataType.INT32)
-    index = client.prepare_index_params()
-    index.add_index(field_name="vector", index_type="FLAT", metric_type="IP")
-    client.create_collection(collection, schema=schema, index_params=index)
-    client.alter_collection_properties(collection, {"lookalike.model": "ViT-B-32:laion2b_s34b_b79k"})
+    properties = {"lookalike.model": "ViT-B-32:laion2b_s34b_b79k"}
+    if version == 1:
+        index = client.prepare_index_params()
+        index.add_index(field_name="vector", index_type="FLAT", metric_type="IP")
+        client.create_collection(collection, schema=schema, index_params=index)
+    else:
+        for name, size in (("parent_sha256", 64), ("box", 64), ("label", 256)):
+            schema.add_field(name, DataType.VARCHAR, max_length=size)
+        schema.add_field("det_score", DataType.FLOAT)
+        client.create_collection(collection, schema=schema)
+        properties["lookalike.index"] = '{"type": "HNSW", "params": {"M": 16, "efConstruction": 100}}'
+    client.alter_collection_properties(collection, properties)
+    fields = VERSION_1 if version == 1 else VERSION_2
     ids = []
     for i in range(1, OLD_ROWS + 1):
         item = make_item(i, month=i % 2)
-        row = {name: getattr(item, name) for name in SCALAR_FIELDS[:9]}
+        row = {name: getattr(item, name) for name in fields}
         partition = "m2024_01" if i % 2 == 0 else "m2024_02"
         if not client.has_partition(collection, partition):
             client.create_partition(collection, partition)
@@ -62,33 +87,42 @@ def upgrades_logged(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if "upgraded from schema version" in r.getMessage()]
 
 
+STEPS_SAID = {
+    1: "detected crops: parent_sha256, box, label, det_score; catalog fields: category, tags",
+    2: "catalog fields: category, tags",
+}
+
+
+@pytest.mark.parametrize("version", [1, 2])
 def test_an_old_collection_is_upgraded_on_open_and_says_so_once(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, version: int
 ) -> None:
     db = tmp_path / "old.db"
-    ids = build_version_1(db)
+    ids = build_old(db, version)
     caplog.set_level(logging.WARNING)
 
     store = LiteStore(str(db), "images")
     assert store.count() == OLD_ROWS
     assert upgrades_logged(caplog) == [
-        f"collection images: upgraded from schema version 1 to {SCHEMA_VERSION} "
-        f"(detected crops: parent_sha256, box, label, det_score): {OLD_ROWS} items copied into the new layout"
+        f"collection images: upgraded from schema version {version} to {SCHEMA_VERSION} "
+        f"({STEPS_SAID[version]}): {OLD_ROWS} items copied into the new layout"
     ]
     # Every old row kept its values and vector; its new fields read as empty.
     got = {item.id: item for item in store.get(ids, with_vector=True)}
     for i in ids:
-        old = make_item(i, month=i % 2)
-        assert got[i].metadata() == old.metadata()
-        assert np.allclose(got[i].vector, old.vector)
+        assert got[i].metadata() == old_item(i).metadata()
+        assert np.allclose(got[i].vector, old_item(i).vector)
     assert store.model() == "ViT-B-32:laion2b_s34b_b79k"
+    assert store.index()[0] == ("FLAT" if version == 1 else "HNSW")
     assert store.partitions() == ["_default", "m2024_01", "m2024_02"]
     assert store.holds_crops()
     # The new layout takes what the old one could not: a crop, and a name over the old 256 bytes.
     crop = make_item(50, name="n" * 2000)
-    crop = type(crop)(**{**crop.metadata(), "box": "1,2,3,4", "label": "shoe", "vector": vector(50)})
+    crop = dataclasses.replace(crop, box="1,2,3,4", label="shoe", category="shoes", tags=("red", "sale"))
     store.insert([crop])
-    assert store.get([50])[0].box == "1,2,3,4" and len(store.get([50])[0].name) == 2000
+    stored = store.get([50])[0]
+    assert (stored.box, len(stored.name), stored.category, stored.tags) == ("1,2,3,4", 2000, "shoes", ("red", "sale"))
+    assert [i.id for b in store.iter_items(window=Window.of(tags=["sale"])) for i in b] == [50]
     hits = store.search(make_item(3).vector[None], k=3)[0]
     assert hits[0].item.id == 3
     store.close()
@@ -141,7 +175,7 @@ store.close()
 @pytest.mark.parametrize("step", ["upgrade.copy:2", "upgrade.copied", "upgrade.dropped", "upgrade.renamed"])
 def test_an_upgrade_killed_at_any_step_is_finished_on_the_next_open(tmp_path: Path, step: str) -> None:
     db = tmp_path / "old.db"
-    ids = build_version_1(db)
+    ids = build_old(db, 2)
     from milvus_lite.server_manager import server_manager_instance
 
     server_manager_instance.release_server(str(db))  # the child must be able to lock the database

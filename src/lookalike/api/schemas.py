@@ -25,6 +25,8 @@ def _whole(name: str) -> AfterValidator:
 SourceName = Annotated[str, Field(min_length=1), _whole("source")]
 SourceFilter = Annotated[str, _whole("source")]
 ItemIdText = Annotated[str, Field(min_length=1), _whole("item_id")]
+FilterText = Annotated[str, Field(min_length=1, max_length=2048, pattern=r"^[^\x00-\x1f]*$")]
+"""A category or a tag to filter by (one longer than the field holds is cut as a stored one was)."""
 
 
 class SearchRequest(BaseModel):
@@ -42,6 +44,12 @@ class SearchRequest(BaseModel):
     offset: int = Field(default=0, ge=0, le=10000, description="Skip this many of the best hits (paging).")
     min_score: float | None = Field(default=None, ge=-1.0, le=1.0, description="Only hits with this cosine.")
     sources: list[SourceFilter] | None = Field(default=None, max_length=100)
+    categories: list[FilterText] | None = Field(
+        default=None, max_length=100, description="Only items of one of these categories."
+    )
+    tags: list[FilterText] | None = Field(
+        default=None, max_length=100, description="Only items with one of these tags at least."
+    )
     since: date | None = None
     until: date | None = None
     detect: bool = Field(default=False, description="Image queries: embed the largest detected object.")

@@ -15,8 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from lookalike.errors import CatalogError
+from lookalike.store.fields import CATALOG_FIELDS
 
-CATALOG_COLUMNS = ("image", "item_id", "name", "source", "created_at")
+CATALOG_COLUMNS = ("image", "item_id", *CATALOG_FIELDS, "source", "created_at")
+"""The columns a catalog may have: the image, the identities and date ingest reads itself, and the
+fields of the field table that catalog columns fill (``tags``: texts separated by a vertical bar)."""
 MAX_LINE_BYTES = 16 * 1024 * 1024
 _UTF16_32 = (
     (codecs.BOM_UTF32_LE, "UTF-32"),

@@ -397,6 +397,7 @@ class Ingestor:
             height=unit.height,
             label=WHOLE_IMAGE_LABEL if self.detector is not None else "",
             vector=vector,
+            **dict(read.record.details),
         )
         if detection is None:
             return item

@@ -67,6 +67,8 @@ class Client:
             "offset": query.offset,
             "min_score": query.min_score,
             "sources": list(query.sources) or None,
+            "categories": list(query.categories) or None,
+            "tags": list(query.tags) or None,
             "since": query.since.isoformat() if query.since else None,
             "until": query.until.isoformat() if query.until else None,
             "detect": query.detect or None,

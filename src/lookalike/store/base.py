@@ -23,10 +23,11 @@ from lookalike.errors import (
     UnsupportedIndexError,
 )
 from lookalike.store.fields import FIELDS, SCHEMA_PROPERTY, SCHEMA_VERSION, Kind
-from lookalike.store.filters import build_filter
+from lookalike.store.filters import build_filter, expression
 from lookalike.store.models import CROP_FIELDS, SCALAR_FIELDS, CollectionInfo, IndexType, Item, PartitionStats
-from lookalike.store.partitions import month_start, next_month, partition_for, partitions_between
+from lookalike.store.partitions import month_start, next_month, partition_for
 from lookalike.store.rows import from_row, normalise, to_row
+from lookalike.store.window import EVERYTHING, Window
 
 log = logging.getLogger(__name__)
 
@@ -431,33 +432,16 @@ class BaseStore:
             found.update((int(row["id"]), from_row(row, with_vector)) for row in rows)
         return found
 
-    def _window(
-        self,
-        sources: Sequence[str] | None,
-        since: int | None,
-        until: int | None,
-        exclude_ids: Sequence[int] | None = None,
-    ) -> tuple[str, list[str] | None]:
-        """The filter expression and the partitions (None: all) for a source / time window."""
-        partition_names = None
-        if since is not None or until is not None:
-            partition_names = partitions_between(self.partitions(), since, until)
-        expr = build_filter(
-            sources=list(sources) if sources is not None else None,
-            since=since,
-            until=until,
-            exclude_ids=exclude_ids,
-        )
-        return expr, partition_names
+    def _window(self, window: Window) -> tuple[str, list[str] | None]:
+        """The filter expression and the partitions (None: all) a read of the window needs."""
+        return expression(window), window.partitions(self.partitions())
 
     def _milvus_items(
         self,
         *,
         batch_size: int,
         with_vector: bool,
-        sources: Sequence[str] | None = None,
-        since: int | None = None,
-        until: int | None = None,
+        window: Window = EVERYTHING,
         partitions: Sequence[str] | None = None,
     ) -> Iterator[tuple[str, list[Item]]]:
         """(partition, batch) for every item in the window, read from Milvus one partition at a time.
@@ -466,9 +450,11 @@ class BaseStore:
         close to linear in the collection size.
         """
         self._ensure_loaded()
+        if window.nothing:
+            return
         self._before_iterating()
-        expr, window = self._window(sources, since, until)
-        names = window if window is not None else self.partitions()
+        expr, chosen = self._window(window)
+        names = chosen if chosen is not None else self.partitions()
         fields = [*self.fields(), "vector"] if with_vector else self.fields()
         for partition in names if partitions is None else [p for p in names if p in partitions]:
             with milvus_errors("iterate the collection"):

@@ -99,12 +99,14 @@ FIELDS: tuple[Field, ...] = (
     Field("box", Kind.TEXT, Role.DISPLAY, 64, since=2),
     Field("label", Kind.TEXT, Role.DISPLAY, 256, since=2, hit_value=_or_none),
     Field("det_score", Kind.FLOAT, since=2),
+    Field("category", Kind.TEXT, Role.DISPLAY, 256, since=3, catalog=True),
+    Field("tags", Kind.TEXTS, Role.DISPLAY, 128, max_items=32, since=3, catalog=True),
 )
 """Every scalar field of an item, in the order collections and exports hold them (the vector
 comes after ``id``)."""
 
-SCHEMA_VERSION = 2
-"""1: the first layout; 2: detected crops (parent_sha256, box, label, det_score)."""
+SCHEMA_VERSION = 3
+"""1: the first layout; 2: detected crops (parent_sha256, box, label, det_score); 3: category, tags."""
 SCHEMA_PROPERTY = "lookalike.schema"
 """The collection property that records its schema version (absent before version 3: told by its fields)."""
 
@@ -117,6 +119,18 @@ IDENTITY_FIELDS = tuple(field.name for field in FIELDS if field.role is Role.IDE
 DISPLAY_FIELDS = tuple(field.name for field in FIELDS if field.role is Role.DISPLAY)
 CATALOG_FIELDS = tuple(field.name for field in FIELDS if field.catalog)
 """Fields a catalog column fills, besides the identities and the date, which ingest reads itself."""
+
+
+def catalog_value(spec: Field, raw: Any) -> Any:
+    """A catalog cell as the field holds it: a text stripped; a list of texts from a list (Parquet) or
+    a text separated by vertical bars (``red|summer``), each stripped, empty and repeated ones left out.
+    """
+    if spec.kind is Kind.TEXTS:
+        parts = raw if isinstance(raw, list | tuple) else str(raw or "").split("|")
+        return tuple(dict.fromkeys(text for text in (str(p or "").strip() for p in parts) if text))
+    if spec.kind is Kind.TEXT:
+        return str(raw or "").strip()
+    raise ValueError(f"the catalog does not fill the {spec.kind} field {spec.name}")
 
 
 def added_in(version: int) -> tuple[str, ...]:

@@ -74,6 +74,8 @@ class Item:
     box: str = field(default="", kw_only=True)
     label: str = field(default="", kw_only=True)
     det_score: float = field(default=0.0, kw_only=True)
+    category: str = field(default="", kw_only=True)
+    tags: tuple[str, ...] = field(default=(), kw_only=True)
 
     @property
     def crop_box(self) -> Box | None:

@@ -21,6 +21,7 @@ import numpy.typing as npt
 
 from lookalike.errors import ConfigError
 from lookalike.store.fields import (
+    BY_NAME,
     DISPLAY_FIELDS,
     FIELDS,
     IDENTITY_FIELDS,
@@ -81,20 +82,40 @@ def normalise(item: Item) -> Item:
     check_time(item.created_at)
     for name in IDENTITY_FIELDS:
         check_identity(name, getattr(item, name), f"The {name} of item {item.id}")
-    changes: dict[str, Any] = {
-        name: cut_utf8(value, VARCHAR_BYTES[name])
-        for name in DISPLAY_FIELDS
-        if len((value := getattr(item, name)).encode("utf-8", "surrogatepass")) > VARCHAR_BYTES[name]
-    }
-    if not changes:
-        return item
-    log.warning(
-        "item %d (%s): %s cut to the byte limit of the stored field",
-        item.id,
-        item.item_id,
-        ", ".join(f"{name} ({VARCHAR_BYTES[name]} bytes)" for name in changes),
-    )
-    return dataclasses.replace(item, **changes)
+    changes: dict[str, Any] = {}
+    cut = []
+    for name in DISPLAY_FIELDS:
+        value = getattr(item, name)
+        if isinstance(value, list):  # a list of texts given as a list: held as a tuple
+            value = changes[name] = tuple(value)
+        fitted = fit(BY_NAME[name], value)
+        if fitted != value:
+            changes[name] = fitted
+            cut.append(name)
+    if cut:
+        log.warning(
+            "item %d (%s): %s cut to the limit of the stored field",
+            item.id,
+            item.item_id,
+            ", ".join(f"{name} ({_limit(BY_NAME[name])})" for name in cut),
+        )
+    return dataclasses.replace(item, **changes) if changes else item
+
+
+def fit(spec: Field, value: Any) -> Any:
+    """A display value cut to its field's limits: a text to its bytes, a list of texts to its length and
+    each text to its bytes (a filter value is fitted the same way, so that it finds what was stored)."""
+    if spec.kind is Kind.TEXTS:
+        return tuple(cut_utf8(str(text), spec.max_bytes) for text in value[: spec.max_items])
+    if len(value.encode("utf-8", "surrogatepass")) > spec.max_bytes:
+        return cut_utf8(value, spec.max_bytes)
+    return value
+
+
+def _limit(spec: Field) -> str:
+    if spec.kind is Kind.TEXTS:
+        return f"{spec.max_items} texts of {spec.max_bytes} bytes"
+    return f"{spec.max_bytes} bytes"
 
 
 def to_row(item: Item, fields: Iterable[str]) -> dict[str, Any]:

@@ -44,7 +44,10 @@ class Step:
     item: Callable[[Item], Item] | None = None
 
 
-STEPS: tuple[Step, ...] = (Step(2, "detected crops: " + ", ".join(added_in(2))),)
+STEPS: tuple[Step, ...] = (
+    Step(2, "detected crops: " + ", ".join(added_in(2))),
+    Step(3, "catalog fields: " + ", ".join(added_in(3))),
+)
 """In version order, one per version after the first; the last is ``SCHEMA_VERSION``."""
 assert [step.version for step in STEPS] == list(range(2, SCHEMA_VERSION + 1)), "a step per schema version"
 
