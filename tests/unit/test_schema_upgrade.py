@@ -189,3 +189,19 @@ def test_an_upgrade_killed_at_any_step_is_finished_on_the_next_open(tmp_path: Pa
     assert not store.client.has_collection(temporary("images"))
     assert sorted(milvus_rows(db, "images")) == ids
     store.close()
+
+
+def test_a_reader_of_milvus_lite_s_files_opens_milvus_to_upgrade_an_old_collection(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from milvus_lite.server_manager import server_manager_instance
+
+    db = tmp_path / "old.db"
+    ids = build_old(db, 2)
+    server_manager_instance.release_server(str(db))
+    caplog.set_level(logging.WARNING)
+    reader = LiteStore(str(db), "images", read_files=True)
+    assert sorted(item.id for batch in reader.iter_items(with_vector=False) for item in batch) == ids
+    assert len(upgrades_logged(caplog)) == 1
+    assert reader.count(Window.of(categories=[""])) == OLD_ROWS  # the new field, empty, in the read index
+    reader.close()

@@ -118,7 +118,7 @@ class BaseStore:
     def _upgrade(self) -> None:
         """Upgrade a collection of an older schema version, once per process, where Milvus is open (a
         Lite store reading Milvus Lite's files reads the old layout as it is until it opens Milvus)."""
-        if self._schema_checked or self._client is None:
+        if self._schema_checked or not self._opens_milvus():
             return
         self._schema_checked = True  # first: the upgrade itself reads through this store
         from lookalike.store import upgrade
@@ -129,6 +129,10 @@ class BaseStore:
         except BaseException:
             self._schema_checked = False  # tried again by the next call (a kill is finished on the next open)
             raise
+
+    def _opens_milvus(self) -> bool:
+        """Whether this store talks to Milvus itself now (a Lite store may be reading its files)."""
+        return True
 
     def _upgraded(self) -> None:
         """What a store forgets once its collection was replaced by its upgraded copy."""

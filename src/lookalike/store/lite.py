@@ -253,6 +253,9 @@ class LiteStore(BaseStore):
             super().drop()
             self._reset_folder()
 
+    def _opens_milvus(self) -> bool:
+        return self._on_files() is None
+
     def _upgraded(self) -> None:
         # The collection is a new one (its copy): its read index is rebuilt from it.
         super()._upgraded()
