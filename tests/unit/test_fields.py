@@ -76,3 +76,13 @@ def test_display_fields_are_cut_to_their_limits_and_identities_are_refused() -> 
 def test_catalog_tags_are_split_by_a_vertical_bar_and_cleaned(raw: object, tags: tuple[str, ...]) -> None:
     spec = next(spec for spec in FIELDS if spec.name == "tags")
     assert catalog_value(spec, raw) == tags
+
+
+def test_a_collection_s_version_is_told_by_its_fields_when_it_records_none() -> None:
+    from lookalike.store.fields import SCHEMA_VERSION, added_in, version_of
+
+    every = set(SCALAR_FIELDS)
+    assert version_of(every, None) == SCHEMA_VERSION  # made now, read before its version was recorded
+    assert version_of(every - set(added_in(3)), None) == 2
+    assert version_of(every - set(added_in(2)) - set(added_in(3)), None) == 1
+    assert version_of(every - set(added_in(3)), "3") == 3  # what it records wins

@@ -139,7 +139,12 @@ def added_in(version: int) -> tuple[str, ...]:
 
 
 def version_of(field_names: set[str], recorded: str | None) -> int:
-    """A collection's schema version: the one it records, else told by the fields it has."""
+    """A collection's schema version: the one it records, else the latest whose fields it all has (a
+    collection made before versions were recorded, or one read between its creation and the property
+    that records its version)."""
     if recorded and recorded.strip().isdigit():
         return int(recorded)
-    return 2 if set(added_in(2)) <= field_names else 1
+    version = 1
+    while version < SCHEMA_VERSION and set(added_in(version + 1)) <= field_names:
+        version += 1
+    return version
