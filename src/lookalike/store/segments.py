@@ -381,8 +381,11 @@ class Segment:
         rows = np.asarray(rows, dtype=np.int64)
         if len(rows) <= FEW_ROWS:  # a search's hits: read from the buffers
             columns = self.reader.read(rows)
-        else:  # a batch: Arrow converts many rows faster than a loop over them
-            columns = self.table.take(pa.array(rows, type=pa.int64())).to_pydict()
+        else:  # a batch: Arrow converts many rows faster than a loop over them (lists of texts aside)
+            reader = self.reader
+            plain = [name for name in reader.names if name not in reader.list_names]
+            columns = self.table.select(plain).take(pa.array(rows, type=pa.int64())).to_pydict()
+            columns.update(reader.lists(rows))
         return from_arrow(columns, self.vectors(rows) if with_vector else None)
 
     @cached_property
