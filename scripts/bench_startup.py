@@ -55,13 +55,21 @@ class Command:
     codes: list[int] = field(default_factory=list)
 
 
+def process_env(extra: dict[str, str]) -> dict[str, str]:
+    """The environment of a timed process: this one's, less PYTHONDONTWRITEBYTECODE (a sandbox may set
+    it; an installed package has its bytecode, so recompiling every module each run is not what a
+    user's shell pays), plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    return {**env, **extra}
+
+
 def run_once(command: Command) -> tuple[float, float, int]:
     """Wall seconds, peak resident MB and exit code of one whole process (its output thrown away)."""
     started = time.perf_counter()
     process = subprocess.Popen(
         command.argv,
         cwd=command.cwd,
-        env={**os.environ, **command.env},
+        env=process_env(command.env),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -21,8 +21,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from lookalike.bench_search import created_at, search_figures
-from lookalike.embed import Embedder, create_embedder, l2_normalise
-from lookalike.ingest import Ingestor, open_listing
+from lookalike.embed import Embedder, family_of, l2_normalise
 from lookalike.store import Item, ServerStore, Store, is_server_uri
 
 if TYPE_CHECKING:
@@ -131,15 +130,28 @@ def batch_stability(embedder: Embedder, photos: list[Image.Image], mates: int = 
     return float(np.sum(alone * together, axis=1).min())
 
 
+def runtime_context(ctx: Context, work: Path, runtime: str, **settings: Any) -> Context:
+    """A context like ``ctx`` (the CLI's), with this runtime and its own collection under ``work``.
+
+    Its embedder, store and workflow are built the way every command builds them (usecases/context.py).
+    """
+    from lookalike.usecases.context import Context
+
+    db = str(work / f"ingest-{runtime}.db")
+    return Context(
+        ctx.settings.model_copy(update={"runtime": runtime, "db": db, "collection": "images", **settings})
+    )
+
+
 def bench_ingest(ctx: Context, config: BenchConfig, work: Path, say: Say) -> tuple[dict[str, Any], Embedder]:
-    """End-to-end ingest (read, decode, preprocess, encode, insert) with each runtime.
+    """End-to-end ingest (``lookalike index``: read, hash, decode, preprocess, encode, insert) with each runtime.
 
     Returns the figures and the embedder of the settings' own runtime (``auto`` by default),
     which the text-query measurement uses.
     """
     from lookalike.embed.probe import probe_photos
+    from lookalike.usecases import ingest
 
-    settings = ctx.settings
     photos = work / "photos"
     generate_photos(photos, config.images, config.image_size)
     samples = [Image.open(path).convert("RGB") for path in sorted(photos.iterdir())[:8]]
@@ -147,24 +159,24 @@ def bench_ingest(ctx: Context, config: BenchConfig, work: Path, say: Say) -> tup
     runtimes: dict[str, Any] = {}
     reference: tuple[str, np.ndarray] | None = None
     name = ""
-    for step, requested in enumerate(config.runtimes, start=1):
-        say(
-            f"[{step}/{len(config.runtimes)}] ingest with --runtime {requested}: {config.images} generated JPEGs …"
-        )
-        embedder = create_embedder(settings.model_copy(update={"runtime": requested}))
-        embedder.load()
-        label, name = embedder.runtime, embedder.name
-        # One full batch first, for every runtime alike: the first call of a runtime allocates
-        # its buffers and picks kernels, which a 96-image run would otherwise count.
-        warm = [embedder.prepare_image(samples[i % len(samples)]) for i in range(embedder.batch_size)]
-        embedder.embed_prepared(warm)
-        store = ctx.open_store(str(work / f"ingest-{label}.db"), "images")
-        store.create(embedder.dim, model=embedder.name)
-        ingestor = Ingestor(
-            embedder, store, chunk_size=max(embedder.batch_size, 16), workers=settings.workers
-        )
-        report = ingestor.run(open_listing(photos))
-        store.close()
+    served = family_of(ctx.settings.model).runtimes
+    asked = [requested for requested in config.runtimes if requested in served]
+    if left_out := [requested for requested in config.runtimes if requested not in served]:
+        say(f"{ctx.settings.model} does not run on {', '.join(left_out)}: left out")
+    for step, requested in enumerate(asked, start=1):
+        say(f"[{step}/{len(asked)}] ingest with --runtime {requested}: {config.images} generated JPEGs …")
+        run = runtime_context(ctx, work, requested)
+        try:
+            embedder = run.embedder
+            embedder.load()
+            label, name = embedder.runtime, embedder.name
+            # One full batch first, for every runtime alike: the first call of a runtime allocates
+            # its buffers and picks kernels, which a 96-image run would otherwise count.
+            warm = [embedder.prepare_image(samples[i % len(samples)]) for i in range(embedder.batch_size)]
+            embedder.embed_prepared(warm)
+            report = ingest.index(run, str(photos), source="bench")
+        finally:
+            run.close()
         entry: dict[str, Any] = {
             "images_per_s": round(report.images_per_s, 2),
             "batch_min_cosine": round(batch_stability(embedder, natural), 6),
@@ -178,17 +190,19 @@ def bench_ingest(ctx: Context, config: BenchConfig, work: Path, say: Say) -> tup
             entry["agreement_min_cosine"] = round(float(np.sum(reference[1] * vectors, axis=1).min()), 5)
             note += f", cosine with {reference[0]} ≥ {entry['agreement_min_cosine']}"
         runtimes[label] = entry
-        del embedder  # one model in memory at a time
+        del embedder, run  # one model in memory at a time
         say(f"ingest {label}: {report.images_per_s:.1f} images/s ({report.indexed} images{note})")
     fastest = max(runtimes, key=lambda label: runtimes[label]["images_per_s"])
     base = runtimes.get("torch-fp32", {}).get("images_per_s")
     if base:
         for entry in runtimes.values():
             entry["speedup_vs_torch"] = round(entry["images_per_s"] / base, 2)
-    chosen = create_embedder(settings.model_copy(update={"probe": "now"}))  # the choice it reports
+    chosen = runtime_context(ctx, work, ctx.settings.runtime, probe="now").embedder  # the choice it reports
     chosen.load()
     choice = chosen.runtime_choice
-    say(f"--runtime {settings.runtime} chose {choice['image']} (image tower), {choice['text']} (text tower)")
+    say(
+        f"--runtime {ctx.settings.runtime} chose {choice['image']} (image tower), {choice['text']} (text tower)"
+    )
     result = {
         "model": name,
         "images": config.images,

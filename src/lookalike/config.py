@@ -11,9 +11,9 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from lookalike.backend import Backend
+from lookalike.defaults import DEFAULT_MODEL, DEFAULT_PRETRAINED
 
-DEFAULT_MODEL = "ViT-B-32"
-DEFAULT_PRETRAINED = "laion2b_s34b_b79k"
+__all__ = ["DEFAULT_MODEL", "DEFAULT_PRETRAINED", "Settings", "load_settings"]
 
 
 class Settings(BaseSettings):

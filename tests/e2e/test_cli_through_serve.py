@@ -177,6 +177,17 @@ def test_the_command_line_goes_through_the_server_holding_the_database(
         assert listed == api.get("/flags", params={"limit": 100}).json() and listed["total"] == 6
         assert {"flagged_at", "stored", "item"} <= set(listed["flags"][0])
         flag = listed["flags"][0]["id"]
+        held = lookalike(env, "claim", "--by", "ana", "--json")
+        assert held.returncode == 0 and via in held.stderr, held.stderr
+        claimed = _one_json_line(held.stdout)
+        assert claimed["id"] == flag and claimed["claim"]["by"] == "ana"
+        assert {**claimed, "claim": None} == {**api.get(f"/flags/{flag}").json(), "claim": None}
+        taken = lookalike(env, "claim", str(flag), "--by", "bo")
+        assert taken.returncode == 6 and "being reviewed by 'ana'" in taken.stderr, taken.stderr
+        other = _one_json_line(lookalike(env, "claim", "--by", "bo", "--json").stdout)
+        assert other["id"] != flag and other["claim"]["by"] == "bo"
+        let_go = lookalike(env, "claim", str(other["id"]), "--by", "bo", "--release")
+        assert let_go.returncode == 0 and f"flag {other['id']} released by bo" in let_go.stdout
         decided = lookalike(env, "review", str(flag), "--dismiss", "--note", "fine", "--by", "ana")
         assert decided.returncode == 0 and f"flag {flag} dismissed by ana" in decided.stdout, decided.stderr
         audit = tmp_path / "audit.json"
@@ -199,9 +210,21 @@ def test_the_command_line_goes_through_the_server_holding_the_database(
 
         added = lookalike(env, "index", str(extra), "--source", "late")
         assert added.returncode == 0 and "indexed 1 new images" in added.stdout, added.stderr
+        assert "1 flagged for review" in added.stdout  # the match-everything policy's flag
         refused = lookalike(env, "index", str(tmp_path / "photos"))
         assert refused.returncode != 0 and "LOOKALIKE_INDEX_ROOTS" in refused.stderr
         assert api.get("/stats").json()["rows"] == 6
+
+        window = ("--since", "2000-01-01", "--min-sellers", "2", "--threshold", "-1", "--dry-run")
+        checked = lookalike(env, "waves", *window, "--json")
+        assert checked.returncode == 0 and via in checked.stderr, checked.stderr
+        job = api.post(
+            "/waves", json={"since": "2000-01-01", "min_sellers": 2, "threshold": -1, "dry_run": True}
+        )
+        while (state := api.get(f"/jobs/{job.json()['job_id']}").json())["status"] not in ("done", "failed"):
+            time.sleep(0.1)
+        assert _one_json_line(checked.stdout) == state["result"] and state["result"]["clusters"] == 1
+        assert {m["item_id"] for m in state["result"]["waves"][0]["items"]} >= {"SKU1", "SKU3"}
 
         keyless = lookalike({k: v for k, v in env.items() if k != "LOOKALIKE_API_KEY"}, "stats")
         assert keyless.returncode == 2 and "LOOKALIKE_API_KEY" in keyless.stderr

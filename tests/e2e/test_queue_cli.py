@@ -37,14 +37,24 @@ def test_waves_claim_review_and_webhooks_from_the_command_line(tmp_path: Path) -
         env = environment(tmp_path, LOOKALIKE_WEBHOOK_URLS=shop.url, LOOKALIKE_WEBHOOK_SECRET=SECRET)
         window = ("--since", "2023-11-13", "--until", "2023-11-15")
         dry = lookalike(env, "waves", *window, "--dry-run")
-        assert dry.returncode == 0 and "found (dry run)" in dry.stderr + dry.stdout and "s1, s2, s3, s4" in dry.stdout
+        assert (
+            dry.returncode == 0
+            and "found (dry run)" in dry.stderr + dry.stdout
+            and "s1, s2, s3, s4" in dry.stdout
+        )
         found = lookalike(env, "waves", *window, "--min-sellers", "3", "--json")
         assert found.returncode == 0, found.stderr
         body = json.loads(found.stdout)
         assert body["new_waves"] == 1 and body["waves"][0]["sellers"] == 4
+        members = body["waves"][0]["items"]  # as the API names them: item ids as strings
+        assert all(isinstance(m["item"], str) and m["item"].isdigit() for m in members)
         flag = body["waves"][0]["flag"]
         again = lookalike(env, "waves", *window)
-        assert again.returncode == 0 and "known" in again.stdout and "0 new waves flagged" in again.stderr + again.stdout
+        assert (
+            again.returncode == 0
+            and "known" in again.stdout
+            and "0 new waves flagged" in again.stderr + again.stdout
+        )
         assert json.loads(lookalike(env, "flags", "--policy", "waves", "--json").stdout)["total"] == 1
         bad = lookalike(env, "waves", "--since", "yesterday")
         assert bad.returncode == 2 and "span ago" in bad.stderr

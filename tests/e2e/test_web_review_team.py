@@ -211,3 +211,33 @@ def test_a_wave_is_shown_beside_its_members_from_every_seller(live_wave: tuple[s
             page.screenshot(path=str(SHOTS / f"review-wave-{width}-matched.png"))  # as a screen shows it
             context.close()
         browser.close()
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed")
+def test_a_reviewer_who_gives_their_name_on_another_reviewers_flag_is_handed_one_of_their_own(
+    live: tuple[str, list[Path]],
+) -> None:
+    from playwright.sync_api import sync_playwright
+
+    url, _ = live
+    first = httpx.get(f"{url}/flags/next", params={"by": "ana"}).json()["flag"]["id"]  # ana, from the CLI
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        ana = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+        ana.goto(url + "/review")  # no name yet: her flag is someone else's
+        ana.wait_for_selector(f".card.flag.held[data-flag='{first}']")
+        ana.fill("#by", "ana")
+        ana.press("#by", "Tab")
+        assert _claimed(ana) == first
+        # At once, not at the page's next refresh (every 20 s).
+        ana.wait_for_selector(f".card.flag[data-flag='{first}']:not(.held)", timeout=5000)
+        assert ana.locator(f".card.flag[data-flag='{first}'] .held-by").count() == 0
+        phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+        bo = phone.new_page()
+        bo.goto(url + "/review")  # no name yet: the oldest flag is shown, ana's
+        bo.wait_for_function(f"document.querySelector('#current-title').textContent.startsWith('#{first} ')")
+        bo.fill("#by", "bo")
+        bo.press("#by", "Tab")
+        assert _claimed(bo) != first
+        assert not bo.is_disabled("#confirm") and not bo.is_disabled("#dismiss")
+        browser.close()

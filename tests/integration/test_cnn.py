@@ -121,3 +121,32 @@ def test_cnn_weights_options_are_clear() -> None:
     assert vectors.shape == (2, 1280) and np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     with pytest.raises(ConfigError, match="Unknown image-only model"):
         TimmEmbedder("resnet-9000")
+
+
+def test_the_cnn_runs_on_onnx_runtime_and_auto_takes_a_runtime_that_passes_its_probe(tmp_path: Path) -> None:
+    photos = [Image.open(path).convert("RGB") for path in photographs()[:6]]
+    reference = TimmEmbedder("efficientnet-lite0", "random", runtime="torch").embed_images(photos)
+
+    onnx = TimmEmbedder("efficientnet-lite0", "random", runtime="onnx", cache_dir=tmp_path)
+    vectors = onnx.embed_images(photos)
+    assert onnx.runtime == "onnx-fp32"
+    assert float(np.sum(vectors * reference, axis=1).min()) >= 0.999
+    # The same vector for a photograph alone and inside a batch.
+    alone = np.concatenate([onnx.embed_images([photo]) for photo in photos])
+    assert float(np.sum(alone * vectors, axis=1).min()) >= 0.9999
+    (export,) = tmp_path.glob("onnx-cnn/efficientnet-lite0-random/image.onnx")
+
+    auto = TimmEmbedder("efficientnet-lite0", "random", runtime="auto", cache_dir=tmp_path)
+    choice = auto.runtime_choice
+    assert choice["image"] in {"torch-fp32", "onnx-fp32"} and set(choice["probes"]) == {
+        "torch-fp32",
+        "onnx-fp32",
+    }
+    measured = choice["probes"][choice["image"]]
+    assert measured["image_cosine"] >= 0.999 and measured["image_batch_cosine"] >= 0.9999
+    assert float(np.sum(auto.embed_images(photos) * reference, axis=1).min()) >= 0.999
+    (probes,) = export.parent.glob("probes-*.json")
+    written = probes.stat().st_mtime_ns
+    again = TimmEmbedder("efficientnet-lite0", "random", runtime="auto", cache_dir=tmp_path)
+    assert again.runtime_choice["image"] == choice["image"]  # from the cached probe: not measured again
+    assert probes.stat().st_mtime_ns == written

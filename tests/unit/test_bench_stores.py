@@ -57,3 +57,38 @@ def test_the_bench_command_runs_on_a_context_with_the_environments_credentials(
     lookalike(env, "bench", "--db", SERVER, "--vectors", "100")
     (ctx,) = seen
     assert ctx.settings.token == "root:s3cret"
+
+
+def test_the_bench_ingests_through_the_index_use_case_and_leaves_out_runtimes_the_model_lacks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lookalike.bench import bench_ingest
+    from lookalike.embed import Family, register, registry
+    from lookalike.store import open_store
+    from tests.helpers import FakeEmbedder
+
+    monkeypatch.setattr(registry, "_FAMILIES", list(registry.families()))  # registered for this test only
+    built: list[str] = []
+
+    def build(settings: Any, weights: str) -> FakeEmbedder:
+        built.append(settings.runtime)
+        return FakeEmbedder(dim=24)
+
+    register(Family("fake", lambda model: model == "fake-cnn", build, image_only=True))
+    ctx = Context(load_settings(model="fake-cnn", db=str(tmp_path / "unused.db"), workers=1))
+    lines: list[str] = []
+    result, _ = bench_ingest(
+        ctx, BenchConfig(images=5, image_size=64, runtimes=("torch", "onnx")), tmp_path, lines.append
+    )
+    assert built == [
+        "torch",
+        "auto",
+    ]  # onnx is not tried; the last one is the settings' own (the choice it reports)
+    assert any("does not run on onnx" in line for line in lines)
+    assert list(result["runtimes"]) == ["python"] and result["images"] == 5
+    # The ingest went through the index use case into its own collection, with its workflow beside it.
+    store = open_store(str(tmp_path / "ingest-torch.db"), "images")
+    assert store.count() == 5
+    store.close()
+    assert (tmp_path / "ingest-torch.db.images.workflow.sqlite").exists()
+    assert not (tmp_path / "unused.db").exists()  # the CLI's own database is never touched

@@ -130,7 +130,9 @@ def test_an_erasure_killed_before_it_began_is_finished_on_the_next_open(tmp_path
 
     store.delete([victim.id])
     store.flush()
-    erasure.plan(store, [store.read_index().locate([1])[1]])  # as delete(erase=True) does, then a kill
+    erasure.plan(
+        store._folder(), [store.read_index().locate([1])[1]], store.partitions
+    )  # as delete(erase=True) does
     # the old store is abandoned, as a killed process leaves it: nothing of it is closed
     reopened = LiteStore(str(tmp_path / "t.db"), "images")
     assert reopened.count() == 3

@@ -19,13 +19,13 @@ from typer.testing import CliRunner
 from lookalike.cli import app
 from lookalike.config import load_settings
 from lookalike.errors import ImageError
-from lookalike.ingest import Ingestor, IngestReport
+from lookalike.ingest import IngestPlan, IngestReport
 from lookalike.ingest.fetch import Fetched
 from lookalike.ingest.ids import content_hash, stable_id
 from lookalike.ingest.sources import Record, Skipped
 from lookalike.ingest.sync import Scope
 from lookalike.store import Item
-from lookalike.usecases import Context
+from lookalike.usecases import Context, local_runner
 from lookalike.usecases import ingest as ingesting
 from tests.helpers import FakeEmbedder, make_image, write_images
 from tests.unit.test_service import make_service
@@ -261,10 +261,8 @@ def _round(store: MemoryStore, rows: list[Row]) -> IngestReport:
             raise ImageError("HTTP 500 Internal Server Error")
         return Fetched(BYTES[int(uri.rsplit("-", 1)[1].split(".")[0])], None)
 
-    ingestor = Ingestor(
-        FakeEmbedder(), store, chunk_size=3, workers=1, fetcher=fetch, scope=Scope({"shop"}, catalog=True)
-    )
-    return ingestor.run(listing)
+    plan = IngestPlan(chunk_size=3, workers=1, fetch=fetch, scope=Scope({"shop"}, catalog=True))
+    return local_runner.run(plan, listing, FakeEmbedder(), store)
 
 
 def _read_ids(rows: list[Row]) -> set[int]:

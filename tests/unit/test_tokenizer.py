@@ -83,3 +83,21 @@ def test_other_tokenizers_are_left_to_open_clip() -> None:
 def test_the_vocabulary_is_found_without_importing_open_clip() -> None:
     path = vocab_path()
     assert path is not None and path.name == "bpe_simple_vocab_16e6.txt.gz"
+
+
+def test_ascii_text_that_skips_ftfy_tokenizes_as_open_clip_does() -> None:
+    """The fast path (printable ASCII without ``&`` skips ftfy): any ASCII text, control characters
+    and entities included, still gives open_clip's ids."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    ours = tokenizer_for("ViT-B-32", {"text_cfg": {"context_length": 77}})
+    theirs = open_clip.get_tokenizer("ViT-B-32")
+    assert ours is not None
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(st.text(st.characters(max_codepoint=0x7F), max_size=60), min_size=1, max_size=8))
+    def check(texts: list[str]) -> None:
+        assert np.array_equal(ours(texts), theirs(texts).numpy()), texts
+
+    check()

@@ -42,6 +42,7 @@ class Job:
     already_indexed: int = 0
     crops: int = 0  # detected objects stored as items (index with detect)
     blocked: int = 0  # refused by a hash bank (among the skipped, with their reasons)
+    flagged: int = 0  # flags raised for stored pictures by policies and hash banks
     alerts: list[str] = field(default_factory=list)  # hash banks' floods noticed
     skipped: list[Skipped] = field(default_factory=list)
     error: str | None = None
@@ -167,6 +168,7 @@ class Jobs:
             if isinstance(report, IngestReport):
                 job.indexed, job.already_indexed = report.indexed, report.already_indexed
                 job.crops, job.blocked, job.alerts = report.crops, report.blocked, report.alerts
+                job.flagged = report.flagged
                 job.skipped.extend(report.skipped)
             else:
                 job.result = report

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
@@ -34,46 +34,8 @@ class ClaimRequest(BaseModel):
     lease_s: float | None = Field(default=None, gt=0, le=86400, description="Seconds the claim lasts.")
 
 
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(int(ts), UTC).isoformat().replace("+00:00", "Z")
-
-
 claim_json = queue.claim_row  # one shape for the API and the command line
-
-
-def _match(match: dict[str, Any]) -> dict[str, Any]:
-    """Item ids as strings (they exceed a JavaScript number), times as ISO text."""
-    shown = dict(match)
-    if "items" in shown:
-        shown["items"] = [
-            {**member, "item": str(member["item"]), "created_at": _iso(member["created_at"])}
-            for member in shown["items"]
-        ]
-    for key in ("since", "until"):
-        if isinstance(shown.get(key), int):
-            shown[key] = _iso(shown[key])
-    return shown
-
-
-def detail_json(shown: queue.Detail) -> dict[str, Any]:
-    flag, item = shown.flag, shown.item
-    return {
-        "id": flag.id,
-        "item": str(flag.item),
-        "policy": flag.policy,
-        "label": flag.label,
-        "score": round(flag.score, 6),
-        "status": flag.status.value,
-        "flagged_at": _iso(flag.created_at),
-        "stored": item is not None,
-        "item_id": item.item_id if item else None,
-        "source": item.source if item else None,
-        "name": item.name if item else None,
-        "uri": item.uri if item else None,
-        "created_at": _iso(item.created_at) if item else None,
-        "claim": claim_json(shown.claim),
-        "match": _match(shown.match),
-    }
+detail_json = queue.detail_row  # one shape for the API and `lookalike claim --json`
 
 
 @router.get("/flags/next")

@@ -389,6 +389,7 @@ async def job(request: Request, job_id: str) -> dict[str, Any]:
         "already_indexed": found.already_indexed,
         "crops": found.crops,
         "blocked": found.blocked,
+        "flagged": found.flagged,
         "alerts": found.alerts,
         "skipped": [SkippedOut(uri=s.uri, reason=s.reason) for s in found.skipped],
         "error": found.error,

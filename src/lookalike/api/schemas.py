@@ -136,6 +136,7 @@ class JobOut(BaseModel):
     already_indexed: int
     crops: int = 0
     blocked: int = 0  # refused by a hash bank (a take-down's block list); among the skipped with their reasons
+    flagged: int = 0  # flags raised for stored pictures by policies and hash banks
     alerts: list[str] = []  # hash banks' floods noticed by this run
     skipped: list[SkippedOut]
     error: str | None

@@ -78,21 +78,7 @@ async def check_waves(request: Request, body: WavesRequest) -> dict[str, str]:
             dry_run=body.dry_run,
             progress=progress,
         )
-        return {
-            "clusters": len(found),
-            "new_waves": sum(1 for f in found if f.new),
-            "waves": [
-                {
-                    "wave": f.wave.id if f.wave else None,
-                    "flag": f.wave.flag if f.wave else None,
-                    "new": f.new,
-                    "added": f.added,
-                    "sellers": f.sellers,
-                    "items": _members(f.members),
-                }
-                for f in found
-            ],
-        }
+        return waves.found_json(found)
 
     jobs: Jobs = request.app.state.jobs
     job = jobs.submit(work, kind="waves")

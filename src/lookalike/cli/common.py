@@ -29,7 +29,7 @@ from rich.table import Table
 from rich.text import Text
 
 from lookalike.cli.stderr import filter_grpc_chatter, is_chatter
-from lookalike.config import DEFAULT_MODEL, DEFAULT_PRETRAINED, load_settings
+from lookalike.defaults import DEFAULT_MODEL, DEFAULT_PRETRAINED
 from lookalike.errors import ConfigError, DatabaseInUseError, LookalikeError
 from lookalike.usecases.context import Context
 
@@ -156,6 +156,8 @@ def context_for(
 ) -> Context:
     """The use cases' context for these options; nothing is opened or loaded yet. A command that only
     reads a Milvus Lite database does not start Milvus Lite (``Context.read_files``)."""
+    from lookalike.config import load_settings  # pydantic-settings: not for --help
+
     settings = load_settings(db=db, collection=collection, model=model, pretrained=pretrained, **extra)
     return Context(settings, read_files=True)
 
@@ -231,7 +233,7 @@ def _held(ctx: Context, exc: DatabaseInUseError) -> DatabaseInUseError:
     return _HeldByServer(
         f"The database {ctx.settings.db} is in use by `lookalike serve` at {record.url} (pid {record.pid}): "
         "Milvus Lite lets one process open it at a time, and this command does not go through the "
-        "server (search, show, stats, flags, review, audit, export, delete and index do). Stop the server "
+        "server (search, show, stats, flags, claim, review, audit, waves, export, delete and index do). Stop the server "
         "and run this command again."
     )
 

@@ -42,7 +42,11 @@ if TYPE_CHECKING:
 @app.command()
 def index(
     path: Annotated[
-        str, typer.Argument(help="A folder (recursive), an image file, or a .csv/.parquet catalog.")
+        str,
+        typer.Argument(
+            help="A folder (recursive), an image file, or a .csv/.parquet catalog; local, or in S3-compatible "
+            "storage as s3://bucket/prefix (credentials, region and AWS_ENDPOINT_URL from the AWS variables)."
+        ),
     ],
     source: Annotated[
         str | None,
@@ -87,6 +91,28 @@ def index(
             "its source under that folder; a catalog's, the sources its rows name (and --source).",
         ),
     ] = False,
+    ray: Annotated[
+        bool,
+        typer.Option(
+            "--ray",
+            help="Run the stages on Ray Data: read, hash and decode as tasks, the model in an actor pool "
+            "(one GPU per actor where the cluster has GPUs). Needs pip install 'lookalike[ray]'.",
+        ),
+    ] = False,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray-address",
+            help="With --ray: the cluster to join (auto, or ray://host:10001); default: $RAY_ADDRESS, else "
+            "a local Ray instance on this machine. Workers read the images themselves: give s3:// or URLs.",
+        ),
+    ] = None,
+    actors: Annotated[
+        int | None,
+        typer.Option(
+            "--actors", min=1, help="With --ray: model actors (default: one per GPU, else one per 4 CPUs)."
+        ),
+    ] = None,
     as_json: AsJson = False,
     db: Db = None,
     collection: Collection = None,
@@ -97,7 +123,7 @@ def index(
 ) -> None:
     """Index images: embed every new image and store it; files already indexed are skipped.
 
-    Catalog columns: image (path relative to the catalog, or http(s) URL), item_id, name,
+    Catalog columns: image (path relative to the catalog, s3:// object or http(s) URL), item_id, name,
     source, created_at (ISO date, YYYYMMDD, unix seconds or milliseconds; default: the file's
     modification time).
     Unreadable or corrupt files are skipped and listed at the end.
@@ -108,6 +134,7 @@ def index(
     with errors(verbose):
         params = parse_index_params(index_params)  # before the model loads
         ingest.check_source(source)
+        on_ray = _on_ray(ray, ray_address, actors, batch_size, detect)  # before the model loads
         ingest.check_path(path)  # a missing path, an empty or malformed catalog: before the model loads
     with (
         session(
@@ -138,6 +165,11 @@ def index(
             bar.update(task, advance=n, rate=f"{done / elapsed:.1f} img/s")
 
         if server is not None:
+            if on_ray is not None:
+                raise ConfigError(
+                    "--ray writes the database from this process, and `lookalike serve` holds it: "
+                    "stop the server, or index without --ray."
+                )
             through = _through_server(path, index_type, params, sync)
             report = server.index(
                 [through], source=source, detect=detect, on_start=on_start, progress=advance
@@ -153,6 +185,7 @@ def index(
                 progress=advance,
                 detect=detect,
                 sync=sync,
+                on_ray=on_ray,
             )
     if as_json:
         print_json(report_dict(report))
@@ -160,6 +193,20 @@ def index(
         print_report(report, detect, sync)
     if report.indexed == 0 and report.already_indexed == 0 and report.skipped:
         raise typer.Exit(1)
+
+
+def _on_ray(ray: bool, address: str | None, actors: int | None, batch_size: int | None, detect: bool) -> Any:
+    """The --ray options as the use case takes them, or None; refused now where they cannot run."""
+    from lookalike.usecases import ingest
+
+    if not ray:
+        if address is not None or actors is not None:
+            raise ConfigError(f"{'--ray-address' if address is not None else '--actors'} goes with --ray.")
+        return None
+    if detect:
+        raise ConfigError("--detect is not offered with --ray: index without --ray to detect objects.")
+    ingest.check_ray()
+    return ingest.OnRay(address, actors, batch_size)
 
 
 def _through_server(path: str, index_type: str, params: dict[str, Any] | None, sync: bool) -> str:
@@ -176,6 +223,7 @@ def _through_server(path: str, index_type: str, params: dict[str, Any] | None, s
 def print_report(report: IngestReport, detect: bool, sync: bool) -> None:
     crops = f", {report.crops} detected objects" if detect else ""
     blocked = f" ({report.blocked} blocked)" if report.blocked else ""
+    blocked += f"; {report.flagged} flagged for review" if report.flagged else ""
     if sync:
         line = (
             f"synced: {report.added} added, {report.updated} updated, {report.replaced} replaced, "
@@ -207,6 +255,7 @@ def report_dict(report: IngestReport) -> dict[str, Any]:
         "left": report.left,
         "kept": report.kept,
         "blocked": report.blocked,
+        "flagged": report.flagged,
         "skipped": [{"uri": s.uri, "reason": s.reason} for s in report.skipped],
         "alerts": report.alerts,
         "elapsed_s": round(report.elapsed_s, 3),

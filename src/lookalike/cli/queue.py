@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -19,6 +19,7 @@ from lookalike.cli.common import (
     err,
     out,
     print_json,
+    served,
     session,
     table,
     tagged,
@@ -67,53 +68,53 @@ def claim(
     """Claim a flag to review, so no other reviewer gets it or decides it while the lease lasts.
 
     Without FLAG_ID: the flag this reviewer holds already, else the oldest open flag nobody holds.
-    Decide it with `lookalike review FLAG_ID --confirm|--dismiss --by NAME`.
+    Decide it with `lookalike review FLAG_ID --confirm|--dismiss --by NAME`. With --json: the flag
+    as the API's GET /flags/{id} shows it (its claim, what it matched), or {"flag": null}.
     """
     from lookalike.usecases import queue
 
     reviewer = _reviewer(by)
     if release and flag_id is None:
         raise typer.BadParameter("--release needs the FLAG_ID to let go.")
-    with session(verbose, db, collection, None, None) as ctx:
+    with session(verbose, db, collection, None, None) as ctx, served(ctx) as server:
         if release:
             assert flag_id is not None
-            released = queue.release(ctx, flag_id, reviewer)
+            mine = server.release(flag_id, by=reviewer) if server else queue.release(ctx, flag_id, reviewer)
             out.print(
                 f"flag {flag_id} released by {reviewer}"
-                if released
+                if mine
                 else f"{reviewer} held no claim on flag {flag_id}"
             )
             return
-        if flag_id is None:
-            found = queue.next_flag(ctx, reviewer, policy=policy, lease_s=lease)
+        # The flag whole, as the API shows it (GET /flags/{id}): item ids as strings, times ISO.
+        shown: dict[str, Any] | None
+        if server is not None:
+            shown = server.claim(flag_id, by=reviewer, policy=policy, lease_s=lease)
         else:
-            found = queue.claim(ctx, flag_id, reviewer, lease_s=lease)
-    if found is None:
+            if flag_id is None:
+                found = queue.next_flag(ctx, reviewer, policy=policy, lease_s=lease)
+            else:
+                found = queue.claim(ctx, flag_id, reviewer, lease_s=lease)
+            shown = queue.detail_row(queue.detail(ctx, found.flag.id)) if found else None
+    if shown is None:
         if as_json:
             print_json({"flag": None})
         else:
             out.print("no open flag left that nobody holds")
         return
-    flag, held, item = found.flag, found.claim, found.item
-    payload = {
-        "id": flag.id,
-        "item": flag.item,
-        "policy": flag.policy,
-        "label": flag.label,
-        "score": round(flag.score, 6),
-        "item_id": item.item_id if item else None,
-        "source": item.source if item else None,
-        "uri": item.uri if item else None,
-        "by": held.reviewer,
-        "expires_at": int(held.expires_at),
-    }
     if as_json:
-        print_json(payload)
+        print_json(shown)
         return
-    where = f"{item.source} · {item.item_id} · {item.uri}" if item else f"item {flag.item} (no longer stored)"
+    where = " · ".join(str(shown[k]) for k in ("source", "item_id", "uri") if shown[k] is not None)
+    if not shown["stored"]:
+        gone = "refused, never stored" if shown["refused"] else "no longer stored"
+        where = f"{where or 'item ' + shown['item']} ({gone})"
+    score = float(shown["score"])
+    said = f"PDQ distance {score:.0f}" if shown["policy"].startswith("bank:") else f"{score:.4f}"
+    until = str(shown["claim"]["expires_at"])[11:19]
     out.print(
-        f"flag {flag.id} claimed by {held.reviewer} until {_clock(held.expires_at)}: "
-        f"{flag.policy} · {flag.label} ({flag.score:.4f}) — {where}"
+        f"flag {shown['id']} claimed by {shown['claim']['by']} until {until} UTC: "
+        f"{shown['policy']} · {shown['label']} ({said}) — {where}"
     )
 
 
@@ -279,38 +280,42 @@ def waves(
     from lookalike.usecases import waves as finding
 
     with session(verbose, db, collection, model, pretrained) as ctx:
-        start = finding.moment(since, option="--since")
+        start = finding.moment(since, option="--since")  # a bad time is refused here, server or not
         end = finding.moment(until, end=True, option="--until") if until else None
-        found = counted(
-            "reading the window",
-            lambda progress: finding.find(
-                ctx,
-                since=start,
-                until=end,
-                min_sellers=min_sellers,
-                threshold=threshold,
-                sources=source or (),
-                dry_run=dry_run,
-                progress=progress,
-            ),
-        )
-    payload = [
-        {
-            "wave": f.wave.id if f.wave else None,
-            "flag": f.wave.flag if f.wave else None,
-            "new": f.new,
-            "added": f.added,
-            "sellers": f.sellers,
-            "items": [
-                {"id": m.item, "item_id": m.item_id, "source": m.source, "score": round(m.score, 6)}
-                for m in f.members
-            ],
-        }
-        for f in found
-    ]
+        with served(ctx) as server:
+            if server is not None:
+                result = counted(
+                    "reading the window",
+                    lambda progress: server.waves(
+                        since=since,
+                        until=until,
+                        min_sellers=min_sellers,
+                        threshold=threshold,
+                        sources=source or (),
+                        dry_run=dry_run,
+                        on_start=lambda total: None,
+                        progress=progress,
+                    ),
+                )
+            else:
+                found = counted(
+                    "reading the window",
+                    lambda progress: finding.find(
+                        ctx,
+                        since=start,
+                        until=end,
+                        min_sellers=min_sellers,
+                        threshold=threshold,
+                        sources=source or (),
+                        dry_run=dry_run,
+                        progress=progress,
+                    ),
+                )
+                result = finding.found_json(found)
     if as_json:
-        print_json({"clusters": len(found), "new_waves": sum(1 for f in found if f.new), "waves": payload})
+        print_json(result)
         return
+    payload: list[dict[str, Any]] = result["waves"]
 
     def state(p: dict[str, object]) -> str:
         if dry_run:
@@ -336,10 +341,9 @@ def waves(
         ("items", "right"),
         ("sources", "left"),
     ]
-    new = sum(1 for f in found if f.new)
     table(
         None,
         columns,
         rows,
-        caption=f"{len(found)} clusters across {min_sellers}+ sources; {new} new waves flagged",
+        caption=f"{result['clusters']} clusters across {min_sellers}+ sources; {result['new_waves']} new waves flagged",
     )

@@ -121,7 +121,8 @@ def flags(
     collection: Collection = None,
     verbose: Verbose = False,
 ) -> None:
-    """The review queue: flags raised by policies, oldest first, filtered by policy, status and day."""
+    """The review queue: flags raised by policies, hash banks (policy bank:NAME; the score is the PDQ
+    distance in bits) and waves, oldest first, filtered by policy, status and day."""
     from lookalike.usecases import review
 
     first, last = parse_window(since, until)
@@ -153,7 +154,7 @@ def flags(
             str(p["id"]),
             str(p["policy"]),
             str(p["label"]),
-            f"{p['score']:.4f}",
+            f"{p['score']:.0f} bits" if str(p["policy"]).startswith("bank:") else f"{p['score']:.4f}",
             str(p["status"]),
             str(p["flagged_at"])[:10],
             _shown(p),
@@ -164,10 +165,10 @@ def flags(
 
 
 def _shown(flag: dict[str, Any]) -> str:
+    if flag.get("refused") and not flag["stored"]:
+        return f"{flag['uri']} from {flag['source']} (refused, never stored)"
     if flag["uri"]:
         return str(flag["uri"])
-    if flag.get("refused"):
-        return f"refused upload from {flag['source']}: {flag['refused']}"
     return f"{flag['item']} (no longer stored)"
 
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 import importlib
 import logging
 import re
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -30,6 +31,9 @@ from lookalike.embed.base import (
     weights_label,
 )
 from lookalike.errors import ConfigError, ModelUnavailableError
+
+if TYPE_CHECKING:
+    from lookalike.embed.cnnruntimes import CnnRuntime
 
 log = logging.getLogger(__name__)
 
@@ -78,11 +82,6 @@ _INVERTED = {
 _BLOCK = re.compile(r"_blocks\.(\d+)\.(\w+)\.(\w+)")
 
 
-def is_image_only(model: str) -> bool:
-    """Whether a model name (or a collection's stored ``model:weights`` label) is an image-only CNN."""
-    return model.split(":", 1)[0].lower() in CNN_MODELS
-
-
 def timm_state_dict(state: dict[str, Any], stage_depths: Sequence[int]) -> dict[str, Any]:
     """Rename an EfficientNet-PyTorch state dict to timm's keys; a timm state dict passes unchanged."""
     if not any(key.startswith("_conv_stem") for key in state):
@@ -105,7 +104,14 @@ class TimmEmbedder(Embedder):
     """An image-only CNN from timm; vectors are its globally pooled features, L2-normalised."""
 
     def __init__(
-        self, model: str, pretrained: str = PACKAGED, device: str = "auto", batch_size: int = 32
+        self,
+        model: str,
+        pretrained: str = PACKAGED,
+        device: str = "auto",
+        batch_size: int = 32,
+        *,
+        runtime: str = "torch",
+        cache_dir: str | Path | None = None,
     ) -> None:
         super().__init__(batch_size)
         key = model.lower()
@@ -117,6 +123,9 @@ class TimmEmbedder(Embedder):
         self._device_pref = device
         self._model: Any = None
         self._transform: Any = None
+        self._runtime_pref = runtime
+        self._cache_dir = Path(cache_dir or Path(tempfile.gettempdir()) / "lookalike-cache").expanduser()
+        self._runtime: CnnRuntime | None = None
         self.device = "cpu"
 
     @property
@@ -137,7 +146,15 @@ class TimmEmbedder(Embedder):
 
     @property
     def runtime(self) -> str:
-        return "torch-fp32"
+        return self._runtime.label if self._runtime is not None else "torch-fp32"
+
+    @property
+    def runtime_choice(self) -> dict[str, Any]:
+        self.load()
+        choice: dict[str, Any] = {"image": self.runtime, "text": self.runtime}
+        if self._runtime is not None and self._runtime.probes:
+            choice["probes"] = self._runtime.probes
+        return choice
 
     def _weights_file(self) -> Path | None:
         value = self.pretrained.strip()
@@ -183,7 +200,25 @@ class TimmEmbedder(Embedder):
         self._model = model.eval().to(device)
         self._transform = create_transform(**resolve_data_config({}, model=model))
         self.device = device
-        log.info("loaded %s on %s", self.name, device)
+        self._runtime = self._choose_runtime(file)
+        log.info("loaded %s on %s (%s)", self.name, device, self._runtime.label)
+
+    def _choose_runtime(self, weights: Path | None) -> CnnRuntime:
+        from lookalike.embed.checkpoints import file_sha256
+        from lookalike.embed.cnnruntimes import choose
+        from lookalike.embed.probe import probe_photos
+
+        digest = file_sha256(weights, self._cache_dir)[:16] if weights is not None else "random"
+        wanted = self._runtime_pref
+        pixels = np.stack([self._pixels(photo) for photo in probe_photos()]) if wanted == "auto" else None
+        return choose(
+            wanted,
+            self._model,
+            device=self.device,
+            folder=self._cache_dir / "onnx-cnn" / f"{self.model_spec}-{digest}",
+            side=self.input_size or 224,
+            pixels=pixels if pixels is not None else np.zeros((0, 3, 224, 224), dtype=np.float32),
+        )
 
     def _pixels(self, image: Image.Image) -> npt.NDArray[np.float32]:
         return np.asarray(self._transform(image).numpy(), dtype=np.float32)
@@ -193,11 +228,8 @@ class TimmEmbedder(Embedder):
         return self._pixels(image)
 
     def _run(self, pixels: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        import torch
-
-        with torch.inference_mode():
-            features = self._model(torch.from_numpy(pixels).to(self.device))
-        return np.asarray(features.float().cpu().numpy(), dtype=np.float32)
+        assert self._runtime is not None
+        return np.asarray(self._runtime.images(pixels), dtype=np.float32)
 
     def embed_prepared(self, prepared: Sequence[Any]) -> Vectors:
         if not prepared:

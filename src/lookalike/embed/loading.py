@@ -72,7 +72,9 @@ def resolve_architecture(model: str) -> tuple[str, dict[str, Any], dict[str, Any
     cfg = open_clip.get_model_config(model)
     if cfg is None:
         known = ", ".join(m for m in open_clip.list_models() if m.startswith(("ViT-B", "ViT-L", "RN50")))
-        known += ", efficientnet-lite0 (image only)"
+        from lookalike.embed.registry import families
+
+        known += "".join(f", {name} (image only)" for f in families() if f.image_only for name in f.known)
         raise ConfigError(
             f"Unknown open_clip model '{model}'. Pass an architecture name (e.g. {known}, ...; "
             "`python -c 'import open_clip; print(open_clip.list_models())'` lists all) "

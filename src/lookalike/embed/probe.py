@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from lookalike.embed.runtimes import Runtime
 
 Array = npt.NDArray[Any]
+Encode = Callable[[Array], Array]
 
 # Cached probe results of an older probe (fewer batch-mates, no photographs, the batch timed on its
 # first call or with no decoding beside it) are measured again.
@@ -134,28 +135,36 @@ def _batch_cosine(encode: Callable[[Array], Array], inputs: Array, mates: Array)
     return _cosines(alone, together)
 
 
-def measure(reference: Runtime, candidate: Runtime, pixels: Array, tokens: Array) -> dict[str, float]:
-    """Agreement with the reference (lowest cosine), batch stability and speed, per tower.
+def measure_images(reference: Encode, candidate: Encode, pixels: Array) -> dict[str, float]:
+    """Agreement with the reference (lowest cosine), batch stability and speed of an image encoder.
 
     ``image_ms`` is per image of the stability batch (a photograph and its 32 batch-mates, about
     what ingest runs), the better of two runs beside a decoding thread, as in ingest (a runtime
-    may plan its first call at a new shape: the stability check is that call); ``text_ms`` one
-    query, alone.
+    may plan its first call at a new shape: the stability check is that call).
     """
-    one_text = tokens[:1]  # already as long as the tokenizer makes it (trimmed where the tower allows)
     mates = batch_mates(pixels)
     batch = np.concatenate([pixels, mates])
-    image_batch_cosine = _batch_cosine(candidate.images, pixels, mates)
+    image_batch_cosine = _batch_cosine(candidate, pixels, mates)
     with decoding_beside():
-        image_ms = _best_ms(lambda: candidate.images(batch), 2, warm=False) / len(batch)
+        image_ms = _best_ms(lambda: candidate(batch), 2, warm=False) / len(batch)
     return {
-        "probe_version": PROBE_VERSION,
-        "image_cosine": _cosines(reference.images(pixels), candidate.images(pixels)),
-        "text_cosine": _cosines(reference.texts(tokens), candidate.texts(tokens)),
+        "image_cosine": _cosines(reference(pixels), candidate(pixels)),
         "image_batch_cosine": image_batch_cosine,
-        "text_batch_cosine": _batch_cosine(candidate.texts, tokens[1:], tokens[:1]),
         "image_batch_mates": float(len(mates)),
         "image_ms": image_ms,
+    }
+
+
+def measure(reference: Runtime, candidate: Runtime, pixels: Array, tokens: Array) -> dict[str, float]:
+    """Agreement with the reference (lowest cosine), batch stability and speed, per tower
+    (``measure_images``; ``text_ms`` is one query, alone)."""
+    one_text = tokens[:1]  # already as long as the tokenizer makes it (trimmed where the tower allows)
+    images = measure_images(reference.images, candidate.images, pixels)
+    return {
+        "probe_version": PROBE_VERSION,
+        **images,
+        "text_cosine": _cosines(reference.texts(tokens), candidate.texts(tokens)),
+        "text_batch_cosine": _batch_cosine(candidate.texts, tokens[1:], tokens[:1]),
         "text_ms": _best_ms(lambda: candidate.texts(one_text), 5),
     }
 

@@ -1,12 +1,13 @@
-"""Ingestion: sources → read → hash → skip stored → decode → embed → store; bad files are reported."""
+"""Ingestion in stages (pipeline.py): list → read → hash → skip stored → decode → embed → store; bad files are reported."""
 
 from __future__ import annotations
 
 from lookalike.ingest.decode import DecodedImage, decode_image, encode_jpeg, image_media_type, shrink, to_rgb
 from lookalike.ingest.fetch import Fetched, fetch_public_url
 from lookalike.ingest.ids import content_hash, stable_id
-from lookalike.ingest.pipeline import Ingestor, IngestReport
+from lookalike.ingest.pipeline import IngestPlan
 from lookalike.ingest.policy import FetchPolicy, fetch
+from lookalike.ingest.report import IngestReport
 from lookalike.ingest.sources import Listing, Record, Skipped, open_listing, parse_created_at
 
 __all__ = [
@@ -14,7 +15,7 @@ __all__ = [
     "FetchPolicy",
     "Fetched",
     "IngestReport",
-    "Ingestor",
+    "IngestPlan",
     "Listing",
     "Record",
     "Skipped",

@@ -12,10 +12,24 @@ import codecs
 import csv
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Protocol
 
 from lookalike.errors import CatalogError
 from lookalike.store.fields import CATALOG_FIELDS
+
+
+class CatalogFile(Protocol):
+    """What a catalog is read from: a local ``Path``, or an object in S3 (objects.ObjectFile)."""
+
+    @property
+    def name(self) -> str: ...
+
+    def open(self, mode: str) -> BinaryIO: ...
+
+
+def _parquet_input(path: Path | CatalogFile) -> Any:
+    return path if isinstance(path, Path) else path.open("rb")
+
 
 CATALOG_COLUMNS = ("image", "item_id", *CATALOG_FIELDS, "source", "created_at")
 """The columns a catalog may have: the image, the identities and date ingest reads itself, and the
@@ -43,7 +57,7 @@ def encoding_hint(head: bytes) -> tuple[str, str]:
     return "Windows-1252 / Latin-1", "CP1252"
 
 
-def _not_utf8(path: Path, line: int, column: int, head: bytes) -> CatalogError:
+def _not_utf8(path: Path | CatalogFile, line: int, column: int, head: bytes) -> CatalogError:
     looks, name = encoding_hint(head)
     return CatalogError(
         f"The catalog {path.name} is not UTF-8: line {line}, column {column} does not decode. "
@@ -51,7 +65,7 @@ def _not_utf8(path: Path, line: int, column: int, head: bytes) -> CatalogError:
     )
 
 
-def _lines(path: Path, read: list[int]) -> Iterator[str]:
+def _lines(path: Path | CatalogFile, read: list[int]) -> Iterator[str]:
     """The lines of a UTF-8 file; ``read[0]`` holds the number of the last line handed out."""
     with path.open("rb") as handle:
         head = handle.read(4096)
@@ -68,7 +82,7 @@ def _lines(path: Path, read: list[int]) -> Iterator[str]:
                 raise _not_utf8(path, read[0], exc.start + 1, head) from None
 
 
-def check_columns(path: Path, names: Sequence[str]) -> None:
+def check_columns(path: Path | CatalogFile, names: Sequence[str]) -> None:
     """Refuse a catalog without an 'image' column, or with a column lookalike reads given twice.
 
     Two 'image' (or 'item_id', ...) columns leave no way to tell which one is meant, and a row
@@ -88,7 +102,7 @@ def check_columns(path: Path, names: Sequence[str]) -> None:
         )
 
 
-def csv_rows(path: Path) -> Iterator[dict[str, Any]]:
+def csv_rows(path: Path | CatalogFile) -> Iterator[dict[str, Any]]:
     read = [0]
     reader = csv.DictReader(_lines(path, read))
     try:
@@ -113,11 +127,11 @@ def csv_rows(path: Path) -> Iterator[dict[str, Any]]:
         ) from None
 
 
-def parquet_rows(path: Path) -> Iterator[dict[str, Any]]:
+def parquet_rows(path: Path | CatalogFile) -> Iterator[dict[str, Any]]:
     import pyarrow.parquet as pq
 
     try:
-        parquet = pq.ParquetFile(path)
+        parquet = pq.ParquetFile(_parquet_input(path))
         names = parquet.schema_arrow.names
     except Exception as exc:  # pyarrow raises several types (ArrowInvalid, OSError, ...) for bad files
         raise CatalogError(f"The catalog {path.name} is not a readable Parquet file: {exc}") from None
@@ -134,10 +148,10 @@ def parquet_rows(path: Path) -> Iterator[dict[str, Any]]:
         raise CatalogError(f"The catalog {path.name} is corrupt after row {row}: {exc}") from None
 
 
-def parquet_count(path: Path) -> int:
+def parquet_count(path: Path | CatalogFile) -> int:
     import pyarrow.parquet as pq
 
     try:
-        return int(pq.ParquetFile(path).metadata.num_rows)
+        return int(pq.ParquetFile(_parquet_input(path)).metadata.num_rows)
     except Exception as exc:  # as parquet_rows
         raise CatalogError(f"The catalog {path.name} is not a readable Parquet file: {exc}") from None

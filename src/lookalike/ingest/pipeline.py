@@ -1,32 +1,63 @@
-"""records → read → hash → skip stored → decode → embed → insert, never aborting on one bad file."""
+"""Ingest in stages: list → read and hash → select → decode → keep and screen → embed → sinks.
+
+Each stage is a function of its inputs that returns its outputs (a batch of records, of reads with
+their bytes, of decoded model inputs, of vectors), so that any runner can call it, in this process or
+on other machines; none keeps state of its own. What a run remembers (the ids it has seen, the marks
+``--sync`` sweeps by, the report) belongs to its runner, which passes it in. The local runner
+(usecases/local_runner.py) overlaps the stages in threads. A distributed runner (Ray Data's
+``map_batches``) calls the same functions, per batch of listed entries, in this order:
+
+1. ``read(record, plan.fetch)`` for each Record, anywhere (I/O): the bytes, their SHA-256 and the
+   item's stable id (``identify``), or a Skipped saying why not.
+2. On the driver, which holds the store and the run's state: ``admit(entries, results, seen, marks)``
+   drops what this run listed twice and marks what ``--sync`` keeps; ``known(store, reads, plan)``
+   asks the store what it holds (and, with ``--sync``, which names or dates changed);
+   ``fresh(reads, known)`` is what is left to embed.
+3. ``decode(read, plan, prepare, input_size, detector)`` for each, anywhere (CPU): the model's inputs
+   (the embedder's ``prepare_image``), the PDQ hash, detected crops; then ``keep_download(read, plan)``
+   where downloaded images are kept (a shared folder).
+4. On the driver: the screen (hash banks) judges ``uploads(outcomes)``; ``settle(outcomes, refused,
+   marks, batch)`` records skips and refusals.
+5. ``embed(units, encode)`` where the model is (an actor holding one): a vector or None per unit.
+6. On the driver: ``items(units, vectors, plan)`` (``item_of`` is the one place a read becomes an
+   Item) and ``unusable(units, vectors, marks, batch)`` (what got no vector); the sinks:
+   ``store.insert(items + batch.updates)``, then, once written, ``on_stored(items,
+   chunk_hashes(units))`` (policies' flags, PDQ hashes, bank flags).
+7. Once every batch is written: ``sweep(store, plan.scope, marks)`` (sync.py), ``store.flush()``, and
+   ``on_deleted(swept ids)``.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import islice
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
-from lookalike.embed import Detection, Detector, Embedder
+from lookalike.embed import Detection, Detector
 from lookalike.embed.detect import crop
 from lookalike.errors import ConfigError, ImageError
 from lookalike.ingest.decode import decode_image
 from lookalike.ingest.fetch import Fetched
 from lookalike.ingest.ids import content_hash, stable_id
+from lookalike.ingest.kept import keep
 from lookalike.ingest.phash import pdq
 from lookalike.ingest.policy import FetchPolicy, is_url
 from lookalike.ingest.sources import Record, Skipped
-from lookalike.ingest.sync import Marks, Scope, Swept, sweep, updated_metadata
+from lookalike.ingest.sync import Marks, Scope, updated_metadata
 from lookalike.store import Item, Store
 from lookalike.store.models import WHOLE_IMAGE_LABEL, box_text
 from lookalike.store.partitions import check_time
 
 Progress = Callable[[int], None]
+Fetch = Callable[[str], Fetched]
+Prepare = Callable[[Image.Image], Any]
+Encode = Callable[[Sequence[Any]], Any]
 Hashes = dict[int, tuple[str, int]]  # item id -> (PDQ hash, quality)
 Stored = Callable[[list[Item], Hashes], None]
 Deleted = Callable[[list[int]], object]
@@ -49,47 +80,48 @@ Screen = Callable[[list[Upload]], dict[int, str]]
 """Returns, by id, the uploads refused and why (the hash banks' block list); the rest are stored."""
 
 
-@dataclass
-class IngestReport:
-    """What an ingest did: counts, every skipped input with its reason, and the time taken.
-
-    The counts add up (sync.py says how ``replaced`` pairs new pictures with swept ones):
-    every entry listed is new (``added`` + ``replaced`` = ``indexed``), was stored already
-    (``updated`` + ``left`` = ``already_indexed``; an entry listed twice counts as left) or
-    was skipped, so ``seen`` = ``indexed`` + ``already_indexed`` + ``len(skipped)``. With
-    ``--sync``, the scope's stored pictures go from N to N + ``added`` - ``deleted``, and
-    ``kept`` of them stayed only because a record of theirs could not be read this time.
-    No count is ever negative.
-    """
-
-    seen: int = 0
-    indexed: int = 0
-    already_indexed: int = 0
-    blocked: int = 0  # refused by a hash bank (a take-down's block list); counted among the skipped too
-    crops: int = 0  # detected objects stored as their own items (--detect)
-    updated: int = 0  # --sync: name or date changed, image the same (no re-embedding)
-    replaced: int = 0  # --sync: a new image for a listed item, in place of an old one deleted
-    deleted: int = 0  # --sync: stored pictures gone with nothing in their place (no longer listed)
-    kept: int = 0  # --sync: stored pictures kept because their record could not be read this time
-    skipped: list[Skipped] = field(default_factory=list)
-    alerts: list[str] = field(default_factory=list)  # hash banks' floods noticed during the run
-    elapsed_s: float = 0.0
-
-    @property
-    def added(self) -> int:
-        return self.indexed - self.replaced
-
-    @property
-    def left(self) -> int:
-        return self.already_indexed - self.updated
-
-    @property
-    def images_per_s(self) -> float:
-        return self.indexed / self.elapsed_s if self.elapsed_s > 0 else 0.0
+def _default_fetch() -> Fetch:
+    return FetchPolicy().read
 
 
 @dataclass(frozen=True)
-class _Read:
+class IngestPlan:
+    """What one ingest does, as a value: any runner can be handed it, and send it to other machines.
+
+    Args:
+        chunk_size: listed entries per batch (at least the model's batch size).
+        workers: threads (or tasks) reading and decoding at once.
+        max_pixels: a larger picture is skipped, not decoded.
+        fetch: reads a path or URL (a ``FetchPolicy``'s ``read``: its roots, deadline and byte cap).
+        detect: every object the detector finds becomes an item of its own too.
+        scope: ``--sync``: afterwards, the stored items in this scope that were not listed are deleted.
+        perceptual_hashes: keep the PDQ hash of every new whole picture (and screen by it).
+        keep: the folder where downloaded (URL) images are kept, so that they are never fetched again.
+    """
+
+    chunk_size: int = 256
+    workers: int = 4
+    max_pixels: int = 100_000_000
+    fetch: Fetch = field(default_factory=_default_fetch)
+    detect: bool = False
+    scope: Scope | None = None
+    perceptual_hashes: bool = False
+    keep: str | None = None
+
+
+@dataclass(frozen=True)
+class Sinks:
+    """What the driver tells and asks the workflow store during a run (all optional)."""
+
+    on_stored: Stored | None = None  # each batch's new items and PDQ hashes, once written
+    on_deleted: Deleted | None = None  # --sync: the ids swept, once the deletion is flushed
+    screen: Screen | None = None  # judges each batch's new pictures before they are embedded
+
+
+@dataclass(frozen=True)
+class Read:
+    """A record's bytes, hashed and named."""
+
     record: Record
     id: int
     sha256: str
@@ -100,10 +132,10 @@ class _Read:
 
 
 @dataclass(frozen=True)
-class _Unit:
+class Unit:
     """One thing to embed: a whole picture, or one detected crop of it."""
 
-    read: _Read
+    read: Read
     width: int
     height: int
     inputs: Any
@@ -113,302 +145,269 @@ class _Unit:
 
 
 @dataclass
-class _Prepared:
-    """A chunk ready for the encoder: model inputs for its new images and crops, and what was left out."""
+class Batch:
+    """What the driver made of one batch of listed entries: units to embed, and what was left out."""
 
     size: int
-    decoded: list[_Unit] = field(default_factory=list)
+    units: list[Unit] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     already_indexed: int = 0
     blocked: int = 0
     updates: list[Item] = field(default_factory=list)
 
 
-def _chunks(items: Iterable[Record | Skipped], size: int) -> Iterator[list[Record | Skipped]]:
-    iterator = iter(items)
+@dataclass(frozen=True)
+class Known:
+    """What the store holds of a batch's reads."""
+
+    stored: frozenset[int] = frozenset()
+    updates: tuple[Item, ...] = ()  # --sync: stored pictures whose listing gives another name or date
+    recrop: frozenset[int] = frozenset()  # --detect: stored pictures whose crops are still to add
+
+
+Outcome = tuple[Read, "list[Unit] | Skipped"]
+
+
+def batches(entries: Iterable[Record | Skipped], size: int) -> Iterator[list[Record | Skipped]]:
+    """The listing, in batches of ``size`` entries."""
+    iterator = iter(entries)
     while chunk := list(islice(iterator, size)):
         yield chunk
 
 
-class Ingestor:
-    """Indexes Records into a store with an embedder; idempotent by content hash, hence resumable."""
+def read(record: Record, fetch: Fetch) -> Read | Skipped:
+    """A record's bytes, hashed and named (``identify``), or why they could not be read."""
+    try:
+        fetched = fetch(record.uri)
+    except ImageError as exc:
+        return Skipped(record.shown, str(exc))
+    except Exception as exc:  # one input must never end the run; the log keeps the traceback
+        log.exception("reading %s failed", record.uri)
+        return Skipped(record.shown, f"unexpected error: {type(exc).__name__}: {exc}")
+    return identify(record, fetched)
 
-    def __init__(
-        self,
-        embedder: Embedder,
-        store: Store,
-        *,
-        chunk_size: int = 256,
-        workers: int = 4,
-        max_pixels: int = 100_000_000,
-        max_bytes: int = 50_000_000,
-        timeout_s: float = 20.0,
-        fetcher: Callable[[str], Fetched] | None = None,
-        detector: Detector | None = None,
-        keep: Callable[[str, bytes], None] | None = None,
-        scope: Scope | None = None,
-        on_stored: Stored | None = None,
-        perceptual_hashes: bool = False,
-        on_deleted: Deleted | None = None,
-        screen: Screen | None = None,
-    ) -> None:
-        self.embedder = embedder
-        self.detector = detector
-        self.store = store
-        self.chunk_size = chunk_size
-        self.workers = workers
-        self.max_pixels = max_pixels
-        self.scope = scope  # --sync: mirror the listing within this scope
-        self.marks = Marks()
-        self._fetch = fetcher or FetchPolicy(max_bytes=max_bytes, timeout_s=timeout_s).read
-        # Called with (sha256, bytes) for each new URL image, so that it is never fetched again.
-        self._keep = keep
-        # Called with each chunk's new items (vectors included) once they are stored, and the
-        # PDQ hashes of its whole pictures: policies score them without a second embedding.
-        self._on_stored = on_stored
-        self._hashes = perceptual_hashes
-        # --sync: called with the ids a sweep deleted, once the deletion is flushed (their flags close).
-        self._on_deleted = on_deleted
-        # Judges each chunk's new pictures before they are embedded: a refused one is skipped with its reason.
-        self._screen = screen
 
-    def run(self, records: Iterable[Record | Skipped], progress: Progress | None = None) -> IngestReport:
-        """Index every record; three stages overlap so that the encoder never waits.
+def identify(record: Record, fetched: Fetched) -> Read | Skipped:
+    """The hash stage: the bytes' SHA-256, the item's stable id and its date."""
+    sha = content_hash(fetched.data)
+    created_at = record.created_at
+    if created_at is None:
+        created_at = fetched.modified_at if fetched.modified_at is not None else int(time.time())
+    try:
+        check_time(created_at)  # a file modified "in 9999" or a server's odd Last-Modified
+    except ConfigError as exc:
+        return Skipped(record.shown, str(exc))
+    dated = record.created_at is not None or fetched.modified_at is not None
+    return Read(record, stable_id(record.source, record.key, sha), sha, created_at, fetched.data, dated=dated)
 
-        While the model encodes chunk n, the workers read, hash, decode and preprocess
-        chunk n+1, and a writer thread inserts chunk n-1.
-        """
-        report = IngestReport()
-        started = time.perf_counter()
-        seen_ids: set[int] = set()
-        chunks = _chunks(records, self.chunk_size)
-        with (
-            ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="lookalike-io") as pool,
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="lookalike-prepare") as stage,
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="lookalike-insert") as writer,
-        ):
 
-            def prepare(chunk: list[Record | Skipped]) -> _Prepared:
-                return self._prepare(chunk, pool, seen_ids)
+def admit(
+    entries: Sequence[Record | Skipped], results: Sequence[Read | Skipped], seen: set[int], marks: Marks
+) -> tuple[list[Read], Batch]:
+    """The driver's first look at a batch: reads not seen before in this run, and a Batch of the rest.
 
-            upcoming = [stage.submit(prepare, chunk) for chunk in islice(chunks, 1)]
-            inserting: Future[int] | None = None
-            inserted: tuple[list[Item], Hashes] = ([], {})
-            while upcoming:
-                prepared = upcoming.pop().result()
-                following = next(chunks, None)
-                if following is not None:
-                    upcoming.append(stage.submit(prepare, following))
-                items = self._embed(prepared)
-                if inserting is not None:
-                    inserting.result()
-                    self._stored(*inserted)
-                writes = items + prepared.updates
-                inserting = writer.submit(self.store.insert, writes) if writes else None
-                inserted = (items, self._chunk_hashes(prepared))
-                report.updated += len(prepared.updates)
-                report.crops += sum(1 for item in items if item.box)
-                report.indexed += sum(1 for item in items if not item.box)
-                report.seen += prepared.size
-                report.already_indexed += prepared.already_indexed
-                report.blocked += prepared.blocked
-                report.skipped.extend(prepared.skipped)
-                report.elapsed_s = time.perf_counter() - started
-                if progress:
-                    progress(prepared.size)
-            if inserting is not None:
-                inserting.result()
-                self._stored(*inserted)
-        swept = sweep(self.store, self.scope, self.marks) if self.scope is not None else Swept()
-        report.replaced, report.deleted, report.kept = swept.replaced, swept.deleted, swept.kept
-        if report.indexed or report.crops or report.updated or swept.ids:
-            self.store.flush()
-        if swept.ids and self._on_deleted is not None:
-            self._on_deleted(list(swept.ids))
-        report.elapsed_s = time.perf_counter() - started
-        return report
+    ``results`` are ``read``'s, one per Record of ``entries`` in order. Adds the new ids to ``seen``
+    and marks, for ``--sync``, every record listed, read or not read.
+    """
+    batch = Batch(size=len(entries))
+    records = [entry for entry in entries if isinstance(entry, Record)]
+    reads: list[Read] = []
+    for entry in entries:
+        if isinstance(entry, Skipped):  # a catalog row listed but unusable (a bad date…)
+            batch.skipped.append(entry)
+            marks.not_read(entry)
+        else:
+            marks.record(entry)
+    for record, result in zip(records, results, strict=True):
+        if isinstance(result, Skipped):
+            batch.skipped.append(result)
+            marks.not_read(record)  # --sync keeps what it could not read this time
+        elif result.id in seen:
+            batch.already_indexed += 1  # listed twice in this run
+        else:
+            seen.add(result.id)
+            marks.read(result.record, result.id, result.sha256)
+            reads.append(result)
+    return reads, batch
 
-    def _stored(self, items: list[Item], hashes: Hashes) -> None:
-        if self._on_stored is not None and (items or hashes):
-            self._on_stored(items, hashes)
 
-    @staticmethod
-    def _chunk_hashes(prepared: _Prepared) -> Hashes:
-        return {u.read.id: u.pdq for u in prepared.decoded if u.pdq is not None and u.detection is None}
+def known(store: Store, reads: Sequence[Read], plan: IngestPlan) -> Known:
+    """What the store holds of these reads: the only stage that asks the store before writing."""
+    stored = store.existing_ids([r.id for r in reads]) if store.exists() else set()
+    if not stored:
+        return Known()
+    listed = [r for r in reads if r.id in stored]
+    updates = _metadata_updates(store, listed) if plan.scope is not None else []
+    recrop: set[int] = set()
+    if plan.detect:
+        # A picture stored by a run without detection gets its crops now; one stored by a
+        # detecting run is done.
+        detected = {item.id for item in store.get(sorted(stored)) if item.label == WHOLE_IMAGE_LABEL}
+        # Crops added to such a picture later leave it unlabelled; its first crop marks it done.
+        first_crop = {crop_id(r, 1): r.id for r in listed if r.id not in detected}
+        detected |= {first_crop[i] for i in store.existing_ids(list(first_crop))}
+        recrop = {r.id for r in listed if r.id not in detected}
+    return Known(frozenset(stored), tuple(updates), frozenset(recrop))
 
-    def _read(self, record: Record) -> _Read | Skipped:
-        try:
-            fetched = self._fetch(record.uri)
-        except ImageError as exc:
-            return Skipped(record.shown, str(exc))
-        except Exception as exc:  # one input must never end the run; the log keeps the traceback
-            log.exception("reading %s failed", record.uri)
-            return Skipped(record.shown, f"unexpected error: {type(exc).__name__}: {exc}")
-        sha = content_hash(fetched.data)
-        created_at = record.created_at
-        if created_at is None:
-            created_at = fetched.modified_at if fetched.modified_at is not None else int(time.time())
-        try:
-            check_time(created_at)  # a file modified "in 9999" or a server's odd Last-Modified
-        except ConfigError as exc:
-            return Skipped(record.shown, str(exc))
-        dated = record.created_at is not None or fetched.modified_at is not None
-        item_id = stable_id(record.source, record.key, sha)
-        return _Read(record, item_id, sha, created_at, fetched.data, dated=dated)
 
-    def _decode(self, read: _Read) -> list[_Unit] | Skipped:
-        # Detection needs the picture at full size: boxes are in its pixels and crops need detail.
-        draft = None if self.detector else self.embedder.input_size
-        try:
-            decoded = decode_image(read.data, max_pixels=self.max_pixels, draft=draft)
-        except ImageError as exc:
-            return Skipped(read.record.shown, str(exc))
-        except Exception as exc:  # a decoder plugin's own exception: this picture only
-            log.exception("decoding %s failed", read.record.uri)
-            return Skipped(read.record.shown, f"cannot decode: {type(exc).__name__}: {exc}")
-        if self._keep is not None and is_url(read.record.uri):
-            try:
-                self._keep(read.sha256, read.data)
-            except OSError as exc:
-                return Skipped(read.record.shown, f"cannot keep the downloaded image: {exc.strerror or exc}")
-        image, size = decoded.image, (decoded.width, decoded.height)
-        hashed = pdq(image) if self._hashes and read.whole else None
-        units = [_Unit(read, *size, self.embedder.prepare_image(image), pdq=hashed)] if read.whole else []
-        if self.detector is None:
-            return units
-        try:
-            detections = self.detector.detect(image)
-        except (RuntimeError, ValueError) as exc:  # one picture the detector chokes on is skipped
-            return Skipped(read.record.shown, f"object detection failed: {exc}")
-        for index, detection in enumerate(detections, start=1):
-            inputs = self.embedder.prepare_image(crop(image, detection.box))
-            units.append(_Unit(read, *size, inputs, index, detection))
+def _metadata_updates(store: Store, reads: list[Read]) -> list[Item]:
+    """Stored pictures whose listing now gives another name, item id or date (vectors kept)."""
+    stored = {item.id: item for item in store.get([r.id for r in reads], with_vector=True)}
+    updates = []
+    for entry in reads:
+        if entry.id in stored:
+            old = stored[entry.id]
+            changed = updated_metadata(old, entry.record, entry.created_at if entry.dated else old.created_at)
+            if changed is not None:
+                updates.append(changed)
+    return updates
+
+
+def fresh(reads: Sequence[Read], held: Known) -> list[Read]:
+    """What is left to decode and embed: new pictures, and stored ones whose crops are still to add."""
+    new = [r for r in reads if r.id not in held.stored]
+    return new + [replace(r, whole=False) for r in reads if r.id in held.recrop]
+
+
+def decode(
+    entry: Read, plan: IngestPlan, prepare: Prepare, input_size: int | None, detector: Detector | None = None
+) -> list[Unit] | Skipped:
+    """The decode stage of one read: the model's inputs for the picture (and its crops), its PDQ hash.
+
+    ``prepare`` is the embedder's ``prepare_image`` and ``input_size`` its input side (JPEGs are
+    drafted down towards it); ``detector`` is needed when the plan detects.
+    """
+    # Detection needs the picture at full size: boxes are in its pixels and crops need detail.
+    draft = None if plan.detect else input_size
+    try:
+        decoded = decode_image(entry.data, max_pixels=plan.max_pixels, draft=draft)
+    except ImageError as exc:
+        return Skipped(entry.record.shown, str(exc))
+    except Exception as exc:  # a decoder plugin's own exception: this picture only
+        log.exception("decoding %s failed", entry.record.uri)
+        return Skipped(entry.record.shown, f"cannot decode: {type(exc).__name__}: {exc}")
+    image, size = decoded.image, (decoded.width, decoded.height)
+    hashed = pdq(image) if plan.perceptual_hashes and entry.whole else None
+    units = [Unit(entry, *size, prepare(image), pdq=hashed)] if entry.whole else []
+    if not plan.detect:
         return units
+    if detector is None:
+        raise ValueError("a plan that detects needs a detector")
+    try:
+        detections = detector.detect(image)
+    except (RuntimeError, ValueError) as exc:  # one picture the detector chokes on is skipped
+        return Skipped(entry.record.shown, f"object detection failed: {exc}")
+    for index, detection in enumerate(detections, start=1):
+        units.append(Unit(entry, *size, prepare(crop(image, detection.box)), index, detection))
+    return units
 
-    def _prepare(
-        self, chunk: list[Record | Skipped], pool: ThreadPoolExecutor, seen_ids: set[int]
-    ) -> _Prepared:
-        prepared = _Prepared(size=len(chunk))
-        prepared.skipped.extend(r for r in chunk if isinstance(r, Skipped))
-        records = [r for r in chunk if isinstance(r, Record)]
-        for record in records:
-            self.marks.record(record)
-        reads: list[_Read] = []
-        for record, result in zip(records, pool.map(self._read, records), strict=True):
-            if isinstance(result, Skipped):
-                prepared.skipped.append(result)
-                self.marks.not_read(record)  # --sync keeps what it could not read this time
-            elif result.id in seen_ids:
-                prepared.already_indexed += 1  # listed twice in this run
-            else:
-                seen_ids.add(result.id)
-                self.marks.read(result.record, result.id, result.sha256)
-                reads.append(result)
-        stored = self.store.existing_ids([r.id for r in reads]) if self.store.exists() else set()
-        prepared.already_indexed += sum(1 for r in reads if r.id in stored)
-        if self.scope is not None and stored:
-            prepared.updates = self._metadata_updates([r for r in reads if r.id in stored])
-        fresh = [r for r in reads if r.id not in stored]
-        if self.detector is not None and stored:
-            # A picture stored by a run without detection gets its crops now; one stored by a
-            # detecting run is done.
-            detected = {item.id for item in self.store.get(sorted(stored)) if item.label == WHOLE_IMAGE_LABEL}
-            # Crops added to such a picture later leave it unlabelled; its first crop marks it done.
-            first_crop = {self._crop_id(r, 1): r.id for r in reads if r.id in stored and r.id not in detected}
-            detected |= {first_crop[i] for i in self.store.existing_ids(list(first_crop))}
-            fresh += [replace(r, whole=False) for r in reads if r.id in stored and r.id not in detected]
-        # Each unit carries its read, so a failed decode drops only its own picture.
-        outcomes = list(zip(fresh, pool.map(self._decode, fresh), strict=True))
-        refused = self._screened(outcomes)
-        for read, outcome in outcomes:
-            if isinstance(outcome, Skipped):
-                prepared.skipped.append(outcome)
-                self.marks.not_read(read.record)
-            elif read.id in refused:  # kept out; --sync keeps what the record had, as for an unread one
-                prepared.skipped.append(Skipped(read.record.shown, refused[read.id]))
-                prepared.blocked += 1
-                self.marks.not_read(read.record)
-            else:
-                prepared.decoded.extend(outcome)
-                if read.whole:
-                    self.marks.added(read.record)
-        for entry in chunk:
-            if isinstance(entry, Skipped):  # a catalog row listed but unusable (a bad date…)
-                self.marks.not_read(entry)
-        return prepared
 
-    def _screened(self, outcomes: list[tuple[_Read, list[_Unit] | Skipped]]) -> dict[int, str]:
-        """The screen's refusals of this chunk's new whole pictures (none without a screen)."""
-        if self._screen is None:
-            return {}
-        uploads = [
-            Upload(read.id, read.sha256, units[0].pdq, read.record.source, read.record.item_id, read.record.uri)
-            for read, units in outcomes
-            if read.whole and not isinstance(units, Skipped) and units
-        ]
-        return self._screen(uploads) if uploads else {}
+def keep_download(entry: Read, plan: IngestPlan) -> Skipped | None:
+    """The kept-uploads sink: a decoded URL image's bytes are kept, named by their hash; None when done."""
+    if plan.keep is None or not is_url(entry.record.uri):
+        return None
+    try:
+        keep(plan.keep, entry.sha256, entry.data)
+    except OSError as exc:
+        return Skipped(entry.record.shown, f"cannot keep the downloaded image: {exc.strerror or exc}")
+    return None
 
-    def _metadata_updates(self, reads: list[_Read]) -> list[Item]:
-        """Stored pictures whose listing now gives another name, item id or date (vectors kept)."""
-        stored = {item.id: item for item in self.store.get([r.id for r in reads], with_vector=True)}
-        updates = []
-        for read in reads:
-            if read.id in stored:
-                old = stored[read.id]
-                changed = updated_metadata(
-                    old, read.record, read.created_at if read.dated else old.created_at
-                )
-                if changed is not None:
-                    updates.append(changed)
-        return updates
 
-    def _embed(self, prepared: _Prepared) -> list[Item]:
-        if not prepared.decoded:
-            return []
-        vectors = self.embedder.embed_prepared([unit.inputs for unit in prepared.decoded])
-        # A model that overflows (NaN, infinity: normalised to a zero row) gives no vector to store.
-        usable = np.isfinite(vectors).all(axis=1) & (np.linalg.norm(vectors, axis=1) > 0.5)
-        items = []
-        for unit, vector, ok in zip(prepared.decoded, vectors, usable, strict=True):
-            if ok:
-                items.append(self._item(unit, vector))
-            elif unit.detection is None:  # a crop without a vector is simply left out
-                prepared.skipped.append(
-                    Skipped(unit.read.record.shown, "the model gave no usable vector (not finite): not stored")
-                )
-                self.marks.not_read(unit.read.record)  # --sync keeps what it had of it
-        return items
+def uploads(outcomes: Iterable[Outcome]) -> list[Upload]:
+    """The new whole pictures of a batch, as a screen judges them."""
+    return [
+        Upload(read.id, read.sha256, units[0].pdq, read.record.source, read.record.item_id, read.record.uri)
+        for read, units in outcomes
+        if read.whole and not isinstance(units, Skipped) and units
+    ]
 
-    @staticmethod
-    def _crop_id(read: _Read, index: int) -> int:
-        return stable_id(read.record.source, read.record.key, read.sha256, index)
 
-    def _item(self, unit: _Unit, vector: Any) -> Item:
-        read, detection = unit.read, unit.detection
-        item = Item(
-            id=read.id,
-            sha256=read.sha256,
-            item_id=read.record.item_id,
-            name=read.record.name,
-            source=read.record.source,
-            created_at=read.created_at,
-            uri=read.record.uri,
-            width=unit.width,
-            height=unit.height,
-            label=WHOLE_IMAGE_LABEL if self.detector is not None else "",
-            vector=vector,
-            **dict(read.record.details),
-        )
-        if detection is None:
-            return item
-        box = box_text(detection.box)
-        # A crop is an item of its own: its id hashes the crop's rank, its sha256 the box within the bytes.
-        return replace(
-            item,
-            id=self._crop_id(read, unit.crop_index),
-            sha256=content_hash(f"{read.sha256}:{box}".encode()),
-            parent_sha256=read.sha256,
-            box=box,
-            label=detection.label,
-            det_score=detection.score,
-        )
+def settle(outcomes: Iterable[Outcome], refused: dict[int, str], marks: Marks, batch: Batch) -> None:
+    """The driver records a batch's decodes: units to embed, pictures skipped or refused (kept by --sync)."""
+    for entry, outcome in outcomes:
+        if isinstance(outcome, Skipped):
+            batch.skipped.append(outcome)
+            marks.not_read(entry.record)
+        elif entry.id in refused:  # kept out; --sync keeps what the record had, as for an unread one
+            batch.skipped.append(Skipped(entry.record.shown, refused[entry.id]))
+            batch.blocked += 1
+            marks.not_read(entry.record)
+        else:
+            batch.units.extend(outcome)
+            if entry.whole:
+                marks.added(entry.record)
+
+
+def embed(units: Sequence[Unit], encode: Encode) -> list[np.ndarray | None]:
+    """The embed stage: a vector per unit, None where the model overflowed (NaN, infinity: a zero row)."""
+    if not units:
+        return []
+    vectors = np.asarray(encode([unit.inputs for unit in units]))
+    usable = np.isfinite(vectors).all(axis=1) & (np.linalg.norm(vectors, axis=1) > 0.5)
+    return [vector if ok else None for vector, ok in zip(vectors, usable, strict=True)]
+
+
+def items(units: Sequence[Unit], vectors: Sequence[np.ndarray | None], plan: IngestPlan) -> list[Item]:
+    """The items to store: every unit with a vector."""
+    return [
+        item_of(unit, v, labelled=plan.detect)
+        for unit, v in zip(units, vectors, strict=True)
+        if v is not None
+    ]
+
+
+def unusable(units: Sequence[Unit], vectors: Sequence[np.ndarray | None], marks: Marks, batch: Batch) -> None:
+    """The driver records the whole pictures the model gave no vector: skipped, and kept by --sync.
+
+    A crop without a vector is simply left out.
+    """
+    for unit, vector in zip(units, vectors, strict=True):
+        if vector is None and unit.detection is None:
+            batch.skipped.append(
+                Skipped(unit.read.record.shown, "the model gave no usable vector (not finite): not stored")
+            )
+            marks.not_read(unit.read.record)  # --sync keeps what it had of it
+
+
+def chunk_hashes(units: Iterable[Unit]) -> Hashes:
+    """The PDQ hashes of a batch's whole pictures, by id."""
+    return {u.read.id: u.pdq for u in units if u.pdq is not None and u.detection is None}
+
+
+def crop_id(entry: Read, index: int) -> int:
+    return stable_id(entry.record.source, entry.record.key, entry.sha256, index)
+
+
+def item_of(unit: Unit, vector: Any, *, labelled: bool) -> Item:
+    """The one place where a record, read and embedded, becomes an Item.
+
+    ``labelled``: a detecting run labels a whole picture as such (its crops are then done).
+    """
+    entry, detection = unit.read, unit.detection
+    item = Item(
+        id=entry.id,
+        sha256=entry.sha256,
+        item_id=entry.record.item_id,
+        name=entry.record.name,
+        source=entry.record.source,
+        created_at=entry.created_at,
+        uri=entry.record.uri,
+        width=unit.width,
+        height=unit.height,
+        label=WHOLE_IMAGE_LABEL if labelled else "",
+        vector=vector,
+        **dict(entry.record.details),
+    )
+    if detection is None:
+        return item
+    box = box_text(detection.box)
+    # A crop is an item of its own: its id hashes the crop's rank, its sha256 the box within the bytes.
+    return replace(
+        item,
+        id=crop_id(entry, unit.crop_index),
+        sha256=content_hash(f"{entry.sha256}:{box}".encode()),
+        parent_sha256=entry.sha256,
+        box=box,
+        label=detection.label,
+        det_score=detection.score,
+    )

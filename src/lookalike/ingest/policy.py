@@ -3,6 +3,8 @@ how many bytes and for how long.
 
 - URLs: http(s) only, public addresses only unless ``allow_private``; link-local and cloud
   metadata addresses only when ``allow_networks`` lists them (see fetch.py).
+- Objects (``s3://bucket/key``, the command line only): the same byte cap and deadline, read with
+  the AWS variables' credentials (see objects.py).
 - Local paths: regular files only (a FIFO, device or socket is refused before it is opened for
   reading, so it cannot hang a run), at most ``max_bytes``; when ``roots`` is set (the API),
   only files whose real path lies under one of them. Refusals outside the roots say nothing
@@ -33,6 +35,14 @@ _KINDS = (
 _OPEN_FLAGS = (
     os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
 )
+
+
+S3_SCHEME = "s3://"
+
+
+def is_s3(value: str) -> bool:
+    """Whether a value names an object or prefix in S3-compatible storage (ingest/objects.py)."""
+    return value.startswith(S3_SCHEME)
 
 
 def is_url(value: str) -> bool:
@@ -230,6 +240,10 @@ class FetchPolicy:
                 allow_private=self.allow_private,
                 allow_networks=self.allow_networks,
             )
+        if is_s3(uri) and self.roots is None:  # the command line; the API reads no buckets
+            from lookalike.ingest.objects import read_object
+
+            return read_object(uri, max_bytes=self.max_bytes, timeout_s=self.timeout_s)
         if has_scheme(uri):
             raise ImageError(f"only http(s) URLs can be fetched, not {uri[:200]!r}")
         if not self.allows_path(uri):

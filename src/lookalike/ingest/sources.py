@@ -6,19 +6,22 @@ import dataclasses
 import math
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lookalike.errors import CatalogError, ConfigError
 from lookalike.ingest.catalog import CATALOG_COLUMNS, csv_rows, parquet_count, parquet_rows
 from lookalike.ingest.decode import HEIC_EXTENSIONS, IMAGE_EXTENSIONS, supported_extensions
-from lookalike.ingest.policy import file_problem, has_scheme, is_url, printable_path
+from lookalike.ingest.policy import file_problem, has_scheme, is_s3, is_url, printable_path
 from lookalike.store.fields import BY_NAME, CATALOG_FIELDS, catalog_value
 from lookalike.store.partitions import MAX_TIME, MIN_TIME
 from lookalike.store.rows import check_identity, identity_problem
+
+if TYPE_CHECKING:
+    from lookalike.ingest.objects import ObjectListing
 
 CATALOG_EXTENSIONS = (".csv", ".parquet")
 DETAILS = tuple(BY_NAME[name] for name in CATALOG_FIELDS if name != "name")
@@ -348,36 +351,48 @@ class Listing:
 
     def _catalog_records(self) -> Iterator[Record | Skipped]:
         base = self.path.resolve().parent
-        for number, row in enumerate(self._rows(), start=2):
-            where = f"{self.path.name} row {number}"
-            image = str(row.get("image") or "").strip()
-            item_id = str(row.get("item_id") or "").strip()
-            source = str(row.get("source") or "").strip() or self.source or DEFAULT_SOURCE
-            listed = (source, item_id) if item_id else None
-            if not image:
-                yield Skipped(where, "no image in this row", listed)
-                continue
-            uri_or_skip = _row_uri(image, base, where)
-            if isinstance(uri_or_skip, Skipped):
-                yield dataclasses.replace(uri_or_skip, key=listed)
-                continue
-            uri = uri_or_skip
-            try:
-                created_at = parse_created_at(row.get("created_at"))
-            except ValueError as exc:
-                yield Skipped(uri, f"{where}: {exc}", listed or (source, uri))
-                continue
-            stem = Path(image.split("?")[0].rstrip("/")).stem
-            # An identity over its limit is a bad row: cut, it would name another seller's item.
-            problem = identity_problem("source", source) or identity_problem(
-                "item_id", item_id or stem, "item_id" if item_id else "the image's file name (its item_id)"
-            )
-            if problem is not None:
-                yield Skipped(uri, f"{where}: {problem}")
-                continue
-            details = tuple((spec.name, catalog_value(spec, row.get(spec.name))) for spec in DETAILS)
-            name = str(row.get("name") or "")
-            yield Record(uri, item_id or stem, name, source, created_at, item_id or uri, details=details)
+        return catalog_records(
+            self._rows(), self.path.name, lambda image, where: _row_uri(image, base, where), self.source
+        )
+
+
+def catalog_records(
+    rows: Iterator[dict[str, Any]],
+    name: str,
+    row_uri: Callable[[str, str], str | Skipped],
+    default_source: str | None,
+) -> Iterator[Record | Skipped]:
+    """A catalog's rows as Records, or Skipped rows with why; ``row_uri`` places a row's image."""
+    for number, row in enumerate(rows, start=2):
+        where = f"{name} row {number}"
+        image = str(row.get("image") or "").strip()
+        item_id = str(row.get("item_id") or "").strip()
+        source = str(row.get("source") or "").strip() or default_source or DEFAULT_SOURCE
+        listed = (source, item_id) if item_id else None
+        if not image:
+            yield Skipped(where, "no image in this row", listed)
+            continue
+        uri_or_skip = row_uri(image, where)
+        if isinstance(uri_or_skip, Skipped):
+            yield dataclasses.replace(uri_or_skip, key=listed)
+            continue
+        uri = uri_or_skip
+        try:
+            created_at = parse_created_at(row.get("created_at"))
+        except ValueError as exc:
+            yield Skipped(uri, f"{where}: {exc}", listed or (source, uri))
+            continue
+        stem = Path(image.split("?")[0].rstrip("/")).stem
+        # An identity over its limit is a bad row: cut, it would name another seller's item.
+        problem = identity_problem("source", source) or identity_problem(
+            "item_id", item_id or stem, "item_id" if item_id else "the image's file name (its item_id)"
+        )
+        if problem is not None:
+            yield Skipped(uri, f"{where}: {problem}")
+            continue
+        details = tuple((spec.name, catalog_value(spec, row.get(spec.name))) for spec in DETAILS)
+        name_ = str(row.get("name") or "")
+        yield Record(uri, item_id or stem, name_, source, created_at, item_id or uri, details=details)
 
 
 BAD_ROWS_SHOWN = 3
@@ -386,7 +401,7 @@ BAD_ROWS_SHOWN = 3
 
 def _local_problem(uri: str) -> str | None:
     """Why a catalog row's local image cannot be read now (a URL is read only when indexed)."""
-    return None if is_url(uri) else file_problem(uri)
+    return None if is_url(uri) or is_s3(uri) else file_problem(uri)
 
 
 def _row_uri(image: str, base: Path, where: str) -> str | Skipped:
@@ -395,10 +410,10 @@ def _row_uri(image: str, base: Path, where: str) -> str | Skipped:
         return Skipped(
             f"{where}: {image[:120]}…", f"the image path or URL is longer than {MAX_URI_BYTES} bytes"
         )
-    if is_url(image):
+    if is_url(image) or is_s3(image):
         return image
     if has_scheme(image):
-        return Skipped(image, f"{where}: only http(s) URLs and file paths can be indexed")
+        return Skipped(image, f"{where}: only http(s) URLs, s3:// objects and file paths can be indexed")
     try:
         path = Path(image).expanduser()
         return str((path if path.is_absolute() else base / path).resolve())
@@ -406,8 +421,13 @@ def _row_uri(image: str, base: Path, where: str) -> str | Skipped:
         return Skipped(printable_path(image) if "\x00" not in image else repr(image), f"{where}: {exc}")
 
 
-def open_listing(path: str | os.PathLike[str], source: str | None = None) -> Listing:
-    """The images under ``path``: a folder (recursive), one image file, or a .csv/.parquet catalog."""
+def open_listing(path: str | os.PathLike[str], source: str | None = None) -> Listing | ObjectListing:
+    """The images under ``path``: a folder (recursive), one image file, or a .csv/.parquet catalog;
+    local, or an ``s3://bucket/prefix`` in S3-compatible storage."""
+    if isinstance(path, str) and is_s3(path):
+        from lookalike.ingest.objects import open_objects
+
+        return open_objects(path, source)
     resolved = Path(path).expanduser()
     if not resolved.exists():
         raise ConfigError(f"No such file or folder: {path}")

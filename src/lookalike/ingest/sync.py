@@ -33,6 +33,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from lookalike.errors import ConfigError
+from lookalike.ingest.objects import ObjectListing
+from lookalike.ingest.policy import is_s3
 from lookalike.ingest.sources import DEFAULT_SOURCE, Inputs, Listing, Record, Skipped
 from lookalike.store import Item, Store
 from lookalike.store.rows import normalise
@@ -51,10 +53,16 @@ class Scope:
     catalog: bool = False  # a catalog's scope grows by the sources its rows name
 
     @classmethod
-    def of(cls, listing: Listing | Inputs) -> Scope:
+    def of(cls, listing: Listing | ObjectListing | Inputs) -> Scope:
         """The scope of one folder (its source, under it), one file, or one catalog (its sources)."""
         if isinstance(listing, Inputs):
             raise ConfigError("--sync mirrors one folder or catalog, not a list of inputs.")
+        if isinstance(listing, ObjectListing):  # s3://bucket/prefix: the prefix is the folder
+            if listing.is_folder:
+                return cls({listing.source or DEFAULT_SOURCE}, folder=listing.uri.rstrip("/") + "/")
+            if listing.is_catalog:
+                return cls({listing.source} if listing.source else set(), catalog=True)
+            return cls({listing.source or DEFAULT_SOURCE}, uris={listing.uri})
         path = listing.path.expanduser().resolve()
         if path.is_dir():
             return cls({listing.source or DEFAULT_SOURCE}, folder=str(path) + os.sep)
@@ -101,7 +109,10 @@ class Marks:
         """A listed record (or catalog row) that could not be read this time: its stored items stay."""
         self.unread.add(listed.uri)
         if isinstance(listed, Skipped) and listed.folder:  # nothing under it was listed: all stays
-            self.unread_folders.add(os.path.realpath(listed.uri).rstrip(os.sep) + os.sep)
+            if is_s3(listed.uri):  # a prefix that could not be listed
+                self.unread_folders.add(listed.uri.rstrip("/") + "/")
+            else:
+                self.unread_folders.add(os.path.realpath(listed.uri).rstrip(os.sep) + os.sep)
         key = (listed.source, listed.key) if isinstance(listed, Record) else listed.key
         if key is not None:
             self.unread_keys.add(key)
@@ -131,8 +142,8 @@ def sweep(store: Store, scope: Scope, marks: Marks) -> Swept:
     """Delete the scope's stored items that the run did not mark, and count what went and what stayed."""
     if not marks.listed:
         return Swept()  # an empty listing (an unmounted folder?) must not wipe the collection
-    if scope.catalog:
-        scope.sources |= marks.sources
+    if scope.catalog:  # a catalog's scope grows by the sources its rows name (the plan's scope stays)
+        scope = dataclasses.replace(scope, sources=scope.sources | marks.sources)
     doomed: list[Item] = []
     kept = 0
     window = Window.of(sources=sorted(scope.sources))

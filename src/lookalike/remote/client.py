@@ -206,6 +206,50 @@ class Client:
         ]
         return decisions
 
+    def claim(self, flag_id: int | None, *, by: str, policy: str | None, lease_s: float | None) -> Any:
+        """POST /flags/{id}/claim, or GET /flags/next without an id; the flag as the API shows it, or
+        None when no open flag is left that nobody holds."""
+        if flag_id is not None:
+            return self._json("POST", f"/flags/{flag_id}/claim", json={"by": by, "lease_s": lease_s})
+        params = {
+            key: str(value) for key, value in (("policy", policy), ("lease_s", lease_s)) if value is not None
+        }
+        return self._json("GET", "/flags/next", params={"by": by, **params})["flag"]
+
+    def waves(
+        self,
+        *,
+        since: str,
+        until: str | None,
+        min_sellers: int,
+        threshold: float,
+        sources: Sequence[str],
+        dry_run: bool,
+        on_start: Callable[[int], None],
+        progress: Callable[[int], None],
+    ) -> dict[str, Any]:
+        """POST /waves, followed to its end; what the check found, as the job answers it."""
+        body = {
+            "since": since,
+            "until": until,
+            "min_sellers": min_sellers,
+            "threshold": threshold,
+            "sources": list(sources) or None,
+            "dry_run": dry_run,
+        }
+        job_id = self._json("POST", "/waves", json=body)["job_id"]
+        job = self._follow(job_id, on_start, progress)
+        if job["status"] != "done":
+            raise StoreError(
+                f"The waves job of `lookalike serve` at {self.url} ended {job['status']}: {job['error']}"
+            )
+        result: dict[str, Any] = job["result"]
+        return result
+
+    def release(self, flag_id: int, *, by: str) -> bool:
+        """DELETE /flags/{id}/claim; whether a claim was held."""
+        return bool(self._json("DELETE", f"/flags/{flag_id}/claim", params={"by": by})["released"])
+
     def index(
         self,
         inputs: list[str],
@@ -343,7 +387,10 @@ def _report(job: Mapping[str, Any]) -> IngestReport:
         indexed=int(job["indexed"]),
         already_indexed=int(job["already_indexed"]),
         crops=int(job.get("crops") or 0),
+        blocked=int(job.get("blocked") or 0),
+        flagged=int(job.get("flagged") or 0),
         skipped=skipped,
+        alerts=[str(a) for a in job.get("alerts") or []],
         elapsed_s=float(job["elapsed_s"]),
     )
 

@@ -13,23 +13,25 @@ On open, a saved file is written back (its partition may be half-written or gone
 plan's partitions are rewritten again, so a purge that started always finishes. A saved file that
 cannot be read (damaged by something other than lookalike: lookalike never leaves a torn one)
 is set aside with one log line; its partition was never dropped unless the file was complete.
+
+The functions here take what they need as arguments: the store's folder, and ``Partitions``, the
+few operations on Milvus' own partitions a rewrite makes. The Lite store (lite.py) owns the rest:
+its lock, its read index and its record of partitions to purge.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from lookalike import durable
 from lookalike.durable import crash_point
-from lookalike.store.base import milvus_errors
 from lookalike.store.rows import arrow_schema, from_arrow, to_arrow
 
 if TYPE_CHECKING:
-    from lookalike.store.lite import LiteStore
     from lookalike.store.models import Item
 
 REBUILD_BATCH = 5000
@@ -37,94 +39,92 @@ PLAN = "erase-plan.json"
 log = logging.getLogger("lookalike.store.lite")
 
 
-def plan(store: LiteStore, names: Sequence[str]) -> None:
-    """Record, durably, that these partitions are to be rewritten (added to a plan already there)."""
-    wanted = sorted(set(names) | set(planned(store)))
-    durable.write_text(store._folder() / PLAN, json.dumps({"partitions": wanted}), step="erase.plan")
+class Partitions(Protocol):
+    """The operations on Milvus' partitions that rewriting one needs (the Lite store gives them)."""
+
+    collection: str
+
+    def names(self) -> list[str]:
+        """The partitions Milvus holds."""
+        ...
+
+    def live_rows(self, name: str) -> list[Item]:
+        """A partition's rows as Milvus, the system of record, holds them: one per id, with vectors."""
+        ...
+
+    def dim(self) -> int: ...
+
+    def drop(self, name: str) -> None: ...
+
+    def create(self, name: str) -> None:
+        """The partition, made if it is not there."""
+        ...
+
+    def write(self, name: str, items: Sequence[Item]) -> None: ...
+
+    def flush(self) -> None: ...
 
 
-def planned(store: LiteStore) -> list[str]:
+def plan(folder: Path, names: Sequence[str], every: Callable[[], list[str]]) -> None:
+    """Record, durably, that these partitions are to be rewritten (added to a plan already there).
+
+    ``every`` lists every partition (what an unreadable plan already there stands for).
+    """
+    wanted = sorted(set(names) | set(planned(folder, every)))
+    durable.write_text(folder / PLAN, json.dumps({"partitions": wanted}), step="erase.plan")
+
+
+def has_plan(folder: Path) -> bool:
+    return (folder / PLAN).exists()
+
+
+def planned(folder: Path, every: Callable[[], list[str]]) -> list[str]:
     """The partitions an unfinished compaction was to rewrite (none when there is no plan)."""
-    path = store._folder() / PLAN
+    path = folder / PLAN
     if not path.is_file():
         return []
     try:
         names = json.loads(path.read_text(encoding="utf-8"))["partitions"]
         return [str(name) for name in names]
     except (OSError, ValueError, KeyError, TypeError):
-        log.warning(
-            "read index of %s: an unreadable erase plan: every partition is rewritten", store.collection
-        )
-        return list(store.partitions())
+        log.warning("read index of %s: an unreadable erase plan: every partition is rewritten", folder.name)
+        return list(every())
 
 
-def compact(store: LiteStore, names: Sequence[str] | None = None) -> int:
-    """Rewrite storage so that deleted rows' bytes are gone from every file; returns partitions rewritten.
-
-    Milvus Lite keeps deleted and replaced rows in its segment files until its own compaction,
-    which it runs only now and then. Each partition that has lost rows since the last
-    compaction (or each of ``names``) is rewritten from its live rows, and the read index's shard
-    is rewritten without tombstones.
-    """
-    store.require()
-    with store._lock:
-        read = store._writable()  # fresh first, then readers keep their snapshot while this rewrites
-        with store.writing():
-            wanted = store._purge if names is None else set(names)
-            todo = sorted(wanted & set(store.partitions()))
-            if todo:
-                plan(store, todo)
-            for name in todo:
-                _rewrite(store, name)
-            read.release()  # the replaced segments' files are deleted now, not after a grace period
-            remove_plan(store)
-            if names is not None:
-                store._save()
-        return len(todo)
-
-
-def _rewrite(store: LiteStore, name: str) -> None:
+def rewrite(folder: Path, partitions: Partitions, name: str) -> None:
+    """Save one partition's live rows durably, then drop it and write it again from them."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    read = store.read_index()
     # The rows come from Milvus, the system of record, not from the read index: a read-index file
     # damaged in place (it is memory-mapped, not checksummed) must never be written into Milvus.
-    rows: dict[int, Item] = {}  # one per id (see LiteStore._rebuild)
-    for _, batch in store._milvus_items(batch_size=REBUILD_BATCH, with_vector=True, partitions=[name]):
-        rows.update((item.id, item) for item in batch)
-    items = list(rows.values())
-    schema = arrow_schema(pa.list_(pa.float32(), store.dim()))
+    items = partitions.live_rows(name)
+    schema = arrow_schema(pa.list_(pa.float32(), partitions.dim()))
     table = to_arrow(items, schema) if items else schema.empty_table()
-    durable.write_with(_saved(store, name), lambda path: pq.write_table(table, path), step="erase.saved")
-    refill(store, name, _saved(store, name))
-    read.purge(name)
-    read.publish(read.snapshot.shards, store.generation()[0])
-    store._purge.discard(name)
-    store._save()
-    crash_point("erase.partition_done")
+    saved = _saved(folder, name)
+    durable.write_with(saved, lambda path: pq.write_table(table, path), step="erase.saved")
+    refill(partitions, name, saved)
 
 
-def _saved(store: LiteStore, name: str) -> Path:
-    return store._folder() / f"purge-{name}.parquet"
+def _saved(folder: Path, name: str) -> Path:
+    return folder / f"purge-{name}.parquet"
 
 
-def refill(store: LiteStore, name: str, path: Path) -> None:
+def refill(partitions: Partitions, name: str, path: Path) -> None:
     """Drop a partition and write it again from its saved live rows; the file goes last.
 
     The rows are read back (and so checked) before the partition is dropped.
     """
     items = _read_saved(path)
-    if name in store.partitions() and name != "_default":
+    if name in partitions.names() and name != "_default":
         crash_point("erase.drop")
-        store._drop_milvus_partition(name)
+        partitions.drop(name)
         crash_point("erase.dropped")
-    store._ensure_partition(name)
+    partitions.create(name)
     for start in range(0, len(items), REBUILD_BATCH):
-        store._write_rows(name, items[start : start + REBUILD_BATCH], upsert=False)
+        partitions.write(name, items[start : start + REBUILD_BATCH])
         crash_point("erase.refill_batch")
-    with milvus_errors("flush"):
-        store.client.flush(store.collection)
+    partitions.flush()
     crash_point("erase.refilled")
     path.unlink()
     durable.fsync_folder(path.parent)
@@ -136,9 +136,8 @@ def _read_saved(path: Path) -> list[Item]:
     return from_arrow(pq.read_table(path).to_pydict())
 
 
-def finish_purges(store: LiteStore) -> None:
+def finish_purges(folder: Path, partitions: Partitions) -> None:
     """Complete a compaction that a crash interrupted: saved rows are written back first."""
-    folder = store._folder()
     durable.sweep_temporary(folder)  # a save that never reached its rename: its partition is intact
     for path in sorted(folder.glob("purge-*.parquet")):
         name = path.stem.removeprefix("purge-")
@@ -147,14 +146,16 @@ def finish_purges(store: LiteStore) -> None:
             path.replace(aside)
             log.error(
                 "read index of %s: the saved rows of %s could not be read (%s kept aside); %s",
-                store.collection,
+                partitions.collection,
                 name,
                 aside.name,
-                "its partition is intact" if name in store.partitions() else "its partition is gone",
+                "its partition is intact" if name in partitions.names() else "its partition is gone",
             )
             continue
-        log.warning("read index of %s: finishing an interrupted compaction of %s", store.collection, name)
-        refill(store, name, path)
+        log.warning(
+            "read index of %s: finishing an interrupted compaction of %s", partitions.collection, name
+        )
+        refill(partitions, name, path)
 
 
 def _readable(path: Path) -> bool:
@@ -165,21 +166,8 @@ def _readable(path: Path) -> bool:
     return True
 
 
-def finish_plan(store: LiteStore) -> None:
-    """Rewrite the partitions of a compaction plan that a kill interrupted, then drop the plan."""
-    names = planned(store)
-    if not (store._folder() / PLAN).exists():
-        return
-    log.warning(
-        "read index of %s: finishing an interrupted erasure of %s",
-        store.collection,
-        ", ".join(names) or "nothing",
-    )
-    compact(store, names)
-
-
-def remove_plan(store: LiteStore) -> None:
-    path = store._folder() / PLAN
+def remove_plan(folder: Path) -> None:
+    path = folder / PLAN
     if path.exists():
         crash_point("erase.finish")
         path.unlink()

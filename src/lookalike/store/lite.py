@@ -32,8 +32,9 @@ import numpy as np
 import numpy.typing as npt
 
 from lookalike import durable
+from lookalike.durable import crash_point
 from lookalike.errors import ConfigError, DatabaseInUseError, StoreError
-from lookalike.store import litefiles, liteprocess
+from lookalike.store import erasure, litefiles, liteprocess
 from lookalike.store.base import (
     ID_BATCH,
     INDEX_PROPERTY,
@@ -320,8 +321,6 @@ class LiteStore(BaseStore):
         """Whether Milvus Lite's files alone prove the saved read index current: its generation and
         partitions, and nothing of lookalike's own left unfinished (a journaled write, an erasure, a
         temporary file). Anything else is decided with Milvus Lite open."""
-        from lookalike.store.erasure import PLAN
-
         files = self._on_files()
         if files is None or state is None:
             return False
@@ -334,7 +333,9 @@ class LiteStore(BaseStore):
         leftovers = [
             p.name
             for p in folder.iterdir()
-            if p.name.startswith("purge-") or p.name == PLAN or p.name.endswith(durable.TEMPORARY_SUFFIX)
+            if p.name.startswith("purge-")
+            or p.name == erasure.PLAN
+            or p.name.endswith(durable.TEMPORARY_SUFFIX)
         ]
         return not leftovers
 
@@ -496,9 +497,7 @@ class LiteStore(BaseStore):
                 by_partition.setdefault(name, []).append(item_id)
             self._purge |= set(by_partition)
             if erase:
-                from lookalike.store import erasure
-
-                erasure.plan(self, sorted(by_partition))
+                erasure.plan(self._folder(), sorted(by_partition), self.partitions)
 
             def to_milvus() -> None:
                 for name, group in by_partition.items():
@@ -607,21 +606,48 @@ class LiteStore(BaseStore):
     def compact(self, partitions: Sequence[str] | None = None) -> int:
         """Rewrite storage so that deleted rows' bytes are gone from every file; returns partitions rewritten.
 
-        ``partitions``: these (default: every partition that lost rows since its last rewrite).
+        Milvus Lite keeps deleted and replaced rows in its segment files until its own compaction,
+        which it runs only now and then. Each partition that has lost rows since the last
+        compaction (or each of ``partitions``) is rewritten from its live rows (erasure.py), and the
+        read index's shard is rewritten without tombstones.
         """
-        from lookalike.store.erasure import compact
-
-        return compact(self, partitions)
+        self.require()
+        folder, milvus = self._folder(), _MilvusPartitions(self)
+        with self._lock:
+            read = self._writable()  # fresh first, then readers keep their snapshot while this rewrites
+            with self.writing():
+                wanted = self._purge if partitions is None else set(partitions)
+                todo = sorted(wanted & set(self.partitions()))
+                if todo:
+                    erasure.plan(folder, todo, self.partitions)
+                for name in todo:
+                    erasure.rewrite(folder, milvus, name)
+                    read.purge(name)
+                    read.publish(read.snapshot.shards, self.generation()[0])
+                    self._purge.discard(name)
+                    self._save()
+                    crash_point("erase.partition_done")
+                read.release()  # the replaced segments' files are deleted now, not after a grace period
+                erasure.remove_plan(folder)
+                if partitions is not None:
+                    self._save()
+            return len(todo)
 
     def _finish_purges(self) -> None:
-        from lookalike.store.erasure import finish_purges
-
-        finish_purges(self)
+        erasure.finish_purges(self._folder(), _MilvusPartitions(self))
 
     def _finish_erasure(self) -> None:
-        from lookalike.store.erasure import finish_plan
-
-        finish_plan(self)
+        """Rewrite the partitions of a compaction plan that a kill interrupted, then drop the plan."""
+        folder = self._folder()
+        names = erasure.planned(folder, self.partitions)
+        if not erasure.has_plan(folder):
+            return
+        log.warning(
+            "read index of %s: finishing an interrupted erasure of %s",
+            self.collection,
+            ", ".join(names) or "nothing",
+        )
+        self.compact(names)
 
     def partition_stats(self) -> list[PartitionStats]:
         """Rows per partition as the read index holds them (equal to Milvus once it is opened).
@@ -642,3 +668,38 @@ class LiteStore(BaseStore):
 def _calls(ids: Sequence[int]) -> int:
     """Delete calls (each one Milvus Lite sequence number) for this many ids."""
     return -(-len(ids) // ID_BATCH)
+
+
+class _MilvusPartitions:
+    """What erasure.py rewrites a partition with: Milvus' own partitions of one Lite store."""
+
+    def __init__(self, store: LiteStore) -> None:
+        self._store = store
+        self.collection = store.collection
+
+    def names(self) -> list[str]:
+        return self._store.partitions()
+
+    def live_rows(self, name: str) -> list[Item]:
+        rows: dict[int, Item] = {}  # one per id (see LiteStore._rebuild)
+        for _, batch in self._store._milvus_items(
+            batch_size=erasure.REBUILD_BATCH, with_vector=True, partitions=[name]
+        ):
+            rows.update((item.id, item) for item in batch)
+        return list(rows.values())
+
+    def dim(self) -> int:
+        return self._store.dim()
+
+    def drop(self, name: str) -> None:
+        self._store._drop_milvus_partition(name)
+
+    def create(self, name: str) -> None:
+        self._store._ensure_partition(name)
+
+    def write(self, name: str, items: Sequence[Item]) -> None:
+        self._store._write_rows(name, items, upsert=False)
+
+    def flush(self) -> None:
+        with milvus_errors("flush"):
+            self._store.client.flush(self.collection)

@@ -457,11 +457,10 @@ class Segment:
         until the state file that names it is renamed into place, so a kill leaves only files
         that nothing names (swept by the next save).
         """
-        faiss = faiss_module()
         if self.saved_dead < 0 and body:
             feather.write_feather(self.table, folder / f"{self.name}.arrow", compression="uncompressed")
             if self.is_graph:
-                faiss.write_index(self.index, str(folder / f"{self.name}.faiss"))
+                faiss_module().write_index(self.index, str(folder / f"{self.name}.faiss"))
                 VectorFile.write(folder / f"{self.name}.f32", self.floats)
             else:
                 np.save(folder / f"{self.name}.npy", self.index)
@@ -486,7 +485,6 @@ class Segment:
     @classmethod
     def load(cls, folder: Path, name: str, tune: Tune | None = None, norm: float = 1.0) -> Segment:
         """A saved body, memory-mapped (cut it into views with ``load_view``)."""
-        faiss = faiss_module()
         graph = folder / f"{name}.faiss"
         is_graph = graph.exists()
         files = [
@@ -500,7 +498,8 @@ class Segment:
             prefetch(path)
         table = feather.read_table(folder / f"{name}.arrow", memory_map=True)
         floats: VectorFile | None = None
-        if is_graph:
+        if is_graph:  # FAISS is imported only where there is a graph (a third of a second)
+            faiss = faiss_module()
             index = faiss.read_index(str(graph), faiss.IO_FLAG_MMAP_IFC)
             floats = VectorFile(folder / f"{name}.f32", int(index.d))
             rows = int(index.ntotal) if floats.rows == int(index.ntotal) else -1

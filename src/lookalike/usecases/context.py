@@ -11,9 +11,9 @@ import threading
 from typing import TYPE_CHECKING
 
 from lookalike.backend import Backend
-from lookalike.config import Settings
 
 if TYPE_CHECKING:
+    from lookalike.config import Settings
     from lookalike.embed import Detector, Embedder
     from lookalike.ingest import FetchPolicy
     from lookalike.store import Store

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lookalike import durable
+from lookalike.errors import ConfigError
 from lookalike.store.models import IndexType
 from lookalike.usecases import embedding, hashes, items, policies, screening
 from lookalike.usecases.context import Context
 
 if TYPE_CHECKING:
-    from lookalike.ingest import FetchPolicy, IngestReport
+    from lookalike.ingest import FetchPolicy, IngestPlan, IngestReport
+    from lookalike.ingest.objects import ObjectListing
+    from lookalike.ingest.pipeline import Sinks
     from lookalike.ingest.sources import Inputs, Listing
     from lookalike.store import Item
 
@@ -30,18 +34,51 @@ def index(
     progress: Progress | None = None,
     detect: bool = False,
     sync: bool = False,
+    on_ray: OnRay | None = None,
 ) -> IngestReport:
-    """Index a folder, an image file or a catalog; returns the report of what was done and skipped.
+    """Index a folder, an image file or a catalog (local or ``s3://``); returns what was done and skipped.
 
     With ``detect``, every object the detector finds also becomes an item of its own. With
     ``sync``, the collection mirrors the listing: items no longer listed are deleted, a new
     image replaces the old one, and changed names or dates are updated without re-embedding.
+    With ``on_ray``, the stages run on Ray Data (usecases/ray_runner.py) instead of in this process.
     """
     from lookalike.ingest import open_listing
 
     ctx.store.validate_index(index)  # before listing (or loading) anything
     listing = open_listing(path, source)
-    return ingest(ctx, listing, index, index_params, on_start, progress, detect, sync)
+    return ingest(
+        ctx,
+        listing,
+        index=index,
+        index_params=index_params,
+        on_start=on_start,
+        progress=progress,
+        detect=detect,
+        sync=sync,
+        on_ray=on_ray,
+    )
+
+
+@dataclass(frozen=True)
+class OnRay:
+    """``index --ray``: where the Ray cluster is (None: start a local instance), how many model actors
+    (None: one per GPU, else one per four cores), and the batch size asked for (None: chosen per device)."""
+
+    address: str | None = None
+    actors: int | None = None
+    batch_size: int | None = None
+
+
+def check_ray() -> None:
+    """Refuse ``--ray`` now, before a model loads, where Ray Data is not installed.
+
+    Raises:
+        ConfigError: with the command that installs it.
+    """
+    from lookalike.usecases.ray_runner import _ray
+
+    _ray()
 
 
 def check_source(source: str | None, label: str = "--source") -> None:
@@ -92,28 +129,84 @@ def index_inputs(
     from lookalike.ingest.sources import Inputs
 
     listing = Inputs(inputs, source)
-    return ingest(ctx, listing, IndexType.HNSW, None, on_start, progress, detect, policy=policy)
+    return ingest(ctx, listing, on_start=on_start, progress=progress, detect=detect, policy=policy)
+
+
+def plan(
+    ctx: Context,
+    listing: Listing | ObjectListing | Inputs,
+    *,
+    detect: bool = False,
+    sync: bool = False,
+    policy: FetchPolicy | None = None,
+) -> IngestPlan:
+    """The plan of one ingest by this context's settings (what any runner is handed)."""
+    from lookalike.ingest import IngestPlan
+    from lookalike.ingest.sync import Scope
+
+    return IngestPlan(
+        chunk_size=max(ctx.embedder.batch_size, 16),
+        workers=ctx.settings.workers,
+        max_pixels=ctx.settings.max_image_pixels,
+        fetch=(policy or ctx.policy).read,
+        detect=detect,
+        scope=Scope.of(listing) if sync else None,
+        perceptual_hashes=True,
+        keep=ctx.settings.uploads_path(),
+    )
 
 
 def ingest(
     ctx: Context,
-    listing: Listing | Inputs,
+    listing: Listing | ObjectListing | Inputs,
+    *,
+    index: str = IndexType.HNSW,
+    index_params: dict[str, Any] | None = None,
+    on_start: Callable[[int], None] | None = None,
+    progress: Progress | None = None,
+    detect: bool = False,
+    sync: bool = False,
+    policy: FetchPolicy | None = None,
+    on_ray: OnRay | None = None,
+) -> IngestReport:
+    """Index a listing into the context's collection by the local runner, or on Ray with ``on_ray``
+    (``index`` and ``index_inputs`` open the listing); the hooks: policies and hash banks at ingest,
+    flags of swept items.
+    """
+    if on_ray is None:
+        return _ingest(ctx, listing, index, index_params, on_start, progress, detect, sync, policy, None)
+    from lookalike.usecases import ray_runner
+
+    # Ray first: one that cannot start stops the run before a model loads or a collection is made.
+    started = ray_runner.connect(on_ray.address)
+    try:
+        return _ingest(ctx, listing, index, index_params, on_start, progress, detect, sync, policy, on_ray)
+    finally:
+        if started:
+            ray_runner.disconnect()
+
+
+def _ingest(
+    ctx: Context,
+    listing: Listing | ObjectListing | Inputs,
     index: str,
     index_params: dict[str, Any] | None,
     on_start: Callable[[int], None] | None,
     progress: Progress | None,
-    detect: bool = False,
-    sync: bool = False,
-    policy: FetchPolicy | None = None,
+    detect: bool,
+    sync: bool,
+    policy: FetchPolicy | None,
+    on_ray: OnRay | None,
 ) -> IngestReport:
-    from lookalike.ingest import Ingestor
-    from lookalike.ingest.kept import keep
-    from lookalike.ingest.sync import Scope
+    from lookalike.ingest.pipeline import Sinks
+    from lookalike.usecases import local_runner
 
     store = ctx.store
     store.validate_index(index)
     embedding.bind(ctx)  # the collection's own model, or a clear error for another one
     embedder = ctx.embedder
+    # A plan that cannot be made (--sync of a list of inputs) is refused before anything loads or is created.
+    the_plan = plan(ctx, listing, detect=detect, sync=sync, policy=policy)
     if store.exists():
         store.check_dim(embedder.dim)
         if detect:
@@ -130,39 +223,71 @@ def ingest(
     # New pictures are screened against the hash banks before they are embedded (take-downs stay down).
     screen = screening.Screen(ctx)
 
+    raised: list[int] = []  # flags raised for stored pictures, a chunk at a time
+
     def stored(chunk: list[Item], chunk_hashes: dict[int, tuple[str, int]]) -> None:
-        scored(chunk, chunk_hashes)
-        screen.stored(chunk)
+        raised.append(scored(chunk, chunk_hashes) + screen.stored(chunk))
 
     store.ensure(
         embedder.dim, index=index, index_params=index_params, model=embedding.for_new_collection(ctx)
     )
     if on_start:
         on_start(listing.count())
-    ingestor = Ingestor(
-        embedder,
-        store,
-        chunk_size=max(embedder.batch_size, 16),
-        workers=ctx.settings.workers,
-        max_pixels=ctx.settings.max_image_pixels,
-        max_bytes=ctx.max_bytes,
-        timeout_s=ctx.settings.fetch_timeout_s,
-        detector=detector,
-        scope=Scope.of(listing) if sync else None,
-        fetcher=(policy or ctx.policy).read,
-        keep=lambda sha, data: keep(ctx.settings.uploads_path(), sha, data),
+    sinks = Sinks(
         on_stored=stored,
         screen=screen.check,
-        perceptual_hashes=True,
         # The sweep's deleted items close their open flags once the deletion is flushed.
         on_deleted=lambda ids: items.gone(ctx, ids, "deleted by index --sync"),
     )
-    report = ingestor.run(listing, progress)
+    if on_ray is not None:
+        report = _on_ray(ctx, on_ray, the_plan, listing, sinks, progress)
+    else:
+        report = local_runner.run(
+            the_plan, listing, embedder, store, detector=detector, sinks=sinks, progress=progress
+        )
     report.alerts += [alert.message for alert in screen.alerts]
+    if screen.refused:
+        # A refused picture's bytes are not kept: an API upload of it, or a URL's download kept as it
+        # was read, goes now (unless a stored item has the same bytes), so that a take-down's erased
+        # bytes never come back to disk by being uploaded again.
+        items.forget_unreferenced_images(
+            ctx, {s.uri for s in screen.refused} | {s.sha256 for s in screen.refused}
+        )
+    report.flagged += sum(raised)
     if sync:
         # Pictures stored before hashes existed get theirs now (read again, not re-embedded).
         hashes.backfill(ctx, policy=policy)
     return report
+
+
+def _actor_settings(ctx: Context) -> Any:
+    """The settings each Ray actor builds its model from: those this process built its own from."""
+    if ctx.embedder_injected:
+        raise ConfigError("--ray builds its model on each actor from the settings; this embedder was given.")
+    return ctx.embedded_with or ctx.settings
+
+
+def _on_ray(
+    ctx: Context,
+    on_ray: OnRay,
+    the_plan: IngestPlan,
+    listing: Listing | ObjectListing | Inputs,
+    sinks: Sinks,
+    progress: Progress | None,
+) -> IngestReport:
+    from lookalike.usecases import ray_runner
+
+    return ray_runner.run(
+        the_plan,
+        listing,
+        _actor_settings(ctx),
+        ctx.store,
+        input_size=ctx.embedder.input_size,
+        actors=on_ray.actors,
+        batch_size=on_ray.batch_size,
+        sinks=sinks,
+        progress=progress,
+    )
 
 
 def save_upload(ctx: Context, data: bytes) -> str:

@@ -20,7 +20,7 @@ from lookalike.workflow import Details, NewFlag, Policy, Subject
 from lookalike.workflow.waves import POLICY as WAVES
 
 if TYPE_CHECKING:
-    from lookalike.ingest.pipeline import Hashes, Stored
+    from lookalike.ingest.pipeline import Hashes
     from lookalike.scan import LabelSet, LabelSpec
     from lookalike.store import Item
 
@@ -75,8 +75,9 @@ def flags_of(policy: str, labels: LabelSet, items: Sequence[Item]) -> list[NewFl
     ]
 
 
-def on_stored(ctx: Context) -> Stored:
-    """What the ingestor calls with each stored chunk: flags for every active policy, and PDQ hashes.
+def on_stored(ctx: Context) -> Callable[[list[Item], Hashes], int]:
+    """What the ingestor calls with each stored chunk: flags for every active policy, and PDQ hashes;
+    it returns how many flags the chunk raised.
 
     The label vectors are built once here, from the collection's own model; a policy that this
     model cannot score (an image-only model) stops the run before anything is indexed.
@@ -88,12 +89,13 @@ def on_stored(ctx: Context) -> Stored:
     if active and ctx.store.exists():
         ctx.store.check_dim(active[0][1].vectors.shape[1])
 
-    def stored(items: list[Item], hashes: Hashes) -> None:
+    def stored(items: list[Item], hashes: Hashes) -> int:
         if hashes:
             workflow.put_hashes(hashes)
         found = [flag for name, labels in active for flag in flags_of(name, labels, items)]
-        if found:
-            workflow.add_flags(found, details=item_details(items), subjects=subjects_of(items, hashes))
+        if not found:
+            return 0
+        return workflow.add_flags(found, details=item_details(items), subjects=subjects_of(items, hashes))
 
     return stored
 

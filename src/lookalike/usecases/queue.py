@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from lookalike.errors import ConfigError
 from lookalike.queries import day_window
 from lookalike.usecases.context import Context
-from lookalike.workflow import Claim, Details, Flag, Workflow
+from lookalike.workflow import Claim, Details, Flag, Subject, Workflow
 
 if TYPE_CHECKING:
     from lookalike.store import Item
@@ -38,6 +38,8 @@ class Detail:
     item: Item | None
     claim: Claim | None
     match: dict[str, Any] = field(default_factory=dict)
+    refused: tuple[Subject, str] | None = None  # an upload a hash bank refused: what it was, and why
+    pdq: str = ""  # the upload's PDQ hash, where one is kept
 
 
 def lease(ctx: Context, lease_s: float | None) -> float:
@@ -125,11 +127,167 @@ def detail(ctx: Context, flag_id: int) -> Detail:
     flag = workflow.flag(flag_id)
     item = items_of(ctx, [flag.item]).get(flag.item)
     claim = workflow.claims.holders([flag.id]).get(flag.id)
+    refused = None if item else workflow.banks.matches.refusals_of([flag.id]).get(flag.id)
+    hashed = workflow.hashes_of([flag.item]).get(flag.item)
+    pdq = hashed[0] if hashed else (refused[0].pdq if refused else "")
+    match: dict[str, Any] = {"kind": "unknown"}
     for matcher in MATCHERS:
-        match = matcher(ctx, flag)
-        if match is not None:
-            return Detail(flag, item, claim, match)
-    return Detail(flag, item, claim, {"kind": "unknown"})
+        found = matcher(ctx, flag)
+        if found is not None:
+            match = found
+            break
+    return Detail(flag, item, claim, match, refused, pdq)
+
+
+def detail_row(shown: Detail) -> dict[str, Any]:
+    """One flag whole as the API answers it (``GET /flags/{id}``, ``/flags/next``) and ``lookalike
+    claim --json`` prints it. Item ids are strings (they exceed a JavaScript number); times ISO."""
+    from lookalike.usecases.review import timestamp
+
+    flag, item = shown.flag, shown.item
+    was = shown.refused[0] if shown.refused else None  # what a refused upload was
+    return {
+        "id": flag.id,
+        "item": str(flag.item),
+        "policy": flag.policy,
+        "label": flag.label,
+        "score": round(flag.score, 6),
+        "status": flag.status.value,
+        "flagged_at": timestamp(flag.created_at),
+        "stored": item is not None,
+        "item_id": item.item_id if item else (was.item_id if was else None),
+        "source": item.source if item else (was.source if was else None),
+        "name": item.name if item else None,
+        "uri": item.uri if item else (was.uri if was else None),
+        "sha256": item.sha256 if item else (was.sha256 if was else None),
+        "pdq": shown.pdq or None,
+        "created_at": timestamp(item.created_at) if item else None,
+        "refused": shown.refused[1] if shown.refused else None,  # an upload refused as blocked: why
+        "claim": claim_row(shown.claim),
+        "match": _shown(shown.match),
+    }
+
+
+def _shown(match: dict[str, Any]) -> dict[str, Any]:
+    """A wave's item ids as strings and its times as ISO text."""
+    from lookalike.usecases.review import timestamp
+
+    shown = dict(match)
+    if "items" in shown:
+        shown["items"] = [
+            {**member, "item": str(member["item"]), "created_at": timestamp(member["created_at"])}
+            for member in shown["items"]
+        ]
+    for key in ("since", "until"):
+        if isinstance(shown.get(key), int):
+            shown[key] = timestamp(shown[key])
+    return shown
+
+
+BANK = "bank:"  # a flag raised by a match in a hash bank: policy "bank:NAME"
+
+
+def _bank_match(ctx: Context, flag: Flag) -> dict[str, Any] | None:
+    """A bank flag's match: the bank, the nearest entry of it that the upload matched (its labels,
+    note and hashes; a take-down's flag, reviewer and day) and the PDQ distance."""
+    if not flag.policy.startswith(BANK):
+        return None
+    from lookalike.usecases.review import timestamp
+
+    name = flag.policy.removeprefix(BANK)
+    banks = ctx.workflow.banks
+    bank = next((b for b in banks.banks() if b.name == name), None)
+    refused = banks.matches.refused_match(flag.id)
+    # A refused upload's own entry; else every entry the item matched, this bank's sorted out below.
+    candidates = [refused[:2]] if refused is not None else banks.matches.matched_ids(flag.item)
+    entries = banks.entries_by_id([e for e, _ in candidates])
+    gone = banks.removals([e for e, _ in candidates if e not in entries])
+    # The entries of this bank, those whose label the flag carries first, nearest first.
+    bank_of = {**{e: c.bank for e, c in gone.items()}, **{e: entry.bank for e, entry in entries.items()}}
+    ours = [(e, d) for e, d in candidates if bank_of.get(e) == name]
+    ours.sort(key=lambda pair: (not _labelled(entries.get(pair[0]), flag.label), pair[1]))
+    entry_id, distance = ours[0] if ours else (None, int(flag.score))
+    shown: dict[str, Any] = {
+        "kind": "bank",
+        "bank": name,
+        "bank_kind": bank.kind.value if bank else None,
+        "action": bank.action.value if bank else None,
+        "enabled": bank.enabled if bank else None,
+        "max_distance": bank.max_distance if bank else None,
+        "bank_labels": list(bank.labels) if bank else [],
+        "label": flag.label,
+        "distance": distance,
+        "reason": refused[2] if refused else None,
+        "entry": None,
+        "other_entries": max(0, len(ours) - 1),
+    }
+    if entry_id is None:
+        return shown
+    entry = entries.get(entry_id)
+    if entry is None:
+        removal = gone.get(entry_id)
+        was = removal.subject if removal else None
+        shown["entry"] = {
+            **dict.fromkeys(("labels", "note", "added_at", "added_by", "paused_at", "describe")),
+            "id": entry_id,
+            # A lifted block's log keeps the take-down's flag and item (who and when: in "reason").
+            "taken_down": {
+                "flag": removal.flag,
+                "by": None,
+                "at": None,
+                "item": str(removal.item) if removal.item is not None else None,
+                "item_id": was.item_id if was else None,
+                "source": was.source if was else None,
+                "uri": was.uri if was else None,
+            }
+            if removal is not None and removal.flag is not None
+            else None,
+            "pdq": removal.pdq or None if removal else None,
+            "sha256": removal.sha256 or None if removal else None,
+            "removed": {
+                "at": timestamp(removal.at),
+                "by": removal.who,
+                "action": removal.action,
+                "note": removal.note,
+            }
+            if removal
+            else None,
+        }
+        return shown
+    subject = entry.subject
+    shown["entry"] = {
+        "id": entry.id,
+        "labels": list(entry.labels),
+        "note": entry.note,
+        "pdq": entry.pdq or None,
+        "sha256": entry.sha256 or None,
+        "added_at": timestamp(entry.added_at),
+        "added_by": entry.added_by,
+        "paused_at": timestamp(entry.paused_at) if entry.paused_at is not None else None,
+        "describe": entry.describe(),
+        "taken_down": {
+            "flag": entry.flag,
+            "by": entry.added_by,
+            "at": timestamp(entry.added_at),
+            "item": str(entry.item) if entry.item is not None else None,
+            "item_id": subject.item_id if subject else None,
+            "source": subject.source if subject else None,
+            "uri": subject.uri if subject else None,
+        }
+        if entry.flag is not None
+        else None,
+        "removed": None,
+    }
+    return shown
+
+
+def _labelled(entry: Any, label: str) -> bool:
+    """Whether a flag with ``label`` may come from this entry (screening.py's labels)."""
+    if entry is None:
+        return False
+    if entry.flag is not None:
+        return label == "taken down"
+    return not entry.labels or entry.labels[0] == label
 
 
 def _wave_match(ctx: Context, flag: Flag) -> dict[str, Any] | None:
@@ -178,5 +336,5 @@ def _label_match(ctx: Context, flag: Flag) -> dict[str, Any] | None:
     }
 
 
-MATCHERS: list[Callable[[Context, Flag], dict[str, Any] | None]] = [_wave_match, _label_match]
+MATCHERS: list[Callable[[Context, Flag], dict[str, Any] | None]] = [_wave_match, _bank_match, _label_match]
 """Tried in order; the first that knows the flag's kind says what it matched."""

@@ -135,6 +135,15 @@ def review(
     flag = workflow.flag(flag_id)
     details = queue.details_of(queue.items_of(ctx, [flag.item]))  # for the webhook event
     known = workflow.subjects([flag.item]).get(flag.item)
+    if not details and known is not None and known.uri:  # a refused upload (or an item gone): as it was
+        details = {
+            flag.item: {
+                "item_id": known.item_id,
+                "source": known.source,
+                "uri": known.uri,
+                "sha256": known.sha256,
+            }
+        }
     stored: list[Item] = []
     if take_down or known is None or not known.uri:  # an item flagged before subjects were kept
         stored = ctx.store.get([flag.item]) if ctx.store.exists() else []

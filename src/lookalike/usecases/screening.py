@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from lookalike.usecases.context import Context
+from lookalike.usecases.policies import item_details
 from lookalike.workflow import NewFlag, Subject
 from lookalike.workflow.banks import MIN_QUALITY, Bank, BankAction, Entry
 from lookalike.workflow.matches import Alert, Refused
@@ -34,7 +35,7 @@ class Screen:
         self._pending: dict[int, list[NewFlag]] = {}  # flags for pictures about to be stored
         self._subjects: dict[int, Subject] = {}
         self.alerts: list[Alert] = []
-        self.refused = 0
+        self.refused: list[Subject] = []  # what was refused: its bytes must not stay kept (ingest.py)
 
     def check(self, uploads: Sequence[Upload]) -> dict[int, str]:
         """Refusals, by id, of new pictures matching a refuse bank; the flags of flag-bank matches are
@@ -88,7 +89,8 @@ class Screen:
                     self._subjects[upload.id] = subject
         if refusals:
             self._banks.matches.refuse(refusals)
-            self.refused += len(refusals)
+            with self._lock:
+                self.refused += [r.subject for r in refusals]
         return reasons
 
     def _refusal(
@@ -137,13 +139,14 @@ class Screen:
     def _label_of(self, entry_id: int, bank: Bank) -> str:
         return self._label(self._banks.entries_by_id([entry_id]).get(entry_id), bank)
 
-    def stored(self, items: Sequence[Item]) -> None:
-        """Flag the stored pictures that matched a flag bank (or a paused refuse entry)."""
+    def stored(self, items: Sequence[Item]) -> int:
+        """Flag the stored pictures that matched a flag bank (or a paused refuse entry); how many flags."""
         with self._lock:
             flags = [f for item in items for f in self._pending.pop(item.id, [])]
             subjects = {item.id: self._subjects.pop(item.id) for item in items if item.id in self._subjects}
-        if flags:
-            self._ctx.workflow.add_flags(flags, subjects=subjects)
+        if not flags:
+            return 0
+        return self._ctx.workflow.add_flags(flags, details=item_details(items), subjects=subjects)
 
 
 def _unique(flags: list[NewFlag]) -> list[NewFlag]:

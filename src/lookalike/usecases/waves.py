@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from lookalike.errors import ConfigError, LookalikeError
 from lookalike.usecases.context import Context
@@ -40,6 +41,34 @@ class Found:
     @property
     def sellers(self) -> int:
         return len({m.source for m in self.members})
+
+
+def found_json(found: Sequence[Found]) -> dict[str, Any]:
+    """What a check found, as ``POST /waves``'s job answers it and ``lookalike waves --json`` prints
+    it; item ids are strings (they exceed a JavaScript number)."""
+    return {
+        "clusters": len(found),
+        "new_waves": sum(1 for f in found if f.new),
+        "waves": [
+            {
+                "wave": f.wave.id if f.wave else None,
+                "flag": f.wave.flag if f.wave else None,
+                "new": f.new,
+                "added": f.added,
+                "sellers": f.sellers,
+                "items": [
+                    {
+                        "item": str(m.item),
+                        "item_id": m.item_id,
+                        "source": m.source,
+                        "score": round(m.score, 6),
+                    }
+                    for m in f.members
+                ],
+            }
+            for f in found
+        ],
+    }
 
 
 def moment(text: str, *, end: bool = False, option: str = "--since", now: float | None = None) -> int:

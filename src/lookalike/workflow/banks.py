@@ -535,6 +535,17 @@ class Banks:
             found.update({int(r[0]): self._entry(r) for r in rows})
         return found
 
+    def removals(self, entries: Sequence[int]) -> dict[int, BankChange]:
+        """How entries no longer in their bank left it (removed, or a block lifted): the log's record."""
+        found: dict[int, BankChange] = {}
+        unique = sorted(set(entries))
+        for start in range(0, len(unique), 500):
+            part = unique[start : start + 500]
+            marks = ",".join("?" * len(part))
+            where = f" WHERE entry IN ({marks}) AND action IN ('remove', 'unblock')"
+            found.update({c.entry: c for c in self._changes(where, part) if c.entry is not None})
+        return found
+
     def by_sha256(self, digests: Sequence[str]) -> dict[str, list[Entry]]:
         """The entries of enabled block banks holding these SHA-256 digests, by digest."""
         found: dict[str, list[Entry]] = {}
@@ -655,7 +666,9 @@ class Banks:
         if until is not None:
             clauses.append("at < ?")
             args.append(until)
-        where = " WHERE " + " AND ".join(clauses) if clauses else ""
+        return self._changes(" WHERE " + " AND ".join(clauses) if clauses else "", args)
+
+    def _changes(self, where: str, args: Sequence[object]) -> list[BankChange]:
         rows = self._query(
             "SELECT id, at, who, action, bank, entry, pdq, sha256, item, item_id, source, uri, flag, note"
             f" FROM bank_log{where} ORDER BY id",

@@ -133,17 +133,27 @@ class Matches:
 
     def refuse(self, refused: Sequence[Refused], *, at: int | None = None) -> list[int]:
         """Record refused uploads: each raises (or keeps open) a flag on the item it would have been,
-        with a refusal row that says what it was and why; one transaction. Returns the flag ids."""
+        with a refusal row that says what it was and why; one transaction. A flag raised writes its
+        ``flag.created`` webhook event there too, saying what the upload was and why it was refused.
+        Returns the flag ids."""
+        from lookalike.workflow import outbox
+        from lookalike.workflow.db import NewFlag
+
         when = int(time.time()) if at is None else at
         flags: list[int] = []
-        with self._workflow.transaction() as db:
+        workflow = self._workflow
+        raised_any = False
+        with workflow.transaction() as db:
             for r in refused:
-                db.execute(
-                    "INSERT INTO flags (item, policy, label, score, created_at) VALUES (?, ?, ?, ?, ?)"
-                    " ON CONFLICT (item, policy, label) DO UPDATE SET status = 'open',"
-                    " score = excluded.score, created_at = excluded.created_at WHERE status = 'closed'",
-                    (r.item, r.policy, r.label, float(r.distance), when),
-                )
+                raised = workflow._raise(NewFlag(r.item, r.policy, r.label, float(r.distance)), when)
+                if raised is not None:
+                    s = r.subject
+                    about = {
+                        r.item: {"item_id": s.item_id, "source": s.source, "uri": s.uri, "sha256": s.sha256}
+                    }
+                    event = {**outbox.flag_event(raised, about), "refused": r.reason}
+                    workflow.outbox.enqueue("flag.created", event, when=when)
+                    raised_any = True
                 flag = int(
                     db.execute(
                         "SELECT id FROM flags WHERE item = ? AND policy = ? AND label = ?",
@@ -173,6 +183,8 @@ class Matches:
                     (r.item, s.item_id, s.source, s.uri, s.sha256, s.pdq),
                 )
                 flags.append(flag)
+        if raised_any:
+            workflow.outbox.notify()
         return flags
 
     def refusals_of(self, flags: Sequence[int]) -> dict[int, tuple[Subject, str]]:
@@ -189,6 +201,20 @@ class Matches:
             )
             found.update({int(r[0]): (Subject(*(str(v) for v in r[1:6])), str(r[6])) for r in rows})
         return found
+
+    def refused_match(self, flag: int) -> tuple[int, int, str] | None:
+        """The entry, PDQ distance and reason of a flag's latest refused upload; None if it has none."""
+        rows = self._query(
+            "SELECT entry, distance, reason FROM refusals WHERE flag = ? ORDER BY id DESC LIMIT 1", (flag,)
+        )
+        return (int(rows[0][0]), int(rows[0][1]), str(rows[0][2])) if rows else None
+
+    def matched_ids(self, item: int) -> list[tuple[int, int]]:
+        """(entry id, distance) of every entry an item matched, nearest first, removed entries too."""
+        rows = self._query(
+            "SELECT entry, distance FROM bank_matches WHERE item = ? ORDER BY distance, entry", (item,)
+        )
+        return [(int(e), int(d)) for e, d in rows]
 
     def matched(self, item: int) -> list[tuple[Entry, int]]:
         """The bank entries an item (stored or refused) matched, with the distance: what a flag is about."""

@@ -91,6 +91,13 @@ async function loadPolicies() {
     option.value = option.textContent = policy.name;
     $("policy").append(option);
   }
+  // Flags raised by a hash bank carry the policy bank:NAME.
+  const banks = await call("/banks");
+  for (const bank of banks.ok ? await banks.json() : []) {
+    const option = document.createElement("option");
+    option.value = option.textContent = `bank:${bank.name}`;
+    $("policy").append(option);
+  }
   const waves = document.createElement("option");
   waves.value = waves.textContent = "waves";
   $("policy").append(waves);
@@ -146,14 +153,14 @@ function card(flag, index) {
     picture(img, `/items/${flag.item}/image?size=256`);
     thumb.append(img);
   } else {
-    thumb.textContent = "no longer stored";
+    thumb.textContent = flag.refused ? "refused, never stored" : "no longer stored";
   }
   const meta = element("div", "meta");
   meta.append(element("div", "name", `${flag.policy} · ${flag.label}`));
   const sub = element("div", "sub");
-  sub.append(element("span", "score", flag.score.toFixed(3)), element("span", "rank", `#${flag.id} · ${flag.flagged_at.slice(0, 10)}`));
+  sub.append(element("span", "score", scoreText(flag)), element("span", "rank", `#${flag.id} · ${flag.flagged_at.slice(0, 10)}`));
   meta.append(sub);
-  if (flag.stored) meta.append(element("div", "who", `${flag.source} · ${flag.item_id}`));
+  if (flag.item_id !== null && flag.item_id !== undefined) meta.append(element("div", "who", `${flag.source} · ${flag.item_id}`));
   if (holder) meta.append(element("div", "held-by", `${holder} is reviewing`));
   node.append(thumb, meta);
   // A tap or click selects (and claims) the flag; deciding is the buttons' job, enlarging Enter's.
@@ -245,9 +252,17 @@ function markSelected() {
   for (const node of $("flags").children) node.classList.toggle("selected", Boolean(current) && Number(node.dataset.flag) === current.id);
 }
 
-function fact(list, name, value) {
+function fact(list, name, value, className = "") {
   if (value === null || value === undefined || value === "") return;
-  list.append(element("dt", "", name), element("dd", "", String(value)));
+  list.append(element("dt", "", name), element("dd", className, String(value)));
+}
+
+const byBank = (flag) => flag.policy.startsWith("bank:");
+const day = (iso) => iso && iso.slice(0, 10);
+
+function scoreText(flag) {
+  // A bank's match is a PDQ distance in bits (0: the same picture); a policy's a cosine.
+  return byBank(flag) ? `${Math.round(flag.score)} bits` : flag.score.toFixed(3);
 }
 
 function renderCurrent() {
@@ -265,6 +280,7 @@ function renderCurrent() {
     ? "A wave is confirmed as a whole; take its items down one by one"
     : "Confirming deletes the item and erases its bytes; you are asked each time";
   $("upload-gone").hidden = flag.stored;
+  $("upload-gone").textContent = flag.refused ? "refused at upload, never stored" : "no longer stored";
   $("upload-img").hidden = !flag.stored;
   $("reveal").hidden = !flag.stored;
   if (flag.stored && $("upload-img").dataset.item !== flag.item) {
@@ -282,8 +298,16 @@ function renderCurrent() {
   fact(facts, "Created", flag.created_at && flag.created_at.slice(0, 10));
   fact(facts, "Flagged", flag.flagged_at.slice(0, 10));
   fact(facts, "Status", flag.status);
-  $("score").textContent = flag.score.toFixed(3);
-  $("score-kind").textContent = wave ? "lowest cosine to the first" : "cosine";
+  fact(facts, "Refused", flag.refused);
+  fact(facts, "PDQ hash", flag.pdq, "hash");
+  fact(facts, "SHA-256", flag.sha256, "hash");
+  $("score").textContent = scoreText(flag);
+  const bank = flag.match && flag.match.kind === "bank" ? flag.match : null;
+  $("score-kind").textContent = wave
+    ? "lowest cosine to the first"
+    : bank
+      ? `PDQ distance${bank.max_distance !== null ? ` (the bank matches at most ${bank.max_distance})` : ""}`
+      : "cosine";
   renderMatch(flag.match || { kind: "unknown" });
   showRevealed();
 }
@@ -343,6 +367,10 @@ function renderMatch(match) {
     box.append(members);
     return;
   }
+  if (match.kind === "bank") {
+    renderBank(box, facts, match);
+    return;
+  }
   if (match.kind === "label") {
     box.append(element("p", "match-title", `Label “${match.label}” of policy ${match.policy}`));
     if (match.prompts) {
@@ -363,6 +391,47 @@ function renderMatch(match) {
   box.append(facts);
 }
 
+function renderBank(box, facts, match) {
+  // A bank keeps hashes, not pictures (a take-down's bytes are erased): what the entry is stands in.
+  const entry = match.entry;
+  const down = entry && entry.taken_down;
+  const kind = match.bank_kind ? ` (${match.bank_kind} · ${match.action}${match.enabled === false ? " · disabled" : ""})` : " (removed since)";
+  const lifted = entry && entry.removed ? ` · ${entry.removed.action === "unblock" ? "block lifted" : "removed from the bank"}` : "";
+  const title = !down ? `Entry of bank ${match.bank}` : down.at ? `Taken down on ${day(down.at)} by ${down.by}, flag ${down.flag}` : `Taken down with flag ${down.flag}`;
+  box.append(element("p", "match-title", title + lifted));
+  const frame = element("div", "frame hashes");
+  frame.append(element("span", "gone", down ? "taken down: its picture was erased" : "a bank keeps hashes, not pictures"));
+  box.append(frame);
+  fact(facts, "Bank", `${match.bank}${kind}`);
+  fact(facts, "Label", match.label);
+  fact(facts, "Distance", `${match.distance} bits${match.distance === 0 ? " (identical hashes)" : ""}${match.max_distance !== null ? ` · bank's max ${match.max_distance}` : ""}`);
+  fact(facts, "Why", match.reason);
+  if (entry) {
+    fact(facts, "Entry", `#${entry.id}`);
+    fact(facts, "Labels", entry.labels && entry.labels.join(", "));
+    fact(facts, "Note", entry.note);
+    fact(facts, "PDQ hash", entry.pdq, "hash");
+    fact(facts, "SHA-256", entry.sha256, "hash");
+    if (down) {
+      fact(facts, "Was", [down.source, down.item_id].filter(Boolean).join(" · "));
+      fact(facts, "Uri", down.uri);
+    } else {
+      fact(facts, "Added", entry.added_at && `${day(entry.added_at)} by ${entry.added_by}`);
+    }
+    if (entry.paused_at) fact(facts, "Paused", `since ${day(entry.paused_at)} (a flood of matches)`);
+    if (entry.removed) {
+      const how = entry.removed.action === "unblock" ? "Block lifted" : "Removed";
+      fact(facts, how, `${day(entry.removed.at)} by ${entry.removed.by}${entry.removed.note ? `: ${entry.removed.note}` : ""}`);
+    } else if (!entry.pdq && !entry.sha256) {
+      fact(facts, "Removed", "since, from the bank");
+    }
+  } else {
+    fact(facts, "Entry", "no longer in the bank");
+  }
+  if (match.other_entries) fact(facts, "Also", `${match.other_entries} other entries of this bank`);
+  box.append(facts);
+}
+
 function reveal() {
   if (!current) return;
   revealed = !revealed;
@@ -375,7 +444,7 @@ function enlarge() {
   revealed = true; // enlarging is asking to see it
   showRevealed();
   picture($("large"), `/items/${flag.item}/image`);
-  $("viewer-meta").textContent = `#${flag.id} ${flag.policy} · ${flag.label} · ${flag.score.toFixed(3)} · ${flag.source || ""} · ${flag.item_id || ""} · ${flag.uri || ""}`;
+  $("viewer-meta").textContent = `#${flag.id} ${flag.policy} · ${flag.label} · ${scoreText(flag)} · ${flag.source || ""} · ${flag.item_id || ""} · ${flag.uri || ""}`;
   $("viewer").hidden = false;
 }
 
@@ -482,9 +551,14 @@ $("blur").addEventListener("change", () => {
 });
 $("by").addEventListener("input", () => localStorage.setItem("lookalike-reviewer", me()));
 $("by").addEventListener("change", async () => {
-  // A name given: the flag on screen is claimed for it (or shown as someone else's).
-  if (current && queueing() && me()) await show(current.id);
-  else if (!current && me()) await next();
+  // A name given: the flag on screen is claimed for it; one someone else holds gives way to the
+  // next flag this reviewer may take (their own held one first).
+  if (current && queueing() && me()) {
+    await show(current.id);
+    if (current && current.claim && current.claim.by !== me()) await next();
+  } else if (!current && me()) await next();
+  await load({ quiet: true });
+  render(); // the cards say who is reviewing what as this reviewer sees it: their own are not "held"
 });
 $("by").value = localStorage.getItem("lookalike-reviewer") || "";
 setInterval(() => { if (!document.hidden && $("viewer").hidden) load({ quiet: true }); }, 20000);
