@@ -3,7 +3,8 @@
 ``StoreMachine`` runs random inserts, upserts that move items between months and sources,
 deletes (with absent ids among them), partition drops and reopenings against a store and the
 plain-Python ``Model``; after every step what Milvus holds, counts, gets, iteration and searches
-must equal the model, and a rule reads a random window (sources, since, until) through search,
+must equal the model, and a rule reads a random window (sources, categories, tags, since, until, item ids,
+excluded ids) through search,
 count and iteration. A subclass says how its store opens and how another client sees Milvus, and
 adds what only its backend has (Lite: crashes, half-way failures, foreign writes).
 """
@@ -11,7 +12,6 @@ adds what only its backend has (Lite: crashes, half-way failures, foreign writes
 from __future__ import annotations
 
 import itertools
-from typing import Any
 
 import numpy as np
 from hypothesis import strategies as st
@@ -19,7 +19,8 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from lookalike.store import Item, Store
 from lookalike.store.partitions import partition_for
-from tests.store_model import DIM, JAN_2024, SOURCES, Model, make_item, same, vector
+from lookalike.store.window import Window
+from tests.store_model import CATEGORIES, DIM, JAN_2024, SOURCES, Model, make_item, same, vector
 
 DAY = 86_400
 NAMES = itertools.count()  # a collection per example, never reused within a run
@@ -38,8 +39,12 @@ windows = st.fixed_dictionaries(
         "sources": st.lists(st.sampled_from([*SOURCES, "nobody"]), max_size=2),
         "since": st.integers(0, 120).map(lambda d: JAN_2024 + d * DAY),
         "until": st.integers(0, 130).map(lambda d: JAN_2024 + d * DAY),
+        "item_ids": st.lists(ids.map(lambda i: f"sku{i}"), max_size=3),
+        "categories": st.lists(st.sampled_from([*CATEGORIES, "hats"]), max_size=2),
+        "tags": st.lists(st.sampled_from(["red", "sale", "blue", 'a "quoted" tag', "none"]), max_size=2),
+        "exclude_ids": st.lists(ids, max_size=3),
     },
-)
+).map(lambda given: Window.of(**given))
 
 
 class StoreMachine(RuleBasedStateMachine):
@@ -112,16 +117,16 @@ class StoreMachine(RuleBasedStateMachine):
         self.store = self.open()
 
     @rule(window=windows, k=st.integers(1, 12))
-    def read_any_window(self, window: dict[str, Any], k: int) -> None:
+    def read_any_window(self, window: Window, k: int) -> None:
         query = vector(k)
-        hits = self.store.search(query[None], k=k, **window)[0]
-        assert [hit.item.id for hit in hits] == self.model.top(query, k, **window)
+        hits = self.store.search(query[None], k=k, window=window)[0]
+        assert [hit.item.id for hit in hits] == self.model.top(query, k, window)
         for hit in hits:
             assert same(hit.item, self.model.rows[hit.item.id])
             assert abs(hit.score - float(np.dot(self.model.rows[hit.item.id].vector, query))) < 1e-5
-        inside = self.model.window(window.get("sources"), window.get("since"), window.get("until"))
-        assert self.store.count(**window) == len(inside)
-        seen = [item for batch in self.store.iter_items(batch_size=5, **window) for item in batch]
+        inside = self.model.window(window)
+        assert self.store.count(window) == len(inside)
+        seen = [item for batch in self.store.iter_items(batch_size=5, window=window) for item in batch]
         assert sorted(item.id for item in seen) == sorted(item.id for item in inside)
         assert all(same(item, self.model.rows[item.id]) for item in seen)
 
@@ -136,7 +141,7 @@ class StoreMachine(RuleBasedStateMachine):
         assert ids == sorted(model.rows), (ids, sorted(model.rows), store.partitions())
         assert all(same(item, model.rows[item.id]) for item in seen)
         assert store.count() == len(model.rows)
-        assert store.count(sources=[SOURCES[0]]) == len(model.window([SOURCES[0]], None, None))
+        assert store.count(Window.of(sources=[SOURCES[0]])) == len(model.window(Window.of(sources=[SOURCES[0]])))
         got = store.get([*model.rows, 999], with_vector=True)
         assert len(got) == len(model.rows)
         assert all(same(item, model.rows[item.id]) for item in got)
@@ -150,12 +155,12 @@ class StoreMachine(RuleBasedStateMachine):
     def searches_equal_the_model(self) -> None:
         query = vector(7)
         for window in (
-            {},
-            {"sources": [SOURCES[2]]},
-            {"since": JAN_2024 + 31 * DAY, "until": JAN_2024 + 70 * DAY},
+            Window(),
+            Window.of(sources=[SOURCES[2]]),
+            Window(since=JAN_2024 + 31 * DAY, until=JAN_2024 + 70 * DAY),
         ):
-            hits = self.store.search(query[None], k=5, **window)[0]
-            assert [hit.item.id for hit in hits] == self.model.top(query, 5, **window)
+            hits = self.store.search(query[None], k=5, window=window)[0]
+            assert [hit.item.id for hit in hits] == self.model.top(query, 5, window)
 
     def teardown(self) -> None:
         self.store.drop()

@@ -12,11 +12,14 @@ import numpy as np
 from lookalike.store import Item
 from lookalike.store.partitions import partition_for
 from lookalike.store.rows import normalise
+from lookalike.store.window import EVERYTHING, Window
 
 DIM = 16
 JAN_2024 = 1_704_067_200
 DAY = 86_400
 SOURCES = ("shop-a", "shop-b", "アバター" * 21)  # the last one is 252 bytes: near the 256-byte limit, kept whole
+CATEGORIES = ("shoes", "bags", "")
+TAGS = ((), ("red",), ("red", "sale"), ("blue", 'a "quoted" tag'))
 
 
 def vector(seed: int) -> np.ndarray:
@@ -36,6 +39,8 @@ def make_item(item_id: int, *, month: int = 0, source: int = 0, version: int = 0
         width=800,
         height=600,
         vector=vector(item_id * 1000 + version),
+        category=CATEGORIES[item_id % len(CATEGORIES)],
+        tags=TAGS[(item_id + version) % len(TAGS)],  # a write again changes the tags
     )
 
 
@@ -56,17 +61,23 @@ class Model:
     def drop(self, partition: str) -> None:
         self.rows = {i: it for i, it in self.rows.items() if partition_for(it.created_at) != partition}
 
-    def window(self, sources: Sequence[str] | None, since: int | None, until: int | None) -> list[Item]:
+    def window(self, window: Window = EVERYTHING) -> list[Item]:
+        """The items inside a window, decided here in plain Python (the stores' interpreters are
+        what is tested)."""
         return [
             it
             for it in self.rows.values()
-            if (sources is None or it.source in sources)
-            and (since is None or it.created_at >= since)
-            and (until is None or it.created_at < until)
+            if (window.sources is None or it.source in window.sources)
+            and (window.categories is None or it.category in window.categories)
+            and (window.tags is None or bool(set(it.tags) & set(window.tags)))
+            and (window.item_ids is None or it.item_id in window.item_ids)
+            and (window.since is None or it.created_at >= window.since)
+            and (window.until is None or it.created_at < window.until)
+            and it.id not in window.exclude_ids
         ]
 
-    def top(self, query: np.ndarray, k: int, **window: Any) -> list[int]:
-        rows = self.window(window.get("sources"), window.get("since"), window.get("until"))
+    def top(self, query: np.ndarray, k: int, window: Window = EVERYTHING) -> list[int]:
+        rows = self.window(window)
         scored = sorted(rows, key=lambda it: -float(np.dot(it.vector, query)))
         return [it.id for it in scored[:k]]
 
@@ -90,5 +101,6 @@ def milvus_rows(path: Path, collection: str) -> dict[int, dict[str, Any]]:
 
 def foreign_row(item: Item) -> dict[str, Any]:
     row = dataclasses.asdict(normalise(item))
+    row["tags"] = list(row["tags"])
     row["vector"] = item.vector
     return row

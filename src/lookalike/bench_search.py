@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lookalike.store import Store
+from lookalike.store.window import Window
 
 START = 1_672_531_200  # 2023-01-01
 YEAR = 365 * 86_400
@@ -132,7 +133,7 @@ def search_figures(
 
     def ours(since: int | None = None, until: int | None = None) -> Search:
         return lambda query: [
-            position[h.item.id] for h in store.search(query, k=10, since=since, until=until)[0]
+            position[h.item.id] for h in store.search(query, k=10, window=Window(since=since, until=until))[0]
         ]
 
     say(f"FAISS reference: IndexHNSWFlat M32 over {len(vectors)} vectors …")

@@ -25,6 +25,8 @@ class FieldNames:
     id: str = "--id"
     item_id: str = "--item-id"
     source: str = "--source"
+    category: str = "--category"
+    tag: str = "--tag"
     k: str = "--k"
     offset: str = "--offset"
     min_score: str = "--min-score"
@@ -44,6 +46,8 @@ API_NAMES = FieldNames(
     id="id",
     item_id="item_id",
     source="sources",
+    category="categories",
+    tag="tags",
     k="k",
     offset="offset",
     min_score="min_score",
@@ -66,6 +70,8 @@ class Query:
     offset: int = 0  # paging: skip this many of the best hits
     min_score: float | None = None  # drop hits whose cosine is below this
     sources: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()  # only items of one of these categories
+    tags: tuple[str, ...] = ()  # only items with one of these tags at least
     since: date | None = None
     until: date | None = None
     public_only: bool = False  # image is a URL from an untrusted caller: public http(s) addresses only

@@ -154,7 +154,7 @@ def test_in_a_pipe_summaries_go_to_stderr_and_stdout_is_pure_tsv(tmp_path: Path,
     assert pure_tsv(stats, 3)[0] == ["of", "name", "items"] and "3 items, dim 32" in stats.stderr
     assert ["source", "default", "3"] in pure_tsv(stats, 3)
     shown = lookalike(env, "show", "--item-id", "img_0001")
-    rows = pure_tsv(shown, 15)  # one row per item, a column per field (the PDQ hash and its quality last)
+    rows = pure_tsv(shown, 17)  # one row per item, a column per field (the PDQ hash and its quality last)
     assert rows[0][:3] == ["id", "sha256", "item_id"] and rows[1][2] == "img_0001"
     classified = lookalike(env, "classify", str(photos[0]), str(photos[1]), "--labels", str(labels))
     rows = pure_tsv(classified, 5)  # one table, the image in its first column

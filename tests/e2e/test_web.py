@@ -176,3 +176,40 @@ def test_the_gallery_draws_the_box_of_a_detected_crop(live_crops: tuple[str, lis
         page.wait_for_function("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
         page.screenshot(path=str(SHOTS / "detected-crops.png"))
         browser.close()
+
+
+@pytest.mark.skipif(
+    not Path(CHROMIUM).exists(), reason="Debian chromium is not installed (apt-get install chromium)"
+)
+def test_the_page_filters_by_category_and_tag(tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    from lookalike.config import load_settings
+    from lookalike.usecases import ingest
+    from tests.helpers import FakeEmbedder
+    from tests.integration.test_category_tags import ROWS, write_catalog
+
+    service = Context(load_settings(db=str(tmp_path / "web.db"), workers=2), embedder=FakeEmbedder())
+    ingest.index(service, str(write_catalog(tmp_path / "cat", ROWS)))
+    for url, _ in serve(service, []):
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.goto(url + "/")
+            page.fill("#categories", "shoes\nbags")
+            page.fill("#tags", "red")
+            page.fill("#text", "anything")
+            page.press("#text", "Enter")
+            page.wait_for_function("document.querySelector('#status').textContent.includes('results')")
+            assert sorted(page.locator(".card .name").all_inner_texts()) == ["name SKU1", "name SKU3"]
+            assert "shoes" in page.inner_text(".card >> nth=0") or "bags" in page.inner_text(".card >> nth=0")
+
+            page.fill("#categories", "")
+            page.fill("#tags", "blue")
+            page.set_input_files("#file", str(tmp_path / "cat" / "a.jpg"))  # an upload sends them as form fields
+            page.wait_for_function(
+                "document.querySelector('#status').textContent.includes('your image')"
+                " && document.querySelector('#status').textContent.includes('results')"
+            )
+            assert page.locator(".card .name").all_inner_texts() == ["name SKU2"]
+            browser.close()

@@ -59,6 +59,8 @@ def test_text_search_answers_like_the_cli_json(client: tuple[TestClient, list[Pa
         "created_at",
         "uri",
         *CROP_KEYS,
+        "category",
+        "tags",
     }
     assert body["hits"][0]["item_id"] == "img_0003" and body["hits"][0]["score"] > 0.99
 

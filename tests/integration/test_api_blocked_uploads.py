@@ -11,6 +11,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from lookalike.api import create_app
+from lookalike.store.window import Window
 from tests.helpers import make_image
 from tests.integration.test_api_review import build_flagged
 from tests.unit.test_takedowns import near_copy, take_down_planted
@@ -44,7 +45,7 @@ def test_a_blocked_upload_is_refused_and_its_bytes_are_not_kept(tmp_path: Path) 
         reasons = sorted(s["reason"] for s in state["skipped"])
         assert all(r.startswith("blocked: taken down on") for r in reasons) and "near copy" in reasons[1]
         kept = sorted(p.name for p in uploads.rglob("*") if p.is_file())
-        [stored] = [i for batch in ctx.store.iter_items(sources=["api-shop"]) for i in batch]
+        [stored] = [i for batch in ctx.store.iter_items(window=Window.of(sources=["api-shop"])) for i in batch]
         assert kept == [Path(stored.uri).name]  # the ordinary upload only
         assert api.get(f"/items/{stored.id}/image").status_code == 200
 
@@ -86,5 +87,5 @@ def test_a_blocked_picture_listed_by_url_is_refused_and_its_download_not_kept(tm
         server.server_close()
     assert report.indexed == 1 and report.blocked == 1 and "near copy" in report.skipped[0].reason
     kept = [p.stem for p in Path(ctx.settings.uploads_path()).rglob("*.img")]
-    [stored] = [i for batch in ctx.store.iter_items(sources=["web-shop"]) for i in batch]
+    [stored] = [i for batch in ctx.store.iter_items(window=Window.of(sources=["web-shop"])) for i in batch]
     assert kept == [stored.sha256]  # the stored picture's download only

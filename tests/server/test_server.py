@@ -15,6 +15,7 @@ import pytest
 
 from lookalike.bench import clustered_vectors
 from lookalike.store import Item, Store, open_store
+from lookalike.store.window import Window
 from tests.cli import Ran, lookalike  # in-process; the kill test below runs a real process
 from tests.helpers import write_images
 from tests.server.harness import MilvusServer
@@ -387,7 +388,7 @@ def test_long_cjk_names_are_cut_by_bytes_like_lite_and_deletes_work_on_a_server(
     for store in (server, lite):
         got = store.get([1])[0]
         assert got.source == source and got.name == cut_utf8(name, 2048)
-        assert len(store.search(items[0].vector[None], k=5, sources=[source])[0]) == 5
+        assert len(store.search(items[0].vector[None], k=5, window=Window.of(sources=[source]))[0]) == 5
         assert store.delete([1, 2, 99]) == 2 and store.count() == 3
         assert sorted(i.id for b in store.iter_items(with_vector=False) for i in b) == [3, 4, 5]
     moved = Item(
@@ -397,3 +398,64 @@ def test_long_cjk_names_are_cut_by_bytes_like_lite_and_deletes_work_on_a_server(
     assert server.count() == 3 and server.get([3])[0].created_at == moved.created_at
     server.drop()
     lite.close()
+
+
+def test_a_collection_of_the_layout_before_category_and_tags_is_upgraded_on_a_server(
+    milvus_server: MilvusServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    import dataclasses
+    import logging
+
+    from pymilvus import DataType, MilvusClient
+
+    from lookalike.store.fields import SCHEMA_PROPERTY, SCHEMA_VERSION
+    from lookalike.store.partitions import partition_for
+    from tests.store_model import make_item
+
+    # Schema version 2 as the code before it made it on a server: HNSW index, no version recorded.
+    client = MilvusClient(uri=milvus_server.uri)
+    if client.has_collection("old_layout"):
+        client.drop_collection("old_layout")
+    schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+    schema.add_field("id", DataType.INT64, is_primary=True)
+    schema.add_field("vector", DataType.FLOAT_VECTOR, dim=16)
+    for name, size in (("sha256", 64), ("item_id", 1024), ("name", 2048), ("source", 256)):
+        schema.add_field(name, DataType.VARCHAR, max_length=size)
+    schema.add_field("created_at", DataType.INT64)
+    schema.add_field("uri", DataType.VARCHAR, max_length=4096)
+    schema.add_field("width", DataType.INT32)
+    schema.add_field("height", DataType.INT32)
+    for name, size in (("parent_sha256", 64), ("box", 64), ("label", 256)):
+        schema.add_field(name, DataType.VARCHAR, max_length=size)
+    schema.add_field("det_score", DataType.FLOAT)
+    index = client.prepare_index_params()
+    index.add_index(field_name="vector", index_type="HNSW", metric_type="IP", params={"M": 16, "efConstruction": 64})
+    client.create_collection("old_layout", schema=schema, index_params=index)
+    old = [dataclasses.replace(make_item(i, month=i % 2), category="", tags=()) for i in range(1, 6)]
+    fields = [f for f in old[0].metadata() if f not in ("category", "tags")]
+    for item in old:
+        partition = partition_for(item.created_at)
+        if not client.has_partition("old_layout", partition):
+            client.create_partition("old_layout", partition)
+        row = {name: getattr(item, name) for name in fields}
+        client.insert("old_layout", [{**row, "vector": item.vector}], partition_name=partition)
+    client.flush("old_layout")
+    client.close()
+
+    caplog.set_level(logging.WARNING)
+    store = open_store(milvus_server.uri, "old_layout")
+    assert store.count() == 5
+    said = [r.getMessage() for r in caplog.records if "upgraded from schema version 2" in r.getMessage()]
+    assert len(said) == 1
+    assert store.index()[0] == "HNSW"
+    got = {item.id: item for item in store.get([1, 2, 3, 4, 5], with_vector=True)}
+    assert all(got[item.id].metadata() == item.metadata() for item in old)
+    store.upsert([dataclasses.replace(old[0], category="shoes", tags=("red", "sale"), vector=old[0].vector)])
+    assert [h.item.id for h in store.search(old[0].vector[None], k=5, window=Window.of(tags=["sale"]))[0]] == [1]
+    assert store.count(Window.of(categories=["shoes"])) == 1
+    store.close()
+    again = open_store(milvus_server.uri, "old_layout")
+    assert again.count() == 5 and again._describe()["properties"][SCHEMA_PROPERTY] == str(SCHEMA_VERSION)
+    assert len([r for r in caplog.records if "upgraded from schema version" in r.getMessage()]) == 1
+    again.drop()
+    again.close()

@@ -16,7 +16,7 @@ from lookalike.embed.detect import Detection, clip_box, crop, largest, select_de
 from lookalike.errors import ConfigError
 from lookalike.ingest.ids import stable_id
 from lookalike.store.models import WHOLE_IMAGE_LABEL, parse_box
-from lookalike.usecases import Context, Query, backup, ingest
+from lookalike.usecases import Context, Query, ingest
 from lookalike.usecases import search as searching
 from tests.helpers import FakeDetector, FakeEmbedder, write_images
 
@@ -140,7 +140,7 @@ def test_indexing_with_detect_later_adds_crops_to_pictures_stored_whole(tmp_path
     assert (again.indexed, again.crops, service.store.count()) == (0, 0, 9)
 
 
-def test_a_collection_made_before_crops_still_works_and_refuses_detect_clearly(tmp_path: Path) -> None:
+def test_a_collection_made_before_crops_is_upgraded_and_then_stores_crops(tmp_path: Path) -> None:
     from pymilvus import DataType, MilvusClient
 
     # The schema lookalike created before crops existed: no parent_sha256, box, label, det_score.
@@ -161,20 +161,9 @@ def test_a_collection_made_before_crops_still_works_and_refuses_detect_clearly(t
 
     photos = write_images(tmp_path / "photos", 3)
     service = make_service(tmp_path)
-    assert not service.store.holds_crops()
     assert ingest.index(service, str(tmp_path / "photos")).indexed == 3
+    assert service.store.holds_crops()  # opened by the new code: upgraded to the current layout
     hit = searching.search(service, Query(image=str(photos[0]), k=1)).hits[0]
     assert hit.item.uri == str(photos[0].resolve()) and hit.item.box == "" and hit.to_dict()["box"] is None
-    with pytest.raises(ConfigError, match="made before lookalike stored detected crops"):
-        ingest.index(service, str(tmp_path / "photos"), detect=True)
-    assert service.store.count() == 3
-
-    backup.export(service, str(tmp_path / "old.parquet"))
-    fresh = Context(
-        load_settings(db=str(tmp_path / "crops.db"), collection="renewed", workers=2),
-        embedder=FakeEmbedder(),
-        detector=FakeDetector(),
-    )
-    assert backup.import_(fresh, str(tmp_path / "old.parquet")) == (3, 0)
-    assert fresh.store.holds_crops()
-    assert ingest.index(fresh, str(tmp_path / "photos"), detect=True).crops == 6
+    assert ingest.index(service, str(tmp_path / "photos"), detect=True).crops == 6
+    assert service.store.count() == 9

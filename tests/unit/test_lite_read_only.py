@@ -17,6 +17,7 @@ import pytest
 from lookalike.errors import DatabaseInUseError
 from lookalike.store import LiteStore, litefiles, open_store
 from lookalike.store.partitions import partition_for
+from lookalike.store.window import Window
 from tests.store_model import DIM, JAN_2024, Model, foreign_row, make_item, vector
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,9 +66,9 @@ def _answers_like(store: LiteStore, model: Model) -> None:
     for seed in (5, 17, 33):
         query = vector(seed * 1000)
         assert [h.item.id for h in store.search(query[None, :], k=5)[0]] == model.top(query, 5)
-        window = {"since": JAN_2024 + 31 * 86_400, "until": None}  # February: one whole month
-        assert [h.item.id for h in store.search(query[None, :], k=5, **window)[0]] == model.top(
-            query, 5, **window
+        window = Window(since=JAN_2024 + 31 * 86_400)  # February: one whole month
+        assert [h.item.id for h in store.search(query[None, :], k=5, window=window)[0]] == model.top(
+            query, 5, window
         )
     exported = sorted(item.id for batch in store.iter_items(with_vector=False) for item in batch)
     assert exported == sorted(model.rows)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -25,6 +24,7 @@ from lookalike.store.models import IndexType
 from lookalike.store.partitions import month_start, next_month, partition_for
 from lookalike.store.readindex import ReadIndex
 from lookalike.store.vectorfile import VectorFile
+from lookalike.store.window import Window
 from tests.seeds import seeded
 from tests.store_model import DIM, SOURCES, Model, make_item, vector
 
@@ -50,8 +50,8 @@ def _exact(model: Model, query: np.ndarray, k: int) -> list[int]:
     return [it.id for it in rows[:k]]
 
 
-def _exact_in(model: Model, query: np.ndarray, k: int, **window: Any) -> list[int]:
-    rows = model.window(window.get("sources"), window.get("since"), window.get("until"))
+def _exact_in(model: Model, query: np.ndarray, k: int, window: Window) -> list[int]:
+    rows = model.window(window)
     ranked = sorted(rows, key=lambda it: (-float(np.dot(it.vector, query)), it.id))
     return [it.id for it in ranked[:k]]
 
@@ -129,12 +129,12 @@ def test_months_share_one_graph_and_a_window_walks_only_its_months_rows(
     model.delete([4, 9])
     march = month_start(partition_for(make_item(1, month=2).created_at))
     assert march is not None
-    window = {"since": march, "until": next_month(march)}
+    window = Window(since=march, until=next_month(march))
     queries = [vector(i * 1000 + 1) for i in (1, 57, 123, 299, 305)]
     for query in queries:
         assert [h.item.id for h in index.search(query[None, :], 7, ef=500)[0]] == _exact(model, query, 7)
-        hits = index.search(query[None, :], 7, ef=500, **window)[0]
-        assert [h.item.id for h in hits] == model.top(query, 7, **window)
+        hits = index.search(query[None, :], 7, window, ef=500)[0]
+        assert [h.item.id for h in hits] == model.top(query, 7, window)
     monkeypatch.setattr(readindex, "_ONE_BLAS_THREAD", True)  # a server: the same answers
     for query in queries:
         assert [h.item.id for h in index.search(query[None, :], 7, ef=500)[0]] == _exact(model, query, 7)
@@ -217,12 +217,12 @@ class ShardMachine(RuleBasedStateMachine):
             start = month_start(partition_for(make_item(1, month=self.generation % 3).created_at))
             assert start is not None
             for window in (
-                {"since": start, "until": next_month(start)},
-                {"since": start + 20, "until": next_month(start)},
-                {"sources": [SOURCES[0]]},
+                Window(since=start, until=next_month(start)),
+                Window(since=start + 20, until=next_month(start)),
+                Window.of(sources=[SOURCES[0]]),
             ):
-                hits = self.index.search(query[None, :], 10, ef=1000, **window)[0]
-                assert [h.item.id for h in hits] == _exact_in(self.model, query, 10, **window), window
+                hits = self.index.search(query[None, :], 10, window, ef=1000)[0]
+                assert [h.item.id for h in hits] == _exact_in(self.model, query, 10, window), window
 
 
 @pytest.mark.parametrize("run", [0])

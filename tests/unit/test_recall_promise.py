@@ -16,6 +16,7 @@ from lookalike.store.breadth import Tune, lower_bound
 from lookalike.store.models import IndexType
 from lookalike.store.partitions import partition_for
 from lookalike.store.readindex import ReadIndex
+from lookalike.store.window import Window
 
 DIM = 32
 ROWS = 8000
@@ -224,6 +225,6 @@ def test_a_months_window_is_walked_as_broadly_as_a_month_was_measured_to_need(
     truth = rows[np.argsort(-(queries @ vectors[rows].T), axis=1)[:, :10]] + 1
     found = 0
     for query, expected in zip(queries, truth, strict=True):
-        hits = index.search(query[None, :], 10, since=since, until=since + MONTH)[0]
+        hits = index.search(query[None, :], 10, Window(since=since, until=since + MONTH))[0]
         found += len({hit.item.id for hit in hits} & set(expected.tolist()))
     assert found / (10 * len(queries)) >= 0.99

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from lookalike.store import LiteStore
 from lookalike.store.partitions import partition_for
+from lookalike.store.window import Window
 from tests.store_model import DIM, JAN_2024, SOURCES, Model, make_item, milvus_rows, vector
 
 DAY = 86_400
@@ -42,8 +43,8 @@ def test_searches_stay_inside_their_filter_while_others_index_delete_and_drop(tm
             source = SOURCES[rng.randrange(2)]
             since = JAN_2024 + rng.randrange(0, 100) * DAY
             until = since + rng.randrange(1, 60) * DAY
-            hits = store.search(vector(rng.randrange(10_000))[None], k=rng.randrange(1, 40), sources=[source],
-                                since=since, until=until)[0]  # fmt: skip
+            window = Window.of(sources=[source], since=since, until=until)
+            hits = store.search(vector(rng.randrange(10_000))[None], k=rng.randrange(1, 40), window=window)[0]
             assert len({h.item.id for h in hits}) == len(hits)
             for hit in hits:
                 assert hit.item.source == source and since <= hit.item.created_at < until

@@ -188,8 +188,9 @@ async def search(request: Request) -> dict[str, Any]:
         fields: dict[str, Any] = {
             k: v for k, v in form.items() if isinstance(v, str) and k != "sources" and v != ""
         }
-        if form.getlist("sources"):
-            fields["sources"] = _form_values(form, "sources")
+        for name in ("sources", "categories", "tags"):
+            if form.getlist(name):
+                fields[name] = _form_values(form, name)
         if image_bytes is not None:
             fields.pop("image", None)
             if any(fields.get(key) for key in ("text", "image_url", "id", "item_id")):
@@ -210,6 +211,8 @@ async def search(request: Request) -> dict[str, Any]:
         id=body.id,
         k=body.k,
         sources=tuple(body.sources or ()),
+        categories=tuple(body.categories or ()),
+        tags=tuple(body.tags or ()),
         since=body.since,
         until=body.until,
         detect=body.detect,

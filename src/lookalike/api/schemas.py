@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model, model_validator
 
 from lookalike.store.rows import identity_problem
 
@@ -25,6 +25,8 @@ def _whole(name: str) -> AfterValidator:
 SourceName = Annotated[str, Field(min_length=1), _whole("source")]
 SourceFilter = Annotated[str, _whole("source")]
 ItemIdText = Annotated[str, Field(min_length=1), _whole("item_id")]
+FilterText = Annotated[str, Field(min_length=1, max_length=2048, pattern=r"^[^\x00-\x1f]*$")]
+"""A category or a tag to filter by (one longer than the field holds is cut as a stored one was)."""
 
 
 class SearchRequest(BaseModel):
@@ -42,6 +44,12 @@ class SearchRequest(BaseModel):
     offset: int = Field(default=0, ge=0, le=10000, description="Skip this many of the best hits (paging).")
     min_score: float | None = Field(default=None, ge=-1.0, le=1.0, description="Only hits with this cosine.")
     sources: list[SourceFilter] | None = Field(default=None, max_length=100)
+    categories: list[FilterText] | None = Field(
+        default=None, max_length=100, description="Only items of one of these categories."
+    )
+    tags: list[FilterText] | None = Field(
+        default=None, max_length=100, description="Only items with one of these tags at least."
+    )
     since: date | None = None
     until: date | None = None
     detect: bool = Field(default=False, description="Image queries: embed the largest detected object.")
@@ -59,20 +67,41 @@ class SearchRequest(BaseModel):
         return self
 
 
-class HitOut(BaseModel):
-    id: int
-    score: float
-    item_id: str
-    name: str
-    source: str
-    created_at: int
-    uri: str
-    width: int = 0  # of the image at uri
-    height: int = 0
-    box: list[int] | None = None  # a detected crop: x0, y0, x1, y1 in the image at uri
-    label: str | None = None
-    det_score: float | None = None
-    parent_sha256: str | None = None
+def _item_fields(*, hit: bool) -> dict[str, Any]:
+    """The field table's fields as pydantic field definitions: an item's (``ItemOut``), or a hit's
+    (``HitOut``: the fields shown in a hit, a crop's box as four numbers, empty crop fields null)."""
+    from lookalike.store.fields import FIELDS, Kind
+
+    shown: dict[str, Any] = {}
+    for spec in FIELDS:
+        if hit and not spec.in_hit:
+            continue
+        kind: Any = list[str] if spec.kind is Kind.TEXTS else spec.python
+        if hit and (spec.hit_value is not None or spec.name == "det_score"):
+            kind = kind | None
+        default: Any = ... if spec.name == "id" else spec.empty()
+        if isinstance(default, tuple):
+            default = []
+        shown[spec.name] = (kind, default)
+        if hit and spec.name == "id":
+            shown["score"] = (float, ...)
+    if hit:
+        shown["box"] = (list[int] | None, Field(default=None, description="A detected crop: x0, y0, x1, y1."))
+        shown["det_score"] = (float | None, None)
+    return shown
+
+
+if TYPE_CHECKING:
+    HitOut = BaseModel
+    ItemOut = BaseModel
+else:
+    HitOut = create_model("HitOut", **_item_fields(hit=True))
+    ItemOut = create_model(
+        "ItemOut",
+        **_item_fields(hit=False),
+        pdq=(str | None, Field(default=None, description="The picture's PDQ hash (hex), if it was hashed.")),
+        pdq_quality=(int | None, Field(default=None, description="The PDQ hash's quality (0-100).")),
+    )
 
 
 class SearchResponse(BaseModel):
@@ -80,24 +109,6 @@ class SearchResponse(BaseModel):
     hits: list[HitOut]
     warnings: list[str] = []
     query_box: list[int] | None = None  # the part of the query image that was embedded
-
-
-class ItemOut(BaseModel):
-    id: int
-    sha256: str
-    item_id: str
-    name: str
-    source: str
-    created_at: int
-    uri: str
-    width: int
-    height: int
-    parent_sha256: str = ""
-    box: str = ""
-    label: str = ""
-    det_score: float = 0.0
-    pdq: str | None = Field(default=None, description="The picture's PDQ hash (hex), if it was hashed.")
-    pdq_quality: int | None = Field(default=None, description="The PDQ hash's quality (0-100).")
 
 
 class IndexRequest(BaseModel):

@@ -72,6 +72,14 @@ def search(
         typer.Option("--min-score", min=-1.0, max=1.0, help="Only hits whose cosine reaches this."),
     ] = None,
     source: Annotated[list[str] | None, typer.Option(help="Only these sources (repeatable).")] = None,
+    category: Annotated[
+        list[str] | None,
+        typer.Option("--category", help="Only items of this category (repeatable: any of them)."),
+    ] = None,
+    tag: Annotated[
+        list[str] | None,
+        typer.Option("--tag", help="Only items with this tag (repeatable: items with any of them)."),
+    ] = None,
     since: Annotated[
         str | None, typer.Option(help="Only items created on or after this day (YYYY-MM-DD, UTC).")
     ] = None,
@@ -126,6 +134,8 @@ def search(
             offset=offset,
             min_score=min_score,
             sources=tuple(source or ()),
+            categories=tuple(category or ()),
+            tags=tuple(tag or ()),
             since=first,
             until=last,
             search_params=tuple(sorted((parse_index_params(search_params, "--search-params") or {}).items())),
@@ -173,18 +183,29 @@ def _label(query: Query) -> str:
 
 def print_hits(result: SearchResult, offset: int = 0) -> None:
     crops = any(hit.item.box for hit in result.hits)
+    categories = any(hit.item.category for hit in result.hits)
     columns = [("rank", "right"), ("score", "right"), ("item_id", "left"), ("name", "left")]
+    columns += [("category", "left")] if categories else []
     columns += [("source", "left"), ("date", "left")]
     columns += [("box", "left"), ("label", "left")] if crops else []
     columns += [("id", "right"), ("uri", "left")]
     rows = []
     for rank, hit in enumerate(result.hits, start=offset + 1):
         item = hit.item
-        cells = [str(rank), f"{hit.score:.4f}", item.item_id, item.name, item.source, day(item.created_at)]
+        cells = [str(rank), f"{hit.score:.4f}", item.item_id, item.name]
+        cells += [item.category] if categories else []
+        cells += [item.source, day(item.created_at)]
         if crops:
             cells += [item.box or "whole", f"{item.label} {item.det_score:.2f}" if item.box else ""]
         rows.append([*cells, str(item.id), short_uri(item.uri)])
     table(None, columns, rows, caption=f"{len(result.hits)} hits in {result.took_ms:.1f} ms")
+
+
+def _text(value: object) -> str:
+    """A field as a table shows it: a list of texts (tags) as the catalog writes it, red|sale."""
+    if value is None:
+        return ""
+    return "|".join(str(v) for v in value) if isinstance(value, tuple | list) else str(value)
 
 
 @app.command()
@@ -221,7 +242,7 @@ def show(
         table(
             None,
             [(name, "left") for name in names],
-            [["" if v is None else str(v) for v in f.values()] for f in shown],
+            [[_text(v) for v in f.values()] for f in shown],
         )
     else:
         for item, fields in zip(found, shown, strict=True):
@@ -229,7 +250,7 @@ def show(
             fields["created_at"] = f"{item.created_at} ({day(item.created_at)})"
             if fields.get("pdq"):
                 fields["pdq"] = f"{fields.pop('pdq')} (quality {fields.pop('pdq_quality')})"
-            rows = [[name, str(value)] for name, value in fields.items() if value not in ("", None)]
+            rows = [[name, _text(value)] for name, value in fields.items() if value not in ("", None, ())]
             table(f"item {item.id}", [("field", "left"), ("value", "left")], rows)
     if len(found) > 1:
         summary(f"{len(found)} stored items have the item id {item_id}")

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
 from lookalike.errors import CatalogError
+from lookalike.store.fields import CATALOG_FIELDS
 
 
 class CatalogFile(Protocol):
@@ -30,7 +31,9 @@ def _parquet_input(path: Path | CatalogFile) -> Any:
     return path if isinstance(path, Path) else path.open("rb")
 
 
-CATALOG_COLUMNS = ("image", "item_id", "name", "source", "created_at")
+CATALOG_COLUMNS = ("image", "item_id", *CATALOG_FIELDS, "source", "created_at")
+"""The columns a catalog may have: the image, the identities and date ingest reads itself, and the
+fields of the field table that catalog columns fill (``tags``: texts separated by a vertical bar)."""
 MAX_LINE_BYTES = 16 * 1024 * 1024
 _UTF16_32 = (
     (codecs.BOM_UTF32_LE, "UTF-32"),

@@ -396,6 +396,7 @@ def item_of(unit: Unit, vector: Any, *, labelled: bool) -> Item:
         height=unit.height,
         label=WHOLE_IMAGE_LABEL if labelled else "",
         vector=vector,
+        **dict(entry.record.details),
     )
     if detection is None:
         return item

@@ -16,6 +16,7 @@ from lookalike.errors import CatalogError, ConfigError
 from lookalike.ingest.catalog import CATALOG_COLUMNS, csv_rows, parquet_count, parquet_rows
 from lookalike.ingest.decode import HEIC_EXTENSIONS, IMAGE_EXTENSIONS, supported_extensions
 from lookalike.ingest.policy import file_problem, has_scheme, is_s3, is_url, printable_path
+from lookalike.store.fields import BY_NAME, CATALOG_FIELDS, catalog_value
 from lookalike.store.partitions import MAX_TIME, MIN_TIME
 from lookalike.store.rows import check_identity, identity_problem
 
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
     from lookalike.ingest.objects import ObjectListing
 
 CATALOG_EXTENSIONS = (".csv", ".parquet")
+DETAILS = tuple(BY_NAME[name] for name in CATALOG_FIELDS if name != "name")
+"""The catalog fields a Record carries in ``details`` (its name has an attribute of its own)."""
 __all__ = ["CATALOG_COLUMNS", "CATALOG_EXTENSIONS", "Inputs", "Listing", "Record", "Skipped", "is_url"]
 DEFAULT_SOURCE = "default"
 
@@ -38,6 +41,8 @@ class Record:
     created_at: int | None  # None: the file's modification time, or the time of indexing for a URL
     key: str  # what the id hashes besides source and content: the catalog item_id, else the uri
     listed: str = ""  # the path as the folder listed it (a link's own name), for reports
+    details: tuple[tuple[str, Any], ...] = ()
+    """A catalog row's other catalog fields (``fields.CATALOG_FIELDS`` but the name): (field, value)."""
 
     @property
     def shown(self) -> str:
@@ -385,7 +390,9 @@ def catalog_records(
         if problem is not None:
             yield Skipped(uri, f"{where}: {problem}")
             continue
-        yield Record(uri, item_id or stem, str(row.get("name") or ""), source, created_at, item_id or uri)
+        details = tuple((spec.name, catalog_value(spec, row.get(spec.name))) for spec in DETAILS)
+        name_ = str(row.get("name") or "")
+        yield Record(uri, item_id or stem, name_, source, created_at, item_id or uri, details=details)
 
 
 BAD_ROWS_SHOWN = 3

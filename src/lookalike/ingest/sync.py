@@ -38,6 +38,7 @@ from lookalike.ingest.policy import is_s3
 from lookalike.ingest.sources import DEFAULT_SOURCE, Inputs, Listing, Record, Skipped
 from lookalike.store import Item, Store
 from lookalike.store.rows import normalise
+from lookalike.store.window import Window
 
 SWEEP_BATCH = 5000
 
@@ -128,11 +129,11 @@ class Swept:
 
 
 def updated_metadata(stored: Item, record: Record, created_at: int) -> Item | None:
-    """The stored item with the record's name, item id and date, or None when nothing changed."""
-    wanted = normalise(
-        dataclasses.replace(stored, name=record.name, item_id=record.item_id, created_at=created_at)
-    )
-    if (wanted.name, wanted.item_id, wanted.created_at) == (stored.name, stored.item_id, stored.created_at):
+    """The stored item with the record's name, item id, date and other catalog fields (category, tags),
+    or None when nothing changed."""
+    given = {"name": record.name, "item_id": record.item_id, "created_at": created_at, **dict(record.details)}
+    wanted = normalise(dataclasses.replace(stored, **given))
+    if all(getattr(wanted, name) == getattr(stored, name) for name in given):
         return None
     return wanted
 
@@ -145,7 +146,8 @@ def sweep(store: Store, scope: Scope, marks: Marks) -> Swept:
         scope = dataclasses.replace(scope, sources=scope.sources | marks.sources)
     doomed: list[Item] = []
     kept = 0
-    for batch in store.iter_items(batch_size=SWEEP_BATCH, with_vector=False, sources=sorted(scope.sources)):
+    window = Window.of(sources=sorted(scope.sources))
+    for batch in store.iter_items(batch_size=SWEEP_BATCH, with_vector=False, window=window):
         for item in batch:
             if not scope.holds(item) or item.id in marks.ids or _with_its_picture(item, marks):
                 continue

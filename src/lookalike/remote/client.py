@@ -9,7 +9,6 @@ itself: the API names the error's class beside its message (``{"detail", "error"
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -68,6 +67,8 @@ class Client:
             "offset": query.offset,
             "min_score": query.min_score,
             "sources": list(query.sources) or None,
+            "categories": list(query.categories) or None,
+            "tags": list(query.tags) or None,
             "since": query.since.isoformat() if query.since else None,
             "until": query.until.isoformat() if query.until else None,
             "detect": query.detect or None,
@@ -396,17 +397,10 @@ def _report(job: Mapping[str, Any]) -> IngestReport:
 
 def item_of(data: Mapping[str, Any]) -> Item:
     """An item from the API's ItemOut or HitOut (a hit's box is a list, its empty fields null)."""
-    from lookalike.store.models import Item
+    from lookalike.store.models import box_text
+    from lookalike.store.rows import from_row
 
-    values: dict[str, Any] = {}
-    for field in dataclasses.fields(Item):
-        if field.name == "vector":
-            continue
-        value = data.get(field.name)
-        if field.name == "box" and isinstance(value, list):
-            value = ",".join(str(int(v)) for v in value)
-        if value is None:  # a hit leaves out sha256, and its empty crop fields are null
-            value = "" if field.type in ("str", str) else 0
-        values[field.name] = value
-    values["det_score"] = float(values.get("det_score") or 0.0)
-    return Item(**values)
+    values = dict(data)
+    if isinstance(values.get("box"), list):
+        values["box"] = box_text(tuple(int(v) for v in values["box"]))  # type: ignore[arg-type]
+    return from_row(values)

@@ -26,6 +26,7 @@ import numpy.typing as npt
 
 from lookalike.scan.neighbours import EXACT_BELOW, Pairs, leader_groups, pairs_within
 from lookalike.store import Item, Store
+from lookalike.store.window import Window
 
 DEFAULT_THRESHOLD = 0.95
 
@@ -59,10 +60,11 @@ def _read(
 ) -> _Rows:
     rows = _Rows()
     # The vectors go straight into one array sized by the count (no list of parts, no second copy).
-    expected = store.count(sources=sources) if with_vector else 0
+    window = Window.of(sources=sources)
+    expected = store.count(window) if with_vector else 0
     vectors = np.empty((expected, store.dim()) if with_vector else (0, 0), dtype=np.float32)
     filled = 0
-    for batch in store.iter_items(batch_size=8192, with_vector=with_vector, sources=sources):
+    for batch in store.iter_items(batch_size=8192, with_vector=with_vector, window=window):
         for item in batch:
             rows.ids.append(item.id)
             rows.sha.append(item.sha256)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
 from lookalike.scan.labels import LabelSet
 from lookalike.store import Item, Store
+from lookalike.store.window import EVERYTHING, Window
 
 SCAN_BATCH = 8192
 
@@ -28,9 +29,7 @@ def scan(
     store: Store,
     labels: LabelSet,
     *,
-    sources: Sequence[str] | None = None,
-    since: int | None = None,
-    until: int | None = None,
+    window: Window = EVERYTHING,
     min_score: float | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> Iterator[ScanRow]:
@@ -40,9 +39,7 @@ def scan(
     Without ``min_score`` a row is kept when some label matches (its threshold and negative
     prompts); with it, when the best cosine is at least ``min_score``.
     """
-    for batch in store.iter_items(
-        batch_size=SCAN_BATCH, with_vector=True, sources=sources, since=since, until=until
-    ):
+    for batch in store.iter_items(batch_size=SCAN_BATCH, with_vector=True, window=window):
         vectors = np.stack([item.vector for item in batch if item.vector is not None])
         scores = labels.score(vectors)
         best = scores.best

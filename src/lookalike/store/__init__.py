@@ -15,10 +15,11 @@ from lookalike.store.lite import LiteStore
 from lookalike.store.liteprocess import shared
 from lookalike.store.milvus import is_server_uri
 from lookalike.store.models import CollectionInfo, Hit, IndexType, Item, PartitionStats
-from lookalike.store.partitions import partition_for, partitions_before, partitions_between
+from lookalike.store.partitions import partition_for, partitions_before
 from lookalike.store.protocol import Store
 from lookalike.store.readindex import DEFAULT_RECALL
 from lookalike.store.server import ServerStore
+from lookalike.store.window import Window
 
 
 def open_store(
@@ -68,6 +69,6 @@ __all__ = [
     "open_store",
     "partition_for",
     "partitions_before",
-    "partitions_between",
+    "Window",
     "quote",
 ]

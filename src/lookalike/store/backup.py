@@ -31,6 +31,7 @@ from lookalike.store.rows import (
     to_arrow,
 )
 from lookalike.store.server import ServerStore
+from lookalike.store.window import Window
 
 MAX_DIM = 32_768  # Milvus' largest FLOAT_VECTOR dimension
 
@@ -166,7 +167,8 @@ def _export_layout(schema: Any, path: str) -> tuple[int, dict[str, str]]:
         same_kind = (
             (pa.types.is_integer(wanted) and pa.types.is_integer(found))
             or (pa.types.is_floating(wanted) and (pa.types.is_floating(found) or pa.types.is_integer(found)))
-            or (pa.types.is_string(wanted) and (pa.types.is_string(found) or pa.types.is_large_string(found)))
+            or (pa.types.is_string(wanted) and _texts(found))
+            or (pa.types.is_list(wanted) and _listed(found) and _texts(found.value_type))
             or pa.types.is_null(found)
         )
         if not same_kind:
@@ -174,6 +176,18 @@ def _export_layout(schema: Any, path: str) -> tuple[int, dict[str, str]]:
                 f"{path} is not a lookalike export: its {name} column holds {found}, not {wanted}."
             )
     return dim, meta
+
+
+def _texts(arrow_type: Any) -> bool:
+    import pyarrow as pa
+
+    return bool(pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type))
+
+
+def _listed(arrow_type: Any) -> bool:
+    import pyarrow as pa
+
+    return bool(pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type))
 
 
 def _json_object(text: str | None) -> dict[str, Any]:
@@ -331,9 +345,8 @@ def bulk_copy(
         path = out / f"{target.collection}-{partition.name}.parquet"
         rows = 0
         with pq.ParquetWriter(path, schema) as writer:
-            for batch in source.iter_items(
-                batch_size=EXPORT_BATCH, with_vector=True, since=partition.start, until=partition.end
-            ):
+            month = Window(since=partition.start, until=partition.end)
+            for batch in source.iter_items(batch_size=EXPORT_BATCH, with_vector=True, window=month):
                 writer.write_table(_items_to_table(batch, schema, dim))
                 rows += len(batch)
                 if progress:

@@ -22,10 +22,12 @@ from lookalike.errors import (
     StoreError,
     UnsupportedIndexError,
 )
-from lookalike.store.filters import build_filter
+from lookalike.store.fields import FIELDS, SCHEMA_PROPERTY, SCHEMA_VERSION, Kind
+from lookalike.store.filters import build_filter, expression
 from lookalike.store.models import CROP_FIELDS, SCALAR_FIELDS, CollectionInfo, IndexType, Item, PartitionStats
-from lookalike.store.partitions import month_start, next_month, partition_for, partitions_between
-from lookalike.store.rows import VARCHAR_BYTES, from_row, normalise, to_row
+from lookalike.store.partitions import month_start, next_month, partition_for
+from lookalike.store.rows import from_row, normalise, to_row
+from lookalike.store.window import EVERYTHING, Window
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +72,7 @@ class BaseStore:
         # saves a round trip on every call.
         self._description: dict[str, Any] | None = None
         self._index: tuple[str, dict[str, Any]] | None = None
+        self._schema_checked = False  # the collection's schema version, checked once per process
 
     # -- connection ---------------------------------------------------------------------------
 
@@ -98,16 +101,42 @@ class BaseStore:
 
     def exists(self) -> bool:
         with milvus_errors("list collections"):
-            return bool(self.client.has_collection(self.collection))
+            if self.client.has_collection(self.collection):
+                return True
+        from lookalike.store import upgrade
+
+        return upgrade.finish(self)  # an upgrade stopped between dropping the old and renaming the new
 
     def require(self) -> None:
-        if self._loaded or self._description is not None:
-            return  # known to exist in this process
-        if not self.exists():
+        if not (self._loaded or self._description is not None) and not self.exists():
             raise CollectionNotFoundError(
                 f"The collection '{self.collection}' does not exist in {self.uri}. "
                 "Index some images first: `lookalike index PATH`."
             )
+        self._upgrade()
+
+    def _upgrade(self) -> None:
+        """Upgrade a collection of an older schema version, once per process, where Milvus is open (a
+        Lite store reading Milvus Lite's files reads the old layout as it is until it opens Milvus)."""
+        if self._schema_checked or not self._opens_milvus():
+            return
+        self._schema_checked = True  # first: the upgrade itself reads through this store
+        from lookalike.store import upgrade
+
+        try:
+            if upgrade.upgrade(self) is not None:
+                self._upgraded()
+        except BaseException:
+            self._schema_checked = False  # tried again by the next call (a kill is finished on the next open)
+            raise
+
+    def _opens_milvus(self) -> bool:
+        """Whether this store talks to Milvus itself now (a Lite store may be reading its files)."""
+        return True
+
+    def _upgraded(self) -> None:
+        """What a store forgets once its collection was replaced by its upgraded copy."""
+        self._forget()
 
     def _before_iterating(self) -> None:
         """What a store does before a query iterator starts (nothing here; a server syncs)."""
@@ -138,17 +167,22 @@ class BaseStore:
         from pymilvus import DataType, MilvusClient
 
         schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+        types = {Kind.INT64: DataType.INT64, Kind.INT32: DataType.INT32, Kind.FLOAT: DataType.FLOAT}
         schema.add_field("id", DataType.INT64, is_primary=True)
         schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
-        for name in ("sha256", "item_id", "name", "source"):
-            schema.add_field(name, DataType.VARCHAR, max_length=VARCHAR_BYTES[name])
-        schema.add_field("created_at", DataType.INT64)
-        schema.add_field("uri", DataType.VARCHAR, max_length=VARCHAR_BYTES["uri"])
-        schema.add_field("width", DataType.INT32)
-        schema.add_field("height", DataType.INT32)
-        for name in ("parent_sha256", "box", "label"):
-            schema.add_field(name, DataType.VARCHAR, max_length=VARCHAR_BYTES[name])
-        schema.add_field("det_score", DataType.FLOAT)
+        for spec in FIELDS[1:]:
+            if spec.kind is Kind.TEXT:
+                schema.add_field(spec.name, DataType.VARCHAR, max_length=spec.max_bytes)
+            elif spec.kind is Kind.TEXTS:
+                schema.add_field(
+                    spec.name,
+                    DataType.ARRAY,
+                    element_type=DataType.VARCHAR,
+                    max_capacity=spec.max_items,
+                    max_length=spec.max_bytes,
+                )
+            else:
+                schema.add_field(spec.name, types[spec.kind])
         return schema
 
     def create(
@@ -162,8 +196,10 @@ class BaseStore:
         """Create the collection with its schema and vector index."""
         index_type = self.validate_index(index)
         params = {**DEFAULT_BUILD_PARAMS[index_type], **(index_params or {})}
-        self._create(dim, index_type, params, {MODEL_PROPERTY: model} if model else {})
+        properties = {SCHEMA_PROPERTY: str(SCHEMA_VERSION)} | ({MODEL_PROPERTY: model} if model else {})
+        self._create(dim, index_type, params, properties)
         self._forget()
+        self._schema_checked = True
 
     def _create(self, dim: int, index: IndexType, params: dict[str, Any], properties: dict[str, str]) -> None:
         index_spec = self.client.prepare_index_params()
@@ -400,33 +436,16 @@ class BaseStore:
             found.update((int(row["id"]), from_row(row, with_vector)) for row in rows)
         return found
 
-    def _window(
-        self,
-        sources: Sequence[str] | None,
-        since: int | None,
-        until: int | None,
-        exclude_ids: Sequence[int] | None = None,
-    ) -> tuple[str, list[str] | None]:
-        """The filter expression and the partitions (None: all) for a source / time window."""
-        partition_names = None
-        if since is not None or until is not None:
-            partition_names = partitions_between(self.partitions(), since, until)
-        expr = build_filter(
-            sources=list(sources) if sources is not None else None,
-            since=since,
-            until=until,
-            exclude_ids=exclude_ids,
-        )
-        return expr, partition_names
+    def _window(self, window: Window) -> tuple[str, list[str] | None]:
+        """The filter expression and the partitions (None: all) a read of the window needs."""
+        return expression(window), window.partitions(self.partitions())
 
     def _milvus_items(
         self,
         *,
         batch_size: int,
         with_vector: bool,
-        sources: Sequence[str] | None = None,
-        since: int | None = None,
-        until: int | None = None,
+        window: Window = EVERYTHING,
         partitions: Sequence[str] | None = None,
     ) -> Iterator[tuple[str, list[Item]]]:
         """(partition, batch) for every item in the window, read from Milvus one partition at a time.
@@ -435,9 +454,11 @@ class BaseStore:
         close to linear in the collection size.
         """
         self._ensure_loaded()
+        if window.nothing:
+            return
         self._before_iterating()
-        expr, window = self._window(sources, since, until)
-        names = window if window is not None else self.partitions()
+        expr, chosen = self._window(window)
+        names = chosen if chosen is not None else self.partitions()
         fields = [*self.fields(), "vector"] if with_vector else self.fields()
         for partition in names if partitions is None else [p for p in names if p in partitions]:
             with milvus_errors("iterate the collection"):

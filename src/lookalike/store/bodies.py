@@ -241,7 +241,8 @@ def scrub(views: Sequence[Segment]) -> dict[str, Segment]:
     for name in body.table.column_names:
         column = body.table.column(name).combine_chunks()
         if name != PARTITION:  # the partition stays: it tells whose tombstone the row is
-            blank = pa.scalar("" if pa.types.is_string(column.type) else 0, column.type)
+            empty: Any = "" if pa.types.is_string(column.type) else [] if pa.types.is_list(column.type) else 0
+            blank = pa.scalar(empty, column.type)
             column = pc.if_else(pa.array(gone), blank, column)
         columns[name] = column
     table = pa.table(columns, schema=body.table.schema)

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 
 from lookalike.errors import ConfigError
 from lookalike.store.rows import check_identity
+from lookalike.store.window import Window
 
 
 def quote(value: str) -> str:
@@ -40,6 +41,7 @@ def build_filter(
     since: int | None = None,
     until: int | None = None,
     sha256: Iterable[str] | None = None,
+    item_ids: Iterable[str] | None = None,
 ) -> str:
     """AND of the given conditions; an empty string matches everything.
 
@@ -50,6 +52,7 @@ def build_filter(
         since: keep items with ``created_at >= since`` (unix seconds).
         until: keep items with ``created_at < until`` (unix seconds, exclusive).
         sha256: keep items with one of these content hashes.
+        item_ids: keep items whose catalog item id is one of these.
     """
     clauses: list[str] = []
     if ids is not None:
@@ -58,6 +61,8 @@ def build_filter(
         clauses.append(f"not (id in [{', '.join(_int(i) for i in exclude_ids)}])")
     if sources is not None:
         clauses.append(f"source in [{', '.join(quote(_stored('source', s)) for s in sources)}]")
+    if item_ids is not None:
+        clauses.append(f"item_id in [{', '.join(quote(_stored('item_id', s)) for s in item_ids)}]")
     if sha256 is not None:
         clauses.append(f"sha256 in [{', '.join(quote(_stored('sha256', s)) for s in sha256)}]")
     if since is not None:
@@ -65,3 +70,21 @@ def build_filter(
     if until is not None:
         clauses.append(f"created_at < {_int(until)}")
     return " and ".join(f"({c})" for c in clauses)
+
+
+def expression(window: Window) -> str:
+    """The Milvus filter expression of a window (the read index's interpreter is ``Segment.mask``)."""
+    clauses = [
+        build_filter(
+            exclude_ids=window.exclude_ids,
+            sources=window.sources,
+            since=window.since,
+            until=window.until,
+            item_ids=window.item_ids,
+        )
+    ]
+    if window.categories is not None:
+        clauses.append(f"category in [{', '.join(quote(c) for c in window.categories)}]")
+    if window.tags is not None:
+        clauses.append(f"array_contains_any(tags, [{', '.join(quote(t) for t in window.tags)}])")
+    return " and ".join(f"({c})" if c != clauses[0] else c for c in clauses if c)

@@ -48,6 +48,7 @@ from lookalike.store.liteprocess import connect, let_go, lock_holder, release, r
 from lookalike.store.models import CollectionInfo, Hit, IndexType, Item, PartitionStats
 from lookalike.store.partitions import month_name, month_start, next_month
 from lookalike.store.readindex import DEFAULT_RECALL, ReadIndex
+from lookalike.store.window import EVERYTHING, Window
 
 log = logging.getLogger(__name__)
 
@@ -180,6 +181,7 @@ class LiteStore(BaseStore):
         if self._client is None:
             self._leave_files()
             self.client  # noqa: B018 - starts Milvus Lite
+        self._upgrade()
         return self.read_index()
 
     def require(self) -> None:
@@ -251,6 +253,16 @@ class LiteStore(BaseStore):
         with self._lock:
             super().drop()
             self._reset_folder()
+
+    def _opens_milvus(self) -> bool:
+        return self._on_files() is None
+
+    def _upgraded(self) -> None:
+        # The collection is a new one (its copy): its read index is rebuilt from it.
+        super()._upgraded()
+        if self._read is not None:
+            self._read.release()
+        self._reset_folder()
 
     def _reset_folder(self) -> None:
         import shutil
@@ -569,41 +581,22 @@ class LiteStore(BaseStore):
         vectors: npt.NDArray[np.float32],
         *,
         k: int = 10,
-        sources: Sequence[str] | None = None,
-        since: int | None = None,
-        until: int | None = None,
-        exclude_ids: Sequence[int] | None = None,
+        window: Window = EVERYTHING,
         params: dict[str, Any] | None = None,
     ) -> list[list[Hit]]:
         """Top-k by cosine for each query row, inside the window (``params``: ``ef`` for HNSW)."""
         vectors = self._queries(vectors, k)
         ef = int((params or {}).get("ef", 0)) or None
-        return self.read_index().search(
-            vectors, k, sources=sources, since=since, until=until, exclude_ids=exclude_ids, ef=ef
-        )
+        return self.read_index().search(vectors, k, window, ef=ef)
 
     def iter_items(
-        self,
-        *,
-        batch_size: int = 1000,
-        with_vector: bool = True,
-        sources: Sequence[str] | None = None,
-        since: int | None = None,
-        until: int | None = None,
+        self, *, batch_size: int = 1000, with_vector: bool = True, window: Window = EVERYTHING
     ) -> Iterator[list[Item]]:
         """Every stored item in the window, in batches, all from one state of the collection."""
-        yield from self.read_index().iter_items(
-            batch_size=batch_size, with_vector=with_vector, sources=sources, since=since, until=until
-        )
+        yield from self.read_index().iter_items(batch_size=batch_size, with_vector=with_vector, window=window)
 
-    def count(
-        self,
-        *,
-        sources: Sequence[str] | None = None,
-        since: int | None = None,
-        until: int | None = None,
-    ) -> int:
-        return self.read_index().count(sources, since, until)
+    def count(self, window: Window = EVERYTHING) -> int:
+        return self.read_index().count(window)
 
     def sources(self) -> dict[str, int]:
         return self.read_index().sources()

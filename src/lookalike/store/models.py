@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -9,20 +10,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-CROP_FIELDS = ("parent_sha256", "box", "label", "det_score")
+from lookalike.store.fields import FIELDS, SCALAR_FIELDS, added_in
+
+CROP_FIELDS = added_in(2)
 """What a detected crop adds; collections made before crops existed lack these fields."""
-SCALAR_FIELDS = (
-    "id",
-    "sha256",
-    "item_id",
-    "name",
-    "source",
-    "created_at",
-    "uri",
-    "width",
-    "height",
-    *CROP_FIELDS,
-)
 WHOLE_IMAGE_LABEL = "image"
 """The label of a whole picture that detection ran on (crops carry the detector's class)."""
 
@@ -83,6 +74,8 @@ class Item:
     box: str = field(default="", kw_only=True)
     label: str = field(default="", kw_only=True)
     det_score: float = field(default=0.0, kw_only=True)
+    category: str = field(default="", kw_only=True)
+    tags: tuple[str, ...] = field(default=(), kw_only=True)
 
     @property
     def crop_box(self) -> Box | None:
@@ -102,23 +95,28 @@ class Hit:
     item: Item
 
     def to_dict(self) -> dict[str, Any]:
-        meta = self.item.metadata()
-        box = self.item.crop_box
-        return {
-            "id": meta["id"],
-            "score": round(self.score, 6),
-            "item_id": meta["item_id"],
-            "name": meta["name"],
-            "source": meta["source"],
-            "created_at": meta["created_at"],
-            "uri": meta["uri"],
-            "width": meta["width"],
-            "height": meta["height"],
-            "box": list(box) if box else None,
-            "label": meta["label"] or None,
-            "det_score": round(float(meta["det_score"]), 4) if box else None,
-            "parent_sha256": meta["parent_sha256"] or None,
-        }
+        """The hit as the API and ``search --json`` show it: the fields the table puts in a hit, the
+        score after the id, a crop's box as four numbers (None for a whole picture)."""
+        item = self.item
+        data: dict[str, Any] = {"id": item.id, "score": round(self.score, 6)}
+        for spec in FIELDS[1:]:
+            if spec.in_hit:
+                value = getattr(item, spec.name)
+                data[spec.name] = spec.hit_value(value) if spec.hit_value else value
+        box = item.crop_box
+        data["box"] = list(box) if box else None
+        data["det_score"] = round(float(item.det_score), 4) if box else None
+        return data
+
+
+def _check_item_fields() -> None:
+    """``Item`` holds exactly the table's fields (a row added there needs its attribute here)."""
+    names = [spec.name for spec in dataclasses.fields(Item) if spec.name != "vector"]
+    if sorted(names) != sorted(SCALAR_FIELDS):
+        raise RuntimeError(f"Item's fields {names} differ from the field table's {list(SCALAR_FIELDS)}")
+
+
+_check_item_fields()
 
 
 @dataclass(frozen=True)

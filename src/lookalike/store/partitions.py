@@ -96,16 +96,3 @@ def partitions_before(existing: list[str], before: int) -> list[str]:
     return [
         name for name in existing if (start := month_start(name)) is not None and next_month(start) <= before
     ]
-
-
-def partitions_between(existing: list[str], since: int | None, until: int | None) -> list[str]:
-    """The existing monthly partitions that can hold items with ``since <= created_at < until``."""
-    chosen = []
-    for name in existing:
-        start = month_start(name)
-        if start is None:
-            continue
-        end = next_month(start)
-        if (since is None or end > since) and (until is None or start < until):
-            chosen.append(name)
-    return chosen

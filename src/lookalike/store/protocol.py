@@ -9,6 +9,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lookalike.store.models import CollectionInfo, Hit, IndexType, Item, PartitionStats
+from lookalike.store.window import Window
 
 
 class Store(Protocol):
@@ -63,21 +64,10 @@ class Store(Protocol):
         vectors: npt.NDArray[np.float32],
         *,
         k: int = ...,
-        sources: Sequence[str] | None = ...,
-        since: int | None = ...,
-        until: int | None = ...,
-        exclude_ids: Sequence[int] | None = ...,
+        window: Window = ...,
         params: dict[str, Any] | None = ...,
     ) -> list[list[Hit]]: ...
     def iter_items(
-        self,
-        *,
-        batch_size: int = ...,
-        with_vector: bool = ...,
-        sources: Sequence[str] | None = ...,
-        since: int | None = ...,
-        until: int | None = ...,
+        self, *, batch_size: int = ..., with_vector: bool = ..., window: Window = ...
     ) -> Iterator[list[Item]]: ...
-    def count(
-        self, *, sources: Sequence[str] | None = ..., since: int | None = ..., until: int | None = ...
-    ) -> int: ...
+    def count(self, window: Window = ...) -> int: ...

@@ -37,18 +37,18 @@ from lookalike.store import tiers
 from lookalike.store.bodies import merge, scrub
 from lookalike.store.breadth import Tune
 from lookalike.store.models import Hit, IndexType, Item
-from lookalike.store.partitions import month_start, next_month
 from lookalike.store.ranking import best
 from lookalike.store.segments import Kept, Segment
 from lookalike.store.tiers import Tiers, ordered, swap
+from lookalike.store.window import EVERYTHING, Window
 
 log = logging.getLogger(__name__)
 
 KEPT_BY_STORE = ("purge-", "erase-")
 """Files of the store's erasure beside the segments, which a save leaves alone."""
-FORMAT_VERSION = 5
+FORMAT_VERSION = 6
 """3: shards of segments with tombstones; 4: graphs over fp16, float32 beside; 5: one graph shared by
-the months (views), with its measured breadth."""
+the months (views), with its measured breadth; 6: the category and tags columns."""
 DEFAULT_RECALL = 0.99
 RETIRE_AFTER_S = 2.0
 """How long segments left out of a new snapshot are kept for readers of the old one (a search
@@ -126,18 +126,9 @@ def _blas() -> Any:
     return _CONTROLLER
 
 
-def _covers(segment: Segment, since: int | None, until: int | None) -> bool:
-    """Whether every live row of the view lies inside [since, until)."""
-    first, last = segment.span
-    return (since is None or since <= first) and (until is None or last < until)
-
-
-def in_window(partition: str, since: int | None, until: int | None) -> bool:
-    """Whether a partition can hold items with since <= created_at < until."""
-    start = month_start(partition)
-    if start is None:
-        return True  # _default or a foreign partition: filter row by row
-    return (since is None or next_month(start) > since) and (until is None or start < until)
+def _covers(segment: Segment, window: Window) -> bool:
+    """Whether every live row of the view lies inside the window's time."""
+    return window.covers(*segment.span)
 
 
 class ReadIndex:
@@ -188,16 +179,13 @@ class ReadIndex:
         self,
         queries: npt.NDArray[np.float32],
         k: int,
+        window: Window = EVERYTHING,
         *,
-        sources: Sequence[str] | None = None,
-        since: int | None = None,
-        until: int | None = None,
-        exclude_ids: Sequence[int] | None = None,
         ef: int | None = None,
     ) -> list[list[Hit]]:
         """Top-k by inner product per query row among the items in the window, from one snapshot."""
         queries = np.ascontiguousarray(queries, dtype=np.float32)
-        plan = self._plan(sources, since, until, exclude_ids)
+        plan = self._plan(window)
         if len(queries) > FEW_QUERIES or _ONE_BLAS_THREAD or all(body.is_graph for body, *_ in plan):
             return self._search(queries, k, plan, ef)
         # A few queries against small matrices: BLAS threads only add their start-up and spin-waits
@@ -205,13 +193,7 @@ class ReadIndex:
         with _blas().limit(limits=1):
             return self._search(queries, k, plan, ef)
 
-    def _plan(
-        self,
-        sources: Sequence[str] | None,
-        since: int | None,
-        until: int | None,
-        exclude_ids: Sequence[int] | None,
-    ) -> list[tuple[Segment, Kept | None]]:
+    def _plan(self, window: Window) -> list[tuple[Segment, Kept | None]]:
         """Per body of the snapshot: the rows a search in this window may answer (None: all of them).
 
         The months of the window are chosen by name; a body whose chosen months lie wholly inside
@@ -219,18 +201,19 @@ class ReadIndex:
         made once per snapshot, and the plan itself is kept with the snapshot.
         """
         snap = self.snapshot
-        excluded = np.asarray(list(exclude_ids), dtype=np.int64) if exclude_ids else None
-        rowwise = sources is not None or excluded is not None
-        key = ("plan", since, until)
+        if window.nothing:
+            return []
+        rowwise = window.by_rows
+        key = ("plan", window.since, window.until)
         if not rowwise and key in snap.cache:
             cached: list[tuple[Segment, Kept | None]] = snap.cache[key]
             return cached
         chosen: dict[str, list[Segment]] = {}
         whole: dict[str, bool] = {}
         for name, segment in snap.segments():
-            if segment.live and in_window(name, since, until):
+            if segment.live and window.may_hold(name):
                 chosen.setdefault(segment.name, []).append(segment)
-                inside = not rowwise and _covers(segment, since, until)
+                inside = not rowwise and _covers(segment, window)
                 whole[segment.name] = whole.get(segment.name, True) and inside
         plan: list[tuple[Segment, Kept | None]] = []
         bodies = snap.bodies()
@@ -241,7 +224,7 @@ class ReadIndex:
             base = views[0].alive.copy() if len(views) > 1 else views[0].alive
             for view in views[1:]:
                 base |= view.alive
-            keep = Kept(views[0].mask(sources, since, until, excluded, base=base))
+            keep = Kept(views[0].mask(window, base=base))
             if keep.count:
                 plan.append((views[0], keep))
         if not rowwise and all(whole.values()) and len(snap.cache) < PLANS_KEPT:
@@ -263,31 +246,27 @@ class ReadIndex:
         return best(queries, k, parts)
 
     def iter_items(
-        self,
-        *,
-        batch_size: int,
-        with_vector: bool,
-        sources: Sequence[str] | None = None,
-        since: int | None = None,
-        until: int | None = None,
+        self, *, batch_size: int, with_vector: bool, window: Window = EVERYTHING
     ) -> Iterator[list[Item]]:
         snap = self.snapshot  # one state for the whole pass
+        if window.nothing:
+            return
         for name, segment in snap.segments():
-            if not in_window(name, since, until):
+            if not window.may_hold(name):
                 continue
-            rows = np.flatnonzero(segment.mask(sources, since, until, None))
+            rows = np.flatnonzero(segment.mask(window))
             for start in range(0, len(rows), batch_size):
                 yield segment.items(rows[start : start + batch_size], with_vector=with_vector)
 
-    def count(
-        self, sources: Sequence[str] | None = None, since: int | None = None, until: int | None = None
-    ) -> int:
+    def count(self, window: Window = EVERYTHING) -> int:
         snap = self.snapshot
+        if window.nothing:
+            return 0
         return sum(
-            segment.live if sources is None and _covers(segment, since, until) else
-            int(segment.mask(sources, since, until, None).sum())
+            segment.live if not window.by_rows and _covers(segment, window) else
+            int(segment.mask(window).sum())
             for name, segment in snap.segments()
-            if in_window(name, since, until)
+            if window.may_hold(name)
         )  # fmt: skip
 
     def sources(self) -> dict[str, int]:

@@ -13,34 +13,26 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from lookalike.errors import ConfigError
-from lookalike.store.models import SCALAR_FIELDS, Item
+from lookalike.store.fields import (
+    BY_NAME,
+    DISPLAY_FIELDS,
+    FIELDS,
+    IDENTITY_FIELDS,
+    VARCHAR_BYTES,
+    Field,
+    Kind,
+)
+from lookalike.store.models import Item
 from lookalike.store.partitions import check_time
 
 log = logging.getLogger(__name__)
-
-VARCHAR_BYTES = {
-    "sha256": 64,
-    "item_id": 1024,
-    "name": 2048,
-    "source": 256,
-    "uri": 4096,
-    "parent_sha256": 64,
-    "box": 64,
-    "label": 256,
-}
-"""The VARCHAR fields and their limits in UTF-8 bytes."""
-IDENTITY_FIELDS = ("sha256", "item_id", "source", "parent_sha256")
-"""VARCHARs that name an item or a picture: refused whole when they do not fit, never cut."""
-DISPLAY_FIELDS = tuple(name for name in VARCHAR_BYTES if name not in IDENTITY_FIELDS)
-"""VARCHARs shown to people: cut to their limit on a character boundary, with a warning."""
-
 
 def identity_problem(name: str, value: str, label: str | None = None) -> str | None:
     """Why ``value`` cannot be stored whole as the identity field ``name``; None when it can.
@@ -90,62 +82,72 @@ def normalise(item: Item) -> Item:
     check_time(item.created_at)
     for name in IDENTITY_FIELDS:
         check_identity(name, getattr(item, name), f"The {name} of item {item.id}")
-    changes: dict[str, Any] = {
-        name: cut_utf8(value, VARCHAR_BYTES[name])
-        for name in DISPLAY_FIELDS
-        if len((value := getattr(item, name)).encode("utf-8", "surrogatepass")) > VARCHAR_BYTES[name]
-    }
-    if not changes:
-        return item
-    log.warning(
-        "item %d (%s): %s cut to the byte limit of the stored field",
-        item.id,
-        item.item_id,
-        ", ".join(f"{name} ({VARCHAR_BYTES[name]} bytes)" for name in changes),
-    )
-    return dataclasses.replace(item, **changes)
+    changes: dict[str, Any] = {}
+    cut = []
+    for name in DISPLAY_FIELDS:
+        value = getattr(item, name)
+        if isinstance(value, list):  # a list of texts given as a list: held as a tuple
+            value = changes[name] = tuple(value)
+        fitted = fit(BY_NAME[name], value)
+        if fitted != value:
+            changes[name] = fitted
+            cut.append(name)
+    if cut:
+        log.warning(
+            "item %d (%s): %s cut to the limit of the stored field",
+            item.id,
+            item.item_id,
+            ", ".join(f"{name} ({_limit(BY_NAME[name])})" for name in cut),
+        )
+    return dataclasses.replace(item, **changes) if changes else item
+
+
+def fit(spec: Field, value: Any) -> Any:
+    """A display value cut to its field's limits: a text to its bytes, a list of texts to its length and
+    each text to its bytes (a filter value is fitted the same way, so that it finds what was stored)."""
+    if spec.kind is Kind.TEXTS:
+        return tuple(cut_utf8(str(text), spec.max_bytes) for text in value[: spec.max_items])
+    if len(value.encode("utf-8", "surrogatepass")) > spec.max_bytes:
+        return cut_utf8(value, spec.max_bytes)
+    return value
+
+
+def _limit(spec: Field) -> str:
+    if spec.kind is Kind.TEXTS:
+        return f"{spec.max_items} texts of {spec.max_bytes} bytes"
+    return f"{spec.max_bytes} bytes"
 
 
 def to_row(item: Item, fields: Iterable[str]) -> dict[str, Any]:
     """A Milvus row of a normalised item, holding only the collection's ``fields`` and the vector."""
-    meta = item.metadata()
-    row = {name: meta[name] for name in fields if name in meta}
+    row = {name: getattr(item, name) for name in fields}
+    for name in fields:
+        if isinstance(row[name], tuple):  # a list of texts: Milvus takes a list
+            row[name] = list(row[name])
     row["vector"] = item.vector
     return row
 
 
 def from_row(row: Mapping[str, Any], with_vector: bool = False) -> Item:
-    """An item from a Milvus query or search row (an older collection may lack the crop fields)."""
+    """An item from a Milvus query or search row (an older collection may lack the newer fields)."""
     entity = row.get("entity", row)
     vector = None
     if with_vector and entity.get("vector") is not None:
         vector = np.asarray(entity["vector"], dtype=np.float32)
-    return _item(lambda name: entity.get(name, row.get(name)), vector)
+    values = {spec.name: _value(spec, entity.get(spec.name, row.get(spec.name))) for spec in FIELDS}
+    return Item(**values, vector=vector)
 
 
-def _item(value: Any, vector: Any) -> Item:
-    def text(name: str) -> str:
-        return str(value(name) or "")
-
-    def number(name: str) -> int:
-        return int(value(name) or 0)
-
-    return Item(
-        id=number("id"),
-        sha256=text("sha256"),
-        item_id=text("item_id"),
-        name=text("name"),
-        source=text("source"),
-        created_at=number("created_at"),
-        uri=text("uri"),
-        width=number("width"),
-        height=number("height"),
-        parent_sha256=text("parent_sha256"),
-        box=text("box"),
-        label=text("label"),
-        det_score=_finite(value("det_score")),
-        vector=vector,
-    )
+def _value(spec: Field, value: Any) -> Any:
+    """A stored value as ``Item`` holds it; a missing one (None) as the field's empty value."""
+    kind = spec.kind
+    if kind is Kind.TEXT:
+        return str(value or "")
+    if kind is Kind.INT64 or kind is Kind.INT32:
+        return int(value or 0)
+    if kind is Kind.FLOAT:
+        return _finite(value)
+    return tuple(str(text) for text in value) if value else ()
 
 
 def _finite(value: Any) -> float:
@@ -158,9 +160,7 @@ def arrow_schema(vector: Any = None, metadata: dict[str, str] | None = None) -> 
     """The Arrow schema of stored items; ``vector`` (an Arrow list type) adds the vector after the id."""
     import pyarrow as pa
 
-    types = {"id": pa.int64(), "created_at": pa.int64(), "width": pa.int32(), "height": pa.int32()}
-    types["det_score"] = pa.float32()
-    fields = [(name, types.get(name, pa.string())) for name in SCALAR_FIELDS]
+    fields = [(spec.name, spec.arrow()) for spec in FIELDS]
     if vector is not None:
         fields.insert(1, ("vector", vector))
     return pa.schema(fields, metadata=metadata)
@@ -189,43 +189,44 @@ def from_arrow(columns: Mapping[str, Sequence[Any]], vectors: Any = None) -> lis
     """Items from Arrow columns (``to_pydict()``); ``vectors``: a matrix aligned with the rows.
 
     Columns an older export lacks read as empty; ``vectors`` defaults to a ``vector`` column.
-    Each row is built in one expression (the same conversions as ``_item``): a search's hits are
-    converted here, and a call per value cost more than the search itself.
+    Each row is built in one expression written out from the field table (``_builder``): a
+    search's hits are converted here, and a call per value cost more than the search itself.
     """
     count = len(columns["id"])
     if vectors is None and "vector" in columns:
         vectors = [np.asarray(v, dtype=np.float32) for v in columns["vector"]]
     none = [None] * count
-
-    def column(name: str) -> Sequence[Any]:
-        values = columns.get(name)
-        return values if values is not None else none
-
+    given = (columns.get(spec.name) for spec in FIELDS)
     rows = zip(
-        *(column(name) for name in ("id", "sha256", "item_id", "name", "source", "created_at", "uri")),
-        *(column(name) for name in ("width", "height", "parent_sha256", "box", "label", "det_score")),
+        *(values if values is not None else none for values in given),
         vectors if vectors is not None else none,
         strict=True,
     )
-    return [
-        Item(
-            int(i or 0),
-            str(sha or ""),
-            str(item_id or ""),
-            str(name or ""),
-            str(source or ""),
-            int(created or 0),
-            str(uri or ""),
-            int(width or 0),
-            int(height or 0),
-            vector,
-            parent_sha256=str(parent or ""),
-            box=str(box or ""),
-            label=str(label or ""),
-            det_score=_finite(score),
-        )
-        for i, sha, item_id, name, source, created, uri, width, height, parent, box, label, score, vector in rows
-    ]
+    return _build(rows)
+
+
+def _builder() -> Callable[[Iterable[tuple[Any, ...]]], list[Item]]:
+    """``from_arrow``'s loop, written out from the field table once: one expression per row, each
+    value converted inline as ``_value`` converts it (a call per value doubled a search's cost)."""
+    inline = {
+        Kind.TEXT: 'str({0} or "")',
+        Kind.INT64: "int({0} or 0)",
+        Kind.INT32: "int({0} or 0)",
+        Kind.FLOAT: "_finite({0})",
+        Kind.TEXTS: "(tuple({0}) if {0} else ())",  # Arrow's texts are str already
+    }
+    names = [f"v{position}" for position in range(len(FIELDS))]
+    values = ", ".join(
+        f"{spec.name}={inline[spec.kind].format(name)}" for spec, name in zip(FIELDS, names, strict=True)
+    )
+    source = f"def build(rows):\n    return [Item({values}, vector=vector) for {', '.join(names)}, vector in rows]\n"
+    scope: dict[str, Any] = {"Item": Item, "_finite": _finite}
+    exec(compile(source, "<lookalike.store.rows.from_arrow>", "exec"), scope)  # noqa: S102 - the table's own names
+    built: Callable[[Iterable[tuple[Any, ...]]], list[Item]] = scope["build"]
+    return built
+
+
+_build = _builder()
 
 
 _NUMPY = {
@@ -257,6 +258,7 @@ class ColumnReader:
 
         self._table = table
         self._strings: dict[str, tuple[npt.NDArray[np.int32], memoryview]] = {}
+        self._lists: dict[str, tuple[npt.NDArray[np.int32], npt.NDArray[np.int32], memoryview]] = {}
         self._numbers: dict[str, npt.NDArray[Any]] = {}
         self._other: list[str] = []
         self.names = [name for name in names if name in table.column_names]
@@ -270,11 +272,41 @@ class ColumnReader:
                 start = array.offset
                 positions = np.frombuffer(offsets, dtype=np.int32)[start : start + len(array) + 1]
                 self._strings[name] = (positions, memoryview(data) if data is not None else memoryview(b""))
+            elif pa.types.is_list(array.type) and pa.types.is_string(array.type.value_type):
+                texts = array.values  # the texts of every row, whatever the list array's offset
+                if texts.null_count:
+                    self._other.append(name)
+                    continue
+                _, lists = array.buffers()[:2]
+                positions = np.frombuffer(lists, dtype=np.int32)[array.offset : array.offset + len(array) + 1]
+                _, offsets, data = texts.buffers()
+                text_positions = np.frombuffer(offsets, dtype=np.int32)[texts.offset :]
+                self._lists[name] = (positions, text_positions, memoryview(data) if data is not None else memoryview(b""))
             elif str(array.type) in _NUMPY:
                 values = np.frombuffer(array.buffers()[1], dtype=_NUMPY[str(array.type)])
                 self._numbers[name] = values[array.offset : array.offset + len(array)]
             else:
                 self._other.append(name)
+
+    @property
+    def list_names(self) -> list[str]:
+        """The list columns read from their buffers (``lists``)."""
+        return list(self._lists)
+
+    def lists(self, rows: npt.NDArray[np.int64]) -> dict[str, list[Any]]:
+        """These rows' lists of texts, each a tuple (the empty one shared): a batch of many rows makes
+        no list per row, as Arrow's ``to_pydict`` does (20K short-lived lists cost a full garbage
+        collection, and doubled a pass over the collection)."""
+        out: dict[str, list[Any]] = {}
+        after = rows + 1
+        for name, (positions, text_positions, data) in self._lists.items():
+            out[name] = [
+                tuple(str(data[text_positions[i] : text_positions[i + 1]], "utf-8") for i in range(start, end))
+                if end > start
+                else ()
+                for start, end in zip(positions[rows].tolist(), positions[after].tolist(), strict=True)
+            ]
+        return out
 
     def read(self, rows: npt.NDArray[np.int64]) -> dict[str, list[Any]]:
         """These rows' values per column, as ``table.take(rows).to_pydict()`` gives them."""
@@ -288,9 +320,12 @@ class ColumnReader:
             out[name] = [str(data[start:end], "utf-8") for start, end in zip(starts, ends, strict=True)]
         for name, values in self._numbers.items():
             out[name] = values[rows].tolist()
+        out.update(self.lists(rows))
         if self._other:
             import pyarrow as pa
 
             taken = self._table.select(self._other).take(pa.array(rows, type=pa.int64()))
-            out.update(taken.to_pydict())
+            for name, values in taken.to_pydict().items():
+                listed = pa.types.is_list(taken.schema.field(name).type)
+                out[name] = [tuple(v) if v else () for v in values] if listed else values
         return {name: out[name] for name in self.names}

@@ -20,6 +20,7 @@ counted, rebuilt and erased on its own.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import os
 import uuid
@@ -39,6 +40,7 @@ from lookalike.store.breadth import WALK_WHOLE, Tune
 from lookalike.store.models import SCALAR_FIELDS, Item
 from lookalike.store.rows import ColumnReader, arrow_schema, from_arrow, to_arrow
 from lookalike.store.vectorfile import VectorFile
+from lookalike.store.window import Window
 
 SCHEMA = arrow_schema()
 PARTITION = "partition"
@@ -156,6 +158,8 @@ class Segment:
     """A graph's measured search breadth (None for a flat segment)."""
     norm: float = 1.0
     """The largest norm of a graph's vectors (its fp16 scores are off by at most FP16_ERROR times it)."""
+    lookups: dict[str, Any] = field(default_factory=dict, repr=False)
+    """Indexes of the body's columns made on first use (``rows_of_items``), shared by its views."""
     saved_dead: int = -1
     """How many dead rows the saved tombstone file holds (-1: the segment is not saved)."""
     folder: Path | None = None
@@ -294,44 +298,94 @@ class Segment:
         alive[rows] = False
         return replace(self, alive=alive)
 
-    def mask(
-        self,
-        sources: Sequence[str] | None,
-        since: int | None,
-        until: int | None,
-        exclude_ids: npt.NDArray[np.int64] | None,
-        base: Mask | None = None,
-    ) -> Mask:
-        """Live rows matching the window, as Milvus' filter expression would choose them (the
-        segment's own ``alive``, not a copy, when nothing filters: callers do not change it).
+    def mask(self, window: Window, base: Mask | None = None) -> Mask:
+        """Live rows inside the window, as Milvus' filter expression (``filters.expression``) would
+        choose them (the segment's own ``alive``, not a copy, when nothing filters: callers do not
+        change it).
 
         ``base``: the live rows of several views of the body, instead of this one's."""
         alive = self.alive if base is None else base
-        if (
-            sources is None
-            and since is None
-            and until is None
-            and (exclude_ids is None or not len(exclude_ids))
-        ):
+        if not window.by_rows and not window.timed:
             return alive
         keep = alive.copy()
-        if sources is not None:
-            wanted = [code for code, name in enumerate(self.source_names) if name in set(sources)]
-            keep &= np.isin(self.codes, np.asarray(wanted, dtype=np.int32))
-        if since is not None:
-            keep &= self.created >= since
-        if until is not None:
-            keep &= self.created < until
-        if exclude_ids is not None and len(exclude_ids):
-            keep &= ~np.isin(self.ids, exclude_ids)
+        if window.sources is not None:
+            wanted = set(window.sources)
+            codes = [code for code, name in enumerate(self.source_names) if name in wanted]
+            keep &= np.isin(self.codes, np.asarray(codes, dtype=np.int32))
+        if window.categories is not None:
+            per_row, names = self._encoded("category")
+            chosen = set(window.categories)
+            wanted_codes = [code for code, name in enumerate(names) if name in chosen]
+            keep &= np.isin(per_row, np.asarray(wanted_codes, dtype=np.int32))
+        if window.tags is not None:
+            keep &= self._tagged(window.tags)
+        if window.item_ids is not None:
+            keep &= self.rows_of_items(window.item_ids)
+        if window.since is not None:
+            keep &= self.created >= window.since
+        if window.until is not None:
+            keep &= self.created < window.until
+        if window.exclude_ids:
+            keep &= ~np.isin(self.ids, np.asarray(window.exclude_ids, dtype=np.int64))
         return keep
+
+    def rows_of_items(self, item_ids: Sequence[str]) -> Mask:
+        """The body's rows (live or dead) of these catalog item ids, found in a sorted index of the
+        column (made once per body, on first use), not by a pass over it."""
+        values, order = self._item_index()
+        found = np.zeros(len(self), dtype=bool)
+        for item_id in item_ids:
+            start, end = bisect.bisect_left(values, item_id), bisect.bisect_right(values, item_id)
+            found[order[start:end]] = True
+        return found
+
+    def _encoded(self, name: str) -> tuple[npt.NDArray[np.int32], list[str]]:
+        """A text column's codes per row and the texts they stand for (made once per body)."""
+        found = self.lookups.get(name)
+        if found is None:
+            encoded = self.table.column(name).combine_chunks().dictionary_encode()
+            found = (integers(encoded.indices, np.int32), encoded.dictionary.to_pylist())
+            self.lookups[name] = found
+        return found
+
+    def _tagged(self, tags: Sequence[str]) -> Mask:
+        """The body's rows holding one of these tags at least."""
+        found = self.lookups.get("tags")
+        if found is None:
+            import pyarrow.compute as pc
+
+            column = self.table.column("tags").combine_chunks()
+            owners = integers(pc.list_parent_indices(column).cast(pa.int64()), np.int64)
+            encoded = pc.list_flatten(column).dictionary_encode()
+            found = (owners, integers(encoded.indices, np.int32), encoded.dictionary.to_pylist())
+            self.lookups["tags"] = found
+        owners, codes, names = found
+        wanted = set(tags)
+        hit = np.isin(codes, np.asarray([c for c, n in enumerate(names) if n in wanted], dtype=np.int32))
+        rows = np.zeros(len(self), dtype=bool)
+        rows[owners[hit]] = True
+        return rows
+
+    def _item_index(self) -> tuple[list[str], Rows]:
+        found = self.lookups.get("item_id")
+        if found is None:
+            import pyarrow.compute as pc
+
+            column = self.table.column("item_id")
+            order = integers(pc.sort_indices(column).cast(pa.int64()), np.int64)
+            found = (column.take(pa.array(order, type=pa.int64())).to_pylist(), order)
+            self.lookups["item_id"] = found  # shared by every view of the body (``replace`` keeps it)
+        return found
 
     def items(self, rows: Rows, *, with_vector: bool) -> list[Item]:
         rows = np.asarray(rows, dtype=np.int64)
         if len(rows) <= FEW_ROWS:  # a search's hits: read from the buffers
             columns = self.reader.read(rows)
-        else:  # a batch: Arrow converts many rows faster than a loop over them
-            columns = self.table.take(pa.array(rows, type=pa.int64())).to_pydict()
+        else:  # a batch: Arrow converts many rows faster than a loop over them (lists of texts aside)
+            reader = self.reader
+            plain = [name for name in reader.names if name not in reader.list_names]
+            columns = self.table.select(plain).take(pa.array(rows, type=pa.int64())).to_pydict()
+            columns.update(reader.lists(rows))
         return from_arrow(columns, self.vectors(rows) if with_vector else None)
 
     @cached_property

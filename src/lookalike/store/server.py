@@ -15,6 +15,7 @@ from lookalike.store.base import BaseStore, group_by_partition
 from lookalike.store.milvus import milvus_errors
 from lookalike.store.models import Hit, IndexType, Item
 from lookalike.store.rows import from_row
+from lookalike.store.window import EVERYTHING, Window
 
 
 def search_params(index_type: str, k: int, override: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -235,17 +236,14 @@ class ServerStore(BaseStore):
         vectors: npt.NDArray[np.float32],
         *,
         k: int = 10,
-        sources: Sequence[str] | None = None,
-        since: int | None = None,
-        until: int | None = None,
-        exclude_ids: Sequence[int] | None = None,
+        window: Window = EVERYTHING,
         params: dict[str, Any] | None = None,
     ) -> list[list[Hit]]:
         """Top-k by cosine for each query row, inside the monthly partitions the window needs."""
         self._ensure_loaded()
         vectors = self._queries(vectors, k)
-        expr, partition_names = self._window(sources, since, until, exclude_ids)
-        if partition_names == [] or sources == []:
+        expr, partition_names = self._window(window)
+        if partition_names == [] or window.nothing:
             return [[] for _ in range(len(vectors))]
         index_type, _ = self.index()
         with milvus_errors("search"):
@@ -264,33 +262,17 @@ class ServerStore(BaseStore):
         ]
 
     def iter_items(
-        self,
-        *,
-        batch_size: int = 1000,
-        with_vector: bool = True,
-        sources: Sequence[str] | None = None,
-        since: int | None = None,
-        until: int | None = None,
+        self, *, batch_size: int = 1000, with_vector: bool = True, window: Window = EVERYTHING
     ) -> Iterator[list[Item]]:
         """Every stored item in the window, in batches; a time window reads only its months."""
-        if sources == []:
-            return
-        for _, batch in self._milvus_items(
-            batch_size=batch_size, with_vector=with_vector, sources=sources, since=since, until=until
-        ):
+        for _, batch in self._milvus_items(batch_size=batch_size, with_vector=with_vector, window=window):
             yield batch
 
-    def count(
-        self,
-        *,
-        sources: Sequence[str] | None = None,
-        since: int | None = None,
-        until: int | None = None,
-    ) -> int:
+    def count(self, window: Window = EVERYTHING) -> int:
         """How many items are in the window (all of them by default)."""
         self._ensure_loaded()
-        expr, partition_names = self._window(sources, since, until)
-        if partition_names == [] or sources == []:
+        expr, partition_names = self._window(window)
+        if partition_names == [] or window.nothing:
             return 0
         # A server's partition stats count rows an upsert replaced, so count(*) is asked for.
         with milvus_errors("count rows"):

@@ -47,14 +47,17 @@ def shown(ctx: Context, found: Sequence[Item]) -> list[dict[str, object]]:
 def by_item_id(ctx: Context, item_id: str, *, with_vector: bool = False) -> list[Item]:
     """Every stored item (picture or crop) of one catalog item id; raises if there is none.
 
-    The store has no lookup by catalog id yet, so this is one pass over the stored fields
-    without vectors; the vectors are then read for the matches only.
+    The store finds them by the item id (a Milvus filter; the read index's sorted item ids), not by
+    a pass over the collection.
     """
+    from lookalike.store.window import Window
+
     ctx.store.require()
-    ids = [i.id for batch in ctx.store.iter_items(with_vector=False) for i in batch if i.item_id == item_id]
-    if not ids:
+    window = Window.of(item_ids=[item_id])
+    found = [i for batch in ctx.store.iter_items(with_vector=with_vector, window=window) for i in batch]
+    if not found:
         raise ItemNotFoundError(f"No stored item has the item id {item_id!r}.")
-    return ctx.store.get(ids, with_vector=with_vector)
+    return sorted(found, key=lambda i: i.id)
 
 
 def item_image(ctx: Context, item_id: int, size: int | None = None) -> tuple[bytes, str]:
@@ -112,6 +115,7 @@ def select(
         ConfigError: no criterion at all (deleting everything takes an explicit choice).
     """
     from lookalike.queries import day_window
+    from lookalike.store.window import Window
 
     if not (ids or item_ids or sources or since or until):
         raise ConfigError("Say what to delete: ids, item ids, sources or a date window.")
@@ -121,9 +125,8 @@ def select(
         return ctx.store.get(list(ids))
     wanted_ids, wanted_keys = set(ids), set(item_ids)
     found: list[Item] = []
-    for batch in ctx.store.iter_items(
-        batch_size=5000, with_vector=False, sources=list(sources) or None, since=start, until=end
-    ):
+    window = Window.of(sources=list(sources) or None, since=start, until=end, item_ids=list(item_ids) or None)
+    for batch in ctx.store.iter_items(batch_size=5000, with_vector=False, window=window):
         found.extend(
             item
             for item in batch
@@ -152,13 +155,15 @@ def picture_and_crops(ctx: Context, item_id: int) -> list[int]:
     A take-down must take them all: a crop's vector and uri are the picture's too. One pass over
     the item's source without vectors (take-downs are rare); an unknown id is returned alone.
     """
+    from lookalike.store.window import Window
+
     found = ctx.store.get([item_id])
     if not found:
         return [item_id]
     item = found[0]
     picture = item.parent_sha256 if item.box else item.sha256
     family = {item_id}
-    for batch in ctx.store.iter_items(with_vector=False, sources=[item.source]):
+    for batch in ctx.store.iter_items(with_vector=False, window=Window.of(sources=[item.source])):
         for other in batch:
             of = other.parent_sha256 if other.box else other.sha256  # the picture it was cut from
             if other.uri == item.uri and of == picture:

@@ -98,17 +98,16 @@ def scan(
 ) -> tuple[LabelSet, int, Iterator[ScanRow]]:
     """Score every stored item in the window; returns the labels, the item count and the rows."""
     from lookalike.scan import scan as scan_items
+    from lookalike.store.window import Window
 
     start, end = day_window(since, until)
     ctx.store.require()
     bind(ctx)  # label vectors must come from the collection's own model
     labels = label_set(ctx, labels_path)
     ctx.store.check_dim(labels.vectors.shape[1])
-    chosen = list(sources) or None
-    total = ctx.store.count(sources=chosen, since=start, until=end)
-    rows = scan_items(
-        ctx.store, labels, sources=chosen, since=start, until=end, min_score=min_score, progress=progress
-    )
+    window = Window.of(sources=list(sources) or None, since=start, until=end)
+    total = ctx.store.count(window)
+    rows = scan_items(ctx.store, labels, window=window, min_score=min_score, progress=progress)
     return labels, total, rows
 
 

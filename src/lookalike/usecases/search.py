@@ -13,6 +13,7 @@ from lookalike.errors import ConfigError, ItemNotFoundError
 from lookalike.queries import Query, SearchResult, day_window, mostly_non_latin
 from lookalike.store.models import Box
 from lookalike.store.rows import identity_problem
+from lookalike.store.window import Window
 from lookalike.usecases.context import Context
 from lookalike.usecases.embedding import bind, label_of
 from lookalike.usecases.items import by_item_id
@@ -78,8 +79,13 @@ def validate(query: Query) -> None:
         raise ConfigError(f"{query.names.text} must not be empty.")
     if query.item_id is not None and not query.item_id.strip():
         raise ConfigError(f"{query.names.item_id} must not be empty.")
-    if any(not s.strip() for s in query.sources):
-        raise ConfigError(f"{query.names.source} must not be empty.")
+    for values, label in ((query.sources, query.names.source), (query.categories, query.names.category)):
+        if any(not value.strip() for value in values):
+            raise ConfigError(f"{label} must not be empty.")
+    if any(not tag.strip() for tag in query.tags):
+        raise ConfigError(f"{query.names.tag} must not be empty.")
+    if any(ord(ch) < 0x20 for value in (*query.categories, *query.tags) for ch in value):
+        raise ConfigError(f"{query.names.category} and {query.names.tag} must not hold control characters.")
     wanted = [("source", s, query.names.source) for s in query.sources]
     wanted += [("item_id", query.item_id, query.names.item_id)] if query.item_id is not None else []
     for name, value, label in wanted:
@@ -180,10 +186,14 @@ def search(ctx: Context, query: Query) -> SearchResult:
     hits = ctx.store.search(
         vector,
         k=query.k + query.offset,
-        sources=query.sources or None,
-        since=since,
-        until=until,
-        exclude_ids=exclude,
+        window=Window.of(
+            sources=query.sources or None,
+            categories=query.categories or None,
+            tags=query.tags or None,
+            since=since,
+            until=until,
+            exclude_ids=exclude,
+        ),
         params=dict(query.search_params) or None,
     )[0][query.offset :]
     # A stored vector that is not finite (written before imports were checked, or by another

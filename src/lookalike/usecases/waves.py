@@ -119,15 +119,15 @@ def find(
     import numpy as np
 
     from lookalike.scan.neighbours import leader_groups, pairs_within
+    from lookalike.store.window import Window
 
     end = int(time.time()) + 1 if until is None else until
     _check(min_sellers, threshold, since, end)
     ctx.store.require()
     members: list[Member] = []
     vectors: list[np.ndarray] = []
-    for batch in ctx.store.iter_items(
-        batch_size=4096, with_vector=True, sources=list(sources) or None, since=since, until=end
-    ):
+    window = Window.of(sources=list(sources) or None, since=since, until=end)
+    for batch in ctx.store.iter_items(batch_size=4096, with_vector=True, window=window):
         for item in batch:
             if item.box or item.vector is None:
                 continue  # whole pictures only: a wave is the same photo listed again

@@ -22,11 +22,17 @@ async function call(url, options = {}) {
   return response;
 }
 
+function lines(id) {
+  return $(id).value.split("\n").map((s) => s.trim()).filter(Boolean);
+}
+
 function filters() {
-  // One source per line: a source's name may hold commas ("acme, inc").
-  const sources = $("sources").value.split("\n").map((s) => s.trim()).filter(Boolean);
+  // One value per line: a source's name (or a category) may hold commas ("acme, inc").
   const body = { k: Number($("k").value) };
-  if (sources.length) body.sources = sources;
+  for (const name of ["sources", "categories", "tags"]) {
+    const values = lines(name);
+    if (values.length) body[name] = values;
+  }
   if ($("since").value) body.since = $("since").value;
   if ($("until").value) body.until = $("until").value;
   return body;
@@ -123,7 +129,9 @@ function render(payload, label, offset = 0) {
     score.textContent = hit.score.toFixed(3);
     const rank = document.createElement("span");
     rank.className = "rank";
-    rank.textContent = `${hit.box ? `${hit.label || "object"} · ` : ""}${hit.source} · ${day(hit.created_at)}`;
+    const where = [hit.category, hit.source].filter(Boolean).join(" · ");
+    rank.textContent = `${hit.box ? `${hit.label || "object"} · ` : ""}${where} · ${day(hit.created_at)}`;
+    if (hit.tags && hit.tags.length) name.title = hit.tags.join(", ");
     rank.title = `rank ${offset + index + 1}, id ${hit.id}`;
     sub.append(score, rank);
     meta.append(name, sub);
@@ -169,7 +177,7 @@ function imageRequest(file, offset = 0) {
   const f = filters();
   form.append("k", f.k);
   form.append("offset", offset);
-  (f.sources || []).forEach((s) => form.append("sources", s));
+  for (const name of ["sources", "categories", "tags"]) (f[name] || []).forEach((s) => form.append(name, s));
   if (f.since) form.append("since", f.since);
   if (f.until) form.append("until", f.until);
   if ($("detect").checked) form.append("detect", "true");

@@ -1,0 +1,150 @@
+"""The one table of the item's fields, and the schema versions of a collection.
+
+Each row says what a field is everywhere it appears: its Python value, its Milvus and Arrow types,
+its limit in UTF-8 bytes, whether it is an identity (refused whole when over its limit) or shown to
+people (cut to its limit), whether a catalog column fills it (and ``--sync`` updates it), and the
+schema version that added it. The Milvus schema (``store.base``), the Arrow schema and the row
+converters (``store.rows``), the API models (``api.schemas``) and a hit's JSON (``Hit.to_dict``) are
+derived from it; ``Item`` is checked against it when its module loads. A new field is a row here,
+with ``SCHEMA_VERSION`` raised and a step in ``store.upgrade`` naming it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+
+class Kind(StrEnum):
+    """How a field is stored."""
+
+    INT64 = "int64"
+    INT32 = "int32"
+    FLOAT = "float"
+    TEXT = "text"
+    """VARCHAR in Milvus, string in Arrow."""
+    TEXTS = "texts"
+    """ARRAY of VARCHAR in Milvus, list of strings in Arrow: each text limited to ``max_bytes``."""
+
+
+class Role(StrEnum):
+    IDENTITY = "identity"
+    """Names an item or a picture: refused whole when it does not fit, never cut."""
+    DISPLAY = "display"
+    """Shown to people: cut to its limit on a character boundary, with a warning."""
+    NUMBER = "number"
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    kind: Kind
+    role: Role = Role.NUMBER
+    max_bytes: int = 0
+    """A text's limit in UTF-8 bytes (each text of a list's)."""
+    max_items: int = 0
+    """A list's most texts (more are left out, with a warning)."""
+    since: int = 1
+    """The schema version that added the field (an older collection lacks it until upgraded)."""
+    catalog: bool = False
+    """Filled from the catalog column of its name, and updated from it by ``index --sync``."""
+    in_hit: bool = True
+    """Part of a search hit's JSON (``Hit.to_dict``, the API's ``HitOut``)."""
+    hit_value: Callable[[Any], Any] | None = None
+    """How a hit shows the value (None: as it is)."""
+
+    @property
+    def python(self) -> type:
+        return {
+            Kind.INT64: int,
+            Kind.INT32: int,
+            Kind.FLOAT: float,
+            Kind.TEXT: str,
+            Kind.TEXTS: list,
+        }[self.kind]
+
+    def empty(self) -> Any:
+        """The value a row without this field reads as (an older collection, an older export)."""
+        return {Kind.INT64: 0, Kind.INT32: 0, Kind.FLOAT: 0.0, Kind.TEXT: "", Kind.TEXTS: ()}[self.kind]
+
+    def arrow(self) -> Any:
+        import pyarrow as pa
+
+        return {
+            Kind.INT64: pa.int64(),
+            Kind.INT32: pa.int32(),
+            Kind.FLOAT: pa.float32(),
+            Kind.TEXT: pa.string(),
+            Kind.TEXTS: pa.list_(pa.string()),
+        }[self.kind]
+
+
+def _or_none(value: Any) -> Any:
+    return value or None
+
+
+FIELDS: tuple[Field, ...] = (
+    Field("id", Kind.INT64),
+    Field("sha256", Kind.TEXT, Role.IDENTITY, 64, in_hit=False),
+    Field("item_id", Kind.TEXT, Role.IDENTITY, 1024),
+    Field("name", Kind.TEXT, Role.DISPLAY, 2048, catalog=True),
+    Field("source", Kind.TEXT, Role.IDENTITY, 256),
+    Field("created_at", Kind.INT64),
+    Field("uri", Kind.TEXT, Role.DISPLAY, 4096),
+    Field("width", Kind.INT32),
+    Field("height", Kind.INT32),
+    Field("parent_sha256", Kind.TEXT, Role.IDENTITY, 64, since=2, hit_value=_or_none),
+    Field("box", Kind.TEXT, Role.DISPLAY, 64, since=2),
+    Field("label", Kind.TEXT, Role.DISPLAY, 256, since=2, hit_value=_or_none),
+    Field("det_score", Kind.FLOAT, since=2),
+    Field("category", Kind.TEXT, Role.DISPLAY, 256, since=3, catalog=True),
+    Field("tags", Kind.TEXTS, Role.DISPLAY, 128, max_items=32, since=3, catalog=True),
+)
+"""Every scalar field of an item, in the order collections and exports hold them (the vector
+comes after ``id``)."""
+
+SCHEMA_VERSION = 3
+"""1: the first layout; 2: detected crops (parent_sha256, box, label, det_score); 3: category, tags."""
+SCHEMA_PROPERTY = "lookalike.schema"
+"""The collection property that records its schema version (absent before version 3: told by its fields)."""
+
+BY_NAME = {field.name: field for field in FIELDS}
+SCALAR_FIELDS = tuple(field.name for field in FIELDS)
+TEXT_FIELDS = tuple(field for field in FIELDS if field.kind in (Kind.TEXT, Kind.TEXTS))
+VARCHAR_BYTES = {field.name: field.max_bytes for field in TEXT_FIELDS}
+"""The text fields and their limits in UTF-8 bytes (each text of a list's)."""
+IDENTITY_FIELDS = tuple(field.name for field in FIELDS if field.role is Role.IDENTITY)
+DISPLAY_FIELDS = tuple(field.name for field in FIELDS if field.role is Role.DISPLAY)
+CATALOG_FIELDS = tuple(field.name for field in FIELDS if field.catalog)
+"""Fields a catalog column fills, besides the identities and the date, which ingest reads itself."""
+
+
+def catalog_value(spec: Field, raw: Any) -> Any:
+    """A catalog cell as the field holds it: a text stripped; a list of texts from a list (Parquet) or
+    a text separated by vertical bars (``red|summer``), each stripped, empty and repeated ones left out.
+    """
+    if spec.kind is Kind.TEXTS:
+        parts = raw if isinstance(raw, list | tuple) else str(raw or "").split("|")
+        return tuple(dict.fromkeys(text for text in (str(p or "").strip() for p in parts) if text))
+    if spec.kind is Kind.TEXT:
+        return str(raw or "").strip()
+    raise ValueError(f"the catalog does not fill the {spec.kind} field {spec.name}")
+
+
+def added_in(version: int) -> tuple[str, ...]:
+    """The fields that schema version added."""
+    return tuple(field.name for field in FIELDS if field.since == version)
+
+
+def version_of(field_names: set[str], recorded: str | None) -> int:
+    """A collection's schema version: the one it records, else the latest whose fields it all has (a
+    collection made before versions were recorded, or one read between its creation and the property
+    that records its version)."""
+    if recorded and recorded.strip().isdigit():
+        return int(recorded)
+    version = 1
+    while version < SCHEMA_VERSION and set(added_in(version + 1)) <= field_names:
+        version += 1
+    return version

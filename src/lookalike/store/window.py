@@ -1,0 +1,117 @@
+"""The window of a store read: which items a search, a count or a pass over the collection sees.
+
+One immutable value, taken by every read of every store, with one interpreter per backend: a
+Milvus filter expression (``filters.expression``) and a read-index row mask (``Segment.mask``).
+The months a window can touch are chosen here alone (``may_hold``, ``partitions``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from lookalike.store.partitions import month_start, next_month
+
+
+def _texts(values: Iterable[str] | None) -> tuple[str, ...] | None:
+    return None if values is None else tuple(dict.fromkeys(values))
+
+
+@dataclass(frozen=True)
+class Window:
+    """Items inside every condition given (None: that condition is not asked for).
+
+    ``sources``, ``categories``, ``item_ids``: the item's value is one of these (an empty tuple matches
+    nothing); ``tags``: the item has one of these tags at least; ``since`` <= created_at < ``until``
+    (unix seconds); ``exclude_ids``: leave these stored ids out.
+    """
+
+    sources: tuple[str, ...] | None = None
+    categories: tuple[str, ...] | None = None
+    tags: tuple[str, ...] | None = None
+    since: int | None = None
+    until: int | None = None
+    item_ids: tuple[str, ...] | None = None
+    exclude_ids: tuple[int, ...] = ()
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        sources: Iterable[str] | None = None,
+        categories: Iterable[str] | None = None,
+        tags: Iterable[str] | None = None,
+        since: int | None = None,
+        until: int | None = None,
+        item_ids: Iterable[str] | None = None,
+        exclude_ids: Iterable[int] | None = None,
+    ) -> Window:
+        """A window from any sequences (an empty list of values matches nothing); a category or a tag
+        longer than its field holds is cut as a stored one was."""
+        from lookalike.store.fields import BY_NAME
+        from lookalike.store.rows import cut_utf8
+
+        category, tag = BY_NAME["category"].max_bytes, BY_NAME["tags"].max_bytes
+        return cls(
+            sources=_texts(sources),
+            categories=_texts(None if categories is None else [cut_utf8(c, category) for c in categories]),
+            tags=_texts(None if tags is None else [cut_utf8(t, tag) for t in tags]),
+            since=since,
+            until=until,
+            item_ids=_texts(item_ids),
+            exclude_ids=tuple(dict.fromkeys(int(i) for i in exclude_ids or ())),
+        )
+
+    @property
+    def everything(self) -> bool:
+        """Whether the window holds every item (nothing is asked for)."""
+        return self == EVERYTHING
+
+    @property
+    def nothing(self) -> bool:
+        """Whether no item can be inside (an empty list of values, or since at or after until)."""
+        return (
+            self.sources == ()
+            or self.categories == ()
+            or self.tags == ()
+            or self.item_ids == ()
+            or (self.since is not None and self.until is not None and self.since >= self.until)
+        )
+
+    @property
+    def by_rows(self) -> bool:
+        """Whether a condition other than the time is asked for (it is checked row by row)."""
+        return (
+            self.sources is not None
+            or self.categories is not None
+            or self.tags is not None
+            or self.item_ids is not None
+            or bool(self.exclude_ids)
+        )
+
+    @property
+    def timed(self) -> bool:
+        return self.since is not None or self.until is not None
+
+    def may_hold(self, partition: str) -> bool:
+        """Whether a partition can hold items of the window: a monthly one that overlaps its time, or
+        any other (``_default``, a foreign one), which is filtered row by row."""
+        start = month_start(partition)
+        if start is None:
+            return True
+        return (self.since is None or next_month(start) > self.since) and (
+            self.until is None or start < self.until
+        )
+
+    def partitions(self, existing: Sequence[str]) -> list[str] | None:
+        """The existing partitions a read of the window needs (None: all of them, no time asked)."""
+        if not self.timed:
+            return None
+        return [name for name in existing if self.may_hold(name)]
+
+    def covers(self, first: int, last: int) -> bool:
+        """Whether created_at from ``first`` to ``last`` lies wholly inside the window's time."""
+        return (self.since is None or self.since <= first) and (self.until is None or last < self.until)
+
+
+EVERYTHING = Window()
