@@ -117,7 +117,7 @@ def test_a_catalog_none_of_whose_rows_can_be_indexed_is_refused_before_a_model_l
         "bad.csv has no row that can be indexed (4 rows, every one bad)",
         f"row 2: {tmp_path / 'missing.jpg'}: file not found",
         "row 3: no image in this row",
-        "row 4: ftp://host/c.jpg: only http(s) URLs and file paths can be indexed",
+        "row 4: ftp://host/c.jpg: only http(s) URLs, s3:// objects and file paths can be indexed",
     )
     assert not (tmp_path / "never.db").exists()
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,12 +23,24 @@ from tests.serving import serving
 
 
 class Refusing(FakeEmbedder):
-    """The fake embedder, which cannot encode the text "boom"."""
+    """The fake embedder, which cannot encode the text "boom", and encodes only while ``gate`` is open
+    (a test holds the encoder on its first batch so that the others queue up behind it, whatever the
+    machine's speed)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+        self.gate.set()
 
     def _encode_texts(self, texts: Sequence[str]) -> npt.NDArray[np.floating]:
+        self.gate.wait(60)
         if "boom" in texts:
             raise ConfigError("this text cannot be encoded")
         return super()._encode_texts(texts)
+
+    def _encode_images(self, images: Sequence[Any]) -> npt.NDArray[np.floating]:
+        self.gate.wait(60)
+        return super()._encode_images(images)
 
 
 def test_concurrent_text_and_image_queries_get_their_own_answers(tmp_path: Path) -> None:
@@ -56,9 +70,15 @@ def test_concurrent_text_and_image_queries_get_their_own_answers(tmp_path: Path)
     jobs = [(kind, i) for i in range(8) for kind in ("text", "image")] * 2
     jobs += [("corrupt", 0), ("boom", 0), ("boom", 1)]
     with serving(app) as base, ThreadPoolExecutor(len(jobs)) as pool:
-        answers = list(pool.map(ask, jobs, timeout=120))
         batcher = ctx.embedder
         assert isinstance(batcher, BatchingEmbedder)
+        embedder.gate.clear()  # the first batch waits: the requests behind it queue up
+        pending = pool.map(ask, jobs, timeout=120)
+        deadline = time.monotonic() + 60
+        while batcher._queue.qsize() < 8 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        embedder.gate.set()
+        answers = list(pending)
         largest = batcher.largest_batch
     for (kind, i), (status, body) in zip(jobs, answers, strict=True):
         if kind in ("text", "image"):
