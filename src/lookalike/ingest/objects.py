@@ -264,6 +264,7 @@ class ObjectListing:
         extensions = supported_extensions()
         fs = filesystem()
         pending = [self.key]
+        listed = {self.key}
         while pending:
             prefix = pending.pop()
             where = f"{self.bucket}/{prefix}" if prefix else self.bucket
@@ -277,8 +278,17 @@ class ObjectListing:
                 key = info.path.split("/", 1)[1] if "/" in info.path else ""
                 name = info.base_name
                 if info.type == FileType.Directory:
-                    if not name.startswith("."):
-                        folders.append(key)
+                    if name.startswith("."):
+                        continue
+                    if key in listed:  # "a//b.jpg": the listing of a/ names a/ again, forever
+                        yield Skipped(
+                            join(self.bucket, key) + "//",
+                            "cannot list objects: a key under it has an empty segment (//)",
+                            folder=True,
+                        )
+                        continue
+                    listed.add(key)
+                    folders.append(key)
                     continue
                 reason = _passed_over(name, extensions)
                 if reason is not None:
