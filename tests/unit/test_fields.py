@@ -75,6 +75,7 @@ def test_display_fields_are_cut_to_their_limits_and_identities_are_refused() -> 
         ([0, 7], ("0", "7")),
         (float("nan"), ()),  # a missing float (pandas writes None as NaN)
         ([b"red", b"sale"], ("red", "sale")),  # a list of binary
+        ("new\nline|tab\tbed|\x00|cr\r\nlf", ("new line", "tab bed", "cr lf")),  # filterable: no controls
     ],
 )
 def test_catalog_tags_are_split_by_a_vertical_bar_and_cleaned(raw: object, tags: tuple[str, ...]) -> None:
@@ -83,7 +84,8 @@ def test_catalog_tags_are_split_by_a_vertical_bar_and_cleaned(raw: object, tags:
 
 
 @pytest.mark.parametrize(
-    ("raw", "text"), [(0, "0"), (0.0, "0.0"), (float("nan"), ""), (None, ""), (b"ok", "ok")]
+    ("raw", "text"),
+    [(0, "0"), (0.0, "0.0"), (float("nan"), ""), (None, ""), (b"ok", "ok"), ("a\x01b\n", "a b")],
 )
 def test_a_catalog_category_keeps_a_number_and_reads_a_missing_float_as_empty(raw: object, text: str) -> None:
     spec = next(spec for spec in FIELDS if spec.name == "category")

@@ -12,6 +12,7 @@ with ``SCHEMA_VERSION`` raised and a step in ``store.upgrade`` naming it.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -132,15 +133,25 @@ def cell_text(raw: Any) -> str:
     return str(raw)
 
 
+_CONTROLS = re.compile(r"[\x00-\x1f]+")
+
+
+def _filterable(text: str) -> str:
+    """A catalog text as a filter can name it: stripped, control characters (a line break, a tab, NUL)
+    made one space each run, since ``--category``/``--tag`` and the API refuse them in a filter."""
+    return _CONTROLS.sub(" ", text).strip()
+
+
 def catalog_value(spec: Field, raw: Any) -> Any:
-    """A catalog cell as the field holds it: a text stripped; a list of texts from a list (Parquet) or
-    a text separated by vertical bars (``red|summer``), each stripped, empty and repeated ones left out.
+    """A catalog cell as the field holds it: a text stripped, its control characters made spaces; a
+    list of texts from a list (Parquet) or a text separated by vertical bars (``red|summer``), each
+    cleaned so, empty and repeated ones left out.
     """
     if spec.kind is Kind.TEXTS:
         parts = raw if isinstance(raw, list | tuple) else cell_text(raw).split("|")
-        return tuple(dict.fromkeys(text for text in (cell_text(p).strip() for p in parts) if text))
+        return tuple(dict.fromkeys(text for text in (_filterable(cell_text(p)) for p in parts) if text))
     if spec.kind is Kind.TEXT:
-        return cell_text(raw).strip()
+        return _filterable(cell_text(raw))
     raise ValueError(f"the catalog does not fill the {spec.kind} field {spec.name}")
 
 
