@@ -108,6 +108,11 @@ def test_a_key_with_an_empty_segment_is_reported_not_listed_forever(bucket: Any)
     assert [(e.uri, e.folder) for e in skipped] == [(f"s3://{bucket.name}/photos/a//", True)]
     assert "//" in skipped[0].reason
     assert listing.count() == len(entries)
+    # Named directly, the key is refused with a reason rather than pyarrow's ArrowInvalid.
+    with pytest.raises(ConfigError, match="empty segment"):
+        open_listing(f"s3://{bucket.name}/photos/a//double.jpg")
+    with pytest.raises(ImageError, match="empty segment"):
+        read_object(f"s3://{bucket.name}/photos/a//double.jpg", max_bytes=1 << 20, timeout_s=10)
 
 
 def test_a_missing_prefix_or_bucket_is_refused_before_anything_loads(bucket: Any) -> None:

@@ -52,12 +52,15 @@ def split(uri: str) -> tuple[str, str]:
     """``s3://bucket/a/b.jpg`` → (``bucket``, ``a/b.jpg``); the key may be empty (the whole bucket).
 
     Raises:
-        ConfigError: no bucket named.
+        ConfigError: no bucket named, or an empty segment in the key (``a//b.jpg``).
     """
     bucket, _, key = uri[len(S3_SCHEME) :].partition("/")
     if not bucket:
         raise ConfigError(f"{uri!r} names no bucket: write s3://bucket/prefix")
-    return bucket, key.strip("/")
+    key = key.strip("/")
+    if "//" in key:  # pyarrow's S3 filesystem refuses such a path (ArrowInvalid), an S3 key may hold one
+        raise ConfigError(f"{uri!r} has an empty segment (//): such a key cannot be read")
+    return bucket, key
 
 
 def join(bucket: str, key: str) -> str:
