@@ -94,6 +94,27 @@ def test_a_prefix_is_listed_like_a_folder(bucket: Any) -> None:
     assert listing.count() == len(entries)
 
 
+def test_a_key_with_an_empty_segment_is_reported_not_listed_forever(bucket: Any) -> None:
+    # S3 keys may hold "//": listing "photos/a/" names the folder "photos/a" again (its common
+    # prefix "photos/a//" without the trailing slash), which once sent the walk round for ever.
+    a = _put(bucket, "photos/a.jpg", jpeg_bytes(make_image(1)))
+    _put(bucket, "photos/a//double.jpg", jpeg_bytes(make_image(2)))
+
+    listing = open_listing(f"s3://{bucket.name}/photos", source="shop")
+    entries = list(itertools.islice(listing, 20))
+
+    assert [e.uri for e in entries if isinstance(e, Record)] == [a]
+    skipped = [e for e in entries if isinstance(e, Skipped)]
+    assert [(e.uri, e.folder) for e in skipped] == [(f"s3://{bucket.name}/photos/a//", True)]
+    assert "//" in skipped[0].reason
+    assert listing.count() == len(entries)
+    # Named directly, the key is refused with a reason rather than pyarrow's ArrowInvalid.
+    with pytest.raises(ConfigError, match="empty segment"):
+        open_listing(f"s3://{bucket.name}/photos/a//double.jpg")
+    with pytest.raises(ImageError, match="empty segment"):
+        read_object(f"s3://{bucket.name}/photos/a//double.jpg", max_bytes=1 << 20, timeout_s=10)
+
+
 def test_a_missing_prefix_or_bucket_is_refused_before_anything_loads(bucket: Any) -> None:
     with pytest.raises(ConfigError, match="No such object or prefix"):
         open_listing(f"s3://{bucket.name}/nothing-here")

@@ -59,3 +59,13 @@ def test_markup_like_brackets_survive() -> None:
     out = CliRunner().invoke(app, ["policy", "add", "--help"], terminal_width=200).output
     assert "TOML label set: [labels.NAME] with prompts, threshold." in out
     assert re.search(r"--replace\s+Replace a policy", out)  # a flag takes no value: no placeholder
+
+
+def test_index_help_names_every_catalog_column() -> None:
+    from lookalike.ingest.catalog import CATALOG_COLUMNS
+
+    shown = CliRunner().invoke(app, ["index", "--help"], terminal_width=100).stdout
+    intro = squeezed(shown.split("Arguments:")[0])
+    missing = [column for column in CATALOG_COLUMNS if not re.search(rf"\b{column}\b", intro)]
+    assert not missing, f"index --help does not name the catalog columns {missing}"
+    assert "category" in squeezed(shown.split("--sync")[1].split("--ray")[0])

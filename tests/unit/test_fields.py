@@ -71,11 +71,25 @@ def test_display_fields_are_cut_to_their_limits_and_identities_are_refused() -> 
         ("", ()),
         (None, ()),
         (["a", " b ", None, "a"], ("a", "b")),  # a Parquet list column
+        (0, ("0",)),  # a Parquet number column: 0 is a tag, not a missing one
+        ([0, 7], ("0", "7")),
+        (float("nan"), ()),  # a missing float (pandas writes None as NaN)
+        ([b"red", b"sale"], ("red", "sale")),  # a list of binary
+        ("new\nline|tab\tbed|\x00|cr\r\nlf", ("new line", "tab bed", "cr lf")),  # filterable: no controls
     ],
 )
 def test_catalog_tags_are_split_by_a_vertical_bar_and_cleaned(raw: object, tags: tuple[str, ...]) -> None:
     spec = next(spec for spec in FIELDS if spec.name == "tags")
     assert catalog_value(spec, raw) == tags
+
+
+@pytest.mark.parametrize(
+    ("raw", "text"),
+    [(0, "0"), (0.0, "0.0"), (float("nan"), ""), (None, ""), (b"ok", "ok"), ("a\x01b\n", "a b")],
+)
+def test_a_catalog_category_keeps_a_number_and_reads_a_missing_float_as_empty(raw: object, text: str) -> None:
+    spec = next(spec for spec in FIELDS if spec.name == "category")
+    assert catalog_value(spec, raw) == text
 
 
 def test_a_collection_s_version_is_told_by_its_fields_when_it_records_none() -> None:

@@ -161,6 +161,19 @@ def test_claims_refuse_what_cannot_be_claimed(tmp_path: Path) -> None:
     assert db.claims.release(1, "ana") is False
 
 
+def test_a_decision_refuses_the_reviewer_names_a_claim_refuses(tmp_path: Path) -> None:
+    # A flag nobody holds is decided without a claim: the name was once kept whatever it was.
+    db = flagged(tmp_path / "w.sqlite", 1)
+    for name, why in (("x" * 201, "at most 200"), ("ana\nbo", "control"), ("  ", "name")):
+        with pytest.raises(ConfigError, match=why):
+            db.claims.claim(1, name, lease_s=60)
+        with pytest.raises(ConfigError, match=why):
+            db.review([1], FlagStatus.DISMISSED, reviewer=name)
+        with pytest.raises(ConfigError, match=why):
+            db.take_down(1, FlagStatus.CONFIRMED, reviewer=name)
+    assert db.flag(1).status is FlagStatus.OPEN and list(db.decisions()) == []
+
+
 def test_the_queue_hands_out_items_and_shows_what_a_flag_matched(tmp_path: Path) -> None:
     ctx = make_context(tmp_path)
     policies.add(ctx, str(write_policy(tmp_path)))

@@ -163,6 +163,24 @@ def test_a_collection_of_a_newer_schema_is_refused_clearly(tmp_path: Path) -> No
     again.close()
 
 
+@pytest.mark.parametrize("upgraded_first", [False, True])
+def test_a_collection_named_like_the_upgrade_s_copy_is_never_dropped(tmp_path: Path, upgraded_first: bool) -> None:
+    from lookalike.errors import ConfigError
+
+    db = tmp_path / "old.db"
+    build_old(db, 2, "images")
+    theirs = build_old(db, 2, "images_upgrading")  # the user's own collection, not an upgrade's copy
+    if upgraded_first:  # opened first, it is upgraded itself: its mark reads "" once in place
+        own = LiteStore(str(db), "images_upgrading")
+        assert own.count() == OLD_ROWS
+        own.close()
+    store = LiteStore(str(db), "images")
+    with pytest.raises(ConfigError, match="left alone"):
+        store.count()
+    store.close()
+    assert sorted(milvus_rows(db, "images_upgrading")) == theirs
+
+
 CHILD = """
 import sys
 from lookalike.store import LiteStore

@@ -85,6 +85,23 @@ def test_parquet_catalog_reads_like_csv(tmp_path: Path) -> None:
     assert record.created_at == 1700000000 and record.item_id == "A1"
 
 
+def test_a_parquet_number_column_of_zero_is_a_value_not_a_missing_one(tmp_path: Path) -> None:
+    catalog = tmp_path / "catalog.parquet"
+    table = {
+        "image": ["a.jpg", "b.jpg"],
+        "item_id": [0, 7],
+        "category": [0, 3],
+        "tags": [0, 5],
+        "name": [0.0, None],
+    }
+    pq.write_table(pa.table(table), catalog)
+    records = [r for r in open_listing(catalog) if isinstance(r, Record)]
+    assert [(r.item_id, dict(r.details)["category"], dict(r.details)["tags"], r.name) for r in records] == [
+        ("0", "0", ("0",), "0.0"),  # item 0 of the catalog, not the file's stem "a"
+        ("7", "3", ("5",), ""),
+    ]
+
+
 def test_catalog_without_image_column_is_a_clear_error(tmp_path: Path) -> None:
     catalog = tmp_path / "catalog.csv"
     catalog.write_text("path,item_id\na.jpg,1\n", encoding="utf-8")

@@ -29,6 +29,12 @@ def test_a_window_is_one_milvus_expression_with_its_values_escaped() -> None:
     assert Window().everything and not Window.of(exclude_ids=[1]).everything
 
 
+def test_a_category_or_tag_filter_is_stripped_as_a_stored_one_was() -> None:
+    # The catalog's " hats " is stored as "hats": --category " hats " found nothing.
+    window = Window.of(categories=[" hats ", "hats"], tags=["\u00a0red "])
+    assert window.categories == ("hats",) and window.tags == ("red",)
+
+
 @pytest.mark.parametrize(
     "window",
     [Window.of(sources=[]), Window.of(item_ids=[]), Window(since=200, until=200), Window(since=300, until=200)],

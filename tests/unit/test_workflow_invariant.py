@@ -43,7 +43,10 @@ class WorkflowModel(RuleBasedStateMachine):
     @rule(
         pick=st.integers(min_value=0, max_value=100),
         decision=st.sampled_from([FlagStatus.CONFIRMED, FlagStatus.DISMISSED]),
-        who=st.text(min_size=1, max_size=5),
+        # Any name a reviewer may have (workflow/claims.py check_reviewer): no control characters, not blank.
+        who=st.text(st.characters(blacklist_categories=("Cc", "Cs")), min_size=1, max_size=5).filter(
+            str.strip
+        ),
     )
     def review(self, pick: int, decision: FlagStatus, who: str) -> None:
         if not self.flags:

@@ -87,8 +87,8 @@ def index(
         typer.Option(
             "--sync",
             help="Mirror this folder or catalog: delete its items that are no longer listed, replace an item "
-            "whose image changed, update changed names and dates without re-embedding. A folder's scope is "
-            "its source under that folder; a catalog's, the sources its rows name (and --source).",
+            "whose image changed, update a changed name, date, category or tags without re-embedding. A "
+            "folder's scope is its source under that folder; a catalog's, the sources its rows name (and --source).",
         ),
     ] = False,
     ray: Annotated[
@@ -124,8 +124,9 @@ def index(
     """Index images: embed every new image and store it; files already indexed are skipped.
 
     Catalog columns: image (path relative to the catalog, s3:// object or http(s) URL), item_id, name,
-    source, created_at (ISO date, YYYYMMDD, unix seconds or milliseconds; default: the file's
-    modification time).
+    category, tags (separated by a vertical bar, red|sale; a list column in Parquet), source,
+    created_at (ISO date, YYYYMMDD, unix seconds or milliseconds; default: the file's modification
+    time).
     Unreadable or corrupt files are skipped and listed at the end.
     """
     from lookalike.queries import parse_index_params

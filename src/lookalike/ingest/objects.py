@@ -52,12 +52,15 @@ def split(uri: str) -> tuple[str, str]:
     """``s3://bucket/a/b.jpg`` → (``bucket``, ``a/b.jpg``); the key may be empty (the whole bucket).
 
     Raises:
-        ConfigError: no bucket named.
+        ConfigError: no bucket named, or an empty segment in the key (``a//b.jpg``).
     """
     bucket, _, key = uri[len(S3_SCHEME) :].partition("/")
     if not bucket:
         raise ConfigError(f"{uri!r} names no bucket: write s3://bucket/prefix")
-    return bucket, key.strip("/")
+    key = key.strip("/")
+    if "//" in key:  # pyarrow's S3 filesystem refuses such a path (ArrowInvalid), an S3 key may hold one
+        raise ConfigError(f"{uri!r} has an empty segment (//): such a key cannot be read")
+    return bucket, key
 
 
 def join(bucket: str, key: str) -> str:
@@ -264,6 +267,7 @@ class ObjectListing:
         extensions = supported_extensions()
         fs = filesystem()
         pending = [self.key]
+        listed = {self.key}
         while pending:
             prefix = pending.pop()
             where = f"{self.bucket}/{prefix}" if prefix else self.bucket
@@ -277,8 +281,17 @@ class ObjectListing:
                 key = info.path.split("/", 1)[1] if "/" in info.path else ""
                 name = info.base_name
                 if info.type == FileType.Directory:
-                    if not name.startswith("."):
-                        folders.append(key)
+                    if name.startswith("."):
+                        continue
+                    if key in listed:  # "a//b.jpg": the listing of a/ names a/ again, forever
+                        yield Skipped(
+                            join(self.bucket, key) + "//",
+                            "cannot list objects: a key under it has an empty segment (//)",
+                            folder=True,
+                        )
+                        continue
+                    listed.add(key)
+                    folders.append(key)
                     continue
                 reason = _passed_over(name, extensions)
                 if reason is not None:

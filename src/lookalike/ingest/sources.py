@@ -16,7 +16,7 @@ from lookalike.errors import CatalogError, ConfigError
 from lookalike.ingest.catalog import CATALOG_COLUMNS, csv_rows, parquet_count, parquet_rows
 from lookalike.ingest.decode import HEIC_EXTENSIONS, IMAGE_EXTENSIONS, supported_extensions
 from lookalike.ingest.policy import file_problem, has_scheme, is_s3, is_url, printable_path
-from lookalike.store.fields import BY_NAME, CATALOG_FIELDS, catalog_value
+from lookalike.store.fields import BY_NAME, CATALOG_FIELDS, catalog_value, cell_text
 from lookalike.store.partitions import MAX_TIME, MIN_TIME
 from lookalike.store.rows import check_identity, identity_problem
 
@@ -365,9 +365,9 @@ def catalog_records(
     """A catalog's rows as Records, or Skipped rows with why; ``row_uri`` places a row's image."""
     for number, row in enumerate(rows, start=2):
         where = f"{name} row {number}"
-        image = str(row.get("image") or "").strip()
-        item_id = str(row.get("item_id") or "").strip()
-        source = str(row.get("source") or "").strip() or default_source or DEFAULT_SOURCE
+        image = cell_text(row.get("image")).strip()
+        item_id = cell_text(row.get("item_id")).strip()
+        source = cell_text(row.get("source")).strip() or default_source or DEFAULT_SOURCE
         listed = (source, item_id) if item_id else None
         if not image:
             yield Skipped(where, "no image in this row", listed)
@@ -391,7 +391,7 @@ def catalog_records(
             yield Skipped(uri, f"{where}: {problem}")
             continue
         details = tuple((spec.name, catalog_value(spec, row.get(spec.name))) for spec in DETAILS)
-        name_ = str(row.get("name") or "")
+        name_ = cell_text(row.get("name"))
         yield Record(uri, item_id or stem, name_, source, created_at, item_id or uri, details=details)
 
 

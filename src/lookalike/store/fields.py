@@ -11,6 +11,8 @@ with ``SCHEMA_VERSION`` raised and a step in ``store.upgrade`` naming it.
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -121,15 +123,35 @@ CATALOG_FIELDS = tuple(field.name for field in FIELDS if field.catalog)
 """Fields a catalog column fills, besides the identities and the date, which ingest reads itself."""
 
 
+def cell_text(raw: Any) -> str:
+    """A catalog cell as text: empty when missing (None, a float NaN), a number as written (0 is "0",
+    never empty), bytes as UTF-8."""
+    if raw is None or (isinstance(raw, float) and math.isnan(raw)):
+        return ""
+    if isinstance(raw, bytes):
+        return raw.decode("utf-8", "replace")
+    return str(raw)
+
+
+_CONTROLS = re.compile(r"[\x00-\x1f]+")
+
+
+def _filterable(text: str) -> str:
+    """A catalog text as a filter can name it: stripped, control characters (a line break, a tab, NUL)
+    made one space each run, since ``--category``/``--tag`` and the API refuse them in a filter."""
+    return _CONTROLS.sub(" ", text).strip()
+
+
 def catalog_value(spec: Field, raw: Any) -> Any:
-    """A catalog cell as the field holds it: a text stripped; a list of texts from a list (Parquet) or
-    a text separated by vertical bars (``red|summer``), each stripped, empty and repeated ones left out.
+    """A catalog cell as the field holds it: a text stripped, its control characters made spaces; a
+    list of texts from a list (Parquet) or a text separated by vertical bars (``red|summer``), each
+    cleaned so, empty and repeated ones left out.
     """
     if spec.kind is Kind.TEXTS:
-        parts = raw if isinstance(raw, list | tuple) else str(raw or "").split("|")
-        return tuple(dict.fromkeys(text for text in (str(p or "").strip() for p in parts) if text))
+        parts = raw if isinstance(raw, list | tuple) else cell_text(raw).split("|")
+        return tuple(dict.fromkeys(text for text in (_filterable(cell_text(p)) for p in parts) if text))
     if spec.kind is Kind.TEXT:
-        return str(raw or "").strip()
+        return _filterable(cell_text(raw))
     raise ValueError(f"the catalog does not fill the {spec.kind} field {spec.name}")
 
 

@@ -15,7 +15,7 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from lookalike.durable import crash_point
 from lookalike.errors import ConfigError
@@ -99,14 +99,20 @@ def upgrade(store: BaseStore) -> int | None:
     copy = temporary(store.collection)
     client = store.client
     with milvus_errors("describe the upgrade's copy"):
-        marked = (
-            dict(client.describe_collection(copy).get("properties", {})).get(UPGRADING)
-            if client.has_collection(copy)
-            else None
+        exists = client.has_collection(copy)
+        marked = dict(client.describe_collection(copy).get("properties", {})).get(UPGRADING) if exists else None
+        # A collection of that name that no upgrade is making (no mark, or "" once put in place) and
+        # that holds rows is the user's own: an upgrade that dropped it, or copied into it, lost it.
+        foreign = exists and marked not in ("copying", "copied") and _rows(client, copy) > 0
+    if foreign:
+        raise ConfigError(
+            f"The collection '{store.collection}' needs an upgrade to schema version {SCHEMA_VERSION}, "
+            f"made in a copy named '{copy}'; a collection of that name exists, holds items and is no "
+            f"upgrade's copy, so it is left alone: rename or drop it, then open '{store.collection}' again."
         )
     copied = 0
     if marked != "copied":
-        copied = _copy(store, copy, version, fresh=marked is None)
+        copied = _copy(store, copy, version, fresh=not exists)
     crash_point("upgrade.copied")
     with milvus_errors("drop the collection"):
         client.drop_collection(store.collection)
@@ -122,6 +128,10 @@ def upgrade(store: BaseStore) -> int | None:
         copied,
     )
     return version
+
+
+def _rows(client: Any, collection: str) -> int:
+    return int(client.get_collection_stats(collection).get("row_count", 0) or 0)
 
 
 def _copy(store: BaseStore, copy: str, version: int, *, fresh: bool) -> int:

@@ -51,12 +51,16 @@ def _clock(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%H:%M:%S UTC")
 
 
-def check_reviewer(reviewer: str) -> str:
+def check_reviewer(reviewer: str, what: str = "A claim") -> str:
+    """The reviewer's name stripped; refused when empty, over 200 characters or holding control
+    characters (it is shown in every listing and kept in the audit)."""
     name = reviewer.strip()
     if not name:
-        raise ConfigError("A claim needs the reviewer's name.")
+        raise ConfigError(f"{what} needs the reviewer's name.")
     if len(name) > 200:
         raise ConfigError("A reviewer's name is at most 200 characters.")
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in name):
+        raise ConfigError("A reviewer's name must not hold control characters.")
     return name
 
 

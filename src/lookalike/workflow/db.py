@@ -443,6 +443,7 @@ class Workflow:
         """
         if decision not in (FlagStatus.CONFIRMED, FlagStatus.DISMISSED):
             raise ConfigError("A review confirms or dismisses a flag.")
+        claims.check_reviewer(reviewer, "A review")  # as a claim checks it: a decision needs no claim
         when = int(time.time()) if at is None else at
         flags = self.flags_by_id(flag_ids)
         missing = set(flag_ids) - {f.id for f in flags}
@@ -497,6 +498,7 @@ class Workflow:
         went on the block list before the item was deleted: ``Banks.block``.)"""
         if decision is not FlagStatus.CONFIRMED:
             raise ConfigError("Only a confirmed flag can take its item down.")
+        claims.check_reviewer(reviewer, "A review")
         when = int(time.time()) if at is None else at
         flag = self.flag(flag_id)
         with self._lock:
