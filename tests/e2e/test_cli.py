@@ -55,7 +55,18 @@ def test_index_search_stats_export_import(tmp_path: Path, env: dict[str, str]) -
     result = json.loads(found.stdout)
     assert set(result) == {"took_ms", "hits", "warnings", "query_box"}
     top = result["hits"][0]
-    assert set(top) == {"id", "score", "item_id", "name", "source", "category", "tags", "created_at", "uri", *CROP_KEYS}
+    assert set(top) == {
+        "id",
+        "score",
+        "item_id",
+        "name",
+        "source",
+        "category",
+        "tags",
+        "created_at",
+        "uri",
+        *CROP_KEYS,
+    }
     assert top["uri"] == str(paths[5].resolve()) and top["score"] >= 0.99 and top["item_id"] == "img_0005"
 
     by_id = json.loads(lookalike(env, "search", "--id", str(top["id"]), "--json").stdout)
