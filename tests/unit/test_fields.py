@@ -50,11 +50,15 @@ def test_rows_round_trip_through_milvus_rows_and_arrow_with_every_field() -> Non
     assert from_arrow(older)[0].tags == () and from_arrow(older)[0].category == ""  # an older export
 
 
-def test_display_fields_are_cut_to_their_limits_and_identities_are_refused() -> None:
-    long_tags = tuple(f"t{i}" + "é" * 100 for i in range(40))
-    cut = normalise(dataclasses.replace(make_item(1), category="ü" * 200, tags=long_tags))
-    assert len(cut.category.encode()) <= VARCHAR_BYTES["category"] and cut.category == "ü" * 128
-    assert len(cut.tags) == 32 and all(len(t.encode()) <= VARCHAR_BYTES["tags"] for t in cut.tags)
+def test_display_fields_are_cut_keys_left_out_whole_and_identities_are_refused() -> None:
+    shown = normalise(dataclasses.replace(make_item(1), name="ü" * 1100))
+    assert shown.name == "ü" * 1024  # a display text is cut on a character boundary
+    long_tags = tuple(f"t{i}" + "é" * 100 for i in range(40))  # 202-203 bytes each: over 128
+    fitting = tuple(f"t{i}" + "é" * 50 for i in range(40))  # 102-103 bytes each
+    kept = normalise(dataclasses.replace(make_item(1), category="ü" * 200, tags=long_tags + fitting))
+    assert kept.category == ""  # a filter key over its limit is left out, never cut
+    assert kept.tags == fitting[:32]  # over-long tags left out, then the first 32
+    assert all(len(t.encode()) <= VARCHAR_BYTES["tags"] for t in kept.tags)
     identities = [spec.name for spec in FIELDS if spec.role is Role.IDENTITY]
     assert identities == ["sha256", "item_id", "source", "parent_sha256"]
     from lookalike.errors import ConfigError

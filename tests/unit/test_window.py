@@ -71,3 +71,30 @@ def test_an_item_id_lookup_reads_only_the_item_s_rows(tmp_path: Path, monkeypatc
     store.delete([9])
     assert [i.id for batch in store.iter_items(window=Window.of(item_ids=["sku9"])) for i in batch] == [301]
     store.close()
+
+
+def test_categories_and_tags_that_differ_past_their_limit_never_merge(tmp_path: Path) -> None:
+    """A filter key is never cut: cut to 256 bytes, two shops' categories that differ only past it were
+    stored alike and each matched the other's --category (an adversary's find)."""
+    import dataclasses
+
+    shop_a, shop_b = "X" * 256 + "-hats", "X" * 256 + "-shoes"
+    tag_a, tag_b = "t" * 128 + "-a", "t" * 128 + "-b"
+    store = LiteStore(str(tmp_path / "k.db"), "images")
+    store.create(DIM)
+    a = dataclasses.replace(make_item(1), category=shop_a, tags=(tag_a, "red"))
+    b = dataclasses.replace(make_item(2), category=shop_b, tags=(tag_b, "red"))
+    fits = dataclasses.replace(make_item(3), category="X" * 256, tags=("t" * 128,))
+    store.insert([a, b, fits])
+    stored = {i.id: i for batch in store.iter_items() for i in batch}
+    assert stored[1].category == "" and stored[2].category == ""  # left out whole, not cut
+    assert stored[1].tags == ("red",) and stored[2].tags == ("red",)
+    assert stored[3].category == "X" * 256 and stored[3].tags == ("t" * 128,)  # at the limit: kept
+    for category in (shop_a, shop_b):
+        assert store.count(Window.of(categories=[category])) == 0  # matches nothing, never the other shop
+    assert store.count(Window.of(categories=["X" * 256])) == 1
+    assert store.count(Window.of(tags=[tag_a])) == 0 and store.count(Window.of(tags=["t" * 128])) == 1
+    query = np.asarray([make_item(1).vector], dtype=np.float32)
+    hits = store.search(query, k=10, window=Window.of(categories=[shop_a]))[0]
+    assert hits == []
+    store.close()

@@ -36,6 +36,9 @@ class Role(StrEnum):
     """Names an item or a picture: refused whole when it does not fit, never cut."""
     DISPLAY = "display"
     """Shown to people: cut to its limit on a character boundary, with a warning."""
+    KEY = "key"
+    """Named by filters (a category, a tag): never cut, since two values that differ only past the limit
+    would then match each other's filters; a value over its limit is left out, with a warning."""
     NUMBER = "number"
 
 
@@ -101,8 +104,8 @@ FIELDS: tuple[Field, ...] = (
     Field("box", Kind.TEXT, Role.DISPLAY, 64, since=2),
     Field("label", Kind.TEXT, Role.DISPLAY, 256, since=2, hit_value=_or_none),
     Field("det_score", Kind.FLOAT, since=2),
-    Field("category", Kind.TEXT, Role.DISPLAY, 256, since=3, catalog=True),
-    Field("tags", Kind.TEXTS, Role.DISPLAY, 128, max_items=32, since=3, catalog=True),
+    Field("category", Kind.TEXT, Role.KEY, 256, since=3, catalog=True),
+    Field("tags", Kind.TEXTS, Role.KEY, 128, max_items=32, since=3, catalog=True),
 )
 """Every scalar field of an item, in the order collections and exports hold them (the vector
 comes after ``id``)."""
@@ -119,6 +122,7 @@ VARCHAR_BYTES = {field.name: field.max_bytes for field in TEXT_FIELDS}
 """The text fields and their limits in UTF-8 bytes (each text of a list's)."""
 IDENTITY_FIELDS = tuple(field.name for field in FIELDS if field.role is Role.IDENTITY)
 DISPLAY_FIELDS = tuple(field.name for field in FIELDS if field.role is Role.DISPLAY)
+KEY_FIELDS = tuple(field.name for field in FIELDS if field.role is Role.KEY)
 CATALOG_FIELDS = tuple(field.name for field in FIELDS if field.catalog)
 """Fields a catalog column fills, besides the identities and the date, which ingest reads itself."""
 

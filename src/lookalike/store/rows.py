@@ -25,6 +25,7 @@ from lookalike.store.fields import (
     DISPLAY_FIELDS,
     FIELDS,
     IDENTITY_FIELDS,
+    KEY_FIELDS,
     VARCHAR_BYTES,
     Field,
     Kind,
@@ -33,6 +34,7 @@ from lookalike.store.models import Item
 from lookalike.store.partitions import check_time
 
 log = logging.getLogger(__name__)
+
 
 def identity_problem(name: str, value: str, label: str | None = None) -> str | None:
     """Why ``value`` cannot be stored whole as the identity field ``name``; None when it can.
@@ -83,23 +85,43 @@ def normalise(item: Item) -> Item:
     for name in IDENTITY_FIELDS:
         check_identity(name, getattr(item, name), f"The {name} of item {item.id}")
     changes: dict[str, Any] = {}
-    cut = []
-    for name in DISPLAY_FIELDS:
-        value = getattr(item, name)
-        if isinstance(value, list):  # a list of texts given as a list: held as a tuple
-            value = changes[name] = tuple(value)
-        fitted = fit(BY_NAME[name], value)
-        if fitted != value:
-            changes[name] = fitted
-            cut.append(name)
-    if cut:
-        log.warning(
-            "item %d (%s): %s cut to the limit of the stored field",
-            item.id,
-            item.item_id,
-            ", ".join(f"{name} ({_limit(BY_NAME[name])})" for name in cut),
-        )
+    cut: list[str] = []
+    left_out: list[str] = []
+    for names, fitting, changed in ((DISPLAY_FIELDS, fit, cut), (KEY_FIELDS, keep_whole, left_out)):
+        for name in names:
+            value = getattr(item, name)
+            if isinstance(value, list):  # a list of texts given as a list: held as a tuple
+                value = changes[name] = tuple(value)
+            fitted = fitting(BY_NAME[name], value)
+            if fitted != value:
+                changes[name] = fitted
+                changed.append(name)
+    for changed, what in (
+        (cut, "cut to the limit of the stored field"),
+        (left_out, "over the limit left out"),
+    ):
+        if changed:
+            log.warning(
+                "item %d (%s): %s %s",
+                item.id,
+                item.item_id,
+                ", ".join(f"{name} ({_limit(BY_NAME[name])})" for name in changed),
+                what,
+            )
     return dataclasses.replace(item, **changes) if changes else item
+
+
+def keep_whole(spec: Field, value: Any) -> Any:
+    """A filter key within its field's limits: a text over its bytes left out (empty), a list's texts over
+    their bytes left out and the rest kept to its length. Never cut: two categories that differ only
+    past the limit would match each other's filters (a filter value is not cut either: one over the
+    limit matches nothing)."""
+    if spec.kind is Kind.TEXTS:
+        fits = [
+            str(text) for text in value if len(str(text).encode("utf-8", "surrogatepass")) <= spec.max_bytes
+        ]
+        return tuple(dict.fromkeys(fits))[: spec.max_items]
+    return value if len(value.encode("utf-8", "surrogatepass")) <= spec.max_bytes else ""
 
 
 def fit(spec: Field, value: Any) -> Any:
@@ -281,7 +303,11 @@ class ColumnReader:
                 positions = np.frombuffer(lists, dtype=np.int32)[array.offset : array.offset + len(array) + 1]
                 _, offsets, data = texts.buffers()
                 text_positions = np.frombuffer(offsets, dtype=np.int32)[texts.offset :]
-                self._lists[name] = (positions, text_positions, memoryview(data) if data is not None else memoryview(b""))
+                self._lists[name] = (
+                    positions,
+                    text_positions,
+                    memoryview(data) if data is not None else memoryview(b""),
+                )
             elif str(array.type) in _NUMPY:
                 values = np.frombuffer(array.buffers()[1], dtype=_NUMPY[str(array.type)])
                 self._numbers[name] = values[array.offset : array.offset + len(array)]
@@ -301,7 +327,9 @@ class ColumnReader:
         after = rows + 1
         for name, (positions, text_positions, data) in self._lists.items():
             out[name] = [
-                tuple(str(data[text_positions[i] : text_positions[i + 1]], "utf-8") for i in range(start, end))
+                tuple(
+                    str(data[text_positions[i] : text_positions[i + 1]], "utf-8") for i in range(start, end)
+                )
                 if end > start
                 else ()
                 for start, end in zip(positions[rows].tolist(), positions[after].tolist(), strict=True)

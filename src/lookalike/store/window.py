@@ -47,15 +47,12 @@ class Window:
         exclude_ids: Iterable[int] | None = None,
     ) -> Window:
         """A window from any sequences (an empty list of values matches nothing); a category or a tag
-        is stripped and, longer than its field holds, cut, as a stored one was."""
-        from lookalike.store.fields import BY_NAME
-        from lookalike.store.rows import cut_utf8
-
-        category, tag = BY_NAME["category"].max_bytes, BY_NAME["tags"].max_bytes
+        is stripped, as a stored one was, and never cut: one longer than its field holds matches
+        nothing, since none is stored (``rows.keep_whole``)."""
         return cls(
             sources=_texts(sources),
-            categories=_texts(None if categories is None else [cut_utf8(c.strip(), category) for c in categories]),
-            tags=_texts(None if tags is None else [cut_utf8(t.strip(), tag) for t in tags]),
+            categories=_texts(None if categories is None else [c.strip() for c in categories]),
+            tags=_texts(None if tags is None else [t.strip() for t in tags]),
             since=since,
             until=until,
             item_ids=_texts(item_ids),
