@@ -75,7 +75,7 @@ def test_concurrent_text_and_image_queries_get_their_own_answers(tmp_path: Path)
         embedder.gate.clear()  # the first batch waits: the requests behind it queue up
         pending = pool.map(ask, jobs, timeout=120)
         deadline = time.monotonic() + 60
-        while batcher._queue.qsize() < 8 and time.monotonic() < deadline:
+        while batcher.queued < 8 and time.monotonic() < deadline:
             time.sleep(0.02)
         embedder.gate.set()
         answers = list(pending)

@@ -59,6 +59,11 @@ class BatchingEmbedder(Embedder):
         self.largest_batch = 0
         self.waits = 0  # times the encoder waited for callers still on their way
 
+    @property
+    def queued(self) -> int:
+        """Requests handed over and waiting for the encoder (a measure for tests and diagnostics)."""
+        return self._queue.qsize()
+
     # What the inner embedder is, unchanged.
     @property
     def name(self) -> str:
