@@ -23,7 +23,8 @@ class Window:
 
     ``sources``, ``categories``, ``item_ids``: the item's value is one of these (an empty tuple matches
     nothing); ``tags``: the item has one of these tags at least; ``since`` <= created_at < ``until``
-    (unix seconds); ``exclude_ids``: leave these stored ids out.
+    (unix seconds); ``exclude_ids``: leave these stored ids out; ``exclude_item_ids``: leave out every
+    picture of these catalog items (a grouped search that has a product's pictures already).
     """
 
     sources: tuple[str, ...] | None = None
@@ -33,6 +34,7 @@ class Window:
     until: int | None = None
     item_ids: tuple[str, ...] | None = None
     exclude_ids: tuple[int, ...] = ()
+    exclude_item_ids: tuple[str, ...] = ()
 
     @classmethod
     def of(
@@ -45,6 +47,7 @@ class Window:
         until: int | None = None,
         item_ids: Iterable[str] | None = None,
         exclude_ids: Iterable[int] | None = None,
+        exclude_item_ids: Iterable[str] | None = None,
     ) -> Window:
         """A window from any sequences (an empty list of values matches nothing); a category or a tag
         is stripped, as a stored one was, and never cut: one longer than its field holds matches
@@ -57,6 +60,7 @@ class Window:
             until=until,
             item_ids=_texts(item_ids),
             exclude_ids=tuple(dict.fromkeys(int(i) for i in exclude_ids or ())),
+            exclude_item_ids=tuple(dict.fromkeys(exclude_item_ids or ())),
         )
 
     @property
@@ -84,6 +88,7 @@ class Window:
             or self.tags is not None
             or self.item_ids is not None
             or bool(self.exclude_ids)
+            or bool(self.exclude_item_ids)
         )
 
     @property
