@@ -17,11 +17,7 @@ from lookalike.store.window import EVERYTHING, Window
 DIM = 16
 JAN_2024 = 1_704_067_200
 DAY = 86_400
-SOURCES = (
-    "shop-a",
-    "shop-b",
-    "アバター" * 21,
-)  # the last one is 252 bytes: near the 256-byte limit, kept whole
+SOURCES = ("shop-a", "shop-b", "アバター" * 21)  # the last one is 252 bytes: near the 256-byte limit, kept whole
 CATEGORIES = ("shoes", "bags", "")
 TAGS = ((), ("red",), ("red", "sale"), ("blue", 'a "quoted" tag'))
 
