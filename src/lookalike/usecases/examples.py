@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from lookalike.errors import ConfigError, ItemNotFoundError
+from lookalike.errors import ExampleError, ItemNotFoundError
 from lookalike.examples import Example, ExampleKind
 from lookalike.queries import Query
 from lookalike.store import Item
@@ -64,7 +64,7 @@ def _stored(ctx: Context, example: Example, label: str) -> list[Item]:
             by_id = [i for i in ctx.store.get([int(example.value)], with_vector=True) if i.vector is not None]
         if example.kind is ExampleKind.ID:
             if not by_id:
-                raise ConfigError(f"{shown}: no stored item has the id {example.value}.")
+                raise ExampleError(f"{shown}: no stored item has the id {example.value}.")
             return by_id
     try:
         by_item = [i for i in by_item_id(ctx, example.value, with_vector=True) if i.vector is not None]
@@ -72,10 +72,10 @@ def _stored(ctx: Context, example: Example, label: str) -> list[Item]:
         by_item = []
     if example.kind is ExampleKind.ITEM:
         if not by_item:
-            raise ConfigError(f"{shown}: no stored item has the item id {example.value!r}.")
+            raise ExampleError(f"{shown}: no stored item has the item id {example.value!r}.")
         return by_item
     if by_id and by_item:
-        raise ConfigError(
+        raise ExampleError(
             f"{shown} is both a stored id and a catalog item id: write id:{example.value} or "
             f"item:{example.value}."
         )
@@ -85,7 +85,7 @@ def _stored(ctx: Context, example: Example, label: str) -> list[Item]:
             if example.value.isdigit()
             else "no file and no catalog item"
         )
-        raise ConfigError(f"{shown} names {what}.")
+        raise ExampleError(f"{shown} names {what}.")
     return by_id or by_item
 
 
