@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -12,7 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lookalike.errors import ConfigError
-from lookalike.store import Hit, LiteStore, grouping
+from lookalike.store import Hit, Item, LiteStore, grouping
+from lookalike.store.fields import FIELDS
+from lookalike.store.rows import to_row
+from lookalike.store.server import ServerStore
 from lookalike.store.window import Window
 from tests.store_model import DIM, Model, make_item, vector
 
@@ -123,3 +127,69 @@ def test_the_lite_store_groups_through_its_read_index_with_filters_and_ids_left_
 def test_an_item_without_an_item_id_is_a_product_of_its_own() -> None:
     assert grouping.product(dataclasses.replace(make_item(7), item_id="")) is None
     assert grouping.product(make_item(3)) == "sku3"
+
+
+class FakeServer:
+    """A Milvus client as far as a search needs one: it says its version and records each search, and
+    answers a grouped search with two products and a plain one with two pictures without an item id."""
+
+    def __init__(self, version: str, rows: dict[str, list[tuple[float, Item]]]) -> None:
+        self.version = version
+        self.rows = rows
+        self.searches: list[dict[str, Any]] = []
+
+    def get_server_version(self) -> str:
+        return self.version
+
+    def search(self, collection: str, **kwargs: Any) -> list[list[dict[str, Any]]]:
+        self.searches.append(kwargs)
+        answer = self.rows["grouped" if "group_by_field" in kwargs else "plain"]
+        where = kwargs["filter"]
+        if 'item_id in [""]' in where and 'not (item_id in [""])' not in where:
+            answer = [(score, item) for score, item in answer if not item.item_id]
+        fields = [spec.name for spec in FIELDS]
+        return [
+            [{"distance": score, **to_row(item, fields)} for score, item in answer][: kwargs["limit"] * 3]
+        ]
+
+    def close(self) -> None:
+        pass
+
+
+def server_store(client: FakeServer) -> ServerStore:
+    store = ServerStore("http://127.0.0.1:1", "images")
+    store._client = client
+    store._loaded = store._schema_checked = True
+    store._partitions = {"_default"}
+    store._index = ("FLAT", {})
+    store._description = {
+        "fields": [{"name": "vector", "params": {"dim": DIM}}, *({"name": spec.name} for spec in FIELDS)]
+    }
+    return store
+
+
+def picture(i: int, item_id: str) -> Item:
+    return dataclasses.replace(make_item(i), item_id=item_id)
+
+
+@pytest.mark.parametrize(("version", "per_item", "native"), [
+    ("v2.5.4", 2, True), ("v2.4.9", 1, True), ("v2.4.9", 2, False), ("v2.3.5", 1, False), ("unknown", 1, False)
+])  # fmt: skip
+def test_a_server_with_grouping_search_groups_by_item_id_itself(
+    version: str, per_item: int, native: bool
+) -> None:
+    grouped = [(0.9, picture(1, "p0")), (0.8, picture(2, "p0")), (0.5, picture(3, "p1"))]
+    plain = [(0.85, picture(4, "")), (0.4, picture(5, ""))]
+    client = FakeServer(version, {"grouped": grouped, "plain": plain + grouped})
+    found = server_store(client).search_products(vector(1), k=3, per_item=per_item)
+    if not native:  # lookalike groups the server's per-picture hits: no grouping asked of the server
+        assert all("group_by_field" not in call for call in client.searches)
+        assert [[h.item.id for h in hits] for hits in found] == [[1, 2][:per_item], [4], [3]]
+        return
+    asked = next(call for call in client.searches if "group_by_field" in call)
+    assert asked["group_by_field"] == "item_id" and asked["limit"] == 3
+    assert ("group_size" in asked) == (per_item > 1) and asked.get("strict_group_size") in (None, False)
+    assert 'not (item_id in [""])' in asked["filter"]  # Milvus would make one group of them...
+    alone = next(call for call in client.searches if "group_by_field" not in call)
+    assert 'item_id in [""]' in alone["filter"]  # ...so they are searched apart, each its own product
+    assert [[h.item.id for h in hits] for hits in found] == [[1, 2][:per_item], [4], [3]]
