@@ -305,3 +305,35 @@ def test_an_example_url_is_fetched_under_the_api_policy_like_image_url(
             refused = api.post("/search", json={"text": "x", "unlike": [inward]})
             assert refused.status_code in (403, 422), refused.text
         assert "/secret" not in server.hits
+
+
+def test_through_a_running_server_the_cli_sends_per_item_and_examples_as_the_api_writes_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The remote client (what `search` uses while `lookalike serve` holds the database), on the app."""
+    from lookalike.errors import ConfigError, ExampleError
+    from lookalike.examples import parse_examples
+    from lookalike.remote.client import Client
+
+    catalog = write_catalog(tmp_path / "cat")
+    service = Context(load_settings(db=str(tmp_path / "r.db"), workers=2), embedder=FakeEmbedder())
+    ingest.index(service, str(catalog))
+    one = searching.search(service, Query(text="shoe", k=1)).hits[0].item.id
+    monkeypatch.chdir(tmp_path)
+    with TestClient(create_app(service)) as api:
+        client = Client("http://testserver")
+        client._http = api
+        for like, unlike, per_item in (([str(one)], ["SKU2"], None), (["item:SKU1"], [f"id:{one}"], 1)):
+            query = Query(
+                text="shoe",
+                k=4,
+                per_item=per_item,
+                like=parse_examples(like, "--like", paths=True),
+                unlike=parse_examples(unlike, "--unlike", paths=True),
+            )
+            local = [h.item.id for h in searching.search(service, query).hits]
+            assert [h.item.id for h in client.search(query).hits] == local
+        with pytest.raises(ExampleError, match="'item:NOPE'"):
+            client.search(Query(like=parse_examples(["NOPE"], "--like", paths=True)))
+        with pytest.raises(ConfigError, match="takes example images by http\\(s\\) URL only"):
+            client.search(Query(text="x", like=parse_examples(["cat/sku1_0.jpg"], "--like", paths=True)))
