@@ -66,9 +66,9 @@ API_NAMES = FieldNames(
 
 @dataclass(frozen=True)
 class Query:
-    """One search: exactly one of text, image (path or URL), image_bytes, id or item_id, and liked and
-    unliked examples (``examples``), or liked examples alone; ``per_item``: at most this many hits per
-    catalog item (``offset`` and ``k`` then count products)."""
+    """One search: exactly one of text, image (path or URL), image_bytes, id or item_id, with any liked
+    and unliked examples (``like``, ``unlike``: ``lookalike.examples``), or liked examples alone;
+    ``per_item``: at most this many hits per catalog item (``k`` and ``offset`` then count products)."""
 
     text: str | None = None
     image: str | None = None
