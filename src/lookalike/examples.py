@@ -61,6 +61,13 @@ class Example:
         return self.kind is ExampleKind.IMAGE
 
 
+def stored_id(text: str) -> int | None:
+    """The stored id a text writes (ASCII digits, 63 bits), else None."""
+    if not (text.isascii() and text.isdigit()) or len(text) > 19 or int(text) >= 2**63:
+        return None
+    return int(text)
+
+
 def parse_example(text: str, label: str, *, paths: bool) -> Example:
     """What an example names. ``paths``: a bare value may be a file (the command line), else only
     ``id:N``, ``item:ITEM_ID`` and http(s) URLs are examples (the API).
@@ -74,9 +81,10 @@ def parse_example(text: str, label: str, *, paths: bool) -> Example:
     head, colon, rest = text.partition(":")
     scheme = head.lower()
     if colon and scheme == "id":
-        if not rest.strip().isdigit() or int(rest) >= 2**63:
+        number = stored_id(rest)
+        if number is None:
             raise ConfigError(f"{shown}: id: must be followed by a stored id (a whole number from 0).")
-        return Example(text, ExampleKind.ID, str(int(rest)))
+        return Example(text, ExampleKind.ID, str(number))
     if colon and scheme == "item":
         if not rest:
             raise ConfigError(f"{shown}: item: must be followed by a catalog item id.")

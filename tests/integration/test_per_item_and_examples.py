@@ -149,6 +149,10 @@ def test_bad_examples_are_clear_errors_before_a_model_loads(cli: CliRunner, tmp_
         (["--like", str(tmp_path)], "names no file"),  # a folder is no image
         (["--like", "item:SKU1"] * 21, "--like can be given at most 20 times, got 21"),
         (["--like", "item:SKU1", "--text", "a", "--id", "1"], "Give exactly one of"),
+        (["--like", "id:" + "9" * 5000], "id: must be followed by a stored id"),
+        (["--like", "id:²"], "id: must be followed by a stored id"),
+        (["--like", "²"], "--like '²' names no file and no catalog item"),
+        (["--like", "9" * 30], "names no file and no catalog item"),  # too long for an id
     ):
         ran = cli.invoke(app, ["search", *args])
         assert ran.exit_code == 2, (args, ran.output)
@@ -267,6 +271,14 @@ def test_the_api_groups_and_takes_examples_and_refuses_bad_ones_with_422(tmp_pat
             {"text": "x", "per_item": "many"},
             {"like": ["item:NOPE"]},
             {"text": "x", "like": ["id:4242"]},
+            {"like": ["id:" + "9" * 4000]},
+            {"like": [None]},
+            {"like": [1]},
+            {"like": {"id": 1}},
+            {"like": []},
+            {"unlike": None},
+            {"text": "x", "per_item": 10**30},
+            {"text": "x", "per_item": 1.5},
         ):
             answer = api.post("/search", json=bad)
             assert answer.status_code == 422, (bad, answer.text)

@@ -96,7 +96,7 @@ class Client:
     def _example(self, example: Example, label: str) -> str:
         """An example as the API writes it: id:N, item:ITEM_ID or an http(s) URL (a bare value is
         asked of the server: a stored id if it is a number and one, else an item id)."""
-        from lookalike.examples import ExampleKind
+        from lookalike.examples import ExampleKind, stored_id
 
         if example.kind is ExampleKind.ID:
             return f"id:{example.value}"
@@ -110,9 +110,10 @@ class Client:
                 "takes example images by http(s) URL only: give a URL, id:N or item:ITEM_ID, or stop the server."
             )
         found_id = found_item = False
-        if example.value.isdigit() and int(example.value) < 2**63:
+        number = stored_id(example.value)
+        if number is not None:
             with contextlib.suppress(ItemNotFoundError):
-                found_id = bool(self.item(int(example.value)))
+                found_id = bool(self.item(number))
         with contextlib.suppress(ItemNotFoundError):
             found_item = bool(self.by_item_id(example.value))
         if found_id and found_item:

@@ -9,7 +9,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lookalike.errors import ExampleError, ItemNotFoundError
-from lookalike.examples import Example, ExampleKind
+from lookalike.examples import Example, ExampleKind, stored_id
 from lookalike.queries import Query
 from lookalike.store import Item
 from lookalike.usecases.context import Context
@@ -59,9 +59,9 @@ def resolve_stored(ctx: Context, query: Query) -> Resolved:
 def _stored(ctx: Context, example: Example, label: str) -> list[Item]:
     shown = f"{label} {example.text!r}"
     by_id: list[Item] = []
-    if example.kind is ExampleKind.ID or (example.kind is ExampleKind.GUESS and example.value.isdigit()):
-        if int(example.value) < 2**63:
-            by_id = [i for i in ctx.store.get([int(example.value)], with_vector=True) if i.vector is not None]
+    number = stored_id(example.value)
+    if number is not None and example.kind in (ExampleKind.ID, ExampleKind.GUESS):
+        by_id = [i for i in ctx.store.get([number], with_vector=True) if i.vector is not None]
         if example.kind is ExampleKind.ID:
             if not by_id:
                 raise ExampleError(f"{shown}: no stored item has the id {example.value}.")
@@ -82,7 +82,7 @@ def _stored(ctx: Context, example: Example, label: str) -> list[Item]:
     if not (by_id or by_item):
         what = (
             "no file, no stored id and no catalog item"
-            if example.value.isdigit()
+            if number is not None
             else "no file and no catalog item"
         )
         raise ExampleError(f"{shown} names {what}.")
