@@ -281,7 +281,7 @@ class ServerStore(BaseStore):
         # Milvus groups every item without an item_id into one group: those are searched apart,
         # each a product of its own, and the two answers merged by their best scores.
         named = self._grouped(
-            query, k, per_item, replace(window, exclude_item_ids=(*window.exclude_item_ids, ""))
+            query, k, per_item, replace(window, exclude_item_ids=(*window.exclude_item_ids, "")), params
         )
         alone = self.search(
             query, k=k, window=replace(window, item_ids=_only_empty(window.item_ids)), params=params
@@ -291,14 +291,20 @@ class ServerStore(BaseStore):
         return products[:k]
 
     def _grouped(
-        self, query: npt.NDArray[np.float32], k: int, per_item: int, window: Window
+        self,
+        query: npt.NDArray[np.float32],
+        k: int,
+        per_item: int,
+        window: Window,
+        params: dict[str, Any] | None,
     ) -> list[list[Hit]]:
         self._ensure_loaded()
         expr, partition_names = self._window(window)
         if partition_names == [] or window.nothing:
             return []
         index_type, _ = self.index()
-        extra: dict[str, Any] = {"group_size": per_item, "strict_group_size": False} if per_item > 1 else {}
+        # strict: every group is filled to per_item where it has that many pictures (Milvus 2.5).
+        extra: dict[str, Any] = {"group_size": per_item, "strict_group_size": True} if per_item > 1 else {}
         with milvus_errors("search grouped by item_id"):
             results = self.client.search(
                 self.collection,
@@ -307,7 +313,7 @@ class ServerStore(BaseStore):
                 filter=expr,
                 output_fields=self.fields(),
                 partition_names=partition_names,
-                search_params=search_params(index_type, k),
+                search_params=search_params(index_type, k, params),
                 group_by_field="item_id",
                 **extra,
                 **self._consistency(),
