@@ -206,7 +206,9 @@ def test_the_page_filters_by_category_and_tag(tmp_path: Path) -> None:
 
             page.fill("#categories", "")
             page.fill("#tags", "blue")
-            page.set_input_files("#file", str(tmp_path / "cat" / "a.jpg"))  # an upload sends them as form fields
+            page.set_input_files(
+                "#file", str(tmp_path / "cat" / "a.jpg")
+            )  # an upload sends them as form fields
             page.wait_for_function(
                 "document.querySelector('#status').textContent.includes('your image')"
                 " && document.querySelector('#status').textContent.includes('results')"

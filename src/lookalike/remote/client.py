@@ -68,8 +68,6 @@ class Client:
             "offset": query.offset,
             "min_score": query.min_score,
             "sources": list(query.sources) or None,
-            "categories": list(query.categories) or None,
-            "tags": list(query.tags) or None,
             "since": query.since.isoformat() if query.since else None,
             "until": query.until.isoformat() if query.until else None,
             "detect": query.detect or None,
@@ -77,6 +75,7 @@ class Client:
             "per_item": query.per_item,
             "like": [self._example(e, query.names.like) for e in query.like] or None,
             "unlike": [self._example(e, query.names.unlike) for e in query.unlike] or None,
+            **{param: list(values) or None for param, values in query.key_params().items()},
         }
         if image_bytes is None:
             body = {"text": query.text, "id": query.id, "item_id": query.item_id, **fields}

@@ -37,6 +37,7 @@ import pyarrow.feather as feather
 
 from lookalike import durable
 from lookalike.store.breadth import WALK_WHOLE, Tune
+from lookalike.store.fields import Kind
 from lookalike.store.models import SCALAR_FIELDS, Item
 from lookalike.store.rows import ColumnReader, arrow_schema, from_arrow, to_arrow
 from lookalike.store.vectorfile import VectorFile
@@ -312,13 +313,14 @@ class Segment:
             wanted = set(window.sources)
             codes = [code for code, name in enumerate(self.source_names) if name in wanted]
             keep &= np.isin(self.codes, np.asarray(codes, dtype=np.int32))
-        if window.categories is not None:
-            per_row, names = self._encoded("category")
-            chosen = set(window.categories)
-            wanted_codes = [code for code, name in enumerate(names) if name in chosen]
-            keep &= np.isin(per_row, np.asarray(wanted_codes, dtype=np.int32))
-        if window.tags is not None:
-            keep &= self._tagged(window.tags)
+        for spec, values in window.key_fields():
+            if spec.kind is Kind.TEXTS:
+                keep &= self._holding(spec.name, values)
+            else:
+                per_row, names = self._encoded(spec.name)
+                chosen = set(values)
+                wanted_codes = [code for code, name in enumerate(names) if name in chosen]
+                keep &= np.isin(per_row, np.asarray(wanted_codes, dtype=np.int32))
         if window.item_ids is not None:
             keep &= self.rows_of_items(window.item_ids)
         if window.since is not None:
@@ -350,19 +352,19 @@ class Segment:
             self.lookups[name] = found
         return found
 
-    def _tagged(self, tags: Sequence[str]) -> Mask:
-        """The body's rows holding one of these tags at least."""
-        found = self.lookups.get("tags")
+    def _holding(self, name: str, texts: Sequence[str]) -> Mask:
+        """The body's rows whose list of texts ``name`` (tags) holds one of these at least."""
+        found = self.lookups.get(name)
         if found is None:
             import pyarrow.compute as pc
 
-            column = self.table.column("tags").combine_chunks()
+            column = self.table.column(name).combine_chunks()
             owners = integers(pc.list_parent_indices(column).cast(pa.int64()), np.int64)
             encoded = pc.list_flatten(column).dictionary_encode()
             found = (owners, integers(encoded.indices, np.int32), encoded.dictionary.to_pylist())
-            self.lookups["tags"] = found
+            self.lookups[name] = found
         owners, codes, names = found
-        wanted = set(tags)
+        wanted = set(texts)
         hit = np.isin(codes, np.asarray([c for c, n in enumerate(names) if n in wanted], dtype=np.int32))
         rows = np.zeros(len(self), dtype=bool)
         rows[owners[hit]] = True
