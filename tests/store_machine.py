@@ -11,6 +11,7 @@ adds what only its backend has (Lite: crashes, half-way failures, foreign writes
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import numpy as np
@@ -27,6 +28,8 @@ NAMES = itertools.count()  # a collection per example, never reused within a run
 
 ids = st.integers(min_value=1, max_value=40)
 months = st.integers(min_value=0, max_value=3)
+PRODUCTS = ("p0", "p1", "p2", "")
+"""Catalog items with several pictures, and none (each picture a product of its own)."""
 specs = st.lists(
     st.tuples(ids, months, st.integers(0, len(SOURCES) - 1)),
     min_size=1,
@@ -43,6 +46,7 @@ windows = st.fixed_dictionaries(
         "categories": st.lists(st.sampled_from([*CATEGORIES, "hats"]), max_size=2),
         "tags": st.lists(st.sampled_from(["red", "sale", "blue", 'a "quoted" tag', "none"]), max_size=2),
         "exclude_ids": st.lists(ids, max_size=3),
+        "exclude_item_ids": st.lists(st.sampled_from(["sku1", "sku2", *PRODUCTS]), max_size=2),
     },
 ).map(lambda given: Window.of(**given))
 
@@ -115,6 +119,22 @@ class StoreMachine(RuleBasedStateMachine):
     def reopen(self) -> None:
         self.store.close()
         self.store = self.open()
+
+    @rule(spec=specs)
+    def insert_pictures_of_products(self, spec: list[tuple[int, int, int]]) -> None:
+        """Items that share a catalog item id (a product's pictures), or have none."""
+        items = [dataclasses.replace(it, item_id=PRODUCTS[it.id % len(PRODUCTS)]) for it in self._items(spec)]
+        self.store.insert(items)
+        self.model.upsert(items)
+
+    @rule(window=windows, k=st.integers(1, 6), per_item=st.integers(1, 3), seed=st.integers(0, 20))
+    def read_products(self, window: Window, k: int, per_item: int, seed: int) -> None:
+        """A search grouped per product answers the model's best products, whatever the window."""
+        query = vector(seed)
+        found = self.store.search_products(query, k=k, per_item=per_item, window=window)
+        assert [[hit.item.id for hit in hits] for hits in found] == self.model.top_products(
+            query, k, per_item, window
+        )
 
     @rule(window=windows, k=st.integers(1, 12))
     def read_any_window(self, window: Window, k: int) -> None:

@@ -79,12 +79,23 @@ class Model:
             and (window.since is None or it.created_at >= window.since)
             and (window.until is None or it.created_at < window.until)
             and it.id not in window.exclude_ids
+            and it.item_id not in window.exclude_item_ids
         ]
 
     def top(self, query: np.ndarray, k: int, window: Window = EVERYTHING) -> list[int]:
         rows = self.window(window)
         scored = sorted(rows, key=lambda it: -float(np.dot(it.vector, query)))
         return [it.id for it in scored[:k]]
+
+    def top_products(
+        self, query: np.ndarray, k: int, per_item: int, window: Window = EVERYTHING
+    ) -> list[list[int]]:
+        """The k best products (an item without an item_id is one of its own), each ranked by its best
+        picture, as the ids of its up to ``per_item`` best pictures."""
+        groups: dict[str | int, list[Item]] = {}
+        for it in sorted(self.window(window), key=lambda it: -float(np.dot(it.vector, query))):
+            groups.setdefault(it.item_id or it.id, []).append(it)
+        return [[it.id for it in group[:per_item]] for group in list(groups.values())[:k]]
 
 
 def same(a: Item, b: Item) -> bool:

@@ -57,6 +57,11 @@ class ImageError(LookalikeError):
     """An image could not be read or decoded; the message is the reason shown to the user."""
 
 
+class ExampleError(ConfigError):
+    """A liked or unliked example of a search names nothing stored, or more than one thing (a request
+    that cannot be processed as written: 422 in the API)."""
+
+
 class CatalogError(ConfigError):
     """A catalog file is missing a required column or cannot be read."""
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from lookalike.errors import ConfigError
 
 if TYPE_CHECKING:  # annotations only: building a query imports nothing heavy
+    from lookalike.examples import Example
     from lookalike.scan import Scores
     from lookalike.store import Hit
     from lookalike.store.models import Box
@@ -30,6 +31,9 @@ class FieldNames:
     min_score: str = "--min-score"
     since: str = "--since"
     until: str = "--until"
+    per_item: str = "--per-item"
+    like: str = "--like"
+    unlike: str = "--unlike"
     box_needs_image: str = "--box and --detect choose a part of a query image: give --image too."
 
     api: bool = False
@@ -59,6 +63,9 @@ API_NAMES = FieldNames(
     min_score="min_score",
     since="since",
     until="until",
+    per_item="per_item",
+    like="like",
+    unlike="unlike",
     box_needs_image="box and detect choose a part of a query image: give image_url or upload an image too.",
     api=True,
 )
@@ -66,7 +73,9 @@ API_NAMES = FieldNames(
 
 @dataclass(frozen=True)
 class Query:
-    """One search: exactly one of text, image (path or URL), image_bytes, id or item_id."""
+    """One search: exactly one of text, image (path or URL), image_bytes, id or item_id, with any liked
+    and unliked examples (``like``, ``unlike``: ``lookalike.examples``), or liked examples alone;
+    ``per_item``: at most this many hits per catalog item (``k`` and ``offset`` then count products)."""
 
     text: str | None = None
     image: str | None = None
@@ -86,6 +95,9 @@ class Query:
     search_params: tuple[tuple[str, Any], ...] = ()  # index knobs, e.g. (("ef", 128),) or (("nprobe", 16),)
     detect: bool = False  # image queries: embed the largest object the detector finds
     box: Box | None = None  # image queries: embed this part (x0, y0, x1, y1), clipped to the image
+    per_item: int | None = None  # group hits per catalog item: at most this many each
+    like: tuple[Example, ...] = ()  # more like these (lookalike.examples)
+    unlike: tuple[Example, ...] = ()  # and less like these
     names: FieldNames = CLI_NAMES
 
     def key_params(self) -> dict[str, tuple[str, ...]]:
@@ -96,9 +108,16 @@ class Query:
         return {FILTERS[name].param: values for name, values in self.keys}
 
     @property
+    def has_base(self) -> bool:
+        """Whether the query has its own text, image, id or item id (examples alone need none)."""
+        given = (self.text, self.image, self.image_bytes, self.id, self.item_id)
+        return any(value is not None for value in given)
+
+    @property
     def by_text_or_image(self) -> bool:
-        """Whether the query needs the model (a stored id or item id does not)."""
-        return self.id is None and self.item_id is None
+        """Whether the query needs the model (a stored id or item id, and stored examples, do not)."""
+        base = self.text is not None or self.image is not None or self.image_bytes is not None
+        return base or any(example.is_image for example in (*self.like, *self.unlike))
 
 
 @dataclass(frozen=True)

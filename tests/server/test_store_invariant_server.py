@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import rule, run_state_machine_as_test
 
-from lookalike.store import Store, open_store
+from lookalike.store import Store, grouping, open_store
 from tests.seeds import seeded
 from tests.server.harness import MilvusServer
 from tests.store_machine import StoreMachine
@@ -63,8 +63,13 @@ class ServerStoreMachine(StoreMachine):
             self._other.close()
 
 
-def test_server_store_answers_what_milvus_holds(milvus_server: MilvusServer) -> None:
+def test_server_store_answers_what_milvus_holds(
+    milvus_server: MilvusServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     ServerStoreMachine.uri = milvus_server.uri
+    # A grouped search over-fetches 4 × 64 pictures: a few here, so that its refills are exercised.
+    monkeypatch.setattr(grouping, "MIN_FETCH", 1)
+    monkeypatch.setattr(grouping, "OVERFETCH", 1)
     run_state_machine_as_test(
         seeded(ServerStoreMachine),
         settings=settings(

@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import precondition, rule
 
 from lookalike.errors import StoreError
-from lookalike.store import LiteStore, segments, tiers
+from lookalike.store import LiteStore, grouping, segments, tiers
 from lookalike.store.partitions import partition_for
 from tests.seeds import seeded
 from tests.store_machine import StoreMachine, months, specs
@@ -44,6 +44,9 @@ def _graphs_from_a_few_rows(monkeypatch: pytest.MonkeyPatch) -> None:
     """Months of a few rows get HNSW graphs, grown and rebuilt, as months of thousands would."""
     monkeypatch.setattr(tiers, "SEAL_ROWS", 4)
     monkeypatch.setattr(segments, "GRAPH_FROM", 3)
+    # A grouped search over-fetches 4 × 64 pictures: a few here, so that its refills are exercised.
+    monkeypatch.setattr(grouping, "MIN_FETCH", 1)
+    monkeypatch.setattr(grouping, "OVERFETCH", 1)
 
 
 class LiteStoreMachine(StoreMachine):

@@ -36,6 +36,7 @@ from lookalike.errors import (
     ClaimedError,
     CollectionNotFoundError,
     ConfigError,
+    ExampleError,
     ImageError,
     ItemNotFoundError,
     LookalikeError,
@@ -60,7 +61,7 @@ def status_for(exc: LookalikeError) -> int:
         return 404
     if isinstance(exc, PathRefusedError):
         return 403
-    if isinstance(exc, ImageError):
+    if isinstance(exc, ImageError | ExampleError):
         return 422
     if isinstance(exc, ClaimedError):
         return 409  # another reviewer holds the flag

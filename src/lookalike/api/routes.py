@@ -7,6 +7,7 @@ import json
 import re
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request
@@ -20,6 +21,7 @@ from lookalike.api.deps import STATIC, blocking, context_of
 from lookalike.api.jobs import Jobs
 from lookalike.api.schemas import IndexRequest, ItemOut, JobOut, SearchRequest, SearchResponse, SkippedOut
 from lookalike.errors import ConfigError, ImageError
+from lookalike.examples import Example, parse_examples
 from lookalike.ingest import FetchPolicy, IngestReport
 from lookalike.ingest.sources import Skipped
 from lookalike.queries import API_NAMES
@@ -70,6 +72,9 @@ _BODY_DOC = _body_doc(
         "until": {"type": "string", "format": "date"},
         "detect": {"type": "boolean", "description": "embed the largest object the detector finds"},
         "box": {"type": "string", "description": "embed this part of the image: x0,y0,x1,y1"},
+        "per_item": {"type": "integer", "description": "at most this many hits per catalog item_id"},
+        "like": {"type": "array", "items": {"type": "string"}, "description": "id:N, item:ITEM_ID or a URL"},
+        "unlike": {"type": "array", "items": {"type": "string"}, "description": "id:N, item:ITEM_ID or a URL"},
     },
 )
 _INDEX_DOC = _body_doc(
@@ -189,7 +194,7 @@ async def search(request: Request) -> dict[str, Any]:
         fields: dict[str, Any] = {
             k: v for k, v in form.items() if isinstance(v, str) and k != "sources" and v != ""
         }
-        for name in ("sources", *BY_PARAM):  # the lists: repeated form fields
+        for name in ("sources", *BY_PARAM, "like", "unlike"):  # the lists: repeated form fields
             if form.getlist(name):
                 fields[name] = _form_values(form, name)
         if image_bytes is not None:
@@ -206,6 +211,8 @@ async def search(request: Request) -> dict[str, Any]:
     body = _validate(SearchRequest, fields)
     if body.image_url is not None:
         image_bytes = await _download(request, body.image_url)
+    like = await _examples(request, body.like or [], "like")
+    unlike = await _examples(request, body.unlike or [], "unlike")
     query = SearchQuery(
         text=None if image_bytes is not None else body.text,
         image_bytes=image_bytes,
@@ -222,10 +229,23 @@ async def search(request: Request) -> dict[str, Any]:
         item_id=body.item_id,
         offset=body.offset,
         min_score=body.min_score,
+        per_item=body.per_item,
+        like=like,
+        unlike=unlike,
         names=API_NAMES,
     )
     result = await blocking(searching.search, context_of(request), query)
     return result.to_dict()
+
+
+async def _examples(request: Request, texts: list[str], label: str) -> tuple[Example, ...]:
+    """The examples of a request, their images downloaded under the API's policy (as image_url's)."""
+    found = []
+    for example in parse_examples(texts, label, paths=False):
+        if example.is_image:
+            example = replace(example, data=await _download(request, example.value))
+        found.append(example)
+    return tuple(found)
 
 
 def _box(text: str | None) -> tuple[int, int, int, int] | None:

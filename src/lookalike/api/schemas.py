@@ -29,6 +29,21 @@ FilterText = Annotated[str, Field(min_length=1, max_length=2048, pattern=r"^[^\x
 """A category or a tag to filter by (one longer than the field holds is cut as a stored one was)."""
 
 
+def _example(text: str) -> str:
+    from lookalike.errors import ConfigError
+    from lookalike.examples import parse_example
+
+    try:
+        parse_example(text, "example", paths=False)
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
+    return text
+
+
+ExampleText = Annotated[str, Field(min_length=1, max_length=4096), AfterValidator(_example)]
+"""A liked or unliked example: id:N, item:ITEM_ID or an http(s) image URL."""
+
+
 class SearchFields(BaseModel):
     """One of ``text``, ``image_url``, ``id`` or ``item_id``, with optional filters and paging (the
     filter fields of the field table are added to it as ``SearchRequest``)."""
@@ -51,13 +66,33 @@ class SearchFields(BaseModel):
     box: str | None = Field(
         default=None, max_length=80, description="Image queries: embed this part, 'x0,y0,x1,y1' in pixels."
     )
+    per_item: int | None = Field(
+        default=None,
+        ge=1,
+        le=100,
+        description="At most this many hits per catalog item_id, each product ranked by its best picture "
+        "(k and offset then count products; an item without an item_id is a product of its own).",
+    )
+    like: list[ExampleText] | None = Field(
+        default=None,
+        max_length=20,
+        description="More like these: id:N (a stored id), item:ITEM_ID (a catalog item) or an http(s) "
+        "image URL. Alone they are the query, or they refine text, image_url, id or item_id.",
+    )
+    unlike: list[ExampleText] | None = Field(
+        default=None,
+        max_length=20,
+        description="Less like these, written as like: "
+        "query = normalise(mean(liked and the query) - 0.5 * mean(unliked)).",
+    )
 
     @model_validator(mode="after")
     def exactly_one_query(self) -> SearchFields:
         given = [v for v in (self.text, self.image_url, self.id, self.item_id) if v is not None]
-        if len(given) != 1:
+        if len(given) > 1 or (not given and not self.like):
             raise ValueError(
-                "give exactly one of text, image_url, id or item_id (or upload an image as multipart form data)"
+                "give exactly one of text, image_url, id or item_id (or upload an image as multipart form data), "
+                "or like"
             )
         return self
 

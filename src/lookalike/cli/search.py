@@ -102,6 +102,34 @@ def search(
     ] = None,
     detector_weights: DetectorWeights = None,
     detect_min_score: DetectMinScore = None,
+    per_item: Annotated[
+        int | None,
+        typer.Option(
+            "--per-item",
+            min=1,
+            max=100,
+            help="At most N hits per product (catalog item_id), each product ranked by its best picture: "
+            "-k and --offset then count products. A picture without an item_id is a product of its own.",
+        ),
+    ] = None,
+    like: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--like",
+            help="More like this (repeatable): id:N (a stored id), item:ITEM_ID (a catalog item), or an "
+            "image file or http(s) URL. A bare value is a file if one exists, else a stored id if it is a "
+            "number, else an item id. Alone it is the whole query; with --text, --image, --id or "
+            "--item-id it refines it. The examples themselves are left out of the hits.",
+        ),
+    ] = None,
+    unlike: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--unlike",
+            help="Less like this (repeatable), written as --like: turns the query away from it "
+            "(query = normalise(mean(liked and the query) - 0.5 * mean(unliked))).",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON: {took_ms, hits: [...]}.")] = False,
     grid: Annotated[
         Path | None,
@@ -116,11 +144,14 @@ def search(
     keys: KeyFilters = (),
 ) -> None:
     """Find the stored images most similar to a text, an image, a stored item or a catalog item."""
+    from lookalike.examples import parse_examples
     from lookalike.queries import Query, parse_index_params
     from lookalike.usecases import search as searching
 
     with errors(verbose):
         first, last = parse_window(since, until)
+        liked = parse_examples(like or [], "--like", paths=True)
+        unliked = parse_examples(unlike or [], "--unlike", paths=True)
         query = Query(
             text=text,
             image=image,
@@ -136,6 +167,9 @@ def search(
             search_params=tuple(sorted((parse_index_params(search_params, "--search-params") or {}).items())),
             detect=detect,
             box=parse_box_option(box),
+            per_item=per_item,
+            like=liked,
+            unlike=unliked,
         )
         searching.validate(query)  # every option is checked before a model or a database opens
     with session(
@@ -165,7 +199,7 @@ def search(
     if as_json:
         print_json(result.to_dict())
         return
-    print_hits(result, offset)
+    print_hits(result, offset, grouped=per_item is not None)
 
 
 def _label(query: Query) -> str:
@@ -173,10 +207,13 @@ def _label(query: Query) -> str:
         return f'"{query.text}"'
     if query.image:
         return f"image {query.image}"
-    return f"like item {query.item_id}" if query.item_id is not None else f"like id {query.id}"
+    if query.item_id is not None or query.id is not None:
+        return f"like item {query.item_id}" if query.item_id is not None else f"like id {query.id}"
+    return "like " + ", ".join(example.text for example in query.like)
 
 
-def print_hits(result: SearchResult, offset: int = 0) -> None:
+def print_hits(result: SearchResult, offset: int = 0, *, grouped: bool = False) -> None:
+    """The hits as a table; ``grouped``: ranked per product, a product's pictures sharing its rank."""
     from lookalike.store.fields import FILTERS
 
     crops = any(hit.item.box for hit in result.hits)
@@ -187,7 +224,8 @@ def print_hits(result: SearchResult, offset: int = 0) -> None:
     columns += [("box", "left"), ("label", "left")] if crops else []
     columns += [("id", "right"), ("uri", "left")]
     rows = []
-    for rank, hit in enumerate(result.hits, start=offset + 1):
+    ranks = _product_ranks(result, offset) if grouped else range(offset + 1, offset + 1 + len(result.hits))
+    for rank, hit in zip(ranks, result.hits, strict=True):
         item = hit.item
         cells = [str(rank), f"{hit.score:.4f}", item.item_id, item.name]
         cells += [_text(getattr(item, name)) for name in keys]
@@ -196,6 +234,15 @@ def print_hits(result: SearchResult, offset: int = 0) -> None:
             cells += [item.box or "whole", f"{item.label} {item.det_score:.2f}" if item.box else ""]
         rows.append([*cells, str(item.id), short_uri(item.uri)])
     table(None, columns, rows, caption=f"{len(result.hits)} hits in {result.took_ms:.1f} ms")
+
+
+def _product_ranks(result: SearchResult, offset: int) -> list[int]:
+    ranks: list[int] = []
+    for i, hit in enumerate(result.hits):
+        before = result.hits[i - 1].item if i else None
+        same = before is not None and hit.item.item_id != "" and before.item_id == hit.item.item_id
+        ranks.append(ranks[-1] if same else (ranks[-1] + 1 if ranks else offset + 1))
+    return ranks
 
 
 def _text(value: object) -> str:

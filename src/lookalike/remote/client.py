@@ -22,6 +22,7 @@ from lookalike.errors import ConfigError, ItemNotFoundError, LookalikeError, Pat
 if TYPE_CHECKING:
     import httpx
 
+    from lookalike.examples import Example
     from lookalike.ingest import IngestReport
     from lookalike.queries import Query, SearchResult
     from lookalike.store.models import Item
@@ -71,6 +72,9 @@ class Client:
             "until": query.until.isoformat() if query.until else None,
             "detect": query.detect or None,
             "box": box_text(query.box) or None,
+            "per_item": query.per_item,
+            "like": [self._example(e, query.names.like) for e in query.like] or None,
+            "unlike": [self._example(e, query.names.unlike) for e in query.unlike] or None,
             **{param: list(values) or None for param, values in query.key_params().items()},
         }
         if image_bytes is None:
@@ -87,6 +91,38 @@ class Client:
             warnings=list(data.get("warnings") or []),
             query_box=(box[0], box[1], box[2], box[3]) if box else None,
         )
+
+    def _example(self, example: Example, label: str) -> str:
+        """An example as the API writes it: id:N, item:ITEM_ID or an http(s) URL (a bare value is
+        asked of the server: a stored id if it is a number and one, else an item id)."""
+        from lookalike.examples import ExampleKind, stored_id
+
+        if example.kind is ExampleKind.ID:
+            return f"id:{example.value}"
+        if example.kind is ExampleKind.ITEM:
+            return f"item:{example.value}"
+        if example.is_image:
+            if "://" in example.value:
+                return example.value
+            raise ConfigError(
+                f"{label} {example.text!r}: `lookalike serve` at {self.url} holds this database, and its API "
+                "takes example images by http(s) URL only: give a URL, id:N or item:ITEM_ID, or stop the server."
+            )
+        found_id = found_item = False
+        number = stored_id(example.value)
+        if number is not None:
+            with contextlib.suppress(ItemNotFoundError):
+                found_id = bool(self.item(number))
+        with contextlib.suppress(ItemNotFoundError):
+            found_item = bool(self.by_item_id(example.value))
+        if found_id and found_item:
+            raise ConfigError(
+                f"{label} {example.text!r} is both a stored id and a catalog item id: write id:{example.value} "
+                f"or item:{example.value}."
+            )
+        if found_id:
+            return f"id:{example.value}"
+        return f"item:{example.value}"  # an unknown one is named by the server's answer
 
     def item(self, item_id: int) -> Item:
         """GET /items/{id}."""

@@ -24,7 +24,15 @@ from lookalike.errors import (
 )
 from lookalike.store.fields import FIELDS, SCHEMA_PROPERTY, SCHEMA_VERSION, Kind
 from lookalike.store.filters import build_filter, expression
-from lookalike.store.models import CROP_FIELDS, SCALAR_FIELDS, CollectionInfo, IndexType, Item, PartitionStats
+from lookalike.store.models import (
+    CROP_FIELDS,
+    SCALAR_FIELDS,
+    CollectionInfo,
+    Hit,
+    IndexType,
+    Item,
+    PartitionStats,
+)
 from lookalike.store.partitions import month_start, next_month, partition_for
 from lookalike.store.rows import from_row, normalise, to_row
 from lookalike.store.window import EVERYTHING, Window
@@ -39,6 +47,7 @@ from lookalike.store.milvus import (  # noqa: E402
     SERVER_INDEXES,
     check_collection_name,
     check_k,
+    check_per_item,
     milvus_errors,
     quiet_pymilvus,
 )
@@ -361,6 +370,38 @@ class BaseStore:
             raise ConfigError("search needs at least one query vector.")
         self.check_dim(int(queries.shape[1]))
         return queries
+
+    def search(
+        self,
+        vectors: npt.NDArray[np.float32],
+        *,
+        k: int = 10,
+        window: Window = EVERYTHING,
+        params: dict[str, Any] | None = None,
+    ) -> list[list[Hit]]:
+        raise NotImplementedError
+
+    def search_products(
+        self,
+        vector: npt.NDArray[np.float32],
+        *,
+        k: int = 10,
+        per_item: int = 1,
+        window: Window = EVERYTHING,
+        params: dict[str, Any] | None = None,
+    ) -> list[list[Hit]]:
+        """The k best products (catalog items) for one query vector, best first, each ranked by its
+        best picture and given as its up to ``per_item`` best hits (``grouping.per_product``)."""
+        from lookalike.store.grouping import per_product
+
+        check_k(k)
+        check_per_item(per_item)
+        query = self._queries(np.asarray(vector, dtype=np.float32).reshape(1, -1), k)
+
+        def pictures(n: int, asked: Window) -> list[Hit]:
+            return self.search(query, k=n, window=asked, params=params)[0]
+
+        return per_product(pictures, k=k, per_item=per_item, window=window)
 
     def _partition_rows(self, name: str) -> int:
         with milvus_errors("read partition stats"):

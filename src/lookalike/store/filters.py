@@ -43,6 +43,7 @@ def build_filter(
     until: int | None = None,
     sha256: Iterable[str] | None = None,
     item_ids: Iterable[str] | None = None,
+    exclude_item_ids: Iterable[str] | None = None,
 ) -> str:
     """AND of the given conditions; an empty string matches everything.
 
@@ -54,6 +55,7 @@ def build_filter(
         until: keep items with ``created_at < until`` (unix seconds, exclusive).
         sha256: keep items with one of these content hashes.
         item_ids: keep items whose catalog item id is one of these.
+        exclude_item_ids: drop items whose catalog item id is one of these.
     """
     clauses: list[str] = []
     if ids is not None:
@@ -64,6 +66,9 @@ def build_filter(
         clauses.append(f"source in [{', '.join(quote(_stored('source', s)) for s in sources)}]")
     if item_ids is not None:
         clauses.append(f"item_id in [{', '.join(quote(_stored('item_id', s)) for s in item_ids)}]")
+    if exclude_item_ids:
+        names = ", ".join(quote(_stored("item_id", s)) for s in exclude_item_ids)
+        clauses.append(f"not (item_id in [{names}])")
     if sha256 is not None:
         clauses.append(f"sha256 in [{', '.join(quote(_stored('sha256', s)) for s in sha256)}]")
     if since is not None:
@@ -82,6 +87,7 @@ def expression(window: Window) -> str:
             since=window.since,
             until=window.until,
             item_ids=window.item_ids,
+            exclude_item_ids=window.exclude_item_ids,
         )
     ]
     for field, values in window.key_fields():

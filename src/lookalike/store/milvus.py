@@ -63,3 +63,12 @@ def quiet_pymilvus() -> None:
 def check_k(k: int) -> None:
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
         raise ConfigError(f"k must be between 1 and {MAX_K}, got {k}.")
+
+
+MAX_PER_ITEM = 100
+"""Hits per product a grouped search shows at most (a product's gallery, not its whole catalog)."""
+
+
+def check_per_item(per_item: int) -> None:
+    if isinstance(per_item, bool) or not isinstance(per_item, int) or not 1 <= per_item <= MAX_PER_ITEM:
+        raise ConfigError(f"per_item must be between 1 and {MAX_PER_ITEM}, got {per_item}.")

@@ -67,6 +67,15 @@ class Store(Protocol):
         window: Window = ...,
         params: dict[str, Any] | None = ...,
     ) -> list[list[Hit]]: ...
+    def search_products(
+        self,
+        vector: npt.NDArray[np.float32],
+        *,
+        k: int = ...,
+        per_item: int = ...,
+        window: Window = ...,
+        params: dict[str, Any] | None = ...,
+    ) -> list[list[Hit]]: ...
     def iter_items(
         self, *, batch_size: int = ..., with_vector: bool = ..., window: Window = ...
     ) -> Iterator[list[Item]]: ...

@@ -329,6 +329,8 @@ class Segment:
             keep &= self.created < window.until
         if window.exclude_ids:
             keep &= ~np.isin(self.ids, np.asarray(window.exclude_ids, dtype=np.int64))
+        if window.exclude_item_ids:
+            keep &= ~self.rows_of_items(window.exclude_item_ids)
         return keep
 
     def rows_of_items(self, item_ids: Sequence[str]) -> Mask:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -12,7 +14,7 @@ import numpy.typing as npt
 
 from lookalike.errors import StoreError
 from lookalike.store.base import BaseStore, group_by_partition
-from lookalike.store.milvus import milvus_errors
+from lookalike.store.milvus import check_k, check_per_item, milvus_errors
 from lookalike.store.models import Hit, IndexType, Item
 from lookalike.store.rows import from_row
 from lookalike.store.window import EVERYTHING, Window
@@ -88,6 +90,7 @@ class ServerStore(BaseStore):
         super().__init__(uri, collection, timeout_s=timeout_s)
         self._auth = {"token": token or (f"{user}:{password}" if user else "")}
         self._tls: dict[str, Any] = {k: (v == "true") if k == "secure" else v for k, v in (tls or {}).items()}
+        self._version: tuple[int, int] | None = None
 
     def _connect(self, client_class: Any = None) -> Any:
         if self.uri.endswith(
@@ -259,6 +262,82 @@ class ServerStore(BaseStore):
             [Hit(score=float(hit["distance"]), item=from_row(dict(hit))) for hit in hits] for hits in results
         ]
 
+    def search_products(
+        self,
+        vector: npt.NDArray[np.float32],
+        *,
+        k: int = 10,
+        per_item: int = 1,
+        window: Window = EVERYTHING,
+        params: dict[str, Any] | None = None,
+    ) -> list[list[Hit]]:
+        """The k best products for one query vector: by Milvus's grouping search on a server that has
+        it (2.4, and 2.5 for more than one hit per product), else grouped here (``grouping``)."""
+        if not self._groups(per_item):
+            return super().search_products(vector, k=k, per_item=per_item, window=window, params=params)
+        check_k(k)
+        check_per_item(per_item)
+        query = self._queries(np.asarray(vector, dtype=np.float32).reshape(1, -1), k)
+        # Milvus groups every item without an item_id into one group: those are searched apart,
+        # each a product of its own, and the two answers merged by their best scores.
+        named = self._grouped(
+            query, k, per_item, replace(window, exclude_item_ids=(*window.exclude_item_ids, "")), params
+        )
+        alone = self.search(
+            query, k=k, window=replace(window, item_ids=_only_empty(window.item_ids)), params=params
+        )
+        products = named + [[hit] for hit in alone[0]]
+        products.sort(key=lambda hits: -hits[0].score)
+        return products[:k]
+
+    def _grouped(
+        self,
+        query: npt.NDArray[np.float32],
+        k: int,
+        per_item: int,
+        window: Window,
+        params: dict[str, Any] | None,
+    ) -> list[list[Hit]]:
+        self._ensure_loaded()
+        expr, partition_names = self._window(window)
+        if partition_names == [] or window.nothing:
+            return []
+        index_type, _ = self.index()
+        # strict: every group is filled to per_item where it has that many pictures (Milvus 2.5).
+        extra: dict[str, Any] = {"group_size": per_item, "strict_group_size": True} if per_item > 1 else {}
+        with milvus_errors("search grouped by item_id"):
+            results = self.client.search(
+                self.collection,
+                data=list(query),
+                limit=k,
+                filter=expr,
+                output_fields=self.fields(),
+                partition_names=partition_names,
+                search_params=search_params(index_type, k, params),
+                group_by_field="item_id",
+                **extra,
+                **self._consistency(),
+            )
+        by_item: dict[str, list[Hit]] = {}
+        for row in results[0]:
+            hit = Hit(score=float(row["distance"]), item=from_row(dict(row)))
+            by_item.setdefault(hit.item.item_id, []).append(hit)
+        products = [sorted(hits, key=lambda h: -h.score)[:per_item] for hits in by_item.values()]
+        return sorted(products, key=lambda hits: -hits[0].score)
+
+    def server_version(self) -> tuple[int, int]:
+        """The server's (major, minor) version, asked once; (0, 0) when it does not say."""
+        if self._version is None:
+            with milvus_errors("ask the server's version"):
+                text = str(self.client.get_server_version())
+            found = re.match(r"v?(\d+)\.(\d+)", text.strip())
+            self._version = (int(found.group(1)), int(found.group(2))) if found else (0, 0)
+        return self._version
+
+    def _groups(self, per_item: int) -> bool:
+        """Whether this server groups by a field itself: 2.4 one hit per group, 2.5 several."""
+        return self.server_version() >= ((2, 4) if per_item == 1 else (2, 5))
+
     def iter_items(
         self, *, batch_size: int = 1000, with_vector: bool = True, window: Window = EVERYTHING
     ) -> Iterator[list[Item]]:
@@ -300,3 +379,8 @@ class ServerStore(BaseStore):
             for item in batch:
                 counts[item.source] = counts.get(item.source, 0) + 1
         return dict(sorted(counts.items()))
+
+
+def _only_empty(allowed: tuple[str, ...] | None) -> tuple[str, ...]:
+    """The item_ids filter of the items without one, inside a window that may name item ids."""
+    return ("",) if allowed is None or "" in allowed else ()

@@ -25,7 +25,9 @@ class Window:
     ``sources``, ``item_ids``: the item's value is one of these (an empty tuple matches nothing);
     ``keys``: for each filter field of the field table asked for (``fields.FILTER_FIELDS``: category,
     tags), the values wanted: a text field's value is one of them, a list field holds one at least;
-    ``since`` <= created_at < ``until`` (unix seconds); ``exclude_ids``: leave these stored ids out.
+    ``since`` <= created_at < ``until`` (unix seconds); ``exclude_ids``: leave these stored ids out;
+    ``exclude_item_ids``: leave out every picture of these catalog items (a grouped search that has a
+    product's pictures already).
     """
 
     sources: tuple[str, ...] | None = None
@@ -35,6 +37,7 @@ class Window:
     until: int | None = None
     item_ids: tuple[str, ...] | None = None
     exclude_ids: tuple[int, ...] = ()
+    exclude_item_ids: tuple[str, ...] = ()
 
     @classmethod
     def of(
@@ -45,6 +48,7 @@ class Window:
         until: int | None = None,
         item_ids: Iterable[str] | None = None,
         exclude_ids: Iterable[int] | None = None,
+        exclude_item_ids: Iterable[str] | None = None,
         **keys: Iterable[str] | None,
     ) -> Window:
         """A window from any sequences (an empty list of values matches nothing). ``keys`` are the
@@ -66,6 +70,7 @@ class Window:
             until=until,
             item_ids=_texts(item_ids),
             exclude_ids=tuple(dict.fromkeys(int(i) for i in exclude_ids or ())),
+            exclude_item_ids=tuple(dict.fromkeys(exclude_item_ids or ())),
         )
 
     @property
@@ -87,7 +92,11 @@ class Window:
     def by_rows(self) -> bool:
         """Whether a condition other than the time is asked for (it is checked row by row)."""
         return (
-            self.sources is not None or bool(self.keys) or self.item_ids is not None or bool(self.exclude_ids)
+            self.sources is not None
+            or bool(self.keys)
+            or self.item_ids is not None
+            or bool(self.exclude_ids)
+            or bool(self.exclude_item_ids)
         )
 
     def values(self, name: str) -> tuple[str, ...] | None:

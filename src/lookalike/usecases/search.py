@@ -16,6 +16,7 @@ from lookalike.store.rows import identity_problem
 from lookalike.store.window import Window
 from lookalike.usecases.context import Context
 from lookalike.usecases.embedding import bind, label_of
+from lookalike.usecases.examples import Resolved, embed_images, resolve_stored
 from lookalike.usecases.items import by_item_id
 
 
@@ -82,8 +83,9 @@ def filter_problem(values: tuple[str, ...], label: str) -> str | None:
 def validate(query: Query) -> None:
     """Every check a query can fail without a model or a database: raised before either loads."""
     given = [v is not None for v in (query.text, query.image, query.image_bytes, query.id, query.item_id)]
-    if sum(given) != 1:
-        raise ConfigError(f"Give exactly one of {query.names.one_of}.")
+    if sum(given) > 1 or (sum(given) == 0 and not query.like):
+        examples = f" (with any {query.names.like} and {query.names.unlike})" if query.unlike else ""
+        raise ConfigError(f"Give exactly one of {query.names.one_of}{examples}, or {query.names.like}.")
     if query.text is not None and not query.text.strip():
         raise ConfigError(f"{query.names.text} must not be empty.")
     if query.item_id is not None and not query.item_id.strip():
@@ -113,6 +115,23 @@ def validate(query: Query) -> None:
     day_window(query.since, query.until, query.names)
     if query.image is not None and not query.public_only and "://" not in query.image:
         check_image_file(query.image, query.names.image)  # a local file: before a model loads
+    _validate_examples(query)
+
+
+def _validate_examples(query: Query) -> None:
+    from lookalike.examples import MAX_EXAMPLES
+    from lookalike.store.milvus import MAX_PER_ITEM
+
+    if query.per_item is not None and not 1 <= query.per_item <= MAX_PER_ITEM:
+        raise ConfigError(
+            f"{query.names.per_item} must be between 1 and {MAX_PER_ITEM}, got {query.per_item}."
+        )
+    for examples, label in ((query.like, query.names.like), (query.unlike, query.names.unlike)):
+        if len(examples) > MAX_EXAMPLES:
+            raise ConfigError(f"{label} can be given at most {MAX_EXAMPLES} times, got {len(examples)}.")
+        for example in examples:
+            if example.is_image and example.data is None and "://" not in example.value:
+                check_image_file(example.value, f"{label} {example.text!r}:")
 
 
 def stored_vector(ctx: Context, query: Query) -> tuple[np.ndarray, list[int]]:
@@ -169,11 +188,11 @@ def _prepare(ctx: Context, query: Query) -> None:
         raise ConfigError(problem)
     if query.by_text_or_image:
         ctx.store.check_dim(ctx.embedder.dim)
-        # Only the tower the query needs (a text query: the text tower alone, without torch where
+        # Only the towers the query needs (a text query: the text tower alone, without torch where
         # it was exported before).
         if query.text is not None:
             ctx.embedder.load_text()
-        else:
+        if query.text is None or any(example.is_image for example in (*query.like, *query.unlike)):
             ctx.embedder.load_image()
     if query.detect and query.box is None:
         ctx.detector.load()  # like the model: loading once per process is not the query's time
@@ -188,21 +207,33 @@ def search(ctx: Context, query: Query) -> SearchResult:
     """
     validate(query)
     since, until = day_window(query.since, query.until, query.names)
+    resolved = None
+    if query.like or query.unlike:
+        ctx.store.require()
+        resolved = resolve_stored(ctx, query)  # an unknown example fails before a model loads
     _prepare(ctx, query)
     started = time.perf_counter()
-    vector, exclude, query_box = query_vector(ctx, query)
-    hits = ctx.store.search(
-        vector,
-        k=query.k + query.offset,
-        window=Window.of(
-            sources=query.sources or None,
-            since=since,
-            until=until,
-            exclude_ids=exclude,
-            **{param: values or None for param, values in query.key_params().items()},
-        ),
-        params=dict(query.search_params) or None,
-    )[0][query.offset :]
+    vector, exclude, query_box = query_vector(ctx, query) if query.has_base else (None, [], None)
+    if resolved is not None:
+        vector = _with_examples(ctx, query, vector, resolved)
+        exclude = [*exclude, *resolved.stored_ids]  # the examples are not hits
+    assert vector is not None
+    window = Window.of(
+        sources=query.sources or None,
+        since=since,
+        until=until,
+        exclude_ids=exclude,
+        **{param: values or None for param, values in query.key_params().items()},
+    )
+    params = dict(query.search_params) or None
+    if query.per_item is None:
+        found = ctx.store.search(vector, k=query.k + query.offset, window=window, params=params)[0]
+        hits = found[query.offset :]
+    else:  # k and offset count products
+        products = ctx.store.search_products(
+            vector[0], k=query.k + query.offset, per_item=query.per_item, window=window, params=params
+        )
+        hits = [hit for group in products[query.offset :] for hit in group]
     # A stored vector that is not finite (written before imports were checked, or by another
     # program) scores NaN: such a hit has no rank, and JSON cannot carry its score.
     scored = [hit for hit in hits if math.isfinite(hit.score)]
@@ -217,6 +248,20 @@ def search(ctx: Context, query: Query) -> SearchResult:
             "were left out: export, check and re-import or re-index those items."
         )
     return SearchResult(took_ms, scored, warnings, query_box)
+
+
+def _with_examples(ctx: Context, query: Query, vector: np.ndarray | None, resolved: Resolved) -> np.ndarray:
+    """The query moved by its examples: ``lookalike.examples.combine`` of the query's own vector and the
+    liked ones against the unliked ones."""
+    from lookalike.examples import combine
+
+    liked, unliked = embed_images(ctx, query, resolved)
+    positives = [*([vector[0]] if vector is not None else []), *liked]
+    dim = len(positives[0]) if positives else ctx.store.dim()
+    return combine(
+        np.stack(positives) if positives else np.zeros((0, dim), np.float32),
+        np.stack(unliked) if unliked else np.zeros((0, dim), np.float32),
+    )
 
 
 def _warnings(ctx: Context, query: Query, query_box: Box | None) -> list[str]:
