@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lookalike import __version__
-from lookalike.api import matching, queue, review, risk, waves, webhooks
+from lookalike.api import facets, matching, queue, review, risk, waves, webhooks
 from lookalike.api.background import Background
 from lookalike.api.deps import STATIC
 from lookalike.api.jobs import Jobs
@@ -118,6 +118,7 @@ def create_app(ctx: Context) -> FastAPI:
     app.state.download_slots = asyncio.Semaphore(settings.fetch_concurrency * 4)
     app.state.reports = Path(tempfile.mkdtemp(prefix="lookalike-reports-"))
     app.include_router(router)
+    app.include_router(facets.router)
     app.include_router(risk.router)
     app.include_router(queue.router)  # before review's: /flags/next is no flag id
     app.include_router(review.router)

@@ -348,8 +348,8 @@ class Segment:
             self.lookups[name] = found
         return found
 
-    def _tagged(self, tags: Sequence[str]) -> Mask:
-        """The body's rows holding one of these tags at least."""
+    def _tag_codes(self) -> tuple[Rows, npt.NDArray[np.int32], list[str]]:
+        """Each tag of the body: its row, its code, and the texts the codes stand for (made once per body)."""
         found = self.lookups.get("tags")
         if found is None:
             import pyarrow.compute as pc
@@ -359,7 +359,35 @@ class Segment:
             encoded = pc.list_flatten(column).dictionary_encode()
             found = (owners, integers(encoded.indices, np.int32), encoded.dictionary.to_pylist())
             self.lookups["tags"] = found
-        owners, codes, names = found
+        return found
+
+    def counts(self, name: str) -> dict[str, int]:
+        """How many live rows of this view hold each value of a filter field (``source``, ``category``:
+        one per row; ``tags``: a row counts once for each of its tags); empty texts are left out."""
+        if name not in self.table.column_names:
+            return {}
+        if name == "tags":
+            owners, codes, names = self._tag_codes()
+            per_code = np.bincount(codes[self.alive[owners]], minlength=len(names))
+        else:
+            per_row, names = (
+                (self.codes, list(self.source_names)) if name == "source" else self._encoded(name)
+            )
+            per_code = np.bincount(per_row[self.alive], minlength=len(names))
+        return {text: n for text, n in zip(names, per_code.tolist(), strict=True) if n and text}
+
+    def has_text(self, name: str) -> bool:
+        """Whether a live row of this view holds a non-empty text in this field."""
+        if name not in self.table.column_names:
+            return False
+        import pyarrow.compute as pc
+
+        filled = pc.not_equal(pc.utf8_length(self.table.column(name).combine_chunks()), 0)
+        return bool(np.asarray(filled.fill_null(False), dtype=bool)[self.alive].any())
+
+    def _tagged(self, tags: Sequence[str]) -> Mask:
+        """The body's rows holding one of these tags at least."""
+        owners, codes, names = self._tag_codes()
         wanted = set(tags)
         hit = np.isin(codes, np.asarray([c for c, n in enumerate(names) if n in wanted], dtype=np.int32))
         rows = np.zeros(len(self), dtype=bool)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -12,10 +13,16 @@ import numpy.typing as npt
 
 from lookalike.errors import StoreError
 from lookalike.store.base import BaseStore, group_by_partition
+from lookalike.store.distinct import DISTINCT_LIMIT, Distinct, count_rows, top
+from lookalike.store.filters import quote
 from lookalike.store.milvus import milvus_errors
 from lookalike.store.models import Hit, IndexType, Item
 from lookalike.store.rows import from_row
 from lookalike.store.window import EVERYTHING, Window
+
+DISTINCT_TTL_S = 60.0
+"""How long a server's distinct values are kept (another process's writes show after at most this)."""
+DISTINCT_BATCH = 10_000
 
 
 def search_params(index_type: str, k: int, override: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -88,6 +95,8 @@ class ServerStore(BaseStore):
         super().__init__(uri, collection, timeout_s=timeout_s)
         self._auth = {"token": token or (f"{user}:{password}" if user else "")}
         self._tls: dict[str, Any] = {k: (v == "true") if k == "secure" else v for k, v in (tls or {}).items()}
+        self._distinct: tuple[Any, float, dict[str, Distinct]] | None = None
+        self._distinct_lock = threading.Lock()
 
     def _connect(self, client_class: Any = None) -> Any:
         if self.uri.endswith(
@@ -144,6 +153,7 @@ class ServerStore(BaseStore):
         if not items:
             return 0
         self.require()
+        self._forget_distinct()
         prepared = self._prepare(items)
         # An id whose month changed lives in another partition: remove it there first.
         stored = self._milvus_get([item.id for item in prepared], with_vector=False)
@@ -160,6 +170,7 @@ class ServerStore(BaseStore):
         if not ids:
             return 0
         self.require()
+        self._forget_distinct()
         present = self.existing_ids(ids)
         self._delete_rows(sorted(present))
         if erase and present:
@@ -169,6 +180,7 @@ class ServerStore(BaseStore):
 
     def drop_partitions(self, names: Sequence[str]) -> None:
         self.require()
+        self._forget_distinct()
         for name in names:
             self._drop_milvus_partition(name)
 
@@ -295,6 +307,70 @@ class ServerStore(BaseStore):
                 **self._consistency(),
             )
         return int(rows[0]["count(*)"]) if rows else 0
+
+    def distinct(self, names: Sequence[str], *, limit: int = DISTINCT_LIMIT) -> dict[str, Distinct]:
+        """Each filter field's most frequent values and their counts.
+
+        Milvus 2.3 has no group-by, so this is one pass over those columns of the collection (about
+        a second per 100K items); the answer is kept for ``DISTINCT_TTL_S`` or until this store
+        writes, since a search page asks for it on every load.
+        """
+        key = (tuple(names), limit)
+        with self._distinct_lock:
+            kept = self._distinct
+            if kept is not None and kept[0] == key and time.monotonic() - kept[1] < DISTINCT_TTL_S:
+                return kept[2]
+        present = [name for name in names if name in self.fields()]
+        counts: dict[str, dict[str, int]] = {name: {} for name in names}
+        counts |= count_rows(self._column_rows(present), present)
+        found = {name: top(counts[name], limit) for name in names}
+        with self._distinct_lock:
+            self._distinct = (key, time.monotonic(), found)
+        return found
+
+    def has_text(self, name: str) -> bool:
+        if name not in self.fields():
+            return False
+        self._ensure_loaded()
+        with milvus_errors("read the collection"):
+            rows = self.client.query(
+                self.collection,
+                filter=f"{name} != {quote('')}",
+                output_fields=["id"],
+                limit=1,
+                **self._consistency(),
+            )
+        return bool(rows)
+
+    def _column_rows(self, names: Sequence[str]) -> Iterator[dict[str, Any]]:
+        """Every row's values of these fields (no vectors), read one partition at a time."""
+        self._ensure_loaded()
+        if not names:
+            return
+        self._before_iterating()
+        for partition in self.partitions():
+            with milvus_errors("iterate the collection"):
+                iterator = self.client.query_iterator(
+                    self.collection,
+                    batch_size=DISTINCT_BATCH,
+                    output_fields=list(names),
+                    filter="",
+                    partition_names=[partition],
+                    **self._consistency(),
+                )
+            try:
+                while True:
+                    with milvus_errors("iterate the collection"):
+                        rows = iterator.next()
+                    if not rows:
+                        break
+                    yield from rows
+            finally:
+                iterator.close()
+
+    def _forget_distinct(self) -> None:
+        with self._distinct_lock:
+            self._distinct = None
 
     def sources(self) -> dict[str, int]:
         counts: dict[str, int] = {}
