@@ -45,10 +45,14 @@ WIDTHS = [
 ]
 
 
+FILLER = [(f"TE-{i:03d}", f"Plain tee {i}", "tees", "", "outlet", f"2026-07-{i + 1:02d}") for i in range(20)]
+"""More than a page of hits: 28 items in all, 24 on the first page."""
+
+
 def write_catalog(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     lines = ["image,item_id,name,category,tags,source,created_at"]
-    for i, (item_id, name, category, tags, source, day) in enumerate(CATALOG):
+    for i, (item_id, name, category, tags, source, day) in enumerate(CATALOG + FILLER):
         make_image(i + 1).save(folder / f"{item_id}.jpg")
         lines.append(f'{item_id}.jpg,{item_id},"{name}",{category},"{tags}",{source},{day}')
     (folder / "catalog.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -79,7 +83,11 @@ def browser() -> Iterator[Any]:
 
 def shot(page: Any, name: str, width: int) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
-    page.wait_for_function("Array.from(document.images).every(i => !i.src || i.complete)")
+    # Every picture in view has loaded (lazy ones below the fold load when scrolled to).
+    page.wait_for_function(
+        "Array.from(document.images).every(i => !i.getAttribute('src') || i.complete"
+        " || i.getBoundingClientRect().top > innerHeight)"
+    )
     page.screenshot(path=str(SHOTS / f"page-{name}-{width}.png"))
 
 
@@ -132,7 +140,7 @@ def test_a_search_lives_in_the_address_and_back_forward_and_reload_restore_it(
     page.press("#text", "Enter")
     settled(page)
     assert params(page)["q"] == ["red floral dress"]
-    assert names(page)[0] == "Red floral summer dress" and len(names(page)) == len(CATALOG)
+    assert names(page)[0] == "Red floral summer dress" and len(names(page)) == 24
     no_overflow(page)
     # Every date shown whole (it was cut to "2026-…" at 1280 px).
     dates = page.evaluate(
@@ -144,6 +152,7 @@ def test_a_search_lives_in_the_address_and_back_forward_and_reload_restore_it(
     # A category from the picker narrows the search: a new entry in the history.
     page.click("#picker-categories summary")
     assert page.locator("#picker-categories .values input").evaluate_all("bs => bs.map(b => b.value)") == [
+        "tees",
         "dresses",
         "bags",
         "shoes",
@@ -160,7 +169,7 @@ def test_a_search_lives_in_the_address_and_back_forward_and_reload_restore_it(
     page.go_back()
     page.wait_for_function("!new URLSearchParams(location.search).has('categories')")
     settled(page)
-    assert len(names(page)) == len(CATALOG) and page.input_value("#text") == "red floral dress"
+    assert len(names(page)) == 24 and page.input_value("#text") == "red floral dress"
     assert not page.is_checked("#picker-categories input[value='shoes']")
     page.go_forward()
     page.wait_for_function("new URLSearchParams(location.search).get('categories') === 'shoes'")
@@ -303,7 +312,7 @@ def test_an_uploaded_image_search_keeps_its_filters_in_the_address_and_says_the_
 ) -> None:
     page = open_page(browser, live, {"width": 1280, "height": 900})
     picture = tmp_path / "mine.jpg"
-    make_image(4).save(picture)
+    make_image(5).save(picture)  # the white running shoe's picture, from "north"
     page.click("#picker-sources summary")
     page.check("#picker-sources input[value='north']")
     page.set_input_files("#file", str(picture))
@@ -311,7 +320,13 @@ def test_an_uploaded_image_search_keeps_its_filters_in_the_address_and_says_the_
     settled(page)
     assert "your image “mine.jpg”" in page.inner_text("#status")
     assert params(page)["sources"] == ["north"]
-    assert names(page)[0] == "Red leather shoe" or "results" in page.inner_text("#status")
+    assert names(page)[0] == "White running shoe"
+    assert set(page.locator(".card .rank").all_inner_texts()) <= {
+        "dresses · north",
+        "shoes · north",
+        "bags · north",
+        "hats · north",
+    }
     page.reload()
     page.wait_for_selector("body[data-ready='true']")
     settled(page)
@@ -374,3 +389,58 @@ def test_the_modes_of_the_other_fields_show_only_when_the_server_lists_them_and_
     assert sent[-1]["unlike"] == [f"id:{unliked}"] and sent[-1]["item_id"] == "SH-200"
     assert page.is_visible("#unlikes") and f"id:{unliked}" in page.inner_text("#unlikes")
     page.close()
+
+
+def test_more_results_are_a_page_in_the_address_that_reload_shows_again(live: str, browser: Any) -> None:
+    page = open_page(browser, live, {"width": 1280, "height": 900})
+    page.select_option("#k", "12")
+    page.fill("#text", "red floral dress")
+    page.press("#text", "Enter")
+    settled(page)
+    assert len(names(page)) == 12 and params(page)["k"] == ["12"] and "page" not in params(page)
+    first = names(page)
+    page.click("#more")
+    page.wait_for_function("new URLSearchParams(location.search).get('page') === '2'")
+    page.wait_for_function("document.querySelectorAll('.card').length === 24")
+    assert names(page)[:12] == first
+    shown = names(page)
+    page.reload()
+    page.wait_for_selector("body[data-ready='true']")
+    settled(page)
+    assert names(page) == shown and page.input_value("#k") == "12"
+    assert page.inner_text("#status").startswith("24 results")
+    page.click("#more")
+    page.wait_for_function("document.querySelectorAll('.card').length === 28")
+    settled(page)
+    assert params(page)["page"] == ["3"] and page.is_hidden("#more")  # 4 more, less than a page: the end
+    page.go_back()  # "more" is the same search: Back leaves it for the empty page before it
+    page.wait_for_function("location.search === ''")
+    page.close()
+
+
+def test_the_details_of_a_detected_crop_show_its_object_and_box(tmp_path: Path, browser: Any) -> None:
+    from tests.integration.test_detect_api import build_with_crops
+
+    for url, _ in serve(*build_with_crops(tmp_path)):
+        page = open_page(browser, url, {"width": 1280, "height": 900}, "/?q=red+handbag")
+        settled(page)
+        page.focus(".card.crop >> nth=0")
+        page.keyboard.press("Enter")
+        page.wait_for_selector("#detail[open]")
+        facts = dict(
+            zip(
+                page.locator("#detail-facts dt").all_inner_texts(),
+                page.locator("#detail-facts dd").all_inner_texts(),
+                strict=True,
+            )
+        )
+        assert facts["Object"] == "handbag (0.90)" and facts["Box"] == "60, 10, 160, 110"
+        page.wait_for_selector("#detail-box:not([hidden])")
+        # The box over the picture as drawn: 100 of its 160 pixels wide.
+        ratio = page.evaluate(
+            """() => document.querySelector('#detail-box').getBoundingClientRect().width
+                / document.querySelector('#detail-img').getBoundingClientRect().width"""
+        )
+        assert abs(ratio - 100 / 160) < 0.02, ratio
+        shot(page, "detail-crop", 1280)
+        page.close()
