@@ -236,6 +236,11 @@ def test_the_detail_view_opens_by_keyboard_shows_every_field_and_gives_the_focus
     link = page.input_value("#detail-link")
     assert parse_qs(urlsplit(link).query)["show"] == [facts["Stored id"]]
     assert page.is_hidden("#detail-unlike")  # this server's API has no "unlike"
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    page.click("#detail-copy")
+    page.wait_for_function("document.querySelector('#detail-copy').textContent === 'Link copied'")
+    assert page.evaluate("navigator.clipboard.readText()") == link
+    page.focus("#detail-more")
     no_overflow(page)
     shot(page, "detail", width)
 
