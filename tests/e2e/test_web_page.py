@@ -306,9 +306,11 @@ def test_every_control_is_reached_by_tab_and_the_drop_zone_and_item_field_work_b
     no_overflow(page)
     shot(page, "item-search", width)
 
+    # Words typed after it: a search by the words (one query at a time), the item id field emptied.
     page.fill("#text", "shoe")
     page.press("#text", "Enter")
-    assert "either by words or by an item id" in page.inner_text("#status")
+    page.wait_for_function("new URLSearchParams(location.search).get('q') === 'shoe'")
+    assert "item" not in params(page) and page.input_value("#item") == ""
     page.close()
 
 

@@ -308,13 +308,18 @@ function showUnlikes(state) {
 
 // -- the search's controls ------------------------------------------------------------------------
 
+// Words and an item id are two queries: with both filled, the one typed last is searched.
+let typedLast = "text";
+$("text").addEventListener("input", () => { typedLast = "text"; });
+$("item").addEventListener("input", () => { typedLast = "item"; });
+
 function searchFromForm() {
   const state = formState();
-  const text = $("text").value.trim();
-  const item = $("item").value.trim();
+  let text = $("text").value.trim();
+  let item = $("item").value.trim();
   if (text && item) {
-    setStatus("Search either by words or by an item id: clear one of them.", true);
-    return;
+    if (typedLast === "item") text = "";
+    else item = "";
   }
   if (text) {
     resetDrop();
