@@ -47,6 +47,7 @@ from lookalike.errors import (
 from lookalike.ingest import FetchPolicy
 from lookalike.usecases import banks
 from lookalike.usecases.context import Context
+from lookalike.usecases.facets import warm as warm_facets
 
 log = logging.getLogger(__name__)
 OPEN_PATHS = ("/health", "/", "/static/", "/favicon.ico", "/review")  # pages ask for the key; data needs it
@@ -93,6 +94,8 @@ def create_app(ctx: Context) -> FastAPI:
         # The hash banks' index is built in the background: at millions of hashes that takes minutes,
         # which the first lookup would otherwise wait for (lookups meanwhile wait for it, then answer).
         threading.Thread(target=banks.warm, args=(ctx,), name="lookalike-banks", daemon=True).start()
+        # A server's filter values take a pass over the collection: counted ahead, for the search page.
+        threading.Thread(target=warm_facets, args=(ctx,), name="lookalike-facets", daemon=True).start()
         yield
         await run_in_threadpool(background.close)
         app.state.downloads.shutdown(wait=False, cancel_futures=True)

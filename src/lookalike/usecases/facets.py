@@ -3,12 +3,15 @@ pickers), and whether the collection holds names (a keyword search has something
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from lookalike.queries import API_NAMES
 from lookalike.store.distinct import DISTINCT_LIMIT, Distinct
 from lookalike.store.fields import KEY_FIELDS
 from lookalike.usecases.context import Context
+
+log = logging.getLogger(__name__)
 
 FILTER_FIELDS: tuple[str, ...] = ("source", *KEY_FIELDS)
 """The fields a search filters by: the source, and the table's key fields (category, tags)."""
@@ -51,3 +54,13 @@ def facets(ctx: Context, *, limit: int = DISTINCT_LIMIT) -> Facets:
         tuple(Facet(name, _PARAMS[name], _LABELS.get(name, name), found[name]) for name in names),
         has_names,
     )
+
+
+def warm(ctx: Context) -> None:
+    """Count a server's values once, in the background of ``serve``'s start, so that the first page
+    load finds them kept (a server needs a pass over the collection; Lite's read index a few ms)."""
+    try:
+        if not ctx.store.is_lite:
+            facets(ctx)
+    except Exception:  # the first request will say what is wrong
+        log.warning("could not count the filter fields' values ahead", exc_info=True)
