@@ -244,21 +244,27 @@ def test_the_detail_view_opens_by_keyboard_shows_every_field_and_gives_the_focus
     no_overflow(page)
     shot(page, "detail", width)
 
+    back_on_card = f"document.activeElement.dataset.id === '{facts['Stored id']}'"
     page.keyboard.press("Escape")
     page.wait_for_function("!document.querySelector('#detail').open")
-    assert page.evaluate("document.activeElement.dataset.id") == facts["Stored id"]
+    page.wait_for_function(back_on_card)  # the focus goes back to the card that opened it
 
     # The ✕ button closes it too; "More like this" is a new search by the stored id.
     page.keyboard.press("Enter")
     page.wait_for_selector("#detail[open]")
     page.click("#detail-close")
     page.wait_for_function("!document.querySelector('#detail').open")
+    page.wait_for_function(back_on_card)
     page.keyboard.press("Enter")
     page.click("#detail-more")
     page.wait_for_function(f"new URLSearchParams(location.search).get('id') === '{facts['Stored id']}'")
     settled(page)
     assert "more like “Red floral summer dress”" in page.inner_text("#status")
     assert "Red floral summer dress" not in names(page)  # the item itself is left out
+    page.reload()  # a reload (or a link) names the item too
+    page.wait_for_selector("body[data-ready='true']")
+    settled(page)
+    assert "more like “Red floral summer dress”" in page.inner_text("#status")
     page.go_back()
     page.wait_for_function("new URLSearchParams(location.search).get('q') === 'red floral dress'")
     settled(page)

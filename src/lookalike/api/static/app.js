@@ -108,6 +108,7 @@ async function run(state, how, extra = {}) {
     );
     return;
   }
+  if (state.id && !extra.name) extra.name = await storedName(state.id);  // a link names only the id
   await fetchPage(state, extra, 0, state.page);
   if (state.show) openStored(state.show);
 }
@@ -272,6 +273,19 @@ function placeBox(thumb, img, box, hit) {
     height: `${(y1 - y0) * scale}px`,
   });
   box.dataset.placed = "true";
+}
+
+async function storedName(id) {
+  try {
+    const response = await call(`/items/${id}`);
+    if (response.ok) {
+      const item = await readJson(response);
+      return item.name || item.item_id;
+    }
+  } catch {
+    // the search itself will say what is wrong
+  }
+  return "";
 }
 
 // A stored item named by a link's "show": its details, from the hits or from GET /items/{id}.
