@@ -124,6 +124,9 @@ def no_overflow(page: Any) -> None:
 
 def open_page(browser: Any, url: str, viewport: dict[str, int], path: str = "/") -> Any:
     page = browser.new_page(viewport=viewport)
+    # Playwright takes file choosers from the browser once something listens (expect_file_chooser's own
+    # listener may come a moment after the key press that opens one).
+    page.on("filechooser", lambda chooser: None)
     page.goto(url + path)
     page.wait_for_selector("body[data-ready='true']")
     return page

@@ -444,8 +444,8 @@ detail.actions = {
 };
 
 window.addEventListener("popstate", (event) => {
-  const dialog = $("detail");
-  if (dialog.open) dialog.close();
+  detail.opener = null;  // the page changes under it: no card to go back to
+  detail.close();
   const state = stateFromUrl(location.search);
   const extra = event.state || {};
   if (hasQuery(state)) {

@@ -15,11 +15,16 @@ const detail = {
 
   init() {
     const dialog = document.getElementById("detail");
-    document.getElementById("detail-close").addEventListener("click", () => dialog.close());
-    dialog.addEventListener("close", () => this.closed());
+    document.getElementById("detail-close").addEventListener("click", () => this.close());
+    // Escape closes it here, not by the browser's default: the focus must go back at once (the
+    // "close" event comes a task later, when a quick Enter may have opened the view again).
+    dialog.addEventListener("cancel", (event) => {
+      event.preventDefault();
+      this.close();
+    });
     // A click on the backdrop (outside the dialog's box) closes it too.
     dialog.addEventListener("click", (event) => {
-      if (event.target === dialog) dialog.close();
+      if (event.target === dialog) this.close();
     });
     document.getElementById("detail-more").addEventListener("click", () => this.act("more"));
     document.getElementById("detail-unlike").addEventListener("click", () => this.act("unlike"));
@@ -98,7 +103,7 @@ const detail = {
   act(name) {
     const hit = this.hit;
     this.opener = null;  // the grid is replaced: the focus goes to the results, not to a gone card
-    document.getElementById("detail").close();
+    this.close();
     this.actions[name](hit);
   },
 
@@ -117,9 +122,12 @@ const detail = {
     setTimeout(() => { button.textContent = "Copy link"; }, 2000);
   },
 
-  closed() {
+  close() {
+    const dialog = document.getElementById("detail");
+    if (!dialog.open) return;
     const opener = this.opener;
     this.opener = null;
+    dialog.close();
     if (opener && opener.isConnected) opener.focus();
     else document.getElementById("grid").focus();
   },
