@@ -142,7 +142,9 @@ class StoreMachine(RuleBasedStateMachine):
         assert ids == sorted(model.rows), (ids, sorted(model.rows), store.partitions())
         assert all(same(item, model.rows[item.id]) for item in seen)
         assert store.count() == len(model.rows)
-        assert store.count(Window.of(sources=[SOURCES[0]])) == len(model.window(Window.of(sources=[SOURCES[0]])))
+        assert store.count(Window.of(sources=[SOURCES[0]])) == len(
+            model.window(Window.of(sources=[SOURCES[0]]))
+        )
         got = store.get([*model.rows, 999], with_vector=True)
         assert len(got) == len(model.rows)
         assert all(same(item, model.rows[item.id]) for item in got)

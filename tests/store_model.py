@@ -17,7 +17,11 @@ from lookalike.store.window import EVERYTHING, Window
 DIM = 16
 JAN_2024 = 1_704_067_200
 DAY = 86_400
-SOURCES = ("shop-a", "shop-b", "アバター" * 21)  # the last one is 252 bytes: near the 256-byte limit, kept whole
+SOURCES = (
+    "shop-a",
+    "shop-b",
+    "アバター" * 21,
+)  # the last one is 252 bytes: near the 256-byte limit, kept whole
 CATEGORIES = ("shoes", "bags", "")
 TAGS = ((), ("red",), ("red", "sale"), ("blue", 'a "quoted" tag'))
 
@@ -64,12 +68,13 @@ class Model:
     def window(self, window: Window = EVERYTHING) -> list[Item]:
         """The items inside a window, decided here in plain Python (the stores' interpreters are
         what is tested)."""
+        categories, tags = window.values("category"), window.values("tags")
         return [
             it
             for it in self.rows.values()
             if (window.sources is None or it.source in window.sources)
-            and (window.categories is None or it.category in window.categories)
-            and (window.tags is None or bool(set(it.tags) & set(window.tags)))
+            and (categories is None or it.category in categories)
+            and (tags is None or bool(set(it.tags) & set(tags)))
             and (window.item_ids is None or it.item_id in window.item_ids)
             and (window.since is None or it.created_at >= window.since)
             and (window.until is None or it.created_at < window.until)

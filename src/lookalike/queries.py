@@ -25,8 +25,6 @@ class FieldNames:
     id: str = "--id"
     item_id: str = "--item-id"
     source: str = "--source"
-    category: str = "--category"
-    tag: str = "--tag"
     k: str = "--k"
     offset: str = "--offset"
     min_score: str = "--min-score"
@@ -34,9 +32,19 @@ class FieldNames:
     until: str = "--until"
     box_needs_image: str = "--box and --detect choose a part of a query image: give --image too."
 
+    api: bool = False
+    """Whether the caller is the API, which names a filter field by its parameter (``categories``),
+    not by its option (``--category``)."""
+
     @property
     def one_of(self) -> str:
         return f"{self.text}, {self.image}, {self.id} or {self.item_id}"
+
+    def key(self, name: str) -> str:
+        """What the caller calls the filter of a field (``category``: ``--category`` or ``categories``)."""
+        from lookalike.store.fields import FILTERS
+
+        return FILTERS[name].param if self.api else FILTERS[name].option
 
 
 CLI_NAMES = FieldNames()
@@ -46,14 +54,13 @@ API_NAMES = FieldNames(
     id="id",
     item_id="item_id",
     source="sources",
-    category="categories",
-    tag="tags",
     k="k",
     offset="offset",
     min_score="min_score",
     since="since",
     until="until",
     box_needs_image="box and detect choose a part of a query image: give image_url or upload an image too.",
+    api=True,
 )
 
 
@@ -70,8 +77,9 @@ class Query:
     offset: int = 0  # paging: skip this many of the best hits
     min_score: float | None = None  # drop hits whose cosine is below this
     sources: tuple[str, ...] = ()
-    categories: tuple[str, ...] = ()  # only items of one of these categories
-    tags: tuple[str, ...] = ()  # only items with one of these tags at least
+    keys: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    """(field, values) for the filter fields asked for (``store.fields.FILTER_FIELDS``): only items of
+    one of these categories, holding one of these tags at least."""
     since: date | None = None
     until: date | None = None
     public_only: bool = False  # image is a URL from an untrusted caller: public http(s) addresses only
@@ -79,6 +87,13 @@ class Query:
     detect: bool = False  # image queries: embed the largest object the detector finds
     box: Box | None = None  # image queries: embed this part (x0, y0, x1, y1), clipped to the image
     names: FieldNames = CLI_NAMES
+
+    def key_params(self) -> dict[str, tuple[str, ...]]:
+        """The filter fields asked for by their parameter's name (``categories``), as ``Window.of`` and
+        the API take them."""
+        from lookalike.store.fields import FILTERS
+
+        return {FILTERS[name].param: values for name, values in self.keys}
 
     @property
     def by_text_or_image(self) -> bool:

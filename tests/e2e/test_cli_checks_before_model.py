@@ -100,6 +100,8 @@ def test_a_filter_no_stored_item_can_hold_is_refused_not_answered_with_nothing(
     monkeypatch.chdir(tmp_path)
     result = cli(*args)
     refused(result, "no stored item can match it")
+
+
 def test_a_catalog_none_of_whose_rows_can_be_indexed_is_refused_before_a_model_loads(
     tmp_path: Path, cli: Callable[..., Result]
 ) -> None:

@@ -45,7 +45,9 @@ def test_a_blocked_upload_is_refused_and_its_bytes_are_not_kept(tmp_path: Path) 
         reasons = sorted(s["reason"] for s in state["skipped"])
         assert all(r.startswith("blocked: taken down on") for r in reasons) and "near copy" in reasons[1]
         kept = sorted(p.name for p in uploads.rglob("*") if p.is_file())
-        [stored] = [i for batch in ctx.store.iter_items(window=Window.of(sources=["api-shop"])) for i in batch]
+        [stored] = [
+            i for batch in ctx.store.iter_items(window=Window.of(sources=["api-shop"])) for i in batch
+        ]
         assert kept == [Path(stored.uri).name]  # the ordinary upload only
         assert api.get(f"/items/{stored.id}/image").status_code == 200
 

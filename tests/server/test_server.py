@@ -429,7 +429,9 @@ def test_a_collection_of_the_layout_before_category_and_tags_is_upgraded_on_a_se
         schema.add_field(name, DataType.VARCHAR, max_length=size)
     schema.add_field("det_score", DataType.FLOAT)
     index = client.prepare_index_params()
-    index.add_index(field_name="vector", index_type="HNSW", metric_type="IP", params={"M": 16, "efConstruction": 64})
+    index.add_index(
+        field_name="vector", index_type="HNSW", metric_type="IP", params={"M": 16, "efConstruction": 64}
+    )
     client.create_collection("old_layout", schema=schema, index_params=index)
     old = [dataclasses.replace(make_item(i, month=i % 2), category="", tags=()) for i in range(1, 6)]
     fields = [f for f in old[0].metadata() if f not in ("category", "tags")]
@@ -451,7 +453,9 @@ def test_a_collection_of_the_layout_before_category_and_tags_is_upgraded_on_a_se
     got = {item.id: item for item in store.get([1, 2, 3, 4, 5], with_vector=True)}
     assert all(got[item.id].metadata() == item.metadata() for item in old)
     store.upsert([dataclasses.replace(old[0], category="shoes", tags=("red", "sale"), vector=old[0].vector)])
-    assert [h.item.id for h in store.search(old[0].vector[None], k=5, window=Window.of(tags=["sale"]))[0]] == [1]
+    assert [
+        h.item.id for h in store.search(old[0].vector[None], k=5, window=Window.of(tags=["sale"]))[0]
+    ] == [1]
     assert store.count(Window.of(categories=["shoes"])) == 1
     store.close()
     again = open_store(milvus_server.uri, "old_layout")

@@ -133,13 +133,17 @@ def test_names_are_cut_by_utf8_bytes_the_same_way_in_milvus_and_the_read_index(t
     held = milvus_rows(tmp_path / "t.db", "images")[1]
     assert held["source"] == source == store.get([1])[0].source
     assert held["name"] == cut == store.get([1])[0].name
-    assert [h.item.id for h in store.search(item.vector[None], k=1, window=Window.of(sources=[source]))[0]] == [1]
+    assert [
+        h.item.id for h in store.search(item.vector[None], k=1, window=Window.of(sources=[source]))[0]
+    ] == [1]
     store.close()
     import shutil
 
     shutil.rmtree(tmp_path / "t.db" / "lookalike-index")  # rebuilt from Milvus: the same answer
     rebuilt = _store(tmp_path, create=False)
-    assert [h.item.id for h in rebuilt.search(item.vector[None], k=1, window=Window.of(sources=[source]))[0]] == [1]
+    assert [
+        h.item.id for h in rebuilt.search(item.vector[None], k=1, window=Window.of(sources=[source]))[0]
+    ] == [1]
 
 
 def test_a_source_over_its_byte_limit_is_refused_whole_never_cut(tmp_path: Path) -> None:

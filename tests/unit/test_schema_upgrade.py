@@ -121,7 +121,12 @@ def test_an_old_collection_is_upgraded_on_open_and_says_so_once(
     crop = dataclasses.replace(crop, box="1,2,3,4", label="shoe", category="shoes", tags=("red", "sale"))
     store.insert([crop])
     stored = store.get([50])[0]
-    assert (stored.box, len(stored.name), stored.category, stored.tags) == ("1,2,3,4", 2000, "shoes", ("red", "sale"))
+    assert (stored.box, len(stored.name), stored.category, stored.tags) == (
+        "1,2,3,4",
+        2000,
+        "shoes",
+        ("red", "sale"),
+    )
     assert [i.id for b in store.iter_items(window=Window.of(tags=["sale"])) for i in b] == [50]
     hits = store.search(make_item(3).vector[None], k=3)[0]
     assert hits[0].item.id == 3
@@ -164,7 +169,9 @@ def test_a_collection_of_a_newer_schema_is_refused_clearly(tmp_path: Path) -> No
 
 
 @pytest.mark.parametrize("upgraded_first", [False, True])
-def test_a_collection_named_like_the_upgrade_s_copy_is_never_dropped(tmp_path: Path, upgraded_first: bool) -> None:
+def test_a_collection_named_like_the_upgrade_s_copy_is_never_dropped(
+    tmp_path: Path, upgraded_first: bool
+) -> None:
     from lookalike.errors import ConfigError
 
     db = tmp_path / "old.db"

@@ -24,6 +24,7 @@ from lookalike.ingest import FetchPolicy, IngestReport
 from lookalike.ingest.sources import Skipped
 from lookalike.queries import API_NAMES
 from lookalike.queries import Query as SearchQuery
+from lookalike.store.fields import BY_PARAM
 from lookalike.store.models import parse_box
 from lookalike.store.rows import identity_problem
 from lookalike.usecases import backup, embedding, ingest, items
@@ -188,7 +189,7 @@ async def search(request: Request) -> dict[str, Any]:
         fields: dict[str, Any] = {
             k: v for k, v in form.items() if isinstance(v, str) and k != "sources" and v != ""
         }
-        for name in ("sources", "categories", "tags"):
+        for name in ("sources", *BY_PARAM):  # the lists: repeated form fields
             if form.getlist(name):
                 fields[name] = _form_values(form, name)
         if image_bytes is not None:
@@ -211,8 +212,9 @@ async def search(request: Request) -> dict[str, Any]:
         id=body.id,
         k=body.k,
         sources=tuple(body.sources or ()),
-        categories=tuple(body.categories or ()),
-        tags=tuple(body.tags or ()),
+        keys=tuple(
+            (field.name, tuple(getattr(body, p))) for p, field in BY_PARAM.items() if getattr(body, p)
+        ),
         since=body.since,
         until=body.until,
         detect=body.detect,

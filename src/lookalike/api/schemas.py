@@ -29,8 +29,9 @@ FilterText = Annotated[str, Field(min_length=1, max_length=2048, pattern=r"^[^\x
 """A category or a tag to filter by (one longer than the field holds is cut as a stored one was)."""
 
 
-class SearchRequest(BaseModel):
-    """One of ``text``, ``image_url``, ``id`` or ``item_id``, with optional filters and paging."""
+class SearchFields(BaseModel):
+    """One of ``text``, ``image_url``, ``id`` or ``item_id``, with optional filters and paging (the
+    filter fields of the field table are added to it as ``SearchRequest``)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -44,12 +45,6 @@ class SearchRequest(BaseModel):
     offset: int = Field(default=0, ge=0, le=10000, description="Skip this many of the best hits (paging).")
     min_score: float | None = Field(default=None, ge=-1.0, le=1.0, description="Only hits with this cosine.")
     sources: list[SourceFilter] | None = Field(default=None, max_length=100)
-    categories: list[FilterText] | None = Field(
-        default=None, max_length=100, description="Only items of one of these categories."
-    )
-    tags: list[FilterText] | None = Field(
-        default=None, max_length=100, description="Only items with one of these tags at least."
-    )
     since: date | None = None
     until: date | None = None
     detect: bool = Field(default=False, description="Image queries: embed the largest detected object.")
@@ -58,13 +53,34 @@ class SearchRequest(BaseModel):
     )
 
     @model_validator(mode="after")
-    def exactly_one_query(self) -> SearchRequest:
+    def exactly_one_query(self) -> SearchFields:
         given = [v for v in (self.text, self.image_url, self.id, self.item_id) if v is not None]
         if len(given) != 1:
             raise ValueError(
                 "give exactly one of text, image_url, id or item_id (or upload an image as multipart form data)"
             )
         return self
+
+
+def _filter_fields() -> dict[str, Any]:
+    """A list field per filter field of the field table (``categories``, ``tags``)."""
+    from lookalike.store.fields import FILTERS
+
+    return {
+        spec.param: (
+            list[FilterText] | None,
+            Field(default=None, max_length=100, description=f"Only items {spec.help}: any of these."),
+        )
+        for spec in FILTERS.values()
+    }
+
+
+if TYPE_CHECKING:
+    SearchRequest = SearchFields
+else:
+    SearchRequest = create_model(
+        "SearchRequest", __base__=SearchFields, __doc__=SearchFields.__doc__, **_filter_fields()
+    )
 
 
 def _item_fields(*, hit: bool) -> dict[str, Any]:
@@ -135,7 +151,9 @@ class JobOut(BaseModel):
     indexed: int
     already_indexed: int
     crops: int = 0
-    blocked: int = 0  # refused by a hash bank (a take-down's block list); among the skipped with their reasons
+    blocked: int = (
+        0  # refused by a hash bank (a take-down's block list); among the skipped with their reasons
+    )
     flagged: int = 0  # flags raised for stored pictures by policies and hash banks
     alerts: list[str] = []  # hash banks' floods noticed by this run
     skipped: list[SkippedOut]

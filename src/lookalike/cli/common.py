@@ -454,3 +454,49 @@ def identities(field: str, label: str) -> Callable[[list[str] | None], list[str]
         return values
 
     return check
+
+
+KeyFilters = tuple[tuple[str, tuple[str, ...]], ...]
+"""(field, values) for each filter field a command line asked for: ``(("category", ("shoes",)),)``."""
+
+
+def with_key_filters(after: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Give a command a repeatable option per filter field of the field table (``--category``,
+    ``--tag``: ``store.fields.FILTERS``), listed after its parameter ``after``. The command takes them
+    as one parameter, ``keys`` (``KeyFilters``), holding the fields given; a new filter field in the
+    table is a new option here without a change to the command."""
+    import functools
+    import inspect
+
+    from lookalike.store.fields import FILTERS
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        signature = inspect.signature(command, eval_str=True)
+        params = [p for p in signature.parameters.values() if p.name != "keys"]
+        options = [
+            inspect.Parameter(
+                f"filter_{name}",
+                inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                default=None,
+                annotation=Annotated[
+                    list[str] | None,
+                    typer.Option(
+                        spec.option,
+                        help=f"Only items {spec.help} (repeatable: any of them).",
+                        show_default=False,
+                    ),
+                ],
+            )
+            for name, spec in FILTERS.items()
+        ]
+        at = [p.name for p in params].index(after) + 1
+
+        @functools.wraps(command)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            given = [(name, tuple(kwargs.pop(f"filter_{name}", None) or ())) for name in FILTERS]
+            return command(*args, **kwargs, keys=tuple((name, values) for name, values in given if values))
+
+        run.__signature__ = signature.replace(parameters=[*params[:at], *options, *params[at:]])  # type: ignore[attr-defined]
+        return run
+
+    return decorate

@@ -41,7 +41,9 @@ def delete(
     sources: Annotated[
         list[str] | None,
         typer.Option(
-            "--source", help="Every item of this source (repeatable).", callback=identities("source", "--source")
+            "--source",
+            help="Every item of this source (repeatable).",
+            callback=identities("source", "--source"),
         ),
     ] = None,
     since: Annotated[

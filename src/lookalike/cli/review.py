@@ -273,7 +273,14 @@ def match_hashes(
         print_json(payload)
         return
     rows = [
-        [str(p["distance"]), str(p["line"]), str(p["label"]), str(p["source"]), str(p["item_id"]), str(p["uri"])]
+        [
+            str(p["distance"]),
+            str(p["line"]),
+            str(p["label"]),
+            str(p["source"]),
+            str(p["item_id"]),
+            str(p["uri"]),
+        ]
         for p in payload
     ]
     columns = [

@@ -45,7 +45,9 @@ Labels = Annotated[
 ]
 Sources = Annotated[
     list[str] | None,
-    typer.Option("--source", help="Only these sources (repeatable).", callback=identities("source", "--source")),
+    typer.Option(
+        "--source", help="Only these sources (repeatable).", callback=identities("source", "--source")
+    ),
 ]
 
 

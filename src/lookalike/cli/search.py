@@ -13,6 +13,7 @@ from lookalike.cli.common import (
     Db,
     DetectMinScore,
     DetectorWeights,
+    KeyFilters,
     Model,
     Pretrained,
     Runtime,
@@ -30,6 +31,7 @@ from lookalike.cli.common import (
     summary,
     table,
     tagged,
+    with_key_filters,
 )
 
 if TYPE_CHECKING:
@@ -48,6 +50,7 @@ def parse_box_option(text: str | None) -> tuple[int, int, int, int] | None:
 
 
 @app.command()
+@with_key_filters(after="source")
 def search(
     text: Annotated[str | None, typer.Option(help='Search by words, e.g. "floral top".')] = None,
     image: Annotated[
@@ -72,14 +75,6 @@ def search(
         typer.Option("--min-score", min=-1.0, max=1.0, help="Only hits whose cosine reaches this."),
     ] = None,
     source: Annotated[list[str] | None, typer.Option(help="Only these sources (repeatable).")] = None,
-    category: Annotated[
-        list[str] | None,
-        typer.Option("--category", help="Only items of this category (repeatable: any of them)."),
-    ] = None,
-    tag: Annotated[
-        list[str] | None,
-        typer.Option("--tag", help="Only items with this tag (repeatable: items with any of them)."),
-    ] = None,
     since: Annotated[
         str | None, typer.Option(help="Only items created on or after this day (YYYY-MM-DD, UTC).")
     ] = None,
@@ -118,6 +113,7 @@ def search(
     pretrained: Pretrained = None,
     runtime: Runtime = None,
     verbose: Verbose = False,
+    keys: KeyFilters = (),
 ) -> None:
     """Find the stored images most similar to a text, an image, a stored item or a catalog item."""
     from lookalike.queries import Query, parse_index_params
@@ -134,8 +130,7 @@ def search(
             offset=offset,
             min_score=min_score,
             sources=tuple(source or ()),
-            categories=tuple(category or ()),
-            tags=tuple(tag or ()),
+            keys=keys,
             since=first,
             until=last,
             search_params=tuple(sorted((parse_index_params(search_params, "--search-params") or {}).items())),
@@ -182,10 +177,12 @@ def _label(query: Query) -> str:
 
 
 def print_hits(result: SearchResult, offset: int = 0) -> None:
+    from lookalike.store.fields import FILTERS
+
     crops = any(hit.item.box for hit in result.hits)
-    categories = any(hit.item.category for hit in result.hits)
+    keys = [name for name in FILTERS if any(getattr(hit.item, name) for hit in result.hits)]
     columns = [("rank", "right"), ("score", "right"), ("item_id", "left"), ("name", "left")]
-    columns += [("category", "left")] if categories else []
+    columns += [(name, "left") for name in keys]
     columns += [("source", "left"), ("date", "left")]
     columns += [("box", "left"), ("label", "left")] if crops else []
     columns += [("id", "right"), ("uri", "left")]
@@ -193,7 +190,7 @@ def print_hits(result: SearchResult, offset: int = 0) -> None:
     for rank, hit in enumerate(result.hits, start=offset + 1):
         item = hit.item
         cells = [str(rank), f"{hit.score:.4f}", item.item_id, item.name]
-        cells += [item.category] if categories else []
+        cells += [_text(getattr(item, name)) for name in keys]
         cells += [item.source, day(item.created_at)]
         if crops:
             cells += [item.box or "whole", f"{item.label} {item.det_score:.2f}" if item.box else ""]

@@ -67,12 +67,11 @@ class Client:
             "offset": query.offset,
             "min_score": query.min_score,
             "sources": list(query.sources) or None,
-            "categories": list(query.categories) or None,
-            "tags": list(query.tags) or None,
             "since": query.since.isoformat() if query.since else None,
             "until": query.until.isoformat() if query.until else None,
             "detect": query.detect or None,
             "box": box_text(query.box) or None,
+            **{param: list(values) or None for param, values in query.key_params().items()},
         }
         if image_bytes is None:
             body = {"text": query.text, "id": query.id, "item_id": query.item_id, **fields}

@@ -43,6 +43,23 @@ class Role(StrEnum):
 
 
 @dataclass(frozen=True)
+class Filter:
+    """How searches filter by a field: ``--FLAG`` on the command line (repeatable: any of the values),
+    ``PARAM`` in the API and the page's address, a picker on the search page."""
+
+    flag: str
+    """The command line's word: ``category`` gives ``--category``."""
+    param: str
+    """The API's list field and the page's parameter: ``categories``."""
+    help: str
+    """Completes "Only items ...": ``of this category``."""
+
+    @property
+    def option(self) -> str:
+        return f"--{self.flag}"
+
+
+@dataclass(frozen=True)
 class Field:
     name: str
     kind: Kind
@@ -59,6 +76,9 @@ class Field:
     """Part of a search hit's JSON (``Hit.to_dict``, the API's ``HitOut``)."""
     hit_value: Callable[[Any], Any] | None = None
     """How a hit shows the value (None: as it is)."""
+    filter: Filter | None = None
+    """Searches can keep the items with one of some values (a text), or holding one of them (a list of
+    texts): the command line, the API, the page and both stores' filters are derived from this."""
 
     @property
     def python(self) -> type:
@@ -104,13 +124,32 @@ FIELDS: tuple[Field, ...] = (
     Field("box", Kind.TEXT, Role.DISPLAY, 64, since=2),
     Field("label", Kind.TEXT, Role.DISPLAY, 256, since=2, hit_value=_or_none),
     Field("det_score", Kind.FLOAT, since=2),
-    Field("category", Kind.TEXT, Role.KEY, 256, since=3, catalog=True),
-    Field("tags", Kind.TEXTS, Role.KEY, 128, max_items=32, since=3, catalog=True),
+    Field(
+        "category",
+        Kind.TEXT,
+        Role.KEY,
+        256,
+        since=3,
+        catalog=True,
+        filter=Filter("category", "categories", "of this category"),
+    ),
+    Field(
+        "tags",
+        Kind.TEXTS,
+        Role.KEY,
+        128,
+        max_items=32,
+        since=3,
+        catalog=True,
+        filter=Filter("tag", "tags", "with this tag"),
+    ),
 )
 """Every scalar field of an item, in the order collections and exports hold them (the vector
 comes after ``id``)."""
 
-SCHEMA_VERSION = 3
+VERSIONS = {2: "detected crops", 3: "catalog fields"}
+"""What each schema version after the first added (its fields are the rows whose ``since`` it is)."""
+SCHEMA_VERSION = max(VERSIONS)
 """1: the first layout; 2: detected crops (parent_sha256, box, label, det_score); 3: category, tags."""
 SCHEMA_PROPERTY = "lookalike.schema"
 """The collection property that records its schema version (absent before version 3: told by its fields)."""
@@ -123,6 +162,13 @@ VARCHAR_BYTES = {field.name: field.max_bytes for field in TEXT_FIELDS}
 IDENTITY_FIELDS = tuple(field.name for field in FIELDS if field.role is Role.IDENTITY)
 DISPLAY_FIELDS = tuple(field.name for field in FIELDS if field.role is Role.DISPLAY)
 KEY_FIELDS = tuple(field.name for field in FIELDS if field.role is Role.KEY)
+FILTER_FIELDS = tuple(field for field in FIELDS if field.filter is not None)
+"""The fields searches filter by value, in the table's order (besides source, item id and the date,
+which every read takes)."""
+FILTERS = {field.name: field.filter for field in FILTER_FIELDS if field.filter is not None}
+"""Each filter field's filter, by the field's name."""
+BY_PARAM = {spec.param: BY_NAME[name] for name, spec in FILTERS.items()}
+"""The filter fields by their parameter's name (``categories``: the category field)."""
 CATALOG_FIELDS = tuple(field.name for field in FIELDS if field.catalog)
 """Fields a catalog column fills, besides the identities and the date, which ingest reads itself."""
 
@@ -174,3 +220,14 @@ def version_of(field_names: set[str], recorded: str | None) -> int:
     while version < SCHEMA_VERSION and set(added_in(version + 1)) <= field_names:
         version += 1
     return version
+
+
+def _check_filters() -> None:
+    for field in FILTER_FIELDS:
+        # A filtered value must be stored whole (two values differing past a limit would match each
+        # other's filter) and be texts, which both stores' filters compare.
+        if field.role is not Role.KEY or field.kind not in (Kind.TEXT, Kind.TEXTS):
+            raise TypeError(f"the filter field {field.name} must be a KEY field of texts")
+
+
+_check_filters()

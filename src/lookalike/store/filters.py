@@ -10,6 +10,7 @@ import json
 from collections.abc import Iterable, Sequence
 
 from lookalike.errors import ConfigError
+from lookalike.store.fields import Kind
 from lookalike.store.rows import check_identity
 from lookalike.store.window import Window
 
@@ -83,8 +84,11 @@ def expression(window: Window) -> str:
             item_ids=window.item_ids,
         )
     ]
-    if window.categories is not None:
-        clauses.append(f"category in [{', '.join(quote(c) for c in window.categories)}]")
-    if window.tags is not None:
-        clauses.append(f"array_contains_any(tags, [{', '.join(quote(t) for t in window.tags)}])")
-    return " and ".join(f"({c})" if c != clauses[0] else c for c in clauses if c)
+    for field, values in window.key_fields():
+        listed = ", ".join(quote(value) for value in values)
+        if field.kind is Kind.TEXTS:  # a list field: holding one of the values at least
+            clauses.append(f"array_contains_any({field.name}, [{listed}])")
+        else:
+            clauses.append(f"{field.name} in [{listed}]")
+    base, keys = clauses[0], clauses[1:]
+    return " and ".join([base] * bool(base) + [f"({c})" if base or len(keys) > 1 else c for c in keys])

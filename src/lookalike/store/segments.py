@@ -37,6 +37,7 @@ import pyarrow.feather as feather
 
 from lookalike import durable
 from lookalike.store.breadth import WALK_WHOLE, Tune
+from lookalike.store.fields import BY_NAME, Kind
 from lookalike.store.models import SCALAR_FIELDS, Item
 from lookalike.store.rows import ColumnReader, arrow_schema, from_arrow, to_arrow
 from lookalike.store.vectorfile import VectorFile
@@ -312,13 +313,14 @@ class Segment:
             wanted = set(window.sources)
             codes = [code for code, name in enumerate(self.source_names) if name in wanted]
             keep &= np.isin(self.codes, np.asarray(codes, dtype=np.int32))
-        if window.categories is not None:
-            per_row, names = self._encoded("category")
-            chosen = set(window.categories)
-            wanted_codes = [code for code, name in enumerate(names) if name in chosen]
-            keep &= np.isin(per_row, np.asarray(wanted_codes, dtype=np.int32))
-        if window.tags is not None:
-            keep &= self._tagged(window.tags)
+        for spec, values in window.key_fields():
+            if spec.kind is Kind.TEXTS:
+                keep &= self._holding(spec.name, values)
+            else:
+                per_row, names = self._encoded(spec.name)
+                chosen = set(values)
+                wanted_codes = [code for code, name in enumerate(names) if name in chosen]
+                keep &= np.isin(per_row, np.asarray(wanted_codes, dtype=np.int32))
         if window.item_ids is not None:
             keep &= self.rows_of_items(window.item_ids)
         if window.since is not None:
@@ -348,26 +350,28 @@ class Segment:
             self.lookups[name] = found
         return found
 
-    def _tag_codes(self) -> tuple[Rows, npt.NDArray[np.int32], list[str]]:
-        """Each tag of the body: its row, its code, and the texts the codes stand for (made once per body)."""
-        found = self.lookups.get("tags")
+    def _list_codes(self, name: str) -> tuple[Rows, npt.NDArray[np.int32], list[str]]:
+        """Each text of a list field (tags) in the body: its row, its code, and the texts the codes stand
+        for (made once per body)."""
+        found = self.lookups.get(name)
         if found is None:
             import pyarrow.compute as pc
 
-            column = self.table.column("tags").combine_chunks()
+            column = self.table.column(name).combine_chunks()
             owners = integers(pc.list_parent_indices(column).cast(pa.int64()), np.int64)
             encoded = pc.list_flatten(column).dictionary_encode()
             found = (owners, integers(encoded.indices, np.int32), encoded.dictionary.to_pylist())
-            self.lookups["tags"] = found
+            self.lookups[name] = found
         return found
 
     def counts(self, name: str) -> dict[str, int]:
         """How many live rows of this view hold each value of a filter field (``source``, ``category``:
-        one per row; ``tags``: a row counts once for each of its tags); empty texts are left out."""
+        one per row; a list field such as ``tags``: a row counts once for each of its texts); empty texts
+        are left out."""
         if name not in self.table.column_names:
             return {}
-        if name == "tags":
-            owners, codes, names = self._tag_codes()
+        if BY_NAME[name].kind is Kind.TEXTS:
+            owners, codes, names = self._list_codes(name)
             per_code = np.bincount(codes[self.alive[owners]], minlength=len(names))
         else:
             per_row, names = (
@@ -385,10 +389,10 @@ class Segment:
         filled = pc.not_equal(pc.utf8_length(self.table.column(name).combine_chunks()), 0)
         return bool(np.asarray(filled.fill_null(False), dtype=bool)[self.alive].any())
 
-    def _tagged(self, tags: Sequence[str]) -> Mask:
-        """The body's rows holding one of these tags at least."""
-        owners, codes, names = self._tag_codes()
-        wanted = set(tags)
+    def _holding(self, name: str, texts: Sequence[str]) -> Mask:
+        """The body's rows whose list of texts ``name`` (tags) holds one of these at least."""
+        owners, codes, names = self._list_codes(name)
+        wanted = set(texts)
         hit = np.isin(codes, np.asarray([c for c, n in enumerate(names) if n in wanted], dtype=np.int32))
         rows = np.zeros(len(self), dtype=bool)
         rows[owners[hit]] = True

@@ -133,9 +133,7 @@ class ServerStore(BaseStore):
         # timestamp-setting request reads a lagging snapshot: found by the stateful test on a real
         # server). One strong query first makes every acknowledged write visible to it.
         with milvus_errors("read the collection"):
-            self.client.query(
-                self.collection, filter="", output_fields=["count(*)"], **self._consistency()
-            )
+            self.client.query(self.collection, filter="", output_fields=["count(*)"], **self._consistency())
 
     def _consistency(self) -> dict[str, Any]:
         # A server answers reads from a snapshot that may lag the last writes; counts, gets and

@@ -19,7 +19,14 @@ from typing import TYPE_CHECKING, Any
 
 from lookalike.durable import crash_point
 from lookalike.errors import ConfigError
-from lookalike.store.fields import SCALAR_FIELDS, SCHEMA_PROPERTY, SCHEMA_VERSION, added_in, version_of
+from lookalike.store.fields import (
+    SCALAR_FIELDS,
+    SCHEMA_PROPERTY,
+    SCHEMA_VERSION,
+    VERSIONS,
+    added_in,
+    version_of,
+)
 from lookalike.store.milvus import INDEX_PROPERTY, milvus_errors
 from lookalike.store.models import Item
 from lookalike.store.rows import to_row
@@ -44,11 +51,15 @@ class Step:
     item: Callable[[Item], Item] | None = None
 
 
-STEPS: tuple[Step, ...] = (
-    Step(2, "detected crops: " + ", ".join(added_in(2))),
-    Step(3, "catalog fields: " + ", ".join(added_in(3))),
+CHANGES: dict[int, Callable[[Item], Item]] = {}
+"""How an item read from the version before becomes one of this version, where its new fields must not
+read as empty (none so far: every added field's empty value is what an older item holds)."""
+
+STEPS: tuple[Step, ...] = tuple(
+    Step(version, f"{what}: {', '.join(added_in(version))}", CHANGES.get(version))
+    for version, what in sorted(VERSIONS.items())
 )
-"""In version order, one per version after the first; the last is ``SCHEMA_VERSION``."""
+"""In version order, one per version after the first (``fields.VERSIONS``); the last is ``SCHEMA_VERSION``."""
 assert [step.version for step in STEPS] == list(range(2, SCHEMA_VERSION + 1)), "a step per schema version"
 
 
@@ -100,7 +111,9 @@ def upgrade(store: BaseStore) -> int | None:
     client = store.client
     with milvus_errors("describe the upgrade's copy"):
         exists = client.has_collection(copy)
-        marked = dict(client.describe_collection(copy).get("properties", {})).get(UPGRADING) if exists else None
+        marked = (
+            dict(client.describe_collection(copy).get("properties", {})).get(UPGRADING) if exists else None
+        )
         # A collection of that name that no upgrade is making (no mark, or "" once put in place) and
         # that holds rows is the user's own: an upgrade that dropped it, or copied into it, lost it.
         foreign = exists and marked not in ("copying", "copied") and _rows(client, copy) > 0

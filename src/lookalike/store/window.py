@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from lookalike.store.fields import BY_NAME, BY_PARAM, FILTER_FIELDS, Field
 from lookalike.store.partitions import month_start, next_month
 
 
@@ -21,14 +22,15 @@ def _texts(values: Iterable[str] | None) -> tuple[str, ...] | None:
 class Window:
     """Items inside every condition given (None: that condition is not asked for).
 
-    ``sources``, ``categories``, ``item_ids``: the item's value is one of these (an empty tuple matches
-    nothing); ``tags``: the item has one of these tags at least; ``since`` <= created_at < ``until``
-    (unix seconds); ``exclude_ids``: leave these stored ids out.
+    ``sources``, ``item_ids``: the item's value is one of these (an empty tuple matches nothing);
+    ``keys``: for each filter field of the field table asked for (``fields.FILTER_FIELDS``: category,
+    tags), the values wanted: a text field's value is one of them, a list field holds one at least;
+    ``since`` <= created_at < ``until`` (unix seconds); ``exclude_ids``: leave these stored ids out.
     """
 
     sources: tuple[str, ...] | None = None
-    categories: tuple[str, ...] | None = None
-    tags: tuple[str, ...] | None = None
+    keys: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    """(field name, values) for each filter field asked for, in the field table's order."""
     since: int | None = None
     until: int | None = None
     item_ids: tuple[str, ...] | None = None
@@ -39,20 +41,27 @@ class Window:
         cls,
         *,
         sources: Iterable[str] | None = None,
-        categories: Iterable[str] | None = None,
-        tags: Iterable[str] | None = None,
         since: int | None = None,
         until: int | None = None,
         item_ids: Iterable[str] | None = None,
         exclude_ids: Iterable[int] | None = None,
+        **keys: Iterable[str] | None,
     ) -> Window:
-        """A window from any sequences (an empty list of values matches nothing); a category or a tag
-        is stripped, as a stored one was, and never cut: one longer than its field holds matches
+        """A window from any sequences (an empty list of values matches nothing). ``keys`` are the
+        filter fields by their parameter's name (``categories=["shoes"]``, ``tags=["red"]``); each
+        value is stripped, as a stored one was, and never cut: one longer than its field holds matches
         nothing, since none is stored (``rows.keep_whole``)."""
+        unknown = sorted(set(keys) - set(BY_PARAM))
+        if unknown:
+            raise TypeError(f"no filter field is called {', '.join(unknown)} (known: {', '.join(BY_PARAM)})")
+        wanted = {BY_PARAM[param].name: values for param, values in keys.items() if values is not None}
         return cls(
             sources=_texts(sources),
-            categories=_texts(None if categories is None else [c.strip() for c in categories]),
-            tags=_texts(None if tags is None else [t.strip() for t in tags]),
+            keys=tuple(
+                (field.name, tuple(dict.fromkeys(value.strip() for value in wanted[field.name])))
+                for field in FILTER_FIELDS
+                if field.name in wanted
+            ),
             since=since,
             until=until,
             item_ids=_texts(item_ids),
@@ -69,8 +78,7 @@ class Window:
         """Whether no item can be inside (an empty list of values, or since at or after until)."""
         return (
             self.sources == ()
-            or self.categories == ()
-            or self.tags == ()
+            or any(values == () for _, values in self.keys)
             or self.item_ids == ()
             or (self.since is not None and self.until is not None and self.since >= self.until)
         )
@@ -79,12 +87,16 @@ class Window:
     def by_rows(self) -> bool:
         """Whether a condition other than the time is asked for (it is checked row by row)."""
         return (
-            self.sources is not None
-            or self.categories is not None
-            or self.tags is not None
-            or self.item_ids is not None
-            or bool(self.exclude_ids)
+            self.sources is not None or bool(self.keys) or self.item_ids is not None or bool(self.exclude_ids)
         )
+
+    def values(self, name: str) -> tuple[str, ...] | None:
+        """The values wanted of a filter field (by its name: ``category``), or None if not asked."""
+        return dict(self.keys).get(name)
+
+    def key_fields(self) -> Iterable[tuple[Field, tuple[str, ...]]]:
+        """Each filter field asked for, with its values."""
+        return ((BY_NAME[name], values) for name, values in self.keys)
 
     @property
     def timed(self) -> bool:

@@ -7,19 +7,16 @@ import logging
 from dataclasses import dataclass
 
 from lookalike.queries import API_NAMES
+from lookalike.store import fields
 from lookalike.store.distinct import DISTINCT_LIMIT, Distinct
-from lookalike.store.fields import KEY_FIELDS
 from lookalike.usecases.context import Context
 
 log = logging.getLogger(__name__)
 
-FILTER_FIELDS: tuple[str, ...] = ("source", *KEY_FIELDS)
-"""The fields a search filters by: the source, and the table's key fields (category, tags)."""
-
-# What the API calls each filter and how a person reads it. (The field table will describe its filters
-# itself; until then the three filters the API has are named here.)
-_PARAMS = {"source": API_NAMES.source, "category": API_NAMES.category, "tags": API_NAMES.tag}
-_LABELS = {"source": "Source", "category": "Category", "tags": "Tags"}
+FILTER_FIELDS: tuple[str, ...] = ("source", *(spec.name for spec in fields.FILTER_FIELDS))
+"""The fields a search filters by value: the source, and the field table's filter fields (category, tags)."""
+PARAMS = {"source": API_NAMES.source, **{name: spec.param for name, spec in fields.FILTERS.items()}}
+"""What the API (and the page's address) calls each filter."""
 
 
 @dataclass(frozen=True)
@@ -41,7 +38,7 @@ class Facets:
 def facets(ctx: Context, *, limit: int = DISTINCT_LIMIT) -> Facets:
     """Each filter field's most frequent values (at most ``limit``) with counts; none for a collection
     not made yet. On Lite this reads the read index's columns; on a server, one pass, kept a minute."""
-    names = tuple(name for name in FILTER_FIELDS if name in _PARAMS)
+    names = FILTER_FIELDS
     store = ctx.store
     if not store.exists():
         found = {name: Distinct(()) for name in names}
@@ -51,7 +48,7 @@ def facets(ctx: Context, *, limit: int = DISTINCT_LIMIT) -> Facets:
         found = store.distinct(names, limit=limit)
         has_names = store.has_text("name")
     return Facets(
-        tuple(Facet(name, _PARAMS[name], _LABELS.get(name, name), found[name]) for name in names),
+        tuple(Facet(name, PARAMS[name], name.replace("_", " ").capitalize(), found[name]) for name in names),
         has_names,
     )
 

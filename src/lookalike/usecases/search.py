@@ -70,6 +70,15 @@ def check_image_file(location: str, label: str = "--image") -> None:
         raise ConfigError(f"{label} {printable_path(location)} cannot be read: {problem}.")
 
 
+def filter_problem(values: tuple[str, ...], label: str) -> str | None:
+    """Why values of a filter field (a category, a tag) cannot name a stored one, or None."""
+    if any(not value.strip() for value in values):
+        return f"{label} must not be empty."
+    if any(ord(ch) < 0x20 for value in values for ch in value):
+        return f"{label} must not hold control characters."
+    return None
+
+
 def validate(query: Query) -> None:
     """Every check a query can fail without a model or a database: raised before either loads."""
     given = [v is not None for v in (query.text, query.image, query.image_bytes, query.id, query.item_id)]
@@ -79,13 +88,12 @@ def validate(query: Query) -> None:
         raise ConfigError(f"{query.names.text} must not be empty.")
     if query.item_id is not None and not query.item_id.strip():
         raise ConfigError(f"{query.names.item_id} must not be empty.")
-    for values, label in ((query.sources, query.names.source), (query.categories, query.names.category)):
-        if any(not value.strip() for value in values):
-            raise ConfigError(f"{label} must not be empty.")
-    if any(not tag.strip() for tag in query.tags):
-        raise ConfigError(f"{query.names.tag} must not be empty.")
-    if any(ord(ch) < 0x20 for value in (*query.categories, *query.tags) for ch in value):
-        raise ConfigError(f"{query.names.category} and {query.names.tag} must not hold control characters.")
+    if any(not value.strip() for value in query.sources):
+        raise ConfigError(f"{query.names.source} must not be empty.")
+    for name, values in query.keys:
+        key_problem = filter_problem(values, query.names.key(name))
+        if key_problem:
+            raise ConfigError(key_problem)
     wanted = [("source", s, query.names.source) for s in query.sources]
     wanted += [("item_id", query.item_id, query.names.item_id)] if query.item_id is not None else []
     for name, value, label in wanted:
@@ -188,11 +196,10 @@ def search(ctx: Context, query: Query) -> SearchResult:
         k=query.k + query.offset,
         window=Window.of(
             sources=query.sources or None,
-            categories=query.categories or None,
-            tags=query.tags or None,
             since=since,
             until=until,
             exclude_ids=exclude,
+            **{param: values or None for param, values in query.key_params().items()},
         ),
         params=dict(query.search_params) or None,
     )[0][query.offset :]

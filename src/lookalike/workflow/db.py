@@ -289,7 +289,9 @@ class Workflow:
                 raised = [flag for flag in map(self._raise, flags, [when] * len(flags)) if flag is not None]
                 for flag in raised:
                     self.outbox.enqueue("flag.created", outbox.flag_event(flag, details), when=when)
-                self._put_subjects({f.item: subjects[f.item] for f in flags if subjects and f.item in subjects})
+                self._put_subjects(
+                    {f.item: subjects[f.item] for f in flags if subjects and f.item in subjects}
+                )
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
