@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from lookalike.store import Item, Store
+from lookalike.store.distinct import count_rows, top
 from lookalike.store.partitions import partition_for
 from lookalike.store.window import Window
 from tests.store_model import CATEGORIES, DIM, JAN_2024, SOURCES, Model, make_item, same, vector
@@ -183,6 +184,16 @@ class StoreMachine(RuleBasedStateMachine):
         ):
             hits = self.store.search(query[None], k=5, window=window)[0]
             assert [hit.item.id for hit in hits] == self.model.top(query, 5, window)
+
+    @invariant()
+    def distinct_values_equal_the_model(self) -> None:
+        """The filter fields' values and counts (the search page's pickers) follow every write."""
+        names = ("source", "category", "tags")
+        rows = ({"source": i.source, "category": i.category, "tags": i.tags} for i in self.model.rows.values())
+        expected = count_rows(rows, names)
+        found = self.store.distinct(names, limit=3)
+        for name in names:
+            assert found[name] == top(expected[name], 3), (name, found[name], expected[name])
 
     def teardown(self) -> None:
         self.store.drop()

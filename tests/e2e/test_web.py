@@ -32,6 +32,8 @@ FLAGS = [
     "--no-first-run",
 ]
 SHOTS = Path(os.environ.get("LOOKALIKE_TEST_SHOTS", "out/screenshots"))
+LOADED = "Array.from(document.images).every(i => !i.getAttribute('src') || (i.complete && i.naturalWidth > 0))"
+"""Every picture with a source has loaded (the closed detail view's holds none)."""
 
 
 def free_port() -> int:
@@ -110,7 +112,7 @@ def test_the_page_searches_by_text_by_upload_and_more_like_this(live: tuple[str,
         page.wait_for_selector(".card")
         assert page.inner_text(".card .name") == "img_0003"
         assert "results for" in page.inner_text("#status") and "ms" in page.inner_text("#status")
-        page.wait_for_function("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
+        page.wait_for_function(LOADED)
         page.screenshot(path=str(SHOTS / "text-search.png"))
 
         page.set_input_files("#file", str(photos[6]))
@@ -121,7 +123,9 @@ def test_the_page_searches_by_text_by_upload_and_more_like_this(live: tuple[str,
         assert page.inner_text(".card .name") == "img_0006"
         page.screenshot(path=str(SHOTS / "image-search.png"))
 
-        page.click(".card >> nth=0")
+        page.click(".card >> nth=0")  # the details, then "More like this"
+        page.wait_for_selector("#detail[open]")
+        page.click("#detail-more")
         page.wait_for_function(
             "document.querySelector('#status').textContent.startsWith('') &&"
             " document.querySelector('#status').textContent.includes('more like')"
@@ -173,7 +177,7 @@ def test_the_gallery_draws_the_box_of_a_detected_crop(live_crops: tuple[str, lis
         assert abs(geometry["width"] - 100) < 2 and abs(geometry["height"] - 100) < 2
         whole = page.locator(".card:not(.crop)")
         assert whole.count() > 0 and whole.first.locator(".box").count() == 0
-        page.wait_for_function("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
+        page.wait_for_function(LOADED)
         page.screenshot(path=str(SHOTS / "detected-crops.png"))
         browser.close()
 
@@ -196,19 +200,23 @@ def test_the_page_filters_by_category_and_tag(tmp_path: Path) -> None:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
             page = browser.new_page(viewport={"width": 1200, "height": 900})
             page.goto(url + "/")
-            page.fill("#categories", "shoes\nbags")
-            page.fill("#tags", "red")
+            page.wait_for_selector("body[data-ready='true']")  # the pickers hold the collection's values
+            page.click("#picker-categories summary")
+            page.check("#picker-categories input[value='shoes']")
+            page.check("#picker-categories input[value='bags']")
+            page.click("#picker-tags summary")
+            page.check("#picker-tags input[value='red']")
             page.fill("#text", "anything")
             page.press("#text", "Enter")
             page.wait_for_function("document.querySelector('#status').textContent.includes('results')")
             assert sorted(page.locator(".card .name").all_inner_texts()) == ["name SKU1", "name SKU3"]
             assert "shoes" in page.inner_text(".card >> nth=0") or "bags" in page.inner_text(".card >> nth=0")
 
-            page.fill("#categories", "")
-            page.fill("#tags", "blue")
-            page.set_input_files(
-                "#file", str(tmp_path / "cat" / "a.jpg")
-            )  # an upload sends them as form fields
+            page.uncheck("#picker-categories input[value='shoes']")
+            page.uncheck("#picker-categories input[value='bags']")
+            page.uncheck("#picker-tags input[value='red']")
+            page.check("#picker-tags input[value='blue']")
+            page.set_input_files("#file", str(tmp_path / "cat" / "a.jpg"))  # an upload sends them as form fields
             page.wait_for_function(
                 "document.querySelector('#status').textContent.includes('your image')"
                 " && document.querySelector('#status').textContent.includes('results')"

@@ -111,6 +111,8 @@ with TestClient(create_app(service)) as api:
     form = api.post("/search", data={"k": "10", "brands": ["acme"]}, files={"image": ("q.jpg", image, "image/jpeg")})
     report["form"] = [form.status_code, sorted(h["item_id"] for h in form.json().get("hits", []))]
     report["api_bad"] = api.post("/search", json={"text": "shoe", "brands": ["a\nb"]}).status_code
+    facets = api.get("/facets").json()["fields"]
+    report["facets"] = [[f["param"], [[v["value"], v["count"]] for v in f["values"]]] for f in facets if f["name"] == "brand"]
 print(json.dumps(report))
 """
 
@@ -174,6 +176,7 @@ def test_a_new_field_needs_only_its_table_row_and_its_attribute(tmp_path: Path) 
     assert report["api"] == [200, [["SKU2", "zeta"]]]
     assert report["form"] == [200, ["SKU1", "SKU3"]]
     assert report["api_bad"] == 422
+    assert report["facets"] == [["brands", [["acme", 2], ["zeta", 1]]]]  # the search page's picker too
 
     # Today's package is untouched and has no such option.
     assert "--brand" not in CliRunner().invoke(app, ["search", "--help"], terminal_width=200).stdout

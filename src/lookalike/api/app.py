@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lookalike import __version__
-from lookalike.api import matching, queue, review, risk, waves, webhooks
+from lookalike.api import facets, matching, queue, review, risk, waves, webhooks
 from lookalike.api.background import Background
 from lookalike.api.deps import STATIC
 from lookalike.api.jobs import Jobs
@@ -48,6 +48,7 @@ from lookalike.errors import (
 from lookalike.ingest import FetchPolicy
 from lookalike.usecases import banks
 from lookalike.usecases.context import Context
+from lookalike.usecases.facets import warm as warm_facets
 
 log = logging.getLogger(__name__)
 OPEN_PATHS = ("/health", "/", "/static/", "/favicon.ico", "/review")  # pages ask for the key; data needs it
@@ -94,6 +95,8 @@ def create_app(ctx: Context) -> FastAPI:
         # The hash banks' index is built in the background: at millions of hashes that takes minutes,
         # which the first lookup would otherwise wait for (lookups meanwhile wait for it, then answer).
         threading.Thread(target=banks.warm, args=(ctx,), name="lookalike-banks", daemon=True).start()
+        # A server's filter values take a pass over the collection: counted ahead, for the search page.
+        threading.Thread(target=warm_facets, args=(ctx,), name="lookalike-facets", daemon=True).start()
         yield
         await run_in_threadpool(background.close)
         app.state.downloads.shutdown(wait=False, cancel_futures=True)
@@ -119,6 +122,7 @@ def create_app(ctx: Context) -> FastAPI:
     app.state.download_slots = asyncio.Semaphore(settings.fetch_concurrency * 4)
     app.state.reports = Path(tempfile.mkdtemp(prefix="lookalike-reports-"))
     app.include_router(router)
+    app.include_router(facets.router)
     app.include_router(risk.router)
     app.include_router(queue.router)  # before review's: /flags/next is no flag id
     app.include_router(review.router)

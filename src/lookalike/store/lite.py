@@ -43,6 +43,7 @@ from lookalike.store.base import (
     lite_path,
     milvus_errors,
 )
+from lookalike.store.distinct import DISTINCT_LIMIT, Distinct
 from lookalike.store.journal import Journal, chained
 from lookalike.store.liteprocess import connect, let_go, lock_holder, release, return_free_memory
 from lookalike.store.models import CollectionInfo, Hit, IndexType, Item, PartitionStats
@@ -600,6 +601,13 @@ class LiteStore(BaseStore):
 
     def sources(self) -> dict[str, int]:
         return self.read_index().sources()
+
+    def distinct(self, names: Sequence[str], *, limit: int = DISTINCT_LIMIT) -> dict[str, Distinct]:
+        """Each filter field's most frequent values and their counts, from the read index."""
+        return self.read_index().distinct(names, limit)
+
+    def has_text(self, name: str) -> bool:
+        return self.read_index().has_text(name)
 
     # -- erasure ---------------------------------------------------------------------------------
 

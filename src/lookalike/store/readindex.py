@@ -36,6 +36,7 @@ from lookalike.durable import crash_point
 from lookalike.store import tiers
 from lookalike.store.bodies import merge, scrub
 from lookalike.store.breadth import Tune
+from lookalike.store.distinct import Distinct, add, top
 from lookalike.store.models import Hit, IndexType, Item
 from lookalike.store.ranking import best
 from lookalike.store.segments import Kept, Segment
@@ -277,6 +278,29 @@ class ReadIndex:
                 if n:
                     counts[name] = counts.get(name, 0) + n
         return dict(sorted(counts.items()))
+
+    def distinct(self, names: Sequence[str], limit: int) -> dict[str, Distinct]:
+        """Each field's most frequent values among the live rows, counted once per snapshot."""
+        snap = self.snapshot
+        key = ("distinct", tuple(names), limit)
+        found: dict[str, Distinct] | None = snap.cache.get(key)
+        if found is None:
+            counts: dict[str, dict[str, int]] = {name: {} for name in names}
+            for _, segment in snap.segments():
+                for name in names:
+                    add(counts[name], segment.counts(name))
+            found = {name: top(counts[name], limit) for name in names}
+            if len(snap.cache) < PLANS_KEPT:
+                snap.cache[key] = found
+        return found
+
+    def has_text(self, name: str) -> bool:
+        """Whether a live row holds a non-empty text in this field (checked once per snapshot)."""
+        snap = self.snapshot
+        key = ("has_text", name)
+        if key not in snap.cache:
+            snap.cache[key] = any(segment.has_text(name) for _, segment in snap.segments())
+        return bool(snap.cache[key])
 
     # -- writes (the owner serialises them) ---------------------------------------------------------
 

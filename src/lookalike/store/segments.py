@@ -37,7 +37,7 @@ import pyarrow.feather as feather
 
 from lookalike import durable
 from lookalike.store.breadth import WALK_WHOLE, Tune
-from lookalike.store.fields import Kind
+from lookalike.store.fields import BY_NAME, Kind
 from lookalike.store.models import SCALAR_FIELDS, Item
 from lookalike.store.rows import ColumnReader, arrow_schema, from_arrow, to_arrow
 from lookalike.store.vectorfile import VectorFile
@@ -352,8 +352,9 @@ class Segment:
             self.lookups[name] = found
         return found
 
-    def _holding(self, name: str, texts: Sequence[str]) -> Mask:
-        """The body's rows whose list of texts ``name`` (tags) holds one of these at least."""
+    def _list_codes(self, name: str) -> tuple[Rows, npt.NDArray[np.int32], list[str]]:
+        """Each text of a list field (tags) in the body: its row, its code, and the texts the codes stand
+        for (made once per body)."""
         found = self.lookups.get(name)
         if found is None:
             import pyarrow.compute as pc
@@ -363,7 +364,36 @@ class Segment:
             encoded = pc.list_flatten(column).dictionary_encode()
             found = (owners, integers(encoded.indices, np.int32), encoded.dictionary.to_pylist())
             self.lookups[name] = found
-        owners, codes, names = found
+        return found
+
+    def counts(self, name: str) -> dict[str, int]:
+        """How many live rows of this view hold each value of a filter field (``source``, ``category``:
+        one per row; a list field such as ``tags``: a row counts once for each of its texts); empty texts
+        are left out."""
+        if name not in self.table.column_names:
+            return {}
+        if BY_NAME[name].kind is Kind.TEXTS:
+            owners, codes, names = self._list_codes(name)
+            per_code = np.bincount(codes[self.alive[owners]], minlength=len(names))
+        else:
+            per_row, names = (
+                (self.codes, list(self.source_names)) if name == "source" else self._encoded(name)
+            )
+            per_code = np.bincount(per_row[self.alive], minlength=len(names))
+        return {text: n for text, n in zip(names, per_code.tolist(), strict=True) if n and text}
+
+    def has_text(self, name: str) -> bool:
+        """Whether a live row of this view holds a non-empty text in this field."""
+        if name not in self.table.column_names:
+            return False
+        import pyarrow.compute as pc
+
+        filled = pc.not_equal(pc.utf8_length(self.table.column(name).combine_chunks()), 0)
+        return bool(np.asarray(filled.fill_null(False), dtype=bool)[self.alive].any())
+
+    def _holding(self, name: str, texts: Sequence[str]) -> Mask:
+        """The body's rows whose list of texts ``name`` (tags) holds one of these at least."""
+        owners, codes, names = self._list_codes(name)
         wanted = set(texts)
         hit = np.isin(codes, np.asarray([c for c, n in enumerate(names) if n in wanted], dtype=np.int32))
         rows = np.zeros(len(self), dtype=bool)
