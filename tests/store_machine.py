@@ -189,7 +189,9 @@ class StoreMachine(RuleBasedStateMachine):
     def distinct_values_equal_the_model(self) -> None:
         """The filter fields' values and counts (the search page's pickers) follow every write."""
         names = ("source", "category", "tags")
-        rows = ({"source": i.source, "category": i.category, "tags": i.tags} for i in self.model.rows.values())
+        rows = (
+            {"source": i.source, "category": i.category, "tags": i.tags} for i in self.model.rows.values()
+        )
         expected = count_rows(rows, names)
         found = self.store.distinct(names, limit=3)
         for name in names:

@@ -32,7 +32,9 @@ FLAGS = [
     "--no-first-run",
 ]
 SHOTS = Path(os.environ.get("LOOKALIKE_TEST_SHOTS", "out/screenshots"))
-LOADED = "Array.from(document.images).every(i => !i.getAttribute('src') || (i.complete && i.naturalWidth > 0))"
+LOADED = (
+    "Array.from(document.images).every(i => !i.getAttribute('src') || (i.complete && i.naturalWidth > 0))"
+)
 """Every picture with a source has loaded (the closed detail view's holds none)."""
 
 
@@ -216,7 +218,9 @@ def test_the_page_filters_by_category_and_tag(tmp_path: Path) -> None:
             page.uncheck("#picker-categories input[value='bags']")
             page.uncheck("#picker-tags input[value='red']")
             page.check("#picker-tags input[value='blue']")
-            page.set_input_files("#file", str(tmp_path / "cat" / "a.jpg"))  # an upload sends them as form fields
+            page.set_input_files(
+                "#file", str(tmp_path / "cat" / "a.jpg")
+            )  # an upload sends them as form fields
             page.wait_for_function(
                 "document.querySelector('#status').textContent.includes('your image')"
                 " && document.querySelector('#status').textContent.includes('results')"

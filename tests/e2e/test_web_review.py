@@ -149,7 +149,9 @@ def test_with_an_api_key_both_pages_open_ask_for_it_once_and_send_it_on_every_da
         page.fill("#text", "a photo")
         page.press("#text", "Enter")
         page.wait_for_selector(".card")
-        page.wait_for_function("Array.from(document.querySelectorAll('.card img')).every(i => i.complete && i.naturalWidth > 0)")
+        page.wait_for_function(
+            "Array.from(document.querySelectorAll('.card img')).every(i => i.complete && i.naturalWidth > 0)"
+        )
         browser.close()
     assert len(asked) == 1
     # every data call, pictures included, carried the key, but the very first: refused, it asked for it

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from pydantic.fields import FieldInfo
 
 from lookalike.api import create_app
+from lookalike.api.facets import OPTIONAL_FEATURES
 from lookalike.api.schemas import SearchRequest
 from lookalike.config import load_settings
 from lookalike.usecases import Context, ingest
@@ -89,7 +90,9 @@ def test_features_are_the_optional_search_fields_the_request_model_has(
 ) -> None:
     with TestClient(create_app(service)) as api:
         before = api.get("/facets").json()["features"]
-        assert "per_item" not in before
-        monkeypatch.setitem(SearchRequest.model_fields, "per_item", FieldInfo(annotation=int, default=None))
+        assert before == [name for name in OPTIONAL_FEATURES if name in SearchRequest.model_fields]
+        assert "per_item" in before
+        monkeypatch.delitem(SearchRequest.model_fields, "per_item")
+        monkeypatch.setitem(SearchRequest.model_fields, "keywords", FieldInfo(annotation=bool, default=False))
         after = api.get("/facets").json()["features"]
-    assert "per_item" in after and set(after) - set(before) == {"per_item"}
+    assert set(before) - set(after) == {"per_item"} and "keywords" in after
