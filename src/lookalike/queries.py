@@ -32,6 +32,10 @@ class FieldNames:
     min_score: str = "--min-score"
     since: str = "--since"
     until: str = "--until"
+    hybrid: str = "--hybrid"
+    keywords: str = "--keywords"
+    keyword_weight: str = "--keyword-weight"
+    rrf_k: str = "--rrf-k"
     box_needs_image: str = "--box and --detect choose a part of a query image: give --image too."
 
     @property
@@ -53,6 +57,10 @@ API_NAMES = FieldNames(
     min_score="min_score",
     since="since",
     until="until",
+    hybrid="hybrid",
+    keywords="keywords",
+    keyword_weight="keyword_weight",
+    rrf_k="rrf_k",
     box_needs_image="box and detect choose a part of a query image: give image_url or upload an image too.",
 )
 
@@ -78,12 +86,16 @@ class Query:
     search_params: tuple[tuple[str, Any], ...] = ()  # index knobs, e.g. (("ef", 128),) or (("nprobe", 16),)
     detect: bool = False  # image queries: embed the largest object the detector finds
     box: Box | None = None  # image queries: embed this part (x0, y0, x1, y1), clipped to the image
+    hybrid: bool = False  # text queries: fuse keyword (BM25 over name, category, tags) and vector hits
+    keywords: bool = False  # text queries: keyword hits alone (BM25), no model
+    keyword_weight: float | None = None  # hybrid: weighted fusion, this weight on the keyword side (0..1)
+    rrf_k: int | None = None  # hybrid: reciprocal rank fusion's k (default 60)
     names: FieldNames = CLI_NAMES
 
     @property
     def by_text_or_image(self) -> bool:
-        """Whether the query needs the model (a stored id or item id does not)."""
-        return self.id is None and self.item_id is None
+        """Whether the query needs the model (a stored id or item id does not, nor a keyword search)."""
+        return self.id is None and self.item_id is None and not self.keywords
 
 
 @dataclass(frozen=True)

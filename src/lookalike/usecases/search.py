@@ -14,6 +14,7 @@ from lookalike.queries import Query, SearchResult, day_window, mostly_non_latin
 from lookalike.store.models import Box
 from lookalike.store.rows import identity_problem
 from lookalike.store.window import Window
+from lookalike.usecases import hybrid
 from lookalike.usecases.context import Context
 from lookalike.usecases.embedding import bind, label_of
 from lookalike.usecases.items import by_item_id
@@ -103,6 +104,7 @@ def validate(query: Query) -> None:
     if query.box is not None and query.image is None and query.image_bytes is None:
         raise ConfigError(query.names.box_needs_image)
     day_window(query.since, query.until, query.names)
+    hybrid.validate(query)
     if query.image is not None and not query.public_only and "://" not in query.image:
         check_image_file(query.image, query.names.image)  # a local file: before a model loads
 
@@ -151,12 +153,13 @@ def query_vector(ctx: Context, query: Query) -> tuple[np.ndarray, list[int], Box
 def _prepare(ctx: Context, query: Query) -> None:
     """Open what the query needs before its clock starts: the collection, the model, the detector."""
     ctx.store.require()
-    problem = collection_text_problem(ctx) if query.text is not None else None
-    if problem:
-        raise ConfigError(problem)  # before any model: no model can search image-only vectors by text
+    by_text = query.text is not None and not query.keywords  # a keyword search needs no model
+    problem = collection_text_problem(ctx) if by_text else None
+    if problem:  # before any model: no model can search image-only vectors by text
+        raise ConfigError(problem + hybrid.keywords_hint(query))
     if query.by_text_or_image:
         bind(ctx)  # the collection's own model, or a clear error for another one
-    problem = text_search_problem(ctx) if query.text is not None else None
+    problem = text_search_problem(ctx) if by_text else None
     if problem:
         raise ConfigError(problem)
     if query.by_text_or_image:
@@ -182,27 +185,29 @@ def search(ctx: Context, query: Query) -> SearchResult:
     since, until = day_window(query.since, query.until, query.names)
     _prepare(ctx, query)
     started = time.perf_counter()
-    vector, exclude, query_box = query_vector(ctx, query)
-    hits = ctx.store.search(
-        vector,
-        k=query.k + query.offset,
-        window=Window.of(
-            sources=query.sources or None,
-            categories=query.categories or None,
-            tags=query.tags or None,
-            since=since,
-            until=until,
-            exclude_ids=exclude,
-        ),
-        params=dict(query.search_params) or None,
-    )[0][query.offset :]
+    vector, exclude, query_box = (None, [], None) if query.keywords else query_vector(ctx, query)
+    window = Window.of(
+        sources=query.sources or None,
+        categories=query.categories or None,
+        tags=query.tags or None,
+        since=since,
+        until=until,
+        exclude_ids=exclude,
+    )
+    if hybrid.by_keywords(query):
+        hits = hybrid.hits(ctx, query, vector, window)[query.offset :]
+    else:
+        assert vector is not None
+        hits = ctx.store.search(
+            vector, k=query.k + query.offset, window=window, params=dict(query.search_params) or None
+        )[0][query.offset :]
     # A stored vector that is not finite (written before imports were checked, or by another
     # program) scores NaN: such a hit has no rank, and JSON cannot carry its score.
     scored = [hit for hit in hits if math.isfinite(hit.score)]
     if query.min_score is not None:
         scored = [hit for hit in scored if hit.score >= query.min_score]
     took_ms = (time.perf_counter() - started) * 1000
-    warnings = _warnings(ctx, query, query_box)
+    warnings = _warnings(ctx, query, query_box) + hybrid.warnings(query)
     unscored = sum(1 for hit in hits if not math.isfinite(hit.score))
     if unscored:
         warnings.append(
@@ -214,7 +219,8 @@ def search(ctx: Context, query: Query) -> SearchResult:
 
 def _warnings(ctx: Context, query: Query, query_box: Box | None) -> list[str]:
     warnings = []
-    if query.text is not None and not ctx.embedder.multilingual and mostly_non_latin(query.text):
+    text = query.text if query.by_text_or_image else None  # a keyword search has no model
+    if text and not ctx.embedder.multilingual and mostly_non_latin(text):
         warnings.append(
             f"The query is mostly in a non-Latin script, but {ctx.embedder.name} was trained on English "
             f"text, so the results will be poor. Use a multilingual model: {MULTILINGUAL_HINT} "
