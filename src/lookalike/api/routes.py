@@ -69,6 +69,10 @@ _BODY_DOC = _body_doc(
         "until": {"type": "string", "format": "date"},
         "detect": {"type": "boolean", "description": "embed the largest object the detector finds"},
         "box": {"type": "string", "description": "embed this part of the image: x0,y0,x1,y1"},
+        "hybrid": {"type": "boolean", "description": "text: fuse keyword (BM25) and vector hits"},
+        "keywords": {"type": "boolean", "description": "text: keyword (BM25) hits alone"},
+        "keyword_weight": {"type": "number", "description": "hybrid: weighted fusion, keywords' weight 0..1"},
+        "rrf_k": {"type": "integer", "description": "hybrid: reciprocal rank fusion's k (default 60)"},
     },
 )
 _INDEX_DOC = _body_doc(
@@ -220,6 +224,10 @@ async def search(request: Request) -> dict[str, Any]:
         item_id=body.item_id,
         offset=body.offset,
         min_score=body.min_score,
+        hybrid=body.hybrid,
+        keywords=body.keywords,
+        keyword_weight=body.keyword_weight,
+        rrf_k=body.rrf_k,
         names=API_NAMES,
     )
     result = await blocking(searching.search, context_of(request), query)

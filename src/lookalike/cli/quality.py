@@ -34,6 +34,13 @@ METRIC_HELP = (
 )
 
 
+_DIRECTION_LABELS = {
+    "text_to_image": "text to image (vector)",
+    "text_to_image_by_keywords": "text to image (keywords)",
+    "text_to_image_hybrid": "text to image (hybrid)",
+}
+
+
 def _print_metrics(title: str, sections: dict[str, dict[str, float] | None], counts: dict[str, int]) -> None:
     """The metrics: boxed in a terminal; in a pipe TSV on stdout, the title and legend on stderr."""
     from lookalike.quality import METRICS
@@ -42,7 +49,7 @@ def _print_metrics(title: str, sections: dict[str, dict[str, float] | None], cou
     rows = []
     for direction, metrics in sections.items():
         cells = [f"{metrics[name]:.3f}" for name in METRICS] if metrics else ["–"] * len(METRICS)
-        rows.append([direction.replace("_", " "), str(counts.get(direction, "")), *cells])
+        rows.append([_DIRECTION_LABELS.get(direction, direction.replace("_", " ")), str(counts.get(direction, "")), *cells])
     table(title, columns, rows, caption=METRIC_HELP)
 
 
@@ -61,7 +68,8 @@ def eval_(
         typer.Option(
             "--json",
             help='Print JSON: {"text_to_image": {"recall@1", "recall@5", "recall@10", "mrr", "ndcg@10", '
-            '"queries"}, "image_to_image": {...}, "failed": [...], "notes": [...]}.',
+            '"queries"}, "text_to_image_by_keywords": {...}, "text_to_image_hybrid": {...}, '
+            '"image_to_image": {...}, "failed": [...], "notes": [...]}.',
         ),
     ] = False,
     db: Db = None,
@@ -73,7 +81,9 @@ def eval_(
 ) -> None:
     """Measure how well the collection answers known queries: recall@1/5/10, MRR and nDCG@10.
 
-    Every query is searched like `lookalike search` (the top 100 hits, counted once per item id).
+    Every query is searched like `lookalike search` (the top 100 hits, counted once per item id). A text
+    query is searched three ways, side by side: by vectors, by keywords alone (--keywords: BM25 over
+    name, category and tags) and by both fused (--hybrid: reciprocal rank fusion, k 60).
 
     The hits are compared with its relevant item ids, separately for text → image and image → image.
     """

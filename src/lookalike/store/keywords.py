@@ -10,9 +10,9 @@ rows, once per snapshot, as Lucene and Milvus count them over what a segment hol
 neither answers nor weighs.
 
 Tokens: Unicode NFKC, case-folded; words of letters, digits and marks ("levi's 501" → levi, levis,
-501: a word with an English possessive is found with and without it; other apostrophes join); scripts written without spaces (Chinese,
-Japanese, Korean, Thai) become overlapping character pairs ("萨摩耶" → 萨摩, 摩耶), a lone such
-character itself.
+501: a word with an English possessive is found with and without it; other apostrophes join);
+scripts written without spaces (Chinese, Japanese, Korean, Thai) become overlapping character
+pairs ("萨摩耶" → 萨摩, 摩耶), a lone such character itself.
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -35,7 +36,8 @@ def evaluate(
     on_start: Callable[[int], None] | None = None,
     progress: Progress | None = None,
 ) -> EvalReport:
-    """Recall@1/5/10, MRR and nDCG@10 of the collection's answers to the queries in a CSV file."""
+    """Recall@1/5/10, MRR and nDCG@10 of the collection's answers to the queries in a CSV file: image
+    queries by vectors; text queries by vectors, by keywords alone and hybrid, side by side."""
     from lookalike.quality import evaluate as score
     from lookalike.quality import load_eval_queries
 
@@ -47,12 +49,15 @@ def evaluate(
     if on_start:
         on_start(len(queries))
 
-    def ranked(query: EvalQuery) -> list[str]:
+    def ranked(query: EvalQuery, mode: str = "vector") -> list[str]:
         text, image = (query.query, None) if query.kind == "text" else (None, query.query)
-        result = search(ctx, Query(text=text, image=image, k=EVAL_DEPTH))
+        asked = Query(text=text, image=image, k=EVAL_DEPTH, hybrid=mode == "hybrid", keywords=mode == "keywords")
+        result = search(ctx, asked)
         notes.extend(w for w in result.warnings if w not in notes)
         return [hit.item.item_id for hit in result.hits]
 
-    report = score(queries, ranked, text_supported=text_supported, progress=progress)
+    # Each text query is also searched by keywords alone and by both fused (RRF, k 60), side by side.
+    modes = {name: functools.partial(ranked, mode=name) for name in ("keywords", "hybrid")}
+    report = score(queries, ranked, text_supported=text_supported, progress=progress, text_modes=modes)
     report.notes.extend(notes)
     return report
