@@ -117,6 +117,14 @@ def demo_data(
     ],
     n: Annotated[int, typer.Option("--n", min=1, max=1_000_000, help="How many catalog items.")] = 500,
     seed: Annotated[int, typer.Option(help="Same seed, same files.")] = 0,
+    shop_names: Annotated[
+        bool,
+        typer.Option(
+            "--shop-names",
+            help='Title items as shops do ("Mira navy polka dot wrap dress": brands, synonyms, the colour or '
+            "print sometimes left out) with a category column; the pictures and queries stay the same.",
+        ),
+    ] = False,
     verbose: Verbose = False,
 ) -> None:
     """Write a synthetic captioned product catalog to try lookalike on, with evaluation queries.
@@ -130,7 +138,11 @@ def demo_data(
 
     setup_logging(verbose)
     with errors(verbose):
-        made = counted("drawing products", lambda advance: write(str(out_dir), n, seed, progress=advance), n)
+        made = counted(
+            "drawing products",
+            lambda advance: write(str(out_dir), n, seed, progress=advance, shop_names=shop_names),
+            n,
+        )
     err.print(
         f"wrote {made.items} items to {short_uri(str(made.catalog))} and "
         f"{made.text_queries} text + {made.image_queries} image queries to {short_uri(str(made.queries))}"

@@ -20,13 +20,15 @@ Progress = Callable[[int], None]
 EVAL_DEPTH = 100  # hits ranked per evaluation query: MRR counts a first relevant item up to here
 
 
-def demo_data(out_dir: str, n: int = 500, seed: int = 0, progress: Progress | None = None) -> DemoData:
+def demo_data(
+    out_dir: str, n: int = 500, seed: int = 0, progress: Progress | None = None, *, shop_names: bool = False
+) -> DemoData:
     """Write the synthetic captioned catalog and its evaluation queries (``lookalike demo-data``)."""
     from lookalike.quality.demo import write_demo_data
 
     if n < 1:
         raise ConfigError(f"--n must be at least 1, got {n}.")
-    return write_demo_data(out_dir, n, seed, progress=progress)
+    return write_demo_data(out_dir, n, seed, progress=progress, shop_names=shop_names)
 
 
 def evaluate(
