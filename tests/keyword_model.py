@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 
 from lookalike.store import Hit, Item
-from lookalike.store.keywords import B, K1, item_terms, tokenize
+from lookalike.store.keywords import K1, B, item_terms, tokenize
 
 
 def bm25(rows: Mapping[int, Item], inside: Sequence[Item], text: str) -> dict[int, float]:

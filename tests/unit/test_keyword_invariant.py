@@ -34,7 +34,9 @@ class KeywordMachine(LiteStoreMachine):
     @precondition(lambda self: self.model.rows)
     def rename(self, data: st.DataObject) -> None:
         """Stored items written again under new names (their terms change, their vectors do not)."""
-        chosen = data.draw(st.lists(st.sampled_from(sorted(self.model.rows)), min_size=1, max_size=4, unique=True))
+        chosen = data.draw(
+            st.lists(st.sampled_from(sorted(self.model.rows)), min_size=1, max_size=4, unique=True)
+        )
         renamed = []
         for item_id in chosen:
             words = data.draw(st.lists(st.sampled_from(WORDS), min_size=0, max_size=3))
@@ -59,7 +61,9 @@ class KeywordMachine(LiteStoreMachine):
     @rule(window=windows, k=st.integers(1, 12), query=st.sampled_from(QUERIES))
     def keywords_in_any_window(self, window: Window, k: int, query: str) -> None:
         inside = self.model.window(window)
-        check_hits(self.store.keyword_search(query, k=k, window=window), bm25(self.model.rows, inside, query), k)
+        check_hits(
+            self.store.keyword_search(query, k=k, window=window), bm25(self.model.rows, inside, query), k
+        )
         fused = self.store.hybrid_search(vector(k)[None], query, k=k, window=window)
         assert {hit.item.id for hit in fused} <= {item.id for item in inside}
         assert len(fused) == min(k, len(inside))

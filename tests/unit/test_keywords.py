@@ -81,7 +81,8 @@ def index_of(tmp_path: Path, stored: list[Item]) -> ReadIndex:
 
 
 @pytest.mark.parametrize(
-    "query", ["levi's", "levis 501", "merino", "crew", "萨摩耶", "red dress", "RED", "sale", "shoes", "nothing"]
+    "query",
+    ["levi's", "levis 501", "merino", "crew", "萨摩耶", "red dress", "RED", "sale", "shoes", "nothing"],
 )
 def test_keyword_scores_are_bm25_over_name_category_and_tags(tmp_path: Path, query: str) -> None:
     stored = items()
@@ -203,7 +204,9 @@ def test_hybrid_on_a_lite_store_fuses_its_own_vector_and_keyword_hits(tmp_path: 
         assert fused[0].ranks is not None and fused[0].ranks[1] is not None
         window = Window.of(categories=["bags"])
         inside = {h.item.id for h in store.search(query[None], k=100, window=window)[0]}
-        assert {h.item.id for h in store.hybrid_search(query[None], "red dress", k=10, window=window)} <= inside
+        assert {
+            h.item.id for h in store.hybrid_search(query[None], "red dress", k=10, window=window)
+        } <= inside
         np.testing.assert_equal(len(store.hybrid_search(query[None], "!!!", k=3)), 3)
     finally:
         store.drop()
