@@ -179,7 +179,14 @@ async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.post("/search", response_model=SearchResponse, tags=["search"], openapi_extra=_BODY_DOC)
+# Unset fields stay out: a hit carries ``ranks`` only from a hybrid search, as ``search --json`` shows it.
+@router.post(
+    "/search",
+    response_model=SearchResponse,
+    response_model_exclude_unset=True,
+    tags=["search"],
+    openapi_extra=_BODY_DOC,
+)
 async def search(request: Request) -> dict[str, Any]:
     """Search by `text`, `image_url` or `id` (JSON), or by an uploaded `image` (multipart form data)."""
     content_type = request.headers.get("content-type", "")
