@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -211,3 +212,39 @@ def test_hybrid_on_a_lite_store_fuses_its_own_vector_and_keyword_hits(tmp_path: 
     finally:
         store.drop()
         store.close()
+
+
+# -- eval side by side -------------------------------------------------------------------------------
+
+
+def test_eval_reports_each_text_query_by_vectors_keywords_and_hybrid_side_by_side() -> None:
+    from lookalike.quality import EvalQuery, evaluate
+
+    queries = [
+        EvalQuery("text", "red dress", frozenset({"a"})),
+        EvalQuery("text", "blue bag", frozenset({"b"})),
+        EvalQuery("image", "q.jpg", frozenset({"b"})),
+    ]
+    ranked = {
+        "vector": {"red dress": ["x", "a"], "blue bag": ["x"], "q.jpg": ["b"]},
+        "keywords": {"red dress": ["a"], "blue bag": []},
+        "hybrid": {"red dress": ["a", "x"], "blue bag": ["x", "b"]},
+    }
+
+    def searcher(mode: str) -> Any:
+        return lambda query: ranked[mode][query.query]
+
+    modes = {"keywords": searcher("keywords"), "hybrid": searcher("hybrid")}
+    report = evaluate(queries, searcher("vector"), text_modes=modes)
+    assert list(report.metrics) == [
+        "text_to_image", "text_to_image_by_keywords", "text_to_image_hybrid", "image_to_image",
+    ]  # fmt: skip
+    assert report.metrics["text_to_image"]["mrr"] == pytest.approx(0.25)  # type: ignore[index]
+    assert report.metrics["text_to_image_by_keywords"]["recall@1"] == 0.5  # type: ignore[index]
+    assert report.metrics["text_to_image_hybrid"]["recall@5"] == 1.0  # type: ignore[index]
+    assert report.counts == {k: 2 for k in list(report.metrics)[:3]} | {"image_to_image": 1}
+    # A model that embeds images only: text queries are still searched by keywords alone.
+    image_only = evaluate(queries, searcher("vector"), text_supported=False, text_modes=modes)
+    assert image_only.metrics["text_to_image"] is None and image_only.metrics["text_to_image_hybrid"] is None
+    assert image_only.counts["text_to_image_by_keywords"] == 2
+    assert "searched by keywords alone" in image_only.notes[0]
