@@ -20,7 +20,6 @@ from __future__ import annotations
 import functools
 import re
 import unicodedata
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -79,10 +78,22 @@ def _words(text: str) -> Iterable[str]:
         yield word.replace("'", "")
 
 
+_ASCII_WORD = re.compile(r"[a-z0-9]+(?:'[a-z0-9]+)*")
+
+
 def tokenize(text: str) -> list[str]:
     """The terms of a text, in order (repeats kept): see the module's docstring."""
+    if text.isascii():  # most product names: the same terms, found 5× faster (NFKC changes no ASCII)
+        terms: list[str] = []
+        for word in _ASCII_WORD.findall(text.lower()):
+            if "'" in word:
+                if word.endswith("'s"):
+                    terms.append(word[:-2].replace("'", ""))
+                word = word.replace("'", "")
+            terms.append(word)
+        return terms
     text = unicodedata.normalize("NFKC", text).casefold()
-    terms: list[str] = []
+    terms = []
     for word in _words(text):
         start = 0
         for run in _UNSPACED.finditer(word):
@@ -98,7 +109,16 @@ def tokenize(text: str) -> list[str]:
 
 def item_terms(name: str, category: str, tags: Sequence[str]) -> list[str]:
     """The terms an item is found by: its name's, its category's and each tag's."""
-    return [*tokenize(name), *tokenize(category), *(term for tag in tags for term in tokenize(tag))]
+    terms = tokenize(name)
+    for text in (category, *tags):
+        terms.extend(_label_terms(text))
+    return terms
+
+
+@functools.lru_cache(maxsize=65_536)
+def _label_terms(text: str) -> tuple[str, ...]:
+    """A category's or a tag's terms: the same few values recur on many items."""
+    return tuple(tokenize(text))
 
 
 @dataclass(frozen=True)
@@ -116,26 +136,30 @@ class Postings:
     def of(cls, names: Sequence[str], categories: Sequence[str], tags: Sequence[Sequence[str]]) -> Postings:
         terms: dict[str, int] = {}
         term_ids: list[int] = []
-        rows: list[int] = []
-        counts: list[int] = []
-        lengths = np.zeros(len(names), dtype=np.float32)
+        lengths = np.zeros(len(names), dtype=np.int64)
         for row, (name, category, its_tags) in enumerate(zip(names, categories, tags, strict=True)):
             found = item_terms(name or "", category or "", its_tags or ())
             lengths[row] = len(found)
-            for term, count in Counter(found).items():
-                term_ids.append(terms.setdefault(term, len(terms)))
-                rows.append(row)
-                counts.append(count)
-        ids = np.asarray(term_ids, dtype=np.int64)
-        order = np.argsort(ids, kind="stable")  # rows stay ascending within a term
+            for term in found:
+                t = terms.get(term)
+                if t is None:
+                    t = terms[term] = len(terms)
+                term_ids.append(t)
+        # One key per (term, row) occurrence: unique keys in order are the postings, term by term with
+        # rows ascending, and their counts the term frequencies.
+        owners = np.repeat(np.arange(len(names), dtype=np.int64), lengths)
+        keys, counts = np.unique(
+            np.asarray(term_ids, dtype=np.int64) * max(len(names), 1) + owners, return_counts=True
+        )
+        per_term = keys // max(len(names), 1)
         starts = np.zeros(len(terms) + 1, dtype=np.int64)
-        np.cumsum(np.bincount(ids, minlength=len(terms)), out=starts[1:])
+        np.cumsum(np.bincount(per_term, minlength=len(terms)), out=starts[1:])
         return cls(
             terms=terms,
             starts=starts,
-            rows=np.asarray(rows, dtype=np.int64)[order],
-            counts=np.asarray(counts, dtype=np.float32)[order],
-            lengths=lengths,
+            rows=keys % max(len(names), 1),
+            counts=counts.astype(np.float32),
+            lengths=lengths.astype(np.float32),
         )
 
     def term(self, term: str) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
@@ -228,7 +252,7 @@ def search(
     bodies = [body for body, _ in plan]
     for position, (body, keep) in enumerate(plan):
         index = postings(body)
-        parts_rows, parts_scores = [], []
+        scores: npt.NDArray[np.float64] | None = None
         for term in terms:
             rows, counts = index.term(term)
             if keep is not None and len(rows):
@@ -237,13 +261,15 @@ def search(
             if not len(rows):
                 continue
             norm = K1 * (1 - B + B * index.lengths[rows] / stats.mean_length)
-            parts_rows.append(rows)
-            parts_scores.append(weights[term] * counts * (K1 + 1) / (counts + norm))
-        if not parts_rows:
+            weighted = (weights[term] * counts * (K1 + 1) / (counts + norm)).astype(np.float64)
+            part = np.bincount(rows, weights=weighted, minlength=len(index.lengths)).astype(np.float64)
+            scores = part if scores is None else scores + part
+        if scores is None:
             continue
-        rows, inverse = np.unique(np.concatenate(parts_rows), return_inverse=True)
-        scores = np.bincount(inverse, weights=np.concatenate(parts_scores).astype(np.float64))
-        best = np.lexsort((rows, -scores))[:k]
-        found.extend((float(scores[i]), position, int(rows[i])) for i in best.tolist())
+        rows = np.flatnonzero(scores)  # every term's weight is positive: a row holding one scores above 0
+        if len(rows) > k:  # the rows at least as good as the k-th: ties at the edge go by row below
+            rows = rows[scores[rows] >= -np.partition(-scores[rows], k - 1)[k - 1]]
+        best = rows[np.lexsort((rows, -scores[rows]))][:k]
+        found.extend((float(scores[row]), position, int(row)) for row in best.tolist())
     found.sort(key=lambda hit: (-hit[0], hit[1], hit[2]))
     return [(score, row, bodies[position]) for score, position, row in found[:k]]
