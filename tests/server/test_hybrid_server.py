@@ -8,9 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from lookalike.config import load_settings
 from lookalike.errors import ConfigError
 from lookalike.store import open_store
+from lookalike.usecases import Context, quality
 from tests.cli import lookalike
+from tests.helpers import FakeEmbedder
 from tests.server.harness import MilvusServer
 from tests.store_model import make_item, vector
 
@@ -38,6 +41,17 @@ def test_a_server_without_bm25_refuses_keyword_and_hybrid_search_saying_what_to_
         assert "Milvus 2.5 or later" in message and "2.3.5" in message
         assert "--db ./lookalike.db" in message and "without --keywords or --hybrid" in message
     assert [hit.item.id for hit in store.search(items[0].vector[None], k=1)[0]] == [1]
+
+    # eval searches its text queries by vectors alone there, and says why once.
+    queries = tmp_path / "queries.csv"
+    queries.write_text("kind,query,relevant\ntext,merino,sku1\ntext,wool,sku2\n", encoding="utf-8")
+    service = Context(
+        load_settings(db=milvus_server.uri, collection="keywords23"), embedder=FakeEmbedder(dim=16)
+    )
+    report = quality.evaluate(service, str(queries))
+    assert report.counts["text_to_image"] == 2 and "text_to_image_hybrid" not in report.metrics
+    assert not report.failed and any("Milvus 2.5 or later" in note for note in report.notes)
+    service.close()
 
     env = {**os.environ, "COLUMNS": "200"}
     ran = lookalike(

@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from lookalike.store import Hit, Item, LiteStore
 from lookalike.store.fusion import Fusion, fuse, keyword_norm, vector_norm
@@ -248,3 +250,9 @@ def test_eval_reports_each_text_query_by_vectors_keywords_and_hybrid_side_by_sid
     assert image_only.metrics["text_to_image"] is None and image_only.metrics["text_to_image_hybrid"] is None
     assert image_only.counts["text_to_image_by_keywords"] == 2
     assert "searched by keywords alone" in image_only.notes[0]
+
+
+@given(st.text(alphabet=st.characters(max_codepoint=127), max_size=40))
+def test_ascii_texts_get_the_same_terms_by_the_fast_path_as_by_the_unicode_one(text: str) -> None:
+    # A non-ASCII word after the text sends the whole text down the Unicode path.
+    assert tokenize(text + " é") == [*tokenize(text), "é"]
