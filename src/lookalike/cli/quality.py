@@ -72,6 +72,16 @@ def eval_(
             '"image_to_image": {...}, "failed": [...], "notes": [...]}.',
         ),
     ] = False,
+    rrf_k: Annotated[
+        int | None,
+        typer.Option("--rrf-k", min=1, max=100_000, help="The hybrid's reciprocal rank fusion k (default 60)."),
+    ] = None,
+    keyword_weight: Annotated[
+        float | None,
+        typer.Option(
+            "--keyword-weight", min=0.0, max=1.0, help="The hybrid fuses by weights instead, this one on keywords."
+        ),
+    ] = None,
     db: Db = None,
     collection: Collection = None,
     model: Model = None,
@@ -83,7 +93,8 @@ def eval_(
 
     Every query is searched like `lookalike search` (the top 100 hits, counted once per item id). A text
     query is searched three ways, side by side: by vectors, by keywords alone (--keywords: BM25 over
-    name, category and tags) and by both fused (--hybrid: reciprocal rank fusion, k 60).
+    name, category and tags) and by both fused (--hybrid: reciprocal rank fusion, k 60, or as --rrf-k or
+    --keyword-weight say).
 
     The hits are compared with its relevant item ids, separately for text → image and image → image.
     """
@@ -99,6 +110,8 @@ def eval_(
             str(queries),
             on_start=lambda total: bar.update(task, total=total),
             progress=lambda n: bar.update(task, advance=n),
+            rrf_k=rrf_k,
+            keyword_weight=keyword_weight,
         )
     for query, reason in report.failed:
         err.print(tagged("skipped query", "yellow", f"{query}: {reason}"))
