@@ -9,9 +9,9 @@ same steps through the CLI (at the CLI's 224 px pictures).
 The hybrid fuses with RRF's k 10, not the default 60: with a vector side this much weaker than the
 keyword side (recall@10 about 0.5 against 0.75), k 60 lets items both lists rank middling push out the
 one exact keyword match, and came out at parity with keywords alone (0.767 / 0.752, 0.748 / 0.752 and
-0.698 / 0.686 on three catalogs and picture sizes), while k 5, 10 and 20 each beat both sides by 3-5
-points on all three. k was chosen among 60, 20, 10 and 5 on those runs: that choice is the tuning a
-shop would do on its own labelled queries (``eval --rrf-k``).
+0.698 / 0.686 on three catalogs and picture sizes), while k 10 beat both sides by 4-5 points on all
+three (k 5 and 20 by 4 on one). k was chosen among 60, 20, 10 and 5 on those runs: that choice is the
+tuning a shop would do on its own labelled queries (``eval --rrf-k``).
 """
 
 from __future__ import annotations
