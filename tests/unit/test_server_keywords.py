@@ -88,7 +88,11 @@ def test_a_hybrid_search_is_one_hybrid_search_call_with_the_chosen_ranker(
     searches, chosen = args[1], args[2]
     assert name == "hybrid_search" and type(chosen).__name__ == ranker and asked["limit"] == 4
     assert [s.anns_field for s in searches] == ["vector", SPARSE_FIELD]
-    assert searches[1].data == ["merino wool"] and searches[0].limit == searches[1].limit == 4
+    assert (
+        searches[1].data == ["merino wool"] and searches[0].limit == searches[1].limit == 100
+    )  # as deep as Lite
+    assert searches[0].param == {"metric_type": "IP", "params": {"ef": 100}}
+    assert searches[1].param == {"metric_type": "BM25"}
     params = chosen.dict()["params"]
     assert params == ({"k": 30} if ranker == "RRFRanker" else {"weights": [0.7, 0.3], "norm_score": True})
 

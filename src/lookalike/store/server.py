@@ -13,7 +13,7 @@ import numpy.typing as npt
 from lookalike.errors import StoreError
 from lookalike.store import serverkeywords
 from lookalike.store.base import BaseStore, group_by_partition
-from lookalike.store.fusion import RRF, Fusion, fuse
+from lookalike.store.fusion import RRF, Fusion, depth, fuse
 from lookalike.store.keywords import tokenize
 from lookalike.store.milvus import check_k, milvus_errors
 from lookalike.store.models import Hit, IndexType, Item
@@ -339,7 +339,7 @@ class ServerStore(BaseStore):
             return []
         index_type, _ = self.index()
         searches, ranker = serverkeywords.requests(
-            vectors[0].tolist(), text, k, expr, search_params(index_type, k, params).get("params", {}), fusion
+            vectors[0].tolist(), text, k, expr, search_params(index_type, depth(k), params), fusion
         )
         with milvus_errors("search by keywords and vectors"):
             results = self.client.hybrid_search(

@@ -13,7 +13,7 @@ import re
 from typing import Any
 
 from lookalike.errors import ConfigError
-from lookalike.store.fusion import Fusion
+from lookalike.store.fusion import Fusion, depth
 from lookalike.store.keywords import item_terms, tokenize
 from lookalike.store.models import Item
 
@@ -92,16 +92,24 @@ def query_text(text: str) -> str:
 def requests(
     vector: list[float], text: str, k: int, expr: str, params: dict[str, Any], fusion: Fusion
 ) -> tuple[list[Any], Any]:
-    """The two searches of ``hybrid_search`` (vector, BM25) and the ranker that fuses them."""
+    """The two searches of ``hybrid_search`` (vector, BM25), each as deep as Lite's (``fusion.depth``),
+    and the ranker that fuses them; ``params``: the vector search's, as ``search_params`` makes them."""
     from pymilvus import AnnSearchRequest, RRFRanker, WeightedRanker
 
+    wanted = depth(k)
     searches = [
-        AnnSearchRequest(data=[vector], anns_field="vector", param=params, limit=k, expr=expr or None),
+        AnnSearchRequest(
+            data=[vector],
+            anns_field="vector",
+            param={"metric_type": "IP", **params},
+            limit=wanted,
+            expr=expr or None,
+        ),
         AnnSearchRequest(
             data=[query_text(text)],
             anns_field=SPARSE_FIELD,
             param={"metric_type": "BM25"},
-            limit=k,
+            limit=wanted,
             expr=expr or None,
         ),
     ]
