@@ -192,9 +192,16 @@ class Statistics:
         return float(np.log1p((self.rows - df + 0.5) / (df + 0.5)))
 
 
+def _cache(snapshot: Any) -> dict[Any, Any]:
+    """What keyword searches derive from a snapshot once, in one entry of its cache (whose size
+    limits the vector search plans it keeps)."""
+    found: dict[Any, Any] = snapshot.cache.setdefault("keywords", {})
+    return found
+
+
 def _live(snapshot: Any) -> list[tuple[Segment, npt.NDArray[np.bool_] | None]]:
     """Each body of the snapshot with its live rows (None: every row of it)."""
-    found: list[tuple[Segment, npt.NDArray[np.bool_] | None]] | None = snapshot.cache.get("keywords-live")
+    found: list[tuple[Segment, npt.NDArray[np.bool_] | None]] | None = _cache(snapshot).get("live")
     if found is None:
         found = []
         for views in snapshot.bodies().values():
@@ -202,12 +209,12 @@ def _live(snapshot: Any) -> list[tuple[Segment, npt.NDArray[np.bool_] | None]]:
             if live:
                 kept = snapshot.kept(live)
                 found.append((live[0], None if kept is None else kept.mask))
-        snapshot.cache["keywords-live"] = found
+        _cache(snapshot)["live"] = found
     return found
 
 
 def statistics(snapshot: Any) -> Statistics:
-    found: Statistics | None = snapshot.cache.get("keywords-stats")
+    found: Statistics | None = _cache(snapshot).get("stats")
     if found is None:
         rows, total = 0, 0.0
         for body, alive in _live(snapshot):
@@ -215,21 +222,22 @@ def statistics(snapshot: Any) -> Statistics:
             rows += len(lengths) if alive is None else int(alive.sum())
             total += float(lengths.sum() if alive is None else lengths[alive].sum())
         found = Statistics(rows, total / rows if rows else 0.0)
-        snapshot.cache["keywords-stats"] = found
+        _cache(snapshot)["stats"] = found
     return found
 
 
 def frequency(snapshot: Any, term: str) -> int:
     """How many live rows of the snapshot hold the term."""
-    key = ("keywords-df", term)
-    found: int | None = snapshot.cache.get(key)
+    cache = _cache(snapshot)
+    key = ("df", term)
+    found: int | None = cache.get(key)
     if found is None:
         found = 0
         for body, alive in _live(snapshot):
             rows, _ = postings(body).term(term)
             found += len(rows) if alive is None else int(alive[rows].sum())
-        if len(snapshot.cache) < 4096:  # a snapshot lives until the next write; its queries' terms are few
-            snapshot.cache[key] = found
+        if len(cache) < 4096:  # a snapshot lives until the next write; its queries' terms are few
+            cache[key] = found
     return found
 
 
