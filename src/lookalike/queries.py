@@ -34,6 +34,10 @@ class FieldNames:
     per_item: str = "--per-item"
     like: str = "--like"
     unlike: str = "--unlike"
+    hybrid: str = "--hybrid"
+    keywords: str = "--keywords"
+    keyword_weight: str = "--keyword-weight"
+    rrf_k: str = "--rrf-k"
     box_needs_image: str = "--box and --detect choose a part of a query image: give --image too."
 
     api: bool = False
@@ -66,6 +70,10 @@ API_NAMES = FieldNames(
     per_item="per_item",
     like="like",
     unlike="unlike",
+    hybrid="hybrid",
+    keywords="keywords",
+    keyword_weight="keyword_weight",
+    rrf_k="rrf_k",
     box_needs_image="box and detect choose a part of a query image: give image_url or upload an image too.",
     api=True,
 )
@@ -98,6 +106,10 @@ class Query:
     per_item: int | None = None  # group hits per catalog item: at most this many each
     like: tuple[Example, ...] = ()  # more like these (lookalike.examples)
     unlike: tuple[Example, ...] = ()  # and less like these
+    hybrid: bool = False  # text queries: fuse keyword (BM25 over name, category, tags) and vector hits
+    keywords: bool = False  # text queries: keyword hits alone (BM25), no model
+    keyword_weight: float | None = None  # hybrid: weighted fusion, this weight on the keyword side (0..1)
+    rrf_k: int | None = None  # hybrid: reciprocal rank fusion's k (default 60)
     names: FieldNames = CLI_NAMES
 
     def key_params(self) -> dict[str, tuple[str, ...]]:
@@ -115,9 +127,10 @@ class Query:
 
     @property
     def by_text_or_image(self) -> bool:
-        """Whether the query needs the model (a stored id or item id, and stored examples, do not)."""
+        """Whether the query needs the model (a stored id or item id, stored examples and a keyword
+        search do not)."""
         base = self.text is not None or self.image is not None or self.image_bytes is not None
-        return base or any(example.is_image for example in (*self.like, *self.unlike))
+        return (base and not self.keywords) or any(example.is_image for example in (*self.like, *self.unlike))
 
 
 @dataclass(frozen=True)

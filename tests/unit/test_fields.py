@@ -21,8 +21,9 @@ def test_item_the_arrow_schema_and_the_api_models_hold_the_table_s_fields() -> N
     assert str(arrow_schema().field("tags").type) == "list<item: string>"
     assert set(ItemOut.model_fields) == {*SCALAR_FIELDS, "pdq", "pdq_quality"}
     shown = {spec.name for spec in FIELDS if spec.in_hit}
-    assert set(HitOut.model_fields) == {*shown, "score"}
-    assert set(Hit(0.5, make_item(1)).to_dict()) == set(HitOut.model_fields)
+    assert set(HitOut.model_fields) == {*shown, "score", "ranks"}  # ranks: a hybrid search's hits only
+    assert set(Hit(0.5, make_item(1)).to_dict()) == set(HitOut.model_fields) - {"ranks"}
+    assert set(Hit(0.5, make_item(1), ranks=(1, None)).to_dict()) == set(HitOut.model_fields)
 
 
 def test_the_milvus_schema_has_each_field_with_its_type_and_byte_limit(tmp_path: Path) -> None:

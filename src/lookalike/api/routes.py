@@ -74,7 +74,15 @@ _BODY_DOC = _body_doc(
         "box": {"type": "string", "description": "embed this part of the image: x0,y0,x1,y1"},
         "per_item": {"type": "integer", "description": "at most this many hits per catalog item_id"},
         "like": {"type": "array", "items": {"type": "string"}, "description": "id:N, item:ITEM_ID or a URL"},
-        "unlike": {"type": "array", "items": {"type": "string"}, "description": "id:N, item:ITEM_ID or a URL"},
+        "unlike": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "id:N, item:ITEM_ID or a URL",
+        },
+        "hybrid": {"type": "boolean", "description": "text: fuse keyword (BM25) and vector hits"},
+        "keywords": {"type": "boolean", "description": "text: keyword (BM25) hits alone"},
+        "keyword_weight": {"type": "number", "description": "hybrid: weighted fusion, keywords' weight 0..1"},
+        "rrf_k": {"type": "integer", "description": "hybrid: reciprocal rank fusion's k (default 60)"},
     },
 )
 _INDEX_DOC = _body_doc(
@@ -181,7 +189,14 @@ async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.post("/search", response_model=SearchResponse, tags=["search"], openapi_extra=_BODY_DOC)
+# Unset fields stay out: a hit carries ``ranks`` only from a hybrid search, as ``search --json`` shows it.
+@router.post(
+    "/search",
+    response_model=SearchResponse,
+    response_model_exclude_unset=True,
+    tags=["search"],
+    openapi_extra=_BODY_DOC,
+)
 async def search(request: Request) -> dict[str, Any]:
     """Search by `text`, `image_url` or `id` (JSON), or by an uploaded `image` (multipart form data)."""
     content_type = request.headers.get("content-type", "")
@@ -232,6 +247,10 @@ async def search(request: Request) -> dict[str, Any]:
         per_item=body.per_item,
         like=like,
         unlike=unlike,
+        hybrid=body.hybrid,
+        keywords=body.keywords,
+        keyword_weight=body.keyword_weight,
+        rrf_k=body.rrf_k,
         names=API_NAMES,
     )
     result = await blocking(searching.search, context_of(request), query)

@@ -85,6 +85,20 @@ class SearchFields(BaseModel):
         description="Less like these, written as like: "
         "query = normalise(mean(liked and the query) - 0.5 * mean(unliked)).",
     )
+    hybrid: bool = Field(
+        default=False,
+        description="Text queries: fuse keyword hits (BM25 over name, category and tags) with the vector "
+        "hits, by reciprocal rank fusion or keyword_weight; each hit then has its ranks.",
+    )
+    keywords: bool = Field(
+        default=False, description="Text queries: keyword hits alone (BM25 over name, category and tags)."
+    )
+    keyword_weight: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="With hybrid: weighted fusion, this weight on keywords."
+    )
+    rrf_k: int | None = Field(
+        default=None, ge=1, le=100_000, description="With hybrid: reciprocal rank fusion's k (default 60)."
+    )
 
     @model_validator(mode="after")
     def exactly_one_query(self) -> SearchFields:
@@ -139,6 +153,14 @@ def _item_fields(*, hit: bool) -> dict[str, Any]:
     if hit:
         shown["box"] = (list[int] | None, Field(default=None, description="A detected crop: x0, y0, x1, y1."))
         shown["det_score"] = (float | None, None)
+        shown["ranks"] = (
+            dict[str, int | None] | None,
+            Field(
+                default=None,
+                description="A hybrid search's hit: its rank (from 1) among the vector and the keyword hits "
+                '(null: not among them), e.g. {"vector": 3, "keyword": 1}.',
+            ),
+        )
     return shown
 
 

@@ -34,6 +34,13 @@ METRIC_HELP = (
 )
 
 
+_DIRECTION_LABELS = {
+    "text_to_image": "text to image (vector)",
+    "text_to_image_by_keywords": "text to image (keywords)",
+    "text_to_image_hybrid": "text to image (hybrid)",
+}
+
+
 def _print_metrics(title: str, sections: dict[str, dict[str, float] | None], counts: dict[str, int]) -> None:
     """The metrics: boxed in a terminal; in a pipe TSV on stdout, the title and legend on stderr."""
     from lookalike.quality import METRICS
@@ -42,7 +49,13 @@ def _print_metrics(title: str, sections: dict[str, dict[str, float] | None], cou
     rows = []
     for direction, metrics in sections.items():
         cells = [f"{metrics[name]:.3f}" for name in METRICS] if metrics else ["–"] * len(METRICS)
-        rows.append([direction.replace("_", " "), str(counts.get(direction, "")), *cells])
+        rows.append(
+            [
+                _DIRECTION_LABELS.get(direction, direction.replace("_", " ")),
+                str(counts.get(direction, "")),
+                *cells,
+            ]
+        )
     table(title, columns, rows, caption=METRIC_HELP)
 
 
@@ -61,9 +74,25 @@ def eval_(
         typer.Option(
             "--json",
             help='Print JSON: {"text_to_image": {"recall@1", "recall@5", "recall@10", "mrr", "ndcg@10", '
-            '"queries"}, "image_to_image": {...}, "failed": [...], "notes": [...]}.',
+            '"queries"}, "text_to_image_by_keywords": {...}, "text_to_image_hybrid": {...}, '
+            '"image_to_image": {...}, "failed": [...], "notes": [...]}.',
         ),
     ] = False,
+    rrf_k: Annotated[
+        int | None,
+        typer.Option(
+            "--rrf-k", min=1, max=100_000, help="The hybrid's reciprocal rank fusion k (default 60)."
+        ),
+    ] = None,
+    keyword_weight: Annotated[
+        float | None,
+        typer.Option(
+            "--keyword-weight",
+            min=0.0,
+            max=1.0,
+            help="The hybrid fuses by weights instead, this one on keywords.",
+        ),
+    ] = None,
     db: Db = None,
     collection: Collection = None,
     model: Model = None,
@@ -73,7 +102,10 @@ def eval_(
 ) -> None:
     """Measure how well the collection answers known queries: recall@1/5/10, MRR and nDCG@10.
 
-    Every query is searched like `lookalike search` (the top 100 hits, counted once per item id).
+    Every query is searched like `lookalike search` (the top 100 hits, counted once per item id). A text
+    query is searched three ways, side by side: by vectors, by keywords alone (--keywords: BM25 over
+    name, category and tags) and by both fused (--hybrid: reciprocal rank fusion, k 60, or as --rrf-k or
+    --keyword-weight say).
 
     The hits are compared with its relevant item ids, separately for text → image and image → image.
     """
@@ -89,6 +121,8 @@ def eval_(
             str(queries),
             on_start=lambda total: bar.update(task, total=total),
             progress=lambda n: bar.update(task, advance=n),
+            rrf_k=rrf_k,
+            keyword_weight=keyword_weight,
         )
     for query, reason in report.failed:
         err.print(tagged("skipped query", "yellow", f"{query}: {reason}"))
@@ -107,6 +141,14 @@ def demo_data(
     ],
     n: Annotated[int, typer.Option("--n", min=1, max=1_000_000, help="How many catalog items.")] = 500,
     seed: Annotated[int, typer.Option(help="Same seed, same files.")] = 0,
+    shop_names: Annotated[
+        bool,
+        typer.Option(
+            "--shop-names",
+            help='Title items as shops do ("Mira navy polka dot wrap dress": brands, synonyms, the colour or '
+            "print sometimes left out) with a category column; the pictures and queries stay the same.",
+        ),
+    ] = False,
     verbose: Verbose = False,
 ) -> None:
     """Write a synthetic captioned product catalog to try lookalike on, with evaluation queries.
@@ -120,7 +162,11 @@ def demo_data(
 
     setup_logging(verbose)
     with errors(verbose):
-        made = counted("drawing products", lambda advance: write(str(out_dir), n, seed, progress=advance), n)
+        made = counted(
+            "drawing products",
+            lambda advance: write(str(out_dir), n, seed, progress=advance, shop_names=shop_names),
+            n,
+        )
     err.print(
         f"wrote {made.items} items to {short_uri(str(made.catalog))} and "
         f"{made.text_queries} text + {made.image_queries} image queries to {short_uri(str(made.queries))}"

@@ -100,6 +100,36 @@ def search(
             "--box", help="With --image: embed this part, x0,y0,x1,y1 in pixels (clipped to the image)."
         ),
     ] = None,
+    hybrid: Annotated[
+        bool,
+        typer.Option(
+            "--hybrid",
+            help="With --text: fuse keyword hits (BM25 over name, category and tags) with the vector hits, "
+            "by reciprocal rank fusion (or --keyword-weight). Each --json hit then has its ranks.",
+        ),
+    ] = False,
+    keywords: Annotated[
+        bool,
+        typer.Option(
+            "--keywords",
+            help="With --text: keyword hits alone (BM25 over name, category and tags); no model loads.",
+        ),
+    ] = False,
+    keyword_weight: Annotated[
+        float | None,
+        typer.Option(
+            "--keyword-weight",
+            min=0.0,
+            max=1.0,
+            help="With --hybrid: fuse by weights instead of ranks, this one on keywords (0..1), 1 - it on vectors.",
+        ),
+    ] = None,
+    rrf_k: Annotated[
+        int | None,
+        typer.Option(
+            "--rrf-k", min=1, max=100_000, help="With --hybrid: reciprocal rank fusion's k (default 60)."
+        ),
+    ] = None,
     detector_weights: DetectorWeights = None,
     detect_min_score: DetectMinScore = None,
     per_item: Annotated[
@@ -170,6 +200,10 @@ def search(
             per_item=per_item,
             like=liked,
             unlike=unliked,
+            hybrid=hybrid,
+            keywords=keywords,
+            keyword_weight=keyword_weight,
+            rrf_k=rrf_k,
         )
         searching.validate(query)  # every option is checked before a model or a database opens
     with session(
@@ -204,7 +238,8 @@ def search(
 
 def _label(query: Query) -> str:
     if query.text is not None:
-        return f'"{query.text}"'
+        mode = " (hybrid)" if query.hybrid else " (keywords)" if query.keywords else ""
+        return f'"{query.text}"{mode}'
     if query.image:
         return f"image {query.image}"
     if query.item_id is not None or query.id is not None:

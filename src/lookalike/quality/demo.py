@@ -5,6 +5,12 @@ plain, striped, floral or dotted pattern) with seeded jitter, so the same seed w
 same files. The text queries name attribute combinations, and the image queries are fresh
 drawings (other jitter, never indexed) of one combination; an item is relevant when it has
 every attribute the query names.
+
+With ``shop_names`` the catalog is titled as shops title things instead: a brand, the words a shop
+uses (navy or cobalt for blue, a sundress or a wrap dress, a polka dot or a spotted print), the
+colour or the pattern now and then left out, and a category column. The queries stay the plain
+words a shopper types ("red dress"), so a keyword search finds what a title says in the shopper's
+words, and the picture has to tell the rest.
 """
 
 from __future__ import annotations
@@ -43,6 +49,33 @@ COLOURS: dict[str, tuple[int, int, int]] = {
 }
 PATTERNS = ("plain", "striped", "floral", "dotted")
 SOURCES = ("shop-a", "shop-b")
+BRANDS = ("Northwind", "Alder & Co", "Mira", "Koto", "Vela", "Brightline", "Oakhurst", "Sable")
+NOUNS: dict[str, tuple[str, ...]] = {
+    "t-shirt": ("t-shirt", "tee", "crew neck tee", "top"),
+    "dress": ("dress", "midi dress", "sundress", "wrap dress"),
+    "skirt": ("skirt", "a-line skirt", "mini skirt", "pleated skirt"),
+    "trousers": ("trousers", "pants", "chinos", "slacks"),
+    "shoe": ("shoe", "sneakers", "trainers", "loafers"),
+    "bag": ("bag", "tote", "handbag", "shoulder bag"),
+}
+SHADES: dict[str, tuple[str, ...]] = {
+    "red": ("red", "red", "crimson", "cherry"),
+    "blue": ("blue", "blue", "navy", "cobalt"),
+    "green": ("green", "green", "olive", "emerald"),
+    "yellow": ("yellow", "yellow", "mustard", "lemon"),
+    "black": ("black", "black", "jet", "charcoal"),
+    "white": ("white", "white", "ivory", "cream"),
+    "pink": ("pink", "pink", "blush", "rose"),
+    "orange": ("orange", "orange", "tangerine", "rust"),
+}
+PRINTS: dict[str, tuple[str, ...]] = {
+    "plain": ("", "", "solid", "plain", "basic"),
+    "striped": ("striped", "striped", "stripe", "breton stripe", "pinstripe"),
+    "floral": ("floral", "floral", "flower print", "botanical print", "blossom"),
+    "dotted": ("dotted", "polka dot", "polka dot", "spotted", "dot print"),
+}
+SAYS_COLOUR, SAYS_PATTERN = 0.7, 0.8
+"""How often a shop title names the colour, and a print (the rest leave it to the picture)."""
 EPOCH = int(datetime(2026, 1, 1, tzinfo=UTC).timestamp())
 DAY = 86_400
 
@@ -60,6 +93,17 @@ class Attributes:
         if self.pattern == "plain":
             return f"plain {self.colour} {self.category}"
         return f"{self.colour} {self.pattern} {self.category}"
+
+
+def shop_title(attrs: Attributes, rng: np.random.Generator) -> str:
+    """A title as a shop writes it: "Mira navy polka dot wrap dress", "Koto sneakers"."""
+    words = [BRANDS[int(rng.integers(len(BRANDS)))]]
+    if rng.random() < SAYS_COLOUR:
+        words.append(SHADES[attrs.colour][int(rng.integers(len(SHADES[attrs.colour])))])
+    if rng.random() < SAYS_PATTERN:
+        words.append(PRINTS[attrs.pattern][int(rng.integers(len(PRINTS[attrs.pattern])))])
+    words.append(NOUNS[attrs.category][int(rng.integers(len(NOUNS[attrs.category])))])
+    return " ".join(word for word in words if word)
 
 
 def _contrast(colour: str) -> tuple[int, int, int]:
@@ -147,8 +191,12 @@ def write_demo_data(
     *,
     size: int = 224,
     progress: Callable[[int], None] | None = None,
+    shop_names: bool = False,
 ) -> DemoData:
-    """Write ``n`` product pictures, ``catalog.csv`` and ``queries.csv`` under ``out_dir``."""
+    """Write ``n`` product pictures, ``catalog.csv`` and ``queries.csv`` under ``out_dir``.
+
+    ``shop_names``: title the items as shops do, with a category column (the module's docstring);
+    the pictures and the queries are the same either way."""
     if n < 1:
         raise ValueError("n must be at least 1")
     out = Path(out_dir)
@@ -164,13 +212,17 @@ def write_demo_data(
     items = [(f"sku-{i:05d}", attrs) for i, attrs in enumerate(chosen)]
     with durable.replacing_file(out / "catalog.csv", "w", newline="") as handle:
         writer = csvsafe.Writer(handle)
-        writer.writerow(["image", "item_id", "name", "source", "created_at"])
+        writer.writerow(["image", "item_id", "name", "source", "created_at", *(["category"] * shop_names)])
+        names_rng = np.random.default_rng([seed, 2])  # its own draws: the pictures stay the same
         for i, (item_id, attrs) in enumerate(items):
             file = out / "images" / f"{item_id}.jpg"
             draw_product(attrs, size, rng).save(file, quality=90)
             created = EPOCH + int(rng.integers(0, 120)) * DAY + int(rng.integers(0, DAY))
             created_at = datetime.fromtimestamp(created, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-            writer.writerow([f"images/{file.name}", item_id, attrs.title, SOURCES[i % 2], created_at])
+            name, extra = (
+                (shop_title(attrs, names_rng), [attrs.category]) if shop_names else (attrs.title, [])
+            )
+            writer.writerow([f"images/{file.name}", item_id, name, SOURCES[i % 2], created_at, *extra])
             if progress:
                 progress(1)
     rows: list[tuple[str, str, str]] = []

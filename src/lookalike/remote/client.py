@@ -76,6 +76,10 @@ class Client:
             "like": [self._example(e, query.names.like) for e in query.like] or None,
             "unlike": [self._example(e, query.names.unlike) for e in query.unlike] or None,
             **{param: list(values) or None for param, values in query.key_params().items()},
+            "hybrid": query.hybrid or None,
+            "keywords": query.keywords or None,
+            "keyword_weight": query.keyword_weight,
+            "rrf_k": query.rrf_k,
         }
         if image_bytes is None:
             body = {"text": query.text, "id": query.id, "item_id": query.item_id, **fields}
@@ -87,7 +91,7 @@ class Client:
         box = data.get("query_box")
         return SearchResult(
             took_ms=float(data["took_ms"]),
-            hits=[Hit(float(hit["score"]), item_of(hit)) for hit in data["hits"]],
+            hits=[Hit(float(hit["score"]), item_of(hit), ranks=_ranks(hit)) for hit in data["hits"]],
             warnings=list(data.get("warnings") or []),
             query_box=(box[0], box[1], box[2], box[3]) if box else None,
         )
@@ -439,3 +443,9 @@ def item_of(data: Mapping[str, Any]) -> Item:
     if isinstance(values.get("box"), list):
         values["box"] = box_text(tuple(int(v) for v in values["box"]))  # type: ignore[arg-type]
     return from_row(values)
+
+
+def _ranks(hit: dict[str, Any]) -> tuple[int | None, int | None] | None:
+    """A hybrid hit's ranks in the vector and the keyword hits, as the API answers them."""
+    ranks = hit.get("ranks")
+    return (ranks.get("vector"), ranks.get("keyword")) if isinstance(ranks, dict) else None

@@ -213,10 +213,15 @@ class BaseStore:
     def _create(self, dim: int, index: IndexType, params: dict[str, Any], properties: dict[str, str]) -> None:
         index_spec = self.client.prepare_index_params()
         index_spec.add_index(field_name="vector", index_type=index.value, metric_type="IP", params=params)
+        schema = self._schema(dim)
+        self._add_search_fields(schema, index_spec)
         with milvus_errors("create the collection"):
-            self.client.create_collection(self.collection, schema=self._schema(dim), index_params=index_spec)
+            self.client.create_collection(self.collection, schema=schema, index_params=index_spec)
             if properties:
                 self.client.alter_collection_properties(self.collection, properties)
+
+    def _add_search_fields(self, schema: Any, index_spec: Any) -> None:
+        """Fields a backend adds for its own searches (a server's BM25 keyword field); none here."""
 
     def _forget(self) -> None:
         self._loaded = False
@@ -446,13 +451,16 @@ class BaseStore:
     def _write_rows(self, partition: str, items: Sequence[Item], *, upsert: bool) -> None:
         self._ensure_partition(partition)
         fields = self.fields()
-        rows = [to_row(item, fields) for item in items]
+        rows = [self._row(item, fields) for item in items]
         crash_point("milvus.insert")
         with milvus_errors("insert"):
             if upsert:
                 self.client.upsert(self.collection, rows, partition_name=partition)
             else:
                 self.client.insert(self.collection, rows, partition_name=partition)
+
+    def _row(self, item: Item, fields: Sequence[str]) -> dict[str, Any]:
+        return to_row(item, fields)
 
     def _delete_rows(self, ids: Sequence[int], partition: str | None = None) -> None:
         where = {"partition_name": partition} if partition else {}

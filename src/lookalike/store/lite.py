@@ -39,11 +39,13 @@ from lookalike.store.base import (
     ID_BATCH,
     INDEX_PROPERTY,
     BaseStore,
+    check_k,
     group_by_partition,
     lite_path,
     milvus_errors,
 )
 from lookalike.store.distinct import DISTINCT_LIMIT, Distinct
+from lookalike.store.fusion import RRF, Fusion
 from lookalike.store.journal import Journal, chained
 from lookalike.store.liteprocess import connect, let_go, lock_holder, release, return_free_memory
 from lookalike.store.models import CollectionInfo, Hit, IndexType, Item, PartitionStats
@@ -589,6 +591,26 @@ class LiteStore(BaseStore):
         vectors = self._queries(vectors, k)
         ef = int((params or {}).get("ef", 0)) or None
         return self.read_index().search(vectors, k, window, ef=ef)
+
+    def keyword_search(self, text: str, *, k: int = 10, window: Window = EVERYTHING) -> list[Hit]:
+        """Top-k by BM25 over name, category and tags, inside the window (``keywords``)."""
+        check_k(k)
+        return self.read_index().keyword_search(text, k, window)
+
+    def hybrid_search(
+        self,
+        vector: npt.NDArray[np.float32],
+        text: str,
+        *,
+        k: int = 10,
+        fusion: Fusion = RRF,
+        window: Window = EVERYTHING,
+        params: dict[str, Any] | None = None,
+    ) -> list[Hit]:
+        """The k best of the vector hits and the keyword hits, fused (``fusion``), inside the window."""
+        vectors = self._queries(vector, k)
+        ef = int((params or {}).get("ef", 0)) or None
+        return self.read_index().hybrid_search(vectors[0], text, k, fusion, window, ef=ef)
 
     def iter_items(
         self, *, batch_size: int = 1000, with_vector: bool = True, window: Window = EVERYTHING

@@ -89,10 +89,13 @@ class Item:
 
 @dataclass(frozen=True)
 class Hit:
-    """A search result: a stored item and its cosine similarity to the query."""
+    """A search result: a stored item and its cosine similarity to the query (a keyword search's: its
+    BM25 score; a hybrid search's: the fused score, with ``ranks``)."""
 
     score: float
     item: Item
+    ranks: tuple[int | None, int | None] | None = field(default=None, kw_only=True, compare=False)
+    """A hybrid hit's rank (from 1) in the vector and in the keyword hits (None: not among them)."""
 
     def to_dict(self) -> dict[str, Any]:
         """The hit as the API and ``search --json`` show it: the fields the table puts in a hit, the
@@ -106,6 +109,8 @@ class Hit:
         box = item.crop_box
         data["box"] = list(box) if box else None
         data["det_score"] = round(float(item.det_score), 4) if box else None
+        if self.ranks is not None:  # a hybrid search's hit only: others keep their shape
+            data["ranks"] = {"vector": self.ranks[0], "keyword": self.ranks[1]}
         return data
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lookalike.store.distinct import Distinct
+from lookalike.store.fusion import Fusion
 from lookalike.store.models import CollectionInfo, Hit, IndexType, Item, PartitionStats
 from lookalike.store.window import Window
 
@@ -77,6 +78,17 @@ class Store(Protocol):
         window: Window = ...,
         params: dict[str, Any] | None = ...,
     ) -> list[list[Hit]]: ...
+    def keyword_search(self, text: str, *, k: int = ..., window: Window = ...) -> list[Hit]: ...
+    def hybrid_search(
+        self,
+        vector: npt.NDArray[np.float32],
+        text: str,
+        *,
+        k: int = ...,
+        fusion: Fusion = ...,
+        window: Window = ...,
+        params: dict[str, Any] | None = ...,
+    ) -> list[Hit]: ...
     def iter_items(
         self, *, batch_size: int = ..., with_vector: bool = ..., window: Window = ...
     ) -> Iterator[list[Item]]: ...

@@ -33,12 +33,13 @@ import numpy.typing as npt
 
 from lookalike import durable
 from lookalike.durable import crash_point
-from lookalike.store import tiers
+from lookalike.store import keywords, tiers
 from lookalike.store.bodies import merge, scrub
 from lookalike.store.breadth import Tune
 from lookalike.store.distinct import Distinct, add, top
+from lookalike.store.fusion import Fusion, depth, fuse
 from lookalike.store.models import Hit, IndexType, Item
-from lookalike.store.ranking import best
+from lookalike.store.ranking import best, hits
 from lookalike.store.segments import Kept, Segment
 from lookalike.store.tiers import Tiers, ordered, swap
 from lookalike.store.window import EVERYTHING, Window
@@ -183,10 +184,12 @@ class ReadIndex:
         window: Window = EVERYTHING,
         *,
         ef: int | None = None,
+        snap: Snapshot | None = None,
     ) -> list[list[Hit]]:
-        """Top-k by inner product per query row among the items in the window, from one snapshot."""
+        """Top-k by inner product per query row among the items in the window, from one snapshot
+        (``snap``: this one, else the current one)."""
         queries = np.ascontiguousarray(queries, dtype=np.float32)
-        plan = self._plan(window)
+        plan = self._plan(window, snap)
         if len(queries) > FEW_QUERIES or _ONE_BLAS_THREAD or all(body.is_graph for body, *_ in plan):
             return self._search(queries, k, plan, ef)
         # A few queries against small matrices: BLAS threads only add their start-up and spin-waits
@@ -194,14 +197,39 @@ class ReadIndex:
         with _blas().limit(limits=1):
             return self._search(queries, k, plan, ef)
 
-    def _plan(self, window: Window) -> list[tuple[Segment, Kept | None]]:
+    def keyword_search(
+        self, text: str, k: int, window: Window = EVERYTHING, *, snap: Snapshot | None = None
+    ) -> list[Hit]:
+        """Top-k by BM25 over name, category and tags among the items in the window, from one
+        snapshot (``keywords``: derived from its segments, so exact whenever they are)."""
+        snap = self.snapshot if snap is None else snap
+        found = keywords.search(snap, self._plan(window, snap), text, k)
+        return hits(found) if found else []
+
+    def hybrid_search(
+        self,
+        query: npt.NDArray[np.float32],
+        text: str,
+        k: int,
+        fusion: Fusion,
+        window: Window = EVERYTHING,
+        *,
+        ef: int | None = None,
+    ) -> list[Hit]:
+        """The k best of the vector and the keyword hits of one snapshot, fused (``fusion``)."""
+        snap = self.snapshot
+        wanted = depth(k)
+        by_vector = self.search(query[None, :], wanted, window, ef=ef, snap=snap)[0]
+        return fuse(by_vector, self.keyword_search(text, wanted, window, snap=snap), fusion, k)
+
+    def _plan(self, window: Window, snap: Snapshot | None = None) -> list[tuple[Segment, Kept | None]]:
         """Per body of the snapshot: the rows a search in this window may answer (None: all of them).
 
         The months of the window are chosen by name; a body whose chosen months lie wholly inside
         the window (the usual case: whole months, no other filter) uses rows (and FAISS selectors)
         made once per snapshot, and the plan itself is kept with the snapshot.
         """
-        snap = self.snapshot
+        snap = self.snapshot if snap is None else snap
         if window.nothing:
             return []
         rowwise = window.by_rows

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
@@ -13,9 +12,12 @@ import numpy as np
 import numpy.typing as npt
 
 from lookalike.errors import StoreError
+from lookalike.store import serverkeywords
 from lookalike.store.base import BaseStore, group_by_partition
 from lookalike.store.distinct import DISTINCT_LIMIT, Distinct, Recent, count_rows, top
 from lookalike.store.filters import quote
+from lookalike.store.fusion import RRF, Fusion, depth, fuse
+from lookalike.store.keywords import tokenize
 from lookalike.store.milvus import check_k, check_per_item, milvus_errors
 from lookalike.store.models import Hit, IndexType, Item
 from lookalike.store.rows import from_row
@@ -96,9 +98,9 @@ class ServerStore(BaseStore):
         tls: dict[str, str] | None = None,
     ) -> None:
         super().__init__(uri, collection, timeout_s=timeout_s)
+        self._version: tuple[tuple[int, int, int], str] | None = None
         self._auth = {"token": token or (f"{user}:{password}" if user else "")}
         self._tls: dict[str, Any] = {k: (v == "true") if k == "secure" else v for k, v in (tls or {}).items()}
-        self._version: tuple[int, int] | None = None
         self._recent = Recent(DISTINCT_FRESH_S, DISTINCT_STALE_S)
 
     def _connect(self, client_class: Any = None) -> Any:
@@ -274,6 +276,94 @@ class ServerStore(BaseStore):
             [Hit(score=float(hit["distance"]), item=from_row(dict(hit))) for hit in hits] for hits in results
         ]
 
+    # -- keyword and hybrid search (Milvus 2.5+: ``serverkeywords``) ----------------------------------
+
+    def _server_version(self) -> tuple[tuple[int, int, int], str]:
+        if self._version is None:
+            with milvus_errors("ask the server's version"):
+                text = str(self.client.get_server_version())
+            self._version = (serverkeywords.parse_version(text), text)
+        return self._version
+
+    def _has_keywords(self) -> bool:
+        return any(field["name"] == serverkeywords.SPARSE_FIELD for field in self._describe()["fields"])
+
+    def _keywords_ready(self) -> None:
+        """Raise ConfigError, saying what to do, unless the server and the collection have BM25."""
+        self.require()
+        version, text = self._server_version()
+        if not serverkeywords.supports_bm25(version):
+            raise serverkeywords.unsupported(self.uri, text)
+        if not self._has_keywords():
+            raise serverkeywords.no_keyword_field(self.collection)
+
+    def _add_search_fields(self, schema: Any, index_spec: Any) -> None:
+        if serverkeywords.supports_bm25(self._server_version()[0]):
+            serverkeywords.add_fields(schema, index_spec)
+
+    def _row(self, item: Item, fields: Sequence[str]) -> dict[str, Any]:
+        row = super()._row(item, fields)
+        if self._has_keywords():
+            row[serverkeywords.TEXT_FIELD] = serverkeywords.text_of(item)
+        return row
+
+    def keyword_search(self, text: str, *, k: int = 10, window: Window = EVERYTHING) -> list[Hit]:
+        """Top-k by the server's BM25 over name, category and tags, inside the window (2.5+)."""
+        check_k(k)
+        self._keywords_ready()
+        self._ensure_loaded()
+        expr, partition_names = self._window(window)
+        if partition_names == [] or window.nothing or not tokenize(text):
+            return []
+        with milvus_errors("search by keywords"):
+            results = self.client.search(
+                self.collection,
+                data=[serverkeywords.query_text(text)],
+                anns_field=serverkeywords.SPARSE_FIELD,
+                limit=k,
+                filter=expr,
+                output_fields=self.fields(),
+                partition_names=partition_names,
+                search_params={"metric_type": "BM25"},
+                **self._consistency(),
+            )
+        return [Hit(score=float(hit["distance"]), item=from_row(dict(hit))) for hit in results[0]]
+
+    def hybrid_search(
+        self,
+        vector: npt.NDArray[np.float32],
+        text: str,
+        *,
+        k: int = 10,
+        fusion: Fusion = RRF,
+        window: Window = EVERYTHING,
+        params: dict[str, Any] | None = None,
+    ) -> list[Hit]:
+        """The server's ``hybrid_search``: its vector and BM25 hits fused by its RRF or weighted ranker."""
+        self._keywords_ready()
+        self._ensure_loaded()
+        vectors = self._queries(vector, k)
+        if not tokenize(text):  # nothing to match by keywords: the vector hits, ranked as fused
+            return fuse(self.search(vectors[:1], k=k, window=window, params=params)[0], [], fusion, k)
+        expr, partition_names = self._window(window)
+        if partition_names == [] or window.nothing:
+            return []
+        index_type, _ = self.index()
+        searches, ranker = serverkeywords.requests(
+            vectors[0].tolist(), text, k, expr, search_params(index_type, depth(k), params), fusion
+        )
+        with milvus_errors("search by keywords and vectors"):
+            results = self.client.hybrid_search(
+                self.collection,
+                searches,
+                ranker,
+                limit=k,
+                output_fields=self.fields(),
+                partition_names=partition_names,
+                **self._consistency(),
+            )
+        return [Hit(score=float(hit["distance"]), item=from_row(dict(hit))) for hit in results[0]]
+
     def search_products(
         self,
         vector: npt.NDArray[np.float32],
@@ -339,12 +429,8 @@ class ServerStore(BaseStore):
 
     def server_version(self) -> tuple[int, int]:
         """The server's (major, minor) version, asked once; (0, 0) when it does not say."""
-        if self._version is None:
-            with milvus_errors("ask the server's version"):
-                text = str(self.client.get_server_version())
-            found = re.match(r"v?(\d+)\.(\d+)", text.strip())
-            self._version = (int(found.group(1)), int(found.group(2))) if found else (0, 0)
-        return self._version
+        major, minor, _ = self._server_version()[0]
+        return (major, minor)
 
     def _groups(self, per_item: int) -> bool:
         """Whether this server groups by a field itself: 2.4 one hit per group, 2.5 several."""

@@ -11,9 +11,11 @@ import numpy as np
 from lookalike.embed.weights import MULTILINGUAL_HINT
 from lookalike.errors import ConfigError, ItemNotFoundError
 from lookalike.queries import Query, SearchResult, day_window, mostly_non_latin
-from lookalike.store.models import Box
+from lookalike.store.grouping import per_product
+from lookalike.store.models import Box, Hit
 from lookalike.store.rows import identity_problem
 from lookalike.store.window import Window
+from lookalike.usecases import hybrid
 from lookalike.usecases.context import Context
 from lookalike.usecases.embedding import bind, label_of
 from lookalike.usecases.examples import Resolved, embed_images, resolve_stored
@@ -113,6 +115,7 @@ def validate(query: Query) -> None:
     if query.box is not None and query.image is None and query.image_bytes is None:
         raise ConfigError(query.names.box_needs_image)
     day_window(query.since, query.until, query.names)
+    hybrid.validate(query)
     if query.image is not None and not query.public_only and "://" not in query.image:
         check_image_file(query.image, query.names.image)  # a local file: before a model loads
     _validate_examples(query)
@@ -178,12 +181,13 @@ def query_vector(ctx: Context, query: Query) -> tuple[np.ndarray, list[int], Box
 def _prepare(ctx: Context, query: Query) -> None:
     """Open what the query needs before its clock starts: the collection, the model, the detector."""
     ctx.store.require()
-    problem = collection_text_problem(ctx) if query.text is not None else None
-    if problem:
-        raise ConfigError(problem)  # before any model: no model can search image-only vectors by text
+    by_text = query.text is not None and not query.keywords  # a keyword search needs no model
+    problem = collection_text_problem(ctx) if by_text else None
+    if problem:  # before any model: no model can search image-only vectors by text
+        raise ConfigError(problem + hybrid.keywords_hint(query))
     if query.by_text_or_image:
         bind(ctx)  # the collection's own model, or a clear error for another one
-    problem = text_search_problem(ctx) if query.text is not None else None
+    problem = text_search_problem(ctx) if by_text else None
     if problem:
         raise ConfigError(problem)
     if query.by_text_or_image:
@@ -213,11 +217,14 @@ def search(ctx: Context, query: Query) -> SearchResult:
         resolved = resolve_stored(ctx, query)  # an unknown example fails before a model loads
     _prepare(ctx, query)
     started = time.perf_counter()
-    vector, exclude, query_box = query_vector(ctx, query) if query.has_base else (None, [], None)
-    if resolved is not None:
-        vector = _with_examples(ctx, query, vector, resolved)
-        exclude = [*exclude, *resolved.stored_ids]  # the examples are not hits
-    assert vector is not None
+    if query.keywords:  # words alone: no vector
+        vector, exclude, query_box = None, [], None
+    else:
+        vector, exclude, query_box = query_vector(ctx, query) if query.has_base else (None, [], None)
+        if resolved is not None:
+            vector = _with_examples(ctx, query, vector, resolved)
+            exclude = [*exclude, *resolved.stored_ids]  # the examples are not hits
+        assert vector is not None
     window = Window.of(
         sources=query.sources or None,
         since=since,
@@ -226,13 +233,24 @@ def search(ctx: Context, query: Query) -> SearchResult:
         **{param: values or None for param, values in query.key_params().items()},
     )
     params = dict(query.search_params) or None
+
+    def ranked(k: int, within: Window) -> list[Hit]:
+        """The k best pictures (or crops) in a window, by the query's ranking."""
+        if hybrid.by_keywords(query):
+            return hybrid.hits(ctx, query, vector, within, k)
+        assert vector is not None
+        return ctx.store.search(vector, k=k, window=within, params=params)[0]
+
     if query.per_item is None:
-        found = ctx.store.search(vector, k=query.k + query.offset, window=window, params=params)[0]
-        hits = found[query.offset :]
+        hits = ranked(query.k + query.offset, window)[query.offset :]
     else:  # k and offset count products
-        products = ctx.store.search_products(
-            vector[0], k=query.k + query.offset, per_item=query.per_item, window=window, params=params
-        )
+        if hybrid.by_keywords(query):
+            products = per_product(ranked, k=query.k + query.offset, per_item=query.per_item, window=window)
+        else:  # the store's own grouping (Milvus's grouping search on a server that has it)
+            assert vector is not None
+            products = ctx.store.search_products(
+                vector[0], k=query.k + query.offset, per_item=query.per_item, window=window, params=params
+            )
         hits = [hit for group in products[query.offset :] for hit in group]
     # A stored vector that is not finite (written before imports were checked, or by another
     # program) scores NaN: such a hit has no rank, and JSON cannot carry its score.
@@ -240,7 +258,7 @@ def search(ctx: Context, query: Query) -> SearchResult:
     if query.min_score is not None:
         scored = [hit for hit in scored if hit.score >= query.min_score]
     took_ms = (time.perf_counter() - started) * 1000
-    warnings = _warnings(ctx, query, query_box)
+    warnings = _warnings(ctx, query, query_box) + hybrid.warnings(query)
     unscored = sum(1 for hit in hits if not math.isfinite(hit.score))
     if unscored:
         warnings.append(
@@ -266,7 +284,8 @@ def _with_examples(ctx: Context, query: Query, vector: np.ndarray | None, resolv
 
 def _warnings(ctx: Context, query: Query, query_box: Box | None) -> list[str]:
     warnings = []
-    if query.text is not None and not ctx.embedder.multilingual and mostly_non_latin(query.text):
+    text = query.text if query.by_text_or_image else None  # a keyword search has no model
+    if text and not ctx.embedder.multilingual and mostly_non_latin(text):
         warnings.append(
             f"The query is mostly in a non-Latin script, but {ctx.embedder.name} was trained on English "
             f"text, so the results will be poor. Use a multilingual model: {MULTILINGUAL_HINT} "
