@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from lookalike.store import Item, open_store
+from lookalike.store.server import ServerStore
 from tests.cli import lookalike
 from tests.server.harness import MilvusServer
 from tests.server.test_server import env, ok, write_catalog  # noqa: F401  (env: the fixture)
@@ -30,6 +31,18 @@ def local_ray() -> Iterator[None]:
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
         yield
         ray.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def writers_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This process (the driver) must not write rows to the server: the writer actors do (processes of
+    their own, where this patch does not reach)."""
+
+    def refuse(*args: object, **kwargs: object) -> int:
+        raise AssertionError("the driver wrote rows itself")
+
+    monkeypatch.setattr(ServerStore, "insert", refuse)
+    monkeypatch.setattr(ServerStore, "upsert", refuse)
 
 
 def _stored(uri: str, collection: str) -> dict[int, Item]:

@@ -95,7 +95,7 @@ def index(
         bool,
         typer.Option(
             "--ray",
-            help="Run the stages on Ray Data: read, hash and decode as tasks, the model in an actor pool "
+            help="Run the stages on Ray Data: list, read, hash and decode as tasks, the model in an actor pool "
             "(one GPU per actor where the cluster has GPUs). Needs pip install 'lookalike[ray]'.",
         ),
     ] = False,

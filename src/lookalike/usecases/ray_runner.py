@@ -1,18 +1,18 @@
-"""The Ray runner (``index --ray``): ingest's stages on Ray Data; this driver alone writes the store.
+"""The Ray runner (``index --ray``): ingest's stages on Ray Data; this driver decides what is written.
 
-Read, hash and decode run as Ray tasks (ingest/onray.py), the model in an actor pool: one model per
-actor, one GPU per actor where the cluster has GPUs, CPU actors otherwise. Ids already stored are
-found by a pre-pass over the stored ids (in batches) and skipped before decoding. The driver then
-does what only the holder of the store may: pipeline.py's ``admit``, ``settle``, ``unusable`` and
-``items``, the hash banks' screen, the inserts (Milvus Lite lets one process hold a database: this
-one), the sinks and, with ``--sync``, the sweep. A killed run resumes: what was written is skipped.
+List, read, hash and decode run as Ray tasks (ingest/onray.py), the model in an actor pool: one model
+per actor, one GPU per actor where the cluster has GPUs, CPU actors otherwise; the driver never loads
+it. The listing is split into parts (a folder's subfolders, a prefix's subprefixes, a Parquet
+catalog's row groups: ingest/parts.py), each listed and counted by a task; the driver holds no more of
+it than the batches coming back. Ids already stored are found by a pre-pass over the stored ids (in
+batches) and skipped before decoding. The driver then does what needs the run's whole state:
+pipeline.py's ``admit``, ``settle``, ``unusable`` and ``items``, the hash banks' screen, the sinks and,
+with ``--sync``, the sweep. The rows go into Milvus Lite from this process (one process may hold a
+database), into a Milvus server through a pool of writer actors (parallel upserts, or Parquet files
+and the server's bulk import: ingest/writers.py). A killed run resumes: what was written is skipped.
 
-The listing runs as tasks too: split into parts (a folder's subfolders, a prefix's subprefixes, a
-Parquet catalog's row groups: ingest/parts.py), each listed and counted by a task; the driver holds
-no more of it than the batches coming back. The driver never loads the model (the actors do).
-
-What differs from the local runner: the screen judges a new picture after it is embedded, not before (it is still never stored);
-``--detect`` is not offered.
+What differs from the local runner: the screen judges a new picture after it is embedded, not before
+(it is still never stored); ``--detect`` is not offered.
 """
 
 from __future__ import annotations
