@@ -78,6 +78,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--tiny", action="store_true", help="the tests' tiny model instead of ViT-B-32")
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument(
+        "--reverse",
+        action="store_true",
+        help="start with the reversed order (to pair with a run without it when rounds are long)",
+    )
     args = parser.parse_args()
 
     sys.path.insert(0, str(ROOT / "src"))
@@ -109,8 +114,10 @@ def main() -> None:
         walls: dict[tuple[str, int], list[float]] = {key: [] for key in elapsed}
         plan = [(label, actors, n) for n in sizes for label, actors in RUNS]
         for round_ in range(1, args.rounds + 1):
-            for label, actors, n in plan if round_ % 2 else plan[::-1]:
+            for label, actors, n in plan if (round_ + args.reverse) % 2 else plan[::-1]:
                 figures = run_once(folders[n], work, env, actors)
+                if figures["indexed"] != n:  # a faster run that stored less is no faster
+                    raise SystemExit(f"{label} indexed {figures['indexed']} of {n} images")
                 elapsed[(label, n)].append(figures["elapsed_s"])
                 walls[(label, n)].append(figures["wall_s"])
                 print(

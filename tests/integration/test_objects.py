@@ -260,3 +260,26 @@ def test_a_parquet_catalog_in_s3_is_counted_and_read(bucket: Any) -> None:
         (a, "P1"),
         (f"s3://{bucket.name}/pq/b.jpg", "P2"),  # listed; reported missing only when read
     ]
+
+
+def test_a_prefixs_parts_list_every_object_once_with_the_same_skips(bucket: Any) -> None:
+    from collections import Counter
+
+    from lookalike.ingest.parts import split
+
+    for key in ("top.jpg", "a/1.jpg", "a/deep/2.jpg", "b/3.jpg", "b/logo.svg", ".hidden/4.jpg", "c/.5.jpg"):
+        bucket.put_object(Key=f"p/{key}", Body=jpeg_bytes(make_image(len(key))))
+    listing = open_listing(f"s3://{bucket.name}/p")
+
+    parts = split(listing)
+
+    whole = Counter(listing)
+    assert len(parts) == 4  # p/'s own objects, a/, b/ and c/
+    assert Counter(entry for part in parts for entry in part) == whole and max(whole.values()) == 1
+    assert {e.uri.rsplit("/p/", 1)[1] for e in whole if isinstance(e, Record)} == {
+        "top.jpg",
+        "a/1.jpg",
+        "a/deep/2.jpg",
+        "b/3.jpg",
+    }
+    assert sum(1 for e in whole if isinstance(e, Skipped)) == 2  # the .svg and the hidden .5.jpg

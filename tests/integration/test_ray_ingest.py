@@ -122,6 +122,62 @@ def test_ray_gives_the_local_runs_ids_and_vectors_and_reports_the_same_skips(
     assert (json.loads(again.stdout)["indexed"], json.loads(again.stdout)["already_indexed"]) == (0, 13)
 
 
+def test_the_driver_never_loads_the_model_the_actors_do(
+    tmp_path: Path, tiny_model: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lookalike.embed.openclip import OpenClipEmbedder
+    from lookalike.usecases import ingest
+
+    folder = tmp_path / "photos"
+    write_images(folder, 5)
+    write_images(folder / "sub", 2, start=30)
+    config, checkpoint = tiny_model
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the driver loaded the model")
+
+    # In this process only: the actors are processes of their own.
+    monkeypatch.setattr(OpenClipEmbedder, "_load", refuse)
+    monkeypatch.setattr(OpenClipEmbedder, "_load_alone", refuse)
+    settings = load_settings(
+        db=str(tmp_path / "ray.db"), model=str(config), pretrained=str(checkpoint), runtime="torch"
+    )
+    ctx = Context(settings)
+    totals: list[int] = []
+    try:
+        report = ingest.index(ctx, str(folder), on_ray=ingest.OnRay(), on_start=totals.append)
+        stored = [item for batch in ctx.store.iter_items(with_vector=True) for item in batch]
+    finally:
+        ctx.close()
+
+    assert (report.indexed, totals) == (7, [7])
+    assert len(stored) == 7 and all(abs(float(np.linalg.norm(i.vector)) - 1) < 1e-4 for i in stored)
+
+
+def test_a_model_the_actors_cannot_load_stops_the_run_and_leaves_no_collection(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    folder = tmp_path / "photos"
+    write_images(folder, 3)
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(b"not a checkpoint")
+    db = tmp_path / "ray.db"
+
+    run = lookalike(
+        {**env, "LOOKALIKE_DB": str(db), "LOOKALIKE_PRETRAINED": str(broken)}, "index", str(folder), "--ray"
+    )
+
+    assert run.returncode == 2, run.stderr
+    assert "A Ray actor could not load the model" in run.stderr and str(broken) in run.stderr
+    assert "Traceback" not in run.stderr
+    settings = load_settings(db=str(db), model=env["LOOKALIKE_MODEL"], pretrained=str(broken))
+    ctx = Context(settings)
+    try:
+        assert not ctx.store.exists()
+    finally:
+        ctx.close()
+
+
 def test_ray_reads_a_prefix_in_s3_with_the_local_runs_ids(
     tmp_path: Path, env: dict[str, str], s3_endpoint: str
 ) -> None:

@@ -95,7 +95,7 @@ def index(
         bool,
         typer.Option(
             "--ray",
-            help="Run the stages on Ray Data: read, hash and decode as tasks, the model in an actor pool "
+            help="Run the stages on Ray Data: list, read, hash and decode as tasks, the model in an actor pool "
             "(one GPU per actor where the cluster has GPUs). Needs pip install 'lookalike[ray]'.",
         ),
     ] = False,
@@ -111,6 +111,27 @@ def index(
         int | None,
         typer.Option(
             "--actors", min=1, help="With --ray: model actors (default: one per GPU, else one per 4 CPUs)."
+        ),
+    ] = None,
+    writers: Annotated[
+        int | None,
+        typer.Option(
+            "--writers",
+            min=1,
+            max=64,
+            help="With --ray into a Milvus server: writer actors upserting in parallel, one connection each "
+            "(default 2). Milvus Lite has one writer, this process.",
+        ),
+    ] = None,
+    bulk: Annotated[
+        str | None,
+        typer.Option(
+            "--bulk",
+            metavar="FOLDER",
+            help="With --ray into a new (or empty) collection on a Milvus server: the writers write Parquet "
+            "files (one per month each) into FOLDER, which the server loads with its bulk import at the end. "
+            "FOLDER must be readable by the server (the same machine with local storage, or its storage's "
+            "mount). Not with --sync.",
         ),
     ] = None,
     as_json: AsJson = False,
@@ -135,7 +156,9 @@ def index(
     with errors(verbose):
         params = parse_index_params(index_params)  # before the model loads
         ingest.check_source(source)
-        on_ray = _on_ray(ray, ray_address, actors, batch_size, detect)  # before the model loads
+        on_ray = _on_ray(
+            ray, ray_address, actors, batch_size, detect, writers, bulk, sync
+        )  # before the model
         ingest.check_path(path)  # a missing path, an empty or malformed catalog: before the model loads
     with (
         session(
@@ -196,18 +219,31 @@ def index(
         raise typer.Exit(1)
 
 
-def _on_ray(ray: bool, address: str | None, actors: int | None, batch_size: int | None, detect: bool) -> Any:
+def _on_ray(
+    ray: bool,
+    address: str | None,
+    actors: int | None,
+    batch_size: int | None,
+    detect: bool,
+    writers: int | None = None,
+    bulk: str | None = None,
+    sync: bool = False,
+) -> Any:
     """The --ray options as the use case takes them, or None; refused now where they cannot run."""
     from lookalike.usecases import ingest
 
     if not ray:
-        if address is not None or actors is not None:
-            raise ConfigError(f"{'--ray-address' if address is not None else '--actors'} goes with --ray.")
+        given = {"--ray-address": address, "--actors": actors, "--writers": writers, "--bulk": bulk}
+        for name, value in given.items():
+            if value is not None:
+                raise ConfigError(f"{name} goes with --ray.")
         return None
     if detect:
         raise ConfigError("--detect is not offered with --ray: index without --ray to detect objects.")
+    if bulk is not None and sync:
+        raise ConfigError("--bulk loads a new collection; --sync changes one: index with one or the other.")
     ingest.check_ray()
-    return ingest.OnRay(address, actors, batch_size)
+    return ingest.OnRay(address, actors, batch_size, writers or ingest.WRITERS, bulk)
 
 
 def _through_server(path: str, index_type: str, params: dict[str, Any] | None, sync: bool) -> str:

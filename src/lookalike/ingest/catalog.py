@@ -127,7 +127,10 @@ def csv_rows(path: Path | CatalogFile) -> Iterator[dict[str, Any]]:
         ) from None
 
 
-def parquet_rows(path: Path | CatalogFile) -> Iterator[dict[str, Any]]:
+def parquet_rows(
+    path: Path | CatalogFile, row_groups: Sequence[int] | None = None, before: int = 0
+) -> Iterator[dict[str, Any]]:
+    """The rows of a Parquet catalog, or of these row groups of it (``before``: rows ahead of them)."""
     import pyarrow.parquet as pq
 
     try:
@@ -136,9 +139,9 @@ def parquet_rows(path: Path | CatalogFile) -> Iterator[dict[str, Any]]:
     except Exception as exc:  # pyarrow raises several types (ArrowInvalid, OSError, ...) for bad files
         raise CatalogError(f"The catalog {path.name} is not a readable Parquet file: {exc}") from None
     check_columns(path, names)
-    row = 0
+    row = before
     try:
-        for batch in parquet.iter_batches(batch_size=4096):
+        for batch in parquet.iter_batches(batch_size=4096, row_groups=row_groups):
             for values in batch.to_pylist():
                 row += 1
                 yield values
@@ -146,6 +149,17 @@ def parquet_rows(path: Path | CatalogFile) -> Iterator[dict[str, Any]]:
         raise
     except Exception as exc:  # a corrupt page or column part-way through
         raise CatalogError(f"The catalog {path.name} is corrupt after row {row}: {exc}") from None
+
+
+def parquet_row_groups(path: Path | CatalogFile) -> list[int]:
+    """The rows in each row group of a Parquet catalog (from its footer: no row is read)."""
+    import pyarrow.parquet as pq
+
+    try:
+        meta = pq.ParquetFile(_parquet_input(path)).metadata
+        return [int(meta.row_group(i).num_rows) for i in range(meta.num_row_groups)]
+    except Exception as exc:  # as parquet_rows
+        raise CatalogError(f"The catalog {path.name} is not a readable Parquet file: {exc}") from None
 
 
 def parquet_count(path: Path | CatalogFile) -> int:

@@ -14,12 +14,13 @@ reported as a folder that could not be read, so ``index --sync`` keeps everythin
 
 from __future__ import annotations
 
+import copy
 import functools
 import io
 import os
 import posixpath
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -191,6 +192,29 @@ class ObjectListing:
             raise ConfigError(f"No such object or prefix: {self.uri}")
         self.is_folder = kind == FileType.Directory
         self.is_catalog = not self.is_folder and posixpath.splitext(self.key)[1].lower() in CATALOG_EXTENSIONS
+        self.top_only = False  # a prefix's own objects, not those under its subprefixes (a part)
+
+    def part(self, key: str, *, top_only: bool = False) -> ObjectListing:
+        """The listing of a prefix under this one (found by ``subprefixes``), made without a request."""
+        other = copy.copy(self)
+        other.key, other.uri, other.top_only = key, join(self.bucket, key), top_only
+        return other
+
+    def subprefixes(self) -> list[str]:
+        """The keys of the prefixes a listing of this one enters (as ``_walk`` does), in name order."""
+        from pyarrow.fs import FileSelector, FileType
+
+        where = f"{self.bucket}/{self.key}" if self.key else self.bucket
+        try:
+            infos = filesystem().get_file_info(FileSelector(where, recursive=False))
+        except OSError:  # the walk of this prefix reports it
+            return []
+        keys = []
+        for info in sorted(infos, key=lambda info: info.path):
+            key = info.path.split("/", 1)[1] if "/" in info.path else ""
+            if info.type == FileType.Directory and not info.base_name.startswith(".") and key != self.key:
+                keys.append(key)
+        return keys
 
     def count(self) -> int:
         if self.is_folder:
@@ -236,6 +260,14 @@ class ObjectListing:
         file = ObjectFile(self.uri)
         return parquet_rows(file) if self.key.lower().endswith(".parquet") else csv_rows(file)
 
+    def row_groups(self, groups: Sequence[int] | None, first: int) -> Iterator[Record | Skipped]:
+        """The records of these row groups of a Parquet catalog, numbered from ``first`` (a slice)."""
+        from lookalike.ingest.catalog import parquet_rows
+
+        file = ObjectFile(self.uri)
+        rows = parquet_rows(file, groups, first - 2) if groups is not None else self._rows()
+        return catalog_records(rows, file.name, self._row_uri, self.source, first)
+
     def _row_uri(self, image: str, where: str) -> str | Skipped:
         """A row's image: an s3:// or http(s) URI as it is, a relative key under the catalog's prefix."""
         if is_s3(image) or image.lower().startswith(("http://", "https://")):
@@ -268,6 +300,7 @@ class ObjectListing:
         fs = filesystem()
         pending = [self.key]
         listed = {self.key}
+        top = True
         while pending:
             prefix = pending.pop()
             where = f"{self.bucket}/{prefix}" if prefix else self.bucket
@@ -291,13 +324,15 @@ class ObjectListing:
                         )
                         continue
                     listed.add(key)
-                    folders.append(key)
+                    if not (top and self.top_only):
+                        folders.append(key)
                     continue
                 reason = _passed_over(name, extensions)
                 if reason is not None:
                     yield Skipped(join(self.bucket, key), reason)
                 elif posixpath.splitext(name)[1].lower() in extensions:
                     yield self._record(key)
+            top = False
             pending.extend(reversed(folders))  # depth first, in name order, as os.walk's listing
 
 

@@ -1,5 +1,5 @@
-"""Ingest's stages where Ray Data runs them (``index --ray``): read, hash and decode as tasks, the model
-in an actor pool. The driver's side, which holds the store, is usecases/ray_runner.py.
+"""Ingest's stages where Ray Data runs them (``index --ray``): list, read, hash and decode as tasks, the
+model in an actor pool. The driver's side, which holds the store, is usecases/ray_runner.py.
 
 Rows travel between the stages as four columns: ``status`` (``new``, ``stored`` or ``skipped``),
 ``meta`` (the pickled listed entry and what became of it, without its bytes), ``pixels`` (a new
@@ -11,6 +11,7 @@ calls, so a row gets the same id, the same decode and the same vector either way
 from __future__ import annotations
 
 import pickle
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -18,7 +19,8 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
-from lookalike.ingest.pipeline import IngestPlan, Read, Unit, decode, embed, keep_download, read
+from lookalike.ingest.parts import Part
+from lookalike.ingest.pipeline import IngestPlan, Read, Unit, batches, decode, embed, keep_download, read
 from lookalike.ingest.sources import Record, Skipped
 
 NEW, STORED, SKIPPED = "new", "stored", "skipped"
@@ -35,8 +37,16 @@ class Meta:
     unit: Unit | Skipped | None = None
 
 
-def entry_rows(entries: list[Record | Skipped]) -> list[dict[str, Any]]:
-    return [{"meta": pickle.dumps(Meta(entry))} for entry in entries]
+def list_chunks(part: Part, size: int) -> Iterator[Any]:
+    """The list stage, a task per part (ingest/parts.py): its entries as tables of ``size`` rows, each
+    a block of its own for the read tasks, then how many it listed (for the progress bar)."""
+    import pyarrow as pa
+
+    listed = 0
+    for chunk in batches(part, size):
+        listed += len(chunk)
+        yield pa.table({"meta": pa.array([pickle.dumps(Meta(entry)) for entry in chunk], pa.binary())})
+    yield listed
 
 
 def _raw(image: Image.Image) -> tuple[str, int, int, bytes]:
@@ -102,10 +112,24 @@ class EmbedActor:
 
             torch.set_num_threads(threads)
         self.embedder = create_embedder(settings)
-        self.embedder.load_image()
         self.dim = self.embedder.dim
+        self.problem = ""  # why the model did not load: each batch says so, the driver stops the run
+        try:
+            self.embedder.load_image()
+        except Exception as exc:  # a dead actor would only say "SystemException"; the driver says why
+            lines = str(exc).strip().splitlines()
+            self.problem = f"{type(exc).__name__}: {lines[0] if lines else ''}"
 
     def __call__(self, batch: dict[str, npt.NDArray[Any]]) -> dict[str, Any]:
+        if self.problem:
+            size = len(batch["meta"])
+            return {
+                "status": batch["status"],
+                "meta": batch["meta"],
+                "vector": np.zeros((size, self.dim), dtype=np.float32),
+                "usable": np.zeros(size, dtype=bool),
+                "problem": [self.problem] * size,
+            }
         todo = [i for i, pixels in enumerate(batch["pixels"]) if len(pixels)]
         vectors = np.zeros((len(batch["meta"]), self.dim), dtype=np.float32)
         usable = np.zeros(len(batch["meta"]), dtype=bool)
@@ -117,4 +141,11 @@ class EmbedActor:
         for i, vector in zip(todo, embed(units, self.embedder.embed_prepared), strict=True):
             if vector is not None:
                 vectors[i], usable[i] = vector, True
-        return {"status": batch["status"], "meta": batch["meta"], "vector": vectors, "usable": usable}
+        problem = [""] * len(batch["meta"])
+        return {
+            "status": batch["status"],
+            "meta": batch["meta"],
+            "vector": vectors,
+            "usable": usable,
+            "problem": problem,
+        }

@@ -205,8 +205,11 @@ def _passed_over(name: str, extensions: frozenset[str]) -> str | None:
     return f"{suffix} is not a supported image format (supported: {', '.join(sorted(extensions))})"
 
 
-def _walk_images(root: Path) -> Iterator[Path | Skipped]:
-    """Image files under ``root``, and every entry named like an image that is passed over, with why."""
+def _walk_images(root: Path, *, top_only: bool = False) -> Iterator[Path | Skipped]:
+    """Image files under ``root``, and every entry named like an image that is passed over, with why.
+
+    ``top_only``: the files of ``root`` itself (its subfolders are judged, not entered: ``subfolders``).
+    """
     extensions = supported_extensions()
     problems: list[Skipped] = []
 
@@ -240,7 +243,7 @@ def _walk_images(root: Path) -> Iterator[Path | Skipped]:
                 )
             if not name.startswith("."):
                 entered.append(name)
-        dirs[:] = entered
+        dirs[:] = [] if top_only else entered
         for name in sorted(files):
             reason = _passed_over(name, extensions)
             if reason is not None:
@@ -248,6 +251,31 @@ def _walk_images(root: Path) -> Iterator[Path | Skipped]:
             elif Path(name).suffix.lower() in extensions:
                 yield here / name
     yield from problems
+
+
+def subfolders(root: Path) -> list[Path]:
+    """The folders a walk of ``root`` enters from it (as ``_walk_images`` does), in name order."""
+    try:
+        with os.scandir(root) as entries:
+            names = sorted(entry.name for entry in entries if _is_dir(entry))
+    except OSError:  # the walk of the root reports it
+        return []
+    found = []
+    for name in names:
+        try:
+            linked = (root / name).is_symlink()
+        except OSError:  # the walk of the root reports it
+            continue
+        if not linked and not name.startswith("."):
+            found.append(root / name)
+    return found
+
+
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir()  # as os.walk judges it
+    except OSError:
+        return False
 
 
 def _file_record(file: Path, source: str | None) -> Record | Skipped:
@@ -271,9 +299,10 @@ def _file_record(file: Path, source: str | None) -> Record | Skipped:
 class Listing:
     """A re-iterable list of Records (and Skipped rows) with a cheap count for the progress bar."""
 
-    def __init__(self, path: Path, source: str | None) -> None:
+    def __init__(self, path: Path, source: str | None, *, top_only: bool = False) -> None:
         self.path = path
         self.source = source
+        self.top_only = top_only  # a folder's own files, not its subfolders' (a part of its listing)
 
     @property
     def is_catalog(self) -> bool:
@@ -281,7 +310,7 @@ class Listing:
 
     def count(self) -> int:
         if self.path.is_dir():
-            return sum(1 for _ in _walk_images(self.path))
+            return sum(1 for _ in _walk_images(self.path, top_only=self.top_only))
         if not self.is_catalog:
             return 1
         if self.path.suffix.lower() == ".parquet":
@@ -290,7 +319,7 @@ class Listing:
 
     def __iter__(self) -> Iterator[Record | Skipped]:
         if self.path.is_dir():
-            for file in _walk_images(self.path):
+            for file in _walk_images(self.path, top_only=self.top_only):
                 yield file if isinstance(file, Skipped) else _file_record(file, self.source)
         elif self.is_catalog:
             yield from self._catalog_records()
@@ -350,9 +379,15 @@ class Listing:
         return csv_rows(self.path)
 
     def _catalog_records(self) -> Iterator[Record | Skipped]:
+        return self.row_groups(None, 2)
+
+    def row_groups(self, groups: Sequence[int] | None, first: int) -> Iterator[Record | Skipped]:
+        """The records of these row groups of a Parquet catalog (None: every row of the catalog),
+        numbered from ``first`` (the header is line 1): a slice of the listing, read anywhere."""
         base = self.path.resolve().parent
+        rows = parquet_rows(self.path, groups, first - 2) if groups is not None else self._rows()
         return catalog_records(
-            self._rows(), self.path.name, lambda image, where: _row_uri(image, base, where), self.source
+            rows, self.path.name, lambda image, where: _row_uri(image, base, where), self.source, first
         )
 
 
@@ -361,9 +396,13 @@ def catalog_records(
     name: str,
     row_uri: Callable[[str, str], str | Skipped],
     default_source: str | None,
+    first: int = 2,
 ) -> Iterator[Record | Skipped]:
-    """A catalog's rows as Records, or Skipped rows with why; ``row_uri`` places a row's image."""
-    for number, row in enumerate(rows, start=2):
+    """A catalog's rows as Records, or Skipped rows with why; ``row_uri`` places a row's image.
+
+    ``first``: the number of the first of ``rows`` (2: the header is line 1; more for a slice).
+    """
+    for number, row in enumerate(rows, start=first):
         where = f"{name} row {number}"
         image = cell_text(row.get("image")).strip()
         item_id = cell_text(row.get("item_id")).strip()

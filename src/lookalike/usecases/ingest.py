@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lookalike import durable
+from lookalike.backend import Backend
 from lookalike.errors import ConfigError
 from lookalike.store.models import IndexType
 from lookalike.usecases import embedding, hashes, items, policies, screening
@@ -68,6 +69,11 @@ class OnRay:
     address: str | None = None
     actors: int | None = None
     batch_size: int | None = None
+    writers: int = 2  # writer actors into a Milvus server (Milvus Lite: this process writes)
+    bulk: str | None = None  # a Milvus server's new collection is loaded from Parquet files written here
+
+
+WRITERS = OnRay.writers
 
 
 def check_ray() -> None:
@@ -177,6 +183,8 @@ def ingest(
         return _ingest(ctx, listing, index, index_params, on_start, progress, detect, sync, policy, None)
     from lookalike.usecases import ray_runner
 
+    if on_ray.bulk is not None:
+        check_bulk(ctx, sync)
     # Ray first: one that cannot start stops the run before a model loads or a collection is made.
     started = ray_runner.connect(on_ray.address)
     try:
@@ -184,6 +192,47 @@ def ingest(
     finally:
         if started:
             ray_runner.disconnect()
+
+
+def check_bulk(ctx: Context, sync: bool) -> None:
+    """Refuse ``--bulk`` where a bulk import cannot be right: Milvus Lite, --sync, a collection with rows
+    (a bulk import does not check ids: it would store them twice).
+
+    Raises:
+        ConfigError: before Ray starts or a model loads.
+    """
+    if ctx.settings.backend is not Backend.SERVER:
+        raise ConfigError(
+            "--bulk needs a Milvus server (--db http://host:19530): Milvus Lite has no bulk import."
+        )
+    if sync:
+        raise ConfigError("--bulk loads a new collection; --sync changes one: index with one or the other.")
+    if ctx.store.exists() and ctx.store.count() > 0:
+        raise ConfigError(
+            f"The collection '{ctx.settings.collection}' is not empty, and a bulk import does not check ids: "
+            "--bulk loads a new (or empty) collection; index into this one without --bulk."
+        )
+
+
+def _writers(ctx: Context, on_ray: OnRay) -> Any:
+    """A Milvus server's writer pool for ``ray_runner`` (None for Milvus Lite: this process writes)."""
+    if ctx.settings.backend is not Backend.SERVER:
+        return None
+    from lookalike.ingest.writers import Connection
+    from lookalike.usecases.ray_runner import Writers
+
+    settings = ctx.settings
+    options = {
+        "token": settings.token,
+        "user": settings.user,
+        "password": settings.password,
+        "timeout_s": settings.store_timeout_s(settings.db),
+        "tls": settings.tls(),
+    }
+    bulk = (
+        str(Path(on_ray.bulk).expanduser().resolve()) if on_ray.bulk is not None else None
+    )  # as the server sees it
+    return Writers(Connection(settings.db, settings.collection, options), on_ray.writers, bulk)
 
 
 def _ingest(
@@ -216,8 +265,11 @@ def _ingest(
         detector.load()  # missing weights stop the run here, before anything is written
     # Load before creating anything: a model that cannot load must not leave behind an
     # empty collection of its dimension. Only the image tower (without torch where it was exported
-    # before); a policy that scores texts loads the text tower itself.
-    embedder.load_image()
+    # before); a policy that scores texts loads the text tower itself. On Ray the actors load it, not
+    # this process (its name, dimension and input size come from the model's config): the collection
+    # is made once the first actor has loaded its model.
+    if on_ray is None:
+        embedder.load_image()
     # Policies are scored as each chunk is stored; a policy this model cannot score stops the run here.
     scored = policies.on_stored(ctx)
     # New pictures are screened against the hash banks before they are embedded (take-downs stay down).
@@ -228,11 +280,15 @@ def _ingest(
     def stored(chunk: list[Item], chunk_hashes: dict[int, tuple[str, int]]) -> None:
         raised.append(scored(chunk, chunk_hashes) + screen.stored(chunk))
 
-    store.ensure(
-        embedder.dim, index=index, index_params=index_params, model=embedding.for_new_collection(ctx)
-    )
-    if on_start:
-        on_start(listing.count())
+    def ensure() -> None:
+        store.ensure(
+            embedder.dim, index=index, index_params=index_params, model=embedding.for_new_collection(ctx)
+        )
+
+    if on_ray is None:
+        ensure()
+    if on_start and on_ray is None:
+        on_start(listing.count())  # on Ray the listing tasks count it
     sinks = Sinks(
         on_stored=stored,
         screen=screen.check,
@@ -240,7 +296,7 @@ def _ingest(
         on_deleted=lambda ids: items.gone(ctx, ids, "deleted by index --sync"),
     )
     if on_ray is not None:
-        report = _on_ray(ctx, on_ray, the_plan, listing, sinks, progress)
+        report = _on_ray(ctx, on_ray, the_plan, listing, sinks, on_start, progress, ensure)
     else:
         report = local_runner.run(
             the_plan, listing, embedder, store, detector=detector, sinks=sinks, progress=progress
@@ -273,7 +329,9 @@ def _on_ray(
     the_plan: IngestPlan,
     listing: Listing | ObjectListing | Inputs,
     sinks: Sinks,
+    on_start: Callable[[int], None] | None,
     progress: Progress | None,
+    ensure: Callable[[], None],
 ) -> IngestReport:
     from lookalike.usecases import ray_runner
 
@@ -286,7 +344,10 @@ def _on_ray(
         actors=on_ray.actors,
         batch_size=on_ray.batch_size,
         sinks=sinks,
+        on_start=on_start,
         progress=progress,
+        ready=ensure,
+        writers=_writers(ctx, on_ray),
     )
 
 

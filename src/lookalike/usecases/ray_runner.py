@@ -1,15 +1,18 @@
-"""The Ray runner (``index --ray``): ingest's stages on Ray Data; this driver alone writes the store.
+"""The Ray runner (``index --ray``): ingest's stages on Ray Data; this driver decides what is written.
 
-Read, hash and decode run as Ray tasks (ingest/onray.py), the model in an actor pool: one model per
-actor, one GPU per actor where the cluster has GPUs, CPU actors otherwise. Ids already stored are
-found by a pre-pass over the stored ids (in batches) and skipped before decoding. The driver then
-does what only the holder of the store may: pipeline.py's ``admit``, ``settle``, ``unusable`` and
-``items``, the hash banks' screen, the inserts (Milvus Lite lets one process hold a database: this
-one), the sinks and, with ``--sync``, the sweep. A killed run resumes: what was written is skipped.
+List, read, hash and decode run as Ray tasks (ingest/onray.py), the model in an actor pool: one model
+per actor, one GPU per actor where the cluster has GPUs, CPU actors otherwise; the driver never loads
+it. The listing is split into parts (a folder's subfolders, a prefix's subprefixes, a Parquet
+catalog's row groups: ingest/parts.py), each listed and counted by a task; the driver holds no more of
+it than the batches coming back. Ids already stored are found by a pre-pass over the stored ids (in
+batches) and skipped before decoding. The driver then does what needs the run's whole state:
+pipeline.py's ``admit``, ``settle``, ``unusable`` and ``items``, the hash banks' screen, the sinks and,
+with ``--sync``, the sweep. The rows go into Milvus Lite from this process (one process may hold a
+database), into a Milvus server through a pool of writer actors (parallel upserts, or Parquet files
+and the server's bulk import: ingest/writers.py). A killed run resumes: what was written is skipped.
 
-What differs from the local runner: the listing is made on the driver and handed to Ray whole;
-the screen judges a new picture after it is embedded, not before (it is still never stored);
-``--detect`` is not offered.
+What differs from the local runner: the screen judges a new picture after it is embedded, not before
+(it is still never stored); ``--detect`` is not offered.
 """
 
 from __future__ import annotations
@@ -18,14 +21,17 @@ import logging
 import os
 import pickle
 import time
-from collections.abc import Iterable, Mapping
+import traceback
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
-from lookalike.errors import ConfigError
+from lookalike.errors import ConfigError, LookalikeError, StoreError
 from lookalike.ingest.onray import (
     GPU_BATCH,
     NEW,
@@ -33,11 +39,13 @@ from lookalike.ingest.onray import (
     TASK_CPUS,
     EmbedActor,
     Meta,
-    entry_rows,
+    list_chunks,
     read_and_decode,
 )
+from lookalike.ingest.parts import Part, split
 from lookalike.ingest.pipeline import (
     Batch,
+    Hashes,
     IngestPlan,
     Progress,
     Read,
@@ -54,11 +62,18 @@ from lookalike.ingest.pipeline import (
 from lookalike.ingest.report import IngestReport
 from lookalike.ingest.sources import Record, Skipped
 from lookalike.ingest.sync import Marks, Swept, sweep
-from lookalike.store import Item, Store
+from lookalike.ingest.writers import BulkFile, BulkWriter, Connection, StoreWriter
+from lookalike.store import Item, Store, partition_for
+from lookalike.store.server import ServerStore
+
+if TYPE_CHECKING:
+    from lookalike.ingest.objects import ObjectListing
+    from lookalike.ingest.sources import Inputs, Listing
 
 log = logging.getLogger(__name__)
 INSTALL_HINT = "--ray needs Ray Data: pip install 'lookalike[ray]'"
 STORED_IDS_BATCH = 10_000
+BULK_VISIBLE_S = 600.0  # how long imported rows may take to be counted
 
 
 @dataclass(frozen=True)
@@ -164,7 +179,7 @@ def stored_ids(store: Store) -> npt.NDArray[np.int64]:
 
 def run(
     plan: IngestPlan,
-    entries: Iterable[Record | Skipped],
+    listing: Listing | ObjectListing | Inputs,
     settings: Any,
     store: Store,
     *,
@@ -172,15 +187,24 @@ def run(
     actors: int | None = None,
     batch_size: int | None = None,
     sinks: Sinks | None = None,
+    on_start: Callable[[int], None] | None = None,
     progress: Progress | None = None,
+    ready: Callable[[], None] | None = None,
+    writers: Writers | None = None,
 ) -> IngestReport:
-    """Index every listed entry by ``plan`` on the Ray instance this process is connected to.
+    """Index every entry of ``listing`` by ``plan`` on the Ray instance this process is connected to.
 
     ``settings`` build each actor's model (``create_embedder``), with the device and batch size
-    ``actor_shape`` chooses for the cluster.
+    ``actor_shape`` chooses for the cluster; this process never loads it. The listing is split into
+    parts (ingest/parts.py) that tasks list and count (``on_start`` gets the count). ``ready`` is
+    called once, before the first write: after the first actor has loaded its model and embedded
+    a batch (or at the end, when nothing reached the actors), so that a model that cannot load
+    leaves no collection behind. ``writers``: a Milvus server's rows go through a pool of writer actors
+    (parallel upserts, or Parquet files and a bulk import at the end); without, this process writes.
 
     Raises:
-        ConfigError: Ray is missing or not connected, the plan detects, or the actors do not fit.
+        ConfigError: Ray is missing or not connected, the plan detects, the actors do not fit, or
+            an actor cannot load the model.
     """
     ray = _ray()
     if plan.detect:
@@ -198,38 +222,31 @@ def run(
         default_batch=int(settings.batch_size),
     )
     on_actor = settings.model_copy(update={"device": shape.device, "batch_size": shape.batch_size})
-    rows = entry_rows(list(entries))
+    parts: list[Part] = ray.get(ray.remote(num_cpus=TASK_CPUS)(split).remote(listing))
+    chunks, total = _listed(ray, parts, plan.chunk_size)
+    if on_start:
+        on_start(total)
     seen: set[int] = set()
     marks = Marks()
-    if rows:
-        context = ray.data.DataContext.get_current()
-        context.enable_progress_bars = False  # the command's own bar counts
-        dataset = (
-            ray.data.from_items(rows)
-            .map_batches(
-                read_and_decode,
-                fn_kwargs={"plan": plan, "stored": stored_ids(store), "input_size": input_size},
-                batch_size=plan.chunk_size,
-                num_cpus=TASK_CPUS,
-            )
-            .map_batches(
-                EmbedActor,
-                fn_constructor_kwargs={"settings": on_actor, "threads": max(1, round(shape.cpus))},
-                batch_size=shape.batch_size,
-                compute=ray.data.ActorPoolStrategy(size=shape.actors),
-                num_cpus=shape.cpus,
-                num_gpus=shape.gpus,
-            )
-        )
-        for batch in dataset.iter_batches(batch_size=plan.chunk_size, batch_format="numpy"):
-            done = _write(batch, plan, store, sinks, seen, marks)
+    ensure = _Once(ready)
+    out = _Writes(ray, store, sinks, writers)
+    with _actor_errors():
+        for batch in _embedded(ray, chunks, plan, store, shape, on_actor, input_size):
+            problem = next((str(p) for p in batch["problem"] if p), "")
+            if problem:
+                raise ConfigError(
+                    f"A Ray actor could not load the model --model {settings.model} --pretrained "
+                    f"{settings.pretrained}: {problem}"
+                )
+            ensure()
+            done = _write(batch, plan, store, sinks, seen, marks, out)
             _count(report, *done)
             report.elapsed_s = time.perf_counter() - started
-            log.info(
-                "stored %d new items; %d of %d listed entries done", len(done[1]), report.seen, len(rows)
-            )
+            log.info("stored %d new items; %d listed entries done", len(done[1]), report.seen)
             if progress:
                 progress(done[0].size)
+    ensure()
+    out.finish()
     swept = sweep(store, plan.scope, marks) if plan.scope is not None else Swept()
     report.replaced, report.deleted, report.kept = swept.replaced, swept.deleted, swept.kept
     if report.indexed or report.updated or swept.ids:
@@ -240,8 +257,96 @@ def run(
     return report
 
 
+def _listed(ray: Any, parts: list[Part], size: int) -> tuple[list[Any], int]:
+    """The parts listed by tasks, all at once: references to their chunks (this process holds none of
+    the entries) and how many entries they hold."""
+    lister = ray.remote(num_cpus=TASK_CPUS, num_returns="streaming")(list_chunks)
+    chunks: list[Any] = []
+    total = 0
+    for generator in [lister.remote(part, size) for part in parts]:
+        refs = list(generator)
+        chunks += refs[:-1]
+        total += int(ray.get(refs[-1]))
+    return chunks, total
+
+
+def _embedded(
+    ray: Any,
+    chunks: list[Any],
+    plan: IngestPlan,
+    store: Store,
+    shape: ActorShape,
+    on_actor: Any,
+    input_size: int | None,
+) -> Iterator[dict[str, Any]]:
+    """The listed chunks read, decoded (tasks) and embedded (the actor pool), in batches as they come."""
+    if not chunks:
+        return
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False  # the command's own bar counts
+    # One block per chunk of listed entries: a read-and-decode task each.
+    dataset = (
+        ray.data.from_arrow_refs(chunks)
+        .map_batches(
+            read_and_decode,
+            fn_kwargs={"plan": plan, "stored": stored_ids(store), "input_size": input_size},
+            batch_size=plan.chunk_size,
+            num_cpus=TASK_CPUS,
+        )
+        .map_batches(
+            EmbedActor,
+            fn_constructor_kwargs={"settings": on_actor, "threads": max(1, round(shape.cpus))},
+            batch_size=shape.batch_size,
+            compute=ray.data.ActorPoolStrategy(size=shape.actors),
+            num_cpus=shape.cpus,
+            num_gpus=shape.gpus,
+        )
+    )
+    yield from dataset.iter_batches(batch_size=plan.chunk_size, batch_format="numpy")
+
+
+class _Once:
+    def __init__(self, call: Callable[[], None] | None) -> None:
+        self.call = call
+
+    def __call__(self) -> None:
+        if self.call is not None:
+            call, self.call = self.call, None
+            call()
+
+
+@contextmanager
+def _actor_errors() -> Iterator[None]:
+    """An actor whose model cannot load (weights gone or corrupt) stops the run with its own reason."""
+    try:
+        yield
+    except LookalikeError:
+        raise
+    except Exception as exc:
+        cause = _root(exc)
+        if "EmbedActor" not in str(exc) and "EmbedActor" not in "".join(
+            traceback.format_tb(exc.__traceback__)
+        ):
+            raise
+        raise ConfigError(f"A Ray actor could not load or run the model: {cause}") from exc
+
+
+def _root(exc: BaseException) -> str:
+    """The innermost reason Ray wrapped (a task's error arrives inside Ray's own exceptions)."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    text = str(exc).strip().splitlines()
+    return text[-1] if text else type(exc).__name__
+
+
 def _write(
-    rows: Mapping[str, Any], plan: IngestPlan, store: Store, sinks: Sinks, seen: set[int], marks: Marks
+    rows: Mapping[str, Any],
+    plan: IngestPlan,
+    store: Store,
+    sinks: Sinks,
+    seen: set[int],
+    marks: Marks,
+    out: _Writes,
 ) -> tuple[Batch, list[Item]]:
     """The driver's stages for one batch of rows back from the actors: what local_runner does after
     its reads and decodes, with the vectors already made."""
@@ -272,12 +377,93 @@ def _write(
     vectors = [by_id[unit.read.id][2] for unit in batch.units]
     new_items = items(batch.units, vectors, plan)
     unusable(batch.units, vectors, marks, batch)
-    writes = new_items + batch.updates
-    if writes:
-        store.insert(writes)
-    if sinks.on_stored is not None and new_items:
-        sinks.on_stored(new_items, chunk_hashes(batch.units))
+    out.write(new_items + batch.updates, new_items, chunk_hashes(batch.units))
     return batch, new_items
+
+
+@dataclass(frozen=True)
+class Writers:
+    """A pool of writer actors for a Milvus server: ``count`` connections; ``bulk``: the folder (which
+    the server can read) where they write Parquet files for its bulk import, instead of upserting."""
+
+    connection: Connection
+    count: int = 2
+    bulk: str | None = None
+
+
+class _Writes:
+    """Where each batch's rows go: this process's store, or a pool of writer actors (round robin, a
+    few batches in flight each); a batch's items reach ``on_stored`` once they are written (with
+    ``--bulk``: once imported, at the end)."""
+
+    def __init__(self, ray: Any, store: Store, sinks: Sinks, writers: Writers | None) -> None:
+        self.ray, self.store, self.sinks, self.writers = ray, store, sinks, writers
+        self.actors: list[Any] = []
+        self.pending: deque[tuple[Any, list[Item], Hashes]] = deque()
+        self.imported: list[tuple[list[Item], Hashes]] = []  # --bulk: told once imported
+        self.turn = 0
+
+    def write(self, writes: list[Item], new_items: list[Item], hashes: Hashes) -> None:
+        if self.writers is None:
+            if writes:
+                self.store.insert(writes)
+            self._stored(new_items, hashes)
+            return
+        if not writes:
+            return  # nothing new in this batch (no item, hence nothing to tell)
+        if not self.actors:
+            self.actors = [self._actor(number) for number in range(self.writers.count)]
+        if self.writers.bulk is None:
+            # One process creates the batch's months, before the writers race to.
+            self.store.ensure_partitions(sorted({partition_for(item.created_at) for item in writes}))
+        ref = self.actors[self.turn % len(self.actors)].write.remote(writes)
+        self.turn += 1
+        self.pending.append((ref, new_items, hashes))
+        while len(self.pending) > 2 * len(self.actors):
+            self._settle_oldest()
+
+    def finish(self) -> None:
+        """Every write done (and, with --bulk, imported and visible); the writers gone."""
+        while self.pending:
+            self._settle_oldest()
+        if not self.actors:
+            return
+        files: list[BulkFile] = [
+            f for got in self.ray.get([a.close.remote() for a in self.actors]) for f in got
+        ]
+        self.actors = []
+        if self.writers is not None and self.writers.bulk is not None and files:
+            if not isinstance(self.store, ServerStore):
+                raise ConfigError("--bulk needs a Milvus server (--db http://host:19530).")
+            before = self.store.count()
+            expected = before + sum(self.store.bulk_import([f.path], f.partition) for f in files)
+            deadline = time.monotonic() + BULK_VISIBLE_S
+            while self.store.count() < expected:  # imported segments are counted once indexed
+                if time.monotonic() > deadline:
+                    raise StoreError(f"{expected - before} rows were imported but not all are visible yet.")
+                time.sleep(1.0)
+        for new_items, hashes in self.imported:
+            self._stored(new_items, hashes)
+        self.imported = []
+
+    def _actor(self, number: int) -> Any:
+        assert self.writers is not None
+        if self.writers.bulk is None:
+            return self.ray.remote(num_cpus=0)(StoreWriter).remote(self.writers.connection)
+        name = f"{self.writers.connection.collection}-{os.getpid()}-{number}"
+        return self.ray.remote(num_cpus=0)(BulkWriter).remote(self.writers.bulk, name)
+
+    def _settle_oldest(self) -> None:
+        ref, new_items, hashes = self.pending.popleft()
+        self.ray.get(ref)  # a writer's StoreError arrives as one (Ray's error is a subclass of it)
+        if self.writers is not None and self.writers.bulk is not None:
+            self.imported.append((new_items, hashes))
+        else:
+            self._stored(new_items, hashes)
+
+    def _stored(self, new_items: list[Item], hashes: Hashes) -> None:
+        if self.sinks.on_stored is not None and new_items:
+            self.sinks.on_stored(new_items, hashes)
 
 
 def _count(report: IngestReport, batch: Batch, new_items: list[Item]) -> None:
