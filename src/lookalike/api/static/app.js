@@ -257,10 +257,11 @@ function card(hit, rank) {
   return article;
 }
 
-// A detected crop's box, drawn over its picture: the thumbnail is contained in a square, so the
-// picture's drawn size and offset come from its aspect ratio.
+// A detected crop's box, drawn over its picture (a card's thumbnail, the detail view's image): the
+// picture is contained in its frame, so its drawn size and offset come from its aspect ratio.
+// Whether the box could be placed (not before the picture has loaded).
 function placeBox(thumb, img, box, hit) {
-  if (!img.naturalWidth || !hit.width || !hit.height) return;
+  if (!img.naturalWidth || !hit.width || !hit.height) return false;
   const side = thumb.clientWidth;
   const scale = Math.min(side / hit.width, thumb.clientHeight / hit.height);
   const left = (side - hit.width * scale) / 2;
@@ -273,6 +274,7 @@ function placeBox(thumb, img, box, hit) {
     height: `${(y1 - y0) * scale}px`,
   });
   box.dataset.placed = "true";
+  return true;
 }
 
 async function storedName(id) {

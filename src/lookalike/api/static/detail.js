@@ -85,19 +85,7 @@ const detail = {
     const hit = this.hit;
     const img = document.getElementById("detail-img");
     const box = document.getElementById("detail-box");
-    if (!hit || !hit.box || !img.naturalWidth || !hit.width || !hit.height) return;
-    const frame = img.parentElement;
-    const scale = Math.min(frame.clientWidth / hit.width, frame.clientHeight / hit.height);
-    const left = (frame.clientWidth - hit.width * scale) / 2;
-    const top = (frame.clientHeight - hit.height * scale) / 2;
-    const [x0, y0, x1, y1] = hit.box;
-    Object.assign(box.style, {
-      left: `${left + x0 * scale}px`,
-      top: `${top + y0 * scale}px`,
-      width: `${(x1 - x0) * scale}px`,
-      height: `${(y1 - y0) * scale}px`,
-    });
-    box.hidden = false;
+    if (hit && hit.box && placeBox(img.parentElement, img, box, hit)) box.hidden = false;  // app.js
   },
 
   act(name) {
